@@ -1,0 +1,3 @@
+from fanout.server import main
+
+main()

@@ -1,0 +1,62 @@
+"""Redis and MongoDB clients, chosen by URL and created once per process.
+
+Nothing connects at import time; the first call creates the client and, for
+MongoDB, makes sure the indexes exist (once per process start, not per call).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from aurora.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+    from pymongo.database import Database
+
+_index_lock = threading.Lock()
+_indexed: set[tuple[str, str]] = set()
+
+
+@lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    """A synchronous Redis client (connection pool) for Lambda handlers."""
+    import redis
+
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def async_redis_client(url: str) -> redis.asyncio.Redis:
+    """An asyncio Redis client for the fan-out container (one per event loop)."""
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+@lru_cache(maxsize=8)
+def _mongo_client(url: str):  # -> pymongo.MongoClient
+    from pymongo import MongoClient
+
+    return MongoClient(url, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True)
+
+
+def database(settings: Settings) -> Database:
+    """The AuroraChat database, with its indexes ensured once per process."""
+    db = _mongo_client(settings.mongo_url)[settings.mongo_db]
+    key = (settings.mongo_url, settings.mongo_db)
+    if key not in _indexed:
+        with _index_lock:
+            if key not in _indexed:
+                from aurora import messages, users
+
+                users.ensure_indexes(db)
+                messages.ensure_indexes(db)
+                _indexed.add(key)
+    return db

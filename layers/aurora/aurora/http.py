@@ -1,0 +1,99 @@
+"""What every REST function shares: the FastAPI app factory with the one
+error body, and the Lambda entry point (Mangum + Powertools logging)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from aurora.errors import AuroraError, ValidationError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+
+
+_HTTP_ERRORS = {
+    400: ("malformed_json", "Malformed JSON body"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+}
+
+
+def _validation_error(exc: RequestValidationError) -> ValidationError:
+    """Map pydantic's report to our error family (400, like the original)."""
+    errors = exc.errors()
+    kinds = {e.get("type") for e in errors}
+    if "json_invalid" in kinds:
+        return ValidationError("Malformed JSON body", code="malformed_json")
+    if kinds == {"missing"}:
+        return ValidationError("Missing fields", code="missing_fields")
+    first = errors[0]
+    if tuple(first.get("loc", ())) == ("body",):
+        return ValidationError(
+            "Request body must be a JSON object (Content-Type: application/json)"
+        )
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return ValidationError(f"Invalid request: {where}: {first.get('msg', 'invalid')}")
+
+
+def create_api(title: str) -> FastAPI:
+    app = FastAPI(title=title, docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    @app.exception_handler(AuroraError)
+    async def aurora_error(_: Request, exc: AuroraError) -> JSONResponse:
+        headers = {}
+        retry_after = getattr(exc, "retry_after_ms", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, -(-retry_after // 1000)))
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error = _validation_error(exc)
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # FastAPI's own 4xx: unknown route, wrong method, an undecodable body.
+        code, message = _HTTP_ERRORS.get(exc.status_code, ("http_error", str(exc.detail)))
+        return JSONResponse(
+            {"error": message, "code": code}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return app
+
+
+def lambda_handler(app: FastAPI, logger: Logger):
+    """The Lambda entry point for an API function: API Gateway HTTP API (2.0)
+    and REST API (1.0) events in, proxy responses out."""
+    from aws_lambda_powertools.logging import correlation_paths
+    from mangum import Mangum
+
+    asgi = Mangum(app, lifespan="off")
+
+    @logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
+    )
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return asgi(event, context)
+
+    return handler

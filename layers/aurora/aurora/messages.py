@@ -1,0 +1,62 @@
+"""The message document in MongoDB and the broadcast frame clients receive.
+
+`_id` is the stream id (so a re-delivered entry is a duplicate key, never a
+second document). Stream ids do not sort as strings ("…-10" < "…-9"), so
+each document also carries `ms` and `seq` as integers, and history is read
+in (`room`, `ms`, `seq`) order through one compound index.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aurora.stream import SCHEMA_VERSION, StreamEntry, parse_id
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+COLLECTION = "messages"
+STATUS_SENT = "sent"
+
+
+def ensure_indexes(db: Database) -> None:
+    db[COLLECTION].create_index(
+        [("room", 1), ("ms", -1), ("seq", -1)], name="room_time", background=True
+    )
+
+
+def document(entry: StreamEntry) -> dict[str, Any]:
+    """The stored form of one accepted message."""
+    ms, seq = parse_id(entry.id)
+    return {
+        "_id": entry.id,
+        "ms": ms,
+        "seq": seq,
+        "room": entry.room,
+        "user_id": entry.user_id,
+        "username": entry.username,
+        "text": entry.text,
+        "created_at": datetime.fromtimestamp(ms / 1000, tz=UTC),
+        "status": STATUS_SENT,  # sent | delivered | read
+        "attachments": [],
+        "edited_at": None,
+        "deleted": False,
+        "v": int(SCHEMA_VERSION),
+    }
+
+
+def frame_prefix(room: str, user_id: str, username: str, text: str) -> str:
+    """The broadcast frame without its closing `"id"` and `"ts"`.
+
+    The send script appends `,"id":"<stream id>","ts":<ms>}` once Redis has
+    assigned the id, so each message is JSON-encoded exactly once, here. Old
+    clients read `user`, `text` and `ts`; new ones also `type`, `id`, `room`.
+    """
+    body = json.dumps(
+        {"type": "message", "room": room, "user": username, "user_id": user_id, "text": text},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return body[:-1]

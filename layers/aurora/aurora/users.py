@@ -1,0 +1,44 @@
+"""User accounts in MongoDB: one document per user, unique by username
+(compared case-insensitively through `username_key`)."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aurora.errors import ConflictError
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+COLLECTION = "users"
+
+
+def username_key(username: str) -> str:
+    """The form two usernames are compared in: NFKC-normalised, case-folded."""
+    return unicodedata.normalize("NFKC", username).casefold()
+
+
+def ensure_indexes(db: Database) -> None:
+    db[COLLECTION].create_index("username_key", unique=True, name="username_key_unique")
+
+
+def create_user(db: Database, username: str, password_hash: str) -> str:
+    from pymongo.errors import DuplicateKeyError
+
+    doc = {
+        "username": username,
+        "username_key": username_key(username),
+        "password_hash": password_hash,
+        "created_at": datetime.now(UTC),
+    }
+    try:
+        result = db[COLLECTION].insert_one(doc)
+    except DuplicateKeyError:
+        raise ConflictError("User exists", code="user_exists") from None
+    return str(result.inserted_id)
+
+
+def find_user(db: Database, username: str) -> dict[str, Any] | None:
+    return db[COLLECTION].find_one({"username_key": username_key(username)})

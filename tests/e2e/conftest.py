@@ -1,0 +1,60 @@
+"""The local stack (`python -m local`) started as a process, as a person runs it,
+on ephemeral ports with its data in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from local.servers import free_port
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory) -> Iterator[dict]:
+    """URLs of a running local stack (keys of .aurora/local.json)."""
+    data_dir = tmp_path_factory.mktemp("aurora")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MONGO_URL")}
+    env |= {"BCRYPT_ROUNDS": "4", "AURORA_LOCAL_SCHEDULE_SECONDS": "0.5"}
+    args = [
+        sys.executable, "-m", "local",
+        "--api-port", str(free_port()),
+        "--ws-port", str(free_port()),
+        "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    log = open(data_dir / "stack.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    state = data_dir / "local.json"
+    deadline = time.monotonic() + 90
+    urls = None
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists():
+            urls = json.loads(state.read_text())
+            try:
+                import httpx
+
+                if httpx.get(urls["api_url"] + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    else:
+        process.kill()
+        log.close()
+        pytest.fail("local stack did not start:\n" + (data_dir / "stack.log").read_text()[-4000:])
+    urls["data_dir"] = str(data_dir)
+    yield urls
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    log.close()

@@ -1,0 +1,67 @@
+"""Settings refuse unsafe values outside local mode; origins follow the mode."""
+
+import pytest
+
+from aurora.errors import ConfigurationError
+from aurora.origins import is_allowed_origin
+from aurora.settings import LOCAL_DEV_SECRET, Settings, get_settings
+
+GOOD_SECRET = "a-production-secret-that-is-long-enough-0123456789"
+
+
+def test_the_local_secret_is_refused_outside_local_mode():
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"AURORA_ENV": "production"})
+
+
+def test_a_short_secret_is_refused_outside_local_mode():
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"AURORA_ENV": "prod", "JWT_SECRET": "short"})
+
+
+def test_local_mode_accepts_the_development_secret():
+    assert Settings.from_env({"AURORA_ENV": "local"}).jwt_secret == LOCAL_DEV_SECRET
+
+
+def test_numbers_that_are_not_numbers_are_a_clear_error():
+    with pytest.raises(ConfigurationError, match="BCRYPT_ROUNDS"):
+        Settings.from_env({"AURORA_ENV": "local", "BCRYPT_ROUNDS": "ten"})
+
+
+def test_the_secret_never_appears_in_the_settings_repr():
+    settings = Settings.from_env({"AURORA_ENV": "prod", "JWT_SECRET": GOOD_SECRET})
+    assert GOOD_SECRET not in repr(settings)
+
+
+def test_settings_are_not_read_at_import_time(monkeypatch):
+    get_settings.cache_clear()
+    monkeypatch.setenv("AURORA_ENV", "local")
+    monkeypatch.setenv("RATE_LIMIT_MESSAGES", "7")
+    assert get_settings().rate_limit_messages == 7
+    get_settings.cache_clear()
+
+
+LOCAL = Settings(env="local")
+PROD = Settings(env="prod", jwt_secret=GOOD_SECRET, allowed_origins=("https://chat.example.com",))
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [None, "", "http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:8000", "https://localhost"],
+)
+def test_local_mode_allows_localhost_on_any_port_and_non_browsers(origin):
+    assert is_allowed_origin(origin, LOCAL)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://evil.example", "http://localhost.evil.example", "null", "http://127.0.0.2:80", "ftp://localhost"],
+)
+def test_local_mode_refuses_other_origins(origin):
+    assert not is_allowed_origin(origin, LOCAL)
+
+
+def test_production_allows_only_configured_origins():
+    assert is_allowed_origin("https://chat.example.com", PROD)
+    assert is_allowed_origin(None, PROD)
+    assert not is_allowed_origin("http://localhost:5173", PROD)

@@ -1,0 +1,72 @@
+"""The persistence stream entry and the message document."""
+
+import json
+
+import pytest
+
+from aurora import messages
+from aurora.errors import ValidationError
+from aurora.stream import StreamEntry, next_id, parse_id
+
+FIELDS = {"v": "1", "room": "general", "user_id": "u1", "username": "alice", "text": "hi"}
+
+
+def test_an_entry_round_trips_through_its_fields():
+    entry = StreamEntry.from_redis("1700000000000-3", FIELDS)
+    assert entry.fields() == FIELDS
+    assert entry.ts == 1700000000000
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        (None, "empty_entry"),
+        ({}, "empty_entry"),
+        ({**FIELDS, "v": "2"}, "bad_version"),
+        ({k: v for k, v in FIELDS.items() if k != "text"}, "missing_fields"),
+    ],
+)
+def test_entries_that_are_not_schema_v1_are_poison(fields, code):
+    with pytest.raises(ValidationError) as caught:
+        StreamEntry.from_redis("1-0", fields)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1-", "-1", "1-2-3", "1700000000000"])
+def test_malformed_ids_are_refused(bad):
+    with pytest.raises(ValidationError):
+        parse_id(bad)
+
+
+def test_document_ids_sort_like_stream_ids_not_like_strings():
+    ids = ["1700000000000-9", "1700000000000-10", "1700000000001-0"]
+    docs = [messages.document(StreamEntry.from_redis(i, FIELDS)) for i in ids]
+    assert sorted(docs, key=lambda d: (d["ms"], d["seq"])) == docs
+    assert sorted(ids) != ids  # why ms/seq exist: "…-10" < "…-9" as strings
+
+
+def test_the_document_keeps_the_stream_id_and_the_later_fields():
+    doc = messages.document(StreamEntry.from_redis("1700000000000-1", FIELDS))
+    assert doc["_id"] == "1700000000000-1"
+    assert doc["status"] == "sent"
+    assert doc["attachments"] == []
+    assert doc["deleted"] is False
+
+
+def test_next_id_is_the_smallest_greater_id():
+    assert next_id("5-9") == "5-10"
+
+
+def test_the_frame_prefix_completes_to_valid_json_with_any_text():
+    text = 'quote " backslash \\ </script> 💬 \u2028'
+    prefix = messages.frame_prefix("general", "u1", "alice", text)
+    frame = json.loads(prefix + ',"id":"1-0","ts":1}')
+    assert frame == {
+        "type": "message",
+        "room": "general",
+        "user": "alice",
+        "user_id": "u1",
+        "text": text,
+        "id": "1-0",
+        "ts": 1,
+    }
