@@ -99,6 +99,8 @@ def app_env(settings: Settings, monkeypatch) -> Settings:
 
 
 def pytest_report_header(config) -> list[str]:
-    return [f"redis-server binaries: {', '.join(redis_binaries()) or 'none'}",
-            f"chromium: {shutil.which('chromium') or 'not installed'}",
-            f"CI: {os.environ.get('CI', 'no')}"]
+    return [
+        f"redis-server binaries: {', '.join(redis_binaries()) or 'none'}",
+        f"chromium: {shutil.which('chromium') or 'not installed'}",
+        f"CI: {os.environ.get('CI', 'no')}",
+    ]

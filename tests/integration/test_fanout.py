@@ -14,6 +14,7 @@ import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from aurora.delivery import Sender
 from aurora.settings import Settings
 from aurora.stream import STREAM_KEY
 from aurora.tokens import issue_token
@@ -155,8 +156,11 @@ async def test_an_oversized_frame_closes_only_that_connection(settings):
 async def test_health_check_answers_without_a_token(settings):
     async with replica(settings) as (url, _):
         reader, writer = await asyncio.open_connection(*url.removeprefix("ws://").split(":"))
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+        writer.write(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n"
+            b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
         status = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
         await writer.wait_closed()
@@ -167,7 +171,9 @@ async def test_a_foreign_browser_origin_is_refused(settings):
     prod_like = dataclasses.replace(settings, env="prod", allowed_origins=("https://chat.example",))
     async with replica(prod_like) as (url, _):
         with pytest.raises(InvalidStatus) as caught:
-            async with connect(f"{url}/?token={token_for(settings, 'a')}", origin="https://evil.example"):
+            async with connect(
+                f"{url}/?token={token_for(settings, 'a')}", origin="https://evil.example"
+            ):
                 pass
         assert caught.value.response.status_code == 403
 
@@ -177,9 +183,8 @@ async def test_redis_unreachable_answers_unavailable_instead_of_dropping(setting
 
     async with replica(settings) as (url, server):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
-            dead = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-            from aurora.delivery import Sender
-
+            dead_url = f"redis://127.0.0.1:{free_port()}/0"
+            dead = redis.asyncio.Redis.from_url(dead_url, socket_connect_timeout=0.5)
             server.sender = Sender(dead, settings)
             await alice.send(json.dumps({"text": "lost?"}))
             reply = await receive_json(alice)

@@ -15,7 +15,8 @@ def test_the_original_text_frame_goes_to_general():
 
 
 def test_a_typed_message_frame_is_accepted():
-    assert parse('{"type": "message", "room": "general", "text": "hi"}') == SendText("general", "hi")
+    frame = '{"type": "message", "room": "general", "text": "hi"}'
+    assert parse(frame) == SendText("general", "hi")
 
 
 def test_empty_text_is_ignored_like_the_original():

@@ -47,7 +47,14 @@ PROD = Settings(env="prod", jwt_secret=GOOD_SECRET, allowed_origins=("https://ch
 
 @pytest.mark.parametrize(
     "origin",
-    [None, "", "http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:8000", "https://localhost"],
+    [
+        None,
+        "",
+        "http://localhost:5173",
+        "http://127.0.0.1:3000",
+        "http://[::1]:8000",
+        "https://localhost",
+    ],
 )
 def test_local_mode_allows_localhost_on_any_port_and_non_browsers(origin):
     assert is_allowed_origin(origin, LOCAL)
@@ -55,7 +62,13 @@ def test_local_mode_allows_localhost_on_any_port_and_non_browsers(origin):
 
 @pytest.mark.parametrize(
     "origin",
-    ["http://evil.example", "http://localhost.evil.example", "null", "http://127.0.0.2:80", "ftp://localhost"],
+    [
+        "http://evil.example",
+        "http://localhost.evil.example",
+        "null",
+        "http://127.0.0.2:80",
+        "ftp://localhost",
+    ],
 )
 def test_local_mode_refuses_other_origins(origin):
     assert not is_allowed_origin(origin, LOCAL)
