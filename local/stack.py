@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -207,7 +208,14 @@ async def serve(stack: LocalStack, urls: dict[str, Any]) -> None:
             await schedules
 
 
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    # uvicorn re-raises the signal after its own shutdown; turning it into
+    # SystemExit lets `finally` stop every child we started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = parse_args(argv)
     config.data_dir.mkdir(parents=True, exist_ok=True)

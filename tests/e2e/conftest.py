@@ -58,3 +58,15 @@ def local_stack(tmp_path_factory) -> Iterator[dict]:
         process.kill()
         process.wait(10)
     log.close()
+    survivors = [name for name, pid in urls["pids"].items() if name != "local" and _alive(pid)]
+    for name in survivors:
+        os.kill(urls["pids"][name], signal.SIGKILL)
+    assert not survivors, f"SIGTERM left these children of the local stack running: {survivors}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
