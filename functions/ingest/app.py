@@ -27,5 +27,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
         return context.get_remaining_time_in_millis() > settings.drain_safety_margin_ms
 
     summary = drain.run(keep_going, exit_when_idle=settings.drain_exit_when_idle).as_dict()
-    logger.info("drain finished", extra=summary)
+    # An idle run is routine (every minute, or every 2 s locally): keep it quiet.
+    (logger.info if summary["drained"] else logger.debug)("drain finished", extra=summary)
     return summary
