@@ -1,60 +1,149 @@
-"""Registering users and logging them in."""
+"""Accounts: registering, logging in, refreshing, logging out, changing a
+password. The rules live here; the auth function only wires them to routes."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from aurora import passwords, tokens, users
+from aurora import passwords, sessions, throttling, tokens, users
 from aurora.errors import AuthenticationError, ValidationError
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
+    import redis
     from pymongo.database import Database
 
+# ASCII only, so names look the same everywhere and no two look alike;
+# compared case-insensitively (users.username_key).
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+USERNAME_HELP = "Username must be 3-32 characters: letters, digits, '_', '.', '-'"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 
 # Strict strings: `{"username": {"$ne": null}}` is a type error, never a query.
-Field = Annotated[str, StringConstraints(strict=True, max_length=1024)]
+Text = Annotated[str, StringConstraints(strict=True, max_length=1024)]
 
 
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    username: Field
-    password: Field
+    username: Text = Field(description="3-32 of A-Z a-z 0-9 _ . - (unique, any case)")
+    password: Text = Field(description=f"{PASSWORD_MIN}-{PASSWORD_MAX} characters")
 
 
-def _require(credentials: Credentials) -> None:
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    refresh_token: Text
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    current_password: Text
+    new_password: Text
+
+
+class SessionBody(BaseModel):
+    """What login, refresh and a password change answer. `token` is the
+    original's field: old clients read only it."""
+
+    token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_in: int
+
+
+def _session_body(session: sessions.SessionTokens, settings: Settings) -> SessionBody:
+    return SessionBody(
+        token=session.access_token,
+        refresh_token=session.refresh_token,
+        expires_in=settings.jwt_ttl_seconds,
+    )
+
+
+def _require(*values: str) -> None:
     # The original answers empty fields like absent ones.
-    if not credentials.username or not credentials.password:
+    if not all(values):
         raise ValidationError("Missing fields", code="missing_fields")
 
 
-def register(db: Database, credentials: Credentials, settings: Settings) -> str:
-    _require(credentials)
-    if not USERNAME_RULE.match(credentials.username):
-        raise ValidationError(
-            "Username must be 3-32 characters: letters, digits, '_', '.', '-'",
-            code="invalid_username",
-        )
-    if not PASSWORD_MIN <= len(credentials.password) <= PASSWORD_MAX:
+def _check_password(password: str) -> None:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise ValidationError(
             f"Password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password"
         )
+
+
+def _invalid_credentials() -> AuthenticationError:
+    return AuthenticationError("Invalid credentials", code="invalid_credentials")
+
+
+def register(
+    db: Database, cache: redis.Redis, credentials: Credentials, settings: Settings, ip: str
+) -> str:
+    """The new user's id; throttled per client IP."""
+    _require(credentials.username, credentials.password)
+    if not USERNAME_RULE.match(credentials.username):
+        raise ValidationError(USERNAME_HELP, code="invalid_username")
+    _check_password(credentials.password)
+    throttling.take_registration(cache, settings, ip)
     hashed = passwords.hash_password(credentials.password, settings.bcrypt_rounds)
     return users.create_user(db, credentials.username, hashed)
 
 
-def login(db: Database, credentials: Credentials, settings: Settings) -> str:
-    """A fresh access token; AuthenticationError for any wrong name or password,
-    in the same time whether or not the user exists."""
-    _require(credentials)
+def login(
+    db: Database, cache: redis.Redis, credentials: Credentials, settings: Settings, ip: str
+) -> SessionBody:
+    """A new session; AuthenticationError for any wrong name or password, in the
+    same time whether or not the user exists; RateLimitedError after too many."""
+    _require(credentials.username, credentials.password)
+    throttling.check_login(cache, settings, credentials.username, ip)
     user = users.find_user(db, credentials.username)
     if user is None:
         passwords.burn_verify(credentials.password, settings.bcrypt_rounds)
     elif passwords.verify_password(credentials.password, user["password_hash"]):
-        return tokens.issue_token(str(user["_id"]), user["username"], settings)
-    raise AuthenticationError("Invalid credentials", code="invalid_credentials")
+        throttling.clear_login_failures(cache, credentials.username, ip)
+        session = sessions.open_session(cache, settings, str(user["_id"]), user["username"])
+        return _session_body(session, settings)
+    throttling.record_login_failure(cache, settings, credentials.username, ip)
+    raise _invalid_credentials()
+
+
+def refresh(cache: redis.Redis, request: RefreshRequest, settings: Settings) -> SessionBody:
+    _require(request.refresh_token)
+    return _session_body(sessions.refresh(cache, settings, request.refresh_token), settings)
+
+
+def logout(cache: redis.Redis, claims: tokens.Claims, settings: Settings) -> None:
+    """Revoke this access token until it expires, and end its session."""
+    tokens.revoke_token(cache, claims, settings)
+    if claims.session_id:
+        sessions.close_session(cache, claims.user_id, claims.session_id)
+
+
+def change_password(
+    db: Database,
+    cache: redis.Redis,
+    claims: tokens.Claims,
+    change: PasswordChange,
+    settings: Settings,
+    ip: str,
+) -> SessionBody:
+    """Set a new password, end every session of the user, and open a new one
+    for the caller. Wrong current passwords count as failed logins."""
+    _require(change.current_password, change.new_password)
+    throttling.check_login(cache, settings, claims.username, ip)
+    user = users.find_user_by_id(db, claims.user_id)
+    if user is None or not passwords.verify_password(
+        change.current_password, user["password_hash"]
+    ):
+        throttling.record_login_failure(cache, settings, claims.username, ip)
+        raise _invalid_credentials()
+    _check_password(change.new_password)
+    users.set_password_hash(
+        db, user["_id"], passwords.hash_password(change.new_password, settings.bcrypt_rounds)
+    )
+    sessions.close_all_sessions(cache, claims.user_id)
+    tokens.revoke_token(cache, claims, settings)
+    session = sessions.open_session(cache, settings, claims.user_id, user["username"])
+    return _session_body(session, settings)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from aurora.errors import AuroraError, ValidationError
+from aurora import tokens
+from aurora.backends import redis_client
+from aurora.errors import AuroraError, AuthenticationError, UnavailableError, ValidationError
+from aurora.settings import get_settings
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools import Logger, Metrics
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -49,6 +53,8 @@ def _validation_error(exc: RequestValidationError) -> ValidationError:
 
 
 def create_api(title: str) -> FastAPI:
+    import redis as redis_lib
+
     app = FastAPI(title=title, docs_url="/api/docs", openapi_url="/api/openapi.json")
 
     @app.exception_handler(AuroraError)
@@ -58,6 +64,10 @@ def create_api(title: str) -> FastAPI:
         if retry_after is not None:
             headers["Retry-After"] = str(max(1, -(-retry_after // 1000)))
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(redis_lib.RedisError)
+    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(UnavailableError().body(), status_code=UnavailableError.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,9 +92,29 @@ def create_api(title: str) -> FastAPI:
     return app
 
 
-def lambda_handler(app: FastAPI, logger: Logger):
+def client_ip(request: Request) -> str:
+    """The caller's address as API Gateway saw it (Mangum takes it from the
+    event's requestContext, never from a spoofable X-Forwarded-For)."""
+    return request.client.host if request.client and request.client.host else "unknown"
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from login or refresh")
+
+
+def authenticated(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> tokens.Claims:
+    """FastAPI dependency: the claims of the request's valid, unrevoked bearer token."""
+    if credentials is None:
+        raise AuthenticationError("Missing bearer token", code="invalid_token")
+    settings = get_settings()
+    return tokens.authenticate(credentials.credentials, settings, redis_client(settings.redis_url))
+
+
+def lambda_handler(app: FastAPI, logger: Logger, metrics: Metrics | None = None):
     """The Lambda entry point for an API function: API Gateway HTTP API (2.0)
-    and REST API (1.0) events in, proxy responses out."""
+    and REST API (1.0) events in, proxy responses out. The correlation id is
+    the API Gateway request id (the same path in both payload formats)."""
     from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
@@ -94,6 +124,11 @@ def lambda_handler(app: FastAPI, logger: Logger):
         correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return asgi(event, context)
+        try:
+            return asgi(event, context)
+        finally:
+            # EMF lines only when a route recorded something (no empty-set warning).
+            if metrics is not None and metrics.metric_set:
+                metrics.flush_metrics()
 
     return handler

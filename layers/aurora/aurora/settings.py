@@ -56,6 +56,22 @@ class Settings:
     # Browser origins allowed outside local mode (comma separated in the env).
     allowed_origins: tuple[str, ...] = ()
 
+    # Accounts and tokens (issue 5).
+    # Secrets that still verify tokens after a rotation (comma separated in the env).
+    jwt_previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # In the cloud the secret can come from SSM Parameter Store (a SecureString name)
+    # or Secrets Manager (a secret id) instead of JWT_SECRET; cached this long.
+    jwt_secret_parameter: str = ""
+    jwt_secret_id: str = ""
+    jwt_secret_max_age_seconds: int = 300
+    refresh_ttl_seconds: int = 30 * 24 * 3600
+    # Failed logins: per username and client IP, and wider per client IP.
+    login_failures_per_user_ip: int = 5
+    login_failures_per_ip: int = 50
+    login_failure_window_seconds: int = 15 * 60
+    registrations_per_ip: int = 10
+    registration_window_seconds: int = 3600
+
     @property
     def is_local(self) -> bool:
         return self.env == "local"
@@ -103,6 +119,27 @@ class Settings:
             ping_interval_seconds=number("PING_INTERVAL_SECONDS", defaults.ping_interval_seconds),
             max_frame_bytes=number("MAX_FRAME_BYTES", defaults.max_frame_bytes),
             allowed_origins=origins,
+            # Accounts and tokens (issue 5).
+            jwt_previous_secrets=tuple(
+                s.strip() for s in env.get("JWT_PREVIOUS_SECRETS", "").split(",") if s.strip()
+            ),
+            jwt_secret_parameter=text("JWT_SECRET_PARAMETER", ""),
+            jwt_secret_id=text("JWT_SECRET_ID", ""),
+            jwt_secret_max_age_seconds=number(
+                "JWT_SECRET_MAX_AGE_SECONDS", defaults.jwt_secret_max_age_seconds
+            ),
+            refresh_ttl_seconds=number("REFRESH_TTL_SECONDS", defaults.refresh_ttl_seconds),
+            login_failures_per_user_ip=number(
+                "LOGIN_FAILURES_PER_USER_IP", defaults.login_failures_per_user_ip
+            ),
+            login_failures_per_ip=number("LOGIN_FAILURES_PER_IP", defaults.login_failures_per_ip),
+            login_failure_window_seconds=number(
+                "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
+            ),
+            registrations_per_ip=number("REGISTRATIONS_PER_IP", defaults.registrations_per_ip),
+            registration_window_seconds=number(
+                "REGISTRATION_WINDOW_SECONDS", defaults.registration_window_seconds
+            ),
         )
         settings.check()
         return settings
@@ -117,10 +154,18 @@ class Settings:
             raise ConfigurationError("DRAIN_BATCH_SIZE must be positive")
         if self.is_local:
             return
-        if self.jwt_secret == LOCAL_DEV_SECRET:
-            raise ConfigurationError("JWT_SECRET is the local development secret; set a real one")
-        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
-            raise ConfigurationError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+        if self.jwt_secret_parameter or self.jwt_secret_id:
+            return  # fetched on first use and checked then (aurora.secrets)
+        check_secrets((self.jwt_secret, *self.jwt_previous_secrets), "JWT_SECRET")
+
+
+def check_secrets(secrets: tuple[str, ...], source: str) -> None:
+    """Refuse the development secret or one too short to resist guessing (HS256)."""
+    for secret in secrets:
+        if secret == LOCAL_DEV_SECRET:
+            raise ConfigurationError(f"{source} is the local development secret; set a real one")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(f"{source} must be at least {MIN_SECRET_BYTES} bytes")
 
 
 @lru_cache(maxsize=1)

@@ -1,18 +1,41 @@
 """Access tokens: issued by the auth function, verified by every REST function
-and by the fan-out container with this one module."""
+and by the fan-out container with this one module, revocation included.
+
+- HS256 only (the algorithm is pinned), `exp`, `iat` and `jti` required, a
+  small leeway for clock skew.
+- A `kid` header names the signing secret, so a new secret can sign while the
+  previous ones still verify (see `aurora.secrets`): rotating the key does not
+  log everyone out.
+- `verify_token()` checks the signature and claims (no I/O); `authenticate()`
+  (sync, Lambdas) and `authenticate_async()` (asyncio, the fan-out) add the
+  revocation check: one pipelined round trip to Redis that fails closed.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from aurora.errors import AuthenticationError
+from aurora.errors import AuthenticationError, UnavailableError
+from aurora.secrets import jwt_secrets
 from aurora.settings import Settings
 
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
 ALGORITHM = "HS256"  # pinned: tokens with any other "alg" are refused
+MAX_TOKEN_CHARS = 4096
+
+# Redis keys of the revocation state (see docs/architecture.md).
+REVOKED_KEY = "aurora:revoked:{jti}"  # a logged-out access token, until its exp
+SESSION_KEY = "aurora:session:{sid}"  # a live session (its refresh token's hash)
 
 
 @dataclass(frozen=True)
@@ -22,44 +45,150 @@ class Claims:
     issued_at: int
     expires_at: int
     token_id: str
+    session_id: str = ""  # empty for tokens not tied to a session
 
 
-def issue_token(user_id: str, username: str, settings: Settings, *, now: int | None = None) -> str:
-    """A signed HS256 JWT carrying the original's claims (userId, username, iat, exp)."""
+@dataclass(frozen=True)
+class _Keyring:
+    signing_kid: str
+    signing_secret: str
+    by_kid: dict[str, str]
+
+
+def key_id(secret: str) -> str:
+    """A stable, non-reversible name for a secret (the JWT `kid` header)."""
+    return hashlib.sha256(b"aurora-kid\0" + secret.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def _keyring_of(secrets: tuple[str, ...]) -> _Keyring:
+    return _Keyring(key_id(secrets[0]), secrets[0], {key_id(s): s for s in secrets})
+
+
+def _keyring(settings: Settings) -> _Keyring:
+    return _keyring_of(jwt_secrets(settings))
+
+
+def issue_token(
+    user_id: str,
+    username: str,
+    settings: Settings,
+    *,
+    session_id: str = "",
+    now: int | None = None,
+) -> str:
+    """A signed HS256 JWT carrying the original's claims (userId, username, iat,
+    exp) plus `jti` and, for session tokens, `sid`."""
+    keys = _keyring(settings)
     iat = int(time.time()) if now is None else now
-    payload = {
+    payload: dict[str, Any] = {
         "userId": user_id,
         "username": username,
         "iat": iat,
         "exp": iat + settings.jwt_ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(payload, settings.jwt_secret, algorithm=ALGORITHM)
+    if session_id:
+        payload["sid"] = session_id
+    return jwt.encode(
+        payload, keys.signing_secret, algorithm=ALGORITHM, headers={"kid": keys.signing_kid}
+    )
+
+
+def _invalid() -> AuthenticationError:
+    return AuthenticationError("Invalid token", code="invalid_token")
 
 
 def verify_token(token: object, settings: Settings) -> Claims:
-    """Claims of a valid token; AuthenticationError for anything else."""
-    if not isinstance(token, str) or not token or len(token) > 4096:
+    """Claims of a well-signed, unexpired token; AuthenticationError for
+    anything else. Does not consult revocation: use `authenticate()`."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
         raise AuthenticationError("Missing or malformed token", code="invalid_token")
+    keys = _keyring(settings)
     try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        # Tokens from before key ids existed carry none: the signing key verifies them.
+        secret = keys.signing_secret if kid is None else keys.by_kid.get(kid)
+        if secret is None:
+            raise _invalid()
         payload = jwt.decode(
             token,
-            settings.jwt_secret,
+            secret,
             algorithms=[ALGORITHM],
             leeway=settings.jwt_leeway_seconds,
-            options={"require": ["exp", "iat", "userId", "username"]},
+            options={"require": ["exp", "iat", "jti", "userId", "username"]},
         )
     except jwt.ExpiredSignatureError:
         raise AuthenticationError("Token expired", code="token_expired") from None
     except jwt.PyJWTError:
-        raise AuthenticationError("Invalid token", code="invalid_token") from None
-    user_id, username = payload["userId"], payload["username"]
-    if not isinstance(user_id, str) or not isinstance(username, str):
-        raise AuthenticationError("Invalid token", code="invalid_token")
+        raise _invalid() from None
+    fields = (payload["userId"], payload["username"], payload["jti"], payload.get("sid", ""))
+    if not all(isinstance(f, str) and len(f) <= 256 for f in fields):
+        raise _invalid()
+    user_id, username, jti, sid = fields
     return Claims(
         user_id=user_id,
         username=username,
         issued_at=int(payload["iat"]),
         expires_at=int(payload["exp"]),
-        token_id=str(payload.get("jti", "")),
+        token_id=jti,
+        session_id=sid,
     )
+
+
+# -- revocation ----------------------------------------------------------------
+
+
+def _revocation_keys(claims: Claims) -> list[str]:
+    keys = [REVOKED_KEY.format(jti=claims.token_id)]
+    if claims.session_id:
+        keys.append(SESSION_KEY.format(sid=claims.session_id))
+    return keys
+
+
+def _check_not_revoked(claims: Claims, exists: list[Any]) -> Claims:
+    revoked = bool(exists[0])
+    session_gone = bool(claims.session_id) and not exists[1]
+    if revoked or session_gone:
+        raise AuthenticationError("Token revoked", code="token_revoked")
+    return claims
+
+
+def authenticate(token: object, settings: Settings, client: redis.Redis) -> Claims:
+    """`verify_token()` plus the revocation check, for synchronous callers."""
+    import redis as redis_lib
+
+    claims = verify_token(token, settings)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for key in _revocation_keys(claims):
+                pipe.exists(key)
+            exists = pipe.execute()
+    except redis_lib.RedisError:
+        # Fail closed: without Redis a revoked token cannot be told apart.
+        raise UnavailableError("Cannot check the token now, retry") from None
+    return _check_not_revoked(claims, exists)
+
+
+async def authenticate_async(
+    token: object, settings: Settings, client: redis.asyncio.Redis
+) -> Claims:
+    """`verify_token()` plus the revocation check, for asyncio callers."""
+    import redis as redis_lib
+
+    claims = verify_token(token, settings)
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for key in _revocation_keys(claims):
+                pipe.exists(key)
+            exists = await pipe.execute()
+    except redis_lib.RedisError:
+        raise UnavailableError("Cannot check the token now, retry") from None
+    return _check_not_revoked(claims, exists)
+
+
+def revoke_token(client: redis.Redis, claims: Claims, settings: Settings) -> None:
+    """Refuse this access token from now until it would have expired anyway."""
+    remaining = claims.expires_at + settings.jwt_leeway_seconds - int(time.time())
+    if remaining > 0:
+        client.set(REVOKED_KEY.format(jti=claims.token_id), "1", ex=remaining)

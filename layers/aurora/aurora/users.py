@@ -42,3 +42,21 @@ def create_user(db: Database, username: str, password_hash: str) -> str:
 
 def find_user(db: Database, username: str) -> dict[str, Any] | None:
     return db[COLLECTION].find_one({"username_key": username_key(username)})
+
+
+def find_user_by_id(db: Database, user_id: str) -> dict[str, Any] | None:
+    from bson import ObjectId
+    from bson.errors import InvalidId
+
+    try:
+        oid = ObjectId(user_id)
+    except (InvalidId, TypeError):
+        return None
+    return db[COLLECTION].find_one({"_id": oid})
+
+
+def set_password_hash(db: Database, user_id: Any, password_hash: str) -> None:
+    db[COLLECTION].update_one(
+        {"_id": user_id},
+        {"$set": {"password_hash": password_hash, "password_changed_at": datetime.now(UTC)}},
+    )

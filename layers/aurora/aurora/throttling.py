@@ -1,0 +1,102 @@
+"""Throttling in Redis: failed logins and registrations.
+
+Failed logins are counted per (username, client IP) and, more widely, per
+client IP, in a window that starts at the first failure. There is
+deliberately no limit per username alone: it would let anyone lock a user out
+from everywhere by failing logins in their name. A success clears the
+(username, IP) counter only. Usernames are hashed into the keys, so Redis
+never lists who was attacked and long input cannot bloat a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from aurora.errors import RateLimitedError, UnavailableError
+from aurora.settings import Settings
+from aurora.users import username_key
+
+if TYPE_CHECKING:
+    import redis
+
+# KEYS: counters; ARGV: their limits. The longest wait (ms) among the counters
+# at their limit, 0 if none is.
+_CHECK = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
+    local ttl = redis.call('PTTL', key)
+    if ttl > wait then wait = ttl end
+  end
+end
+return wait
+"""
+
+# KEYS: counters; ARGV[1]: window (ms). Counts one event in each counter, its
+# window starting at the first event (Lua keeps INCR and PEXPIRE together, and
+# works on Redis 6.2, which has no EXPIRE ... NX).
+_HIT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  if counts[i] == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return counts
+"""
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    import redis as redis_lib
+
+    try:
+        yield
+    except redis_lib.RedisError:
+        raise UnavailableError() from None
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _login_keys(username: str, ip: str) -> list[str]:
+    return [
+        f"aurora:throttle:login:{_digest(username_key(username), ip)}",
+        f"aurora:throttle:login-ip:{_digest(ip)}",
+    ]
+
+
+def check_login(client: redis.Redis, settings: Settings, username: str, ip: str) -> None:
+    """RateLimitedError if this username from this IP, or this IP, failed too often."""
+    limits = [settings.login_failures_per_user_ip, settings.login_failures_per_ip]
+    with _redis_errors():
+        wait_ms = client.register_script(_CHECK)(keys=_login_keys(username, ip), args=limits)
+    if wait_ms:
+        raise RateLimitedError(int(wait_ms), "Too many failed logins, retry later")
+
+
+def record_login_failure(client: redis.Redis, settings: Settings, username: str, ip: str) -> None:
+    with _redis_errors():
+        client.register_script(_HIT)(
+            keys=_login_keys(username, ip), args=[settings.login_failure_window_seconds * 1000]
+        )
+
+
+def clear_login_failures(client: redis.Redis, username: str, ip: str) -> None:
+    """After a success: this user from this IP starts afresh (the IP's count stays)."""
+    with _redis_errors():
+        client.delete(_login_keys(username, ip)[0])
+
+
+def take_registration(client: redis.Redis, settings: Settings, ip: str) -> None:
+    """Count one registration attempt from this IP; RateLimitedError past the limit."""
+    key = f"aurora:throttle:register:{_digest(ip)}"
+    window_ms = settings.registration_window_seconds * 1000
+    with _redis_errors():
+        (count,) = client.register_script(_HIT)(keys=[key], args=[window_ms])
+        if count > settings.registrations_per_ip:
+            wait_ms = client.pttl(key)
+            raise RateLimitedError(max(1, wait_ms), "Too many registrations, retry later")

@@ -1,0 +1,228 @@
+"""Sessions through the auth handler, with HTTP API (2.0) and REST API (1.0)
+events: login, refresh (rotated), logout, password change, me, throttling."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from aurora.settings import Settings, get_settings
+from local.runtime import LocalFunction
+from local.template import functions
+from tests.auth_events import FORMATS, call, event
+from tests.conftest import ROOT
+
+ALICE = {"username": "alice", "password": "securepass123"}
+
+
+@pytest.fixture
+def auth(app_env: Settings):
+    (auth_function,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
+    fn = LocalFunction(auth_function)
+    yield fn
+    fn.close()
+
+
+@pytest.fixture(params=FORMATS)
+def fmt(request) -> str:
+    return request.param
+
+
+def register_and_login(auth, fmt: str, ip: str = "203.0.113.10") -> dict:
+    assert call(auth, event("register", fmt, body=ALICE, ip=ip))[:2] == (200, {"ok": True})
+    status, body, _ = call(auth, event("login", fmt, body=ALICE, ip=ip))
+    assert status == 200, body
+    return body
+
+
+def me(auth, fmt: str, token: str) -> tuple[int, dict]:
+    return call(auth, event("me", fmt, token=token))[:2]
+
+
+def test_login_answers_the_original_token_with_a_24h_lifetime_plus_a_refresh_token(auth, fmt):
+    body = register_and_login(auth, fmt)
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 24 * 3600
+    assert jwt.get_unverified_header(body["token"])["kid"]
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 24 * 3600
+    assert body["refresh_token"]
+
+
+def test_me_answers_who_the_bearer_is(auth, fmt):
+    body = register_and_login(auth, fmt)
+    status, who = me(auth, fmt, body["token"])
+    assert status == 200
+    assert who["username"] == "alice" and who["userId"]
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-jwt", "a.b.c"])
+def test_me_without_a_valid_bearer_is_a_401(auth, fmt, token):
+    status, body, _ = call(auth, event("me", fmt, token=token))
+    assert status == 401 and body["code"] == "invalid_token"
+
+
+def test_a_refresh_token_works_once_and_its_successor_works_next(auth, fmt):
+    first = register_and_login(auth, fmt)
+    status, second, _ = call(
+        auth, event("refresh", fmt, body={"refresh_token": first["refresh_token"]})
+    )
+    assert status == 200 and second["refresh_token"] != first["refresh_token"]
+    assert me(auth, fmt, second["token"])[0] == 200
+    status, third, _ = call(
+        auth, event("refresh", fmt, body={"refresh_token": second["refresh_token"]})
+    )
+    assert status == 200 and me(auth, fmt, third["token"])[0] == 200
+
+
+def test_replaying_a_rotated_refresh_token_revokes_the_whole_session(auth, fmt):
+    first = register_and_login(auth, fmt)
+    _, second, _ = call(auth, event("refresh", fmt, body={"refresh_token": first["refresh_token"]}))
+    status, body, _ = call(
+        auth, event("refresh", fmt, body={"refresh_token": first["refresh_token"]})
+    )
+    assert (status, body["code"]) == (401, "refresh_token_reused")
+    # The thief's replay ended the session: the legitimate successor is dead too.
+    status, body, _ = call(
+        auth, event("refresh", fmt, body={"refresh_token": second["refresh_token"]})
+    )
+    assert (status, body["code"]) == (401, "invalid_refresh_token")
+    assert me(auth, fmt, second["token"]) == (
+        401,
+        {"error": "Token revoked", "code": "token_revoked"},
+    )
+
+
+@pytest.mark.parametrize(
+    "refresh_token", ["", "nodot", ".secret", "abc.", "not-hex!.x", "0" * 300, "a" * 32 + ".x"]
+)
+def test_junk_refresh_tokens_are_a_4xx(auth, refresh_token):
+    status, body, _ = call(auth, event("refresh", "http-v2", body={"refresh_token": refresh_token}))
+    assert status in (400, 401), body
+    assert body["code"] in ("missing_fields", "invalid_refresh_token")
+
+
+def test_logout_revokes_the_access_token_and_the_refresh_token(auth, fmt):
+    session = register_and_login(auth, fmt)
+    other = call(auth, event("login", fmt, body=ALICE))[1]
+    assert call(auth, event("logout", fmt, token=session["token"]))[:2] == (200, {"ok": True})
+    assert me(auth, fmt, session["token"])[1]["code"] == "token_revoked"
+    status, body, _ = call(
+        auth, event("refresh", fmt, body={"refresh_token": session["refresh_token"]})
+    )
+    assert (status, body["code"]) == (401, "invalid_refresh_token")
+    # Another device's session is untouched.
+    assert me(auth, fmt, other["token"])[0] == 200
+
+
+def test_a_password_change_ends_every_session_and_the_new_password_logs_in(auth, fmt):
+    laptop = register_and_login(auth, fmt)
+    phone = call(auth, event("login", fmt, body=ALICE))[1]
+    change = {"current_password": ALICE["password"], "new_password": "an0ther-secure-pass"}
+    status, fresh, _ = call(auth, event("password", fmt, body=change, token=laptop["token"]))
+    assert status == 200, fresh
+    for old in (laptop, phone):
+        assert me(auth, fmt, old["token"])[1]["code"] == "token_revoked"
+        refused = call(auth, event("refresh", fmt, body={"refresh_token": old["refresh_token"]}))
+        assert refused[0] == 401
+    assert me(auth, fmt, fresh["token"])[0] == 200
+    assert call(auth, event("login", fmt, body=ALICE))[0] == 401
+    new = {"username": "alice", "password": "an0ther-secure-pass"}
+    assert call(auth, event("login", fmt, body=new))[0] == 200
+
+
+def test_a_password_change_needs_the_current_password_and_a_valid_new_one(auth):
+    session = register_and_login(auth, "http-v2")
+    wrong = {"current_password": "not-the-password", "new_password": "an0ther-secure-pass"}
+    status, body, _ = call(auth, event("password", "http-v2", body=wrong, token=session["token"]))
+    assert (status, body["code"]) == (401, "invalid_credentials")
+    short = {"current_password": ALICE["password"], "new_password": "short"}
+    status, body, _ = call(auth, event("password", "http-v2", body=short, token=session["token"]))
+    assert (status, body["code"]) == (400, "invalid_password")
+    assert me(auth, "http-v2", session["token"])[0] == 200  # nothing changed
+
+
+def test_five_failed_logins_throttle_that_user_from_that_ip_only(auth, fmt):
+    register_and_login(auth, fmt, ip="198.51.100.7")
+    wrong = {"username": "Alice", "password": "wrong-password"}  # any case counts as one user
+    for _ in range(5):
+        assert call(auth, event("login", fmt, body=wrong, ip="198.51.100.7"))[0] == 401
+    status, body, headers = call(auth, event("login", fmt, body=ALICE, ip="198.51.100.7"))
+    assert (status, body["code"]) == (429, "rate_limited")
+    assert 1 <= int(headers["retry-after"]) <= 15 * 60
+    # The attacker cannot lock alice out from everywhere.
+    assert call(auth, event("login", fmt, body=ALICE, ip="192.0.2.44"))[0] == 200
+
+
+def test_a_success_clears_the_user_and_ip_failures(auth):
+    register_and_login(auth, "http-v2")
+    wrong = {"username": "alice", "password": "wrong-password"}
+    for _ in range(4):
+        call(auth, event("login", "http-v2", body=wrong))
+    assert call(auth, event("login", "http-v2", body=ALICE))[0] == 200
+    for _ in range(4):
+        assert call(auth, event("login", "http-v2", body=wrong))[0] == 401
+
+
+def test_one_ip_failing_for_many_usernames_hits_the_wider_ip_limit(auth, monkeypatch):
+    monkeypatch.setenv("LOGIN_FAILURES_PER_IP", "8")
+    get_settings.cache_clear()
+    statuses = [
+        call(auth, event("login", "http-v2", body={"username": f"user{i}", "password": "x" * 8}))[0]
+        for i in range(10)
+    ]
+    assert statuses == [401] * 8 + [429] * 2
+    other_ip = event(
+        "login", "http-v2", body={"username": "user0", "password": "x" * 8}, ip="192.0.2.9"
+    )
+    assert call(auth, other_ip)[0] == 401
+
+
+def test_registrations_are_throttled_per_ip(auth, monkeypatch):
+    monkeypatch.setenv("REGISTRATIONS_PER_IP", "3")
+    get_settings.cache_clear()
+    statuses = [
+        call(
+            auth,
+            event(
+                "register", "http-v2", body={"username": f"user{i}", "password": "securepass123"}
+            ),
+        )[0]
+        for i in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    elsewhere = event(
+        "register",
+        "http-v2",
+        body={"username": "user9", "password": "securepass123"},
+        ip="192.0.2.1",
+    )
+    assert call(auth, elsewhere)[0] == 200
+
+
+def test_passwords_and_tokens_never_reach_the_logs(auth, capfd, caplog):
+    session = register_and_login(auth, "http-v2")
+    call(auth, event("refresh", "http-v2", body={"refresh_token": session["refresh_token"]}))
+    call(auth, event("login", "http-v2", body={"username": "alice", "password": "wrong-password"}))
+    change = {"current_password": ALICE["password"], "new_password": "an0ther-secure-pass"}
+    call(auth, event("password", "http-v2", body=change, token=session["token"]))
+    out = capfd.readouterr()
+    logs = out.out + out.err + caplog.text
+    assert "user registered" in logs  # the logger did write
+    for secret in (
+        ALICE["password"],
+        "wrong-password",
+        "an0ther-secure-pass",
+        session["token"],
+        session["refresh_token"],
+    ):
+        assert secret not in logs
+
+
+def test_the_openapi_document_lists_every_auth_route(auth):
+    sample = event("me", "http-v2")
+    sample.update(routeKey="GET /api/openapi.json", rawPath="/api/openapi.json")
+    sample["requestContext"]["http"]["path"] = "/api/openapi.json"
+    status, document, _ = call(auth, sample)
+    assert status == 200
+    for path in ("register", "login", "refresh", "logout", "password", "me"):
+        assert f"/api/auth/{path}" in document["paths"]
