@@ -19,7 +19,7 @@ from aurora.delivery import RateLimited, Sender
 from aurora.errors import AuroraError
 from aurora.origins import is_allowed_origin
 from aurora.settings import Settings, get_settings
-from aurora.tokens import verify_token
+from aurora.tokens import authenticate_async
 from fanout.hub import Hub
 from fanout.protocol import DEFAULT_ROOM, error_frame, parse_client_frame, rate_limited_frame
 
@@ -37,7 +37,9 @@ class FanoutServer:
 
     # -- the opening handshake -------------------------------------------------
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         url = urlsplit(request.path)
         if url.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
@@ -45,10 +47,12 @@ class FanoutServer:
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
         token = parse_qs(url.query).get("token", [None])[0]
         try:
-            connection.claims = verify_token(token, self.settings)
+            # The same check as the REST functions, revocation included.
+            connection.claims = await authenticate_async(token, self.settings, self.redis)
         except AuroraError as exc:
-            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, f"{exc.message}\n")
-            response.headers["WWW-Authenticate"] = "Bearer"
+            response = connection.respond(http.HTTPStatus(exc.status), f"{exc.message}\n")
+            if exc.status == http.HTTPStatus.UNAUTHORIZED:
+                response.headers["WWW-Authenticate"] = "Bearer"
             return response
         return None
 
