@@ -79,3 +79,53 @@ def test_passwords_longer_than_72_bytes_hash_like_bcryptjs():
     hashed = passwords.hash_password(long, rounds=4)
     assert passwords.verify_password(long, hashed)
     assert passwords.verify_password(long[:36], hashed)  # the first 72 bytes
+
+
+# -- key rotation ---------------------------------------------------------------
+
+OLD, NEW = "old-secret-" + "a" * 32, "new-secret-" + "b" * 32
+
+
+def test_a_token_signed_before_a_key_rotation_still_verifies_after_it():
+    before = Settings(env="production", jwt_secret=OLD)
+    after = Settings(env="production", jwt_secret=NEW, jwt_previous_secrets=(OLD,))
+    claims = tokens.verify_token(tokens.issue_token("u1", "alice", before), after)
+    assert claims.username == "alice"
+    new_token = tokens.issue_token("u1", "alice", after)
+    assert jwt.get_unverified_header(new_token)["kid"] == tokens.key_id(NEW)
+
+
+def test_a_retired_key_no_longer_verifies():
+    old_token = tokens.issue_token("u1", "alice", Settings(env="production", jwt_secret=OLD))
+    with pytest.raises(AuthenticationError):
+        tokens.verify_token(old_token, Settings(env="production", jwt_secret=NEW))
+
+
+def test_an_unknown_key_id_is_refused_even_if_the_signature_matches_a_known_key():
+    payload = {"userId": "u", "username": "a", "iat": 1, "exp": 2**40, "jti": "j"}
+    token = jwt.encode(payload, SECRET, algorithm="HS256", headers={"kid": "someone-elses"})
+    with pytest.raises(AuthenticationError):
+        tokens.verify_token(token, SETTINGS)
+
+
+def test_a_token_without_a_key_id_is_verified_with_the_signing_key():
+    payload = {"userId": "u", "username": "a", "iat": 1, "exp": 2**40, "jti": "j"}
+    assert tokens.verify_token(jwt.encode(payload, SECRET), SETTINGS).user_id == "u"
+
+
+def test_a_token_without_jti_is_refused_since_it_could_never_be_revoked():
+    payload = {"userId": "u", "username": "a", "iat": 1, "exp": 2**40}
+    with pytest.raises(AuthenticationError):
+        tokens.verify_token(jwt.encode(payload, SECRET), SETTINGS)
+
+
+def test_the_key_id_does_not_reveal_the_secret():
+    assert SECRET not in tokens.key_id(SECRET) and len(tokens.key_id(SECRET)) == 16
+
+
+def test_a_short_previous_secret_is_refused_outside_local_mode():
+    from aurora.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"JWT_SECRET": NEW, "JWT_PREVIOUS_SECRETS": "short"})
+    assert Settings.from_env({"JWT_SECRET": NEW, "JWT_PREVIOUS_SECRETS": OLD}).jwt_previous_secrets
