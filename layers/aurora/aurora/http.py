@@ -130,5 +130,6 @@ def lambda_handler(app: FastAPI, logger: Logger, metrics: Metrics | None = None)
             # EMF lines only when a route recorded something (no empty-set warning).
             if metrics is not None and metrics.metric_set:
                 metrics.flush_metrics()
+                metrics.clear_metrics()  # flush does not when metrics are disabled
 
     return handler
