@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from aurora import accounts
 from aurora.backends import database, redis_client
+from aurora.errors import AuroraError
 from aurora.http import authenticated, client_ip, create_api, lambda_handler
 from aurora.settings import get_settings
 from aurora.tokens import Claims
@@ -41,7 +42,8 @@ def login(credentials: accounts.Credentials, request: Request) -> accounts.Sessi
     cache = redis_client(settings.redis_url)
     try:
         return accounts.login(database(settings), cache, credentials, settings, client_ip(request))
-    except Exception:
+    except AuroraError as refused:
+        logger.info("login refused", extra={"code": refused.code})
         metrics.add_metric(name="LoginRefused", unit=MetricUnit.Count, value=1)
         raise
 

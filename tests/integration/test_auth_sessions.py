@@ -3,6 +3,10 @@ events: login, refresh (rotated), logout, password change, me, throttling."""
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
+
 import jwt
 import pytest
 
@@ -56,9 +60,36 @@ def test_me_answers_who_the_bearer_is(auth, fmt):
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-jwt", "a.b.c"])
-def test_me_without_a_valid_bearer_is_a_401(auth, fmt, token):
-    status, body, _ = call(auth, event("me", fmt, token=token))
+def test_me_without_a_valid_bearer_is_a_401_with_a_bearer_challenge(auth, fmt, token):
+    status, body, headers = call(auth, event("me", fmt, token=token))
     assert status == 401 and body["code"] == "invalid_token"
+    assert headers["www-authenticate"].startswith("Bearer ")
+
+
+@pytest.mark.parametrize(("length", "status"), [(7, 400), (8, 200), (128, 200), (129, 400)])
+def test_passwords_are_8_to_128_characters(auth, length, status):
+    body = {"username": f"len{length}", "password": "p" * length}
+    assert call(auth, event("register", "http-v2", body=body))[0] == status
+
+
+@pytest.fixture
+def auth_logs(auth) -> Iterator[io.StringIO]:
+    """What the auth handler's Powertools logger writes during the test."""
+    call(auth, event("me", "http-v2"))  # loads the handler, and its logger
+    # The logger's handler keeps the stdout of the test that first loaded it.
+    handler = logging.getLogger("auth").handlers[0]
+    previous = handler.setStream(io.StringIO())
+    yield handler.stream
+    handler.setStream(previous)
+
+
+def test_log_lines_carry_the_api_gateway_request_id_in_both_formats(auth, auth_logs):
+    for fmt in FORMATS:
+        body = {"username": f"who-{fmt}", "password": "p" * 10}
+        call(auth, event("register", fmt, body=body))
+    for fmt in FORMATS:
+        request_id = event("register", fmt)["requestContext"]["requestId"]
+        assert f'"correlation_id":"{request_id}"' in auth_logs.getvalue()
 
 
 def test_a_refresh_token_works_once_and_its_successor_works_next(auth, fmt):
@@ -199,15 +230,15 @@ def test_registrations_are_throttled_per_ip(auth, monkeypatch):
     assert call(auth, elsewhere)[0] == 200
 
 
-def test_passwords_and_tokens_never_reach_the_logs(auth, capfd, caplog):
+def test_passwords_and_tokens_never_reach_the_logs(auth, auth_logs, capfd):
     session = register_and_login(auth, "http-v2")
     call(auth, event("refresh", "http-v2", body={"refresh_token": session["refresh_token"]}))
     call(auth, event("login", "http-v2", body={"username": "alice", "password": "wrong-password"}))
     change = {"current_password": ALICE["password"], "new_password": "an0ther-secure-pass"}
     call(auth, event("password", "http-v2", body=change, token=session["token"]))
     out = capfd.readouterr()
-    logs = out.out + out.err + caplog.text
-    assert "user registered" in logs  # the logger did write
+    logs = auth_logs.getvalue() + out.out + out.err
+    assert "user registered" in logs and "login refused" in logs  # the logger did write
     for secret in (
         ALICE["password"],
         "wrong-password",

@@ -129,3 +129,16 @@ def test_a_short_previous_secret_is_refused_outside_local_mode():
     with pytest.raises(ConfigurationError):
         Settings.from_env({"JWT_SECRET": NEW, "JWT_PREVIOUS_SECRETS": "short"})
     assert Settings.from_env({"JWT_SECRET": NEW, "JWT_PREVIOUS_SECRETS": OLD}).jwt_previous_secrets
+
+
+def test_an_unknown_user_login_spends_a_verification_at_the_configured_cost():
+    """What makes the two refusals take one time: the dummy hash has the real cost."""
+    assert passwords._dummy_hash(11).startswith("$2b$11$")
+    assert passwords._dummy_hash(4).startswith("$2b$04$")
+
+
+def test_non_positive_throttles_are_refused():
+    from aurora.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"AURORA_ENV": "local", "LOGIN_FAILURES_PER_USER_IP": "0"})

@@ -28,6 +28,9 @@ SECURITY_HEADERS = {
 }
 
 
+# Bearer token failures answer with the RFC 6750 challenge.
+_BEARER_ERRORS = {"invalid_token", "token_expired", "token_revoked"}
+
 _HTTP_ERRORS = {
     400: ("malformed_json", "Malformed JSON body"),
     404: ("not_found", "Not found"),
@@ -63,6 +66,10 @@ def create_api(title: str) -> FastAPI:
         retry_after = getattr(exc, "retry_after_ms", None)
         if retry_after is not None:
             headers["Retry-After"] = str(max(1, -(-retry_after // 1000)))
+        if exc.code in _BEARER_ERRORS:
+            headers["WWW-Authenticate"] = (
+                f'Bearer error="invalid_token", error_description="{exc.code}"'
+            )
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(redis_lib.RedisError)

@@ -152,6 +152,17 @@ class Settings:
             raise ConfigurationError("rate limits must be positive")
         if self.drain_batch_size < 1:
             raise ConfigurationError("DRAIN_BATCH_SIZE must be positive")
+        throttles = (
+            self.login_failures_per_user_ip,
+            self.login_failures_per_ip,
+            self.login_failure_window_seconds,
+            self.registrations_per_ip,
+            self.registration_window_seconds,
+        )
+        if min(throttles) < 1 or self.jwt_ttl_seconds < 1 or self.refresh_ttl_seconds < 1:
+            raise ConfigurationError(
+                "token lifetimes and login/registration limits must be positive"
+            )
         if self.is_local:
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:
