@@ -257,3 +257,12 @@ def test_the_openapi_document_lists_every_auth_route(auth):
     assert status == 200
     for path in ("register", "login", "refresh", "logout", "password", "me"):
         assert f"/api/auth/{path}" in document["paths"]
+
+
+def test_a_user_keeps_at_most_the_newest_sessions(auth, monkeypatch):
+    monkeypatch.setenv("MAX_SESSIONS_PER_USER", "3")
+    get_settings.cache_clear()
+    sessions = [register_and_login(auth, "http-v2")]
+    sessions += [call(auth, event("login", "http-v2", body=ALICE))[1] for _ in range(3)]
+    assert me(auth, "http-v2", sessions[0]["token"])[1]["code"] == "token_revoked"
+    assert [me(auth, "http-v2", s["token"])[0] for s in sessions[1:]] == [200, 200, 200]

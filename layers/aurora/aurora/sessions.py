@@ -2,7 +2,8 @@
 
 A refresh token is `<session id>.<secret>`; Redis keeps only the secret's
 SHA-256 under `aurora:session:{sid}` (with the user's id and name) and the
-user's session ids under `aurora:user:{user_id}:sessions`. Every access token
+user's session ids under `aurora:user:{user_id}:sessions` (a sorted set by
+opening time, at most `max_sessions_per_user`). Every access token
 carries its session id, and `aurora.tokens.authenticate()` refuses it once the
 session is gone, so ending a session ends its access tokens too.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,9 +74,17 @@ def open_session(
             key, mapping={"secret_hash": _hash(secret), "user_id": user_id, "username": username}
         )
         pipe.expire(key, settings.refresh_ttl_seconds)
-        pipe.sadd(index, session_id)
+        pipe.zadd(index, {session_id: time.time()})
         pipe.expire(index, settings.refresh_ttl_seconds)
-        pipe.execute()
+        pipe.zcard(index)
+        count = pipe.execute()[-1]
+    if count > settings.max_sessions_per_user:
+        # Bounded memory per user however often they log in: the oldest sessions end.
+        oldest = client.zrange(index, 0, count - settings.max_sessions_per_user - 1)
+        with client.pipeline(transaction=True) as pipe:
+            pipe.delete(*(tokens.SESSION_KEY.format(sid=sid) for sid in oldest))
+            pipe.zrem(index, *oldest)
+            pipe.execute()
     access = tokens.issue_token(user_id, username, settings, session_id=session_id)
     return SessionTokens(access, f"{session_id}.{secret}")
 
@@ -110,14 +120,14 @@ def close_session(client: redis.Redis, user_id: str, session_id: str) -> None:
     """End one session: its refresh token and every access token it issued."""
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(tokens.SESSION_KEY.format(sid=session_id))
-        pipe.srem(USER_SESSIONS_KEY.format(user_id=user_id), session_id)
+        pipe.zrem(USER_SESSIONS_KEY.format(user_id=user_id), session_id)
         pipe.execute()
 
 
 def close_all_sessions(client: redis.Redis, user_id: str) -> int:
     """End every session of a user; the number ended."""
     index = USER_SESSIONS_KEY.format(user_id=user_id)
-    session_ids = client.smembers(index)
+    session_ids = client.zrange(index, 0, -1)
     keys = [tokens.SESSION_KEY.format(sid=sid) for sid in session_ids]
     with client.pipeline(transaction=True) as pipe:
         if keys:

@@ -65,6 +65,7 @@ class Settings:
     jwt_secret_id: str = ""
     jwt_secret_max_age_seconds: int = 300
     refresh_ttl_seconds: int = 30 * 24 * 3600
+    max_sessions_per_user: int = 50
     # Failed logins: per username and client IP, and wider per client IP.
     login_failures_per_user_ip: int = 5
     login_failures_per_ip: int = 50
@@ -129,6 +130,7 @@ class Settings:
                 "JWT_SECRET_MAX_AGE_SECONDS", defaults.jwt_secret_max_age_seconds
             ),
             refresh_ttl_seconds=number("REFRESH_TTL_SECONDS", defaults.refresh_ttl_seconds),
+            max_sessions_per_user=number("MAX_SESSIONS_PER_USER", defaults.max_sessions_per_user),
             login_failures_per_user_ip=number(
                 "LOGIN_FAILURES_PER_USER_IP", defaults.login_failures_per_user_ip
             ),
@@ -158,6 +160,7 @@ class Settings:
             self.login_failure_window_seconds,
             self.registrations_per_ip,
             self.registration_window_seconds,
+            self.max_sessions_per_user,
         )
         if min(throttles) < 1 or self.jwt_ttl_seconds < 1 or self.refresh_ttl_seconds < 1:
             raise ConfigurationError(
