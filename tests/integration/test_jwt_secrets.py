@@ -91,3 +91,21 @@ def test_settings_with_a_secret_parameter_need_no_jwt_secret_in_the_environment(
     assert settings.jwt_secret_parameter == "/aurorachat/prod/jwt"
     with pytest.raises(ConfigurationError):
         Settings.from_env({})  # neither: the development secret is refused
+
+
+async def test_the_fanout_check_verifies_with_a_stored_secret(aws, redis_url):
+    """authenticate_async() reads the secret in a worker thread (a blocking AWS call)."""
+    import redis.asyncio
+
+    ssm, _ = aws
+    name = unique("jwt")
+    ssm.put_parameter(Name=name, Value=NEW, Type="SecureString")
+    cloud = Settings(env="production", jwt_secret_parameter=name, redis_url=redis_url)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        claims = await tokens.authenticate_async(
+            tokens.issue_token("u1", "eve", cloud), cloud, client
+        )
+    finally:
+        await client.aclose()
+    assert claims.username == "eve"

@@ -13,6 +13,7 @@ and by the fan-out container with this one module, revocation included.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -176,7 +177,11 @@ async def authenticate_async(
     """`verify_token()` plus the revocation check, for asyncio callers."""
     import redis as redis_lib
 
-    claims = verify_token(token, settings)
+    if settings.jwt_secret_parameter or settings.jwt_secret_id:
+        # Fetching the secret (every few minutes) is a blocking AWS call: off the loop.
+        claims = await asyncio.to_thread(verify_token, token, settings)
+    else:
+        claims = verify_token(token, settings)
     try:
         async with client.pipeline(transaction=False) as pipe:
             for key in _revocation_keys(claims):
