@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from aurora import secrets, tokens
 from aurora.errors import ConfigurationError
-from aurora.settings import Settings
+from aurora.settings import Settings, get_settings
 
 OLD, NEW = "old-cloud-secret-" + "a" * 32, "new-cloud-secret-" + "b" * 32
 
@@ -109,3 +109,28 @@ async def test_the_fanout_check_verifies_with_a_stored_secret(aws, redis_url):
     finally:
         await client.aclose()
     assert claims.username == "eve"
+
+
+def test_a_weak_stored_secret_makes_login_fail_closed_without_naming_it(aws, app_env, monkeypatch):
+    from local.runtime import LocalFunction
+    from local.template import functions
+    from tests.auth_events import call, event
+    from tests.conftest import ROOT
+
+    ssm, _ = aws
+    name = unique("jwt")
+    ssm.put_parameter(Name=name, Value="too-short", Type="SecureString")
+    monkeypatch.setenv("AURORA_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET_PARAMETER", name)
+    monkeypatch.delenv("JWT_SECRET")
+    get_settings.cache_clear()
+    (spec,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
+    fn = LocalFunction(spec, concurrency=1)
+    try:
+        creds = {"username": "alice", "password": "securepass123"}
+        assert call(fn, event("register", "http-v2", body=creds))[0] == 200
+        status, body, _ = call(fn, event("login", "http-v2", body=creds))
+    finally:
+        fn.close()
+    assert status == 500
+    assert body == {"error": "Service misconfigured", "code": "configuration_error"}

@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException
 
 from aurora import tokens
 from aurora.backends import redis_client
-from aurora.errors import AuroraError, AuthenticationError, UnavailableError, ValidationError
+from aurora.errors import (
+    AuroraError,
+    AuthenticationError,
+    ConfigurationError,
+    UnavailableError,
+    ValidationError,
+)
 from aurora.settings import get_settings
 
 if TYPE_CHECKING:
@@ -70,7 +76,11 @@ def create_api(title: str) -> FastAPI:
             headers["WWW-Authenticate"] = (
                 f'Bearer error="invalid_token", error_description="{exc.code}"'
             )
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        body = exc.body()
+        if isinstance(exc, ConfigurationError):
+            # For the operator's logs, not for the client: it may name where secrets live.
+            body["error"] = "Service misconfigured"
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(redis_lib.RedisError)
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
