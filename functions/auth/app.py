@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from aurora import accounts
 from aurora.backends import database, redis_client
 from aurora.errors import AuroraError
-from aurora.http import authenticated, client_ip, create_api, lambda_handler
+from aurora.http import authenticated, client_ip, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
 from aurora.tokens import Claims
 
@@ -21,7 +21,7 @@ metrics = Metrics(namespace="AuroraChat", service="auth")
 app = create_api("AuroraChat auth")
 
 
-@app.post("/api/auth/register")
+@app.post("/api/auth/register", responses=error_responses(400, 409, 429, 503))
 def register(credentials: accounts.Credentials, request: Request) -> dict:
     settings = get_settings()
     user_id = accounts.register(
@@ -36,7 +36,7 @@ def register(credentials: accounts.Credentials, request: Request) -> dict:
     return {"ok": True}
 
 
-@app.post("/api/auth/login")
+@app.post("/api/auth/login", responses=error_responses(400, 401, 429, 503))
 def login(credentials: accounts.Credentials, request: Request) -> accounts.SessionBody:
     settings = get_settings()
     cache = redis_client(settings.redis_url)
@@ -48,20 +48,20 @@ def login(credentials: accounts.Credentials, request: Request) -> accounts.Sessi
         raise
 
 
-@app.post("/api/auth/refresh")
+@app.post("/api/auth/refresh", responses=error_responses(400, 401, 503))
 def refresh(body: accounts.RefreshRequest) -> accounts.SessionBody:
     settings = get_settings()
     return accounts.refresh(redis_client(settings.redis_url), body, settings)
 
 
-@app.post("/api/auth/logout")
+@app.post("/api/auth/logout", responses=error_responses(401, 503))
 def logout(claims: Claims = Depends(authenticated)) -> dict:
     settings = get_settings()
     accounts.logout(redis_client(settings.redis_url), claims, settings)
     return {"ok": True}
 
 
-@app.post("/api/auth/password")
+@app.post("/api/auth/password", responses=error_responses(400, 401, 429, 503))
 def change_password(
     change: accounts.PasswordChange, request: Request, claims: Claims = Depends(authenticated)
 ) -> accounts.SessionBody:
@@ -74,7 +74,7 @@ def change_password(
     return session
 
 
-@app.get("/api/auth/me")
+@app.get("/api/auth/me", responses=error_responses(401, 503))
 def me(claims: Claims = Depends(authenticated)) -> dict:
     return {"userId": claims.user_id, "username": claims.username, "exp": claims.expires_at}
 

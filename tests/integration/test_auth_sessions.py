@@ -257,6 +257,9 @@ def test_the_openapi_document_lists_every_auth_route(auth):
     assert status == 200
     for path in ("register", "login", "refresh", "logout", "password", "me"):
         assert f"/api/auth/{path}" in document["paths"]
+    login = document["paths"]["/api/auth/login"]["post"]["responses"]
+    assert {"200", "401", "429"} <= set(login)
+    assert login["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
 
 
 def test_a_user_keeps_at_most_the_newest_sessions(auth, monkeypatch):

@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from aurora import tokens
@@ -32,6 +33,18 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
+
+
+class ErrorBody(BaseModel):
+    """The one REST error body."""
+
+    error: str
+    code: str
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route's error statuses (all with ErrorBody)."""
+    return {status: {"model": ErrorBody} for status in statuses}
 
 
 # Bearer token failures answer with the RFC 6750 challenge.
