@@ -10,7 +10,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Depends, Request
 
 from aurora import accounts
-from aurora.backends import database, redis_client
 from aurora.errors import AuroraError
 from aurora.http import authenticated, client_ip, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
@@ -23,14 +22,7 @@ app = create_api("AuroraChat auth")
 
 @app.post("/api/auth/register", responses=error_responses(400, 409, 429, 503))
 def register(credentials: accounts.Credentials, request: Request) -> dict:
-    settings = get_settings()
-    user_id = accounts.register(
-        database(settings),
-        redis_client(settings.redis_url),
-        credentials,
-        settings,
-        client_ip(request),
-    )
+    user_id = accounts.register(credentials, get_settings(), client_ip(request))
     logger.info("user registered", extra={"user_id": user_id})
     metrics.add_metric(name="UserRegistered", unit=MetricUnit.Count, value=1)
     return {"ok": True}
@@ -38,10 +30,8 @@ def register(credentials: accounts.Credentials, request: Request) -> dict:
 
 @app.post("/api/auth/login", responses=error_responses(400, 401, 429, 503))
 def login(credentials: accounts.Credentials, request: Request) -> accounts.SessionBody:
-    settings = get_settings()
-    cache = redis_client(settings.redis_url)
     try:
-        return accounts.login(database(settings), cache, credentials, settings, client_ip(request))
+        return accounts.login(credentials, get_settings(), client_ip(request))
     except AuroraError as refused:
         logger.info("login refused", extra={"code": refused.code})
         metrics.add_metric(name="LoginRefused", unit=MetricUnit.Count, value=1)
@@ -50,14 +40,12 @@ def login(credentials: accounts.Credentials, request: Request) -> accounts.Sessi
 
 @app.post("/api/auth/refresh", responses=error_responses(400, 401, 503))
 def refresh(body: accounts.RefreshRequest) -> accounts.SessionBody:
-    settings = get_settings()
-    return accounts.refresh(redis_client(settings.redis_url), body, settings)
+    return accounts.refresh(body, get_settings())
 
 
 @app.post("/api/auth/logout", responses=error_responses(401, 503))
 def logout(claims: Claims = Depends(authenticated)) -> dict:
-    settings = get_settings()
-    accounts.logout(redis_client(settings.redis_url), claims, settings)
+    accounts.logout(claims, get_settings())
     return {"ok": True}
 
 
@@ -65,11 +53,7 @@ def logout(claims: Claims = Depends(authenticated)) -> dict:
 def change_password(
     change: accounts.PasswordChange, request: Request, claims: Claims = Depends(authenticated)
 ) -> accounts.SessionBody:
-    settings = get_settings()
-    cache = redis_client(settings.redis_url)
-    session = accounts.change_password(
-        database(settings), cache, claims, change, settings, client_ip(request)
-    )
+    session = accounts.change_password(claims, change, get_settings(), client_ip(request))
     logger.info("password changed", extra={"user_id": claims.user_id})
     return session
 

@@ -269,3 +269,28 @@ def test_a_user_keeps_at_most_the_newest_sessions(auth, monkeypatch):
     sessions += [call(auth, event("login", "http-v2", body=ALICE))[1] for _ in range(3)]
     assert me(auth, "http-v2", sessions[0]["token"])[1]["code"] == "token_revoked"
     assert [me(auth, "http-v2", s["token"])[0] for s in sessions[1:]] == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("route", "raw", "code"),
+    [
+        ("register", '{"username": {"$ne": null}, "password": "securepass123"}', "invalid_request"),
+        ("register", '{"username": "a b", "password": "securepass123"}', "invalid_username"),
+        ("register", '{"username": "alice", "password": "short"}', "invalid_password"),
+        ("login", "[]", "invalid_request"),
+        ("login", '{"username": "alice", "password": ""}', "missing_fields"),
+        ("refresh", '{"refresh_token": 42}', "invalid_request"),
+        ("password", "{not json", "malformed_json"),
+    ],
+)
+def test_bad_input_is_refused_before_any_redis_or_database_access(
+    auth, monkeypatch, route, raw, code
+):
+    """With both stores unreachable, bad input still gets its 400 at once."""
+    from local.servers import free_port
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("MONGO_URL", f"mongodb://127.0.0.1:{free_port()}/?retryWrites=false")
+    get_settings.cache_clear()
+    status, body, _ = call(auth, event(route, "http-v2", raw=raw, token="x"))
+    assert (status, body["code"]) == (400, code)

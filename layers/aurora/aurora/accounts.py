@@ -1,5 +1,6 @@
 """Accounts: registering, logging in, refreshing, logging out, changing a
-password. The rules live here; the auth function only wires them to routes."""
+password. The rules live here; the auth function only wires them to routes.
+Every input is checked before Redis or MongoDB is touched."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from aurora import passwords, sessions, throttling, tokens, users
+from aurora.backends import database, redis_client
 from aurora.errors import AuthenticationError, ValidationError
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
     import redis
-    from pymongo.database import Database
 
 # ASCII only, so names look the same everywhere and no two look alike;
 # compared case-insensitively (users.username_key).
@@ -74,31 +75,32 @@ def _check_password(password: str) -> None:
         )
 
 
+def _cache(settings: Settings) -> redis.Redis:
+    return redis_client(settings.redis_url)
+
+
 def _invalid_credentials() -> AuthenticationError:
     return AuthenticationError("Invalid credentials", code="invalid_credentials")
 
 
-def register(
-    db: Database, cache: redis.Redis, credentials: Credentials, settings: Settings, ip: str
-) -> str:
+def register(credentials: Credentials, settings: Settings, ip: str) -> str:
     """The new user's id; throttled per client IP."""
     _require(credentials.username, credentials.password)
     if not USERNAME_RULE.match(credentials.username):
         raise ValidationError(USERNAME_HELP, code="invalid_username")
     _check_password(credentials.password)
-    throttling.take_registration(cache, settings, ip)
+    throttling.take_registration(_cache(settings), settings, ip)
     hashed = passwords.hash_password(credentials.password, settings.bcrypt_rounds)
-    return users.create_user(db, credentials.username, hashed)
+    return users.create_user(database(settings), credentials.username, hashed)
 
 
-def login(
-    db: Database, cache: redis.Redis, credentials: Credentials, settings: Settings, ip: str
-) -> SessionBody:
+def login(credentials: Credentials, settings: Settings, ip: str) -> SessionBody:
     """A new session; AuthenticationError for any wrong name or password, in the
     same time whether or not the user exists; RateLimitedError after too many."""
     _require(credentials.username, credentials.password)
+    cache = _cache(settings)
     throttling.check_login(cache, settings, credentials.username, ip)
-    user = users.find_user(db, credentials.username)
+    user = users.find_user(database(settings), credentials.username)
     if user is None:
         passwords.burn_verify(credentials.password, settings.bcrypt_rounds)
     elif passwords.verify_password(credentials.password, user["password_hash"]):
@@ -109,29 +111,28 @@ def login(
     raise _invalid_credentials()
 
 
-def refresh(cache: redis.Redis, request: RefreshRequest, settings: Settings) -> SessionBody:
+def refresh(request: RefreshRequest, settings: Settings) -> SessionBody:
+    """A new access token and refresh token for a valid, unused refresh token."""
     _require(request.refresh_token)
-    return _session_body(sessions.refresh(cache, settings, request.refresh_token), settings)
+    session = sessions.refresh(_cache(settings), settings, request.refresh_token)
+    return _session_body(session, settings)
 
 
-def logout(cache: redis.Redis, claims: tokens.Claims, settings: Settings) -> None:
+def logout(claims: tokens.Claims, settings: Settings) -> None:
     """Revoke this access token until it expires, and end its session."""
+    cache = _cache(settings)
     tokens.revoke_token(cache, claims, settings)
     if claims.session_id:
         sessions.close_session(cache, claims.user_id, claims.session_id)
 
 
 def change_password(
-    db: Database,
-    cache: redis.Redis,
-    claims: tokens.Claims,
-    change: PasswordChange,
-    settings: Settings,
-    ip: str,
+    claims: tokens.Claims, change: PasswordChange, settings: Settings, ip: str
 ) -> SessionBody:
     """Set a new password, end every session of the user, and open a new one
     for the caller. Wrong current passwords count as failed logins."""
     _require(change.current_password, change.new_password)
+    cache, db = _cache(settings), database(settings)
     throttling.check_login(cache, settings, claims.username, ip)
     user = users.find_user_by_id(db, claims.user_id)
     if user is None or not passwords.verify_password(
