@@ -294,3 +294,12 @@ def test_bad_input_is_refused_before_any_redis_or_database_access(
     get_settings.cache_clear()
     status, body, _ = call(auth, event(route, "http-v2", raw=raw, token="x"))
     assert (status, body["code"]) == (400, code)
+
+
+def test_failures_from_one_ipv6_64_count_together(auth):
+    register_and_login(auth, "http-v2")
+    wrong = {"username": "alice", "password": "wrong-password"}
+    for host in range(1, 6):  # five addresses of one /64
+        call(auth, event("login", "http-v2", body=wrong, ip=f"2001:db8:5:6::{host}"))
+    assert call(auth, event("login", "http-v2", body=ALICE, ip="2001:db8:5:6::99"))[0] == 429
+    assert call(auth, event("login", "http-v2", body=ALICE, ip="2001:db8:5:7::1"))[0] == 200

@@ -11,6 +11,7 @@ never lists who was attacked and long input cannot bloat a key.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -62,10 +63,25 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
+def client_network(ip: str) -> str:
+    """What one client is counted as: its IPv4 address, or its IPv6 /64 (one
+    subscriber usually holds a whole /64, so single addresses cost nothing)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def _login_keys(username: str, ip: str) -> list[str]:
+    network = client_network(ip)
     return [
-        f"aurora:throttle:login:{_digest(username_key(username), ip)}",
-        f"aurora:throttle:login-ip:{_digest(ip)}",
+        f"aurora:throttle:login:{_digest(username_key(username), network)}",
+        f"aurora:throttle:login-ip:{_digest(network)}",
     ]
 
 
@@ -93,7 +109,7 @@ def clear_login_failures(client: redis.Redis, username: str, ip: str) -> None:
 
 def take_registration(client: redis.Redis, settings: Settings, ip: str) -> None:
     """Count one registration attempt from this IP; RateLimitedError past the limit."""
-    key = f"aurora:throttle:register:{_digest(ip)}"
+    key = f"aurora:throttle:register:{_digest(client_network(ip))}"
     window_ms = settings.registration_window_seconds * 1000
     with _redis_errors():
         (count,) = client.register_script(_HIT)(keys=[key], args=[window_ms])
