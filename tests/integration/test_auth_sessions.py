@@ -124,7 +124,8 @@ def test_replaying_a_rotated_refresh_token_revokes_the_whole_session(auth, fmt):
 
 
 @pytest.mark.parametrize(
-    "refresh_token", ["", "nodot", ".secret", "abc.", "not-hex!.x", "0" * 300, "a" * 32 + ".x"]
+    "refresh_token",
+    ["", "nodot", ".secret", "abc.", "not-hex!.x", "0" * 300, "a" * 32 + ".x", "é" * 32 + ".x"],
 )
 def test_junk_refresh_tokens_are_a_4xx(auth, refresh_token):
     status, body, _ = call(auth, event("refresh", "http-v2", body={"refresh_token": refresh_token}))

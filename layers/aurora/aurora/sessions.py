@@ -14,6 +14,7 @@ already rotated away means it was copied, so the whole session is revoked.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import redis
 
 USER_SESSIONS_KEY = "aurora:user:{user_id}:sessions"
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")  # secrets.token_hex(16)
 MAX_REFRESH_TOKEN_CHARS = 256
 
 # KEYS[1] session. ARGV: presented hash, new hash, ttl seconds.
@@ -91,13 +93,10 @@ def open_session(
 
 def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> SessionTokens:
     """A new access token and a new refresh token; the presented one stops working."""
-    session_id, dot, secret = refresh_token.partition(".")
-    if (
-        not dot
-        or len(refresh_token) > MAX_REFRESH_TOKEN_CHARS
-        or not session_id.isalnum()
-        or not secret
-    ):
+    session_id, _, secret = refresh_token.partition(".")
+    if len(refresh_token) > MAX_REFRESH_TOKEN_CHARS or not _SESSION_ID.fullmatch(session_id):
+        raise _invalid_refresh()
+    if not secret:
         raise _invalid_refresh()
     new_secret = _new_secret()
     result = client.register_script(_ROTATE)(
