@@ -6,6 +6,7 @@ MongoDB, makes sure the indexes exist (once per process start, not per call).
 
 from __future__ import annotations
 
+import atexit
 import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -44,7 +45,9 @@ def async_redis_client(url: str) -> redis.asyncio.Redis:
 def _mongo_client(url: str):  # -> pymongo.MongoClient
     from pymongo import MongoClient
 
-    return MongoClient(url, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True)
+    client = MongoClient(url, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True)
+    atexit.register(client.close)  # end its server sessions cleanly when the process exits
+    return client
 
 
 def database(settings: Settings) -> Database:
