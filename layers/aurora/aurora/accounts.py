@@ -132,6 +132,7 @@ def change_password(
     """Set a new password, end every session of the user, and open a new one
     for the caller. Wrong current passwords count as failed logins."""
     _require(change.current_password, change.new_password)
+    _check_password(change.new_password)
     cache, db = _cache(settings), database(settings)
     throttling.check_login(cache, settings, claims.username, ip)
     user = users.find_user_by_id(db, claims.user_id)
@@ -140,7 +141,6 @@ def change_password(
     ):
         throttling.record_login_failure(cache, settings, claims.username, ip)
         raise _invalid_credentials()
-    _check_password(change.new_password)
     users.set_password_hash(
         db, user["_id"], passwords.hash_password(change.new_password, settings.bcrypt_rounds)
     )
