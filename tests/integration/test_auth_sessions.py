@@ -4,6 +4,7 @@ events: login, refresh (rotated), logout, password change, me, throttling."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -304,3 +305,13 @@ def test_failures_from_one_ipv6_64_count_together(auth):
         call(auth, event("login", "http-v2", body=wrong, ip=f"2001:db8:5:6::{host}"))
     assert call(auth, event("login", "http-v2", body=ALICE, ip="2001:db8:5:6::99"))[0] == 429
     assert call(auth, event("login", "http-v2", body=ALICE, ip="2001:db8:5:7::1"))[0] == 200
+
+
+def test_refused_logins_are_counted_as_an_emf_metric(auth, capfd):
+    register_and_login(auth, "http-v2")
+    capfd.readouterr()
+    call(auth, event("login", "http-v2", body={"username": "alice", "password": "wrong-password"}))
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = lines
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "AuroraChat"
+    assert emf["LoginRefused"] == [1.0] and emf["service"] == "auth"
