@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import redis
 
@@ -28,12 +31,17 @@ def db(settings: Settings):
     return database(settings)
 
 
-def queue(r, n: int, room: str = "general") -> list[str]:
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        entry = StreamEntry(id="0-0", room=room, user_id="u1", username="alice", text=f"m{i}")
-        pipe.xadd(STREAM_KEY, entry.fields())
-    return pipe.execute()
+def queue(r, n: int, room: str = "general", text: str = "m{i}") -> list[str]:
+    ids: list[str] = []
+    for start in range(0, n, 10_000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(n, start + 10_000)):
+            entry = StreamEntry(
+                id="0-0", room=room, user_id="u1", username="alice", text=text.format(i=i)
+            )
+            pipe.xadd(STREAM_KEY, entry.fields())
+        ids += pipe.execute()
+    return ids
 
 
 def drain(r, db, name: str = "run", **kwargs) -> Drain:
@@ -41,69 +49,161 @@ def drain(r, db, name: str = "run", **kwargs) -> Drain:
     return Drain(r, db, consumer=name, **kwargs)
 
 
+def until_idle(run: Drain):
+    return run.run(always, exit_when_idle=True)
+
+
 def stored(db) -> list[str]:
     return [d["_id"] for d in db[messages.COLLECTION].find({}, {"_id": 1})]
 
 
+def dead_letters(r) -> list[dict[str, str]]:
+    return [fields for _, fields in r.xrange(DEAD_LETTER_KEY)]
+
+
 def test_every_queued_message_is_stored_once_and_acknowledged(r, db):
     ids = queue(r, 1200)
-    summary = drain(r, db, batch_size=500).run(always)
+    summary = until_idle(drain(r, db, batch_size=500))
     assert sorted(stored(db)) == sorted(ids)
     assert (summary.inserted, summary.batches) == (1200, 3)
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
 
 
+def test_the_stored_document_is_the_message_model(r, db):
+    (entry_id,) = queue(r, 1)
+    until_idle(drain(r, db))
+    doc = db[messages.COLLECTION].find_one({"_id": entry_id})
+    ms, seq = (int(part) for part in entry_id.split("-"))
+    assert doc["ms"] == ms and doc["seq"] == seq
+    assert int(doc["created_at"].timestamp() * 1000) == ms
+    assert (doc["room"], doc["user_id"], doc["username"], doc["text"]) == (
+        "general",
+        "u1",
+        "alice",
+        "m0",
+    )
+    assert (doc["status"], doc["attachments"], doc["edited_at"], doc["deleted"]) == (
+        "sent",
+        [],
+        None,
+        False,
+    )
+
+
 def test_a_repeated_run_stores_nothing_twice(r, db):
     queue(r, 50)
-    drain(r, db).run(always)
-    second = drain(r, db).run(always)
+    until_idle(drain(r, db))
+    second = until_idle(drain(r, db))
     assert second.drained == 0
     assert len(stored(db)) == 50
 
 
-def killed(*_args):
+def killed(*_args, **_kwargs):
     raise SystemExit("killed between insert and ack")
 
 
 def test_a_run_killed_between_insert_and_ack_loses_and_duplicates_nothing(r, db, monkeypatch):
     ids = queue(r, 30)
     crashing = drain(r, db, name="crashed")
-    monkeypatch.setattr(crashing.redis, "xack", killed)
+    # The ack is the last command of the transaction that ends each batch.
+    monkeypatch.setattr(redis.client.Pipeline, "execute", killed)
     with pytest.raises(SystemExit):
-        crashing.run(always)
+        until_idle(crashing)
     monkeypatch.undo()
     assert len(stored(db)) == 30
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 30  # still owed an ack
 
-    summary = drain(r, db, name="next", claim_idle_ms=0).run(always)
+    summary = until_idle(drain(r, db, name="next", claim_idle_ms=0))
     assert (summary.reclaimed, summary.duplicates, summary.inserted) == (30, 30, 0)
     assert sorted(stored(db)) == sorted(ids)
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    assert dead_letters(r) == []
 
 
-def test_entries_stay_pending_while_mongodb_is_down_and_land_after(r, db, settings):
+def test_pending_entries_of_a_live_run_are_not_reclaimed_before_the_visibility_timeout(r, db):
+    ensure_group(r)
+    queue(r, 5)
+    r.xreadgroup(GROUP, "busy", {STREAM_KEY: ">"}, count=5)
+    summary = until_idle(drain(r, db, name="other", claim_idle_ms=60_000))
+    assert summary.reclaimed == 0
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 5
+
+
+def test_a_run_fails_without_taking_entries_while_mongodb_is_unreachable(r, settings):
     from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
 
     from local.servers import free_port
 
-    ids = queue(r, 20)
+    ensure_group(r)
+    queue(r, 20)
     down = MongoClient(f"mongodb://127.0.0.1:{free_port()}/", serverSelectionTimeoutMS=300)
-    with pytest.raises(Exception, match=r"refused|Timeout|timed out"):
-        drain(r, down["aurora"], name="outage").run(always)
+    with pytest.raises(PyMongoError):
+        until_idle(drain(r, down["aurora"], name="outage"))
     down.close()
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 20
-    drain(r, db, name="recovered", claim_idle_ms=0).run(always)
-    assert sorted(stored(db)) == sorted(ids)
+    # Nothing was delivered, so an outage never counts towards the poison limit.
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    assert r.xlen(STREAM_KEY) == 20
+    summary = until_idle(drain(r, database(settings), name="recovered"))
+    assert summary.inserted == 20
 
 
-def test_a_poison_entry_is_dead_lettered_and_does_not_block_the_rest(r, db):
+def test_a_malformed_entry_is_dead_lettered_and_does_not_block_the_rest(r, db):
     good = queue(r, 3)
     bad = r.xadd(STREAM_KEY, {"v": "1", "room": "general"})  # no user, no text
-    summary = drain(r, db).run(always)
+    alien = r.xadd(STREAM_KEY, {"v": "99", "payload": "{not json"})
+    summary = until_idle(drain(r, db))
     assert sorted(stored(db)) == sorted(good)
-    assert summary.dead_lettered == 1
-    ((_, letter),) = r.xrange(DEAD_LETTER_KEY)
-    assert letter["source_id"] == bad and "Missing fields" in letter["reason"]
+    assert summary.dead_lettered == 2
+    letters = dead_letters(r)
+    assert [(d["source_id"], d["code"]) for d in letters] == [
+        (bad, "missing_fields"),
+        (alien, "bad_version"),
+    ]
+    assert "Missing fields" in letters[0]["reason"]
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+
+
+def test_an_entry_delivered_too_many_times_is_dead_lettered(r, db):
+    ensure_group(r)
+    (poison,) = queue(r, 1)
+    # Three runs took it and died: each delivery counts.
+    r.xreadgroup(GROUP, "died-1", {STREAM_KEY: ">"})
+    r.xclaim(STREAM_KEY, GROUP, "died-2", 0, [poison])
+    r.xclaim(STREAM_KEY, GROUP, "died-3", 0, [poison])
+    fresh = queue(r, 2)
+    summary = until_idle(drain(r, db, claim_idle_ms=0, max_deliveries=3))
+    assert (summary.reclaimed, summary.dead_lettered, summary.inserted) == (1, 1, 2)
+    assert sorted(stored(db)) == sorted(fresh)
+    ((letter),) = dead_letters(r)
+    assert (letter["source_id"], letter["code"]) == (poison, "too_many_deliveries")
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+
+
+def test_a_document_the_database_rejects_is_dead_lettered_and_the_rest_stored(r, db):
+    # A unique index on another field: its duplicate is a rejection, not "already stored".
+    db[messages.COLLECTION].create_index("text", unique=True, name="text_unique")
+    first, second = queue(r, 2, text="same")
+    (other,) = queue(r, 1, text="other")
+    summary = until_idle(drain(r, db))
+    assert sorted(stored(db)) == sorted([first, other])
+    assert (summary.inserted, summary.duplicates, summary.dead_lettered) == (2, 0, 1)
+    ((letter),) = dead_letters(r)
+    assert (letter["source_id"], letter["code"]) == (second, "rejected_by_database")
+
+
+def test_concurrent_runs_share_the_work_without_duplicates(r, db):
+    ids = queue(r, 6000)
+    summaries = []
+    runs = [drain(r, db, name=f"run-{i}", batch_size=100) for i in range(3)]
+    threads = [threading.Thread(target=lambda d=d: summaries.append(until_idle(d))) for d in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(stored(db)) == sorted(ids)
+    assert sum(s.inserted for s in summaries) == 6000
+    assert sum(s.duplicates for s in summaries) == 0  # each entry went to one run only
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
 
 
@@ -113,7 +213,7 @@ def test_the_drain_trims_acknowledged_entries_but_never_unacknowledged_ones(r, d
     # Another consumer takes 4 entries and has not acknowledged them yet.
     held = [i for i, _ in r.xreadgroup(GROUP, "slow", {STREAM_KEY: ">"}, count=4)[0][1]]
     queue(r, 5)
-    drain(r, db, name="trimmer").run(always)
+    until_idle(drain(r, db, name="trimmer"))
     remaining = [i for i, _ in r.xrange(STREAM_KEY)]
     assert remaining[: len(held)] == held  # the oldest unacknowledged entry is kept
     assert len(stored(db)) == 11
@@ -121,6 +221,40 @@ def test_the_drain_trims_acknowledged_entries_but_never_unacknowledged_ones(r, d
 
 def test_a_fully_drained_stream_is_trimmed_empty(r, db):
     queue(r, 25)
-    summary = drain(r, db).run(always)
+    summary = until_idle(drain(r, db))
     assert summary.trimmed == 25
+    assert r.xlen(STREAM_KEY) == 0
+
+
+def test_the_stream_stays_bounded_while_a_long_run_drains_steady_chat(r, db):
+    """Trimming happens during a run, not only at its end."""
+    ensure_group(r)
+    deadline = time.monotonic() + 3.0
+    produced: list[str] = []
+    lengths: list[int] = []
+
+    def chat() -> None:
+        while time.monotonic() < deadline - 0.5:
+            produced.extend(queue(r, 50))  # ~2,500 msg/s
+            lengths.append(r.xlen(STREAM_KEY))
+            time.sleep(0.02)
+
+    producer = threading.Thread(target=chat)
+    producer.start()
+    run = drain(r, db, block_ms=100, trim_interval_ms=100)
+    summary = run.run(lambda: time.monotonic() < deadline)
+    producer.join()
+    until_idle(drain(r, db, name="tail"))
+    assert sorted(stored(db)) == sorted(produced)
+    assert summary.trimmed >= len(produced) // 2
+    # Never more than a fraction of what went through.
+    assert max(lengths) < len(produced) / 4
+
+
+def test_a_hundred_thousand_queued_messages_are_all_stored_exactly_once(r, db):
+    queue(r, 100_000)
+    summary = until_idle(drain(r, db, batch_size=1000))
+    assert summary.inserted == 100_000
+    assert db[messages.COLLECTION].count_documents({}) == 100_000
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
     assert r.xlen(STREAM_KEY) == 0

@@ -41,7 +41,7 @@ async def test_send_script_then_drain_with_reclaim_and_trim(versioned_redis, set
     sync.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)
     sync.xreadgroup(GROUP, "crashed", {STREAM_KEY: ">"}, count=2)
     summary = Drain(sync, database(settings), consumer="next", claim_idle_ms=0, block_ms=10).run(
-        lambda: True
+        lambda: True, exit_when_idle=True
     )
     assert (summary.reclaimed, summary.inserted, summary.trimmed) == (2, 3, 3)
     assert sync.xlen(STREAM_KEY) == 0

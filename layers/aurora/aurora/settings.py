@@ -44,8 +44,9 @@ class Settings:
     drain_block_ms: int = 1000
     drain_safety_margin_ms: int = 5000
     drain_claim_idle_ms: int = 30_000
-    # True: a run stops when the stream is empty (cheaper, more lag).
-    drain_exit_when_idle: bool = True
+    # True: a run stops when the stream is empty (cheaper, more lag); the
+    # default keeps each run draining until its time is nearly up.
+    drain_exit_when_idle: bool = False
 
     # Fan-out container.
     fanout_host: str = "0.0.0.0"
@@ -55,6 +56,11 @@ class Settings:
 
     # Browser origins allowed outside local mode (comma separated in the env).
     allowed_origins: tuple[str, ...] = ()
+
+    # Persistence drain, continued: an entry delivered more than this many
+    # times is dead-lettered; the stream is trimmed at most this often.
+    drain_max_deliveries: int = 5
+    drain_trim_interval_ms: int = 1000
 
     @property
     def is_local(self) -> bool:
@@ -96,13 +102,17 @@ class Settings:
                 "DRAIN_SAFETY_MARGIN_MS", defaults.drain_safety_margin_ms
             ),
             drain_claim_idle_ms=number("DRAIN_CLAIM_IDLE_MS", defaults.drain_claim_idle_ms),
-            drain_exit_when_idle=text("DRAIN_EXIT_WHEN_IDLE", "true").lower()
+            drain_exit_when_idle=text("DRAIN_EXIT_WHEN_IDLE", "false").lower()
             in ("1", "true", "yes"),
             fanout_host=text("FANOUT_HOST", defaults.fanout_host),
             fanout_port=number("FANOUT_PORT", defaults.fanout_port),
             ping_interval_seconds=number("PING_INTERVAL_SECONDS", defaults.ping_interval_seconds),
             max_frame_bytes=number("MAX_FRAME_BYTES", defaults.max_frame_bytes),
             allowed_origins=origins,
+            drain_max_deliveries=number("DRAIN_MAX_DELIVERIES", defaults.drain_max_deliveries),
+            drain_trim_interval_ms=number(
+                "DRAIN_TRIM_INTERVAL_MS", defaults.drain_trim_interval_ms
+            ),
         )
         settings.check()
         return settings
@@ -115,6 +125,8 @@ class Settings:
             raise ConfigurationError("rate limits must be positive")
         if self.drain_batch_size < 1:
             raise ConfigurationError("DRAIN_BATCH_SIZE must be positive")
+        if self.drain_max_deliveries < 1:
+            raise ConfigurationError("DRAIN_MAX_DELIVERIES must be positive")
         if self.is_local:
             return
         if self.jwt_secret == LOCAL_DEV_SECRET:
