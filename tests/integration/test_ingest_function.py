@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -40,20 +42,39 @@ def test_the_template_runs_the_drain_every_minute_with_a_timeout_just_above_it()
     assert 60 < fn.timeout <= 90
 
 
+INVOKE_ONCE = """
+import json, sys
+from pathlib import Path
+from local.runtime import LocalFunction
+from local.template import functions
+(fn,) = [f for f in functions(Path("template.yaml")) if f.name == "IngestFunction"]
+ingest = LocalFunction(fn)
+print(json.dumps({"summary": ingest.invoke(json.loads(sys.argv[1]))}), flush=True)
+ingest.close()
+"""
+
+
 def test_a_run_returns_its_summary_logs_with_the_request_id_and_publishes_emf_metrics(
-    app_env: Settings, monkeypatch, capfd
+    app_env: Settings, monkeypatch
 ):
+    """What CloudWatch would get on stdout: JSON logs and one EMF document."""
     monkeypatch.setenv("DRAIN_EXIT_WHEN_IDLE", "true")
     queue(app_env, 12)
-    fn = ingest_function()
-    try:
-        summary = fn.invoke(SCHEDULED)
-    finally:
-        fn.close()
+    # A process of its own, like a Lambda container: its stdout is all ours.
+    done = subprocess.run(
+        [sys.executable, "-c", INVOKE_ONCE, json.dumps(SCHEDULED)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line[:1] == "{"]
+    (summary,) = [line["summary"] for line in lines if "summary" in line]
     assert summary["inserted"] == 12 and summary["drained"] == 12
     assert database(app_env)[messages.COLLECTION].count_documents({}) == 12
 
-    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line[:1] == "{"]
     (emf,) = [line for line in lines if "_aws" in line]
     (directive,) = emf["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "AuroraChatTest"
