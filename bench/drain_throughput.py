@@ -2,6 +2,7 @@
 run of the drain until the stream is empty, check the exact count stored.
 
     .venv/bin/python bench/drain_throughput.py [--messages 20000] [--batch-sizes 1,50,500,1000]
+        [--without-history-index]
 
 Starts its own redis-server and SecantusDB (standalone) in a temporary folder
 on ephemeral loopback ports, and stops them by pid.
@@ -38,6 +39,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--batch-sizes", default="1,50,500,1000")
     parser.add_argument("--max-batch-1-messages", type=int, default=3_000)
+    parser.add_argument(
+        "--without-history-index",
+        action="store_true",
+        help="skip the room_time index (shows what maintaining it costs the store)",
+    )
     args = parser.parse_args()
 
     print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
@@ -52,7 +58,8 @@ def main() -> None:
                 # Batch 1 is a round trip per message: fewer of them, same rate.
                 n = min(args.messages, args.max_batch_1_messages) if size == 1 else args.messages
                 db = mongo[f"bench_{size}"]
-                messages.ensure_indexes(db)
+                if not args.without_history_index:
+                    messages.ensure_indexes(db)
                 r.flushdb()
                 queue(r, n)
                 run = Drain(r, db, consumer="bench", batch_size=size, block_ms=10)

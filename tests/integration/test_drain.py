@@ -258,3 +258,15 @@ def test_a_hundred_thousand_queued_messages_are_all_stored_exactly_once(r, db):
     assert db[messages.COLLECTION].count_documents({}) == 100_000
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
     assert r.xlen(STREAM_KEY) == 0
+
+
+def test_an_entry_deleted_while_pending_is_reported_as_a_dead_letter(r, db):
+    ensure_group(r)
+    (gone,) = queue(r, 1)
+    r.xreadgroup(GROUP, "crashed", {STREAM_KEY: ">"})
+    r.xdel(STREAM_KEY, gone)  # someone deleted it before it was stored
+    summary = until_idle(drain(r, db, claim_idle_ms=0))
+    assert summary.dead_lettered == 1
+    ((letter),) = dead_letters(r)
+    assert (letter["source_id"], letter["code"]) == (gone, "empty_entry")
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0

@@ -33,6 +33,7 @@ DUPLICATE_KEY = 11000
 TRANSIENT_CODES = frozenset({6, 7, 11, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435})
 
 Entry = tuple[str, dict[str, Any] | None]
+DELETED = deadletters.Reason("empty_entry", "Entry has no fields (deleted?)")
 
 
 @dataclass
@@ -149,15 +150,24 @@ class Drain:
         """
         start = "0-0"
         while True:
-            # Redis 7 adds a third element (deleted ids) that 6.2 does not send.
-            start, claimed = self.redis.xautoclaim(
+            reply = self.redis.xautoclaim(
                 STREAM_KEY,
                 GROUP,
                 self.consumer,
                 min_idle_time=self.claim_idle_ms,
                 start_id=start,
                 count=self.batch_size,
-            )[:2]
+            )
+            start, claimed = reply[0], reply[1]
+            # Entries deleted from the stream while pending: Redis 6.2 hands
+            # them over as (None, None), still pending; Redis 7 drops them
+            # from the pending list and lists their ids. Either way the
+            # message is gone: say so in a dead letter.
+            if any(entry_id is None for entry_id, _ in claimed):
+                claimed = self._name_the_deleted(claimed)
+            for entry_id in reply[2] if len(reply) > 2 else []:
+                deadletters.record(self.redis, entry_id, None, DELETED)
+                self.summary.dead_lettered += 1
             if claimed:
                 self.summary.reclaimed += len(claimed)
                 deliveries = self._deliveries([entry_id for entry_id, _ in claimed])
@@ -171,6 +181,17 @@ class Drain:
                 self._store(claimed, worn_out)
             if start == "0-0":
                 return
+
+    def _name_the_deleted(self, claimed: list[Entry]) -> list[Entry]:
+        """Redis 6.2: find the ids of the (None, None) entries we now own
+        (everything this consumer holds that came back without an id), so
+        they are dead-lettered as empty entries and acknowledged."""
+        present = [(entry_id, fields) for entry_id, fields in claimed if entry_id is not None]
+        known = {entry_id for entry_id, _ in present}
+        mine = self.redis.xpending_range(
+            STREAM_KEY, GROUP, min="-", max="+", count=len(claimed), consumername=self.consumer
+        )
+        return present + [(p["message_id"], None) for p in mine if p["message_id"] not in known]
 
     def _deliveries(self, ids: list[str]) -> dict[str, int]:
         """How many times each of these entries (now ours) has been delivered."""
@@ -281,7 +302,11 @@ class Drain:
             self.summary.trimmed += self.redis.xtrim(STREAM_KEY, minid=floor)
 
     def _forget_consumer(self) -> None:
-        """Remove this run's consumer from the group if it holds nothing."""
+        """Remove this run's consumer from the group if it holds nothing.
+
+        Only its own: deleting another consumer drops whatever it holds, and
+        an apparently idle one may be a live run about to read a batch.
+        """
         import redis
 
         try:
