@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +16,7 @@ from aurora.backends import database
 from aurora.drain import Drain, ensure_group
 from aurora.settings import Settings
 from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
+from tests.conftest import ROOT
 
 
 def always() -> bool:
@@ -98,20 +102,36 @@ def test_a_repeated_run_stores_nothing_twice(r, db):
     assert len(stored(db)) == 50
 
 
-def killed(*_args, **_kwargs):
-    raise SystemExit("killed between insert and ack")
+# A drain in a process of its own that SIGKILLs itself the moment it is about
+# to send the transaction that acknowledges its first batch: after the
+# insert, before the ack. No hook in the drain: the test patches the client.
+KILLED_BETWEEN_INSERT_AND_ACK = """
+import os, signal, sys
+import redis
+from aurora.backends import database
+from aurora.drain import Drain
+from aurora.settings import Settings
+
+redis.client.Pipeline.execute = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+settings = Settings(env="local", redis_url=sys.argv[1], mongo_url=sys.argv[2], mongo_db=sys.argv[3])
+client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+Drain(client, database(settings), consumer="killed", block_ms=10).run(lambda: True)
+"""
 
 
-def test_a_run_killed_between_insert_and_ack_loses_and_duplicates_nothing(r, db, monkeypatch):
+def test_a_run_killed_between_insert_and_ack_loses_and_duplicates_nothing(r, db, settings):
     ids = queue(r, 30)
-    crashing = drain(r, db, name="crashed")
-    # The ack is the last command of the transaction that ends each batch.
-    monkeypatch.setattr(redis.client.Pipeline, "execute", killed)
-    with pytest.raises(SystemExit):
-        until_idle(crashing)
-    monkeypatch.undo()
-    assert len(stored(db)) == 30
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 30  # still owed an ack
+    child = [sys.executable, "-c", KILLED_BETWEEN_INSERT_AND_ACK]
+    done = subprocess.run(
+        [*child, settings.redis_url, settings.mongo_url, settings.mongo_db],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert len(stored(db)) == 30  # inserted...
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 30  # ...never acknowledged
 
     summary = until_idle(drain(r, db, name="next", claim_idle_ms=0))
     assert (summary.reclaimed, summary.duplicates, summary.inserted) == (30, 30, 0)
