@@ -290,3 +290,17 @@ def test_an_entry_deleted_while_pending_is_reported_as_a_dead_letter(r, db):
     ((letter),) = dead_letters(r)
     assert (letter["source_id"], letter["code"]) == (gone, "empty_entry")
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+
+
+def test_a_long_run_takes_over_what_an_overlapping_run_left_when_it_died(r, db):
+    ensure_group(r)
+    ids = queue(r, 3)
+    # Another run took them and died without acknowledging them, just now:
+    # too recently for the long run's first reclaim.
+    r.xreadgroup(GROUP, "died", {STREAM_KEY: ">"}, count=3)
+    deadline = time.monotonic() + 2.0
+    run = drain(r, db, name="long", block_ms=50, claim_idle_ms=700)
+    summary = run.run(lambda: time.monotonic() < deadline)
+    assert summary.reclaimed == 3  # once they had been idle for 0.7 s
+    assert sorted(stored(db)) == sorted(ids)
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0

@@ -112,6 +112,7 @@ class Drain:
         self.trim_interval_ms = trim_interval_ms
         self.summary = DrainSummary()
         self._last_trim = 0.0
+        self._last_reclaim = 0.0
 
     def run(self, keep_going: Callable[[], bool], *, exit_when_idle: bool = False) -> DrainSummary:
         """Drain while `keep_going()` says so; with `exit_when_idle`, stop at
@@ -129,6 +130,10 @@ class Drain:
                 elif exit_when_idle:
                     break
                 self._trim(every_ms=self.trim_interval_ms)
+                # A long run also takes over what an overlapping run left
+                # behind when it died, instead of leaving it to the next run.
+                if (time.monotonic() - self._last_reclaim) * 1000 >= self.claim_idle_ms:
+                    self._reclaim()
             self._trim()
         finally:
             self._forget_consumer()
@@ -180,6 +185,7 @@ class Drain:
                 }
                 self._store(claimed, worn_out)
             if start == "0-0":
+                self._last_reclaim = time.monotonic()
                 return
 
     def _name_the_deleted(self, claimed: list[Entry]) -> list[Entry]:
