@@ -304,3 +304,50 @@ def test_a_long_run_takes_over_what_an_overlapping_run_left_when_it_died(r, db):
     assert summary.reclaimed == 3  # once they had been idle for 0.7 s
     assert sorted(stored(db)) == sorted(ids)
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+
+
+@pytest.fixture(scope="module")
+def failpoint_mongo():
+    """A MongoDB-protocol server with test commands (`configureFailPoint`) on."""
+    from secantus import SecantusDBServer
+
+    with SecantusDBServer(host="127.0.0.1", port=0, storage_path=":memory:") as server:
+        # Quick rediscovery after a "shutting down" error (pymongo waits for a heartbeat).
+        sep = "&" if "?" in server.uri else "?"
+        yield f"{server.uri}{sep}retryWrites=false&heartbeatFrequencyMS=500"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"errorCode": 91},  # ShutdownInProgress: the insert never happened
+        # The documents were written but not acknowledged as asked.
+        {"writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}},
+    ],
+    ids=["command-error", "write-concern-error"],
+)
+def test_a_transient_database_error_leaves_the_batch_pending_not_dead_lettered(
+    r, failpoint_mongo, failure, request
+):
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client = MongoClient(failpoint_mongo)
+    db = client[f"t_{request.node.callspec.id.replace('-', '_')}"]
+    ensure_group(r)
+    ids = queue(r, 5)
+    client.admin.command(
+        {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 1},
+            "data": {"failCommands": ["insert"], **failure},
+        }
+    )
+    with pytest.raises(PyMongoError):
+        until_idle(drain(r, db, name="unlucky"))
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 5
+    summary = until_idle(drain(r, db, name="next", claim_idle_ms=0))
+    assert summary.reclaimed == 5 and summary.dead_lettered == 0
+    assert sorted(stored(db)) == sorted(ids)
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    client.close()
