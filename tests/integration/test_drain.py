@@ -351,3 +351,52 @@ def test_a_transient_database_error_leaves_the_batch_pending_not_dead_lettered(
     assert sorted(stored(db)) == sorted(ids)
     assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
     client.close()
+
+
+def test_an_entry_that_is_not_utf8_is_dead_lettered_and_the_batch_goes_on(db, settings, capsys):
+    """Raw bytes from some other producer must not make the batch unreadable."""
+    from aurora.backends import redis_client
+
+    raw = redis.Redis.from_url(settings.redis_url)
+    before = queue(redis_client(settings.redis_url), 2)
+    bad = raw.xadd(
+        STREAM_KEY,
+        {
+            b"v": b"1",
+            b"room": b"general",
+            b"user_id": b"u1",
+            b"username": b"\xff\xfe",
+            b"text": b"x",
+        },
+    ).decode()
+    after = queue(redis_client(settings.redis_url), 2)
+    summary = until_idle(drain(redis_client(settings.redis_url), db))
+    assert sorted(stored(db)) == sorted(before + after)
+    assert summary.dead_lettered == 1
+    (letter,) = deadletters_of(settings)
+    assert (letter.source_id, letter.code) == (bad, "invalid_encoding")
+    assert letter.fields["username"] == "\udcff\udcfe"  # the raw bytes, kept
+    from aurora import deadletters
+
+    assert deadletters.main(["show", letter.id], settings) == 0  # printable, escaped
+    assert "\\udcff" in capsys.readouterr().out
+    raw.close()
+
+
+def test_an_entry_too_large_to_store_is_dead_lettered(r, db):
+    ensure_group(r)
+    huge = StreamEntry("0-0", "general", "u1", "alice", "x" * (16 * 1024 * 1024)).fields()
+    too_large = r.xadd(STREAM_KEY, huge)
+    fine = queue(r, 3)
+    summary = until_idle(drain(r, db))
+    assert sorted(stored(db)) == sorted(fine)
+    assert summary.dead_lettered == 1
+    ((letter),) = [(f["source_id"], f["code"]) for f in dead_letters(r)]
+    assert letter == (too_large, "too_large")
+
+
+def deadletters_of(settings: Settings):
+    from aurora import deadletters
+    from aurora.backends import redis_client
+
+    return deadletters.list_letters(redis_client(settings.redis_url))

@@ -83,9 +83,20 @@ def record(
             "source_id": source_id,
             "code": reason.code,
             "reason": reason.message,
-            "fields": json.dumps(fields or {}, ensure_ascii=False),
+            "fields": _json(fields or {}),
         },
     )
+
+
+def _json(value: Any) -> str:
+    """JSON that Redis and a terminal can take: readable UTF-8, or escapes
+    when the value holds undecodable bytes (lone surrogates)."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 def list_letters(client: redis.Redis, *, limit: int = 100) -> list[DeadLetter]:
@@ -171,7 +182,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if letter is None:
             print(f"no dead letter {args.id}", file=sys.stderr)
             return 1
-        print(json.dumps(letter.as_dict(), indent=2, ensure_ascii=False))
+        print(_json(letter.as_dict()))
         return 0
     ids = args.ids or [letter.id for letter in list_letters(client, limit=10**9)]
     db = database(settings)
