@@ -80,7 +80,7 @@ def test_a_run_returns_its_summary_logs_with_the_request_id_and_publishes_emf_me
     assert directive["Namespace"] == "AuroraChatTest"
     names = {m["Name"] for m in directive["Metrics"]}
     assert {"Drained", "Inserted", "Duplicates", "Reclaimed", "DeadLettered"} <= names
-    assert {"BatchSize", "PersistenceLag"} <= names
+    assert {"BatchSize", "PersistenceLag", "Backlog"} <= names
     assert (emf["Drained"], emf["Inserted"], emf["DeadLettered"]) == ([12], [12], [0])
     (log,) = [line for line in lines if line.get("message") == "drain finished"]
     assert log["function_request_id"] and log["inserted"] == 12
