@@ -19,7 +19,7 @@ from local.template import Function
 class LambdaContext:
     """The attributes of the Lambda context object that handlers use."""
 
-    def __init__(self, function: Function) -> None:
+    def __init__(self, function: Function, stopping: threading.Event | None = None) -> None:
         self.function_name = function.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{function.name}"
@@ -28,8 +28,13 @@ class LambdaContext:
         self.log_group_name = f"/aws/lambda/{function.name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + function.timeout
+        self._stopping = stopping or threading.Event()
 
     def get_remaining_time_in_millis(self) -> int:
+        # A stopping emulator tells long runs (the drain) their time is up,
+        # so they finish their batch and return instead of holding shutdown.
+        if self._stopping.is_set():
+            return 0
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
@@ -55,6 +60,7 @@ class LocalFunction:
         )
         self._handler: Any = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def _load(self) -> Any:
         with self._lock:
@@ -73,7 +79,7 @@ class LocalFunction:
 
     def _call(self, event_json: str) -> Any:
         handler = self._load()
-        result = handler(json.loads(event_json), LambdaContext(self.function))
+        result = handler(json.loads(event_json), LambdaContext(self.function, self._stopping))
         return json.loads(json.dumps(result))  # what Lambda would serialise
 
     def invoke(self, event: dict[str, Any]) -> Any:
@@ -85,6 +91,7 @@ class LocalFunction:
         return await loop.run_in_executor(self._pool, self._call, json.dumps(event))
 
     def close(self) -> None:
+        self._stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         for loop in self._loops:
             loop.close()

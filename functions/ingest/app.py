@@ -2,31 +2,48 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 
 from aurora.backends import database, redis_client
-from aurora.drain import Drain
+from aurora.drain import Drain, DrainSummary
 from aurora.settings import get_settings
 
 logger = Logger(service="ingest")
+metrics = Metrics(service="ingest")  # namespace from POWERTOOLS_METRICS_NAMESPACE
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     settings = get_settings()
-    drain = Drain(
-        redis_client(settings.redis_url),
-        database(settings),
-        consumer=f"drain-{context.aws_request_id}",
-        batch_size=settings.drain_batch_size,
-        block_ms=settings.drain_block_ms,
-        claim_idle_ms=settings.drain_claim_idle_ms,
-    )
+    summary = DrainSummary()
 
     def keep_going() -> bool:
         return context.get_remaining_time_in_millis() > settings.drain_safety_margin_ms
 
-    summary = drain.run(keep_going, exit_when_idle=settings.drain_exit_when_idle).as_dict()
-    # An idle run is routine (every minute, or every 2 s locally): keep it quiet.
-    (logger.info if summary["drained"] else logger.debug)("drain finished", extra=summary)
-    return summary
+    try:
+        drain = Drain(
+            redis_client(settings.redis_url),
+            database(settings),
+            consumer=f"drain-{context.aws_request_id}",
+            batch_size=settings.drain_batch_size,
+            block_ms=settings.drain_block_ms,
+            claim_idle_ms=settings.drain_claim_idle_ms,
+            max_deliveries=settings.drain_max_deliveries,
+            trim_interval_ms=settings.drain_trim_interval_ms,
+        )
+        summary = drain.summary
+        drain.run(keep_going, exit_when_idle=settings.drain_exit_when_idle)
+    except Exception:
+        # Lambda reports the run as failed; what it had not acknowledged
+        # stays pending and the next run reclaims it.
+        logger.exception(
+            "drain failed; unacknowledged entries stay pending", extra=summary.as_dict()
+        )
+        raise
+    finally:
+        for name, unit, value in summary.metrics():
+            metrics.add_metric(name=name, unit=unit, value=value)
+    # An idle run is routine: keep it quiet.
+    (logger.info if summary.drained else logger.debug)("drain finished", extra=summary.as_dict())
+    return summary.as_dict()

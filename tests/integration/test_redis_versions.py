@@ -41,8 +41,28 @@ async def test_send_script_then_drain_with_reclaim_and_trim(versioned_redis, set
     sync.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)
     sync.xreadgroup(GROUP, "crashed", {STREAM_KEY: ">"}, count=2)
     summary = Drain(sync, database(settings), consumer="next", claim_idle_ms=0, block_ms=10).run(
-        lambda: True
+        lambda: True, exit_when_idle=True
     )
     assert (summary.reclaimed, summary.inserted, summary.trimmed) == (2, 3, 3)
     assert sync.xlen(STREAM_KEY) == 0
+    sync.close()
+
+
+def test_an_entry_deleted_while_pending_becomes_a_dead_letter(versioned_redis, settings):
+    """Redis 6.2 hands it over without fields, 7.x lists it as deleted."""
+    from aurora.stream import DEAD_LETTER_KEY, StreamEntry
+
+    sync = redis.Redis.from_url(versioned_redis.url, decode_responses=True)
+    sync.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)
+    entry = StreamEntry(id="0-0", room="general", user_id="u1", username="alice", text="hi")
+    gone, kept = (sync.xadd(STREAM_KEY, entry.fields()) for _ in range(2))
+    sync.xreadgroup(GROUP, "crashed", {STREAM_KEY: ">"})
+    sync.xdel(STREAM_KEY, gone)
+    summary = Drain(sync, database(settings), consumer="next", claim_idle_ms=0, block_ms=10).run(
+        lambda: True, exit_when_idle=True
+    )
+    assert (summary.dead_lettered, summary.inserted) == (1, 1)
+    assert [f["source_id"] for _, f in sync.xrange(DEAD_LETTER_KEY)] == [gone]
+    assert sync.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    assert kept
     sync.close()

@@ -28,7 +28,14 @@ def redis_client(url: str) -> redis.Redis:
     import redis
 
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+        url,
+        decode_responses=True,
+        # Bytes that are not UTF-8 (written by something other than our send
+        # script) must not make a whole reply unreadable: they decode to
+        # lone surrogates, and the drain dead-letters that one entry.
+        encoding_errors="surrogateescape",
+        socket_connect_timeout=5,
+        health_check_interval=30,
     )
 
 

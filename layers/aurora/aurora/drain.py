@@ -5,45 +5,82 @@ Order of operations for each batch: read -> insert_many(ordered=False) ->
 XACK. A crash before the ack leaves the entries pending; a later run claims
 them back (XAUTOCLAIM) and inserts them again, which MongoDB answers with
 duplicate-key errors for what was already stored: already stored, not lost,
-not stored twice.
+not stored twice. Entries that can never be stored (unparseable, rejected by
+the database, or delivered too many times) are dead-lettered and
+acknowledged in one transaction, so they never block the pipeline.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import messages
+from aurora import deadletters, messages
 from aurora.errors import ValidationError
-from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry, next_id, parse_id
+from aurora.stream import GROUP, STREAM_KEY, StreamEntry, next_id, parse_id
 
 if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
 
 DUPLICATE_KEY = 11000
+# Server error codes that say "try again later", not "this document is bad":
+# a batch that meets one stays pending for the next run instead of being
+# dead-lettered. (Interrupted, shutdown, step-down, not primary, timeouts,
+# write conflict, network.)
+TRANSIENT_CODES = frozenset({6, 7, 11, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435})
+
+Entry = tuple[str, dict[str, Any] | None]
+DELETED = deadletters.Reason("empty_entry", "Entry has no fields (deleted?)")
 
 
 @dataclass
 class DrainSummary:
-    drained: int = 0
-    inserted: int = 0
-    duplicates: int = 0
-    reclaimed: int = 0
+    """What one run did; returned by the handler and published as metrics."""
+
+    drained: int = 0  # entries handled (stored, duplicate or dead-lettered) and acknowledged
+    inserted: int = 0  # new documents in MongoDB
+    duplicates: int = 0  # entries MongoDB already had (a crashed run's work)
+    reclaimed: int = 0  # entries taken over from a crashed or timed-out run
     dead_lettered: int = 0
     batches: int = 0
-    trimmed: int = 0
-    max_lag_ms: int = 0
+    trimmed: int = 0  # stream entries removed after every group acknowledged them
+    max_lag_ms: int = 0  # oldest entry's age when its batch was acknowledged
+    # At the end of the run: entries of the group still pending, plus (Redis 7)
+    # those not yet read. Growing from run to run: the drain is not keeping up.
+    backlog: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @property
+    def mean_batch_size(self) -> float:
+        return self.drained / self.batches if self.batches else 0.0
+
+    def metrics(self) -> list[tuple[str, str, float]]:
+        """(name, CloudWatch unit, value) of every metric a run publishes."""
+        return [
+            ("Drained", "Count", self.drained),
+            ("Inserted", "Count", self.inserted),
+            ("Duplicates", "Count", self.duplicates),
+            ("Reclaimed", "Count", self.reclaimed),
+            ("DeadLettered", "Count", self.dead_lettered),
+            ("Trimmed", "Count", self.trimmed),
+            ("BatchSize", "Count", self.mean_batch_size),
+            ("PersistenceLag", "Milliseconds", self.max_lag_ms),
+            ("Backlog", "Count", self.backlog),
+        ]
+
 
 def ensure_group(client: redis.Redis) -> None:
-    """Create the consumer group (and the stream) if they do not exist."""
+    """Create the consumer group (and the stream) if they do not exist.
+
+    Cheap enough to run on every invocation, and it must: a Redis that lost
+    its data (no AOF) comes back without the group, and a group recreated at
+    "0" re-reads what is left, which the database answers with duplicates.
+    """
     import redis
 
     try:
@@ -54,6 +91,8 @@ def ensure_group(client: redis.Redis) -> None:
 
 
 class Drain:
+    """One run of the drain, as one consumer of the group."""
+
     def __init__(
         self,
         client: redis.Redis,
@@ -63,17 +102,28 @@ class Drain:
         batch_size: int = 500,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        trim_interval_ms: int = 1000,
     ) -> None:
         self.redis = client
+        self.db = db
         self.collection = db[messages.COLLECTION]
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.trim_interval_ms = trim_interval_ms
         self.summary = DrainSummary()
+        self._last_trim = 0.0
+        self._last_reclaim = 0.0
 
-    def run(self, keep_going: Callable[[], bool], *, exit_when_idle: bool = True) -> DrainSummary:
-        """Drain until idle (or until `keep_going()` says stop)."""
+    def run(self, keep_going: Callable[[], bool], *, exit_when_idle: bool = False) -> DrainSummary:
+        """Drain while `keep_going()` says so; with `exit_when_idle`, stop at
+        the first empty read instead (cheaper, more lag)."""
+        # An unreachable database fails the run before it takes any entry, so
+        # an outage does not count as deliveries towards the poison limit.
+        self.db.command("ping")
         ensure_group(self.redis)
         try:
             self._reclaim()
@@ -83,6 +133,11 @@ class Drain:
                     self._store(batch)
                 elif exit_when_idle:
                     break
+                self._trim(every_ms=self.trim_interval_ms)
+                # A long run also takes over what an overlapping run left
+                # behind when it died, instead of leaving it to the next run.
+                if (time.monotonic() - self._last_reclaim) * 1000 >= self.claim_idle_ms:
+                    self._reclaim()
             self._trim()
         finally:
             self._forget_consumer()
@@ -90,80 +145,163 @@ class Drain:
 
     # -- reading -------------------------------------------------------------
 
-    def _read(self) -> list[tuple[str, dict[str, Any]]]:
+    def _read(self) -> list[Entry]:
         reply = self.redis.xreadgroup(
             GROUP, self.consumer, {STREAM_KEY: ">"}, count=self.batch_size, block=self.block_ms
         )
         return reply[0][1] if reply else []
 
     def _reclaim(self) -> None:
-        """Take over entries a crashed run left pending, then store them."""
+        """Take over entries a crashed run left pending, then store them.
+
+        Entries delivered more than `max_deliveries` times are poison: some
+        run died on each of them, so they are dead-lettered, not retried.
+        """
         start = "0-0"
         while True:
-            # Redis 7 adds a third element (deleted ids) that 6.2 does not send.
-            start, claimed = self.redis.xautoclaim(
+            reply = self.redis.xautoclaim(
                 STREAM_KEY,
                 GROUP,
                 self.consumer,
                 min_idle_time=self.claim_idle_ms,
                 start_id=start,
                 count=self.batch_size,
-            )[:2]
+            )
+            start, claimed = reply[0], reply[1]
+            # Entries deleted from the stream while pending: Redis 6.2 hands
+            # them over as (None, None), still pending; Redis 7 drops them
+            # from the pending list and lists their ids. Either way the
+            # message is gone: say so in a dead letter.
+            if any(entry_id is None for entry_id, _ in claimed):
+                claimed = self._name_the_deleted(claimed)
+            for entry_id in reply[2] if len(reply) > 2 else []:
+                deadletters.record(self.redis, entry_id, None, DELETED)
+                self.summary.dead_lettered += 1
             if claimed:
                 self.summary.reclaimed += len(claimed)
-                self._store(claimed)
+                deliveries = self._deliveries([entry_id for entry_id, _ in claimed])
+                worn_out = {
+                    entry_id: deadletters.Reason(
+                        "too_many_deliveries", f"Delivered {deliveries[entry_id]} times"
+                    )
+                    for entry_id, _ in claimed
+                    if deliveries.get(entry_id, 0) > self.max_deliveries
+                }
+                self._store(claimed, worn_out)
             if start == "0-0":
+                self._last_reclaim = time.monotonic()
                 return
+
+    def _name_the_deleted(self, claimed: list[Entry]) -> list[Entry]:
+        """Redis 6.2: find the ids of the (None, None) entries we now own
+        (everything this consumer holds that came back without an id), so
+        they are dead-lettered as empty entries and acknowledged."""
+        present = [(entry_id, fields) for entry_id, fields in claimed if entry_id is not None]
+        known = {entry_id for entry_id, _ in present}
+        mine = self.redis.xpending_range(
+            STREAM_KEY, GROUP, min="-", max="+", count=len(claimed), consumername=self.consumer
+        )
+        return present + [(p["message_id"], None) for p in mine if p["message_id"] not in known]
+
+    def _deliveries(self, ids: list[str]) -> dict[str, int]:
+        """How many times each of these entries (now ours) has been delivered."""
+        ordered = sorted(ids, key=parse_id)
+        pending = self.redis.xpending_range(
+            STREAM_KEY,
+            GROUP,
+            min=ordered[0],
+            max=ordered[-1],
+            count=len(ids),
+            consumername=self.consumer,
+        )
+        return {p["message_id"]: p["times_delivered"] for p in pending}
 
     # -- storing -------------------------------------------------------------
 
-    def _store(self, batch: list[tuple[str, dict[str, Any] | None]]) -> None:
-        from pymongo.errors import BulkWriteError
-
-        docs, poison = [], []
+    def _store(
+        self, batch: list[Entry], poison: dict[str, deadletters.Reason] | None = None
+    ) -> None:
+        poison = dict(poison or {})
+        docs, doc_ids = [], []
         for entry_id, fields in batch:
+            if entry_id in poison:
+                continue
             try:
                 docs.append(messages.document(StreamEntry.from_redis(entry_id, fields)))
+                doc_ids.append(entry_id)
             except ValidationError as exc:
-                poison.append((entry_id, fields, exc))
-        inserted = duplicates = 0
-        if docs:
-            try:
-                inserted = len(self.collection.insert_many(docs, ordered=False).inserted_ids)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                    raise
-                duplicates = len(errors)
-                inserted = exc.details.get("nInserted", len(docs) - duplicates)
-        for entry_id, fields, exc in poison:
-            self._dead_letter(entry_id, fields, exc)
+                poison[entry_id] = deadletters.Reason(exc.code, str(exc))
+        inserted, duplicates, rejected = self._insert(docs, doc_ids)
+        poison.update(rejected)
+
+        # Dead letters and the ack in one transaction: a crash leaves either
+        # both undone (the entries are retried) or both done.
+        fields_of = dict(batch)
+        pipe = self.redis.pipeline(transaction=True)
+        for entry_id, reason in poison.items():
+            deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason)
         # Acknowledge only now that the database has the batch.
-        self.redis.xack(STREAM_KEY, GROUP, *[entry_id for entry_id, _ in batch])
+        pipe.xack(STREAM_KEY, GROUP, *fields_of)
+        pipe.execute()
+
+        oldest_ms = min(parse_id(entry_id)[0] for entry_id in fields_of)
+        lag_ms = int(time.time() * 1000) - oldest_ms
         self.summary.batches += 1
         self.summary.drained += len(batch)
         self.summary.inserted += inserted
         self.summary.duplicates += duplicates
         self.summary.dead_lettered += len(poison)
-        newest_ms = max(parse_id(entry_id)[0] for entry_id, _ in batch)
-        self.summary.max_lag_ms = max(self.summary.max_lag_ms, int(time.time() * 1000) - newest_ms)
+        self.summary.max_lag_ms = max(self.summary.max_lag_ms, lag_ms)
 
-    def _dead_letter(self, entry_id: str, fields: dict[str, Any] | None, exc: Exception) -> None:
-        self.redis.xadd(
-            DEAD_LETTER_KEY,
-            {
-                "source_id": entry_id,
-                "reason": str(exc),
-                "fields": json.dumps(fields or {}, ensure_ascii=False),
-            },
-        )
+    def _insert(
+        self, docs: list[dict[str, Any]], ids: list[str]
+    ) -> tuple[int, int, dict[str, deadletters.Reason]]:
+        """(inserted, duplicates, rejected) for one unordered insert_many.
+
+        Raises (so nothing is acknowledged) on anything that may be transient.
+        """
+        from pymongo.errors import BulkWriteError
+
+        if not docs:
+            return 0, 0, {}
+        try:
+            return len(self.collection.insert_many(docs, ordered=False).inserted_ids), 0, {}
+        except BulkWriteError as exc:
+            details = exc.details
+            errors = details.get("writeErrors", [])
+            if details.get("writeConcernErrors") or any(
+                e.get("code") in TRANSIENT_CODES for e in errors
+            ):
+                raise
+            duplicates, rejected = 0, {}
+            for error in errors:
+                if _is_duplicate_id(error):
+                    duplicates += 1
+                else:
+                    # The database will refuse this document every time.
+                    rejected[ids[error["index"]]] = deadletters.Reason(
+                        "rejected_by_database",
+                        f"MongoDB error {error.get('code')}: {error.get('errmsg', '')}"[:500],
+                    )
+            return details.get("nInserted", len(docs) - len(errors)), duplicates, rejected
 
     # -- retention -----------------------------------------------------------
 
-    def _trim(self) -> None:
-        """Drop entries every group has acknowledged, and nothing newer."""
+    def _trim(self, every_ms: int = 0) -> None:
+        """Drop entries every group has acknowledged, and nothing newer.
+
+        Not atomic, and need not be: between reading the floor and trimming,
+        entries can only be acknowledged (the floor only rises) or newly
+        delivered (always above the group's last-delivered id).
+        """
+        now = time.monotonic()
+        if every_ms and (now - self._last_trim) * 1000 < every_ms:
+            return
+        self._last_trim = now
         floor = None
         for group in self.redis.xinfo_groups(STREAM_KEY):
+            if group["name"] == GROUP:
+                self.summary.backlog = group["pending"] + (group.get("lag") or 0)
             pending = self.redis.xpending(STREAM_KEY, group["name"])
             if pending["pending"]:
                 candidate = pending["min"]
@@ -176,7 +314,11 @@ class Drain:
             self.summary.trimmed += self.redis.xtrim(STREAM_KEY, minid=floor)
 
     def _forget_consumer(self) -> None:
-        """Remove this run's consumer from the group if it holds nothing."""
+        """Remove this run's consumer from the group if it holds nothing.
+
+        Only its own: deleting another consumer drops whatever it holds, and
+        an apparently idle one may be a live run about to read a batch.
+        """
         import redis
 
         try:
@@ -186,3 +328,14 @@ class Drain:
                 self.redis.xgroup_delconsumer(STREAM_KEY, GROUP, self.consumer)
         except redis.RedisError:  # housekeeping only: never masks the run's outcome
             pass
+
+
+def _is_duplicate_id(error: dict[str, Any]) -> bool:
+    """A duplicate `_id` means "already stored"; a duplicate on another
+    unique index is a real rejection."""
+    if error.get("code") != DUPLICATE_KEY:
+        return False
+    pattern = error.get("keyPattern")
+    if pattern is not None:
+        return set(pattern) == {"_id"}
+    return "_id_" in error.get("errmsg", "")

@@ -44,8 +44,9 @@ class Settings:
     drain_block_ms: int = 1000
     drain_safety_margin_ms: int = 5000
     drain_claim_idle_ms: int = 30_000
-    # True: a run stops when the stream is empty (cheaper, more lag).
-    drain_exit_when_idle: bool = True
+    # True: a run stops when the stream is empty (cheaper, more lag); the
+    # default keeps each run draining until its time is nearly up.
+    drain_exit_when_idle: bool = False
 
     # Fan-out container.
     fanout_host: str = "0.0.0.0"
@@ -72,6 +73,10 @@ class Settings:
     login_failure_window_seconds: int = 15 * 60
     registrations_per_ip: int = 10
     registration_window_seconds: int = 3600
+    # Persistence drain, continued: an entry delivered more than this many
+    # times is dead-lettered; the stream is trimmed at most this often.
+    drain_max_deliveries: int = 5
+    drain_trim_interval_ms: int = 1000
 
     @property
     def is_local(self) -> bool:
@@ -113,7 +118,7 @@ class Settings:
                 "DRAIN_SAFETY_MARGIN_MS", defaults.drain_safety_margin_ms
             ),
             drain_claim_idle_ms=number("DRAIN_CLAIM_IDLE_MS", defaults.drain_claim_idle_ms),
-            drain_exit_when_idle=text("DRAIN_EXIT_WHEN_IDLE", "true").lower()
+            drain_exit_when_idle=text("DRAIN_EXIT_WHEN_IDLE", "false").lower()
             in ("1", "true", "yes"),
             fanout_host=text("FANOUT_HOST", defaults.fanout_host),
             fanout_port=number("FANOUT_PORT", defaults.fanout_port),
@@ -142,6 +147,11 @@ class Settings:
             registration_window_seconds=number(
                 "REGISTRATION_WINDOW_SECONDS", defaults.registration_window_seconds
             ),
+            # Persistence drain, continued (issue 4).
+            drain_max_deliveries=number("DRAIN_MAX_DELIVERIES", defaults.drain_max_deliveries),
+            drain_trim_interval_ms=number(
+                "DRAIN_TRIM_INTERVAL_MS", defaults.drain_trim_interval_ms
+            ),
         )
         settings.check()
         return settings
@@ -166,6 +176,8 @@ class Settings:
             raise ConfigurationError(
                 "token lifetimes and login/registration limits must be positive"
             )
+        if self.drain_max_deliveries < 1:
+            raise ConfigurationError("DRAIN_MAX_DELIVERIES must be positive")
         if self.is_local:
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:

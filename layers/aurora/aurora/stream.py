@@ -28,6 +28,10 @@ SCHEMA_VERSION = "1"
 #   text      message text
 FIELDS_V1 = ("v", "room", "user_id", "username", "text")
 
+# MongoDB refuses documents over 16 MiB; an entry this large can never be
+# stored (the send path allows far less), so it is poison, not a retry.
+MAX_ENTRY_BYTES = 15 * 1024 * 1024
+
 _ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
 
@@ -78,6 +82,18 @@ class StreamEntry:
         missing = [name for name in FIELDS_V1 if not isinstance(fields.get(name), str)]
         if missing:
             raise ValidationError(f"Missing fields: {', '.join(missing)}", code="missing_fields")
+        size = 0
+        for name in FIELDS_V1:
+            try:
+                size += len(fields[name].encode("utf-8"))
+            except UnicodeEncodeError:  # raw bytes that were not UTF-8 (surrogateescape)
+                raise ValidationError(
+                    f"Field {name} is not valid UTF-8", code="invalid_encoding"
+                ) from None
+        if size > MAX_ENTRY_BYTES:
+            raise ValidationError(
+                f"Entry of {size} bytes is larger than a stored message can be", code="too_large"
+            )
         return cls(
             id=entry_id,
             room=fields["room"],

@@ -1,0 +1,121 @@
+"""Dead letters can be listed, inspected and replayed, and replay is idempotent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from aurora import deadletters, messages
+from aurora.backends import database
+from aurora.drain import Drain, ensure_group
+from aurora.settings import Settings
+from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def r(settings: Settings):
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def letters(r, settings: Settings) -> dict[str, str]:
+    """Two dead letters: a valid message that wore out its deliveries, and a
+    malformed entry. Returns {code: dead-letter id}."""
+    ensure_group(r)
+    entry = StreamEntry(id="0-0", room="general", user_id="u1", username="alice", text="héllo")
+    worn = r.xadd(STREAM_KEY, entry.fields())
+    r.xreadgroup(GROUP, "died-1", {STREAM_KEY: ">"})
+    r.xclaim(STREAM_KEY, GROUP, "died-2", 0, [worn])
+    r.xadd(STREAM_KEY, {"v": "1", "room": "general", "text": "<script>"})
+    drain = Drain(
+        r, database(settings), consumer="d", block_ms=10, claim_idle_ms=0, max_deliveries=1
+    )
+    assert drain.run(lambda: True, exit_when_idle=True).dead_lettered == 2
+    return {d.code: d.id for d in deadletters.list_letters(r)}
+
+
+def cli(settings: Settings, capsys, *argv: str) -> tuple[int, str, str]:
+    status = deadletters.main(list(argv), settings)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_list_shows_one_line_per_dead_letter_with_its_reason(settings, letters, capsys):
+    status, out, err = cli(settings, capsys, "list")
+    assert status == 0
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [(line[0], line[2]) for line in lines] == [
+        (letters["too_many_deliveries"], "too_many_deliveries"),
+        (letters["missing_fields"], "missing_fields"),
+    ]
+    assert "2 dead letter(s)" in err
+
+
+def test_show_prints_the_original_entry_as_json(settings, letters, capsys):
+    status, out, _ = cli(settings, capsys, "show", letters["missing_fields"])
+    shown = json.loads(out)
+    assert status == 0
+    assert shown["fields"] == {"v": "1", "room": "general", "text": "<script>"}
+    assert shown["code"] == "missing_fields"
+
+
+def test_replay_stores_the_message_under_its_original_id_once(settings, letters, r, capsys):
+    worn = deadletters.get_letter(r, letters["too_many_deliveries"])
+    status, out, _ = cli(settings, capsys, "replay", worn.id)
+    assert (status, out.split()) == (0, [worn.id, "stored"])
+    doc = database(settings)[messages.COLLECTION].find_one({"_id": worn.source_id})
+    assert doc["text"] == "héllo"
+    # The dead letter is gone; replaying it again finds nothing, stores nothing.
+    status, out, _ = cli(settings, capsys, "replay", worn.id)
+    assert (status, out.split()) == (1, [worn.id, "not_found"])
+    assert database(settings)[messages.COLLECTION].count_documents({}) == 1
+
+
+def test_replaying_something_already_stored_counts_it_as_already_stored(settings, letters, r):
+    worn = deadletters.get_letter(r, letters["too_many_deliveries"])
+    database(settings)[messages.COLLECTION].insert_one(
+        messages.document(StreamEntry.from_redis(worn.source_id, worn.fields))
+    )
+    result = deadletters.replay(r, database(settings), worn.id)
+    assert result.outcome == "already_stored"
+    assert r.xlen(DEAD_LETTER_KEY) == 1  # only the malformed one is left
+
+
+def test_an_entry_that_is_still_invalid_stays_dead_lettered(settings, letters, r, capsys):
+    status, out, _ = cli(settings, capsys, "replay", "--all")
+    assert status == 1
+    assert "invalid\tMissing fields: user_id, username" in out
+    assert [d.code for d in deadletters.list_letters(r)] == ["missing_fields"]
+
+
+@pytest.mark.parametrize("bad_id", ["nope", "1-2-3", "$(rm -rf /)", "-"])
+def test_a_malformed_id_is_a_clear_error(settings, letters, capsys, bad_id):
+    status, _, err = cli(settings, capsys, "show", bad_id)
+    assert status == 2 and "invalid_id" in err
+
+
+def test_replay_without_ids_is_refused(settings, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        deadletters.main(["replay"], settings)
+    assert exit_info.value.code == 2
+    assert "--all" in capsys.readouterr().err
+
+
+def test_the_cli_runs_as_a_module_with_the_environment_settings(app_env, letters):
+    done = subprocess.run(
+        [sys.executable, "-m", "aurora.deadletters", "list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2
