@@ -56,6 +56,21 @@ class Settings:
     # Browser origins allowed outside local mode (comma separated in the env).
     allowed_origins: tuple[str, ...] = ()
 
+    # Attachments (issue 6): presigned S3 uploads, checked with HEAD before use.
+    attachments_bucket: str = "aurora-attachments"
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_content_types: tuple[str, ...] = (
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+    )
+    attachment_url_ttl_seconds: int = 300
+    # Set locally (moto or LocalStack); empty on AWS, where boto3 finds S3 itself.
+    s3_endpoint_url: str = ""
+
     @property
     def is_local(self) -> bool:
         return self.env == "local"
@@ -103,6 +118,19 @@ class Settings:
             ping_interval_seconds=number("PING_INTERVAL_SECONDS", defaults.ping_interval_seconds),
             max_frame_bytes=number("MAX_FRAME_BYTES", defaults.max_frame_bytes),
             allowed_origins=origins,
+            # Attachments (issue 6).
+            attachments_bucket=text("ATTACHMENTS_BUCKET", defaults.attachments_bucket),
+            attachment_max_bytes=number("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes),
+            attachment_content_types=tuple(
+                t.strip().lower()
+                for t in env.get("ATTACHMENT_CONTENT_TYPES", "").split(",")
+                if t.strip()
+            )
+            or defaults.attachment_content_types,
+            attachment_url_ttl_seconds=number(
+                "ATTACHMENT_URL_TTL_SECONDS", defaults.attachment_url_ttl_seconds
+            ),
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3", "") or env.get("AWS_ENDPOINT_URL", ""),
         )
         settings.check()
         return settings
@@ -126,4 +154,6 @@ class Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    return Settings.from_env()
+    from aurora.secrets import resolve_secrets
+
+    return Settings.from_env(resolve_secrets(os.environ))

@@ -1,0 +1,214 @@
+"""template.yaml and deploy/fanout.yaml: linted, transformed, and holding the
+promises docs/deploy.md makes (routes, runtime, least privilege, alarms, outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from local.template import functions
+from tests.conftest import ROOT
+from tests.deploy.tools import decode, sam_binary
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_cfn_lint_finds_nothing_in_either_template():
+    result = subprocess.run(
+        [Path(sys.executable).parent / "cfn-lint", "template.yaml", "deploy/fanout.yaml"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_with_lint_accepts_the_template(aws_env):
+    result = subprocess.run(
+        [sam_binary(), "validate", "--lint", "--template", "template.yaml"],
+        cwd=ROOT, env=aws_env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_every_function_runs_python_3_12_on_arm64_with_the_shared_layer(transformed):
+    lambdas = of_type(transformed, "AWS::Lambda::Function")
+    assert set(lambdas) == {"AuthFunction", "IngestFunction", "AttachmentsFunction"}
+    (layer,) = of_type(transformed, "AWS::Lambda::LayerVersion")
+    for props in (r["Properties"] for r in lambdas.values()):
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Layers"] == [{"Ref": layer}]
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == "aurorachat"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AuroraChat"
+        # Secrets travel as ARNs, never as values.
+        assert "JWT_SECRET" not in env and "MONGO_URL" not in env
+
+
+def test_the_layer_is_built_from_its_requirements(template):
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
+
+
+def test_cors_origins_come_from_the_parameter(template):
+    resources = template["Resources"]
+    cors = resources["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
+    (bucket_rule,) = resources["AttachmentsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert bucket_rule["AllowedOrigins"] == {"Ref": "AllowedOrigins"}
+
+
+def template_routes(transformed: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(METHOD, path) -> function name, from the HTTP API's generated OpenAPI body."""
+    (api,) = of_type(transformed, "AWS::ApiGatewayV2::Api").values()
+    routes = {}
+    for path, methods in api["Properties"]["Body"]["paths"].items():
+        for method, operation in methods.items():
+            if method not in HTTP_METHODS:
+                continue
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            routes[(method.upper(), path)] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+    return routes
+
+
+# Run in a child interpreter: importing a handler builds Mangum, which sets an
+# event loop on the importing thread; the test process must not keep one.
+_ROUTES_OF = """
+import importlib.util, json, sys
+from fastapi.routing import APIRoute
+spec = importlib.util.spec_from_file_location("handler_module", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+app = getattr(module, "app", None)
+print(json.dumps([[m, r.path] for r in getattr(app, "routes", [])
+                  if isinstance(r, APIRoute) for m in sorted(r.methods)]))
+"""
+
+
+def handler_routes() -> dict[tuple[str, str], str]:
+    """(METHOD, path) -> function name, from each function's FastAPI app."""
+    routes = {}
+    for fn in functions(ROOT / "template.yaml"):
+        module_file = fn.code_uri / (fn.handler.rsplit(".", 1)[0] + ".py")
+        result = subprocess.run(
+            [sys.executable, "-c", _ROUTES_OF, str(module_file)],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "AuroraChat"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        for method, path in json.loads(result.stdout.splitlines()[-1]):
+            routes[(method, path)] = fn.name
+    return routes
+
+
+def test_every_template_route_is_served_by_its_handler_and_every_handler_route_is_deployed(
+    transformed,
+):
+    assert template_routes(transformed) == handler_routes()
+
+
+def test_the_drain_runs_on_the_schedule_parameter(transformed):
+    (rule,) = of_type(transformed, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "DrainSchedule"}
+    ingest = transformed["Resources"]["IngestFunction"]["Properties"]
+    assert ingest["Environment"]["Variables"]["DRAIN_BATCH_SIZE"] == {"Ref": "DrainBatchSize"}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        s for policy in role["Properties"].get("Policies", [])
+        for s in policy["PolicyDocument"]["Statement"]
+    ]  # fmt: skip
+
+
+def test_each_function_may_do_only_what_it_needs(transformed):
+    roles = of_type(transformed, "AWS::IAM::Role")
+    granted = {
+        name.removesuffix("Role"): sorted(
+            (action, str(s["Resource"])) for s in statements(role) for action in s["Action"]
+        )
+        for name, role in roles.items()
+    }
+    for name, grants in granted.items():
+        for action, resource in grants:
+            assert "*" not in action, (name, action)
+            assert resource != "*", (name, action)
+    assert {a for a, _ in granted["AuthFunction"]} == {"secretsmanager:GetSecretValue"}
+    assert {a for a, _ in granted["IngestFunction"]} == {"secretsmanager:GetSecretValue"}
+    assert {a for a, _ in granted["AttachmentsFunction"]} == {
+        "secretsmanager:GetSecretValue", "s3:PutObject", "s3:GetObject",
+    }  # fmt: skip
+    # The attachments function reads only the JWT secret, and S3 only under attachments/.
+    attach = [r for _, r in granted["AttachmentsFunction"]]
+    assert not any("MongoUriSecretArn" in r for r in attach)
+    assert all("attachments/*" in r for a, r in granted["AttachmentsFunction"] if "s3:" in a)
+
+
+def test_functions_join_the_vpc_only_when_subnets_are_given(transformed):
+    for fn in of_type(transformed, "AWS::Lambda::Function").values():
+        assert fn["Properties"]["VpcConfig"]["Fn::If"][0] == "InVpc"
+    assert transformed["Conditions"]["InVpc"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]
+    }
+
+
+def test_the_alarms_watch_drain_lag_backlog_dead_letters_and_errors(transformed, fanout_template):
+    watched = {
+        a["Properties"]["MetricName"]
+        for a in of_type(transformed, "AWS::CloudWatch::Alarm").values()
+    }
+    assert watched == {"DrainMaxLagMs", "StreamBacklog", "DeadLettered", "Errors"}
+    fanout = {
+        a["Properties"]["MetricName"]
+        for a in of_type(fanout_template, "AWS::CloudWatch::Alarm").values()
+    }
+    assert fanout == {"FanoutErrors", "UnHealthyHostCount"}
+
+
+def test_outputs_give_the_api_and_websocket_urls(transformed):
+    assert {"ApiUrl", "WebSocketUrl"} <= set(transformed["Outputs"])
+
+
+def test_the_fanout_service_is_a_nested_stack_switched_by_a_parameter(transformed, template):
+    (stack,) = of_type(transformed, "AWS::CloudFormation::Stack").values()
+    assert stack["Condition"] == "WithFanout"
+    assert template["Parameters"]["DeployFanout"]["Default"] == "false"
+    location = template["Resources"]["FanoutService"]["Properties"]["Location"]
+    assert (ROOT / location).exists()
+    nested_params = set(template["Resources"]["FanoutService"]["Properties"]["Parameters"])
+    declared = set(decode(ROOT / location)["Parameters"])
+    assert nested_params <= declared
+
+
+def test_the_load_balancer_outlives_the_ping_and_checks_healthz(fanout_template):
+    resources = fanout_template["Resources"]
+    attrs = {
+        a["Key"]: a["Value"]
+        for a in resources["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]
+    }
+    ping = int(fanout_template["Parameters"]["PingIntervalSeconds"]["Default"])
+    assert int(attrs["idle_timeout.timeout_seconds"]) > ping
+    assert resources["TargetGroup"]["Properties"]["HealthCheckPath"] == "/healthz"
+    scaling = resources["CpuScaling"]["Properties"]
+    assert scaling["PolicyType"] == "TargetTrackingScaling"
+    metric = scaling["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+    assert metric["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    task = resources["TaskDefinition"]["Properties"]
+    assert task["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+    (container,) = task["ContainerDefinitions"]
+    assert {s["Name"] for s in container["Secrets"]} == {"JWT_SECRET"}
+
+
+def test_the_fanout_health_path_is_the_one_the_server_answers():
+    source = Path(ROOT / "fanout" / "server.py").read_text()
+    assert '"/healthz"' in source
