@@ -212,3 +212,17 @@ def test_the_load_balancer_outlives_the_ping_and_checks_healthz(fanout_template)
 def test_the_fanout_health_path_is_the_one_the_server_answers():
     source = Path(ROOT / "fanout" / "server.py").read_text()
     assert '"/healthz"' in source
+
+
+def test_samconfig_has_default_dev_and_prod_and_no_secret():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert {"default", "dev", "prod"} <= set(config)
+    for env in ("default", "dev", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        # Nested applications (the fan-out stack) need CAPABILITY_AUTO_EXPAND.
+        assert "CAPABILITY_AUTO_EXPAND" in deploy["capabilities"]
+        overrides = deploy["parameter_overrides"]
+        for secret in ("JwtSecret", "MongoUri", "MongoUrl", "RedisUrl", "password"):
+            assert secret not in overrides, (env, secret)
