@@ -1,9 +1,10 @@
-"""Attachments function: presigned S3 upload URLs. Wiring only; logic in `aurora.attachments`."""
+"""Attachments function: presigned S3 upload and download links.
+Wiring only; logic in `aurora.attachments`."""
 
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
-from fastapi import Depends
+from fastapi import Depends, Query
 
 from aurora import attachments
 from aurora.http import create_api, current_user, lambda_handler
@@ -23,6 +24,13 @@ def create_upload(
     upload = attachments.create_upload(request, user.user_id, settings, client)
     logger.info("upload presigned", extra={"user_id": user.user_id, "size": request.size})
     return upload
+
+
+@app.get("/api/attachments/link", dependencies=[Depends(current_user)])
+def download_link(url: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict:
+    settings = get_settings()
+    client = attachments.s3_client(settings.s3_endpoint_url)
+    return attachments.download_link(url, settings, client)
 
 
 handler = lambda_handler(app, logger)

@@ -175,6 +175,31 @@ def test_metadata_that_is_not_an_object_is_refused(cfg, s3, metadata):
     refused("invalid_attachment", metadata, cfg, s3)
 
 
+def test_a_message_carries_a_bounded_list_of_checked_attachments(cfg, s3):
+    grants = [ask(cfg, s3) for _ in range(attachments.MAX_PER_MESSAGE + 1)]
+    for grant in grants:
+        upload(grant, PNG)
+    metadata = [g["attachment"] for g in grants]
+    allowed = attachments.verify_attachments(metadata[:-1], ALICE, cfg, s3)
+    assert len(allowed) == attachments.MAX_PER_MESSAGE
+    assert attachments.verify_attachments(None, ALICE, cfg, s3) == []
+    for bad in (metadata, metadata[0], "x"):
+        with pytest.raises(ValidationError) as caught:
+            attachments.verify_attachments(bad, ALICE, cfg, s3)
+        assert caught.value.code == "invalid_attachment"
+
+
+def test_a_download_link_serves_the_stored_file_as_a_download(cfg, s3):
+    grant = ask(cfg, s3)
+    upload(grant, PNG)
+    link = attachments.download_link(grant["attachment"]["url"], cfg, s3)
+    response = httpx.get(link["url"])
+    assert response.status_code == 200 and response.content == PNG
+    assert response.headers["content-disposition"].startswith("attachment;")
+    with pytest.raises(ValidationError):
+        attachments.download_link("https://evil.example/x", cfg, s3)
+
+
 # --- the function, invoked as Lambda invokes it ------------------------------
 
 
@@ -191,8 +216,15 @@ def function(app_env: Settings, s3, s3_endpoint: str, monkeypatch) -> Iterator[L
     fn.close()
 
 
-def call(fn: LocalFunction, body: object, token: str | None) -> tuple[int, dict]:
+def call(
+    fn: LocalFunction, body: object, token: str | None, *, query: str = ""
+) -> tuple[int, dict]:
     event = json.loads(Path(ROOT / "events/attachments.http-v2.json").read_text())
+    if query:  # GET /api/attachments/link?url=...
+        event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/attachments/link"
+        event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/attachments/link"
+        event["requestContext"]["http"]["method"] = "GET"
+        event["rawQueryString"] = query
     event["body"] = body if isinstance(body, str) else json.dumps(body)
     if token is None:
         del event["headers"]["authorization"]
@@ -233,3 +265,21 @@ def test_bad_requests_get_a_clear_error_and_no_url(function, app_env, body, toke
     got_status, got = call(function, body, token)
     assert (got_status, got["code"]) == (status, code)
     assert set(got) == {"error", "code"}
+
+
+def test_the_link_endpoint_needs_a_token_and_one_of_our_urls(function, app_env, s3):
+    from urllib.parse import urlencode
+
+    token = issue_token(ALICE, "alice", app_env)
+    body = {"filename": "cat.png", "content_type": "image/png", "size": len(PNG)}
+    _, grant = call(function, body, token)
+    upload(grant, PNG)
+    query = urlencode({"url": grant["attachment"]["url"]})
+    status, link = call(function, None, token, query=query)
+    assert status == 200
+    assert httpx.get(link["url"]).content == PNG
+    assert call(function, None, None, query=query)[0] == 401
+    foreign = urlencode({"url": "https://evil.example/a.png"})
+    assert call(function, None, token, query=foreign) == (
+        400, {"error": "Not an attachment URL of this service", "code": "invalid_attachment"},
+    )  # fmt: skip

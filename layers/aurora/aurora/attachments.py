@@ -23,6 +23,7 @@ from aurora.errors import UnavailableError, ValidationError
 from aurora.settings import Settings
 
 KEY_PREFIX = "attachments"
+MAX_PER_MESSAGE = 5
 MAX_FILENAME_CHARS = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -191,3 +192,36 @@ def verify_attachment(
             code="attachment_mismatch",
         )
     return attachment
+
+
+def verify_attachments(
+    items: object, user_id: str, settings: Settings, client: Any
+) -> list[Attachment]:
+    """Every attachment of one message, checked (at most `MAX_PER_MESSAGE`)."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValidationError("attachments must be a list", code="invalid_attachment")
+    if len(items) > MAX_PER_MESSAGE:
+        raise ValidationError(
+            f"A message carries at most {MAX_PER_MESSAGE} attachments", code="invalid_attachment"
+        )
+    return [verify_attachment(item, user_id, settings, client) for item in items]
+
+
+def download_link(url: str, settings: Settings, client: Any) -> dict[str, Any]:
+    """A short-lived GET link for an attachment URL of ours (the bucket is private)."""
+    key = key_from_url(settings, url, client)
+    if key is None:
+        raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    link = client.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": settings.attachments_bucket,
+            "Key": key,
+            # Never rendered inline by the browser from our bucket's origin.
+            "ResponseContentDisposition": f'attachment; filename="{key.rsplit("/", 1)[-1]}"',
+        },
+        ExpiresIn=settings.attachment_url_ttl_seconds,
+    )
+    return {"url": link, "expires_in": settings.attachment_url_ttl_seconds}
