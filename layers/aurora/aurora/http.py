@@ -10,12 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from aurora.errors import AuroraError, AuthenticationError, ValidationError
+from aurora.errors import AuroraError, ValidationError
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
-
-    from aurora.tokens import Claims
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -99,14 +97,3 @@ def lambda_handler(app: FastAPI, logger: Logger):
         return asgi(event, context)
 
     return handler
-
-
-def current_user(request: Request) -> Claims:
-    """FastAPI dependency: the verified claims of the request's `Bearer` token."""
-    from aurora.settings import get_settings
-    from aurora.tokens import verify_token
-
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("Missing bearer token", code="missing_token")
-    return verify_token(token.strip(), get_settings())

@@ -154,6 +154,6 @@ class Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    from aurora.secrets import resolve_secrets
+    from aurora.mongo_secret import resolve_mongo_url
 
-    return Settings.from_env(resolve_secrets(os.environ))
+    return Settings.from_env(resolve_mongo_url(os.environ))
