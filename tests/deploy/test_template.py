@@ -162,6 +162,8 @@ def test_each_function_may_do_only_what_it_needs(transformed):
     # The attachments function reads only the JWT secret, and S3 only under attachments/.
     attach = [r for _, r in granted["AttachmentsFunction"]]
     assert not any("MongoUriSecretArn" in r for r in attach)
+    # The drain never verifies a token: no JWT secret for it.
+    assert not any("JwtSecretArn" in r for _, r in granted["IngestFunction"])
     assert all("attachments/*" in r for a, r in granted["AttachmentsFunction"] if "s3:" in a)
 
 
