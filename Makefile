@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# The AWS SAM CLI for the deploy checks (sam validate, sam build), in a venv of
+# its own because it pins its own dependencies. Kept inside the clone.
+SAM_VENV ?= .venv-sam
 
 .PHONY: run test lint format system-deps bench
 
@@ -22,7 +25,12 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 run: $(VENV)/.installed-local
 	$(PY) -m local
 
-test: system-deps $(VENV)/.installed-test
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "aws-sam-cli>=1.140,<2"
+	@touch $@
+
+test: system-deps $(VENV)/.installed-test $(SAM_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest

@@ -121,3 +121,15 @@ def start_mongo(data_dir: Path, port: int | None = None) -> ManagedProcess:
     wait_for_port(port, process, timeout=60)
     url = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
     return ManagedProcess("mongo", process, url, data_dir / "mongo.log")
+
+
+def start_s3(data_dir: Path, port: int | None = None) -> ManagedProcess:
+    """moto's server as a local S3 for attachments. In memory: uploads are
+    lost when the stack stops. Like S3 behind presigned URLs, but it does
+    not enforce their policies (size, content type): our own code checks."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = _spawn("s3", args, data_dir / "s3.log")
+    wait_for_port(port, process, timeout=60)
+    return ManagedProcess("s3", process, f"http://127.0.0.1:{port}", data_dir / "s3.log")

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.servers import ManagedProcess, _spawn, start_mongo, start_redis, wait_for_port
+from local.servers import (
+    ManagedProcess,
+    _spawn,
+    start_mongo,
+    start_redis,
+    start_s3,
+    wait_for_port,
+)
 from local.template import functions as template_functions
 from local.template import schedule_seconds
 
@@ -88,7 +95,28 @@ class LocalStack:
             mongo = start_mongo(data / "mongo")
             self.children.append(mongo)
             mongo_url = mongo.url
-        return {"REDIS_URL": redis_url, "MONGO_URL": mongo_url}
+        return {"REDIS_URL": redis_url, "MONGO_URL": mongo_url, **self.start_s3()}
+
+    def start_s3(self) -> dict[str, str]:
+        """S3 for attachments: LocalStack (or any S3) if AWS_ENDPOINT_URL[_S3] is
+        set, else moto's server, in memory. Same boto3 code path as on AWS."""
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            s3 = start_s3(self.config.data_dir / "s3")
+            self.children.append(s3)
+            endpoint = s3.url
+        env = {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            # Dummy credentials: the local endpoint accepts any.
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID") or "local",
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY") or "local",
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            "ATTACHMENTS_BUCKET": os.environ.get("ATTACHMENTS_BUCKET") or "aurora-attachments",
+        }
+        from local.buckets import ensure_bucket
+
+        ensure_bucket(env)
+        return env
 
     def environment(self, backends: dict[str, str]) -> dict[str, str]:
         """What every handler and the fan-out container see (explicit env wins)."""
@@ -103,6 +131,8 @@ class LocalStack:
             "POWERTOOLS_SERVICE_NAME": default("POWERTOOLS_SERVICE_NAME", "aurorachat"),
             "POWERTOOLS_METRICS_NAMESPACE": default("POWERTOOLS_METRICS_NAMESPACE", "AuroraChat"),
             "POWERTOOLS_LOG_LEVEL": default("POWERTOOLS_LOG_LEVEL", "INFO"),
+            # No CloudWatch here: keep EMF metric blobs out of the console.
+            "POWERTOOLS_METRICS_DISABLED": default("POWERTOOLS_METRICS_DISABLED", "true"),
             **backends,
         }
 
@@ -133,10 +163,11 @@ class LocalStack:
         host = self.config.host
         return {
             "api_url": f"http://{host}:{self.config.api_port}",
-            "ws_url": f"ws://{host}:{self.config.ws_port}",
+            "ws_url": os.environ.get("FANOUT_URL") or f"ws://{host}:{self.config.ws_port}",
             "frontend_url": f"http://{host}:{self.config.api_port}/",
             "redis_url": env["REDIS_URL"],
             "mongo_url": env["MONGO_URL"],
+            "s3_url": env.get("AWS_ENDPOINT_URL_S3", ""),
             "pids": {child.name: child.pid for child in self.children} | {"local": os.getpid()},
         }
 
@@ -223,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         env = stack.environment(stack.start_backends())
         os.environ.update(env)  # the handlers run in this process and read it
-        stack.start_fanout(env)
+        # FANOUT_URL: a fan-out tier already running elsewhere (docker compose).
+        if not os.environ.get("FANOUT_URL"):
+            stack.start_fanout(env)
         from local.runtime import LocalFunction
 
         stack.functions = [LocalFunction(fn) for fn in template_functions(config.template)]
@@ -236,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
             f"  WebSocket             {urls['ws_url']}\n"
             f"  Redis                 {urls['redis_url']}\n"
             f"  MongoDB               {urls['mongo_url']}\n"
+            f"  S3 (attachments)      {urls['s3_url']}\n"
             f"  (also in {config.data_dir / 'local.json'})\n",
             flush=True,
         )

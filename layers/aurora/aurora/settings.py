@@ -77,6 +77,20 @@ class Settings:
     # times is dead-lettered; the stream is trimmed at most this often.
     drain_max_deliveries: int = 5
     drain_trim_interval_ms: int = 1000
+    # Attachments (issue 6): presigned S3 uploads, checked with HEAD before use.
+    attachments_bucket: str = "aurora-attachments"
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_content_types: tuple[str, ...] = (
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+    )
+    attachment_url_ttl_seconds: int = 300
+    # Set locally (moto or LocalStack); empty on AWS, where boto3 finds S3 itself.
+    s3_endpoint_url: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -152,6 +166,19 @@ class Settings:
             drain_trim_interval_ms=number(
                 "DRAIN_TRIM_INTERVAL_MS", defaults.drain_trim_interval_ms
             ),
+            # Attachments (issue 6).
+            attachments_bucket=text("ATTACHMENTS_BUCKET", defaults.attachments_bucket),
+            attachment_max_bytes=number("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes),
+            attachment_content_types=tuple(
+                t.strip().lower()
+                for t in env.get("ATTACHMENT_CONTENT_TYPES", "").split(",")
+                if t.strip()
+            )
+            or defaults.attachment_content_types,
+            attachment_url_ttl_seconds=number(
+                "ATTACHMENT_URL_TTL_SECONDS", defaults.attachment_url_ttl_seconds
+            ),
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3", "") or env.get("AWS_ENDPOINT_URL", ""),
         )
         settings.check()
         return settings
@@ -197,4 +224,6 @@ def check_secrets(secrets: tuple[str, ...], source: str) -> None:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    return Settings.from_env()
+    from aurora.mongo_secret import resolve_mongo_url
+
+    return Settings.from_env(resolve_mongo_url(os.environ))

@@ -1,0 +1,227 @@
+"""Message attachments: presigned S3 uploads, and the check a message's
+attachment must pass before the message may carry it.
+
+Clients upload straight to S3 with a presigned POST whose policy pins the
+content type and the exact size. S3 enforces that policy; moto (the local
+S3) does not, so `verify_attachment` never trusts the upload: it reads the
+stored object's size and content type (HEAD) and compares them with the
+limits and with what the message claims.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import pydantic
+
+from aurora.errors import UnavailableError, ValidationError
+from aurora.settings import Settings
+
+KEY_PREFIX = "attachments"
+MAX_PER_MESSAGE = 5
+MAX_FILENAME_CHARS = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UploadRequest(pydantic.BaseModel):
+    """What a client asks for: the file it is about to upload."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    filename: str = pydantic.Field(min_length=1, max_length=255)
+    content_type: str = pydantic.Field(min_length=1, max_length=255)
+    size: int = pydantic.Field(gt=0)
+
+
+class Attachment(pydantic.BaseModel):
+    """The metadata a message carries for each attachment."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    url: str = pydantic.Field(min_length=1, max_length=2048)
+    file_type: str = pydantic.Field(min_length=1, max_length=255)
+    size: int = pydantic.Field(gt=0)
+    filename: str = pydantic.Field(min_length=1, max_length=255)
+
+
+@lru_cache(maxsize=4)
+def s3_client(endpoint_url: str = "", region: str | None = None) -> Any:
+    """One S3 client per process. SigV4 always (presigned POST policies need it);
+    path-style addressing only for a local endpoint (moto, LocalStack)."""
+    import boto3
+    from botocore.config import Config
+
+    style = "path" if endpoint_url else "auto"
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        region_name=region,
+        config=Config(signature_version="s3v4", s3={"addressing_style": style}),
+    )
+
+
+def safe_filename(name: str) -> str:
+    """A file name that is safe as the last part of an S3 key and in a
+    Content-Disposition: no directories, no control or shell characters."""
+    name = unicodedata.normalize("NFKC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    stem = _UNSAFE.sub("_", stem).strip("._-")[: MAX_FILENAME_CHARS - 10] or "file"
+    ext = _UNSAFE.sub("", ext)[:9]
+    return f"{stem}.{ext}" if ext else stem
+
+
+def _check_type_and_size(content_type: str, size: int, settings: Settings) -> None:
+    if content_type.lower() not in settings.attachment_content_types:
+        raise ValidationError(
+            f"File type {content_type!r} is not allowed; allowed: "
+            + ", ".join(settings.attachment_content_types),
+            code="unsupported_file_type",
+        )
+    if size > settings.attachment_max_bytes:
+        raise ValidationError(
+            f"File is larger than {settings.attachment_max_bytes} bytes",
+            code="attachment_too_large",
+        )
+
+
+def object_url(settings: Settings, key: str, client: Any) -> str:
+    """The stable URL of a stored object (the bucket is private: it names the
+    object, downloads need a presigned GET)."""
+    base = client.meta.endpoint_url.rstrip("/")
+    return f"{base}/{settings.attachments_bucket}/{quote(key)}"
+
+
+def key_from_url(settings: Settings, url: str, client: Any) -> str | None:
+    """The object key an attachment URL names, or None if it is not one of ours."""
+    prefix = object_url(settings, "", client)
+    if not url.startswith(prefix) or urlsplit(url).query or urlsplit(url).fragment:
+        return None
+    key = unquote(url[len(prefix) :])
+    if not key.startswith(f"{KEY_PREFIX}/") or ".." in key.split("/"):
+        return None
+    return key
+
+
+def create_upload(
+    request: UploadRequest, user_id: str, settings: Settings, client: Any
+) -> dict[str, Any]:
+    """A presigned POST for one file of `request.size` bytes of `request.content_type`,
+    and the attachment metadata a message will carry once it is uploaded."""
+    content_type = request.content_type.lower()
+    _check_type_and_size(content_type, request.size, settings)
+    filename = safe_filename(request.filename)
+    key = f"{KEY_PREFIX}/{user_id}/{uuid.uuid4().hex}/{filename}"
+    post = client.generate_presigned_post(
+        Bucket=settings.attachments_bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[
+            {"Content-Type": content_type},
+            # Exactly the declared size: the message will claim it.
+            ["content-length-range", request.size, request.size],
+        ],
+        ExpiresIn=settings.attachment_url_ttl_seconds,
+    )
+    return {
+        "upload": {"url": post["url"], "fields": post["fields"]},
+        "attachment": {
+            "url": object_url(settings, key, client),
+            "file_type": content_type,
+            "size": request.size,
+            "filename": filename,
+        },
+        "expires_in": settings.attachment_url_ttl_seconds,
+    }
+
+
+def verify_attachment(
+    metadata: object, user_id: str, settings: Settings, client: Any
+) -> Attachment:
+    """The attachment a message may carry, checked against the stored object.
+
+    Raises `ValidationError` (`invalid_attachment`, `attachment_not_found`,
+    `attachment_mismatch`, `unsupported_file_type`, `attachment_too_large`).
+    """
+    try:
+        attachment = Attachment.model_validate(metadata)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "attachment"
+        raise ValidationError(
+            f"Invalid attachment: {where}: {first.get('msg', 'invalid')}",
+            code="invalid_attachment",
+        ) from None
+    _check_type_and_size(attachment.file_type, attachment.size, settings)
+    key = key_from_url(settings, attachment.url, client)
+    # Only the uploader's own objects: a key names its owner.
+    if key is None or not key.startswith(f"{KEY_PREFIX}/{user_id}/"):
+        raise ValidationError("Attachment URL is not an upload of yours", code="invalid_attachment")
+    if key.rsplit("/", 1)[-1] != attachment.filename:
+        raise ValidationError(
+            "Attachment filename does not match its URL", code="invalid_attachment"
+        )
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        head = client.head_object(Bucket=settings.attachments_bucket, Key=key)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (403, 404):
+            raise ValidationError(
+                "Attachment was not uploaded (or has expired)", code="attachment_not_found"
+            ) from None
+        raise UnavailableError("Attachment storage is unavailable") from None
+    except BotoCoreError:
+        raise UnavailableError("Attachment storage is unavailable") from None
+
+    stored_type = str(head.get("ContentType", "")).split(";")[0].strip().lower()
+    stored_size = int(head.get("ContentLength", -1))
+    # The stored object is the truth: S3 enforces the POST policy, moto does not.
+    _check_type_and_size(stored_type, stored_size, settings)
+    if stored_size != attachment.size or stored_type != attachment.file_type.lower():
+        raise ValidationError(
+            "Attachment does not match the uploaded file (size or type)",
+            code="attachment_mismatch",
+        )
+    return attachment
+
+
+def verify_attachments(
+    items: object, user_id: str, settings: Settings, client: Any
+) -> list[Attachment]:
+    """Every attachment of one message, checked (at most `MAX_PER_MESSAGE`)."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValidationError("attachments must be a list", code="invalid_attachment")
+    if len(items) > MAX_PER_MESSAGE:
+        raise ValidationError(
+            f"A message carries at most {MAX_PER_MESSAGE} attachments", code="invalid_attachment"
+        )
+    return [verify_attachment(item, user_id, settings, client) for item in items]
+
+
+def download_link(url: str, settings: Settings, client: Any) -> dict[str, Any]:
+    """A short-lived GET link for an attachment URL of ours (the bucket is private)."""
+    key = key_from_url(settings, url, client)
+    if key is None:
+        raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    link = client.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": settings.attachments_bucket,
+            "Key": key,
+            # Never rendered inline by the browser from our bucket's origin.
+            "ResponseContentDisposition": f'attachment; filename="{key.rsplit("/", 1)[-1]}"',
+        },
+        ExpiresIn=settings.attachment_url_ttl_seconds,
+    )
+    return {"url": link, "expires_in": settings.attachment_url_ttl_seconds}

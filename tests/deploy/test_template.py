@@ -1,0 +1,254 @@
+"""template.yaml and deploy/fanout.yaml: linted, transformed, and holding the
+promises docs/deploy.md makes (routes, runtime, least privilege, alarms, outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from local.template import functions
+from tests.conftest import ROOT
+from tests.deploy.tools import decode, sam_binary
+
+UNSCOPABLE_ACTIONS = {"ssm:DescribeParameters"}
+HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_cfn_lint_finds_nothing_in_either_template():
+    result = subprocess.run(
+        [Path(sys.executable).parent / "cfn-lint", "template.yaml", "deploy/fanout.yaml"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_with_lint_accepts_the_template(aws_env):
+    result = subprocess.run(
+        [sam_binary(), "validate", "--lint", "--template", "template.yaml"],
+        cwd=ROOT, env=aws_env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_every_function_runs_python_3_12_on_arm64_with_the_shared_layer(transformed):
+    lambdas = of_type(transformed, "AWS::Lambda::Function")
+    assert set(lambdas) == {"AuthFunction", "IngestFunction", "AttachmentsFunction"}
+    (layer,) = of_type(transformed, "AWS::Lambda::LayerVersion")
+    for props in (r["Properties"] for r in lambdas.values()):
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Layers"] == [{"Ref": layer}]
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == "aurorachat"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AuroraChat"
+        # Secrets travel as ARNs, never as values.
+        assert "JWT_SECRET" not in env and "MONGO_URL" not in env
+
+
+def test_the_layer_is_built_from_its_requirements(template):
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
+
+
+def test_cors_origins_come_from_the_parameter(template):
+    resources = template["Resources"]
+    cors = resources["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
+    (bucket_rule,) = resources["AttachmentsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert bucket_rule["AllowedOrigins"] == {"Ref": "AllowedOrigins"}
+
+
+def template_routes(transformed: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(METHOD, path) -> function name, from the HTTP API's generated OpenAPI body."""
+    (api,) = of_type(transformed, "AWS::ApiGatewayV2::Api").values()
+    routes = {}
+    for path, methods in api["Properties"]["Body"]["paths"].items():
+        for method, operation in methods.items():
+            if method not in HTTP_METHODS:
+                continue
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            routes[(method.upper(), path)] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+    return routes
+
+
+# Run in a child interpreter: importing a handler builds Mangum, which sets an
+# event loop on the importing thread; the test process must not keep one.
+_ROUTES_OF = """
+import importlib.util, json, sys
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+spec = importlib.util.spec_from_file_location("handler_module", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+app = getattr(module, "app", None)
+routes = [r for r in getattr(app, "routes", []) if isinstance(r, Route)]
+print(json.dumps({
+    "api": [[m, r.path] for r in routes if isinstance(r, APIRoute) for m in sorted(r.methods)],
+    "all": [[m, r.path] for r in routes for m in sorted(r.methods or ()) if m != "HEAD"],
+}))
+"""
+
+
+def handler_routes() -> tuple[dict[tuple[str, str], str], set[tuple[tuple[str, str], str]]]:
+    """From each function's FastAPI app: its API routes ((METHOD, path) -> function),
+    and every route it answers, the API docs pages too (((METHOD, path), function)
+    pairs: every app has its own docs pages)."""
+    api, served = {}, set()
+    for fn in functions(ROOT / "template.yaml"):
+        module_file = fn.code_uri / (fn.handler.rsplit(".", 1)[0] + ".py")
+        result = subprocess.run(
+            [sys.executable, "-c", _ROUTES_OF, str(module_file)],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "AuroraChat"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        found = json.loads(result.stdout.splitlines()[-1])
+        api |= {(method, path): fn.name for method, path in found["api"]}
+        served |= {((method, path), fn.name) for method, path in found["all"]}
+    return api, served
+
+
+def test_every_template_route_is_served_by_its_handler_and_every_handler_route_is_deployed(
+    transformed,
+):
+    deployed = template_routes(transformed)
+    api, served = handler_routes()
+    # Each route API Gateway sends to a function is one that function answers...
+    assert {route: fn for route, fn in deployed.items() if (route, fn) not in served} == {}
+    # ...and every API route of every app is reachable (the docs pages may stay private).
+    assert {route: fn for route, fn in api.items() if deployed.get(route) != fn} == {}
+
+
+def test_the_drain_runs_on_the_schedule_parameter(transformed):
+    (rule,) = of_type(transformed, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "DrainSchedule"}
+    ingest = transformed["Resources"]["IngestFunction"]["Properties"]
+    assert ingest["Environment"]["Variables"]["DRAIN_BATCH_SIZE"] == {"Ref": "DrainBatchSize"}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement a role may hold, in either branch of a conditional policy."""
+    policies = []
+    for policy in role["Properties"].get("Policies", []):
+        branches = policy["Fn::If"][1:] if "Fn::If" in policy else [policy]
+        policies += [p for p in branches if isinstance(p, dict) and "PolicyDocument" in p]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_each_function_may_do_only_what_it_needs(transformed):
+    roles = of_type(transformed, "AWS::IAM::Role")
+    granted = {
+        name.removesuffix("Role"): sorted(
+            (action, str(s["Resource"])) for s in statements(role) for action in s["Action"]
+        )
+        for name, role in roles.items()
+    }
+    for name, grants in granted.items():
+        for action, resource in grants:
+            assert "*" not in action, (name, action)
+            # IAM cannot scope a few list actions (SAM's SSMParameterReadPolicy has one).
+            assert resource != "*" or action in UNSCOPABLE_ACTIONS, (name, action)
+
+    def actions(function: str) -> set[str]:
+        return {a for a, _ in granted[function]}
+
+    # Reading secrets (Secrets Manager, or SSM Parameter Store where configured).
+    secret_reads = {"secretsmanager:GetSecretValue"} | {
+        "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath",
+        "ssm:DescribeParameters",
+    }  # fmt: skip
+    assert "secretsmanager:GetSecretValue" in actions("AuthFunction") <= secret_reads
+    assert actions("IngestFunction") == {"secretsmanager:GetSecretValue"}
+    s3 = {"s3:PutObject", "s3:GetObject"}
+    assert s3 <= actions("AttachmentsFunction") <= secret_reads | s3
+    # The attachments function reads only the JWT secret, and S3 only under attachments/.
+    attach = [r for _, r in granted["AttachmentsFunction"]]
+    assert not any("MongoUriSecretArn" in r for r in attach)
+    # The drain never verifies a token: no JWT secret for it.
+    assert not any("JwtSecretArn" in r for _, r in granted["IngestFunction"])
+    assert all("attachments/*" in r for a, r in granted["AttachmentsFunction"] if "s3:" in a)
+
+
+def test_functions_join_the_vpc_only_when_subnets_are_given(transformed):
+    for fn in of_type(transformed, "AWS::Lambda::Function").values():
+        assert fn["Properties"]["VpcConfig"]["Fn::If"][0] == "InVpc"
+    assert transformed["Conditions"]["InVpc"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]
+    }
+
+
+def test_the_alarms_watch_drain_lag_backlog_dead_letters_and_errors(transformed, fanout_template):
+    watched = {
+        a["Properties"]["MetricName"]
+        for a in of_type(transformed, "AWS::CloudWatch::Alarm").values()
+    }
+    assert watched == {"PersistenceLag", "Backlog", "DeadLettered", "Errors"}
+    fanout = {
+        a["Properties"]["MetricName"]
+        for a in of_type(fanout_template, "AWS::CloudWatch::Alarm").values()
+    }
+    assert fanout == {"FanoutErrors", "UnHealthyHostCount"}
+
+
+def test_outputs_give_the_api_and_websocket_urls(transformed):
+    assert {"ApiUrl", "WebSocketUrl"} <= set(transformed["Outputs"])
+
+
+def test_the_fanout_service_is_a_nested_stack_switched_by_a_parameter(transformed, template):
+    (stack,) = of_type(transformed, "AWS::CloudFormation::Stack").values()
+    assert stack["Condition"] == "WithFanout"
+    assert template["Parameters"]["DeployFanout"]["Default"] == "false"
+    location = template["Resources"]["FanoutService"]["Properties"]["Location"]
+    assert (ROOT / location).exists()
+    nested_params = set(template["Resources"]["FanoutService"]["Properties"]["Parameters"])
+    declared = set(decode(ROOT / location)["Parameters"])
+    assert nested_params <= declared
+
+
+def test_the_load_balancer_outlives_the_ping_and_checks_healthz(fanout_template):
+    resources = fanout_template["Resources"]
+    attrs = {
+        a["Key"]: a["Value"]
+        for a in resources["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]
+    }
+    ping = int(fanout_template["Parameters"]["PingIntervalSeconds"]["Default"])
+    assert int(attrs["idle_timeout.timeout_seconds"]) > ping
+    assert resources["TargetGroup"]["Properties"]["HealthCheckPath"] == "/healthz"
+    scaling = resources["CpuScaling"]["Properties"]
+    assert scaling["PolicyType"] == "TargetTrackingScaling"
+    metric = scaling["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+    assert metric["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    task = resources["TaskDefinition"]["Properties"]
+    assert task["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+    (container,) = task["ContainerDefinitions"]
+    assert {s["Name"] for s in container["Secrets"]} == {"JWT_SECRET"}
+
+
+def test_the_fanout_health_path_is_the_one_the_server_answers():
+    source = Path(ROOT / "fanout" / "server.py").read_text()
+    assert '"/healthz"' in source
+
+
+def test_samconfig_has_default_dev_and_prod_and_no_secret():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert {"default", "dev", "prod"} <= set(config)
+    for env in ("default", "dev", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        # Nested applications (the fan-out stack) need CAPABILITY_AUTO_EXPAND.
+        assert "CAPABILITY_AUTO_EXPAND" in deploy["capabilities"]
+        overrides = deploy["parameter_overrides"]
+        for secret in ("JwtSecret", "MongoUri", "MongoUrl", "RedisUrl", "password"):
+            assert secret not in overrides, (env, secret)
