@@ -51,10 +51,19 @@ class Settings:
     fanout_host: str = "0.0.0.0"
     fanout_port: int = 8080
     ping_interval_seconds: int = 30
-    max_frame_bytes: int = 64 * 1024
+    max_frame_bytes: int = 16 * 1024
 
     # Browser origins allowed outside local mode (comma separated in the env).
     allowed_origins: tuple[str, ...] = ()
+
+    # Fan-out tier, protocol v1 (issue 3).
+    auth_timeout_seconds: float = 5.0  # a connection without a token must send `auth` by then
+    max_connections_per_user: int = 10  # across every replica
+    connection_lease_seconds: int = 30  # a killed replica's connections stop counting after this
+    idempotency_ttl_seconds: int = 300  # one client_id is stored once within this time
+    resume_window: int = 500  # recent messages kept per room for resume (a capped stream)
+    max_backlog: int = 1_000_000  # persistence stream length at which sends get `backpressure`
+    max_send_buffer_bytes: int = 256 * 1024  # a client over this is closed with 4008
 
     @property
     def is_local(self) -> bool:
@@ -103,6 +112,20 @@ class Settings:
             ping_interval_seconds=number("PING_INTERVAL_SECONDS", defaults.ping_interval_seconds),
             max_frame_bytes=number("MAX_FRAME_BYTES", defaults.max_frame_bytes),
             allowed_origins=origins,
+            # Fan-out tier, protocol v1 (issue 3).
+            auth_timeout_seconds=float(env.get("AUTH_TIMEOUT_SECONDS", "") or 5.0),
+            max_connections_per_user=number(
+                "MAX_CONNECTIONS_PER_USER", defaults.max_connections_per_user
+            ),
+            connection_lease_seconds=number(
+                "CONNECTION_LEASE_SECONDS", defaults.connection_lease_seconds
+            ),
+            idempotency_ttl_seconds=number(
+                "IDEMPOTENCY_TTL_SECONDS", defaults.idempotency_ttl_seconds
+            ),
+            resume_window=number("RESUME_WINDOW", defaults.resume_window),
+            max_backlog=number("MAX_BACKLOG", defaults.max_backlog),
+            max_send_buffer_bytes=number("MAX_SEND_BUFFER_BYTES", defaults.max_send_buffer_bytes),
         )
         settings.check()
         return settings
