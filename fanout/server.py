@@ -210,6 +210,8 @@ def configure_logging() -> None:
         )
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # One line per connection opened and closed is noise at 10,000 connections.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)
 
 
 def main() -> None:

@@ -98,7 +98,8 @@ class Session:
         try:
             if await self.server.limit.acquire(self.claims.user_id, member):
                 return True
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("connection cap unavailable", extra={"error": repr(exc)})
             return await self._refuse(1011, "unavailable, retry", "unavailable")
         return await self._refuse(
             p.CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user", "user_cap"
