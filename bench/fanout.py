@@ -111,7 +111,7 @@ async def _open(url: str, user: int, join: bool):
 
     token = issue_token(f"bench-{user}", f"bench{user}", SETTINGS)
     ws = await connect(url, subprotocols=["aurora.v1", f"bearer.{token}"], compression=None,
-                       max_queue=None, ping_interval=None)  # fmt: skip
+                       open_timeout=120)  # fmt: skip
     await ws.recv()  # ready
     if join:
         await ws.send(json.dumps({"type": "join", "room": ROOM}))
@@ -245,8 +245,8 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
     async def main() -> None:
         sockets = []
-        for start in range(0, count, 200):
-            batch = range(first_user + start, first_user + min(start + 200, count))
+        for start in range(0, count, 50):
+            batch = range(first_user + start, first_user + min(start + 50, count))
             sockets += await asyncio.gather(*(_open(url, u, False) for u in batch))
         ready.set()
         while not stop.is_set():

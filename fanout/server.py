@@ -13,9 +13,11 @@ import signal
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from aurora.backends import async_redis_client
 from aurora.delivery import Sender
@@ -137,11 +139,12 @@ class FanoutServer:
             self.settings.fanout_port,
             process_request=self.process_request,
             select_subprotocol=self.select_subprotocol,
-            # Timeouts: pings keep load balancers (60 s idle) from cutting us off.
-            ping_interval=self.settings.ping_interval_seconds,
-            ping_timeout=self.settings.ping_interval_seconds,
+            # Timeouts: pings keep load balancers (60 s idle) from cutting us
+            # off; one task pings everyone (see _keepalive), not one per connection.
+            ping_interval=None,
             close_timeout=3,
-            # Limits
+            # Limits: a deep accept queue absorbs reconnect storms (a replica died).
+            backlog=2048,
             max_size=self.settings.max_frame_bytes,
             max_queue=16,
             write_limit=self.settings.max_send_buffer_bytes,
@@ -154,7 +157,9 @@ class FanoutServer:
             print(f"fan-out listening on ws://{self.settings.fanout_host}:{port}", flush=True)
             if ready is not None:
                 ready.set_result(port)
+            keepalive = asyncio.create_task(self._keepalive(server))
             await stop
+            keepalive.cancel()
             # Stop accepting, then ask every client to reconnect elsewhere.
             server.close(close_connections=False)
             await asyncio.gather(
@@ -168,6 +173,29 @@ class FanoutServer:
                 await task
         await self.hub.close()
         await self.redis.aclose()
+
+    async def _keepalive(self, server: Server) -> None:
+        """Ping every open connection each interval; close (1011) those whose
+        previous ping got no pong. One task for all connections: a task per
+        connection (the library's default) costs ~1.5 KiB each at 10,000."""
+        interval = self.settings.ping_interval_seconds
+        waiting: dict[ServerConnection, asyncio.Future] = {}
+        while True:
+            await asyncio.sleep(interval)
+            silent = [c for c, pong in waiting.items() if not pong.done()]
+            await asyncio.gather(
+                *(c.close(1011, "keepalive ping timeout") for c in silent), return_exceptions=True
+            )
+            waiting = {}
+            limit = self.settings.max_send_buffer_bytes
+            for connection in list(server.connections):
+                # Skip the closing and the slow (a ping would wait for their buffer).
+                if (
+                    connection.protocol.state is State.OPEN
+                    and connection.transport.get_write_buffer_size() <= limit
+                ):
+                    with contextlib.suppress(ConnectionClosed, RuntimeError):
+                        waiting[connection] = await connection.ping()
 
     async def _renew_leases(self) -> None:
         import redis

@@ -30,6 +30,9 @@ TYPING_MIN_INTERVAL_S = 1.0  # a repeated typing=true more often than this is no
 
 
 class Session:
+    # One per connection: slots keep it small at 10,000 connections.
+    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "server", "v1")
+
     def __init__(self, server: FanoutServer, connection: ServerConnection) -> None:
         self.server = server
         self.connection = connection
@@ -38,7 +41,7 @@ class Session:
         # clients are put in `general` and get no v1-only frames.
         self.v1 = connection.subprotocol == p.SUBPROTOCOL
         self._expiry: asyncio.TimerHandle | None = None
-        self._typing_sent: dict[str, float] = {}
+        self._typing_sent: dict[str, float] | None = None  # made on first use
 
     async def run(self) -> None:
         server, connection = self.server, self.connection
@@ -55,8 +58,8 @@ class Session:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
                 else:
                     await server.hub.join(connection, p.DEFAULT_ROOM, None, announce=False)
-                async for raw in connection:
-                    reply = await self._on_frame(raw)
+                while True:  # recv() rather than `async for`: one frame less per connection
+                    reply = await self._on_frame(await connection.recv())
                     if reply is not None:
                         await connection.send(reply)
             finally:
@@ -166,9 +169,10 @@ class Session:
                 if not server.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
                 now = time.monotonic()
-                if typing and now - self._typing_sent.get(room, 0.0) < TYPING_MIN_INTERVAL_S:
+                sent = self._typing_sent = self._typing_sent or {}
+                if typing and now - sent.get(room, 0.0) < TYPING_MIN_INTERVAL_S:
                     return None
-                self._typing_sent[room] = now if typing else 0.0
+                sent[room] = now if typing else 0.0
                 frame = p.typing_frame(room, self.claims.username, self.claims.user_id, typing)
                 await server.sender.publish_ephemeral(room, frame)
                 return None

@@ -424,3 +424,17 @@ async def test_readyz_is_503_while_redis_is_unreachable(settings):
     await asyncio.wait_for(task, 10)
     assert response.status_code == 503 and health.status_code == 200
     assert time.monotonic() - started < 5
+
+
+async def test_a_client_that_does_not_answer_pings_is_closed_and_others_stay(settings):
+    pinging = dataclasses.replace(settings, ping_interval_seconds=1)
+    async with replica(pinging) as (url, _):
+        alive = await v1(url, pinging, "alive")
+        silent = await v1(url, pinging, "silent")
+        silent.transport.pause_reading()  # reads no ping, answers no pong
+        await asyncio.sleep(2.5)
+        silent.transport.resume_reading()
+        assert await closed_with(silent) == 1011
+        await send_json(alive, {"type": "ping"})
+        assert await receive_json(alive) == {"type": "pong"}
+        await alive.close()
