@@ -209,7 +209,13 @@ def receivers(url: str, first_user: int, count: int, ready, stop, results) -> No
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.2)
-        await asyncio.sleep(2.0)  # let the last frames arrive
+        # Let the last frames arrive: until nothing new for 2 s (at most 60 s).
+        last, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 60
+        while time.monotonic() - quiet_since < 2 and time.monotonic() < deadline:
+            now = sum(c.received for c in clients)
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            await asyncio.sleep(0.2)
         results.put((sum(c.received for c in clients), [x for c in clients for x in c.latencies]))
 
     loop.run_until_complete(main())
