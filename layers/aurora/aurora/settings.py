@@ -113,7 +113,7 @@ class Settings:
             max_frame_bytes=number("MAX_FRAME_BYTES", defaults.max_frame_bytes),
             allowed_origins=origins,
             # Fan-out tier, protocol v1 (issue 3).
-            auth_timeout_seconds=float(env.get("AUTH_TIMEOUT_SECONDS", "") or 5.0),
+            auth_timeout_seconds=number("AUTH_TIMEOUT_SECONDS", 5),
             max_connections_per_user=number(
                 "MAX_CONNECTIONS_PER_USER", defaults.max_connections_per_user
             ),
@@ -138,6 +138,16 @@ class Settings:
             raise ConfigurationError("rate limits must be positive")
         if self.drain_batch_size < 1:
             raise ConfigurationError("DRAIN_BATCH_SIZE must be positive")
+        fanout_limits = (
+            self.max_connections_per_user,
+            self.connection_lease_seconds,
+            self.resume_window,
+            self.max_backlog,
+            self.idempotency_ttl_seconds,
+            self.ping_interval_seconds,
+        )
+        if min(fanout_limits) < 1:
+            raise ConfigurationError("fan-out limits and windows must be positive")
         if self.is_local:
             return
         if self.jwt_secret == LOCAL_DEV_SECRET:
