@@ -438,3 +438,40 @@ async def test_a_client_that_does_not_answer_pings_is_closed_and_others_stay(set
         await send_json(alive, {"type": "ping"})
         assert await receive_json(alive) == {"type": "pong"}
         await alive.close()
+
+
+async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_after(
+    settings, tmp_path
+):
+    """A real Redis stopped and restarted on the same port and data."""
+    from local.servers import start_redis
+
+    own = start_redis(tmp_path / "redis")
+    port = int(own.url.rsplit(":", 1)[1].split("/")[0])
+    restarted = None
+    try:
+        local = dataclasses.replace(settings, redis_url=own.url)
+        async with replica(local) as (url, server):
+            alice = await v1(url, local, "alice")
+            await join(alice, "dev")
+            own.stop()
+            await send_json(alice, {"type": "message", "room": "dev", "text": "lost?",
+                                    "client_id": "k1"})  # fmt: skip
+            reply = await receive_json(alice)
+            assert reply["type"] == "error" and reply["code"] == "unavailable"
+            async with httpx.AsyncClient() as http:
+                base = url.replace("ws://", "http://")
+                assert (await http.get(f"{base}/readyz")).status_code == 503
+                restarted = start_redis(tmp_path / "redis", port)
+                await asyncio.wait_for(server.hub._connected.wait(), 10)
+                assert (await http.get(f"{base}/readyz")).status_code == 200
+            # The same client_id again: now it goes through, once.
+            await send_json(alice, {"type": "message", "room": "dev", "text": "lost?",
+                                    "client_id": "k1"})  # fmt: skip
+            got = {(await receive_json(alice))["type"] for _ in range(2)}
+            assert got == {"message", "ack"}
+            await alice.close()
+    finally:
+        own.stop()
+        if restarted is not None:
+            restarted.stop()
