@@ -14,6 +14,7 @@ arrived after the newest id it had delivered there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -109,9 +110,11 @@ class Hub:
             del self._rooms[room]
             self._last_id.pop(room, None)
             if self._pubsub is not None and self._connected.is_set():
+                import redis
+
                 try:
                     await self._pubsub.unsubscribe(room_channel(room))
-                except (OSError, ConnectionError) as exc:  # resubscribe skips it anyway
+                except (redis.RedisError, OSError) as exc:  # a resubscribe skips it anyway
                     log.warning("unsubscribe failed", extra={"room": room, "error": str(exc)})
 
     async def leave_all(self, connection: ServerConnection) -> None:
@@ -207,11 +210,11 @@ class Hub:
 
     async def _drop_pubsub(self) -> None:
         if self._pubsub is not None:
-            try:
+            import redis
+
+            with contextlib.suppress(redis.RedisError, OSError):
                 await self._pubsub.aclose()
                 await self._client.aclose()
-            except (OSError, ConnectionError):
-                pass
             self._pubsub = None
 
     async def close(self) -> None:

@@ -454,11 +454,16 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
         async with replica(local) as (url, server):
             alice = await v1(url, local, "alice")
             await join(alice, "dev")
+            await join(alice, "solo")
             own.stop()
             await send_json(alice, {"type": "message", "room": "dev", "text": "lost?",
                                     "client_id": "k1"})  # fmt: skip
             reply = await receive_json(alice)
             assert reply["type"] == "error" and reply["code"] == "unavailable"
+            await send_json(alice, {"type": "leave", "room": "solo"})  # unsubscribing fails
+            assert await receive_json(alice) == {"type": "left", "room": "solo"}
+            await send_json(alice, {"type": "join", "room": "other"})
+            assert (await receive_json(alice, timeout=10))["code"] == "unavailable"
             async with httpx.AsyncClient() as http:
                 base = url.replace("ws://", "http://")
                 assert (await http.get(f"{base}/readyz")).status_code == 503
