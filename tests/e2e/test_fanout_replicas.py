@@ -56,6 +56,8 @@ def replicas(settings, tmp_path) -> Iterator[list[Replica]]:
         "JWT_SECRET": settings.jwt_secret,
         "FANOUT_HOST": "127.0.0.1",
         "RATE_LIMIT_MESSAGES": "1000",
+        "MAX_CONNECTIONS_PER_USER": "2",
+        "CONNECTION_LEASE_SECONDS": "1",
     }
     started = [Replica(env, tmp_path / f"replica-{i}.log") for i in range(3)]
     try:
@@ -164,6 +166,24 @@ def test_clients_of_a_killed_replica_resume_on_another_with_no_gap_or_duplicate(
     acked, received, missed = asyncio.run(scenario())
     assert received == acked  # every message, once, in order
     assert missed[1] >= 10  # at least the offline ones came from the resume window
+
+
+def test_a_killed_replicas_connections_stop_counting_against_the_user_cap(replicas, settings):
+    async def scenario() -> tuple[int, str]:
+        first, second = Client(settings, "alice"), Client(settings, "alice")
+        await first.connect(replicas[0].url)
+        await second.connect(replicas[0].url)
+        refused = Client(settings, "alice")
+        with pytest.raises(ConnectionClosed) as caught:
+            await refused.connect(replicas[1].url)  # the cap (2) counts both replicas
+        replicas[0].stop()  # SIGKILL: its two leases are never released...
+        await asyncio.sleep(1.5)  # ...and expire after one lease (1 s here)
+        healed = Client(settings, "alice")
+        await healed.connect(replicas[1].url)
+        await healed.ws.close()
+        return caught.value.rcvd.code, "healed"
+
+    assert asyncio.run(scenario()) == (4029, "healed")
 
 
 def test_sigterm_closes_clients_with_1012_and_exits_within_10_seconds(replicas, settings):
