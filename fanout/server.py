@@ -154,7 +154,6 @@ class FanoutServer:
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             log.info("fan-out listening", extra={"host": self.settings.fanout_host, "port": port})
-            print(f"fan-out listening on ws://{self.settings.fanout_host}:{port}", flush=True)
             if ready is not None:
                 ready.set_result(port)
             keepalive = asyncio.create_task(self._keepalive(server))

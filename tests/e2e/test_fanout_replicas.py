@@ -199,6 +199,12 @@ def test_sigterm_closes_clients_with_1012_and_exits_within_10_seconds(replicas, 
     assert asyncio.run(scenario()) == 1012
     assert replicas[1].process.wait(10) == 0
     assert time.monotonic() - started < 10
+    # Its log: one JSON object per line, with no token in it.
+    lines = replicas[1].log_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["message"] == "fan-out listening" for r in records)
+    assert "bearer." not in "".join(lines) and "token=" not in "".join(lines)
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
