@@ -480,3 +480,37 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
         own.stop()
         if restarted is not None:
             restarted.stop()
+
+
+async def test_the_membership_hook_can_refuse_a_room(settings):
+    async with replica(settings) as (url, server):
+
+        async def only_public(claims, room: str) -> bool:
+            return not room.startswith("private:")
+
+        server.may_join = only_public
+        alice = await v1(url, settings, "alice")
+        await send_json(alice, {"type": "join", "room": "private:board"})
+        assert (await receive_json(alice))["code"] == "forbidden"
+        assert (await join(alice, "public"))["recovered"] is True
+        await alice.close()
+
+
+async def test_repeated_typing_is_throttled_and_rate_limits_are_counted(settings):
+    async with replica(settings) as (url, server):
+        alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
+        await join(alice, "dev")
+        await join(bob, "dev")
+        for _ in range(3):
+            await send_json(alice, {"type": "typing", "room": "dev", "typing": True})
+        await send_json(alice, {"type": "typing", "room": "dev", "typing": False})
+        got = [(await receive_json(bob))["typing"] for _ in range(2)]
+        assert got == [True, False]  # the two repeats within a second were not relayed
+        assert [(await receive_json(alice))["type"] for _ in range(2)] == ["typing"] * 2
+        for i in range(4):
+            await send_json(alice, {"type": "message", "room": "dev", "text": f"m{i}"})
+        frames = [await receive_json(alice) for _ in range(4)]
+        assert [f["type"] for f in frames].count("rate_limited") == 1
+        assert server.metrics.rate_limited._value.get() == 1
+        await alice.close()
+        await bob.close()
