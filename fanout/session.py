@@ -56,8 +56,8 @@ class Session:
                 self._schedule_expiry()
                 if self.v1:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
-                else:
-                    await server.hub.join(connection, p.DEFAULT_ROOM, None, announce=False)
+                elif not await self._join_general():
+                    return
                 while True:  # recv() rather than `async for`: one frame less per connection
                     reply = await self._on_frame(await connection.recv())
                     if reply is not None:
@@ -107,6 +107,16 @@ class Session:
         return await self._refuse(
             p.CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user", "user_cap"
         )
+
+    async def _join_general(self) -> bool:
+        """Original-protocol clients are in `general` from the start."""
+        import redis
+
+        try:
+            await self.server.hub.join(self.connection, p.DEFAULT_ROOM, None, announce=False)
+        except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
+            return await self._refuse(1011, "unavailable, retry", "unavailable")
+        return True
 
     async def _release(self, member: str) -> None:
         import redis

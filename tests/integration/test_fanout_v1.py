@@ -114,9 +114,11 @@ async def test_a_token_that_expires_while_connected_closes_with_4001(settings):
         assert await closed_with(ws, timeout=4) == 4001
 
 
-async def test_re_auth_as_another_user_closes_with_4003(settings):
+async def test_re_auth_extends_the_session_but_as_another_user_closes_with_4003(settings):
     async with replica(settings) as (url, _):
         ws = await v1(url, settings, "alice")
+        await send_json(ws, {"type": "auth", "token": token_for(settings, "alice")})
+        assert (await receive_json(ws))["type"] == "ready"
         await send_json(ws, {"type": "auth", "token": token_for(settings, "mallory")})
         assert await closed_with(ws) == 4003
 
@@ -464,6 +466,8 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
             assert await receive_json(alice) == {"type": "left", "room": "solo"}
             await send_json(alice, {"type": "join", "room": "other"})
             assert (await receive_json(alice, timeout=10))["code"] == "unavailable"
+            async with connect(f"{url}/?token={token_for(local, 'bob')}") as bob:
+                assert await closed_with(bob) == 1011  # admitted later, not half-way
             async with httpx.AsyncClient() as http:
                 base = url.replace("ws://", "http://")
                 assert (await http.get(f"{base}/readyz")).status_code == 503
