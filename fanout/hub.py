@@ -166,17 +166,19 @@ class Hub:
         system call), at no added latency (nothing waits for a batch)."""
         batch: dict[str, list[tuple[str, str]]] = {}
         count = 0
-        while message is not None:
-            if message["type"] == "message":
-                room = message["channel"][len(ROOM_CHANNEL_PREFIX) :]
-                message_id, _, frame = message["data"].partition(" ")
-                batch.setdefault(room, []).append((message_id, frame))
-                count += 1
-            if count >= MAX_BATCH:
-                break
-            message = await self._pubsub.get_message(timeout=0)
-        for room, items in batch.items():
-            self.deliver_many(room, items)
+        try:
+            while message is not None:
+                if message["type"] == "message":
+                    room = message["channel"][len(ROOM_CHANNEL_PREFIX) :]
+                    message_id, _, frame = message["data"].partition(" ")
+                    batch.setdefault(room, []).append((message_id, frame))
+                    count += 1
+                if count >= MAX_BATCH:
+                    break
+                message = await self._pubsub.get_message(timeout=0)
+        finally:  # even if the connection dropped mid-batch: what was read goes out
+            for room, items in batch.items():
+                self.deliver_many(room, items)
 
     async def _connect(self) -> None:
         import redis.asyncio
