@@ -69,7 +69,8 @@ class FanoutServer:
 
     async def authenticate(self, token: object) -> Claims:
         """The one token check of the fan-out tier (URL, subprotocol, `auth`
-        frame, re-auth all come here). AuthenticationError when refused."""
+        frame, re-auth all come here): AuthenticationError when refused,
+        another AuroraError (e.g. UnavailableError) when it cannot decide."""
         return verify_token(token, self.settings)
 
     async def may_join(self, claims: Claims, room: str) -> bool:
@@ -103,10 +104,11 @@ class FanoutServer:
         if token is not None:
             try:
                 connection.claims = await self.authenticate(token)
-            except AuroraError as exc:
+            except AuroraError as exc:  # 401, or 503 if the check itself is unavailable
                 self.metrics.rejected.labels("token").inc()
-                response = connection.respond(http.HTTPStatus.UNAUTHORIZED, f"{exc.message}\n")
-                response.headers["WWW-Authenticate"] = "Bearer"
+                response = connection.respond(http.HTTPStatus(exc.status), f"{exc.message}\n")
+                if exc.status == http.HTTPStatus.UNAUTHORIZED:
+                    response.headers["WWW-Authenticate"] = "Bearer"
                 return response
         return None
 

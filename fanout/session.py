@@ -92,6 +92,8 @@ class Session:
             self.claims = await self.server.authenticate(command.token)
         except AuthenticationError as exc:
             return await self._refuse(p.CLOSE_AUTH_FAILED, exc.message, "token")
+        except AuroraError:  # the check itself failed (e.g. Redis): not the client's fault
+            return await self._refuse(1011, "unavailable, retry", "unavailable")
         self.v1 = True
         return True
 
@@ -229,6 +231,7 @@ class Session:
         except AuthenticationError as exc:
             await self.connection.close(p.CLOSE_AUTH_FAILED, exc.message)
             raise ConnectionClosed(None, None) from None
+        # Any other AuroraError (unavailable) becomes an error frame; the session stays.
         if claims.user_id != self.claims.user_id:
             await self.connection.close(p.CLOSE_FORBIDDEN, "a connection cannot change user")
             raise ConnectionClosed(None, None) from None

@@ -518,3 +518,22 @@ async def test_repeated_typing_is_throttled_and_rate_limits_are_counted(settings
         assert server.metrics.rate_limited._value.get() == 1
         await alice.close()
         await bob.close()
+
+
+async def test_when_the_token_check_cannot_decide_clients_are_told_to_retry(settings):
+    """E.g. a revocation check that cannot reach Redis: 503 / 1011, not 401 / 4001."""
+    from aurora.errors import UnavailableError
+
+    async with replica(settings) as (url, server):
+
+        async def undecided(token: object):
+            raise UnavailableError("Cannot check the token now, retry")
+
+        server.authenticate = undecided
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(f"{url}/?token={token_for(settings, 'alice')}"):
+                pass
+        assert caught.value.response.status_code == 503
+        async with connect(url) as ws:
+            await send_json(ws, {"type": "auth", "token": token_for(settings, "alice")})
+            assert await closed_with(ws) == 1011
