@@ -1,24 +1,80 @@
-"""Parsing client frames. Bad input is an answer (an error frame), never a crash."""
+"""Protocol v1 frames (docs/protocol.md). Parsing client frames turns bad input
+into a ValidationError with a stable code (sent as an `error` frame), never a
+crash; the original untyped `{"text"}` frame is a message to `general`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 
 from aurora.errors import ValidationError
 
 DEFAULT_ROOM = "general"
+SUBPROTOCOL = "aurora.v1"
+BEARER_PREFIX = "bearer."
+
+# Close codes (RFC 6455 leaves 4000-4999 to applications).
+CLOSE_AUTH_FAILED = 4001  # authentication failed, missing or expired token
+CLOSE_FORBIDDEN = 4003  # authenticated, but not allowed (e.g. re-auth as another user)
+CLOSE_TOO_SLOW = 4008  # the send buffer stayed over its limit
+CLOSE_TOO_MANY_CONNECTIONS = 4029  # the user's connection cap across replicas
+CLOSE_SERVER_RESTART = 1012  # reconnect, to this or another replica
+
+# Room ids also name Redis keys and channels: a safe, short alphabet.
+Room = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-@dataclass(frozen=True)
-class SendText:
-    room: str
+class _Frame(BaseModel):
+    # strict: "typing": 1 is not a bool, "text": 5 is not a string.
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+
+class Auth(_Frame):
+    type: Literal["auth"]
+    token: str
+
+
+class Join(_Frame):
+    type: Literal["join"]
+    room: Room
+    since: str | None = None  # last message id seen in the room
+
+
+class Leave(_Frame):
+    type: Literal["leave"]
+    room: Room
+
+
+class SendMessage(_Frame):
+    type: Literal["message"]
+    room: Room = DEFAULT_ROOM
     text: str
+    client_id: ClientId | None = None
 
 
-def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> SendText | None:
-    """The command a client frame carries; None for frames to ignore (empty
-    text, like the original); ValidationError for anything malformed."""
+class Typing(_Frame):
+    type: Literal["typing"]
+    room: Room
+    typing: bool
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Auth | Join | Leave | SendMessage | Typing | Ping
+_CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
+    Annotated[ClientFrame, Field(discriminator="type")]
+)
+
+
+def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame | None:
+    """The command a client frame carries; None for frames to ignore (a message
+    with blank text, like the original); ValidationError for anything else."""
     if isinstance(raw, bytes):
         raise ValidationError("Binary frames are not supported", code="unsupported_frame")
     try:
@@ -27,27 +83,67 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> SendText | N
         raise ValidationError("Frame is not valid JSON", code="bad_json") from None
     if not isinstance(frame, dict):
         raise ValidationError("Frame must be a JSON object", code="bad_frame")
-    kind = frame.get("type", "message")
-    if kind != "message":
-        raise ValidationError(f"Unknown frame type {kind!r}", code="unknown_type")
-    room = frame.get("room", DEFAULT_ROOM)
-    if room != DEFAULT_ROOM:
-        raise ValidationError("Only the 'general' room is available", code="forbidden_room")
-    text = frame.get("text")
-    if text is None:
-        raise ValidationError("Field 'text' is required", code="missing_text")
-    if not isinstance(text, str):
-        raise ValidationError("Field 'text' must be a string", code="bad_text")
-    if not text.strip():
-        return None
-    if len(text) > max_text_chars:
-        raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")
-    return SendText(room=room, text=text)
+    if "type" not in frame:
+        frame["type"] = "message"  # the original protocol: {"text"} to general
+    try:
+        command = _CLIENT_FRAME.validate_python(frame)
+    except PydanticValidationError as exc:
+        raise _explain(exc) from None
+    if isinstance(command, SendMessage):
+        if not command.text.strip():
+            return None
+        if len(command.text) > max_text_chars:
+            raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")
+    return command
+
+
+def _explain(exc: PydanticValidationError) -> ValidationError:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    kind = error["type"]
+    field = ".".join(str(part) for part in error["loc"][1:]) or "type"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return ValidationError("Unknown frame type", code="unknown_type")
+    if kind == "missing":
+        return ValidationError(f"Field {field!r} is required", code="missing_field")
+    if field == "room":
+        return ValidationError("Field 'room' must be 1-64 of A-Z a-z 0-9 _ . : -", code="bad_room")
+    return ValidationError(f"Field {field!r}: {error['msg']}", code="bad_field")
+
+
+# -- server frames (each encoded once) ---------------------------------------------
+
+
+def _dump(frame: dict) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def ready_frame(user: str, user_id: str) -> str:
+    return _dump({"type": "ready", "user": user, "user_id": user_id})
+
+
+def joined_frame(room: str, *, recovered: bool, missed: int) -> str:
+    return _dump({"type": "joined", "room": room, "recovered": recovered, "missed": missed})
+
+
+def left_frame(room: str) -> str:
+    return _dump({"type": "left", "room": room})
+
+
+def ack_frame(client_id: str, message_id: str, *, duplicate: bool = False) -> str:
+    return _dump({"type": "ack", "client_id": client_id, "id": message_id, "duplicate": duplicate})
 
 
 def error_frame(code: str, message: str) -> str:
-    return json.dumps({"type": "error", "code": code, "message": message})
+    return _dump({"type": "error", "code": code, "message": message})
 
 
 def rate_limited_frame(retry_after_ms: int) -> str:
-    return json.dumps({"type": "rate_limited", "retry_after_ms": retry_after_ms})
+    return _dump({"type": "rate_limited", "retry_after_ms": retry_after_ms})
+
+
+def typing_frame(room: str, user: str, user_id: str, typing: bool) -> str:
+    return _dump({"type": "typing", "room": room, "user": user, "user_id": user_id,
+                  "typing": typing})  # fmt: skip
+
+
+PONG = _dump({"type": "pong"})

@@ -1,5 +1,6 @@
-"""The WebSocket server: authentication at the upgrade, the receive loop,
-health checks and graceful shutdown."""
+"""The WebSocket server: the opening handshake (health, readiness, metrics,
+Origin, token), the lifecycle and graceful shutdown. What happens on one
+connection after the handshake is in `fanout/session.py`."""
 
 from __future__ import annotations
 
@@ -7,33 +8,74 @@ import asyncio
 import contextlib
 import http
 import logging
+import re
 import signal
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from aurora.backends import async_redis_client
-from aurora.delivery import RateLimited, Sender
+from aurora.delivery import Sender
 from aurora.errors import AuroraError
 from aurora.origins import is_allowed_origin
 from aurora.settings import Settings, get_settings
-from aurora.tokens import authenticate_async
+from aurora.tokens import Claims, authenticate_async
+from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
-from fanout.protocol import DEFAULT_ROOM, error_frame, parse_client_frame, rate_limited_frame
+from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
+from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.session import Session
 
 log = logging.getLogger("aurora.fanout")
 
-SERVER_RESTART_CLOSE = 1012
+# Tokens travel in the URL (original protocol) and in the subprotocol offer;
+# websockets logs both at DEBUG level. They never reach a log.
+_SECRETS = re.compile(r"(token=|bearer\.)[^&\s,]+", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _SECRETS.search(message):
+            record.msg, record.args = _SECRETS.sub(r"\1[redacted]", message), None
+        return True
+
+
+def _redact_websockets_logs() -> None:
+    ws_log = logging.getLogger("websockets.server")
+    if not any(isinstance(f, RedactTokens) for f in ws_log.filters):
+        ws_log.addFilter(RedactTokens())
 
 
 class FanoutServer:
     def __init__(self, settings: Settings) -> None:
+        _redact_websockets_logs()
         self.settings = settings
+        self.replica_id = uuid.uuid4().hex[:12]
+        self.metrics = Metrics()
         self.redis = async_redis_client(settings.redis_url)
-        self.hub = Hub(self.redis)
+        self.hub = Hub(self.redis, settings, self.metrics)
         self.sender = Sender(self.redis, settings)
+        self.limit = ConnectionLimit(
+            self.redis,
+            cap=settings.max_connections_per_user,
+            lease_seconds=settings.connection_lease_seconds,
+        )
+
+    async def authenticate(self, token: object) -> Claims:
+        """The one token check of the fan-out tier (URL, subprotocol, `auth`
+        frame, re-auth all come here): AuthenticationError when refused,
+        another AuroraError (e.g. UnavailableError) when it cannot decide."""
+        return await authenticate_async(token, self.settings, self.redis)
+
+    async def may_join(self, claims: Claims, room: str) -> bool:
+        """Membership hook for private rooms: every room is open for now."""
+        return True
 
     # -- the opening handshake -------------------------------------------------
 
@@ -43,92 +85,138 @@ class FanoutServer:
         url = urlsplit(request.path)
         if url.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if url.path == "/readyz":
+            return await self._readiness(connection)
+        if url.path == "/metrics":
+            body = self.metrics.render()
+            headers = Headers(
+                [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+            )
+            return Response(http.HTTPStatus.OK, "OK", headers, body)
         if not is_allowed_origin(request.headers.get("Origin"), self.settings):
+            self.metrics.rejected.labels("origin").inc()
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
-        token = parse_qs(url.query).get("token", [None])[0]
-        try:
-            # The same check as the REST functions, revocation included.
-            connection.claims = await authenticate_async(token, self.settings, self.redis)
-        except AuroraError as exc:
-            response = connection.respond(http.HTTPStatus(exc.status), f"{exc.message}\n")
-            if exc.status == http.HTTPStatus.UNAUTHORIZED:
-                response.headers["WWW-Authenticate"] = "Bearer"
-            return response
+        # A token in the URL (the original protocol) or in the subprotocol
+        # offer; neither is ever logged. Without one, `auth` must come first.
+        query = parse_qs(url.query, keep_blank_values=True)
+        token = query["token"][0] if "token" in query else _bearer(request)
+        connection.claims = None
+        if token is not None:
+            try:
+                connection.claims = await self.authenticate(token)
+            except AuroraError as exc:  # 401, or 503 if the check itself is unavailable
+                self.metrics.rejected.labels("token").inc()
+                response = connection.respond(http.HTTPStatus(exc.status), f"{exc.message}\n")
+                if exc.status == http.HTTPStatus.UNAUTHORIZED:
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                return response
         return None
 
-    # -- one connection ----------------------------------------------------------
+    async def _readiness(self, connection: ServerConnection) -> Response:
+        try:
+            await asyncio.wait_for(self.redis.ping(), 1.0)
+            ready = self.hub.ready
+        except Exception:  # any failure means "not ready", never a crash
+            ready = False
+        if ready:
+            return connection.respond(http.HTTPStatus.OK, "ready\n")
+        return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "redis unreachable\n")
+
+    @staticmethod
+    def select_subprotocol(connection: ServerConnection, offered) -> str | None:
+        # Answer `aurora.v1` only: the `bearer.<token>` offer is never echoed.
+        return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
     async def handle(self, connection: ServerConnection) -> None:
-        claims = connection.claims
-        await self.hub.join(DEFAULT_ROOM, connection)
-        try:
-            async for raw in connection:
-                reply = await self._on_frame(raw, claims)
-                if reply is not None:
-                    await connection.send(reply)
-        except ConnectionClosed:
-            pass
-        finally:
-            await self.hub.leave_all(connection)
-
-    async def _on_frame(self, raw: str | bytes, claims) -> str | None:
-        import redis
-
-        try:
-            command = parse_client_frame(raw, max_text_chars=self.settings.max_text_chars)
-            if command is None:
-                return None
-            outcome = await self.sender.send(
-                room=command.room,
-                user_id=claims.user_id,
-                username=claims.username,
-                text=command.text,
-            )
-        except AuroraError as exc:
-            return error_frame(exc.code, exc.message)
-        except (redis.ConnectionError, redis.TimeoutError):
-            return error_frame("unavailable", "Message not sent: storage unavailable, retry")
-        if isinstance(outcome, RateLimited):
-            return rate_limited_frame(outcome.retry_after_ms)
-        return None  # the sender receives its own message through the room
+        await Session(self, connection).run()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Future, ready: asyncio.Future | None = None) -> None:
-        await self.hub.start()
         subscriber = asyncio.create_task(self.hub.run())
+        renewer = asyncio.create_task(self._renew_leases())
         async with serve(
             self.handle,
             self.settings.fanout_host,
             self.settings.fanout_port,
             process_request=self.process_request,
-            # Timeouts
-            ping_interval=self.settings.ping_interval_seconds,
-            ping_timeout=self.settings.ping_interval_seconds,
-            close_timeout=5,
-            # Limits
+            select_subprotocol=self.select_subprotocol,
+            # Timeouts: pings keep load balancers (60 s idle) from cutting us
+            # off; one task pings everyone (see _keepalive), not one per connection.
+            ping_interval=None,
+            close_timeout=3,
+            # Limits: a deep accept queue absorbs reconnect storms (a replica died).
+            backlog=2048,
             max_size=self.settings.max_frame_bytes,
             max_queue=16,
+            write_limit=self.settings.max_send_buffer_bytes,
             # Memory: permessage-deflate costs ~4x per connection.
             compression=None,
             server_header="AuroraChat",
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            log.info("fan-out listening on ws://%s:%s", self.settings.fanout_host, port)
-            print(f"fan-out listening on ws://{self.settings.fanout_host}:{port}", flush=True)
+            log.info("fan-out listening", extra={"host": self.settings.fanout_host, "port": port})
             if ready is not None:
                 ready.set_result(port)
+            keepalive = asyncio.create_task(self._keepalive(server))
             await stop
+            keepalive.cancel()
+            # Stop accepting, then ask every client to reconnect elsewhere.
             server.close(close_connections=False)
             await asyncio.gather(
-                *(c.close(SERVER_RESTART_CLOSE, "server restart") for c in server.connections)
+                *(c.close(CLOSE_SERVER_RESTART, "server restart") for c in server.connections),
+                return_exceptions=True,
             )
             await server.wait_closed()
-        subscriber.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await subscriber
+        for task in (subscriber, renewer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.hub.close()
         await self.redis.aclose()
+
+    async def _keepalive(self, server: Server) -> None:
+        """Ping every open connection each interval; close (1011) those whose
+        previous ping got no pong. One task for all connections: a task per
+        connection (the library's default) costs ~1.5 KiB each at 10,000."""
+        interval = self.settings.ping_interval_seconds
+        waiting: dict[ServerConnection, asyncio.Future] = {}
+        while True:
+            await asyncio.sleep(interval)
+            silent = [c for c, pong in waiting.items() if not pong.done()]
+            await asyncio.gather(
+                *(c.close(1011, "keepalive ping timeout") for c in silent), return_exceptions=True
+            )
+            waiting = {}
+            limit = self.settings.max_send_buffer_bytes
+            for connection in list(server.connections):
+                # Skip the closing and the slow (a ping would wait for their buffer).
+                if (
+                    connection.protocol.state is State.OPEN
+                    and connection.transport.get_write_buffer_size() <= limit
+                ):
+                    with contextlib.suppress(ConnectionClosed, RuntimeError):
+                        waiting[connection] = await connection.ping()
+
+    async def _renew_leases(self) -> None:
+        import redis
+
+        while True:
+            await asyncio.sleep(self.settings.connection_lease_seconds / 3)
+            try:
+                await self.limit.renew()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                log.warning("lease renewal failed", extra={"error": str(exc)})
+
+
+def _bearer(request: Request) -> str | None:
+    """The token of a `bearer.<token>` subprotocol offer, if any."""
+    for header in request.headers.get_all("Sec-WebSocket-Protocol"):
+        for offer in header.split(","):
+            offer = offer.strip()
+            if offer.startswith(BEARER_PREFIX):
+                return offer[len(BEARER_PREFIX) :]
+    return None
 
 
 async def serve_forever(settings: Settings) -> None:
@@ -139,8 +227,24 @@ async def serve_forever(settings: Settings) -> None:
     await FanoutServer(settings).run(stop)
 
 
+def configure_logging() -> None:
+    """One JSON object per line on stderr."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # One line per connection opened and closed is noise at 10,000 connections.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = get_settings()
     try:
         import uvloop

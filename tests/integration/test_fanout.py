@@ -1,10 +1,10 @@
-"""The fan-out container with real Redis: the original protocol, rate limits,
-bad input, and delivery across replicas."""
+"""The fan-out container with real Redis, spoken to in the original protocol
+(token in the URL, untyped `{"text"}` frames to `general`): rate limits, bad
+input, and delivery across replicas."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 
@@ -15,38 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aurora.delivery import Sender
-from aurora.settings import Settings
 from aurora.stream import STREAM_KEY
-from aurora.tokens import issue_token
-from fanout.server import FanoutServer
-
-
-@contextlib.asynccontextmanager
-async def replica(settings: Settings):
-    """One fan-out replica on an ephemeral port; yields its ws:// URL."""
-    server = FanoutServer(dataclasses.replace(settings, fanout_host="127.0.0.1", fanout_port=0))
-    loop = asyncio.get_running_loop()
-    stop, ready = loop.create_future(), loop.create_future()
-    task = asyncio.create_task(server.run(stop, ready))
-    port = await asyncio.wait_for(ready, 10)
-    try:
-        yield f"ws://127.0.0.1:{port}", server
-    finally:
-        stop.set_result(None)
-        await asyncio.wait_for(task, 10)
-
-
-def token_for(settings: Settings, name: str) -> str:
-    return issue_token(f"id-{name}", name, settings)
-
-
-async def receive_json(ws, timeout: float = 5.0) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def settle() -> None:
-    # Let the replica's subscription reach Redis before anyone publishes.
-    await asyncio.sleep(0.1)
+from tests.integration.fanout_support import receive_json, replica, settle, token_for
 
 
 async def test_a_message_reaches_every_client_in_the_room(settings):
@@ -99,7 +69,7 @@ async def test_the_fourth_message_in_a_second_is_rate_limited(settings):
 
 @pytest.mark.parametrize(
     "query",
-    ["", "?token=", "?token=not-a-jwt", "?token=eyJhbGciOiJub25lIn0.eyJ1c2VySWQiOiJ4In0."],
+    ["?token=", "?token=not-a-jwt", "?token=eyJhbGciOiJub25lIn0.eyJ1c2VySWQiOiJ4In0."],
 )
 async def test_a_missing_or_forged_token_is_refused_at_the_upgrade_with_401(settings, query):
     async with replica(settings) as (url, _):
@@ -134,7 +104,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_keeps_working(sett
                 codes.append(reply["code"])
             await alice.send(json.dumps({"text": "<script>alert(1)</script>"}))
             echoed = await receive_json(alice)
-    assert codes == ["bad_json", "bad_frame", "bad_text", "bad_text", "unknown_type",
+    assert codes == ["bad_json", "bad_frame", "bad_field", "bad_field", "unknown_type",
                      "unsupported_frame"]  # fmt: skip
     assert echoed["text"] == "<script>alert(1)</script>"  # stored and sent as text, as is
 

@@ -1,9 +1,22 @@
-"""Client frames: bad input becomes an error frame, never a crash."""
+"""Client frames: every v1 command parses; bad input becomes a ValidationError
+with a stable code (an `error` frame), never a crash."""
+
+import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aurora.errors import ValidationError
-from fanout.protocol import SendText, parse_client_frame
+from fanout.protocol import (
+    Auth,
+    Join,
+    Leave,
+    Ping,
+    SendMessage,
+    Typing,
+    parse_client_frame,
+)
 
 
 def parse(raw):
@@ -11,12 +24,28 @@ def parse(raw):
 
 
 def test_the_original_text_frame_goes_to_general():
-    assert parse('{"text": "hello"}') == SendText(room="general", text="hello")
+    assert parse('{"text": "hello"}') == SendMessage(type="message", room="general", text="hello")
 
 
-def test_a_typed_message_frame_is_accepted():
-    frame = '{"type": "message", "room": "general", "text": "hi"}'
-    assert parse(frame) == SendText("general", "hi")
+def test_a_typed_message_frame_carries_room_and_client_id():
+    frame = '{"type": "message", "room": "dev", "text": "hi", "client_id": "c1"}'
+    assert parse(frame) == SendMessage(type="message", room="dev", text="hi", client_id="c1")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"type": "auth", "token": "t"}', Auth(type="auth", token="t")),
+        ('{"type": "join", "room": "r"}', Join(type="join", room="r")),
+        ('{"type": "join", "room": "r", "since": "1-0"}', Join(type="join", room="r", since="1-0")),
+        ('{"type": "leave", "room": "r"}', Leave(type="leave", room="r")),
+        ('{"type": "typing", "room": "r", "typing": true}', Typing(type="typing", room="r",
+                                                                    typing=True)),
+        ('{"type": "ping"}', Ping(type="ping")),
+    ],
+)  # fmt: skip
+def test_every_v1_command_parses(raw, expected):
+    assert parse(raw) == expected
 
 
 def test_empty_text_is_ignored_like_the_original():
@@ -29,12 +58,20 @@ def test_empty_text_is_ignored_like_the_original():
         ("{not json", "bad_json"),
         ("[1, 2]", "bad_frame"),
         ('"text"', "bad_frame"),
-        ("{}", "missing_text"),
-        ('{"text": 5}', "bad_text"),
-        ('{"text": {"$gt": ""}}', "bad_text"),
-        ('{"text": ["a"]}', "bad_text"),
+        ("{}", "missing_field"),
+        ('{"text": 5}', "bad_field"),
+        ('{"text": {"$gt": ""}}', "bad_field"),
+        ('{"text": ["a"]}', "bad_field"),
         ('{"type": "teleport", "text": "x"}', "unknown_type"),
-        ('{"text": "x", "room": "secret"}', "forbidden_room"),
+        ('{"type": 7}', "unknown_type"),
+        ('{"text": "x", "room": "a b"}', "bad_room"),
+        ('{"text": "x", "room": "' + "r" * 65 + '"}', "bad_room"),
+        ('{"type": "join", "room": "*"}', "bad_room"),
+        ('{"type": "join"}', "missing_field"),
+        ('{"type": "typing", "room": "r", "typing": 1}', "bad_field"),
+        ('{"type": "message", "text": "x", "client_id": ""}', "bad_field"),
+        ('{"type": "message", "text": "x", "client_id": 5}', "bad_field"),
+        ('{"type": "auth", "token": null}', "bad_field"),
         ('{"text": "' + "x" * 101 + '"}', "too_long"),
         (b'{"text": "binary"}', "unsupported_frame"),
     ],
@@ -43,3 +80,44 @@ def test_malformed_frames_get_a_stable_error_code(raw, code):
     with pytest.raises(ValidationError) as caught:
         parse(raw)
     assert caught.value.code == code
+
+
+json_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=1)
+)
+frames = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["auth", "join", "leave", "message", "typing", "ping", "x"])
+        | json_values,
+        "room": json_values | st.text(max_size=70),
+        "text": json_values,
+        "since": json_values,
+        "typing": json_values,
+        "client_id": json_values,
+        "token": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames)
+def test_any_json_object_parses_or_fails_with_a_validation_error(frame):
+    try:
+        parse(json.dumps(frame))
+    except ValidationError as exc:
+        assert exc.code and exc.message
+
+
+@given(st.binary(max_size=64) | st.text(max_size=64))
+def test_any_bytes_or_text_parse_or_fail_with_a_validation_error(raw):
+    try:
+        parse(raw)
+    except ValidationError as exc:
+        assert exc.code

@@ -78,3 +78,17 @@ def test_production_allows_only_configured_origins():
     assert is_allowed_origin("https://chat.example.com", PROD)
     assert is_allowed_origin(None, PROD)
     assert not is_allowed_origin("http://localhost:5173", PROD)
+
+
+def test_fanout_settings_are_read_from_the_environment():
+    env = {"AURORA_ENV": "local", "MAX_CONNECTIONS_PER_USER": "3", "RESUME_WINDOW": "50",
+           "AUTH_TIMEOUT_SECONDS": "2", "MAX_BACKLOG": "10"}  # fmt: skip
+    s = Settings.from_env(env)
+    assert (s.max_connections_per_user, s.resume_window, s.auth_timeout_seconds) == (3, 50, 2)
+    assert s.max_backlog == 10 and s.max_frame_bytes == 16 * 1024
+
+
+@pytest.mark.parametrize("name", ["MAX_CONNECTIONS_PER_USER", "RESUME_WINDOW", "MAX_BACKLOG"])
+def test_fanout_limits_must_be_positive(name):
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"AURORA_ENV": "local", name: "0"})

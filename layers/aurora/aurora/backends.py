@@ -39,13 +39,22 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
-def async_redis_client(url: str) -> redis.asyncio.Redis:
-    """An asyncio Redis client for the fan-out container (one per event loop)."""
+def async_redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.Redis:
+    """An asyncio Redis client for the fan-out container (one per event loop).
+
+    Its pool is bounded and blocking: a burst of commands (thousands of clients
+    connecting at once) waits for a free connection instead of failing."""
     import redis.asyncio
 
-    return redis.asyncio.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
     )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 @lru_cache(maxsize=8)

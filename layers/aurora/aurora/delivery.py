@@ -1,41 +1,68 @@
-"""Accepting a chat message: the rate-limit check, the append to the
-persistence stream and the publish to the room's channel happen in one
-server-side script, so a message is never published without being queued
-for persistence, or queued without being published.
+"""Accepting a chat message, in one Redis round trip.
+
+One server-side script does, atomically: the idempotency check (a repeated
+`client_id` returns the first message's id), the backlog bound, the rate
+limit, the append to the persistence stream, the append to the room's resume
+window and the publish to the room's channel. So a message is never published
+without being queued for persistence, or queued without being published.
+
+The room channel carries `"<id> <frame>"`: the id lets a replica drop what it
+already delivered after a reconnect; ephemeral frames (typing) use `-`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
-from aurora.stream import SCHEMA_VERSION, STREAM_KEY
+from aurora.stream import SCHEMA_VERSION, STREAM_KEY, parse_id
 
 if TYPE_CHECKING:
     import redis.asyncio
 
 ROOM_CHANNEL_PREFIX = "aurora:room:"
+WINDOW_PREFIX = "aurora:window:"
+EPHEMERAL_ID = "-"
 
-# KEYS: rate-limit counter, stream.  ARGV: limit, window ms, channel, frame
-# prefix, then the entry's field/value pairs.
+# KEYS: idempotency key (or ""), rate counter, stream, room window.
+# ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog,
+#       resume window length, frame suffix (`,"client_id":…}` or `}`), then the
+#       stream entry's field/value pairs.
+# Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
+# limited, {3, backlog} backpressure.
 _SEND = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if KEYS[1] ~= '' then
+  local seen = redis.call('GET', KEYS[1])
+  if seen then return {2, seen} end
+end
+local backlog = redis.call('XLEN', KEYS[3])
+if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
+local count = redis.call('INCR', KEYS[2])
+if count == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 if count > tonumber(ARGV[1]) then
-  local ttl = redis.call('PTTL', KEYS[1])
+  local ttl = redis.call('PTTL', KEYS[2])
   if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
     ttl = tonumber(ARGV[2])
   end
   return {0, ttl}
 end
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
-local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. '}'
-redis.call('PUBLISH', ARGV[3], frame)
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
+local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
+-- The window reuses the stream id. pcall: if the stream was ever recreated
+-- (ids went back), start the room's window afresh rather than fail half way.
+local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
+if type(ok) == 'table' and ok.err then
+  redis.call('DEL', KEYS[4])
+  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
+end
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
+redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
 """
 
@@ -44,8 +71,19 @@ def room_channel(room: str) -> str:
     return ROOM_CHANNEL_PREFIX + room
 
 
+def window_key(room: str) -> str:
+    """The room's resume window: a stream capped at `resume_window` entries,
+    ids equal to the persistence stream's, field `f` = the broadcast frame.
+    The drain never touches it (it trims only the persistence stream)."""
+    return WINDOW_PREFIX + room
+
+
 def rate_key(room: str, user_id: str) -> str:
     return f"aurora:rate:{room}:{user_id}"
+
+
+def idempotency_key(user_id: str, client_id: str) -> str:
+    return f"aurora:idem:{user_id}:{client_id}"
 
 
 @dataclass(frozen=True)
@@ -55,20 +93,51 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """The same client_id was sent before; `id` is the first send's id."""
+
+    id: str
+
+
+@dataclass(frozen=True)
 class RateLimited:
     retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class Backpressure:
+    """The persistence backlog is over its bound (the drain is behind)."""
+
+    backlog: int
+
+
+@dataclass(frozen=True)
+class Recent:
+    """What a client missed in a room since a given id."""
+
+    frames: list[tuple[str, str]]  # (id, frame), oldest first
+    complete: bool  # False when the window no longer reaches back to `since`
+    newest: str | None  # the window's newest id (None: empty)
 
 
 class Sender:
     """Sends messages through the script; one per Redis client."""
 
     def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+        self._redis = client
         self._script = client.register_script(_SEND)
         self._settings = settings
 
     async def send(
-        self, *, room: str, user_id: str, username: str, text: str
-    ) -> Accepted | RateLimited:
+        self,
+        *,
+        room: str,
+        user_id: str,
+        username: str,
+        text: str,
+        client_id: str | None = None,
+    ) -> Accepted | Duplicate | RateLimited | Backpressure:
+        s = self._settings
         fields = {
             "v": SCHEMA_VERSION,
             "room": room,
@@ -76,15 +145,61 @@ class Sender:
             "username": username,
             "text": text,
         }
+        suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
         args: list[str | int] = [
-            self._settings.rate_limit_messages,
-            self._settings.rate_limit_window_ms,
+            s.rate_limit_messages,
+            s.rate_limit_window_ms,
             room_channel(room),
             frame_prefix(room, user_id, username, text),
+            s.idempotency_ttl_seconds * 1000,
+            s.max_backlog,
+            s.resume_window,
+            suffix,
         ]
         for name, value in fields.items():
             args += [name, value]
-        result = await self._script(keys=[rate_key(room, user_id), STREAM_KEY], args=args)
-        if int(result[0]) == 1:
+        idem = "" if client_id is None else idempotency_key(user_id, client_id)
+        keys = [idem, rate_key(room, user_id), STREAM_KEY, window_key(room)]
+        result = await self._script(keys=keys, args=args)
+        kind = int(result[0])
+        if kind == 1:
             return Accepted(id=str(result[1]), frame=str(result[2]))
+        if kind == 2:
+            return Duplicate(id=str(result[1]))
+        if kind == 3:
+            return Backpressure(backlog=int(result[1]))
         return RateLimited(retry_after_ms=max(int(result[1]), 1))
+
+    async def publish_ephemeral(self, room: str, frame: str) -> None:
+        """A frame for the room's current members only (typing): not stored."""
+        await self._redis.publish(room_channel(room), f"{EPHEMERAL_ID} {frame}")
+
+
+async def recent(
+    client: redis.asyncio.Redis, room: str, since: str | None, *, window: int
+) -> Recent:
+    """The room's messages after `since` (exclusive) from its resume window,
+    and the window's newest id. `since=None` asks for the newest id only."""
+    key = window_key(room)
+    if since is not None:
+        parse_id(since)  # ValidationError for a malformed id
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.xrevrange(key, count=1)
+        if since is not None:
+            pipe.xrange(key, min="(" + since, max="+")
+            pipe.xlen(key)
+            pipe.xrange(key, count=1)
+        replies = await pipe.execute()
+    newest = replies[0][0][0] if replies[0] else None
+    if since is None:
+        return Recent(frames=[], complete=True, newest=newest)
+    after, length, first = replies[1:]
+    frames = [(entry_id, fields["f"]) for entry_id, fields in after]
+    # The window is trimmed exactly (MAXLEN, no `~`): while it is not full
+    # nothing was ever dropped; once full, only ids from its first one on.
+    complete = length < window or (bool(first) and parse_id(first[0][0]) <= parse_id(since))
+    return Recent(frames=frames, complete=complete, newest=newest)
+
+
+def _json_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -52,7 +52,7 @@ class Settings:
     fanout_host: str = "0.0.0.0"
     fanout_port: int = 8080
     ping_interval_seconds: int = 30
-    max_frame_bytes: int = 64 * 1024
+    max_frame_bytes: int = 16 * 1024
 
     # Browser origins allowed outside local mode (comma separated in the env).
     allowed_origins: tuple[str, ...] = ()
@@ -91,6 +91,14 @@ class Settings:
     attachment_url_ttl_seconds: int = 300
     # Set locally (moto or LocalStack); empty on AWS, where boto3 finds S3 itself.
     s3_endpoint_url: str = ""
+    # Fan-out tier, protocol v1 (issue 3).
+    auth_timeout_seconds: float = 5.0  # a connection without a token must send `auth` by then
+    max_connections_per_user: int = 10  # across every replica
+    connection_lease_seconds: int = 30  # a killed replica's connections stop counting after this
+    idempotency_ttl_seconds: int = 300  # one client_id is stored once within this time
+    resume_window: int = 500  # recent messages kept per room for resume (a capped stream)
+    max_backlog: int = 1_000_000  # persistence stream length at which sends get `backpressure`
+    max_send_buffer_bytes: int = 256 * 1024  # a client over this is closed with 4008
 
     @property
     def is_local(self) -> bool:
@@ -179,6 +187,20 @@ class Settings:
                 "ATTACHMENT_URL_TTL_SECONDS", defaults.attachment_url_ttl_seconds
             ),
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3", "") or env.get("AWS_ENDPOINT_URL", ""),
+            # Fan-out tier, protocol v1 (issue 3).
+            auth_timeout_seconds=number("AUTH_TIMEOUT_SECONDS", 5),
+            max_connections_per_user=number(
+                "MAX_CONNECTIONS_PER_USER", defaults.max_connections_per_user
+            ),
+            connection_lease_seconds=number(
+                "CONNECTION_LEASE_SECONDS", defaults.connection_lease_seconds
+            ),
+            idempotency_ttl_seconds=number(
+                "IDEMPOTENCY_TTL_SECONDS", defaults.idempotency_ttl_seconds
+            ),
+            resume_window=number("RESUME_WINDOW", defaults.resume_window),
+            max_backlog=number("MAX_BACKLOG", defaults.max_backlog),
+            max_send_buffer_bytes=number("MAX_SEND_BUFFER_BYTES", defaults.max_send_buffer_bytes),
         )
         settings.check()
         return settings
@@ -205,6 +227,16 @@ class Settings:
             )
         if self.drain_max_deliveries < 1:
             raise ConfigurationError("DRAIN_MAX_DELIVERIES must be positive")
+        fanout_limits = (
+            self.max_connections_per_user,
+            self.connection_lease_seconds,
+            self.resume_window,
+            self.max_backlog,
+            self.idempotency_ttl_seconds,
+            self.ping_interval_seconds,
+        )
+        if min(fanout_limits) < 1:
+            raise ConfigurationError("fan-out limits and windows must be positive")
         if self.is_local:
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:

@@ -1,0 +1,404 @@
+"""Fan-out benchmark: prints figures, asserts nothing (docs/benchmarks.md).
+
+    python bench/fanout.py throughput --clients 1000 --rate 40 --seconds 20
+    python bench/fanout.py hold --connections 10000
+
+One replica (`python -m fanout`) pinned to core 0; Redis and the load
+generators (separate processes) pinned to core 1. Clients are v1 clients of
+distinct users whose tokens are minted with the layer's token module.
+
+throughput: N clients in one room, one sender at a fixed total rate. Reports
+deliveries/s, end-to-end latency p50/p99 (send time -> receive time, same
+clock), loss, the replica's CPU time per delivered frame (utime+stime from
+/proc over the measured window / frames it wrote, from its /metrics) and RSS
+per connection. hold: N idle connections, RSS per connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "aurora")]
+
+from aurora.settings import Settings  # noqa: E402
+from aurora.tokens import issue_token  # noqa: E402
+from local.servers import free_port, start_redis, wait_for_port  # noqa: E402
+
+SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"  # noqa: S105 - local only
+SETTINGS = Settings(env="local", jwt_secret=SECRET)
+ROOM = "bench"
+SERVER_CORE, LOAD_CORE = 0, 1
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def raise_file_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def start_server(redis_url: str, port: int, log) -> subprocess.Popen:
+    env = os.environ | {
+        "AURORA_ENV": "local",
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": SECRET,
+        "FANOUT_HOST": "127.0.0.1",
+        "FANOUT_PORT": str(port),
+        "RATE_LIMIT_MESSAGES": "1000000",
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
+    }
+    process = subprocess.Popen(
+        ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "fanout"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=raise_file_limit,
+    )
+    wait_for_port(port, process)
+    return process
+
+
+# -- load generator processes ---------------------------------------------------------
+
+
+def _pin_and_loop():
+    os.sched_setaffinity(0, {LOAD_CORE})
+    raise_file_limit()
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+async def _open(url: str, user: int, join: bool):
+    from websockets.asyncio.client import connect
+
+    token = issue_token(f"bench-{user}", f"bench{user}", SETTINGS)
+    ws = await connect(url, subprotocols=["aurora.v1", f"bearer.{token}"], compression=None,
+                       open_timeout=120)  # fmt: skip
+    await ws.recv()  # ready
+    if join:
+        await ws.send(json.dumps({"type": "join", "room": ROOM}))
+        await ws.recv()  # joined
+    return ws
+
+
+class Receiver(asyncio.Protocol):
+    """A lean receiving client, so one core of load generators can take 40,000+
+    frames/s (a python-websockets client costs ~25 us per frame). The upgrade
+    request and every frame it sends are the library's (`Frame.serialize`);
+    it only reads the server's unmasked frames itself, and takes the send time
+    out of `"text":"<ns>"` without decoding the JSON."""
+
+    def __init__(self, host: str, port: int, token: str, joined: asyncio.Future) -> None:
+        self.request = (
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: aurora.v1, bearer.{token}\r\n\r\n"
+        ).encode()
+        self.joined = joined
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.received = 0
+        self.latencies: list[float] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def send(self, opcode, payload: bytes) -> None:
+        from websockets.frames import Frame
+
+        self.transport.write(Frame(opcode, payload).serialize(mask=True))
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Opcode
+
+        now = time.time_ns()
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in buf[: buf.find(b"\r\n")]:
+                self.joined.set_exception(RuntimeError(bytes(buf[:end]).decode()))
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+        while len(buf) >= 2:
+            length, start = buf[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < start + length:
+                return
+            opcode, payload = buf[0] & 0x0F, bytes(buf[start : start + length])
+            del buf[: start + length]
+            if opcode == 1:
+                if payload.startswith(b'{"type":"message"'):
+                    self.received += 1
+                    at = payload.find(b'"text":"') + 8
+                    sent = int(payload[at : payload.index(b'"', at)])
+                    self.latencies.append((now - sent) / 1e6)
+                elif payload.startswith(b'{"type":"ready"'):
+                    self.send(Opcode.TEXT, json.dumps({"type": "join", "room": ROOM}).encode())
+                elif payload.startswith(b'{"type":"joined"'):
+                    self.joined.set_result(None)
+            elif opcode == 9:
+                self.send(Opcode.PONG, payload)
+
+
+def receivers(url: str, first_user: int, count: int, ready, stop, results) -> None:
+    """`count` clients in the room; each records the latency of every message."""
+    loop = _pin_and_loop()
+    host, port = url.removeprefix("ws://").split(":")
+
+    async def one(user: int) -> Receiver:
+        token = issue_token(f"bench-{user}", f"bench{user}", SETTINGS)
+        joined = loop.create_future()
+        _, protocol = await loop.create_connection(
+            lambda: Receiver(host, int(port), token, joined), host, int(port)
+        )
+        await asyncio.wait_for(joined, 30)
+        return protocol
+
+    async def main() -> None:
+        clients: list[Receiver] = []
+        for start in range(0, count, 100):
+            batch = range(first_user + start, first_user + min(start + 100, count))
+            clients += await asyncio.gather(*(one(u) for u in batch))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        # Let the last frames arrive: until nothing new for 2 s (at most 60 s).
+        last, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 60
+        while time.monotonic() - quiet_since < 2 and time.monotonic() < deadline:
+            now = sum(c.received for c in clients)
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            await asyncio.sleep(0.2)
+        results.put((sum(c.received for c in clients), [x for c in clients for x in c.latencies]))
+
+    loop.run_until_complete(main())
+
+
+def sender(url: str, rate: float, seconds: float, results) -> None:
+    """One client sending `rate` messages per second into the room."""
+    loop = _pin_and_loop()
+
+    async def main() -> None:
+        ws = await _open(url, 10**9, True)
+        drain = asyncio.ensure_future(_drain(ws))
+        interval, sent = 1.0 / rate, 0
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            await ws.send(json.dumps({"type": "message", "room": ROOM,
+                                      "text": str(time.time_ns())}))  # fmt: skip
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * interval - time.monotonic()))
+        drain.cancel()
+        results.put(sent)
+
+    loop.run_until_complete(main())
+
+
+async def _drain(ws) -> None:
+    async for _ in ws:
+        pass
+
+
+def holders(url: str, first_user: int, count: int, ready, stop) -> None:
+    loop = _pin_and_loop()
+
+    async def main() -> None:
+        sockets = []
+        for start in range(0, count, 50):
+            batch = range(first_user + start, first_user + min(start + 50, count))
+            sockets += await asyncio.gather(*(_open(url, u, False) for u in batch))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+
+    loop.run_until_complete(main())
+
+
+# -- the two benchmarks ------------------------------------------------------------
+
+
+def throughput(args) -> None:
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp))
+        subprocess.run(["taskset", "-p", "-c", str(LOAD_CORE), str(redis.pid)],
+                       check=True, capture_output=True)  # fmt: skip
+        port = free_port()
+        server = start_server(redis.url, port, open(Path(tmp) / "fanout.log", "wb"))  # noqa: SIM115
+        url = f"ws://127.0.0.1:{port}"
+        try:
+            rss_idle = rss_bytes(server.pid)
+            stop, results = ctx.Event(), ctx.Queue()
+            per = -(-args.clients // args.processes)
+            readies, procs = [], []
+            for i in range(args.processes):
+                count = min(per, args.clients - i * per)
+                ready = ctx.Event()
+                proc = ctx.Process(
+                    target=receivers, args=(url, i * per, count, ready, stop, results)
+                )
+                proc.start()
+                readies.append(ready)
+                procs.append(proc)
+            for ready in readies:
+                if not ready.wait(120):
+                    raise SystemExit("load generators did not connect (see their errors above)")
+            rss_connected = rss_bytes(server.pid)
+            sent_q = ctx.Queue()
+            send_proc = ctx.Process(target=sender, args=(url, args.rate, args.seconds, sent_q))
+            send_proc.start()
+            time.sleep(args.warmup)
+            cpu0, out0, t0 = (
+                cpu_seconds(server.pid),
+                metric(port, "aurora_fanout_messages_out_total"),
+                time.monotonic(),
+            )
+            time.sleep(args.seconds - args.warmup - 1)
+            cpu1, out1, t1 = (
+                cpu_seconds(server.pid),
+                metric(port, "aurora_fanout_messages_out_total"),
+                time.monotonic(),
+            )
+            sent = sent_q.get(timeout=60)
+            send_proc.join()
+            stop.set()
+            received, latencies = 0, []
+            for _ in procs:
+                got, lat = results.get(timeout=120)
+                received += got
+                latencies += lat
+            for proc in procs:
+                proc.join()
+        finally:
+            server.terminate()
+            server.wait(15)
+            redis.stop()
+    deliveries = out1 - out0
+    latencies.sort()
+    expected = sent * args.clients
+    print(f"clients={args.clients} rate={args.rate}/s seconds={args.seconds} "
+          f"load-processes={args.processes}")  # fmt: skip
+    print(f"messages sent={sent} deliveries expected={expected} received={received} "
+          f"lost={expected - received}")  # fmt: skip
+    print(f"deliveries/s (server, measured window)={deliveries / (t1 - t0):,.0f}")
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"latency ms p50={statistics.median(latencies):.1f} p99={p99:.1f} "
+          f"max={latencies[-1]:.1f}")  # fmt: skip
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    print(f"server CPU per delivered frame={(user + system) / deliveries * 1e6:.2f} us "
+          f"(user {user / deliveries * 1e6:.2f} + system {system / deliveries * 1e6:.2f}; "
+          f"{(user + system) / (t1 - t0) * 100:.0f}% of one core)")  # fmt: skip
+    print(f"server RSS per connection={(rss_connected - rss_idle) / args.clients / 1024:.1f} KiB")
+
+
+def hold(args) -> None:
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp))
+        subprocess.run(["taskset", "-p", "-c", str(LOAD_CORE), str(redis.pid)],
+                       check=True, capture_output=True)  # fmt: skip
+        port = free_port()
+        server = start_server(redis.url, port, open(Path(tmp) / "fanout.log", "wb"))  # noqa: SIM115
+        url = f"ws://127.0.0.1:{port}"
+        try:
+            time.sleep(0.5)
+            rss_idle = rss_bytes(server.pid)
+            stop = ctx.Event()
+            per = -(-args.connections // args.processes)
+            readies, procs = [], []
+            started = time.monotonic()
+            for i in range(args.processes):
+                count = min(per, args.connections - i * per)
+                ready = ctx.Event()
+                proc = ctx.Process(target=holders, args=(url, i * per, count, ready, stop))
+                proc.start()
+                readies.append(ready)
+                procs.append(proc)
+            for ready in readies:
+                if not ready.wait(300):
+                    raise SystemExit("load generators did not connect (see their errors above)")
+            took = time.monotonic() - started
+            time.sleep(args.hold)
+            open_now = metric(port, "aurora_fanout_connections")
+            rss_full = rss_bytes(server.pid)
+            stop.set()
+            for proc in procs:
+                proc.join(60)
+        finally:
+            server.terminate()
+            server.wait(15)
+            redis.stop()
+    print(f"connections requested={args.connections} open={open_now:.0f} "
+          f"(opened in {took:.1f} s, held {args.hold} s)")  # fmt: skip
+    print(f"server RSS idle={rss_idle / 2**20:.1f} MiB with connections={rss_full / 2**20:.1f} MiB")
+    print(f"server RSS per connection={(rss_full - rss_idle) / args.connections / 1024:.1f} KiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--clients", type=int, default=1000)
+    t.add_argument("--rate", type=float, default=40.0, help="total messages per second")
+    t.add_argument("--seconds", type=float, default=20.0)
+    t.add_argument("--warmup", type=float, default=3.0)
+    t.add_argument("--processes", type=int, default=4, help="receiver processes")
+    t.set_defaults(run=throughput)
+    h = sub.add_parser("hold")
+    h.add_argument("--connections", type=int, default=10_000)
+    h.add_argument("--processes", type=int, default=10)
+    h.add_argument("--hold", type=float, default=5.0)
+    h.set_defaults(run=hold)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The per-user connection cap, shared by every replica through Redis.
+
+Each open connection holds a lease in the user's sorted set (member = replica
+and connection id, score = lease expiry in Redis time). Replicas renew their
+leases; a replica killed without cleanup stops renewing, so its connections
+stop counting after one lease period: the counts heal by themselves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+# Redis' own clock, so replicas with skewed clocks agree on expiry.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1] user key. ARGV: cap, lease ms, member. 1 = acquired, 0 = over the cap.
+_ACQUIRE = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: user keys. ARGV[1] lease ms, then one member per key.
+_RENEW = (
+    _NOW_MS
+    + """
+local lease = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + lease, ARGV[i + 1])
+  redis.call('PEXPIRE', key, lease)
+end
+return #KEYS
+"""
+)
+
+_RENEW_BATCH = 500
+
+
+def user_key(user_id: str) -> str:
+    return f"aurora:conns:{user_id}"
+
+
+class ConnectionLimit:
+    def __init__(self, client: redis.asyncio.Redis, *, cap: int, lease_seconds: int) -> None:
+        self._redis = client
+        self._cap = cap
+        self._lease_ms = lease_seconds * 1000
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self.held: dict[str, str] = {}  # member -> user id, this replica's leases
+
+    async def acquire(self, user_id: str, member: str) -> bool:
+        """Take one of the user's slots; False when all are taken."""
+        ok = await self._acquire(keys=[user_key(user_id)], args=[self._cap, self._lease_ms, member])
+        if ok:
+            self.held[member] = user_id
+        return bool(ok)
+
+    async def release(self, user_id: str, member: str) -> None:
+        self.held.pop(member, None)
+        await self._redis.zrem(user_key(user_id), member)
+
+    async def renew(self) -> None:
+        """Extend every lease this replica holds (call every lease/3)."""
+        items = list(self.held.items())
+        for start in range(0, len(items), _RENEW_BATCH):
+            batch = items[start : start + _RENEW_BATCH]
+            await self._renew(
+                keys=[user_key(user) for _, user in batch],
+                args=[self._lease_ms, *(member for member, _ in batch)],
+            )

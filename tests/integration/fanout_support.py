@@ -1,0 +1,46 @@
+"""Helpers for fan-out tests: an in-process replica on an ephemeral port,
+tokens, and reading frames with a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+
+from aurora.settings import Settings
+from aurora.tokens import issue_token
+from fanout.server import FanoutServer
+
+
+@contextlib.asynccontextmanager
+async def replica(settings: Settings):
+    """One fan-out replica on an ephemeral port; yields its ws:// URL and server."""
+    server = FanoutServer(dataclasses.replace(settings, fanout_host="127.0.0.1", fanout_port=0))
+    loop = asyncio.get_running_loop()
+    stop, ready = loop.create_future(), loop.create_future()
+    task = asyncio.create_task(server.run(stop, ready))
+    port = await asyncio.wait_for(ready, 10)
+    try:
+        await asyncio.wait_for(server.hub._connected.wait(), 5)
+        yield f"ws://127.0.0.1:{port}", server
+    finally:
+        stop.set_result(None)
+        await asyncio.wait_for(task, 10)
+
+
+def token_for(settings: Settings, name: str) -> str:
+    return issue_token(f"id-{name}", name, settings)
+
+
+async def receive_json(ws, timeout: float = 5.0) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def send_json(ws, frame: dict) -> None:
+    await ws.send(json.dumps(frame))
+
+
+async def settle() -> None:
+    # Let the replica's subscription reach Redis before anyone publishes.
+    await asyncio.sleep(0.1)
