@@ -5,7 +5,7 @@ crash; the original untyped `{"text"}` frame is a message to `general`."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -52,8 +52,11 @@ class Leave(_Frame):
 class SendMessage(_Frame):
     type: Literal["message"]
     room: Room = DEFAULT_ROOM
-    text: str
+    text: str  # may be blank when the message carries attachments
     client_id: ClientId | None = None
+    # [{url, file_type, size, filename}]: checked against S3 by the send path
+    # (`fanout.attachments`), which owns their codes (`invalid_attachment`, …).
+    attachments: list[Any] | None = None
 
 
 class Typing(_Frame):
@@ -74,7 +77,8 @@ _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
 
 def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame | None:
     """The command a client frame carries; None for frames to ignore (a message
-    with blank text, like the original); ValidationError for anything else."""
+    with blank text and no attachments, like the original); ValidationError
+    for anything else."""
     if isinstance(raw, bytes):
         raise ValidationError("Binary frames are not supported", code="unsupported_frame")
     try:
@@ -90,7 +94,7 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
     except PydanticValidationError as exc:
         raise _explain(exc) from None
     if isinstance(command, SendMessage):
-        if not command.text.strip():
+        if not command.text.strip() and not command.attachments:
             return None
         if len(command.text) > max_text_chars:
             raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")

@@ -25,6 +25,7 @@ from aurora.errors import AuroraError
 from aurora.origins import is_allowed_origin
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
+from fanout.attachments import AttachmentCheck
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -61,6 +62,7 @@ class FanoutServer:
         self.redis = async_redis_client(settings.redis_url)
         self.hub = Hub(self.redis, settings, self.metrics)
         self.sender = Sender(self.redis, settings)
+        self.attachments = AttachmentCheck(settings)  # S3 client made on first use
         self.limit = ConnectionLimit(
             self.redis,
             cap=settings.max_connections_per_user,

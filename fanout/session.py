@@ -198,6 +198,9 @@ class Session:
         server = self.server
         if not server.hub.is_member(self.connection, command.room):
             return p.error_frame("not_joined", f"Join {command.room!r} first")
+        # Before the script: a refused attachment (or S3 out of reach) raises
+        # an AuroraError, answered with an `error` frame; nothing is stored.
+        attachments = await server.attachments.verify(command.attachments, self.claims.user_id)
         started = time.perf_counter()
         outcome = await server.sender.send(
             room=command.room,
@@ -205,6 +208,7 @@ class Session:
             username=self.claims.username,
             text=command.text,
             client_id=command.client_id,
+            attachments=[a.model_dump() for a in attachments],
         )
         server.metrics.send_latency.observe(time.perf_counter() - started)
         match outcome:

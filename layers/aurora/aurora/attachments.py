@@ -61,7 +61,15 @@ def s3_client(endpoint_url: str = "", region: str | None = None) -> Any:
         "s3",
         endpoint_url=endpoint_url or None,
         region_name=region,
-        config=Config(signature_version="s3v4", s3={"addressing_style": style}),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": style},
+            # A HEAD stands between a user and their message: an unreachable
+            # S3 must become a quick `unavailable`, not a minute of retries.
+            connect_timeout=2,
+            read_timeout=5,
+            retries={"mode": "standard", "max_attempts": 2},
+        ),
     )
 
 

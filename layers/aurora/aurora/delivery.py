@@ -13,12 +13,13 @@ already delivered after a reconnect; ephemeral frames (typing) use `-`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
-from aurora.stream import SCHEMA_VERSION, STREAM_KEY, parse_id
+from aurora.stream import STREAM_KEY, entry_fields, parse_id
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -136,21 +137,20 @@ class Sender:
         username: str,
         text: str,
         client_id: str | None = None,
+        attachments: Sequence[Mapping[str, Any]] = (),
     ) -> Accepted | Duplicate | RateLimited | Backpressure:
+        """Accept one message. `attachments` must already be checked
+        (`aurora.attachments.verify_attachments`): they are stored and
+        broadcast as given."""
         s = self._settings
-        fields = {
-            "v": SCHEMA_VERSION,
-            "room": room,
-            "user_id": user_id,
-            "username": username,
-            "text": text,
-        }
+        checked = [dict(a) for a in attachments]
+        fields = entry_fields(room, user_id, username, text, checked)
         suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
         args: list[str | int] = [
             s.rate_limit_messages,
             s.rate_limit_window_ms,
             room_channel(room),
-            frame_prefix(room, user_id, username, text),
+            frame_prefix(room, user_id, username, text, checked),
             s.idempotency_ttl_seconds * 1000,
             s.max_backlog,
             s.resume_window,

@@ -9,6 +9,7 @@ in (`room`, `ms`, `seq`) order through one compound index.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,23 +41,31 @@ def document(entry: StreamEntry) -> dict[str, Any]:
         "text": entry.text,
         "created_at": datetime.fromtimestamp(ms / 1000, tz=UTC),
         "status": STATUS_SENT,  # sent | delivered | read
-        "attachments": [],
+        "attachments": [dict(a) for a in entry.attachments],
         "edited_at": None,
         "deleted": False,
         "v": int(SCHEMA_VERSION),
     }
 
 
-def frame_prefix(room: str, user_id: str, username: str, text: str) -> str:
+def frame_prefix(
+    room: str,
+    user_id: str,
+    username: str,
+    text: str,
+    attachments: Sequence[Mapping[str, Any]] = (),
+) -> str:
     """The broadcast frame without its closing `"id"` and `"ts"`.
 
     The send script appends `,"id":"<stream id>","ts":<ms>}` once Redis has
     assigned the id, so each message is JSON-encoded exactly once, here. Old
-    clients read `user`, `text` and `ts`; new ones also `type`, `id`, `room`.
+    clients read `user`, `text` and `ts`; new ones also `type`, `id`, `room`
+    and, when the message carries any, `attachments`.
     """
-    body = json.dumps(
-        {"type": "message", "room": room, "user": username, "user_id": user_id, "text": text},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    frame: dict[str, Any] = {
+        "type": "message", "room": room, "user": username, "user_id": user_id, "text": text,
+    }  # fmt: skip
+    if attachments:
+        frame["attachments"] = [dict(a) for a in attachments]
+    body = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
     return body[:-1]

@@ -9,6 +9,7 @@ trims the stream, and never past the oldest entry not yet acknowledged.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,12 @@ SCHEMA_VERSION = "1"
 #   username  sender's username at send time
 #   text      message text
 FIELDS_V1 = ("v", "room", "user_id", "username", "text")
+# Optional fields, still schema version 1 (an entry without one is valid, so
+# entries queued before the field existed stay valid):
+#   attachments  JSON array of {url, file_type, size, filename}, each checked
+#                against the stored object before the message was accepted;
+#                absent when the message carries none
+OPTIONAL_FIELDS_V1 = ("attachments",)
 
 # MongoDB refuses documents over 16 MiB; an entry this large can never be
 # stored (the send path allows far less), so it is poison, not a retry.
@@ -56,6 +63,7 @@ class StreamEntry:
     user_id: str
     username: str
     text: str
+    attachments: tuple[dict[str, Any], ...] = ()
 
     @property
     def ts(self) -> int:
@@ -63,13 +71,7 @@ class StreamEntry:
         return parse_id(self.id)[0]
 
     def fields(self) -> dict[str, str]:
-        return {
-            "v": SCHEMA_VERSION,
-            "room": self.room,
-            "user_id": self.user_id,
-            "username": self.username,
-            "text": self.text,
-        }
+        return entry_fields(self.room, self.user_id, self.username, self.text, self.attachments)
 
     @classmethod
     def from_redis(cls, entry_id: str, fields: dict[str, Any] | None) -> StreamEntry:
@@ -82,8 +84,11 @@ class StreamEntry:
         missing = [name for name in FIELDS_V1 if not isinstance(fields.get(name), str)]
         if missing:
             raise ValidationError(f"Missing fields: {', '.join(missing)}", code="missing_fields")
+        present = [name for name in OPTIONAL_FIELDS_V1 if name in fields]
         size = 0
-        for name in FIELDS_V1:
+        for name in (*FIELDS_V1, *present):
+            if not isinstance(fields[name], str):
+                raise ValidationError(f"Field {name} is not a string", code="bad_field")
             try:
                 size += len(fields[name].encode("utf-8"))
             except UnicodeEncodeError:  # raw bytes that were not UTF-8 (surrogateescape)
@@ -100,4 +105,41 @@ class StreamEntry:
             user_id=fields["user_id"],
             username=fields["username"],
             text=fields["text"],
+            attachments=_parse_attachments(fields.get("attachments")),
         )
+
+
+def entry_fields(
+    room: str,
+    user_id: str,
+    username: str,
+    text: str,
+    attachments: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
+) -> dict[str, str]:
+    """The fields of one entry; `attachments` only when there are some."""
+    fields = {"v": SCHEMA_VERSION, "room": room, "user_id": user_id, "username": username,
+              "text": text}  # fmt: skip
+    if attachments:
+        fields["attachments"] = json.dumps(
+            list(attachments), ensure_ascii=False, separators=(",", ":")
+        )
+    return fields
+
+
+def _parse_attachments(raw: str | None) -> tuple[dict[str, Any], ...]:
+    """The entry's attachments, re-checked for shape: only exactly the four
+    metadata fields reach the database (no operator keys, no extra data)."""
+    if raw is None:
+        return ()
+    from aurora.attachments import Attachment
+
+    try:
+        items = json.loads(raw)
+        if not isinstance(items, list) or not items:
+            raise ValueError("not a non-empty list")
+        return tuple(Attachment.model_validate(item).model_dump() for item in items)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        raise ValidationError(
+            f"Field attachments is not a list of attachments: {str(exc)[:200]}",
+            code="bad_attachments",
+        ) from None

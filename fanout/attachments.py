@@ -1,0 +1,40 @@
+"""The attachment check on the send path: the layer's HEAD check against the
+stored objects, run off the event loop with one S3 client per process.
+
+boto3 is imported (and the client built) on the first message that carries an
+attachment, not when the fan-out starts: most replicas' messages carry none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aurora.attachments import Attachment, s3_client, verify_attachments
+from aurora.settings import Settings
+
+
+class AttachmentCheck:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Any = None
+        # boto3's client factory is not thread-safe: the first checks may race.
+        self._lock = threading.Lock()
+
+    async def verify(self, items: list[Any] | None, user_id: str) -> list[Attachment]:
+        """The message's attachments, checked; `AuroraError` if one is refused
+        (`ValidationError`) or S3 cannot be asked (`UnavailableError`)."""
+        if not items:
+            return []
+        # Blocking network I/O (one HEAD per attachment): never on the loop.
+        return await asyncio.to_thread(self._verify, items, user_id)
+
+    def _verify(self, items: list[Any], user_id: str) -> list[Attachment]:
+        return verify_attachments(items, user_id, self._settings, self._s3())
+
+    def _s3(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = s3_client(self._settings.s3_endpoint_url)
+            return self._client

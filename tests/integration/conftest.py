@@ -1,0 +1,45 @@
+"""Fixtures for integration tests that need S3: moto's server on loopback
+(a real S3 API over HTTP, in memory), with the attachments bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from aurora import attachments
+from aurora.settings import Settings
+from local.buckets import ensure_bucket
+from local.servers import free_port
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch, settings: Settings):
+    """A boto3 S3 client on the local S3, dummy credentials in the environment."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    env = {
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ATTACHMENTS_BUCKET": settings.attachments_bucket,
+    }
+    ensure_bucket(env)
+    attachments.s3_client.cache_clear()
+    yield attachments.s3_client(s3_endpoint, "us-east-1")
+    attachments.s3_client.cache_clear()
