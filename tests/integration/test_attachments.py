@@ -12,50 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from aurora import attachments
 from aurora.errors import ValidationError
 from aurora.settings import Settings
 from aurora.tokens import issue_token
-from local.buckets import ensure_bucket
 from local.runtime import LocalFunction
-from local.servers import free_port
 from local.template import functions
 from tests.conftest import ROOT
 
 ALICE, MALLORY = "a" * 24, "m" * 24
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch, settings: Settings):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    env = {
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "ATTACHMENTS_BUCKET": settings.attachments_bucket,
-    }
-    ensure_bucket(env)
-    attachments.s3_client.cache_clear()
-    yield attachments.s3_client(s3_endpoint, "us-east-1")
-    attachments.s3_client.cache_clear()
 
 
 @pytest.fixture
@@ -246,7 +213,7 @@ def test_the_endpoint_grants_an_upload_that_then_passes_the_check(function, app_
 @pytest.mark.parametrize(
     ("body", "token", "status", "code"),
     [
-        ({"filename": "a.png", "content_type": "image/png", "size": 5}, None, 401, "missing_token"),
+        ({"filename": "a.png", "content_type": "image/png", "size": 5}, None, 401, "invalid_token"),
         ({"filename": "a.png", "content_type": "image/png", "size": 5}, "forged", 401,
          "invalid_token"),
         ({"filename": "a.png", "content_type": "image/png", "size": 5000}, "ok", 400,
@@ -283,3 +250,30 @@ def test_the_link_endpoint_needs_a_token_and_one_of_our_urls(function, app_env, 
     assert call(function, None, token, query=foreign) == (
         400, {"error": "Not an attachment URL of this service", "code": "invalid_attachment"},
     )  # fmt: skip
+
+
+def test_a_logged_out_token_gets_no_upload_and_no_link(function, app_env, s3):
+    """The function uses the shared, revocation-aware bearer check: logout
+    (through the real auth function) ends access here too."""
+    from tests.auth_events import call as call_auth
+    from tests.auth_events import event
+
+    (spec,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
+    auth = LocalFunction(spec)
+    try:
+        creds = {"username": "alice", "password": "securepass123"}
+        assert call_auth(auth, event("register", "http-v2", body=creds))[0] == 200
+        token = call_auth(auth, event("login", "http-v2", body=creds))[1]["token"]
+        body = {"filename": "cat.png", "content_type": "image/png", "size": len(PNG)}
+        status, grant = call(function, body, token)
+        assert status == 200
+        assert call_auth(auth, event("logout", "http-v2", token=token))[0] == 200
+    finally:
+        auth.close()
+    assert call(function, body, token) == (
+        401, {"error": "Token revoked", "code": "token_revoked"},
+    )  # fmt: skip
+    from urllib.parse import urlencode
+
+    query = urlencode({"url": grant["attachment"]["url"]})
+    assert call(function, None, token, query=query)[1]["code"] == "token_revoked"
