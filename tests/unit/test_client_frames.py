@@ -32,6 +32,16 @@ def test_a_typed_message_frame_carries_room_and_client_id():
     assert parse(frame) == SendMessage(type="message", room="dev", text="hi", client_id="c1")
 
 
+def test_a_message_may_have_blank_text_only_when_it_carries_attachments():
+    attachment = {"url": "u", "file_type": "image/png", "size": 1, "filename": "f.png"}
+    frame = {"type": "message", "room": "dev", "text": "", "attachments": [attachment]}
+    assert parse(json.dumps(frame)).attachments == [attachment]
+    assert parse(json.dumps(frame | {"attachments": []})) is None
+    with pytest.raises(ValidationError) as caught:
+        parse(json.dumps(frame | {"attachments": attachment}))
+    assert caught.value.code == "bad_field"
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -33,3 +33,10 @@ def test_the_image_requirements_cover_what_the_fanout_extra_installs():
     }
     assert {"websockets", "redis", "pyjwt", "pydantic", "prometheus-client",
             "python-json-logger", "uvloop"} <= shipped  # fmt: skip
+
+
+def test_the_fanout_starts_without_importing_boto3():
+    """boto3 (~300 ms, tens of MiB) loads on the first message with an attachment."""
+    code = "import sys, fanout.server; print('boto3' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "False", result.stderr

@@ -70,3 +70,41 @@ def test_the_frame_prefix_completes_to_valid_json_with_any_text():
         "id": "1-0",
         "ts": 1,
     }
+
+
+ATTACHMENT = {"url": "http://s3/b/attachments/u1/k/cat.png", "file_type": "image/png",
+              "size": 32, "filename": "cat.png"}  # fmt: skip
+
+
+def test_an_entry_with_attachments_round_trips_and_one_without_has_none():
+    fields = {**FIELDS, "attachments": json.dumps([ATTACHMENT])}
+    entry = StreamEntry.from_redis("1-0", fields)
+    assert entry.attachments == (ATTACHMENT,)
+    assert StreamEntry.from_redis("1-0", entry.fields()) == entry
+    # Entries queued before the field existed stay valid: no field, no attachments.
+    assert StreamEntry.from_redis("1-0", FIELDS).attachments == ()
+    assert "attachments" not in StreamEntry.from_redis("1-0", FIELDS).fields()
+
+
+def test_the_document_and_the_frame_carry_the_attachments():
+    entry = StreamEntry.from_redis("1-0", {**FIELDS, "attachments": json.dumps([ATTACHMENT])})
+    assert messages.document(entry)["attachments"] == [ATTACHMENT]
+    frame = json.loads(messages.frame_prefix("r", "u1", "alice", "", [ATTACHMENT]) + "}")
+    assert frame["attachments"] == [ATTACHMENT]
+    assert "attachments" not in json.loads(messages.frame_prefix("r", "u1", "a", "hi") + "}")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[]",
+        json.dumps(ATTACHMENT),
+        json.dumps([{**ATTACHMENT, "$where": "1"}]),
+        json.dumps([{**ATTACHMENT, "size": "32"}]),
+    ],
+)
+def test_an_entry_whose_attachments_are_malformed_is_poison(raw):
+    with pytest.raises(ValidationError) as caught:
+        StreamEntry.from_redis("1-0", {**FIELDS, "attachments": raw})
+    assert caught.value.code == "bad_attachments"
