@@ -137,6 +137,8 @@ class LocalStack:
         }
 
     def start_fanout(self, env: dict[str, str]) -> ManagedProcess:
+        # `env` carries the local S3's endpoint, dummy keys and bucket: the
+        # fan-out checks message attachments there (HEAD), as it would on AWS.
         child_env = {
             **os.environ,
             **env,

@@ -3,10 +3,15 @@ moto's server as S3, so the same boto3 code path as on AWS runs end to end."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
 
 import httpx
 import jwt
+from pymongo import MongoClient
+from websockets.asyncio.client import connect
 
 from aurora import attachments
 from aurora.settings import Settings
@@ -44,3 +49,45 @@ def test_a_browser_style_upload_to_the_local_s3_passes_the_attachment_check(
     client = attachments.s3_client(local_stack["s3_url"], "us-east-1")
     checked = attachments.verify_attachment(grant["attachment"], user, local, client)
     assert checked.size == len(content) and checked.file_type == "text/plain"
+
+
+def test_a_message_with_an_upload_goes_through_the_stacks_fanout_into_mongodb(local_stack):
+    """The fan-out child process got the local S3's settings: its HEAD check
+    passes a real upload, and the drain stores the metadata."""
+    api, ws_url = local_stack["api_url"], local_stack["ws_url"]
+    token = login(api)
+    content = b"%PDF-1.4 minimal\n"
+    grant = httpx.post(
+        f"{api}/api/attachments",
+        json={"filename": "report.pdf", "content_type": "application/pdf", "size": len(content)},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    response = httpx.post(
+        grant["upload"]["url"], data=grant["upload"]["fields"], files={"file": ("f", content)}
+    )
+    assert response.status_code == 204
+
+    async def send() -> dict:
+        async with connect(ws_url, subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            await ws.send(json.dumps({"type": "join", "room": "files"}))
+            assert json.loads(await ws.recv())["type"] == "joined"
+            frame = {"type": "message", "room": "files", "text": "the report",
+                     "attachments": [grant["attachment"]]}  # fmt: skip
+            await ws.send(json.dumps(frame))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    message = asyncio.run(send())
+    assert message["type"] == "message", message
+    assert message["attachments"] == [grant["attachment"]]
+
+    mongo = MongoClient(local_stack["mongo_url"], serverSelectionTimeoutMS=5000)
+    try:
+        messages = mongo["aurora"]["messages"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not messages.find_one({"_id": message["id"]}):
+            time.sleep(0.2)
+        stored = messages.find_one({"_id": message["id"]})
+    finally:
+        mongo.close()
+    assert stored is not None and stored["attachments"] == [grant["attachment"]]
