@@ -252,3 +252,17 @@ def test_samconfig_has_default_dev_and_prod_and_no_secret():
         overrides = deploy["parameter_overrides"]
         for secret in ("JwtSecret", "MongoUri", "MongoUrl", "RedisUrl", "password"):
             assert secret not in overrides, (env, secret)
+
+
+def test_the_fanout_task_may_only_read_attachment_objects(fanout_template):
+    """It checks a message's attachments with HEAD (s3:GetObject), nothing else."""
+    resources = fanout_template["Resources"]
+    task = resources["TaskDefinition"]["Properties"]
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+    (statement,) = statements(resources["TaskRole"])
+    assert statement["Action"] == ["s3:GetObject"]
+    assert statement["Resource"]["Fn::Sub"].endswith("${AttachmentsBucket}/attachments/*")
+    (container,) = task["ContainerDefinitions"]
+    assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {
+        e["Name"] for e in container["Environment"]
+    }
