@@ -97,6 +97,7 @@ def test_the_document_and_the_frame_carry_the_attachments():
 @pytest.mark.parametrize(
     "raw",
     [
+        b"[]",
         "not json",
         "[]",
         json.dumps(ATTACHMENT),
