@@ -25,7 +25,7 @@ from local.runtime import LocalFunction
 from local.template import functions
 from tests.auth_events import call, event
 from tests.conftest import ROOT
-from tests.integration.fanout_support import receive_json, replica, send_json, settle
+from tests.integration.fanout_support import receive_json, replica, send_json, settle, token_for
 
 ALICE = {"username": "alice", "password": "securepass123"}
 BOB = {"username": "bob", "password": "bobs-secure-pass"}
@@ -269,3 +269,33 @@ async def test_the_re_check_of_many_connections_answers_each_one(settings):
         assert await find_revoked_async(client, []) == []
     finally:
         await client.aclose()
+
+
+async def test_while_redis_is_down_open_sockets_stay_and_revocation_resumes_after(
+    settings, tmp_path, caplog
+):
+    """A re-check that cannot reach Redis closes nobody (no reconnect storm);
+    once Redis is back, a revocation is enforced again."""
+    from local.servers import start_redis
+
+    own = start_redis(tmp_path / "redis")
+    port = int(own.url.rsplit(":", 1)[1].split("/")[0])
+    restarted = None
+    local = dataclasses.replace(settings, redis_url=own.url, revocation_check_seconds=1)
+    token = token_for(local, "alice")
+    try:
+        async with replica(local) as (url, _):
+            alice = await open_socket(url, token)
+            own.stop()
+            assert await closing(alice, within=2.5) is None  # two failed sweeps
+            assert await served(alice)
+            assert "revocation re-check failed" in caplog.text
+            restarted = start_redis(tmp_path / "redis", port)
+            with redis.Redis.from_url(own.url) as client:
+                claims = verify_token(token, local)
+                client.set(REVOKED_KEY.format(jti=claims.token_id), "1")
+            assert await closing(alice, within=4) == REVOKED
+    finally:
+        own.stop()
+        if restarted is not None:
+            restarted.stop()
