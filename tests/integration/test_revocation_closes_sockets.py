@@ -161,7 +161,8 @@ async def test_a_password_change_closes_every_session_of_the_user_on_every_repli
 
 async def test_a_revocation_without_a_notice_is_enforced_by_the_periodic_re_check(auth, settings):
     """A session ended in Redis with no notice at all (as if the notice were
-    lost) closes within one REVOCATION_CHECK_SECONDS; the rest stay."""
+    lost) closes at the next re-check (every second here; the test allows a
+    loaded machine 4 s); the user's other session stays."""
     every_second = dataclasses.replace(settings, revocation_check_seconds=1)
     await sign_up(auth, ALICE)
     laptop, phone = await login(auth, ALICE), await login(auth, ALICE)
