@@ -9,6 +9,9 @@ buffer stays over the limit is closed with 4008.
 Redis pub/sub is at-most-once: after losing its Redis connection the hub
 reconnects, resubscribes, and replays from each room's resume window what
 arrived after the newest id it had delivered there.
+
+The same subscriber receives revocation notices and hands them to the
+replica's `RevocationWatch` (which re-checks everyone after a reconnect).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from aurora.delivery import EPHEMERAL_ID, ROOM_CHANNEL_PREFIX, recent, room_channel
+from aurora.sessions import REVOCATIONS_CHANNEL
 from aurora.stream import parse_id
 from fanout.protocol import CLOSE_TOO_SLOW, joined_frame
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 
     from aurora.settings import Settings
     from fanout.metrics import Metrics
+    from fanout.revocation import RevocationWatch
 
 log = logging.getLogger("aurora.fanout")
 
@@ -44,10 +49,17 @@ def encode(frame: str) -> bytes:
 
 
 class Hub:
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        settings: Settings,
+        metrics: Metrics,
+        revocations: RevocationWatch,
+    ) -> None:
         self._redis = client  # commands (resume window reads)
         self._settings = settings
         self._metrics = metrics
+        self._revocations = revocations
         self._pubsub: redis.asyncio.client.PubSub | None = None
         self._connected = asyncio.Event()
         self._rooms: dict[str, set[ServerConnection]] = {}
@@ -168,7 +180,9 @@ class Hub:
         count = 0
         try:
             while message is not None:
-                if message["type"] == "message":
+                if message["type"] == "message" and message["channel"] == REVOCATIONS_CHANNEL:
+                    self._revocations.notice(message["data"])
+                elif message["type"] == "message":
                     room = message["channel"][len(ROOM_CHANNEL_PREFIX) :]
                     message_id, _, frame = message["data"].partition(" ")
                     batch.setdefault(room, []).append((message_id, frame))
@@ -190,13 +204,19 @@ class Hub:
         self._client = redis.asyncio.Redis.from_url(
             self._settings.redis_url,
             decode_responses=True,
+            # Anyone with access can publish any bytes: they must not kill the subscriber.
+            encoding_errors="replace",
             socket_connect_timeout=2,
             health_check_interval=15,
             retry=Retry(NoBackoff(), 0),
         )
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(CONTROL_CHANNEL, *(room_channel(r) for r in self._rooms))
+        await self._pubsub.subscribe(
+            CONTROL_CHANNEL, REVOCATIONS_CHANNEL, *(room_channel(r) for r in self._rooms)
+        )
         self._connected.set()
+        # Revocation notices published while disconnected are gone: re-check everyone.
+        self._revocations.check_all_soon()
         if self._last_id:
             await self._replay()
 

@@ -29,6 +29,15 @@ class Metrics:
         self.slow_disconnects = Counter(
             "aurora_fanout_slow_disconnects", "Clients closed with 4008 (too slow)", registry=r
         )
+        self.revoked = Counter(
+            "aurora_fanout_revoked",
+            "Connections closed with 4001 because their token or session was revoked,"
+            " found by a notice or by the periodic sweep (a notice that was lost)",
+            ["trigger"],
+            registry=r,
+        )
+        for trigger in ("notice", "sweep"):  # exported at 0 from the start
+            self.revoked.labels(trigger)
         self.rejected = Counter(
             "aurora_fanout_rejected",
             "Connections refused or closed before use",

@@ -30,6 +30,7 @@ from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.revocation import RevocationWatch
 from fanout.session import Session
 
 log = logging.getLogger("aurora.fanout")
@@ -60,7 +61,8 @@ class FanoutServer:
         self.replica_id = uuid.uuid4().hex[:12]
         self.metrics = Metrics()
         self.redis = async_redis_client(settings.redis_url)
-        self.hub = Hub(self.redis, settings, self.metrics)
+        self.revocations = RevocationWatch(self.redis, settings, self.metrics)
+        self.hub = Hub(self.redis, settings, self.metrics, self.revocations)
         self.sender = Sender(self.redis, settings)
         self.attachments = AttachmentCheck(settings)  # S3 client made on first use
         self.limit = ConnectionLimit(
@@ -137,6 +139,7 @@ class FanoutServer:
     async def run(self, stop: asyncio.Future, ready: asyncio.Future | None = None) -> None:
         subscriber = asyncio.create_task(self.hub.run())
         renewer = asyncio.create_task(self._renew_leases())
+        revocations = asyncio.create_task(self.revocations.run())
         async with serve(
             self.handle,
             self.settings.fanout_host,
@@ -170,7 +173,7 @@ class FanoutServer:
                 return_exceptions=True,
             )
             await server.wait_closed()
-        for task in (subscriber, renewer):
+        for task in (subscriber, renewer, revocations):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

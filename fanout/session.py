@@ -53,6 +53,7 @@ class Session:
                 return
             try:
                 server.metrics.connections.inc()
+                server.revocations.add(self)  # closed with 4001 if its token is revoked
                 self._schedule_expiry()
                 if self.v1:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
@@ -64,6 +65,7 @@ class Session:
                         await connection.send(reply)
             finally:
                 server.metrics.connections.dec()
+                server.revocations.discard(self)
                 if self._expiry is not None:
                     self._expiry.cancel()
                 await server.hub.leave_all(connection)

@@ -82,13 +82,19 @@ def test_production_allows_only_configured_origins():
 
 def test_fanout_settings_are_read_from_the_environment():
     env = {"AURORA_ENV": "local", "MAX_CONNECTIONS_PER_USER": "3", "RESUME_WINDOW": "50",
-           "AUTH_TIMEOUT_SECONDS": "2", "MAX_BACKLOG": "10"}  # fmt: skip
+           "AUTH_TIMEOUT_SECONDS": "2", "MAX_BACKLOG": "10",
+           "REVOCATION_CHECK_SECONDS": "7"}  # fmt: skip
     s = Settings.from_env(env)
     assert (s.max_connections_per_user, s.resume_window, s.auth_timeout_seconds) == (3, 50, 2)
     assert s.max_backlog == 10 and s.max_frame_bytes == 16 * 1024
+    assert s.revocation_check_seconds == 7
+    assert Settings.from_env({"AURORA_ENV": "local"}).revocation_check_seconds == 30
 
 
-@pytest.mark.parametrize("name", ["MAX_CONNECTIONS_PER_USER", "RESUME_WINDOW", "MAX_BACKLOG"])
+@pytest.mark.parametrize(
+    "name",
+    ["MAX_CONNECTIONS_PER_USER", "RESUME_WINDOW", "MAX_BACKLOG", "REVOCATION_CHECK_SECONDS"],
+)
 def test_fanout_limits_must_be_positive(name):
     with pytest.raises(ConfigurationError):
         Settings.from_env({"AURORA_ENV": "local", name: "0"})

@@ -120,10 +120,7 @@ def refresh(request: RefreshRequest, settings: Settings) -> SessionBody:
 
 def logout(claims: tokens.Claims, settings: Settings) -> None:
     """Revoke this access token until it expires, and end its session."""
-    cache = _cache(settings)
-    tokens.revoke_token(cache, claims, settings)
-    if claims.session_id:
-        sessions.close_session(cache, claims.user_id, claims.session_id)
+    sessions.end_session(_cache(settings), settings, claims)
 
 
 def change_password(
@@ -144,7 +141,6 @@ def change_password(
     users.set_password_hash(
         db, user["_id"], passwords.hash_password(change.new_password, settings.bcrypt_rounds)
     )
-    sessions.close_all_sessions(cache, claims.user_id)
-    tokens.revoke_token(cache, claims, settings)
+    sessions.end_all_sessions(cache, settings, claims)
     session = sessions.open_session(cache, settings, claims.user_id, user["username"])
     return _session_body(session, settings)

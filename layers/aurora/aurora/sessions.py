@@ -9,11 +9,18 @@ session is gone, so ending a session ends its access tokens too.
 
 Rotation follows OAuth 2.0 Security BCP: presenting a refresh token that was
 already rotated away means it was copied, so the whole session is revoked.
+
+Every revocation (logout, password change, a replayed refresh token, the
+session limit) publishes a notice on `REVOCATIONS_CHANNEL` in the same
+transaction as its write, so fan-out replicas close the open WebSockets it
+ends. A notice only names the user: replicas re-check that user's connections
+against the keys above, which stay the one source of truth.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -28,16 +35,19 @@ if TYPE_CHECKING:
     import redis
 
 USER_SESSIONS_KEY = "aurora:user:{user_id}:sessions"
+REVOCATIONS_CHANNEL = "aurora:revocations"  # pub/sub: {"user_id", "reason"} per revocation
 _SESSION_ID = re.compile(r"[0-9a-f]{32}")  # secrets.token_hex(16)
 MAX_REFRESH_TOKEN_CHARS = 256
 
-# KEYS[1] session. ARGV: presented hash, new hash, ttl seconds.
+# KEYS[1] session. ARGV: presented hash, new hash, ttl seconds, revocations channel.
 # Returns {user_id, username} on success, "reused" after a replay, nil if unknown.
 _ROTATE = """
 local session = redis.call('HMGET', KEYS[1], 'secret_hash', 'user_id', 'username')
 if not session[1] then return nil end
 if session[1] ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[4],
+    cjson.encode({user_id = session[2], reason = 'refresh_token_reused'}))
   return 'reused'
 end
 redis.call('HSET', KEYS[1], 'secret_hash', ARGV[2])
@@ -58,6 +68,11 @@ def _hash(secret: str) -> str:
 
 def _new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def revocation_notice(user_id: str, reason: str) -> str:
+    """The message on REVOCATIONS_CHANNEL: whose connections to re-check, and why."""
+    return json.dumps({"user_id": user_id, "reason": reason})
 
 
 def _invalid_refresh() -> AuthenticationError:
@@ -86,6 +101,7 @@ def open_session(
         with client.pipeline(transaction=True) as pipe:
             pipe.delete(*(tokens.SESSION_KEY.format(sid=sid) for sid in oldest))
             pipe.zrem(index, *oldest)
+            pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(user_id, "session_limit"))
             pipe.execute()
     access = tokens.issue_token(user_id, username, settings, session_id=session_id)
     return SessionTokens(access, f"{session_id}.{secret}")
@@ -101,7 +117,7 @@ def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> Sess
     new_secret = _new_secret()
     result = client.register_script(_ROTATE)(
         keys=[tokens.SESSION_KEY.format(sid=session_id)],
-        args=[_hash(secret), _hash(new_secret), settings.refresh_ttl_seconds],
+        args=[_hash(secret), _hash(new_secret), settings.refresh_ttl_seconds, REVOCATIONS_CHANNEL],
     )
     if result == "reused":
         raise AuthenticationError(
@@ -115,22 +131,43 @@ def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> Sess
     return SessionTokens(access, f"{session_id}.{new_secret}")
 
 
-def close_session(client: redis.Redis, user_id: str, session_id: str) -> None:
-    """End one session: its refresh token and every access token it issued."""
+def end_session(client: redis.Redis, settings: Settings, claims: tokens.Claims) -> None:
+    """Logout: refuse this access token until it expires, end its session (its
+    refresh token and every access token it issued) and tell the replicas, in
+    one transaction."""
     with client.pipeline(transaction=True) as pipe:
-        pipe.delete(tokens.SESSION_KEY.format(sid=session_id))
-        pipe.zrem(USER_SESSIONS_KEY.format(user_id=user_id), session_id)
+        _revoke_access_token(pipe, settings, claims)
+        if claims.session_id:
+            pipe.delete(tokens.SESSION_KEY.format(sid=claims.session_id))
+            pipe.zrem(USER_SESSIONS_KEY.format(user_id=claims.user_id), claims.session_id)
+        pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, "logout"))
         pipe.execute()
 
 
-def close_all_sessions(client: redis.Redis, user_id: str) -> int:
-    """End every session of a user; the number ended."""
-    index = USER_SESSIONS_KEY.format(user_id=user_id)
-    session_ids = client.zrange(index, 0, -1)
-    keys = [tokens.SESSION_KEY.format(sid=sid) for sid in session_ids]
-    with client.pipeline(transaction=True) as pipe:
-        if keys:
-            pipe.delete(*keys)
+def end_all_sessions(client: redis.Redis, settings: Settings, claims: tokens.Claims) -> int:
+    """Password change: end every session of the user and refuse the caller's
+    access token, then tell the replicas, in one transaction; the number of
+    sessions ended. The index is WATCHed: a session opened between reading it
+    and the deletes makes the transaction retry instead of surviving it."""
+    index = USER_SESSIONS_KEY.format(user_id=claims.user_id)
+
+    def end_all(pipe: redis.client.Pipeline) -> int:
+        session_ids = pipe.zrange(index, 0, -1)  # WATCHed: read before MULTI
+        pipe.multi()
+        if session_ids:
+            pipe.delete(*(tokens.SESSION_KEY.format(sid=sid) for sid in session_ids))
         pipe.delete(index)
-        results = pipe.execute()
-    return int(results[0]) if keys else 0
+        _revoke_access_token(pipe, settings, claims)
+        pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, "password_change"))
+        return len(session_ids)
+
+    return client.transaction(end_all, index, value_from_callable=True)
+
+
+def _revoke_access_token(
+    pipe: redis.client.Pipeline, settings: Settings, claims: tokens.Claims
+) -> None:
+    """Queue the revocation of one access token's jti until it would expire anyway."""
+    remaining = claims.expires_at + settings.jwt_leeway_seconds - int(time.time())
+    if remaining > 0:
+        pipe.set(tokens.REVOKED_KEY.format(jti=claims.token_id), "1", ex=remaining)

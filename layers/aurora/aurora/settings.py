@@ -99,6 +99,10 @@ class Settings:
     resume_window: int = 500  # recent messages kept per room for resume (a capped stream)
     max_backlog: int = 1_000_000  # persistence stream length at which sends get `backpressure`
     max_send_buffer_bytes: int = 256 * 1024  # a client over this is closed with 4008
+    # Revocation reaching open WebSockets (issue 9). Each replica re-checks all
+    # its connections this often, so a lost pub/sub notice is enforced within
+    # this bound (docs/architecture.md).
+    revocation_check_seconds: int = 30
 
     @property
     def is_local(self) -> bool:
@@ -201,6 +205,10 @@ class Settings:
             resume_window=number("RESUME_WINDOW", defaults.resume_window),
             max_backlog=number("MAX_BACKLOG", defaults.max_backlog),
             max_send_buffer_bytes=number("MAX_SEND_BUFFER_BYTES", defaults.max_send_buffer_bytes),
+            # Revocation reaching open WebSockets (issue 9).
+            revocation_check_seconds=number(
+                "REVOCATION_CHECK_SECONDS", defaults.revocation_check_seconds
+            ),
         )
         settings.check()
         return settings
@@ -234,6 +242,7 @@ class Settings:
             self.max_backlog,
             self.idempotency_ttl_seconds,
             self.ping_interval_seconds,
+            self.revocation_check_seconds,
         )
         if min(fanout_limits) < 1:
             raise ConfigurationError("fan-out limits and windows must be positive")

@@ -1,0 +1,128 @@
+"""Closing this replica's open connections whose token or session was revoked.
+
+`aurora.sessions` publishes a notice naming the user on `REVOCATIONS_CHANNEL`
+with every revocation; the hub's subscriber hands it here. A notice carries no
+authority: it only says whose connections to re-check against the revocation
+keys in Redis (`aurora.tokens.find_revoked_async`, the same keys the upgrade
+checks), so a forged or repeated notice costs a round trip and closes nothing.
+
+Pub/sub is at-most-once, so every connection is also re-checked every
+`REVOCATION_CHECK_SECONDS` and as soon as the subscriber has reconnected: a
+lost notice is enforced within that bound. One task does all checks, one
+round trip each, however many notices or connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from websockets.protocol import State
+
+from aurora.errors import UnavailableError
+from aurora.tokens import find_revoked_async
+from fanout.protocol import CLOSE_AUTH_FAILED
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    from aurora.settings import Settings
+    from fanout.metrics import Metrics
+    from fanout.session import Session
+
+log = logging.getLogger("aurora.fanout")
+
+CLOSE_REASON = "token revoked"
+
+
+class RevocationWatch:
+    def __init__(self, client: redis.asyncio.Redis, settings: Settings, metrics: Metrics) -> None:
+        self._redis = client
+        self._interval = settings.revocation_check_seconds
+        self._metrics = metrics
+        self._by_user: dict[str, set[Session]] = {}  # authenticated local connections
+        self._due: set[str] = set()  # users named by notices, not re-checked yet
+        self._check_all = False
+        self._wake = asyncio.Event()
+        self._closing: set[asyncio.Task] = set()
+
+    # -- the registry (Session.run adds and discards) -----------------------------------
+
+    def add(self, session: Session) -> None:
+        self._by_user.setdefault(session.claims.user_id, set()).add(session)
+
+    def discard(self, session: Session) -> None:
+        user_id = session.claims.user_id
+        sessions = self._by_user.get(user_id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._by_user[user_id]
+
+    # -- triggers (from the hub's subscriber) -------------------------------------------
+
+    def notice(self, data: object) -> None:
+        """A message on REVOCATIONS_CHANNEL: re-check that user's connections soon."""
+        try:
+            user_id = json.loads(data)["user_id"]
+            if not isinstance(user_id, str):
+                raise TypeError(user_id)
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed revocation notice ignored", extra={"notice": repr(data)[:200]})
+            return
+        if user_id in self._by_user:
+            self._due.add(user_id)
+            self._wake.set()
+
+    def check_all_soon(self) -> None:
+        """Notices may have been missed (the subscriber was disconnected)."""
+        self._check_all = True
+        self._wake.set()
+
+    # -- the one checking task ---------------------------------------------------------
+
+    async def run(self) -> None:
+        """Re-check the users named by notices as they come, and everyone every
+        interval, until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self._interval
+        while True:
+            try:
+                async with asyncio.timeout_at(next_sweep):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._check_all or loop.time() >= next_sweep:
+                self._check_all, self._due = False, set()
+                next_sweep = loop.time() + self._interval
+                sessions = [s for group in self._by_user.values() for s in group]
+                await self._close_revoked(sessions, trigger="sweep")
+            else:
+                users, self._due = self._due, set()
+                sessions = [s for user in users for s in self._by_user.get(user, ())]
+                await self._close_revoked(sessions, trigger="notice")
+
+    async def _close_revoked(self, sessions: list[Session], *, trigger: str) -> None:
+        if not sessions:
+            return
+        checked = [session.claims for session in sessions]
+        try:
+            revoked = await find_revoked_async(self._redis, checked)
+        except UnavailableError:
+            # Keep serving: closing everyone on a Redis blip would be a
+            # reconnect storm. The next sweep retries.
+            log.warning("revocation re-check failed; retrying at the next sweep")
+            return
+        for session, claims, gone in zip(sessions, checked, revoked, strict=True):
+            # A re-auth during the check replaced the claims: the new token
+            # was checked on its own and stays.
+            connection = session.connection
+            if gone and session.claims is claims and connection.protocol.state is State.OPEN:
+                self._metrics.revoked.labels(trigger).inc()
+                # Not awaited: a client slow to answer the close must not hold up the others.
+                task = asyncio.create_task(connection.close(CLOSE_AUTH_FAILED, CLOSE_REASON))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
