@@ -404,7 +404,7 @@
       scheduleReconnect();
       return;
     }
-    const conn = { ws, opened: false, ready: false, joined: false, inflight: [], timers: [] };
+    const conn = { ws, opened: false, ready: false, joined: false, replaying: 0, inflight: [], timers: [] };
     state.conn = conn;
 
     ws.addEventListener("open", () => {
@@ -533,6 +533,7 @@
   // Every request frame gets exactly one reply, in order (docs/protocol.md), so
   // the replies are matched to `inflight` first in, first out.
   function send(conn, frame, request) {
+    if (conn.ws.readyState !== WebSocket.OPEN) return; // closing: its close event follows
     conn.ws.send(JSON.stringify(frame));
     if (request) conn.inflight.push(request);
   }
@@ -559,7 +560,9 @@
         onJoined(conn, frame);
         break;
       case "message":
-        if (frame.room === ROOM) addMessage(frame);
+        if (frame.room !== ROOM) break;
+        addMessage(frame);
+        if (conn.replaying > 0 && --conn.replaying === 0) flushOutbox();
         break;
       case "ack":
         reply(conn);
@@ -607,7 +610,17 @@
     if (frame.recovered === false && state.lastId) {
       showNotice("You were away for a while: some older messages are not shown.");
     }
-    flushOutbox();
+    // The `missed` messages follow. Send the outbox after them: one of ours that
+    // the server stored before the line dropped shows up there and is settled,
+    // not resent (a resend is deduplicated only for IDEMPOTENCY_TTL_SECONDS).
+    conn.replaying = Math.max(0, Number(frame.missed) || 0);
+    if (conn.replaying) {
+      const giveUp = () => {
+        conn.replaying = 0; // should not happen; better a deduplicated resend than none
+        flushOutbox();
+      };
+      conn.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
+    } else flushOutbox();
   }
 
   // -- messages ---------------------------------------------------------------
@@ -648,7 +661,7 @@
   // Send, in the order typed, what has not been sent on this connection yet.
   function flushOutbox() {
     const conn = state.conn;
-    if (!conn || !conn.joined) return;
+    if (!conn || !conn.joined || conn.replaying > 0) return;
     const wait = state.holdUntil - Date.now();
     if (wait > 0) {
       clearTimeout(state.timers.hold);
