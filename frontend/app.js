@@ -415,7 +415,11 @@
         drop(conn);
         return;
       }
-      conn.timers.push(setTimeout(() => conn.ready || drop(conn), READY_TIMEOUT_MS));
+      conn.timers.push(
+        setTimeout(() => {
+          if (!conn.ready) drop(conn);
+        }, READY_TIMEOUT_MS),
+      );
     });
     ws.addEventListener("message", (event) => {
       if (state.conn === conn) onFrame(conn, event.data);
