@@ -417,3 +417,20 @@ def test_too_many_connections_is_explained(open_page, local_stack: dict) -> None
         "too many connections for this user", timeout=WAIT_MS
     )
     expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+
+
+def test_messages_over_the_rate_limit_are_sent_later_in_order(open_page) -> None:
+    """Typed faster than the server's rate limit, messages are all delivered once,
+    in the order typed, after a notice that says why some waited."""
+    page = open_page()
+    register(page, unique("ivan"))
+    burst = [f"burst {i} {uuid.uuid4().hex}" for i in range(6)]  # the limit is 3 a second
+    for text in burst:
+        say(page, text)
+
+    expect(page.locator("#notice")).to_contain_text("sending too fast", timeout=WAIT_MS)
+    expect(page.locator("#messages .pending")).to_have_count(0, timeout=WAIT_MS)
+    for text in burst:  # each one stored: it carries its message id
+        expect(message(page, text)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
+    shown = page.locator("#messages .message .text").all_text_contents()
+    assert [t for t in shown if t in burst] == burst
