@@ -1,15 +1,26 @@
-// AuroraChat browser client: plain JS, no build step.
+// AuroraChat browser client: plain JS, no build step. It speaks protocol v1
+// (docs/protocol.md): the token travels as a WebSocket subprotocol, never in a
+// URL; messages carry a client_id and are resent after a reconnect until the
+// server acknowledges them; a reconnect resumes the room where it left off.
 // Message data is only ever rendered with textContent, never as HTML.
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "aurora.token";
   const ROOM = "general";
+  const SUBPROTOCOL = "aurora.v1";
+  const SESSION_KEY = "aurora.session"; // {token, refresh_token, issued_at, expires_at}
+  const PENDING_KEY = "aurora.pending"; // [{client_id, text}] not yet acknowledged
   const MAX_MESSAGES = 500;
+  const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 15000;
-  // Close codes after which the token is no good: back to the sign-in card.
-  const AUTH_CLOSE_CODES = new Set([1008, 4001, 4003]);
+  const READY_TIMEOUT_MS = 10000; // an open socket that never says `ready` is not working
+  const HEARTBEAT_MS = 25000; // the browser hides the server's pings: a ping of our own
+  const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP does
+  const RETRY_MS = 2000; // after `unavailable` / `backpressure`
+  const CLOSE = { AUTH: 4001, FORBIDDEN: 4003, TOO_SLOW: 4008, TOO_MANY: 4029 };
+  // Errors after which resending the same message cannot help.
+  const RETRYABLE_ERRORS = new Set(["unavailable", "backpressure", "not_joined"]);
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -34,15 +45,22 @@
 
   const state = {
     config: null,
-    token: null,
-    claims: null,
-    socket: null,
+    session: null, // {token, refreshToken, issuedAt, expiresAt, username}
+    userId: null, // from `ready`: tells our own broadcasts from others'
+    conn: null, // the current connection: {ws, opened, ready, joined, inflight, ...}
+    // Messages typed but not yet acknowledged, in the order they were typed:
+    // client_id -> {clientId, text, item, conn}. `conn` is the connection it was
+    // last sent on; a new connection resends it with the same client_id.
+    outbox: new Map(),
+    // Our messages already acknowledged whose broadcast has not arrived yet:
+    // client_id -> list item, so the broadcast updates it instead of adding one.
+    echoes: new Map(),
+    lastId: null, // the newest message id shown: `since` of the next join
     attempt: 0,
-    reconnectTimer: null,
-    noticeTimer: null,
-    seen: new Set(),
-    lastSent: "",
-    rejected: 0,
+    authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
+    refreshing: null,
+    holdUntil: 0, // after `rate_limited`, nothing is sent before this time
+    timers: { reconnect: null, refresh: null, hold: null, notice: null },
   };
 
   // -- configuration ----------------------------------------------------------
@@ -71,10 +89,60 @@
     return url.replace(/\/+$/, "");
   }
 
-  // -- token ------------------------------------------------------------------
+  // -- message ids ------------------------------------------------------------
+
+  // "<ms>-<seq>": compared as two integers, never as strings.
+  function parseId(id) {
+    const match = typeof id === "string" ? /^(\d+)-(\d+)$/.exec(id) : null;
+    return match ? [Number(match[1]), Number(match[2])] : null;
+  }
+
+  function compareIds(a, b) {
+    return a[0] - b[0] || a[1] - b[1];
+  }
+
+  function newClientId() {
+    // getRandomValues works on plain http too (randomUUID needs a secure context).
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // -- storage ----------------------------------------------------------------
+
+  function readStorage(key) {
+    try {
+      return JSON.parse(sessionStorage.getItem(key));
+    } catch {
+      return null; // storage disabled or garbage: start without it
+    }
+  }
+
+  function writeStorage(key, value) {
+    try {
+      if (value === null) sessionStorage.removeItem(key);
+      else sessionStorage.setItem(key, JSON.stringify(value));
+    } catch {
+      // Storage disabled: the session lasts as long as the page.
+    }
+  }
+
+  function saveSession() {
+    const s = state.session;
+    writeStorage(
+      SESSION_KEY,
+      s && { token: s.token, refresh_token: s.refreshToken, issued_at: s.issuedAt, expires_at: s.expiresAt },
+    );
+  }
+
+  function saveOutbox() {
+    const entries = Array.from(state.outbox.values(), (m) => ({ client_id: m.clientId, text: m.text }));
+    writeStorage(PENDING_KEY, entries.length ? entries : null);
+  }
+
+  // -- tokens -----------------------------------------------------------------
 
   function decodeClaims(token) {
-    // Display only (username, expiry); the server verifies the signature.
+    // Display only (username); the server verifies the signature.
     try {
       const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
       const padded = part + "=".repeat((4 - (part.length % 4)) % 4);
@@ -86,36 +154,106 @@
     }
   }
 
-  function isExpired(claims) {
-    return typeof claims?.exp === "number" && claims.exp * 1000 <= Date.now();
+  // A login or refresh answer as a session. Expiry is counted from `expires_in`
+  // on this machine's clock, so a skewed clock does not matter.
+  function sessionFrom(data) {
+    if (typeof data.token !== "string" || !data.token) throw new Error("The server sent no token.");
+    const claims = decodeClaims(data.token) || {};
+    const now = Date.now();
+    const lifetime = Number(data.expires_in) > 0 ? Number(data.expires_in) * 1000 : 0;
+    return {
+      token: data.token,
+      refreshToken: typeof data.refresh_token === "string" ? data.refresh_token : null,
+      issuedAt: now,
+      expiresAt: lifetime ? now + lifetime : Number(claims.exp) * 1000 || now,
+      username: typeof claims.username === "string" ? claims.username : "",
+    };
   }
 
-  function storeToken(token) {
-    try {
-      if (token) sessionStorage.setItem(TOKEN_KEY, token);
-      else sessionStorage.removeItem(TOKEN_KEY);
-    } catch {
-      // Storage disabled: the session lasts as long as the page.
+  function storedSession() {
+    const data = readStorage(SESSION_KEY);
+    if (!data || typeof data.token !== "string") return null;
+    const claims = decodeClaims(data.token) || {};
+    return {
+      token: data.token,
+      refreshToken: typeof data.refresh_token === "string" ? data.refresh_token : null,
+      issuedAt: Number(data.issued_at) || Date.now(),
+      expiresAt: Number(data.expires_at) || Number(claims.exp) * 1000 || 0,
+      username: typeof claims.username === "string" ? claims.username : "",
+    };
+  }
+
+  function expired(session) {
+    return session.expiresAt <= Date.now();
+  }
+
+  // Refresh well before expiry: a fifth of the lifetime ahead (at least a minute,
+  // at most half the lifetime), so a long-open tab never holds a dead token.
+  function scheduleRefresh() {
+    clearTimeout(state.timers.refresh);
+    const s = state.session;
+    if (!s || !s.refreshToken) return;
+    const lifetime = s.expiresAt - s.issuedAt;
+    const lead = Math.min(lifetime / 2, Math.max(60000, lifetime / 5));
+    const delay = Math.min(2 ** 31 - 1, Math.max(0, s.expiresAt - lead - Date.now()));
+    state.timers.refresh = setTimeout(refreshOnTime, delay);
+  }
+
+  async function refreshOnTime() {
+    const outcome = await refreshSession();
+    if (outcome === "invalid") endSession("Your session has ended. Please log in again.");
+    else if (outcome === "unavailable") {
+      clearTimeout(state.timers.refresh);
+      state.timers.refresh = setTimeout(refreshOnTime, 20000 + Math.random() * 20000);
     }
   }
 
-  function storedToken() {
-    try {
-      return sessionStorage.getItem(TOKEN_KEY);
-    } catch {
-      return null;
+  // One refresh at a time: the refresh token rotates, and presenting an old one
+  // ends the session (it looks stolen).
+  function refreshSession() {
+    if (!state.refreshing) {
+      state.refreshing = doRefresh().finally(() => {
+        state.refreshing = null;
+      });
     }
+    return state.refreshing;
+  }
+
+  async function doRefresh() {
+    const before = state.session;
+    if (!before || !before.refreshToken) return "invalid";
+    let data;
+    try {
+      data = await postJSON("/api/auth/refresh", { refresh_token: before.refreshToken });
+    } catch (error) {
+      return error.status === 400 || error.status === 401 ? "invalid" : "unavailable";
+    }
+    if (state.session !== before) return "stale"; // logged out meanwhile
+    adoptSession(sessionFrom(data));
+    // Extend the open connection rather than let the server close it (4001).
+    const conn = state.conn;
+    if (conn && conn.ready) send(conn, { type: "auth", token: state.session.token }, { kind: "auth" });
+    return "ok";
+  }
+
+  function adoptSession(session) {
+    state.session = session;
+    saveSession();
+    scheduleRefresh();
   }
 
   // -- REST -------------------------------------------------------------------
 
-  async function postJSON(path, body) {
+  async function request(method, path, { body, token } = {}) {
+    const headers = {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (token) headers.Authorization = `Bearer ${token}`;
     let response;
     try {
       response = await fetch(state.config.api_url + path, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch {
       throw new Error("Cannot reach the server. Check your connection and try again.");
@@ -134,6 +272,10 @@
       throw error;
     }
     return data || {};
+  }
+
+  function postJSON(path, body) {
+    return request("POST", path, { body });
   }
 
   function credentials() {
@@ -162,10 +304,9 @@
     setAuthBusy(true, registering);
     try {
       if (registering) await postJSON("/api/auth/register", creds);
-      const data = await postJSON("/api/auth/login", creds);
-      if (typeof data.token !== "string" || !data.token) throw new Error("The server sent no token.");
+      const session = sessionFrom(await postJSON("/api/auth/login", creds));
       el.password.value = "";
-      startSession(data.token);
+      startSession(session);
     } catch (error) {
       showAuthError(error.message || "Something went wrong.");
     } finally {
@@ -188,28 +329,33 @@
 
   // -- views ------------------------------------------------------------------
 
-  function startSession(token) {
-    const claims = decodeClaims(token);
-    if (!claims || isExpired(claims)) {
+  function startSession(session) {
+    if (expired(session) && !session.refreshToken) {
       endSession("Your session has expired. Please log in again.");
       return;
     }
-    state.token = token;
-    state.claims = claims;
-    storeToken(token);
-    el.whoami.textContent = typeof claims.username === "string" ? claims.username : "";
+    adoptSession(session);
+    el.whoami.textContent = session.username;
     el.authView.hidden = true;
     el.chatView.hidden = false;
     el.session.hidden = false;
+    // Messages typed before a reload are still owed to the server.
+    for (const { client_id: clientId, text } of readStorage(PENDING_KEY) || []) {
+      if (typeof clientId === "string" && typeof text === "string") queueMessage(text, clientId);
+    }
     state.attempt = 0;
     connect();
     el.input.focus();
   }
 
   function endSession(message) {
-    state.token = null;
-    state.claims = null;
-    storeToken(null);
+    state.session = null;
+    state.userId = null;
+    state.authRetried = false;
+    clearTimeout(state.timers.refresh);
+    clearTimeout(state.timers.hold);
+    writeStorage(SESSION_KEY, null);
+    writeStorage(PENDING_KEY, null);
     disconnect();
     clearMessages();
     hideNotice();
@@ -222,83 +368,160 @@
     (el.username.value ? el.password : el.username).focus();
   }
 
+  async function logout() {
+    const token = state.session && state.session.token;
+    endSession("");
+    if (!token) return;
+    try {
+      // Revokes this access token and its refresh token on every server at once.
+      await request("POST", "/api/auth/logout", { token });
+    } catch {
+      // Already invalid, or the server is unreachable: the page forgot it anyway.
+    }
+  }
+
   // -- WebSocket --------------------------------------------------------------
 
   function setStatus(kind, text) {
     el.status.dataset.state = kind;
     el.status.textContent = text;
-    el.send.disabled = kind !== "online";
   }
 
   function connect() {
-    clearTimeout(state.reconnectTimer);
-    state.reconnectTimer = null;
-    if (!state.token) return;
-    if (isExpired(state.claims)) {
-      endSession("Your session has expired. Please log in again.");
+    clearTimeout(state.timers.reconnect);
+    state.timers.reconnect = null;
+    const session = state.session;
+    if (!session || state.conn) return;
+    if (expired(session)) {
+      renewThenConnect();
       return;
     }
     setStatus("connecting", state.attempt ? "Reconnecting…" : "Connecting…");
-    let socket;
+    let ws;
     try {
-      socket = new WebSocket(`${state.config.ws_url}/?token=${encodeURIComponent(state.token)}`);
+      ws = new WebSocket(state.config.ws_url, [SUBPROTOCOL, `bearer.${session.token}`]);
     } catch {
-      scheduleReconnect(false);
+      scheduleReconnect();
       return;
     }
-    state.socket = socket;
-    let opened = false;
+    const conn = { ws, opened: false, ready: false, joined: false, replaying: 0, inflight: [], timers: [] };
+    state.conn = conn;
 
-    socket.addEventListener("open", () => {
-      if (state.socket !== socket) return;
-      opened = true;
-      state.attempt = 0;
-      state.rejected = 0;
-      setStatus("online", "Connected");
-    });
-
-    socket.addEventListener("message", (event) => {
-      if (state.socket !== socket) return;
-      onFrame(event.data);
-    });
-
-    socket.addEventListener("close", (event) => {
-      if (state.socket !== socket) return;
-      state.socket = null;
-      if (!state.token) return;
-      if (AUTH_CLOSE_CODES.has(event.code)) {
-        endSession("Your session is no longer valid. Please log in again.");
+    ws.addEventListener("open", () => {
+      if (state.conn !== conn) return;
+      conn.opened = true;
+      if (ws.protocol !== SUBPROTOCOL) {
+        showNotice("The chat server does not speak protocol v1.", { error: true, sticky: true });
+        drop(conn);
         return;
       }
-      if (event.code === 4008) showNotice("Disconnected for falling behind; reconnecting.");
-      scheduleReconnect(opened);
+      conn.timers.push(
+        setTimeout(() => {
+          if (!conn.ready) drop(conn);
+        }, READY_TIMEOUT_MS),
+      );
+    });
+    ws.addEventListener("message", (event) => {
+      if (state.conn === conn) onFrame(conn, event.data);
+    });
+    ws.addEventListener("close", (event) => {
+      if (state.conn !== conn) return;
+      detach(conn);
+      onClose(conn, event);
     });
   }
 
-  async function scheduleReconnect(wasOpen) {
-    if (!state.token) return;
-    // A refused upgrade (401) looks like any network failure to a browser. If the
-    // socket never opened although the server is reachable, the token is suspect.
-    if (!wasOpen && isExpired(state.claims)) {
-      endSession("Your session has expired. Please log in again.");
-      return;
+  // Forget a connection: what was in flight on it stays in the outbox.
+  function detach(conn) {
+    if (state.conn === conn) state.conn = null;
+    conn.timers.forEach((timer) => clearTimeout(timer));
+    clearInterval(conn.heartbeat);
+    for (const message of state.outbox.values()) {
+      if (message.conn === conn) message.conn = null;
     }
-    if (!wasOpen && state.attempt >= 1 && (await fanoutReachable())) {
-      if (!state.token) return;
-      state.rejected += 1;
-      if (state.rejected >= 2) {
-        state.rejected = 0;
-        endSession("The chat server refused your session. Please log in again.");
+  }
+
+  // Give up on a connection that is not working and start over.
+  function drop(conn) {
+    detach(conn);
+    if (conn.ws.readyState <= WebSocket.OPEN) conn.ws.close(1000, "reconnecting");
+    scheduleReconnect();
+  }
+
+  function disconnect() {
+    clearTimeout(state.timers.reconnect);
+    state.timers.reconnect = null;
+    const conn = state.conn;
+    if (!conn) return;
+    detach(conn);
+    if (conn.ws.readyState <= WebSocket.OPEN) conn.ws.close(1000, "log out");
+  }
+
+  async function onClose(conn, event) {
+    if (!state.session) return;
+    const reason = event.reason;
+    switch (event.code) {
+      case CLOSE.AUTH:
+        renewThenConnect();
+        return;
+      case CLOSE.FORBIDDEN:
+        endSession(reason || "The chat server refused this session. Please log in again.");
+        return;
+      case CLOSE.TOO_MANY:
+        showNotice(`${reason || "Too many connections"}: close another tab or device. Retrying…`, {
+          error: true,
+          sticky: true,
+        });
+        state.attempt = Math.max(state.attempt, 5); // the slow end of the backoff
+        scheduleReconnect();
+        return;
+      case CLOSE.TOO_SLOW:
+        showNotice("Disconnected for falling behind; reconnecting.");
+        break;
+      default:
+        break;
+    }
+    if (!conn.opened) {
+      // A refused upgrade (401, 403, 503) looks like a network failure to a
+      // browser. If the server is reachable, suspect the token: renew it once.
+      const reachable = await fanoutReachable();
+      if (!state.session || state.conn) return;
+      if (reachable && !state.authRetried) {
+        renewThenConnect();
         return;
       }
     }
-    if (!state.token) return;
+    scheduleReconnect();
+  }
+
+  // The token was refused (4001) or is expired: refresh once, then connect with
+  // the new one; a refresh the server refuses means logging in again.
+  async function renewThenConnect() {
+    if (state.authRetried) {
+      endSession("Your session has ended. Please log in again.");
+      return;
+    }
+    state.authRetried = true;
+    setStatus("connecting", "Renewing session…");
+    const outcome = await refreshSession();
+    if (!state.session) return;
+    if (outcome === "invalid") endSession("Your session has ended. Please log in again.");
+    else if (outcome === "unavailable") {
+      state.authRetried = false; // the refresh did not happen: it may be tried again
+      scheduleReconnect();
+    } else connect();
+  }
+
+  function scheduleReconnect() {
+    if (!state.session || state.conn) return;
+    // Exponential backoff with jitter, so a restarted server is not hit by every
+    // client at the same instant.
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.attempt);
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
     state.attempt += 1;
     setStatus("reconnecting", `Offline — retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
-    clearTimeout(state.reconnectTimer);
-    state.reconnectTimer = setTimeout(connect, delay);
+    clearTimeout(state.timers.reconnect);
+    state.timers.reconnect = setTimeout(connect, delay);
   }
 
   async function fanoutReachable() {
@@ -311,15 +534,19 @@
     }
   }
 
-  function disconnect() {
-    clearTimeout(state.reconnectTimer);
-    state.reconnectTimer = null;
-    const socket = state.socket;
-    state.socket = null;
-    if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000, "log out");
+  // Every request frame gets exactly one reply, in order (docs/protocol.md), so
+  // the replies are matched to `inflight` first in, first out.
+  function send(conn, frame, request) {
+    if (conn.ws.readyState !== WebSocket.OPEN) return; // closing: its close event follows
+    conn.ws.send(JSON.stringify(frame));
+    if (request) conn.inflight.push(request);
   }
 
-  function onFrame(raw) {
+  function reply(conn) {
+    return conn.inflight.shift() || { kind: "none" };
+  }
+
+  function onFrame(conn, raw) {
     let frame;
     try {
       frame = JSON.parse(raw);
@@ -328,59 +555,231 @@
     }
     if (!frame || typeof frame !== "object") return;
     switch (frame.type) {
+      case "ready":
+        if (conn.ready) reply(conn); // the answer to a re-`auth`
+        else onReady(conn, frame);
+        break;
+      case "joined":
+        reply(conn);
+        onJoined(conn, frame);
+        break;
       case "message":
-        if (frame.room === undefined || frame.room === ROOM) addMessage(frame);
+        if (frame.room !== ROOM) break;
+        addMessage(frame);
+        if (conn.replaying > 0 && --conn.replaying === 0) flushOutbox();
         break;
-      case "rate_limited": {
-        const seconds = Math.max(1, Math.ceil((Number(frame.retry_after_ms) || 1000) / 1000));
-        restoreUnsent();
-        showNotice(`You're sending too fast. Message not sent; try again in ${seconds} s.`);
+      case "ack":
+        reply(conn);
+        onAck(frame);
         break;
-      }
+      case "rate_limited":
+        onRateLimited(reply(conn), frame);
+        break;
       case "error":
-        restoreUnsent();
-        showNotice(`Message not sent: ${frame.message || frame.code || "error"}`, true);
+        onError(conn, reply(conn), frame);
+        break;
+      case "pong":
+        reply(conn);
+        conn.pingSentAt = 0;
         break;
       default:
-        break;
+        break; // typing, left, and anything newer
     }
+  }
+
+  function onReady(conn, frame) {
+    conn.ready = true;
+    state.attempt = 0;
+    state.authRetried = false;
+    if (typeof frame.user_id === "string") state.userId = frame.user_id;
+    setStatus("connecting", "Joining…");
+    // From the last message shown; with none yet, the room's recent window.
+    send(conn, { type: "join", room: ROOM, since: state.lastId || "0-0" }, { kind: "join" });
+    conn.heartbeat = setInterval(() => heartbeat(conn), HEARTBEAT_MS);
+  }
+
+  function heartbeat(conn) {
+    if (conn.pingSentAt && Date.now() - conn.pingSentAt > PONG_TIMEOUT_MS) {
+      drop(conn);
+    } else if (!conn.pingSentAt) {
+      conn.pingSentAt = Date.now();
+      send(conn, { type: "ping" }, { kind: "ping" });
+    }
+  }
+
+  function onJoined(conn, frame) {
+    if (frame.room !== ROOM) return;
+    conn.joined = true;
+    setStatus("online", "Connected");
+    if (frame.recovered === false && state.lastId) {
+      showNotice("You were away for a while: some older messages are not shown.");
+    }
+    // The `missed` messages follow. Send the outbox after them: one of ours that
+    // the server stored before the line dropped shows up there and is settled,
+    // not resent (a resend is deduplicated only for IDEMPOTENCY_TTL_SECONDS).
+    conn.replaying = Math.max(0, Number(frame.missed) || 0);
+    if (conn.replaying) {
+      const giveUp = () => {
+        conn.replaying = 0; // should not happen; better a deduplicated resend than none
+        flushOutbox();
+      };
+      conn.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
+    } else flushOutbox();
   }
 
   // -- messages ---------------------------------------------------------------
 
-  function sendMessage() {
+  function submitMessage() {
     const text = el.input.value;
-    if (!text.trim()) return;
-    const socket = state.socket;
-    if (!socket || socket.readyState !== WebSocket.OPEN) {
-      showNotice("Not connected yet; your message is kept in the box.");
+    if (isBlank(text)) return;
+    const clientId = newClientId();
+    const frame = JSON.stringify({ type: "message", room: ROOM, text, client_id: clientId });
+    if (new TextEncoder().encode(frame).length > MAX_FRAME_BYTES) {
+      showNotice("That message is too long to send.", { error: true });
       return;
     }
-    socket.send(JSON.stringify({ text }));
-    state.lastSent = text;
+    queueMessage(text, clientId);
+    saveOutbox();
     el.input.value = "";
     el.input.focus();
+    flushOutbox();
   }
 
-  function restoreUnsent() {
-    if (state.lastSent && !el.input.value) el.input.value = state.lastSent;
-    state.lastSent = "";
+  // The server ignores blank text without an answer; its idea of blank is
+  // Python's str.strip(), which also strips \x1c-\x1f and \x85.
+  function isBlank(text) {
+    return !text.replace(/[\s\x1c-\x1f\x85]/g, "");
+  }
+
+  // A message shows at once, marked as sending, and stays in the outbox until
+  // its ack or broadcast arrives, across reconnects and reloads.
+  function queueMessage(text, clientId) {
+    const item = renderMessage({ user: state.session.username, text, own: true });
+    item.classList.add("pending");
+    item.dataset.clientId = clientId;
+    setItemState(item, "Sending…");
+    insertItem(item, true);
+    state.outbox.set(clientId, { clientId, text, item, conn: null });
+  }
+
+  // Send, in the order typed, what has not been sent on this connection yet.
+  function flushOutbox() {
+    const conn = state.conn;
+    if (!conn || !conn.joined || conn.replaying > 0) return;
+    const wait = state.holdUntil - Date.now();
+    if (wait > 0) {
+      clearTimeout(state.timers.hold);
+      state.timers.hold = setTimeout(flushOutbox, wait);
+      return;
+    }
+    for (const message of state.outbox.values()) {
+      if (message.conn === conn) continue;
+      message.conn = conn;
+      const frame = { type: "message", room: ROOM, text: message.text, client_id: message.clientId };
+      send(conn, frame, { kind: "message", clientId: message.clientId });
+    }
+  }
+
+  // Sent: the server stored it (`ack`, possibly a duplicate of an earlier send).
+  function settle(clientId, id) {
+    const message = state.outbox.get(clientId);
+    if (!message) return null;
+    state.outbox.delete(clientId);
+    saveOutbox();
+    const item = message.item;
+    item.classList.remove("pending");
+    setItemState(item, "");
+    if (id) item.dataset.id = id;
+    return item;
+  }
+
+  function onAck(frame) {
+    if (typeof frame.client_id !== "string") return;
+    const item = settle(frame.client_id, frame.id);
+    // The broadcast may still come (live or in a replay): it updates this item.
+    if (item) state.echoes.set(frame.client_id, item);
+  }
+
+  function onRateLimited(request, frame) {
+    const wait = Math.max(100, Number(frame.retry_after_ms) || 1000);
+    state.holdUntil = Date.now() + wait;
+    requeue(request);
+    showNotice(`You're sending too fast; retrying in ${Math.ceil(wait / 1000)} s.`);
+  }
+
+  function onError(conn, request, frame) {
+    const code = typeof frame.code === "string" ? frame.code : "error";
+    const text = typeof frame.message === "string" && frame.message ? frame.message : code;
+    if (request.kind === "message") {
+      if (RETRYABLE_ERRORS.has(code)) {
+        state.holdUntil = Date.now() + RETRY_MS;
+        requeue(request);
+        showNotice(`Not sent yet (${text}); retrying.`);
+      } else fail(request.clientId, text);
+      return;
+    }
+    if (request.kind === "join" && code === "invalid_id") {
+      state.lastId = null; // not an id this server knows: start from its window
+      send(conn, { type: "join", room: ROOM, since: "0-0" }, { kind: "join" });
+      return;
+    }
+    if (request.kind === "auth") {
+      // The new token could not be checked right now; try again shortly.
+      conn.timers.push(setTimeout(() => state.conn === conn && doReauth(conn), RETRY_MS));
+    }
+    showNotice(text, { error: true });
+  }
+
+  function doReauth(conn) {
+    if (state.session) send(conn, { type: "auth", token: state.session.token }, { kind: "auth" });
+  }
+
+  // Not sent this time: send again later, with the same client_id.
+  function requeue(request) {
+    const message = request.kind === "message" && state.outbox.get(request.clientId);
+    if (message) message.conn = null;
+    flushOutbox();
+  }
+
+  function fail(clientId, reason) {
+    const message = state.outbox.get(clientId);
+    if (!message) return;
+    state.outbox.delete(clientId);
+    saveOutbox();
+    message.item.classList.replace("pending", "failed");
+    setItemState(message.item, `Not sent: ${reason}`);
+    showNotice(`Message not sent: ${reason}`, { error: true });
   }
 
   function addMessage(frame) {
-    const id = typeof frame.id === "string" ? frame.id : null;
+    const id = parseId(frame.id);
     if (id) {
-      if (state.seen.has(id)) return;
-      state.seen.add(id);
+      // A room's messages arrive in id order; anything not newer was shown.
+      const last = parseId(state.lastId);
+      if (last && compareIds(id, last) <= 0) return;
+      state.lastId = frame.id;
     }
-    const user = typeof frame.user === "string" ? frame.user : "unknown";
-    const text = typeof frame.text === "string" ? frame.text : "";
-    const mine = state.claims && user === state.claims.username;
-    if (mine && text === state.lastSent) state.lastSent = "";
+    const own = state.userId !== null && frame.user_id === state.userId;
+    const clientId = own && typeof frame.client_id === "string" ? frame.client_id : null;
+    let item = null;
+    if (clientId) {
+      item = settle(clientId, frame.id) || state.echoes.get(clientId) || null;
+      state.echoes.delete(clientId);
+    }
+    const fresh = renderMessage({
+      user: typeof frame.user === "string" ? frame.user : "unknown",
+      text: typeof frame.text === "string" ? frame.text : "",
+      ts: Number(frame.ts),
+      own,
+    });
+    if (id) fresh.dataset.id = frame.id;
+    if (item) item.remove();
+    insertItem(fresh, own);
+  }
 
+  function renderMessage({ user, text, ts, own }) {
     const item = document.createElement("li");
-    item.className = mine ? "message own" : "message";
-    if (id) item.dataset.id = id;
+    item.className = own ? "message own" : "message";
 
     const meta = document.createElement("div");
     meta.className = "meta";
@@ -389,7 +788,6 @@
     name.textContent = user;
     meta.appendChild(name);
 
-    const ts = Number(frame.ts);
     if (Number.isFinite(ts) && ts > 0) {
       const when = new Date(ts);
       const time = document.createElement("time");
@@ -405,34 +803,55 @@
     body.textContent = text;
 
     item.append(meta, body);
+    return item;
+  }
 
+  function setItemState(item, text) {
+    let label = item.querySelector(".delivery");
+    if (!text) {
+      if (label) label.remove();
+      return;
+    }
+    if (!label) {
+      label = document.createElement("span");
+      label.className = "delivery";
+      item.querySelector(".meta").appendChild(label);
+    }
+    label.textContent = text;
+  }
+
+  // Confirmed messages go in arrival (= id) order above the ones still sending.
+  function insertItem(item, scroll) {
     const list = el.messages;
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-    list.appendChild(item);
+    const firstPending = item.classList.contains("pending") ? null : list.querySelector(".pending");
+    list.insertBefore(item, firstPending);
     while (list.children.length > MAX_MESSAGES) {
-      const first = list.firstElementChild;
-      if (first.dataset.id) state.seen.delete(first.dataset.id);
-      first.remove();
+      const oldest = list.querySelector(".message:not(.pending)");
+      if (!oldest) break;
+      oldest.remove();
     }
-    if (nearBottom || mine) list.scrollTop = list.scrollHeight;
+    if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
   }
 
   function clearMessages() {
     el.messages.replaceChildren();
-    state.seen.clear();
-    state.lastSent = "";
+    state.outbox.clear();
+    state.echoes.clear();
+    state.lastId = null;
+    state.holdUntil = 0;
   }
 
-  function showNotice(message, isError = false) {
+  function showNotice(message, { error = false, sticky = false } = {}) {
     el.notice.textContent = message;
-    el.notice.classList.toggle("notice-error", isError);
+    el.notice.classList.toggle("notice-error", error);
     el.notice.hidden = false;
-    clearTimeout(state.noticeTimer);
-    state.noticeTimer = setTimeout(hideNotice, 5000);
+    clearTimeout(state.timers.notice);
+    if (!sticky) state.timers.notice = setTimeout(hideNotice, 5000);
   }
 
   function hideNotice() {
-    clearTimeout(state.noticeTimer);
+    clearTimeout(state.timers.notice);
     el.notice.hidden = true;
     el.notice.textContent = "";
   }
@@ -446,14 +865,18 @@
   el.register.addEventListener("click", () => authenticate(true));
   el.composer.addEventListener("submit", (event) => {
     event.preventDefault();
-    sendMessage();
+    submitMessage();
   });
-  el.logout.addEventListener("click", () => endSession(""));
+  el.logout.addEventListener("click", () => logout());
   window.addEventListener("online", () => {
-    if (state.token && !state.socket) {
+    if (state.session && !state.conn) {
       state.attempt = 0;
       connect();
     }
+  });
+  // Background tabs run timers late: catch up on a refresh that is due.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && state.session) scheduleRefresh();
   });
 
   async function init() {
@@ -461,8 +884,8 @@
     setStatus("offline", "Offline");
     state.config = await loadConfig();
     document.body.dataset.ready = "true";
-    const token = storedToken();
-    if (token) startSession(token);
+    const session = storedSession();
+    if (session) startSession(session);
     else el.username.focus();
   }
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +20,14 @@ if not CHROMIUM.exists() and not os.environ.get("CI"):  # CI installs it: there,
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    BrowserContext,
+    Page,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -138,4 +148,289 @@ def test_wrong_password_shows_an_error(open_page, local_stack: dict) -> None:
 
     expect(page.locator("#auth-error")).to_have_text("Invalid credentials", timeout=WAIT_MS)
     expect(page.locator("#chat-view")).to_be_hidden()
-    assert page.evaluate("sessionStorage.getItem('aurora.token')") is None
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def session_token(page: Page) -> str:
+    return page.evaluate("JSON.parse(sessionStorage.getItem('aurora.session')).token")
+
+
+def me(local_stack: dict, token: str) -> httpx.Response:
+    return httpx.get(
+        local_stack["api_url"] + "/api/auth/me",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+
+
+def test_the_token_never_travels_in_a_websocket_url(open_page, local_stack: dict) -> None:
+    """The page authenticates its WebSocket with the subprotocol, not the URL,
+    and the server's answer names only `aurora.v1`."""
+    page = open_page()
+    urls: list[str] = []
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    offered: list[str] = []
+    chosen: list[str] = []
+    cdp.on(
+        "Network.webSocketWillSendHandshakeRequest",
+        lambda e: offered.append(header(e["request"]["headers"], "Sec-WebSocket-Protocol")),
+    )
+    cdp.on(
+        "Network.webSocketHandshakeResponseReceived",
+        lambda e: chosen.append(header(e["response"]["headers"], "Sec-WebSocket-Protocol")),
+    )
+    register(page, unique("dave"))
+
+    token = session_token(page)
+    assert me(local_stack, token).status_code == 200  # a real token, which…
+    assert urls, "the page opened no WebSocket"
+    for url in urls:  # …never appears in a URL
+        assert token not in url and "token" not in url.lower(), url
+    assert offered == [f"aurora.v1, bearer.{token}"] * len(urls)
+    assert chosen == ["aurora.v1"] * len(urls)
+
+
+def header(headers: dict[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), "")
+
+
+class Line:
+    """One page WebSocket routed through the test to the real fan-out server,
+    as a network would carry it, except that the test can lose what the page
+    says (`drop`), hold back what the server says (`hold`) and cut the line."""
+
+    def __init__(self, route: WebSocketRoute, *, hold: bool) -> None:
+        self.route = route
+        self.hold = hold
+        self.drop = False
+        self.held: list[str | bytes] = []
+        self.from_page: list[dict] = []
+        self.from_server: list[dict] = []
+        self.server = route.connect_to_server()
+        route.on_message(self._page_said)
+        self.server.on_message(self._server_said)
+
+    def _page_said(self, frame: str | bytes) -> None:
+        self.from_page.append(json.loads(frame))
+        if not self.drop:
+            self.server.send(frame)
+
+    def _server_said(self, frame: str | bytes) -> None:
+        self.from_server.append(json.loads(frame))
+        if self.hold:
+            self.held.append(frame)
+        else:
+            self.route.send(frame)
+
+    def release(self) -> None:
+        self.hold = False
+        for frame in self.held:
+            self.route.send(frame)
+        self.held.clear()
+
+    def cut(self, code: int, reason: str) -> None:
+        self.route.close(code=code, reason=reason)
+        self.server.close()
+
+    def client_ids(self, text: str) -> list[str]:
+        """The client_id of each `message` with this text the page sent here."""
+        return [f["client_id"] for f in self.from_page if f.get("text") == text]
+
+
+def route_through_lines(page: Page, ws_url: str) -> tuple[list[Line], dict]:
+    lines: list[Line] = []
+    new_lines = {"hold": False}
+    page.route_web_socket(
+        re.compile("^" + re.escape(ws_url)),
+        lambda route: lines.append(Line(route, hold=new_lines["hold"])),
+    )
+    return lines, new_lines
+
+
+def wait_for_lines(page: Page, lines: list[Line], count: int) -> Line:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(lines) < count:
+        assert time.monotonic() < deadline, f"the page opened {len(lines)} of {count} sockets"
+        page.wait_for_timeout(50)
+    return lines[count - 1]
+
+
+def say(page: Page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
+
+
+def wait_until(page: Page, condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not condition():
+        assert time.monotonic() < deadline, what
+        page.wait_for_timeout(50)
+
+
+def test_messages_sent_across_a_reconnect_are_delivered_exactly_once(
+    open_page, local_stack: dict
+) -> None:
+    """Messages sent as the connection fails, and one typed while the page
+    reconnects, each show once, for sender and reader, after the reconnect: the
+    one the server stored is recognised in the replay, the one it never got is
+    resent with its client_id, the one typed meanwhile is sent."""
+    alice, bob = open_page(), open_page()
+    lines, new_lines = route_through_lines(alice, local_stack["ws_url"])
+    register(alice, unique("alice"))
+    register(bob, unique("bob"))
+    first = wait_for_lines(alice, lines, 1)
+
+    # The server stores `stored`, but its answers never reach alice…
+    first.hold = True
+    stored = f"answer lost {uuid.uuid4().hex}"
+    say(alice, stored)
+    expect(message(bob, stored)).to_have_count(1, timeout=WAIT_MS)
+    # …and `lost` never reaches the server.
+    first.drop = True
+    lost = f"frame lost {uuid.uuid4().hex}"
+    say(alice, lost)
+    wait_until(alice, lambda: first.client_ids(lost), "the page did not send the message")
+    for text in (stored, lost):
+        expect(message(alice, text)).to_have_class(re.compile(r"\bpending\b"), timeout=WAIT_MS)
+
+    # The line drops; the next connection stays mute until released.
+    new_lines["hold"] = True
+    first.cut(1012, "replica restarting")
+    second = wait_for_lines(alice, lines, 2)
+    queued = f"typed while reconnecting {uuid.uuid4().hex}"
+    say(alice, queued)
+    expect(message(alice, queued)).to_have_class(re.compile(r"\bpending\b"), timeout=WAIT_MS)
+    expect(alice.locator("#status")).not_to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+    second.release()
+    expect(alice.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    for page in (alice, bob):
+        for text in (queued, lost, stored):  # a second copy would come before `queued`
+            expect(message(page, text)).to_have_count(1, timeout=WAIT_MS)
+    expect(alice.locator("#messages .pending")).to_have_count(0, timeout=WAIT_MS)
+
+    assert second.client_ids(stored) == []  # settled by the replay after `joined`
+    assert second.client_ids(lost) == first.client_ids(lost)  # resent, same client_id
+    assert len(second.client_ids(queued)) == 1
+
+
+def test_log_out_revokes_the_token(open_page, local_stack: dict) -> None:
+    """After Log out the page forgets the session and the server refuses its tokens."""
+    page = open_page()
+    register(page, unique("erin"))
+    token = session_token(page)
+    refresh_token = page.evaluate(
+        "JSON.parse(sessionStorage.getItem('aurora.session')).refresh_token"
+    )
+    assert me(local_stack, token).status_code == 200
+
+    with page.expect_response(lambda r: r.url.endswith("/api/auth/logout")) as logout:
+        page.click("#logout")
+    assert logout.value.status == 200
+    expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+    assert page.evaluate("sessionStorage.length") == 0
+
+    refused = me(local_stack, token)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "token_revoked"
+    refresh = httpx.post(
+        local_stack["api_url"] + "/api/auth/refresh",
+        json={"refresh_token": refresh_token},
+        timeout=10,
+    )
+    assert refresh.status_code == 401
+
+
+def refresh_tokens_used(page: Page) -> list[str]:
+    """The refresh token of each `POST /api/auth/refresh` the page makes."""
+    used: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            used.append(json.loads(r.post_data)["refresh_token"])
+            if r.url.endswith("/api/auth/refresh")
+            else None
+        ),
+    )
+    return used
+
+
+def test_a_4001_close_renews_the_session_and_reconnects(open_page, local_stack: dict) -> None:
+    """Closed with 4001 (token expired), the page refreshes once and reconnects
+    with the new token, without going back to sign-in."""
+    page = open_page()
+    lines, _ = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("frank"))
+    before = page.evaluate("JSON.parse(sessionStorage.getItem('aurora.session'))")
+    used = refresh_tokens_used(page)
+
+    wait_for_lines(page, lines, 1).cut(4001, "token expired")
+    second = wait_for_lines(page, lines, 2)
+    expect(page.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+    assert used == [before["refresh_token"]]
+    token = session_token(page)
+    assert token != before["token"]
+    assert me(local_stack, token).status_code == 200
+    assert [f["type"] for f in second.from_server[:2]] == ["ready", "joined"]
+    expect(page.locator("#chat-view")).to_be_visible()
+
+
+def test_a_long_open_page_refreshes_its_token_before_it_expires(
+    open_page, local_stack: dict
+) -> None:
+    """Near the end of the access token's lifetime the page refreshes it and
+    hands the new one to its open connection, which stays open."""
+    page = open_page()
+    page.clock.install()
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+    lines, _ = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("grace"))
+    before = session_token(page)
+    used = refresh_tokens_used(page)
+
+    with page.expect_response(lambda r: r.url.endswith("/api/auth/refresh")) as refreshed:
+        page.clock.fast_forward("23:00:00")  # of a 24 h token
+    assert refreshed.value.status == 200
+    line = wait_for_lines(page, lines, 1)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while [f["type"] for f in line.from_server].count("ready") < 2:  # the answer to `auth`
+        assert time.monotonic() < deadline, "the connection was not re-authenticated"
+        page.wait_for_timeout(50)
+
+    (auth,) = [f for f in line.from_page if f.get("type") == "auth"]
+    assert auth["token"] == session_token(page) != before
+    assert len(used) == 1 and len(lines) == 1  # the same connection, extended
+    expect(page.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+
+def test_too_many_connections_is_explained(open_page, local_stack: dict) -> None:
+    """A 4029 close shows its reason instead of silently reconnecting."""
+    page = open_page()
+    lines, _ = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("heidi"))
+    wait_for_lines(page, lines, 1).cut(4029, "too many connections for this user")
+    expect(page.locator("#notice")).to_contain_text(
+        "too many connections for this user", timeout=WAIT_MS
+    )
+    expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+
+
+def test_messages_over_the_rate_limit_are_sent_later_in_order(open_page) -> None:
+    """Typed faster than the server's rate limit, messages are all delivered once,
+    in the order typed, after a notice that says why some waited."""
+    page = open_page()
+    register(page, unique("ivan"))
+    burst = [f"burst {i} {uuid.uuid4().hex}" for i in range(6)]  # the limit is 3 a second
+    for text in burst:
+        say(page, text)
+
+    expect(page.locator("#notice")).to_contain_text("sending too fast", timeout=WAIT_MS)
+    expect(page.locator("#messages .pending")).to_have_count(0, timeout=WAIT_MS)
+    for text in burst:  # each one stored: it carries its message id
+        expect(message(page, text)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
+    shown = page.locator("#messages .message .text").all_text_contents()
+    assert [t for t in shown if t in burst] == burst
