@@ -76,9 +76,10 @@ _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
 
 
 def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame | None:
-    """The command a client frame carries; None for frames to ignore (a message
-    with blank text and no attachments, like the original); ValidationError
-    for anything else."""
+    """The command a client frame carries; None for an original-protocol
+    `{"text"}` frame with blank text (ignored, like the original server);
+    ValidationError for anything else, a blank typed message included (a v1
+    client always gets an answer to a send)."""
     if isinstance(raw, bytes):
         raise ValidationError("Binary frames are not supported", code="unsupported_frame")
     try:
@@ -87,7 +88,8 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
         raise ValidationError("Frame is not valid JSON", code="bad_json") from None
     if not isinstance(frame, dict):
         raise ValidationError("Frame must be a JSON object", code="bad_frame")
-    if "type" not in frame:
+    original = "type" not in frame
+    if original:
         frame["type"] = "message"  # the original protocol: {"text"} to general
     try:
         command = _CLIENT_FRAME.validate_python(frame)
@@ -95,7 +97,9 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
         raise _explain(exc) from None
     if isinstance(command, SendMessage):
         if not command.text.strip() and not command.attachments:
-            return None
+            if original:
+                return None
+            raise ValidationError("Message text is empty", code="empty_text")
         if len(command.text) > max_text_chars:
             raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")
     return command

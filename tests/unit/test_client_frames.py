@@ -32,11 +32,21 @@ def test_a_typed_message_frame_carries_room_and_client_id():
     assert parse(frame) == SendMessage(type="message", room="dev", text="hi", client_id="c1")
 
 
+def test_a_blank_original_frame_is_ignored_but_a_blank_typed_message_is_answered():
+    """The original server ignored blank text; a v1 client gets an answer to every send."""
+    assert parse('{"text": "  "}') is None
+    with pytest.raises(ValidationError) as caught:
+        parse('{"type": "message", "room": "dev", "text": "  ", "client_id": "c1"}')
+    assert caught.value.code == "empty_text"
+
+
 def test_a_message_may_have_blank_text_only_when_it_carries_attachments():
     attachment = {"url": "u", "file_type": "image/png", "size": 1, "filename": "f.png"}
     frame = {"type": "message", "room": "dev", "text": "", "attachments": [attachment]}
     assert parse(json.dumps(frame)).attachments == [attachment]
-    assert parse(json.dumps(frame | {"attachments": []})) is None
+    with pytest.raises(ValidationError) as empty:
+        parse(json.dumps(frame | {"attachments": []}))
+    assert empty.value.code == "empty_text"
     with pytest.raises(ValidationError) as caught:
         parse(json.dumps(frame | {"attachments": attachment}))
     assert caught.value.code == "bad_field"
