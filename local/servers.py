@@ -62,8 +62,16 @@ class ManagedProcess:
 def _spawn(name: str, args: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
+        # A session of its own: a terminal's Ctrl-C reaches only the stack,
+        # which then stops its children in order (fan-out and drain before
+        # the servers they use), instead of every process at once.
         return subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
 
 
