@@ -4,7 +4,6 @@ container or fan-out replica decides, every other one enforces."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 
@@ -14,33 +13,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from aurora.settings import Settings
-from fanout.server import FanoutServer
 from local.runtime import LocalFunction
 from local.servers import free_port
 from local.template import functions
 from tests.auth_events import call, event
 from tests.conftest import ROOT
+from tests.integration.fanout_support import receive_json, replica
 
 ALICE = {"username": "alice", "password": "securepass123"}
-
-
-@contextlib.asynccontextmanager
-async def replica(settings: Settings):
-    """One fan-out replica on an ephemeral port; yields its ws:// URL and server."""
-    server = FanoutServer(dataclasses.replace(settings, fanout_host="127.0.0.1", fanout_port=0))
-    loop = asyncio.get_running_loop()
-    stop, ready = loop.create_future(), loop.create_future()
-    task = asyncio.create_task(server.run(stop, ready))
-    port = await asyncio.wait_for(ready, 10)
-    try:
-        yield f"ws://127.0.0.1:{port}", server
-    finally:
-        stop.set_result(None)
-        await asyncio.wait_for(task, 10)
-
-
-async def receive_json(ws, timeout: float = 5.0) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 def auth_container() -> LocalFunction:
