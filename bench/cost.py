@@ -6,8 +6,9 @@
 Every price is a list price for us-east-1, on-demand, without free tiers or
 savings plans, with the page it was read from and the date of that page. The
 official AWS pricing pages render their tables client-side, so the stored
-copies we could search did not show the figures; the sources below are
-third-party pages that quote them. Check them against the AWS pricing pages
+copies we could search did not show the figures; apart from the HTTP API
+price (found in an AWS whitepaper) the sources below are third-party pages
+that quote them. Check them against the AWS pricing pages
 for your region before you budget. Redis (ElastiCache) and MongoDB (Atlas or
 DocumentDB) are sized by you: pass their monthly price; they are not guessed.
 
@@ -42,9 +43,11 @@ PRICES = {
     # the same arm64 rate is in artillery's lib/platform/aws-lambda/prices.js.
     "lambda_per_request": 0.20 / 1e6,
     "lambda_arm64_per_gb_second": 0.0000133334,
-    # API Gateway HTTP API, first 300 M requests a month. Sources:
-    # apigatewaycost.com/aws and amnic.com/blogs/aws-api-gateway-pricing (2026),
-    # quoting aws.amazon.com/api-gateway/pricing.
+    # API Gateway HTTP API, first 300 M requests a month ($0.90 after). Source: AWS's
+    # own docs, "Best Practices for Designing Amazon API Gateway Private APIs and
+    # Private Integration", Cost optimization, Table 4 (us-east-1), read 2026-11-25 at
+    # docs.aws.amazon.com/whitepapers/latest/best-practices-api-gateway-private-apis-integration/
+    # cost-optimization.html; also apigatewaycost.com/aws (2026).
     "http_api_per_request": 1.00 / 1e6,
     # Data transfer out to the internet, first tiers. Source: apigatewaycost.com/aws (2026).
     "transfer_out_per_gb": 0.09,
