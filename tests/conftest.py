@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from aurora.settings import Settings
+from local.runtime import LocalFunction
 from local.servers import ManagedProcess, start_mongo, start_redis
+from local.template import functions
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -104,3 +106,31 @@ def pytest_report_header(config) -> list[str]:
         f"chromium: {shutil.which('chromium') or 'not installed'}",
         f"CI: {os.environ.get('CI', 'no')}",
     ]
+
+
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def dummy_aws(monkeypatch) -> Iterator[None]:
+    """Dummy AWS credentials (never real ones), no endpoint override, and
+    Powertools' parameter caches empty before and after."""
+    from aws_lambda_powertools.utilities import parameters
+
+    for name, value in DUMMY_AWS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    parameters.clear_caches()
+    yield
+    parameters.clear_caches()
+
+
+def template_function(name: str, *, concurrency: int = 4) -> LocalFunction:
+    """A function of template.yaml, invoked the way the local emulator does."""
+    (found,) = [f for f in functions(ROOT / "template.yaml") if f.name == name]
+    return LocalFunction(found, concurrency=concurrency)

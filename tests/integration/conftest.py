@@ -11,7 +11,9 @@ from moto.server import ThreadedMotoServer
 from aurora import attachments
 from aurora.settings import Settings
 from local.buckets import ensure_bucket
+from local.runtime import LocalFunction
 from local.servers import free_port
+from tests.conftest import template_function
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +45,11 @@ def s3(s3_endpoint: str, monkeypatch, settings: Settings):
     attachments.s3_client.cache_clear()
     yield attachments.s3_client(s3_endpoint, "us-east-1")
     attachments.s3_client.cache_clear()
+
+
+@pytest.fixture
+def auth(app_env: Settings) -> Iterator[LocalFunction]:
+    """The auth function, loaded as the emulator loads it, with the test's settings."""
+    fn = template_function("AuthFunction", concurrency=1)
+    yield fn
+    fn.close()

@@ -7,32 +7,21 @@ import asyncio
 import dataclasses
 import json
 
-import pytest
 import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from aurora.settings import Settings
 from local.runtime import LocalFunction
 from local.servers import free_port
-from local.template import functions
 from tests.auth_events import call, event
-from tests.conftest import ROOT
+from tests.conftest import template_function
 from tests.integration.fanout_support import receive_json, replica
 
 ALICE = {"username": "alice", "password": "securepass123"}
 
 
 def auth_container() -> LocalFunction:
-    (auth_function,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
-    return LocalFunction(auth_function, concurrency=1)
-
-
-@pytest.fixture
-def auth(app_env: Settings):
-    fn = auth_container()
-    yield fn
-    fn.close()
+    return template_function("AuthFunction", concurrency=1)
 
 
 async def invoke(fn: LocalFunction, name: str, **kwargs) -> tuple[int, dict]:

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from aurora.settings import Settings
 from aurora.tokens import verify_token
 from local.runtime import LocalFunction
-from local.template import functions
 from tests.conftest import ROOT
 
 EVENTS = ROOT / "events"
-
-
-@pytest.fixture
-def auth(app_env: Settings):
-    (auth_function,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
-    fn = LocalFunction(auth_function)
-    yield fn
-    fn.close()
 
 
 def sample(name: str, body: object | None = None, raw: str | None = None) -> dict:

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from aurora.settings import Settings
 from local.runtime import LocalFunction
-from local.template import functions
 from tests.auth_events import event
-from tests.conftest import ROOT
+from tests.conftest import template_function
 
 # Each route with the fields its body has.
 ROUTES = {
@@ -60,8 +59,7 @@ tokens = st.one_of(
 
 @pytest.fixture(scope="module")
 def auth(tmp_path_factory):
-    (auth_function,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
-    fn = LocalFunction(auth_function, concurrency=1)
+    fn = template_function("AuthFunction", concurrency=1)
     yield fn
     fn.close()
 

@@ -11,21 +11,10 @@ from collections.abc import Iterator
 import jwt
 import pytest
 
-from aurora.settings import Settings, get_settings
-from local.runtime import LocalFunction
-from local.template import functions
+from aurora.settings import get_settings
 from tests.auth_events import FORMATS, call, event
-from tests.conftest import ROOT
 
 ALICE = {"username": "alice", "password": "securepass123"}
-
-
-@pytest.fixture
-def auth(app_env: Settings):
-    (auth_function,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
-    fn = LocalFunction(auth_function)
-    yield fn
-    fn.close()
 
 
 @pytest.fixture(params=FORMATS)

@@ -18,24 +18,12 @@ OLD, NEW = "old-cloud-secret-" + "a" * 32, "new-cloud-secret-" + "b" * 32
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    from aws_lambda_powertools.utilities import parameters
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    parameters.clear_caches()
+def aws(dummy_aws):
     with mock_aws():
         yield (
             boto3.client("ssm", region_name="us-east-1"),
             boto3.client("secretsmanager", region_name="us-east-1"),
         )
-    parameters.clear_caches()
 
 
 def unique(prefix: str) -> str:

@@ -22,22 +22,12 @@ from aurora.sessions import REVOCATIONS_CHANNEL, revocation_notice
 from aurora.settings import Settings, get_settings
 from aurora.tokens import REVOKED_KEY, SESSION_KEY, Claims, find_revoked_async, verify_token
 from local.runtime import LocalFunction
-from local.template import functions
 from tests.auth_events import call, event
-from tests.conftest import ROOT
 from tests.integration.fanout_support import receive_json, replica, send_json, settle, token_for
 
 ALICE = {"username": "alice", "password": "securepass123"}
 BOB = {"username": "bob", "password": "bobs-secure-pass"}
 REVOKED = (4001, "token revoked")
-
-
-@pytest.fixture
-def auth(app_env: Settings):
-    (auth_function,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
-    fn = LocalFunction(auth_function, concurrency=1)
-    yield fn
-    fn.close()
 
 
 @pytest.fixture

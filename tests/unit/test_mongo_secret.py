@@ -12,20 +12,9 @@ from aurora.mongo_secret import resolve_mongo_url
 
 
 @pytest.fixture
-def secretsmanager(monkeypatch):
-    from aws_lambda_powertools.utilities import parameters
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    parameters.clear_caches()
+def secretsmanager(dummy_aws):
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
-    parameters.clear_caches()
 
 
 def test_the_secret_id_is_replaced_by_the_uri_it_names(secretsmanager):
