@@ -165,12 +165,17 @@ class Hub:
                 while True:
                     await self._forward(await self._pubsub.get_message(timeout=1.0))
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                self._connected.clear()
                 log.warning("redis subscriber lost its connection; reconnecting",
                             extra={"error": str(exc), "retry_in_s": backoff})  # fmt: skip
-                await self._drop_pubsub()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            except Exception:
+                # A bug or an unexpected message must not end fan-out for this
+                # replica: restart the subscriber; the reconnect replays the gap.
+                log.exception("redis subscriber failed; restarting it",
+                              extra={"retry_in_s": backoff})  # fmt: skip
+            self._connected.clear()
+            await self._drop_pubsub()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     async def _forward(self, message: dict | None) -> None:
         """Deliver `message` and whatever else has already arrived, grouped by

@@ -1,0 +1,40 @@
+"""A replica's subscriber survives what it did not expect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import redis
+from websockets.asyncio.client import connect
+
+from aurora.sessions import REVOCATIONS_CHANNEL
+from tests.integration.fanout_support import receive_json, replica, settle, token_for
+
+
+async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_on(settings):
+    async with replica(settings) as (url, server):
+        async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
+            await settle()
+            hub = server.hub
+            handle, failures = hub._revocations.notice, []
+
+            def broken_once(data):
+                if not failures:
+                    failures.append(data)
+                    raise RuntimeError("a bug in a notice handler")
+                return handle(data)
+
+            hub._revocations.notice = broken_once
+            publisher = redis.Redis.from_url(settings.redis_url)
+            publisher.publish(REVOCATIONS_CHANNEL, json.dumps({"user_id": "nobody"}))
+            publisher.close()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while not failures and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            assert failures, "the notice never reached the handler"
+            await asyncio.wait_for(hub._connected.wait(), 5)  # the subscriber is back
+
+            await alice.send(json.dumps({"text": "still delivered"}))
+            assert (await receive_json(alice))["text"] == "still delivered"
