@@ -96,9 +96,12 @@ class Hub:
         self._forget_pending(room, connection)
         if connection.protocol.state is not State.OPEN:
             return
-        if missed.newest is not None:
-            # The replica's own resume point for this room, should Redis go away.
-            self._last_id.setdefault(room, parse_id(missed.newest))
+        # The replica's own resume point for this room, should the subscriber
+        # drop: the newest id in the window, or (0, 0) when the window is empty
+        # (then everything it later holds is newer than what anyone here saw).
+        self._last_id.setdefault(
+            room, parse_id(missed.newest) if missed.newest is not None else (0, 0)
+        )
         frames = missed.frames
         if announce:
             self._write(

@@ -38,3 +38,30 @@ async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_o
 
             await alice.send(json.dumps({"text": "still delivered"}))
             assert (await receive_json(alice))["text"] == "still delivered"
+
+
+async def test_a_message_published_while_the_subscriber_is_down_is_replayed(settings):
+    """Even in a room where nothing had been said yet."""
+    async with replica(settings) as (url, server):
+        async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
+            await settle()
+            hub = server.hub
+            gate = asyncio.Event()
+            reconnect = hub._connect
+
+            async def held_reconnect():
+                await gate.wait()
+                await reconnect()
+
+            hub._connect = held_reconnect
+            await hub._pubsub.connection.disconnect()  # the subscriber loses Redis
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while hub._connected.is_set() and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            assert not hub._connected.is_set(), "the subscriber did not notice"
+
+            await alice.send(json.dumps({"text": "said while nobody listened"}))
+            await asyncio.sleep(0.3)  # stored and published to no subscriber of ours
+            gate.set()
+            assert (await receive_json(alice))["text"] == "said while nobody listened"
