@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -264,62 +265,76 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 # -- the two benchmarks ------------------------------------------------------------
 
 
-def throughput(args) -> None:
-    ctx = mp.get_context("spawn")
+@contextlib.contextmanager
+def replica_under_test():
+    """Redis pinned to the load core and one fan-out replica (pinned by
+    start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp))
         subprocess.run(["taskset", "-p", "-c", str(LOAD_CORE), str(redis.pid)],
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
-        server = start_server(redis.url, port, open(Path(tmp) / "fanout.log", "wb"))  # noqa: SIM115
-        url = f"ws://127.0.0.1:{port}"
-        try:
-            rss_idle = rss_bytes(server.pid)
-            stop, results = ctx.Event(), ctx.Queue()
-            per = -(-args.clients // args.processes)
-            readies, procs = [], []
-            for i in range(args.processes):
-                count = min(per, args.clients - i * per)
-                ready = ctx.Event()
-                proc = ctx.Process(
-                    target=receivers, args=(url, i * per, count, ready, stop, results)
-                )
-                proc.start()
-                readies.append(ready)
-                procs.append(proc)
-            for ready in readies:
-                if not ready.wait(120):
-                    raise SystemExit("load generators did not connect (see their errors above)")
-            rss_connected = rss_bytes(server.pid)
-            sent_q = ctx.Queue()
-            send_proc = ctx.Process(target=sender, args=(url, args.rate, args.seconds, sent_q))
-            send_proc.start()
-            time.sleep(args.warmup)
-            cpu0, out0, t0 = (
-                cpu_seconds(server.pid),
-                metric(port, "aurora_fanout_messages_out_total"),
-                time.monotonic(),
-            )
-            time.sleep(args.seconds - args.warmup - 1)
-            cpu1, out1, t1 = (
-                cpu_seconds(server.pid),
-                metric(port, "aurora_fanout_messages_out_total"),
-                time.monotonic(),
-            )
-            sent = sent_q.get(timeout=60)
-            send_proc.join()
-            stop.set()
-            received, latencies = 0, []
-            for _ in procs:
-                got, lat = results.get(timeout=120)
-                received += got
-                latencies += lat
-            for proc in procs:
-                proc.join()
-        finally:
-            server.terminate()
-            server.wait(15)
-            redis.stop()
+        with open(Path(tmp) / "fanout.log", "wb") as log:
+            server = start_server(redis.url, port, log)
+            try:
+                yield server, port, f"ws://127.0.0.1:{port}"
+            finally:
+                server.terminate()
+                server.wait(15)
+                redis.stop()
+
+
+def start_load(ctx, target, total: int, processes: int, extra: tuple, timeout: float) -> list:
+    """`processes` load-generator processes sharing `total` clients; returns
+    them once every one has connected its share."""
+    per = -(-total // processes)
+    readies, procs = [], []
+    for i in range(processes):
+        ready = ctx.Event()
+        count = min(per, total - i * per)
+        proc = ctx.Process(target=target, args=(extra[0], i * per, count, ready, *extra[1:]))
+        proc.start()
+        readies.append(ready)
+        procs.append(proc)
+    for ready in readies:
+        if not ready.wait(timeout):
+            raise SystemExit("load generators did not connect (see their errors above)")
+    return procs
+
+
+def throughput(args) -> None:
+    ctx = mp.get_context("spawn")
+    with replica_under_test() as (server, port, url):
+        rss_idle = rss_bytes(server.pid)
+        stop, results = ctx.Event(), ctx.Queue()
+        procs = start_load(ctx, receivers, args.clients, args.processes,
+                           (url, stop, results), timeout=120)  # fmt: skip
+        rss_connected = rss_bytes(server.pid)
+        sent_q = ctx.Queue()
+        send_proc = ctx.Process(target=sender, args=(url, args.rate, args.seconds, sent_q))
+        send_proc.start()
+        time.sleep(args.warmup)
+        cpu0, out0, t0 = (
+            cpu_seconds(server.pid),
+            metric(port, "aurora_fanout_messages_out_total"),
+            time.monotonic(),
+        )
+        time.sleep(args.seconds - args.warmup - 1)
+        cpu1, out1, t1 = (
+            cpu_seconds(server.pid),
+            metric(port, "aurora_fanout_messages_out_total"),
+            time.monotonic(),
+        )
+        sent = sent_q.get(timeout=60)
+        send_proc.join()
+        stop.set()
+        received, latencies = 0, []
+        for _ in procs:
+            got, lat = results.get(timeout=120)
+            received += got
+            latencies += lat
+        for proc in procs:
+            proc.join()
     deliveries = out1 - out0
     latencies.sort()
     expected = sent * args.clients
@@ -340,41 +355,20 @@ def throughput(args) -> None:
 
 def hold(args) -> None:
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_redis(Path(tmp))
-        subprocess.run(["taskset", "-p", "-c", str(LOAD_CORE), str(redis.pid)],
-                       check=True, capture_output=True)  # fmt: skip
-        port = free_port()
-        server = start_server(redis.url, port, open(Path(tmp) / "fanout.log", "wb"))  # noqa: SIM115
-        url = f"ws://127.0.0.1:{port}"
-        try:
-            time.sleep(0.5)
-            rss_idle = rss_bytes(server.pid)
-            stop = ctx.Event()
-            per = -(-args.connections // args.processes)
-            readies, procs = [], []
-            started = time.monotonic()
-            for i in range(args.processes):
-                count = min(per, args.connections - i * per)
-                ready = ctx.Event()
-                proc = ctx.Process(target=holders, args=(url, i * per, count, ready, stop))
-                proc.start()
-                readies.append(ready)
-                procs.append(proc)
-            for ready in readies:
-                if not ready.wait(300):
-                    raise SystemExit("load generators did not connect (see their errors above)")
-            took = time.monotonic() - started
-            time.sleep(args.hold)
-            open_now = metric(port, "aurora_fanout_connections")
-            rss_full = rss_bytes(server.pid)
-            stop.set()
-            for proc in procs:
-                proc.join(60)
-        finally:
-            server.terminate()
-            server.wait(15)
-            redis.stop()
+    with replica_under_test() as (server, port, url):
+        time.sleep(0.5)
+        rss_idle = rss_bytes(server.pid)
+        stop = ctx.Event()
+        started = time.monotonic()
+        procs = start_load(ctx, holders, args.connections, args.processes,
+                           (url, stop), timeout=300)  # fmt: skip
+        took = time.monotonic() - started
+        time.sleep(args.hold)
+        open_now = metric(port, "aurora_fanout_connections")
+        rss_full = rss_bytes(server.pid)
+        stop.set()
+        for proc in procs:
+            proc.join(60)
     print(f"connections requested={args.connections} open={open_now:.0f} "
           f"(opened in {took:.1f} s, held {args.hold} s)")  # fmt: skip
     print(f"server RSS idle={rss_idle / 2**20:.1f} MiB with connections={rss_full / 2**20:.1f} MiB")
