@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 from moto.server import ThreadedMotoServer
 
 from aurora import attachments
@@ -53,3 +54,11 @@ def auth(app_env: Settings) -> Iterator[LocalFunction]:
     fn = template_function("AuthFunction", concurrency=1)
     yield fn
     fn.close()
+
+
+@pytest.fixture
+def r(settings: Settings) -> Iterator[redis.Redis]:
+    """A plain Redis client on the test's database, replies decoded."""
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import redis
 
 from aurora import deadletters, messages
 from aurora.backends import database
@@ -15,13 +14,6 @@ from aurora.drain import Drain, ensure_group
 from aurora.settings import Settings
 from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-def r(settings: Settings):
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -24,13 +24,6 @@ def always() -> bool:
 
 
 @pytest.fixture
-def r(settings: Settings):
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def db(settings: Settings):
     return database(settings)
 
