@@ -82,10 +82,7 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
     client always gets an answer to a send)."""
     if isinstance(raw, bytes):
         raise ValidationError("Binary frames are not supported", code="unsupported_frame")
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise ValidationError("Frame is not valid JSON", code="bad_json") from None
+    frame = _load(raw)
     if not isinstance(frame, dict):
         raise ValidationError("Frame must be a JSON object", code="bad_frame")
     original = "type" not in frame
@@ -103,6 +100,33 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
         if len(command.text) > max_text_chars:
             raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")
     return command
+
+
+def _load(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ValidationError("Frame is not valid JSON", code="bad_json") from None
+    except RecursionError:  # e.g. 16 KiB of "[": the decoder recurses once per level
+        raise ValidationError("Frame nests too deeply", code="bad_json") from None
+
+
+def claimed_client_id(raw: str | bytes) -> str | None:
+    """The `client_id` of a message frame that failed to parse or to send, if
+    it names one validly, so the refusal can say which send it answers."""
+    try:
+        frame = _load(raw)
+    except ValidationError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type", "message") != "message":
+        return None
+    try:
+        return _CLIENT_ID.validate_python(frame.get("client_id"))
+    except PydanticValidationError:
+        return None
+
+
+_CLIENT_ID: TypeAdapter[ClientId] = TypeAdapter(ClientId, config=ConfigDict(strict=True))
 
 
 def _explain(exc: PydanticValidationError) -> ValidationError:
@@ -141,12 +165,15 @@ def ack_frame(client_id: str, message_id: str, *, duplicate: bool = False) -> st
     return _dump({"type": "ack", "client_id": client_id, "id": message_id, "duplicate": duplicate})
 
 
-def error_frame(code: str, message: str) -> str:
-    return _dump({"type": "error", "code": code, "message": message})
+def error_frame(code: str, message: str, *, client_id: str | None = None) -> str:
+    """`client_id` when the error answers a `message` frame that had one."""
+    frame = {"type": "error", "code": code, "message": message}
+    return _dump(frame if client_id is None else frame | {"client_id": client_id})
 
 
-def rate_limited_frame(retry_after_ms: int) -> str:
-    return _dump({"type": "rate_limited", "retry_after_ms": retry_after_ms})
+def rate_limited_frame(retry_after_ms: int, *, client_id: str | None = None) -> str:
+    frame = {"type": "rate_limited", "retry_after_ms": retry_after_ms}
+    return _dump(frame if client_id is None else frame | {"client_id": client_id})
 
 
 def typing_frame(room: str, user: str, user_id: str, typing: bool) -> str:

@@ -69,7 +69,7 @@ class RevocationWatch:
             user_id = json.loads(data)["user_id"]
             if not isinstance(user_id, str):
                 raise TypeError(user_id)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("malformed revocation notice ignored", extra={"notice": repr(data)[:200]})
             return
         if user_id in self._by_user:

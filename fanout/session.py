@@ -152,15 +152,17 @@ class Session:
         import redis
 
         settings = self.server.settings
+        command = None
         try:
             command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
             if command is None:
                 return None
             return await self._dispatch(command)
         except AuroraError as exc:
-            return p.error_frame(exc.code, exc.message)
+            return p.error_frame(exc.code, exc.message, client_id=_answering(command, raw))
         except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
-            return p.error_frame("unavailable", "Not done: Redis is unreachable, retry")
+            return p.error_frame("unavailable", "Not done: Redis is unreachable, retry",
+                                 client_id=_answering(command, raw))  # fmt: skip
 
     async def _dispatch(self, command: p.ClientFrame) -> str | None:
         server, connection = self.server, self.connection
@@ -199,7 +201,9 @@ class Session:
     async def _send(self, command: p.SendMessage) -> str | None:
         server = self.server
         if not server.hub.is_member(self.connection, command.room):
-            return p.error_frame("not_joined", f"Join {command.room!r} first")
+            return p.error_frame(
+                "not_joined", f"Join {command.room!r} first", client_id=command.client_id
+            )
         # Before the script: a refused attachment (or S3 out of reach) raises
         # an AuroraError, answered with an `error` frame; nothing is stored.
         attachments = await server.attachments.verify(command.attachments, self.claims.user_id)
@@ -223,10 +227,12 @@ class Session:
                 return p.ack_frame(command.client_id, message_id, duplicate=True)
             case RateLimited(retry_after_ms=retry):
                 server.metrics.rate_limited.inc()
-                return p.rate_limited_frame(retry)
+                return p.rate_limited_frame(retry, client_id=command.client_id)
             case Backpressure():
                 return p.error_frame(
-                    "backpressure", "Not sent: message storage is behind, retry later"
+                    "backpressure",
+                    "Not sent: message storage is behind, retry later",
+                    client_id=command.client_id,
                 )
         return None
 
@@ -244,3 +250,11 @@ class Session:
         self.claims = claims
         self._schedule_expiry()
         return p.ready_frame(claims.username, claims.user_id)
+
+
+def _answering(command: p.ClientFrame | None, raw: str | bytes) -> str | None:
+    """The `client_id` a refusal answers: the send's own, or, for a frame that
+    did not parse, whatever valid one it claims (so the client knows which)."""
+    if command is None:
+        return p.claimed_client_id(raw)
+    return command.client_id if isinstance(command, p.SendMessage) else None

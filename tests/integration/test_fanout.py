@@ -92,7 +92,9 @@ async def test_a_token_signed_with_another_secret_is_refused(settings):
 
 
 async def test_bad_frames_get_error_frames_and_the_connection_keeps_working(settings):
-    bad = ["{nope", "[]", '{"text": 12}', '{"text": {"$gt": ""}}', '{"type": "x"}', b"\x00\x01"]
+    nested = '{"text": ' + "[" * 5000 + "]" * 5000 + "}"  # deeper than Python's recursion limit
+    bad = ["{nope", "[]", '{"text": 12}', '{"text": {"$gt": ""}}', '{"type": "x"}', b"\x00\x01",
+           nested]  # fmt: skip
     async with replica(settings) as (url, _):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
             await settle()
@@ -105,7 +107,7 @@ async def test_bad_frames_get_error_frames_and_the_connection_keeps_working(sett
             await alice.send(json.dumps({"text": "<script>alert(1)</script>"}))
             echoed = await receive_json(alice)
     assert codes == ["bad_json", "bad_frame", "bad_field", "bad_field", "unknown_type",
-                     "unsupported_frame"]  # fmt: skip
+                     "unsupported_frame", "bad_json"]  # fmt: skip
     assert echoed["text"] == "<script>alert(1)</script>"  # stored and sent as text, as is
 
 

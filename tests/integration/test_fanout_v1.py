@@ -223,11 +223,14 @@ async def test_sends_over_the_backlog_bound_get_backpressure_and_are_not_stored(
         await join(alice, "dev")
         replies = []
         for i in range(3):
-            await send_json(alice, {"type": "message", "room": "dev", "text": f"m{i}"})
+            await send_json(alice, {"type": "message", "room": "dev", "text": f"m{i}",
+                                    "client_id": f"c{i}"})  # fmt: skip
             replies.append(await receive_json(alice))
+            if i < 2:
+                replies.append(await receive_json(alice))  # the broadcast and the ack
         await alice.close()
-    assert [f.get("text") for f in replies[:2]] == ["m0", "m1"]
-    assert replies[2]["type"] == "error" and replies[2]["code"] == "backpressure"
+    assert sorted(f["type"] for f in replies[:4]) == ["ack", "ack", "message", "message"]
+    assert replies[4] == replies[4] | {"type": "error", "code": "backpressure", "client_id": "c2"}
     r = redis.Redis.from_url(settings.redis_url)
     assert r.xlen(STREAM_KEY) == 2
     r.close()
@@ -344,6 +347,42 @@ async def test_a_live_connection_keeps_its_slot_beyond_one_lease(settings):
         await send_json(late, {"type": "auth", "token": token_for(capped, "alice")})
         assert await closed_with(late) == 4029
         await held.close()
+
+
+async def test_every_refusal_of_a_send_names_its_client_id(settings):
+    """So a client with several sends in flight knows which one was refused."""
+    limited = dataclasses.replace(settings, rate_limit_messages=1)
+    async with replica(limited) as (url, _):
+        alice = await v1(url, limited, "alice")
+        await send_json(alice, {"type": "message", "room": "dev", "text": "hi", "client_id": "a"})
+        not_joined = await receive_json(alice)
+        await join(alice, "dev")
+        refusals = [not_joined]
+        for frame in (
+            {"text": "x" * 4001, "client_id": "b"},  # refused while parsing
+            {"text": " ", "client_id": "c"},
+            {"text": "ok", "client_id": "d"},  # accepted: ack + broadcast
+            {"text": "too soon", "client_id": "e"},  # over the rate limit
+            {"text": "hi", "client_id": "f" * 65},  # no valid client_id to name
+        ):
+            await send_json(alice, {"type": "message", "room": "dev", **frame})
+            reply = await receive_json(alice)
+            if frame["client_id"] == "d":
+                assert reply["type"] in ("ack", "message")
+                await receive_json(alice)
+            else:
+                refusals.append(reply)
+        await send_json(alice, {"type": "leave", "room": 5})
+        refusals.append(await receive_json(alice))
+        await alice.close()
+    assert [(f["type"], f.get("code"), f.get("client_id")) for f in refusals] == [
+        ("error", "not_joined", "a"),
+        ("error", "too_long", "b"),
+        ("error", "empty_text", "c"),
+        ("rate_limited", None, "e"),
+        ("error", "bad_field", None),
+        ("error", "bad_room", None),
+    ]
 
 
 async def test_text_over_the_limit_gets_too_long_and_the_connection_stays(settings):

@@ -189,20 +189,26 @@ async def test_a_notice_published_while_the_subscriber_was_disconnected_is_heale
         assert (await revoked_metric(url))["sweep"] == 1.0
 
 
-async def test_a_notice_alone_closes_nothing_and_junk_notices_are_ignored(auth, notices_only):
+async def test_a_notice_alone_closes_nothing_and_junk_notices_are_ignored(
+    auth, notices_only, caplog
+):
     """Only the state in Redis revokes: a forged notice naming a user whose
-    sessions are intact, or malformed ones, leave the replica serving."""
+    sessions are intact, or malformed ones, leave the replica serving (and
+    its subscriber running: junk is not worth a reconnect)."""
     await sign_up(auth, ALICE)
     session = await login(auth, ALICE)
     user_id = verify_token(session["token"], notices_only).user_id
     async with replica(notices_only) as (url, _):
         ws = await open_socket(url, session["token"])
         with redis.Redis.from_url(notices_only.redis_url) as client:
-            for junk in ("not json", "[]", '{"user_id": 5}', "{}", b"\xff\xfe"):
+            deep = "[" * 5000 + "]" * 5000  # deeper than Python's recursion limit
+            for junk in ("not json", "[]", '{"user_id": 5}', "{}", b"\xff\xfe", deep):
                 client.publish(REVOCATIONS_CHANNEL, junk)
             client.publish(REVOCATIONS_CHANNEL, revocation_notice(user_id, "logout"))
         assert await closing(ws, within=1) is None
         assert await served(ws)
+        assert caplog.text.count("malformed revocation notice ignored") == 6
+        assert "subscriber failed" not in caplog.text
         # And a real revocation is still enforced afterwards.
         assert await invoke(auth, "logout", token=session["token"]) == (200, {"ok": True})
         assert await closing(ws, within=3) == REVOKED

@@ -94,6 +94,7 @@ def test_empty_text_is_ignored_like_the_original():
         ('{"type": "auth", "token": null}', "bad_field"),
         ('{"text": "' + "x" * 101 + '"}', "too_long"),
         (b'{"text": "binary"}', "unsupported_frame"),
+        ('{"text": ' + "[" * 5000 + "]" * 5000 + "}", "bad_json"),  # nested past the stack
     ],
 )
 def test_malformed_frames_get_a_stable_error_code(raw, code):

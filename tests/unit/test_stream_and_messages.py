@@ -103,6 +103,7 @@ def test_the_document_and_the_frame_carry_the_attachments():
         json.dumps(ATTACHMENT),
         json.dumps([{**ATTACHMENT, "$where": "1"}]),
         json.dumps([{**ATTACHMENT, "size": "32"}]),
+        "[" * 5000 + "]" * 5000,  # deeper than Python's recursion limit
     ],
 )
 def test_an_entry_whose_attachments_are_malformed_is_poison(raw):

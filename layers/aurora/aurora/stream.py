@@ -141,7 +141,7 @@ def _parse_attachments(raw: str | None) -> tuple[dict[str, Any], ...]:
         if not isinstance(items, list) or not items:
             raise ValueError("not a non-empty list")
         return tuple(Attachment.model_validate(item).model_dump() for item in items)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+    except (ValueError, RecursionError) as exc:  # pydantic's errors are ValueErrors
         raise ValidationError(
             f"Field attachments is not a list of attachments: {str(exc)[:200]}",
             code="bad_attachments",
