@@ -11,7 +11,8 @@ throughput: N clients in one room, one sender at a fixed total rate. Reports
 deliveries/s, end-to-end latency p50/p99 (send time -> receive time, same
 clock), loss, the replica's CPU time per delivered frame (utime+stime from
 /proc over the measured window / frames it wrote, from its /metrics) and RSS
-per connection. hold: N idle connections, RSS per connection.
+per connection. hold: N idle connections, RSS per connection, and how long the replica takes
+to exit on SIGTERM with all of them open (it closes each with 1012).
 """
 
 from __future__ import annotations
@@ -279,9 +280,18 @@ def replica_under_test():
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
-                server.terminate()
-                server.wait(15)
+                if server.poll() is None:
+                    stop_replica(server)
                 redis.stop()
+
+
+def stop_replica(server: subprocess.Popen) -> float:
+    """SIGTERM (the replica closes every client with 1012, then exits); the
+    seconds it took to exit."""
+    started = time.monotonic()
+    server.terminate()
+    server.wait(60)
+    return time.monotonic() - started
 
 
 def start_load(ctx, target, total: int, processes: int, extra: tuple, timeout: float) -> list:
@@ -366,6 +376,7 @@ def hold(args) -> None:
         time.sleep(args.hold)
         open_now = metric(port, "aurora_fanout_connections")
         rss_full = rss_bytes(server.pid)
+        stopped_in = stop_replica(server)  # with every connection still open
         stop.set()
         for proc in procs:
             proc.join(60)
@@ -373,6 +384,7 @@ def hold(args) -> None:
           f"(opened in {took:.1f} s, held {args.hold} s)")  # fmt: skip
     print(f"server RSS idle={rss_idle / 2**20:.1f} MiB with connections={rss_full / 2**20:.1f} MiB")
     print(f"server RSS per connection={(rss_full - rss_idle) / args.connections / 1024:.1f} KiB")
+    print(f"SIGTERM to exit with {open_now:.0f} connections open: {stopped_in:.1f} s")
 
 
 def main() -> None:

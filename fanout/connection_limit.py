@@ -44,7 +44,15 @@ return #KEYS
 """
 )
 
-_RENEW_BATCH = 500
+# KEYS: user keys. ARGV: one member per key.
+_RELEASE = """
+for i, key in ipairs(KEYS) do
+  redis.call('ZREM', key, ARGV[i])
+end
+return #KEYS
+"""
+
+_BATCH = 500  # leases per script call
 
 
 def user_key(user_id: str) -> str:
@@ -58,6 +66,7 @@ class ConnectionLimit:
         self._lease_ms = lease_seconds * 1000
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
         self.held: dict[str, str] = {}  # member -> user id, this replica's leases
 
     async def acquire(self, user_id: str, member: str) -> bool:
@@ -68,15 +77,26 @@ class ConnectionLimit:
         return bool(ok)
 
     async def release(self, user_id: str, member: str) -> None:
-        self.held.pop(member, None)
-        await self._redis.zrem(user_key(user_id), member)
+        if self.held.pop(member, None) is not None:  # not already by release_all
+            await self._redis.zrem(user_key(user_id), member)
+
+    async def release_all(self) -> None:
+        """Give back every lease this replica holds (on shutdown: the clients
+        told to reconnect elsewhere must find their slots free)."""
+        items = list(self.held.items())
+        self.held.clear()
+        await self._in_batches(self._release, items)
 
     async def renew(self) -> None:
         """Extend every lease this replica holds (call every lease/3)."""
-        items = list(self.held.items())
-        for start in range(0, len(items), _RENEW_BATCH):
-            batch = items[start : start + _RENEW_BATCH]
-            await self._renew(
+        await self._in_batches(self._renew, list(self.held.items()), self._lease_ms)
+
+    @staticmethod
+    async def _in_batches(script, items: list[tuple[str, str]], *args: object) -> None:
+        """`script` over (member, user id) pairs, a batch per round trip."""
+        for start in range(0, len(items), _BATCH):
+            batch = items[start : start + _BATCH]
+            await script(
                 keys=[user_key(user) for _, user in batch],
-                args=[self._lease_ms, *(member for member, _ in batch)],
+                args=[*args, *(member for member, _ in batch)],
             )

@@ -63,6 +63,9 @@ class Hub:
         self._pubsub: redis.asyncio.client.PubSub | None = None
         self._connected = asyncio.Event()
         self._rooms: dict[str, set[ServerConnection]] = {}
+        # The same membership by connection: leaving everything on disconnect
+        # costs the connection's rooms, not every room of the replica.
+        self._joined: dict[ServerConnection, set[str]] = {}
         # Connections joining a room: live frames wait here while their replay is read.
         self._pending: dict[str, dict[ServerConnection, list[tuple[str, str]]]] = {}
         self._last_id: dict[str, tuple[int, int]] = {}  # newest id delivered per room
@@ -71,7 +74,7 @@ class Hub:
     # -- membership ------------------------------------------------------------------
 
     def rooms_of(self, connection: ServerConnection) -> list[str]:
-        return [room for room, members in self._rooms.items() if connection in members]
+        return list(self._joined.get(connection, ()))
 
     def is_member(self, connection: ServerConnection, room: str) -> bool:
         return connection in self._rooms.get(room, ())
@@ -115,12 +118,17 @@ class Hub:
             if message_id == EPHEMERAL_ID or parse_id(message_id) > newest:
                 self._write(connection, frame)
         self._rooms.setdefault(room, set()).add(connection)
+        self._joined.setdefault(connection, set()).add(room)
 
     async def leave(self, connection: ServerConnection, room: str) -> None:
         members = self._rooms.get(room)
         if members is None or connection not in members:
             return
         members.discard(connection)
+        rooms = self._joined[connection]
+        rooms.discard(room)
+        if not rooms:
+            del self._joined[connection]
         if not members and not self._pending.get(room):
             del self._rooms[room]
             self._last_id.pop(room, None)

@@ -132,6 +132,10 @@ class FanoutServer:
         return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
     async def handle(self, connection: ServerConnection) -> None:
+        # The upgrade's headers are not read after the handshake: dropping them
+        # takes a held connection from 15.8 to ~11 KiB of RSS (bench/fanout.py hold).
+        connection.request.headers.clear()
+        connection.response.headers.clear()
         await Session(self, connection).run()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -166,8 +170,10 @@ class FanoutServer:
             keepalive = asyncio.create_task(self._keepalive(server))
             await stop
             keepalive.cancel()
-            # Stop accepting, then ask every client to reconnect elsewhere.
+            # Stop accepting, free the clients' connection slots in a few round
+            # trips (not one per client), then ask them to reconnect elsewhere.
             server.close(close_connections=False)
+            await self._release_leases()
             await asyncio.gather(
                 *(c.close(CLOSE_SERVER_RESTART, "server restart") for c in server.connections),
                 return_exceptions=True,
@@ -202,6 +208,14 @@ class FanoutServer:
                 ):
                     with contextlib.suppress(ConnectionClosed, RuntimeError):
                         waiting[connection] = await connection.ping()
+
+    async def _release_leases(self) -> None:
+        import redis
+
+        try:
+            await self.limit.release_all()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # they expire instead
+            log.warning("could not release connection leases", extra={"error": str(exc)})
 
     async def _renew_leases(self) -> None:
         import redis

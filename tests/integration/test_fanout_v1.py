@@ -349,6 +349,43 @@ async def test_a_live_connection_keeps_its_slot_beyond_one_lease(settings):
         await held.close()
 
 
+async def test_a_replica_shutting_down_frees_its_clients_slots_for_the_next_one(settings):
+    """Shutdown closes clients with 1012 so they reconnect elsewhere: there
+    the user's slots must be free at once, not after a lease period."""
+    capped = dataclasses.replace(settings, max_connections_per_user=2, connection_lease_seconds=60)
+    async with replica(capped) as (elsewhere, _):
+        async with replica(capped) as (url, _):
+            held = [await v1(url, capped, "alice") for _ in range(2)]
+            mine = [await v1(url, capped, "bob")]
+        assert [await closed_with(ws) for ws in held + mine] == [1012, 1012, 1012]
+        again = [await v1(elsewhere, capped, "alice") for _ in range(2)]
+        for ws in again:
+            await ws.close()
+
+
+async def test_a_client_that_leaves_leaves_no_trace_in_the_hub(settings):
+    async with replica(settings) as (url, server):
+        alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
+        for room in ("a", "b", "c"):
+            await join(alice, room)
+        await join(bob, "b")
+        await send_json(alice, {"type": "leave", "room": "a"})
+        assert (await receive_json(alice))["type"] == "left"
+        await alice.close()
+        await settle()
+        assert server.hub.rooms_of(server_side(server, "bob")) == ["b"]
+        assert sorted(server.hub._rooms) == ["b"] and len(server.hub._joined) == 1
+        await bob.close()
+        await settle()
+        assert not server.hub._rooms and not server.hub._joined
+
+
+def server_side(server, name: str):
+    """The replica's connection object of the one client of user `name`."""
+    (session,) = server.revocations._by_user[f"id-{name}"]
+    return session.connection
+
+
 async def test_every_refusal_of_a_send_names_its_client_id(settings):
     """So a client with several sends in flight knows which one was refused."""
     limited = dataclasses.replace(settings, rate_limit_messages=1)
