@@ -17,7 +17,8 @@ from aurora.settings import Settings
 from aurora.stream import STREAM_KEY, StreamEntry
 from aurora.tokens import issue_token, verify_token
 from local.runtime import LocalFunction
-from tests.conftest import ROOT, template_function
+from tests.auth_events import call, event
+from tests.conftest import template_function
 
 T0 = 1_700_000_000_000
 OTHER = T0 - 10**6  # ids of another room's messages (ids are unique across rooms)
@@ -44,18 +45,14 @@ def token(app_env: Settings) -> str:
 def get(fn: LocalFunction, path: str, token: str | None, **query: str) -> tuple[int, dict]:
     """One GET through the function, from the sample event of its route."""
     sample = {"/api/search": "search", "/api/rooms": "rooms"}.get(path, "messages")
-    event = json.loads((ROOT / f"events/{sample}.http-v2.json").read_text())
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["rawQueryString"] = urlencode(query)
-    event["queryStringParameters"] = query or None
+    request = event(sample, "http-v2", token=token)
+    request["rawPath"] = request["requestContext"]["http"]["path"] = path
+    request["rawQueryString"] = urlencode(query)
+    request["queryStringParameters"] = query or None
     if sample == "messages":
-        event["pathParameters"] = {"room": path.split("/")[3]}
-    if token is None:
-        del event["headers"]["authorization"]
-    else:
-        event["headers"]["authorization"] = f"Bearer {token}"
-    result = fn.invoke(event)
-    return result["statusCode"], json.loads(result["body"])
+        request["pathParameters"] = {"room": path.split("/")[3]}
+    status, body, _ = call(fn, request)
+    return status, body
 
 
 def store(
