@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic import ValidationError as PydanticValidationError
 
 from aurora.errors import ValidationError
+from aurora.rooms import ROOM_PATTERN, ROOM_RULE
 
 DEFAULT_ROOM = "general"
 SUBPROTOCOL = "aurora.v1"
@@ -23,8 +24,8 @@ CLOSE_TOO_SLOW = 4008  # the send buffer stayed over its limit
 CLOSE_TOO_MANY_CONNECTIONS = 4029  # the user's connection cap across replicas
 CLOSE_SERVER_RESTART = 1012  # reconnect, to this or another replica
 
-# Room ids also name Redis keys and channels: a safe, short alphabet.
-Room = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+# Room ids also name Redis keys and channels: the layer's one rule (aurora.rooms).
+Room = Annotated[str, StringConstraints(pattern=ROOM_PATTERN)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -138,7 +139,7 @@ def _explain(exc: PydanticValidationError) -> ValidationError:
     if kind == "missing":
         return ValidationError(f"Field {field!r} is required", code="missing_field")
     if field == "room":
-        return ValidationError("Field 'room' must be 1-64 of A-Z a-z 0-9 _ . : -", code="bad_room")
+        return ValidationError(f"Field 'room' must be {ROOM_RULE}", code="bad_room")
     return ValidationError(f"Field {field!r}: {error['msg']}", code="bad_field")
 
 

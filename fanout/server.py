@@ -78,7 +78,8 @@ class FanoutServer:
         return await authenticate_async(token, self.settings, self.redis)
 
     async def may_join(self, claims: Claims, room: str) -> bool:
-        """Membership hook for private rooms: every room is open for now."""
+        """Membership hook for private rooms: every room is open for now.
+        Its REST twin, for history and search, is `aurora.history.may_read`."""
         return True
 
     # -- the opening handshake -------------------------------------------------

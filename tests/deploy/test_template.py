@@ -42,7 +42,9 @@ def test_sam_validate_with_lint_accepts_the_template(aws_env):
 
 def test_every_function_runs_python_3_12_on_arm64_with_the_shared_layer(transformed):
     lambdas = of_type(transformed, "AWS::Lambda::Function")
-    assert set(lambdas) == {"AuthFunction", "IngestFunction", "AttachmentsFunction"}
+    assert set(lambdas) == {
+        "AuthFunction", "IngestFunction", "AttachmentsFunction", "MessagesFunction",
+    }  # fmt: skip
     (layer,) = of_type(transformed, "AWS::Lambda::LayerVersion")
     for props in (r["Properties"] for r in lambdas.values()):
         assert props["Runtime"] == "python3.12"
@@ -170,6 +172,10 @@ def test_each_function_may_do_only_what_it_needs(transformed):
     }  # fmt: skip
     assert "secretsmanager:GetSecretValue" in actions("AuthFunction") <= secret_reads
     assert actions("IngestFunction") == {"secretsmanager:GetSecretValue"}
+    # History reads MongoDB and verifies tokens: secrets only, no S3.
+    assert "secretsmanager:GetSecretValue" in actions("MessagesFunction") <= secret_reads
+    messages_reads = [r for _, r in granted["MessagesFunction"]]
+    assert any("MongoUriSecretArn" in r for r in messages_reads)
     s3 = {"s3:PutObject", "s3:GetObject"}
     assert s3 <= actions("AttachmentsFunction") <= secret_reads | s3
     # The attachments function reads only the JWT secret, and S3 only under attachments/.

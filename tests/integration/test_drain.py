@@ -394,3 +394,44 @@ def deadletters_of(settings: Settings):
     from aurora.backends import redis_client
 
     return deadletters.list_letters(redis_client(settings.redis_url))
+
+
+def test_the_drain_records_each_rooms_newest_message_and_a_redelivery_changes_nothing(r, db):
+    from aurora import rooms
+
+    older = queue(r, 3, room="a") + queue(r, 2, room="b")
+    newest_a = queue(r, 1, room="a")[0]
+    until_idle(drain(r, db))
+    expected = {
+        "a": (newest_a, int(newest_a.split("-")[0])),
+        "b": (older[-1], int(older[-1].split("-")[0])),
+    }
+    recorded = {
+        x["room"]: (x["last_id"], x["last_ts"]) for x in rooms.recent(db, 10, max_time_ms=1000)
+    }
+    assert recorded == expected
+    # A crashed run's batch, stored again (duplicates) and older than what is
+    # recorded, leaves each room's newest message in place.
+    docs = list(db[messages.COLLECTION].find({"_id": {"$in": older}}))
+    rooms.record_activity(db, docs)
+    rooms.record_activity(db, docs)
+    again = {
+        x["room"]: (x["last_id"], x["last_ts"]) for x in rooms.recent(db, 10, max_time_ms=1000)
+    }
+    assert again == expected
+    assert db[rooms.COLLECTION].count_documents({}) == 2
+
+
+def test_a_batch_a_crashed_run_stored_but_never_acknowledged_still_records_its_room(r, db):
+    """The crashed run inserted the documents and died before recording the
+    room and acknowledging: the redelivered batch is all duplicates, and the
+    room is recorded anyway."""
+    from aurora import rooms
+
+    ids = queue(r, 4, room="late")
+    crashed = [messages.document(StreamEntry.from_redis(i, f)) for i, f in r.xrange(STREAM_KEY)]
+    db[messages.COLLECTION].insert_many(crashed)
+    summary = until_idle(drain(r, db))
+    assert (summary.inserted, summary.duplicates) == (0, 4)
+    (room,) = rooms.recent(db, 10, max_time_ms=1000)
+    assert (room["room"], room["last_id"]) == ("late", ids[-1])

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aurora.errors import ValidationError
+from aurora.rooms import check_room
 from fanout.protocol import (
     Auth,
     Join,
@@ -142,3 +143,18 @@ def test_any_bytes_or_text_parse_or_fail_with_a_validation_error(raw):
         parse(raw)
     except ValidationError as exc:
         assert exc.code
+
+
+def test_a_room_id_is_valid_for_history_exactly_when_the_fanout_accepts_it():
+    for room in ["general", "a.b:c-d_e", "r" * 64, "", "r" * 65, "a b", "café", "a/b", "x\n"]:
+        try:
+            parse_client_frame(json.dumps({"type": "join", "room": room}), max_text_chars=10)
+            fanout_ok = True
+        except ValidationError:
+            fanout_ok = False
+        try:
+            check_room(room)
+            rest_ok = True
+        except ValidationError:
+            rest_ok = False
+        assert fanout_ok == rest_ok, room

@@ -32,10 +32,22 @@ def test_entries_that_are_not_schema_v1_are_poison(fields, code):
     assert caught.value.code == code
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "1-", "-1", "1-2-3", "1700000000000"])
-def test_malformed_ids_are_refused(bad):
-    with pytest.raises(ValidationError):
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "", "abc", "1-", "-1", "1-2-3", "1700000000000", "1-2\n", "\u0661-1", " 1-2", "+1-2",
+        "18446744073709551616-0", "0-18446744073709551616", "99999999999999999999-0",
+    ],
+)  # fmt: skip
+def test_ids_redis_would_not_accept_are_refused(bad):
+    with pytest.raises(ValidationError) as caught:
         parse_id(bad)
+    assert caught.value.code == "invalid_id"
+
+
+def test_the_largest_stream_id_is_accepted():
+    largest = 2**64 - 1
+    assert parse_id(f"{largest}-{largest}") == (largest, largest)
 
 
 def test_document_ids_sort_like_stream_ids_not_like_strings():
@@ -55,6 +67,9 @@ def test_the_document_keeps_the_stream_id_and_the_later_fields():
 
 def test_next_id_is_the_smallest_greater_id():
     assert next_id("5-9") == "5-10"
+    assert next_id(f"5-{2**64 - 1}") == "6-0"
+    with pytest.raises(ValidationError):
+        next_id(f"{2**64 - 1}-{2**64 - 1}")
 
 
 def test_the_frame_prefix_completes_to_valid_json_with_any_text():

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import deadletters, messages
+from aurora import deadletters, messages, rooms
 from aurora.errors import ValidationError
 from aurora.stream import GROUP, STREAM_KEY, StreamEntry, next_id, parse_id
 
@@ -233,6 +233,9 @@ class Drain:
                 poison[entry_id] = deadletters.Reason(exc.code, str(exc))
         inserted, duplicates, rejected = self._insert(docs, doc_ids)
         poison.update(rejected)
+        # Duplicates count too: they may be a crashed run's batch whose rooms
+        # were never recorded. `$max` makes doing it again harmless.
+        rooms.record_activity(self.db, (d for d in docs if d["_id"] not in rejected))
 
         # Dead letters and the ack in one transaction: a crash leaves either
         # both undone (the entries are retried) or both done.

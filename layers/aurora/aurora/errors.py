@@ -37,6 +37,12 @@ class AuthenticationError(AuroraError):
     message = "Unauthorized"
 
 
+class ForbiddenError(AuroraError):
+    code = "forbidden"
+    status = 403
+    message = "Forbidden"
+
+
 class ConflictError(AuroraError):
     code = "conflict"
     status = 409

@@ -48,6 +48,23 @@ def document(entry: StreamEntry) -> dict[str, Any]:
     }
 
 
+def frame_fields(
+    room: str,
+    user_id: str,
+    username: str,
+    text: str,
+    attachments: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The `message` frame's fields without `id` and `ts`: one definition for
+    the broadcast (`frame_prefix`) and for history pages (`from_document`)."""
+    frame: dict[str, Any] = {
+        "type": "message", "room": room, "user": username, "user_id": user_id, "text": text,
+    }  # fmt: skip
+    if attachments:
+        frame["attachments"] = [dict(a) for a in attachments]
+    return frame
+
+
 def frame_prefix(
     room: str,
     user_id: str,
@@ -62,10 +79,14 @@ def frame_prefix(
     clients read `user`, `text` and `ts`; new ones also `type`, `id`, `room`
     and, when the message carries any, `attachments`.
     """
-    frame: dict[str, Any] = {
-        "type": "message", "room": room, "user": username, "user_id": user_id, "text": text,
-    }  # fmt: skip
-    if attachments:
-        frame["attachments"] = [dict(a) for a in attachments]
+    frame = frame_fields(room, user_id, username, text, attachments)
     body = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
     return body[:-1]
+
+
+def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored message as the `message` frame clients received live."""
+    frame = frame_fields(
+        doc["room"], doc["user_id"], doc["username"], doc["text"], doc.get("attachments") or ()
+    )
+    return frame | {"id": doc["_id"], "ts": doc["ms"]}

@@ -103,6 +103,11 @@ class Settings:
     # its connections this often, so a lost pub/sub notice is enforced within
     # this bound (docs/architecture.md).
     revocation_check_seconds: int = 30
+    # History, search and rooms (the messages function). Pages hold this many
+    # messages by default and at most; each database query may run this long.
+    history_page_default: int = 50
+    history_page_max: int = 100
+    history_query_max_ms: int = 2000
 
     @property
     def is_local(self) -> bool:
@@ -209,6 +214,10 @@ class Settings:
             revocation_check_seconds=number(
                 "REVOCATION_CHECK_SECONDS", defaults.revocation_check_seconds
             ),
+            # History, search and rooms.
+            history_page_default=number("HISTORY_PAGE_DEFAULT", defaults.history_page_default),
+            history_page_max=number("HISTORY_PAGE_MAX", defaults.history_page_max),
+            history_query_max_ms=number("HISTORY_QUERY_MAX_MS", defaults.history_query_max_ms),
         )
         settings.check()
         return settings
@@ -246,6 +255,10 @@ class Settings:
         )
         if min(fanout_limits) < 1:
             raise ConfigurationError("fan-out limits and windows must be positive")
+        if not 1 <= self.history_page_default <= self.history_page_max:
+            raise ConfigurationError("HISTORY_PAGE_DEFAULT must be between 1 and HISTORY_PAGE_MAX")
+        if self.history_query_max_ms < 1:
+            raise ConfigurationError("HISTORY_QUERY_MAX_MS must be positive")
         if self.is_local:
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:

@@ -39,21 +39,28 @@ OPTIONAL_FIELDS_V1 = ("attachments",)
 # stored (the send path allows far less), so it is poison, not a retry.
 MAX_ENTRY_BYTES = 15 * 1024 * 1024
 
-_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_ID = re.compile(r"(\d{1,20})-(\d{1,20})", re.ASCII)
+# Each part of a stream id is an unsigned 64-bit integer in Redis.
+MAX_ID_PART = 2**64 - 1
 
 
 def parse_id(message_id: str) -> tuple[int, int]:
-    """(milliseconds, sequence) of a stream id; sorts the way Redis does."""
-    match = _ID.match(message_id) if isinstance(message_id, str) else None
-    if not match:
-        raise ValidationError(f"Invalid message id: {message_id!r}", code="invalid_id")
-    return int(match.group(1)), int(match.group(2))
+    """(milliseconds, sequence) of a stream id; sorts the way Redis does.
+    ValidationError `invalid_id` for anything Redis would not accept as one."""
+    match = _ID.fullmatch(message_id) if isinstance(message_id, str) else None
+    if not match or max(ms_seq := (int(match.group(1)), int(match.group(2)))) > MAX_ID_PART:
+        raise ValidationError(f"Invalid message id: {str(message_id)[:50]!r}", code="invalid_id")
+    return ms_seq
 
 
 def next_id(message_id: str) -> str:
-    """The smallest stream id greater than `message_id`."""
+    """The smallest stream id greater than `message_id` (the last id has none)."""
     ms, seq = parse_id(message_id)
-    return f"{ms}-{seq + 1}"
+    if seq < MAX_ID_PART:
+        return f"{ms}-{seq + 1}"
+    if ms < MAX_ID_PART:
+        return f"{ms + 1}-0"
+    raise ValidationError("No stream id is greater than the last one", code="invalid_id")
 
 
 @dataclass(frozen=True)
