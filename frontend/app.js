@@ -9,9 +9,10 @@
   const ROOM = "general";
   const SUBPROTOCOL = "aurora.v1";
   const SESSION_KEY = "aurora.session"; // {token, refresh_token, issued_at, expires_at}
-  const PENDING_KEY = "aurora.pending"; // [{client_id, text}] not yet acknowledged
+  const PENDING_KEY = "aurora.pending"; // [{client_id, text, attachments}] not yet acknowledged
   const MAX_MESSAGES = 500;
   const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
+  const MAX_ATTACHMENTS = 5; // per message (docs/protocol.md); types and sizes: the API says
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 15000;
   const READY_TIMEOUT_MS = 10000; // an open socket that never says `ready` is not working
@@ -41,6 +42,10 @@
     composer: $("composer"),
     input: $("message-input"),
     send: $("send"),
+    attach: $("attach"),
+    attachInput: $("attach-input"),
+    attachError: $("attach-error"),
+    staged: $("staged"),
   };
 
   const state = {
@@ -49,12 +54,15 @@
     userId: null, // from `ready`: tells our own broadcasts from others'
     conn: null, // the current connection: {ws, opened, ready, joined, inflight, ...}
     // Messages typed but not yet acknowledged, in the order they were typed:
-    // client_id -> {clientId, text, item, conn}. `conn` is the connection it was
+    // client_id -> {clientId, text, attachments, item, conn}. `conn` is the connection it was
     // last sent on; a new connection resends it with the same client_id.
     outbox: new Map(),
     // Our messages already acknowledged whose broadcast has not arrived yet:
     // client_id -> list item, so the broadcast updates it instead of adding one.
     echoes: new Map(),
+    // Files chosen for the next message, uploading or uploaded, in order:
+    // {attachment (once granted), xhr (while uploading), done, chip}.
+    staged: [],
     lastId: null, // the newest message id shown: `since` of the next join
     attempt: 0,
     authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
@@ -135,7 +143,11 @@
   }
 
   function saveOutbox() {
-    const entries = Array.from(state.outbox.values(), (m) => ({ client_id: m.clientId, text: m.text }));
+    const entries = Array.from(state.outbox.values(), (m) => ({
+      client_id: m.clientId,
+      text: m.text,
+      attachments: m.attachments,
+    }));
     writeStorage(PENDING_KEY, entries.length ? entries : null);
   }
 
@@ -340,8 +352,10 @@
     el.chatView.hidden = false;
     el.session.hidden = false;
     // Messages typed before a reload are still owed to the server.
-    for (const { client_id: clientId, text } of readStorage(PENDING_KEY) || []) {
-      if (typeof clientId === "string" && typeof text === "string") queueMessage(text, clientId);
+    for (const { client_id: clientId, text, attachments } of readStorage(PENDING_KEY) || []) {
+      if (typeof clientId === "string" && typeof text === "string") {
+        queueMessage(text, validAttachments(attachments), clientId);
+      }
     }
     state.attempt = 0;
     connect();
@@ -358,6 +372,8 @@
     writeStorage(PENDING_KEY, null);
     disconnect();
     clearMessages();
+    clearStaged();
+    showAttachError("");
     hideNotice();
     el.input.value = "";
     el.chatView.hidden = true;
@@ -629,20 +645,33 @@
 
   // -- messages ---------------------------------------------------------------
 
+  // Text, the files uploaded for it, or both. Nothing is sent while a file is
+  // still uploading: a message never goes without an attachment it was meant to carry.
   function submitMessage() {
-    const text = el.input.value;
-    if (isBlank(text)) return;
+    if (state.staged.some((file) => !file.done)) return; // Send is disabled meanwhile
+    const attachments = state.staged.map((file) => file.attachment);
+    // With attachments, blank text is allowed and sent as "".
+    const text = isBlank(el.input.value) ? "" : el.input.value;
+    if (!text && !attachments.length) return;
     const clientId = newClientId();
-    const frame = JSON.stringify({ type: "message", room: ROOM, text, client_id: clientId });
+    const frame = JSON.stringify(messageFrame(text, attachments, clientId));
     if (new TextEncoder().encode(frame).length > MAX_FRAME_BYTES) {
       showNotice("That message is too long to send.", { error: true });
       return;
     }
-    queueMessage(text, clientId);
+    queueMessage(text, attachments, clientId);
     saveOutbox();
     el.input.value = "";
+    clearStaged();
+    showAttachError("");
     el.input.focus();
     flushOutbox();
+  }
+
+  function messageFrame(text, attachments, clientId) {
+    const frame = { type: "message", room: ROOM, text, client_id: clientId };
+    if (attachments.length) frame.attachments = attachments;
+    return frame;
   }
 
   // The server ignores blank text without an answer; its idea of blank is
@@ -653,13 +682,13 @@
 
   // A message shows at once, marked as sending, and stays in the outbox until
   // its ack or broadcast arrives, across reconnects and reloads.
-  function queueMessage(text, clientId) {
-    const item = renderMessage({ user: state.session.username, text, own: true });
+  function queueMessage(text, attachments, clientId) {
+    const item = renderMessage({ user: state.session.username, text, attachments, own: true });
     item.classList.add("pending");
     item.dataset.clientId = clientId;
     setItemState(item, "Sending…");
     insertItem(item, true);
-    state.outbox.set(clientId, { clientId, text, item, conn: null });
+    state.outbox.set(clientId, { clientId, text, attachments, item, conn: null });
   }
 
   // Send, in the order typed, what has not been sent on this connection yet.
@@ -675,7 +704,7 @@
     for (const message of state.outbox.values()) {
       if (message.conn === conn) continue;
       message.conn = conn;
-      const frame = { type: "message", room: ROOM, text: message.text, client_id: message.clientId };
+      const frame = messageFrame(message.text, message.attachments, message.clientId);
       send(conn, frame, { kind: "message", clientId: message.clientId });
     }
   }
@@ -766,18 +795,22 @@
       item = settle(clientId, frame.id) || state.echoes.get(clientId) || null;
       state.echoes.delete(clientId);
     }
+    // Our own pending copy already shows (and has fetched) the attachments: keep them.
+    const shown = item && item.querySelector(".attachments");
     const fresh = renderMessage({
       user: typeof frame.user === "string" ? frame.user : "unknown",
       text: typeof frame.text === "string" ? frame.text : "",
+      attachments: shown ? [] : validAttachments(frame.attachments),
       ts: Number(frame.ts),
       own,
     });
+    if (shown) fresh.appendChild(shown);
     if (id) fresh.dataset.id = frame.id;
     if (item) item.remove();
     insertItem(fresh, own);
   }
 
-  function renderMessage({ user, text, ts, own }) {
+  function renderMessage({ user, text, attachments, ts, own }) {
     const item = document.createElement("li");
     item.className = own ? "message own" : "message";
 
@@ -803,6 +836,7 @@
     body.textContent = text;
 
     item.append(meta, body);
+    if (attachments.length) item.appendChild(renderAttachments(attachments));
     return item;
   }
 
@@ -856,6 +890,238 @@
     el.notice.textContent = "";
   }
 
+  // -- attachments --------------------------------------------------------------
+
+  // A chosen file uploads at once: the API grants a presigned POST (or refuses
+  // the file, saying why: its type or size), the browser posts the file straight
+  // to S3, and the file waits in the composer until Send.
+  function chooseFiles(files) {
+    showAttachError("");
+    for (const file of files) {
+      if (state.staged.length >= MAX_ATTACHMENTS) {
+        showAttachError(`A message carries at most ${MAX_ATTACHMENTS} files.`);
+        break;
+      }
+      stageFile(file);
+    }
+    el.attachInput.value = ""; // so the same file can be chosen again
+  }
+
+  async function stageFile(file) {
+    const staged = { attachment: null, xhr: null, done: false, chip: null };
+    staged.chip = renderChip(file, () => unstage(staged));
+    state.staged.push(staged);
+    el.staged.appendChild(staged.chip);
+    updateComposer();
+    try {
+      const grant = await request("POST", "/api/attachments", {
+        token: state.session.token,
+        body: { filename: file.name, content_type: file.type || "application/octet-stream", size: file.size },
+      });
+      if (!state.staged.includes(staged)) return; // removed meanwhile
+      staged.attachment = grant.attachment;
+      await uploadFile(grant.upload, file, staged);
+      staged.done = true;
+      staged.chip.dataset.state = "ready";
+      setChipText(staged.chip, "Ready");
+      updateComposer();
+    } catch (error) {
+      if (!state.staged.includes(staged)) return; // removed by the user: not a failure
+      unstage(staged);
+      showAttachError(`${file.name}: ${error.message}`);
+    }
+  }
+
+  // XMLHttpRequest rather than fetch: it reports upload progress.
+  function uploadFile(upload, file, staged) {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+    form.append("file", file); // last: S3 ignores the fields that follow the file
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      staged.xhr = xhr;
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) setChipProgress(staged.chip, event.loaded / event.total);
+      });
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) resolve();
+        else reject(new Error(`File storage refused the upload (HTTP ${xhr.status}).`));
+      });
+      xhr.addEventListener("error", () => reject(new Error("Cannot reach file storage. Try again.")));
+      xhr.addEventListener("abort", () => reject(new Error("Upload cancelled.")));
+      xhr.open("POST", upload.url);
+      xhr.send(form);
+    }).finally(() => {
+      staged.xhr = null;
+    });
+  }
+
+  function unstage(staged) {
+    if (staged.xhr) staged.xhr.abort();
+    state.staged = state.staged.filter((other) => other !== staged);
+    staged.chip.remove();
+    updateComposer();
+  }
+
+  function clearStaged() {
+    for (const staged of state.staged) if (staged.xhr) staged.xhr.abort();
+    state.staged = [];
+    el.staged.replaceChildren();
+    updateComposer();
+  }
+
+  // Send waits for every upload; Attach stops at the per-message limit.
+  function updateComposer() {
+    el.staged.hidden = !state.staged.length;
+    el.attach.disabled = state.staged.length >= MAX_ATTACHMENTS;
+    el.send.disabled = state.staged.some((staged) => !staged.done);
+  }
+
+  function showAttachError(message) {
+    el.attachError.textContent = message;
+  }
+
+  function renderChip(file, onRemove) {
+    const chip = document.createElement("li");
+    chip.className = "chip";
+    chip.dataset.state = "uploading";
+    const name = document.createElement("span");
+    name.className = "chip-name";
+    name.textContent = file.name;
+    const size = document.createElement("span");
+    size.className = "chip-size";
+    size.textContent = formatSize(file.size);
+    const progress = document.createElement("progress");
+    progress.max = 1;
+    progress.value = 0;
+    progress.setAttribute("aria-label", `Uploading ${file.name}`);
+    const text = document.createElement("span");
+    text.className = "chip-state";
+    text.textContent = "Uploading…";
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "chip-remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.addEventListener("click", onRemove);
+    chip.append(name, size, progress, text, remove);
+    return chip;
+  }
+
+  function setChipProgress(chip, fraction) {
+    chip.querySelector("progress").value = fraction;
+    setChipText(chip, `Uploading ${Math.round(fraction * 100)} %`);
+  }
+
+  function setChipText(chip, text) {
+    chip.querySelector(".chip-state").textContent = text;
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  }
+
+  // What a message may carry, as far as rendering needs; the server checked the rest.
+  function validAttachments(list) {
+    if (!Array.isArray(list)) return [];
+    return list.filter(
+      (a) =>
+        a &&
+        typeof a.url === "string" &&
+        typeof a.filename === "string" &&
+        typeof a.file_type === "string" &&
+        Number.isFinite(a.size),
+    );
+  }
+
+  function renderAttachments(attachments) {
+    const list = document.createElement("ul");
+    list.className = "attachments";
+    for (const attachment of attachments) {
+      const entry = document.createElement("li");
+      entry.appendChild(
+        attachment.file_type.startsWith("image/") ? renderImage(attachment) : renderFile(attachment),
+      );
+      list.appendChild(entry);
+    }
+    return list;
+  }
+
+  // An image shows inline, with its download button as the caption. Its bytes
+  // come from the private bucket on another origin: fetched, then shown from a
+  // blob: URL (the CSP allows blob: images, not the storage's origin).
+  function renderImage(attachment) {
+    const figure = document.createElement("figure");
+    figure.className = "attachment-image";
+    const image = document.createElement("img");
+    image.alt = attachment.filename;
+    const caption = document.createElement("figcaption");
+    caption.appendChild(renderFile(attachment));
+    figure.append(image, caption);
+    attachmentObjectUrl(attachment)
+      .then((src) => {
+        const release = () => URL.revokeObjectURL(src); // the decoded image stays
+        image.addEventListener("load", release, { once: true });
+        image.addEventListener("error", () => {
+          release();
+          image.remove(); // not an image after all: the download button remains
+        });
+        image.src = src;
+      })
+      .catch(() => image.remove());
+    return figure;
+  }
+
+  // Any file: a button with its name and size that downloads it.
+  function renderFile(attachment) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "attachment-file";
+    button.title = `Download ${attachment.filename}`;
+    const name = document.createElement("span");
+    name.className = "attachment-name";
+    name.textContent = attachment.filename;
+    const size = document.createElement("span");
+    size.className = "attachment-size";
+    size.textContent = formatSize(attachment.size);
+    button.append(name, size);
+    button.addEventListener("click", () => download(attachment, button));
+    return button;
+  }
+
+  async function download(attachment, button) {
+    button.disabled = true;
+    try {
+      const src = await attachmentObjectUrl(attachment);
+      const link = document.createElement("a");
+      link.href = src;
+      link.download = attachment.filename;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(src), 60000); // after the download has started
+    } catch (error) {
+      showNotice(`Could not download ${attachment.filename}: ${error.message}`, { error: true });
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // The bucket is private: a short-lived link from the API, then the bytes.
+  async function attachmentObjectUrl(attachment) {
+    if (!state.session) throw new Error("Signed out.");
+    const path = `/api/attachments/link?url=${encodeURIComponent(attachment.url)}`;
+    const { url } = await request("GET", path, { token: state.session.token });
+    let response;
+    try {
+      response = await fetch(url);
+    } catch {
+      throw new Error("Cannot reach file storage.");
+    }
+    if (!response.ok) throw new Error(`File storage answered HTTP ${response.status}.`);
+    return URL.createObjectURL(await response.blob());
+  }
+
   // -- wiring -----------------------------------------------------------------
 
   el.authForm.addEventListener("submit", (event) => {
@@ -868,6 +1134,8 @@
     submitMessage();
   });
   el.logout.addEventListener("click", () => logout());
+  el.attach.addEventListener("click", () => el.attachInput.click());
+  el.attachInput.addEventListener("change", () => chooseFiles(Array.from(el.attachInput.files)));
   window.addEventListener("online", () => {
     if (state.session && !state.conn) {
       state.attempt = 0;

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -434,3 +436,153 @@ def test_messages_over_the_rate_limit_are_sent_later_in_order(open_page) -> None
         expect(message(page, text)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
     shown = page.locator("#messages .message .text").all_text_contents()
     assert [t for t in shown if t in burst] == burst
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid PNG of red pixels, `width` by `height`."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def attach(page: Page, name: str, mime_type: str, content: bytes) -> None:
+    page.set_input_files(
+        "#attach-input", files=[{"name": name, "mimeType": mime_type, "buffer": content}]
+    )
+
+
+def attach_and_wait(page: Page, name: str, mime_type: str, content: bytes) -> None:
+    attach(page, name, mime_type, content)
+    chip = page.locator("#staged .chip").filter(has_text=name)
+    expect(chip).to_have_attribute("data-state", "ready", timeout=WAIT_MS)
+
+
+def test_an_image_one_user_attaches_shows_in_other_pages(open_page) -> None:
+    """An attached PNG is uploaded to S3 and shows as a loaded image for the
+    sender, for a reader online at the time and for one who joins later (replay)."""
+    alice, bob = open_page(), open_page()
+    alice_name = unique("alice")
+    register(alice, alice_name)
+    register(bob, unique("bob"))
+
+    name = f"{unique('dot')}.png"
+    attach_and_wait(alice, name, "image/png", png(3, 2))
+    text = f"a picture {uuid.uuid4().hex}"
+    say(alice, text)
+    expect(alice.locator("#staged .chip")).to_have_count(0)
+
+    carol = open_page()
+    register(carol, unique("carol"))  # joins after the message: gets it replayed
+    for page in (alice, bob, carol):
+        sent = message(page, text)
+        expect(sent.locator(".user")).to_have_text(alice_name, timeout=WAIT_MS)
+        image = sent.locator(".attachments img")
+        expect(image).to_have_attribute("alt", name, timeout=WAIT_MS)
+        expect(image).to_have_js_property("naturalWidth", 3, timeout=WAIT_MS)
+        expect(image).to_have_js_property("naturalHeight", 2)
+    expect(alice.locator("#messages .pending")).to_have_count(0)
+
+
+def test_a_file_that_is_not_an_image_shows_as_a_download(open_page) -> None:
+    """A PDF sent without text shows, for another user, as its name and size,
+    and clicking it downloads the same bytes."""
+    alice, bob = open_page(), open_page()
+    alice_name = unique("alice")
+    register(alice, alice_name)
+    register(bob, unique("bob"))
+
+    name = f"{unique('report')}.pdf"
+    content = b"%PDF-1.4 a tiny report\n"
+    attach_and_wait(alice, name, "application/pdf", content)
+    alice.click("#send")  # no text: the attachment alone
+
+    sent = bob.locator("#messages .message").filter(
+        has=bob.locator(".attachment-name", has_text=name)
+    )
+    expect(sent.locator(".user")).to_have_text(alice_name, timeout=WAIT_MS)
+    expect(sent.locator(".attachment-file")).to_have_text(f"{name}{len(content)} B")
+    expect(sent.locator("img")).to_have_count(0)
+    with bob.expect_download() as download:
+        sent.locator(".attachment-file").click()
+    assert download.value.suggested_filename == name
+    assert Path(download.value.path()).read_bytes() == content
+
+
+def frames_sent(page: Page) -> list[dict]:
+    """Every frame the page sends on any of its WebSockets."""
+    frames: list[dict] = []
+    page.on(
+        "websocket", lambda ws: ws.on("framesent", lambda data: frames.append(json.loads(data)))
+    )
+    return frames
+
+
+def sent_messages(frames: list[dict]) -> list[dict]:
+    return [f for f in frames if f.get("type") == "message"]
+
+
+def test_a_refused_file_shows_the_apis_error_and_sends_nothing(open_page, local_stack) -> None:
+    """A file type the API does not allow is refused with the API's own words:
+    nothing is staged, and Send then sends no message with it."""
+    page = open_page()
+    frames = frames_sent(page)
+    register(page, unique("mallory"))
+    refusal = httpx.post(
+        local_stack["api_url"] + "/api/attachments",
+        json={"filename": "tool.exe", "content_type": "application/x-msdownload", "size": 4},
+        headers={"Authorization": f"Bearer {session_token(page)}"},
+        timeout=10,
+    )
+    assert refusal.status_code == 400, refusal.text
+
+    attach(page, "tool.exe", "application/x-msdownload", b"MZ\x90\x00")
+    expect(page.locator("#attach-error")).to_have_text(
+        f"tool.exe: {refusal.json()['error']}", timeout=WAIT_MS
+    )
+    expect(page.locator("#staged .chip")).to_have_count(0)
+    page.click("#send")  # blank text, nothing staged: nothing to send
+
+    after = f"after the refusal {uuid.uuid4().hex}"
+    say(page, after)
+    expect(message(page, after)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
+    assert [(m["text"], "attachments" in m) for m in sent_messages(frames)] == [(after, False)]
+    expect(page.locator("#messages .message.own")).to_have_count(1)
+
+
+def test_nothing_is_sent_while_a_file_uploads_nor_after_it_fails(open_page, local_stack) -> None:
+    """While its file uploads a message cannot be sent; when the upload fails
+    the error says so, the file is dropped and no message has gone out."""
+    page = open_page()
+    frames = frames_sent(page)
+    register(page, unique("niaj"))
+    uploads: list = []
+    page.route(
+        re.compile("^" + re.escape(local_stack["s3_url"])), lambda route: uploads.append(route)
+    )
+
+    page.fill("#message-input", "this needs the file")
+    attach(page, "notes.txt", "text/plain", b"some notes\n")
+    wait_until(page, lambda: uploads, "the page did not upload the file")
+    expect(page.locator("#staged .chip")).to_have_attribute("data-state", "uploading")
+    expect(page.locator("#send")).to_be_disabled()
+    page.press("#message-input", "Enter")
+
+    uploads[0].abort()  # as an unreachable S3 would
+    expect(page.locator("#attach-error")).to_have_text(
+        "notes.txt: Cannot reach file storage. Try again.", timeout=WAIT_MS
+    )
+    expect(page.locator("#staged .chip")).to_have_count(0)
+    expect(page.locator("#send")).to_be_enabled()
+    expect(page.locator("#message-input")).to_have_value("this needs the file")
+    assert sent_messages(frames) == []
+    expect(page.locator("#messages .message.own")).to_have_count(0)
