@@ -8,8 +8,12 @@
 (() => {
   const ROOM = "general";
   const SUBPROTOCOL = "aurora.v1";
+  // The session is the browser's, shared by its tabs (localStorage); the outbox
+  // is one tab's (sessionStorage), so two tabs never send each other's messages.
   const SESSION_KEY = "aurora.session"; // {token, refresh_token, issued_at, expires_at}
   const PENDING_KEY = "aurora.pending"; // [{client_id, text, attachments}] not yet acknowledged
+  const STORAGE = { [SESSION_KEY]: "localStorage", [PENDING_KEY]: "sessionStorage" };
+  const REFRESH_LOCK = "aurora.refresh"; // held by the one tab (of this origin) refreshing
   const MAX_MESSAGES = 500;
   const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
   const MAX_ATTACHMENTS = 5; // per message (docs/protocol.md); types and sizes: the API says
@@ -119,7 +123,7 @@
 
   function readStorage(key) {
     try {
-      return JSON.parse(sessionStorage.getItem(key));
+      return JSON.parse(window[STORAGE[key]].getItem(key));
     } catch {
       return null; // storage disabled or garbage: start without it
     }
@@ -127,8 +131,8 @@
 
   function writeStorage(key, value) {
     try {
-      if (value === null) sessionStorage.removeItem(key);
-      else sessionStorage.setItem(key, JSON.stringify(value));
+      if (value === null) window[STORAGE[key]].removeItem(key);
+      else window[STORAGE[key]].setItem(key, JSON.stringify(value));
     } catch {
       // Storage disabled: the session lasts as long as the page.
     }
@@ -220,20 +224,33 @@
     }
   }
 
-  // One refresh at a time: the refresh token rotates, and presenting an old one
-  // ends the session (it looks stolen).
+  // One refresh at a time, in this tab and across the browser's tabs: the refresh
+  // token rotates, and presenting a rotated one ends the session (it looks stolen).
   function refreshSession() {
     if (!state.refreshing) {
-      state.refreshing = doRefresh().finally(() => {
+      const before = state.session;
+      state.refreshing = withRefreshLock(() => doRefresh(before)).finally(() => {
         state.refreshing = null;
       });
     }
     return state.refreshing;
   }
 
-  async function doRefresh() {
-    const before = state.session;
+  // Web Locks exist in secure contexts only (https, localhost, 127.0.0.1);
+  // elsewhere each tab refreshes on its own, as one tab always may.
+  function withRefreshLock(task) {
+    return navigator.locks ? navigator.locks.request(REFRESH_LOCK, task) : task();
+  }
+
+  async function doRefresh(before) {
     if (!before || !before.refreshToken) return "invalid";
+    // Under the lock storage is the truth: another tab may have rotated the
+    // refresh token while this one waited. Its new session is ours too.
+    const stored = storedSession();
+    if (stored && stored.refreshToken !== before.refreshToken) {
+      if (state.session && state.session.token !== stored.token) useToken(stored);
+      return state.session ? "ok" : "stale";
+    }
     let data;
     try {
       data = await postJSON("/api/auth/refresh", { refresh_token: before.refreshToken });
@@ -241,17 +258,35 @@
       return error.status === 400 || error.status === 401 ? "invalid" : "unavailable";
     }
     if (state.session !== before) return "stale"; // logged out meanwhile
-    adoptSession(sessionFrom(data));
-    // Extend the open connection rather than let the server close it (4001).
-    const conn = state.conn;
-    if (conn && conn.ready) send(conn, { type: "auth", token: state.session.token }, { kind: "auth" });
+    useToken(sessionFrom(data));
+    saveSession(); // before the lock is released: the next tab reads it
     return "ok";
   }
 
-  function adoptSession(session) {
+  // A new token for the session this tab is in (refreshed here or in another
+  // tab): keep it, and extend the open connection with it rather than let the
+  // server close it (4001).
+  function useToken(session) {
     state.session = session;
-    saveSession();
     scheduleRefresh();
+    const conn = state.conn;
+    if (conn && conn.ready) send(conn, { type: "auth", token: session.token }, { kind: "auth" });
+  }
+
+  // Another tab logged in, refreshed or logged out: this one follows.
+  function onSessionStored() {
+    const stored = storedSession();
+    const current = state.session;
+    if (!stored) {
+      if (current) leaveSession("You were signed out in another tab.");
+    } else if (!current) {
+      startSession(stored);
+    } else if (stored.username !== current.username) {
+      leaveSession("");
+      startSession(stored);
+    } else if (stored.token !== current.token) {
+      useToken(stored);
+    }
   }
 
   // -- REST -------------------------------------------------------------------
@@ -319,6 +354,7 @@
       const session = sessionFrom(await postJSON("/api/auth/login", creds));
       el.password.value = "";
       startSession(session);
+      saveSession(); // the browser's other tabs follow (onSessionStored)
     } catch (error) {
       showAuthError(error.message || "Something went wrong.");
     } finally {
@@ -346,7 +382,8 @@
       endSession("Your session has expired. Please log in again.");
       return;
     }
-    adoptSession(session);
+    state.session = session;
+    scheduleRefresh();
     el.whoami.textContent = session.username;
     el.authView.hidden = true;
     el.chatView.hidden = false;
@@ -362,13 +399,19 @@
     el.input.focus();
   }
 
+  // The session is over, for every tab of the browser (onSessionStored).
   function endSession(message) {
+    writeStorage(SESSION_KEY, null);
+    leaveSession(message);
+  }
+
+  // This tab leaves the session, ended here or in another tab.
+  function leaveSession(message) {
     state.session = null;
     state.userId = null;
     state.authRetried = false;
     clearTimeout(state.timers.refresh);
     clearTimeout(state.timers.hold);
-    writeStorage(SESSION_KEY, null);
     writeStorage(PENDING_KEY, null);
     disconnect();
     clearMessages();
@@ -840,6 +883,14 @@
     return item;
   }
 
+  // User data goes into the page as text, never as HTML.
+  function textElement(tag, className, text) {
+    const node = document.createElement(tag);
+    node.className = className;
+    node.textContent = text;
+    return node;
+  }
+
   function setItemState(item, text) {
     let label = item.querySelector(".delivery");
     if (!text) {
@@ -985,26 +1036,23 @@
     const chip = document.createElement("li");
     chip.className = "chip";
     chip.dataset.state = "uploading";
-    const name = document.createElement("span");
-    name.className = "chip-name";
-    name.textContent = file.name;
-    const size = document.createElement("span");
-    size.className = "chip-size";
-    size.textContent = formatSize(file.size);
     const progress = document.createElement("progress");
     progress.max = 1;
     progress.value = 0;
     progress.setAttribute("aria-label", `Uploading ${file.name}`);
-    const text = document.createElement("span");
-    text.className = "chip-state";
-    text.textContent = "Uploading…";
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "chip-remove";
     remove.textContent = "×";
     remove.setAttribute("aria-label", `Remove ${file.name}`);
     remove.addEventListener("click", onRemove);
-    chip.append(name, size, progress, text, remove);
+    chip.append(
+      textElement("span", "chip-name", file.name),
+      textElement("span", "chip-size", formatSize(file.size)),
+      progress,
+      textElement("span", "chip-state", "Uploading…"),
+      remove,
+    );
     return chip;
   }
 
@@ -1080,13 +1128,10 @@
     button.type = "button";
     button.className = "attachment-file";
     button.title = `Download ${attachment.filename}`;
-    const name = document.createElement("span");
-    name.className = "attachment-name";
-    name.textContent = attachment.filename;
-    const size = document.createElement("span");
-    size.className = "attachment-size";
-    size.textContent = formatSize(attachment.size);
-    button.append(name, size);
+    button.append(
+      textElement("span", "attachment-name", attachment.filename),
+      textElement("span", "attachment-size", formatSize(attachment.size)),
+    );
     button.addEventListener("click", () => download(attachment, button));
     return button;
   }
@@ -1134,6 +1179,9 @@
     submitMessage();
   });
   el.logout.addEventListener("click", () => logout());
+  window.addEventListener("storage", (event) => {
+    if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared
+  });
   el.attach.addEventListener("click", () => el.attachInput.click());
   el.attachInput.addEventListener("change", () => chooseFiles(Array.from(el.attachInput.files)));
   window.addEventListener("online", () => {

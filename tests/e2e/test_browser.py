@@ -60,14 +60,18 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def open_page(browser: Browser, local_stack: dict) -> Iterator[Callable[[], Page]]:
-    """Pages on the frontend, each in its own context; fails the test on page errors."""
+    """Pages on the frontend, each in its own context (a browser of its own) or
+    `beside` another page (a second tab); fails the test on page errors."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    def open_() -> Page:
-        context = browser.new_context()
-        context.set_default_timeout(WAIT_MS)
-        contexts.append(context)
+    def open_(beside: Page | None = None) -> Page:
+        if beside:
+            context = beside.context
+        else:
+            context = browser.new_context()
+            context.set_default_timeout(WAIT_MS)
+            contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(local_stack["frontend_url"])
@@ -150,11 +154,16 @@ def test_wrong_password_shows_an_error(open_page, local_stack: dict) -> None:
 
     expect(page.locator("#auth-error")).to_have_text("Invalid credentials", timeout=WAIT_MS)
     expect(page.locator("#chat-view")).to_be_hidden()
-    assert page.evaluate("sessionStorage.length") == 0
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+
+
+def stored_session(page: Page) -> dict:
+    """The session the page keeps for every tab of its browser."""
+    return page.evaluate("JSON.parse(localStorage.getItem('aurora.session'))")
 
 
 def session_token(page: Page) -> str:
-    return page.evaluate("JSON.parse(sessionStorage.getItem('aurora.session')).token")
+    return stored_session(page)["token"]
 
 
 def me(local_stack: dict, token: str) -> httpx.Response:
@@ -241,7 +250,8 @@ class Line:
         return [f["client_id"] for f in self.from_page if f.get("text") == text]
 
 
-def route_through_lines(page: Page, ws_url: str) -> tuple[list[Line], dict]:
+def route_through_lines(page: Page | BrowserContext, ws_url: str) -> tuple[list[Line], dict]:
+    """Route the WebSockets of a page, or of every page of a context (its tabs)."""
     lines: list[Line] = []
     new_lines = {"hold": False}
     page.route_web_socket(
@@ -323,16 +333,14 @@ def test_log_out_revokes_the_token(open_page, local_stack: dict) -> None:
     page = open_page()
     register(page, unique("erin"))
     token = session_token(page)
-    refresh_token = page.evaluate(
-        "JSON.parse(sessionStorage.getItem('aurora.session')).refresh_token"
-    )
+    refresh_token = stored_session(page)["refresh_token"]
     assert me(local_stack, token).status_code == 200
 
     with page.expect_response(lambda r: r.url.endswith("/api/auth/logout")) as logout:
         page.click("#logout")
     assert logout.value.status == 200
     expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
-    assert page.evaluate("sessionStorage.length") == 0
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
 
     refused = me(local_stack, token)
     assert refused.status_code == 401
@@ -365,7 +373,7 @@ def test_a_4001_close_renews_the_session_and_reconnects(open_page, local_stack: 
     page = open_page()
     lines, _ = route_through_lines(page, local_stack["ws_url"])
     register(page, unique("frank"))
-    before = page.evaluate("JSON.parse(sessionStorage.getItem('aurora.session'))")
+    before = stored_session(page)
     used = refresh_tokens_used(page)
 
     wait_for_lines(page, lines, 1).cut(4001, "token expired")
@@ -566,9 +574,14 @@ def test_nothing_is_sent_while_a_file_uploads_nor_after_it_fails(open_page, loca
     frames = frames_sent(page)
     register(page, unique("niaj"))
     uploads: list = []
-    page.route(
-        re.compile("^" + re.escape(local_stack["s3_url"])), lambda route: uploads.append(route)
-    )
+
+    def hold_uploads(route) -> None:  # downloads (replayed images) go through
+        if route.request.method == "POST":
+            uploads.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile("^" + re.escape(local_stack["s3_url"])), hold_uploads)
 
     page.fill("#message-input", "this needs the file")
     attach(page, "notes.txt", "text/plain", b"some notes\n")
@@ -586,3 +599,52 @@ def test_nothing_is_sent_while_a_file_uploads_nor_after_it_fails(open_page, loca
     expect(page.locator("#message-input")).to_have_value("this needs the file")
     assert sent_messages(frames) == []
     expect(page.locator("#messages .message.own")).to_have_count(0)
+
+
+def test_tabs_refreshing_at_once_share_the_session(open_page, local_stack: dict) -> None:
+    """Two tabs whose tokens are refused (4001) at the same moment both renew:
+    one refreshes, the other adopts its rotated session instead of presenting
+    the same refresh token again (which would end the session), and both
+    reconnect."""
+    first = open_page()
+    lines, _ = route_through_lines(first.context, local_stack["ws_url"])  # every tab's
+    used = refresh_tokens_used(first)
+    register(first, unique("judy"))
+    second = open_page(beside=first)  # signed in already: the session is the browser's
+    used += refresh_tokens_used(second)
+    expect(second.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    before = stored_session(first)
+
+    for line in (wait_for_lines(first, lines, 1), wait_for_lines(first, lines, 2)):
+        line.cut(4001, "token expired")
+    for page in (first, second):  # one after the other: a refresh waits for the other's
+        expect(page.locator("#status")).to_have_attribute(
+            "data-state", "online", timeout=2 * WAIT_MS
+        )
+    assert len(lines) == 4  # each tab reconnected once
+
+    after = stored_session(first)
+    assert stored_session(second) == after
+    assert before["refresh_token"] in used and len(used) == len(set(used))  # none twice
+    assert me(local_stack, after["token"]).status_code == 200  # the session lives on
+
+
+def test_signing_in_or_out_in_one_tab_does_so_in_every_tab(open_page, local_stack) -> None:
+    """A login in one tab signs in the browser's other tabs; Log out in any tab
+    signs them all out and closes their connections."""
+    first = open_page()
+    second = open_page(beside=first)
+    sockets: list = []
+    first.on("websocket", lambda ws: sockets.append(ws))
+    register(first, unique("kim"))
+    expect(second.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    token = session_token(second)
+
+    second.click("#logout")
+    wait_until(first, lambda: all(ws.is_closed() for ws in sockets), "first kept its socket")
+    for page in (first, second):
+        expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#status")).to_have_attribute("data-state", "offline")
+    expect(first.locator("#auth-error")).to_have_text("You were signed out in another tab.")
+    assert first.evaluate("localStorage.length") == 0
+    assert me(local_stack, token).status_code == 401
