@@ -14,6 +14,7 @@
   const PENDING_KEY = "aurora.pending"; // [{client_id, text, attachments}] not yet acknowledged
   const STORAGE = { [SESSION_KEY]: "localStorage", [PENDING_KEY]: "sessionStorage" };
   const REFRESH_LOCK = "aurora.refresh"; // held by the one tab (of this origin) refreshing
+  const ROTATED_LOCK = "aurora.rotated:"; // + a refresh token a tab has rotated (see markRotated)
   const MAX_MESSAGES = 500;
   const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
   const MAX_ATTACHMENTS = 5; // per message (docs/protocol.md); types and sizes: the API says
@@ -23,6 +24,7 @@
   const HEARTBEAT_MS = 25000; // the browser hides the server's pings: a ping of our own
   const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP does
   const RETRY_MS = 2000; // after `unavailable` / `backpressure`
+  const STORAGE_LAG_MS = 10000; // at most this long for another tab's session to reach storage
   const CLOSE = { AUTH: 4001, FORBIDDEN: 4003, TOO_SLOW: 4008, TOO_MANY: 4029 };
   // Errors after which resending the same message cannot help.
   const RETRYABLE_ERRORS = new Set(["unavailable", "backpressure", "not_joined"]);
@@ -244,10 +246,10 @@
 
   async function doRefresh(before) {
     if (!before || !before.refreshToken) return "invalid";
-    // Under the lock storage is the truth: another tab may have rotated the
-    // refresh token while this one waited. Its new session is ours too.
-    const stored = storedSession();
-    if (stored && stored.refreshToken !== before.refreshToken) {
+    // Another tab may have rotated the refresh token while this one waited for
+    // the lock: its new session is ours too.
+    const stored = await rotatedSession(before.refreshToken);
+    if (stored) {
       if (state.session && state.session.token !== stored.token) useToken(stored);
       return state.session ? "ok" : "stale";
     }
@@ -259,8 +261,40 @@
     }
     if (state.session !== before) return "stale"; // logged out meanwhile
     useToken(sessionFrom(data));
-    saveSession(); // before the lock is released: the next tab reads it
+    saveSession();
+    await markRotated(before.refreshToken); // before the refresh lock is released
     return "ok";
+  }
+
+  // Chromium hands localStorage writes to other tabs asynchronously: the next
+  // tab to get the refresh lock may still read the old session, and would
+  // present the rotated refresh token. The lock manager has no such lag, so the
+  // tab that rotates a refresh token also holds a lock named after it (until
+  // the tab closes), and a tab that sees that lock waits for storage to catch up.
+  function markRotated(refreshToken) {
+    if (!navigator.locks) return undefined;
+    return new Promise((granted) => {
+      navigator.locks.request(ROTATED_LOCK + refreshToken, () => {
+        granted();
+        return new Promise(() => {}); // held for the tab's lifetime
+      });
+    });
+  }
+
+  // The stored session, if it no longer holds `refreshToken` (another tab
+  // rotated it); null if it does, and nobody has rotated it.
+  async function rotatedSession(refreshToken) {
+    const rotated = () => {
+      const stored = storedSession();
+      return stored && stored.refreshToken !== refreshToken ? stored : null;
+    };
+    if (rotated() || !navigator.locks) return rotated();
+    const { held } = await navigator.locks.query();
+    if (!held.some((lock) => lock.name === ROTATED_LOCK + refreshToken)) return null;
+    for (let waited = 0; !rotated() && waited < STORAGE_LAG_MS; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return rotated();
   }
 
   // A new token for the session this tab is in (refreshed here or in another
