@@ -8,16 +8,23 @@
 (() => {
   const ROOM = "general";
   const SUBPROTOCOL = "aurora.v1";
+  // The session is the browser's, shared by its tabs (localStorage); the outbox
+  // is one tab's (sessionStorage), so two tabs never send each other's messages.
   const SESSION_KEY = "aurora.session"; // {token, refresh_token, issued_at, expires_at}
-  const PENDING_KEY = "aurora.pending"; // [{client_id, text}] not yet acknowledged
+  const PENDING_KEY = "aurora.pending"; // [{client_id, text, attachments}] not yet acknowledged
+  const STORAGE = { [SESSION_KEY]: "localStorage", [PENDING_KEY]: "sessionStorage" };
+  const REFRESH_LOCK = "aurora.refresh"; // held by the one tab (of this origin) refreshing
+  const ROTATED_LOCK = "aurora.rotated:"; // + a refresh token a tab has rotated (see markRotated)
   const MAX_MESSAGES = 500;
   const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
+  const MAX_ATTACHMENTS = 5; // per message (docs/protocol.md); types and sizes: the API says
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 15000;
   const READY_TIMEOUT_MS = 10000; // an open socket that never says `ready` is not working
   const HEARTBEAT_MS = 25000; // the browser hides the server's pings: a ping of our own
   const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP does
   const RETRY_MS = 2000; // after `unavailable` / `backpressure`
+  const STORAGE_LAG_MS = 10000; // at most this long for another tab's session to reach storage
   const CLOSE = { AUTH: 4001, FORBIDDEN: 4003, TOO_SLOW: 4008, TOO_MANY: 4029 };
   // Errors after which resending the same message cannot help.
   const RETRYABLE_ERRORS = new Set(["unavailable", "backpressure", "not_joined"]);
@@ -41,6 +48,10 @@
     composer: $("composer"),
     input: $("message-input"),
     send: $("send"),
+    attach: $("attach"),
+    attachInput: $("attach-input"),
+    attachError: $("attach-error"),
+    staged: $("staged"),
   };
 
   const state = {
@@ -49,12 +60,15 @@
     userId: null, // from `ready`: tells our own broadcasts from others'
     conn: null, // the current connection: {ws, opened, ready, joined, inflight, ...}
     // Messages typed but not yet acknowledged, in the order they were typed:
-    // client_id -> {clientId, text, item, conn}. `conn` is the connection it was
+    // client_id -> {clientId, text, attachments, item, conn}. `conn` is the connection it was
     // last sent on; a new connection resends it with the same client_id.
     outbox: new Map(),
     // Our messages already acknowledged whose broadcast has not arrived yet:
     // client_id -> list item, so the broadcast updates it instead of adding one.
     echoes: new Map(),
+    // Files chosen for the next message, uploading or uploaded, in order:
+    // {attachment (once granted), xhr (while uploading), done, chip}.
+    staged: [],
     lastId: null, // the newest message id shown: `since` of the next join
     attempt: 0,
     authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
@@ -111,7 +125,7 @@
 
   function readStorage(key) {
     try {
-      return JSON.parse(sessionStorage.getItem(key));
+      return JSON.parse(window[STORAGE[key]].getItem(key));
     } catch {
       return null; // storage disabled or garbage: start without it
     }
@@ -119,8 +133,8 @@
 
   function writeStorage(key, value) {
     try {
-      if (value === null) sessionStorage.removeItem(key);
-      else sessionStorage.setItem(key, JSON.stringify(value));
+      if (value === null) window[STORAGE[key]].removeItem(key);
+      else window[STORAGE[key]].setItem(key, JSON.stringify(value));
     } catch {
       // Storage disabled: the session lasts as long as the page.
     }
@@ -135,7 +149,11 @@
   }
 
   function saveOutbox() {
-    const entries = Array.from(state.outbox.values(), (m) => ({ client_id: m.clientId, text: m.text }));
+    const entries = Array.from(state.outbox.values(), (m) => ({
+      client_id: m.clientId,
+      text: m.text,
+      attachments: m.attachments,
+    }));
     writeStorage(PENDING_KEY, entries.length ? entries : null);
   }
 
@@ -208,20 +226,33 @@
     }
   }
 
-  // One refresh at a time: the refresh token rotates, and presenting an old one
-  // ends the session (it looks stolen).
+  // One refresh at a time, in this tab and across the browser's tabs: the refresh
+  // token rotates, and presenting a rotated one ends the session (it looks stolen).
   function refreshSession() {
     if (!state.refreshing) {
-      state.refreshing = doRefresh().finally(() => {
+      const before = state.session;
+      state.refreshing = withRefreshLock(() => doRefresh(before)).finally(() => {
         state.refreshing = null;
       });
     }
     return state.refreshing;
   }
 
-  async function doRefresh() {
-    const before = state.session;
+  // Web Locks exist in secure contexts only (https, localhost, 127.0.0.1);
+  // elsewhere each tab refreshes on its own, as one tab always may.
+  function withRefreshLock(task) {
+    return navigator.locks ? navigator.locks.request(REFRESH_LOCK, task) : task();
+  }
+
+  async function doRefresh(before) {
     if (!before || !before.refreshToken) return "invalid";
+    // Another tab may have rotated the refresh token while this one waited for
+    // the lock: its new session is ours too.
+    const stored = await rotatedSession(before.refreshToken);
+    if (stored) {
+      if (state.session && state.session.token !== stored.token) useToken(stored);
+      return state.session ? "ok" : "stale";
+    }
     let data;
     try {
       data = await postJSON("/api/auth/refresh", { refresh_token: before.refreshToken });
@@ -229,17 +260,67 @@
       return error.status === 400 || error.status === 401 ? "invalid" : "unavailable";
     }
     if (state.session !== before) return "stale"; // logged out meanwhile
-    adoptSession(sessionFrom(data));
-    // Extend the open connection rather than let the server close it (4001).
-    const conn = state.conn;
-    if (conn && conn.ready) send(conn, { type: "auth", token: state.session.token }, { kind: "auth" });
+    useToken(sessionFrom(data));
+    saveSession();
+    await markRotated(before.refreshToken); // before the refresh lock is released
     return "ok";
   }
 
-  function adoptSession(session) {
+  // Chromium hands localStorage writes to other tabs asynchronously: the next
+  // tab to get the refresh lock may still read the old session, and would
+  // present the rotated refresh token. The lock manager has no such lag, so the
+  // tab that rotates a refresh token also holds a lock named after it (until
+  // the tab closes), and a tab that sees that lock waits for storage to catch up.
+  function markRotated(refreshToken) {
+    if (!navigator.locks) return undefined;
+    return new Promise((granted) => {
+      navigator.locks.request(ROTATED_LOCK + refreshToken, () => {
+        granted();
+        return new Promise(() => {}); // held for the tab's lifetime
+      });
+    });
+  }
+
+  // The stored session, if it no longer holds `refreshToken` (another tab
+  // rotated it); null if it does, and nobody has rotated it.
+  async function rotatedSession(refreshToken) {
+    const rotated = () => {
+      const stored = storedSession();
+      return stored && stored.refreshToken !== refreshToken ? stored : null;
+    };
+    if (rotated() || !navigator.locks) return rotated();
+    const { held } = await navigator.locks.query();
+    if (!held.some((lock) => lock.name === ROTATED_LOCK + refreshToken)) return null;
+    for (let waited = 0; !rotated() && waited < STORAGE_LAG_MS; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return rotated();
+  }
+
+  // A new token for the session this tab is in (refreshed here or in another
+  // tab): keep it, and extend the open connection with it rather than let the
+  // server close it (4001).
+  function useToken(session) {
     state.session = session;
-    saveSession();
     scheduleRefresh();
+    const conn = state.conn;
+    if (conn && conn.ready) send(conn, { type: "auth", token: session.token }, { kind: "auth" });
+  }
+
+  // Another tab logged in, refreshed or logged out: this one follows.
+  function onSessionStored() {
+    const stored = storedSession();
+    const current = state.session;
+    if (!stored) {
+      if (current) leaveSession("You were signed out in another tab.");
+    } else if (!current) {
+      startSession(stored);
+    } else if (stored.username !== current.username) {
+      leaveSession("");
+      startSession(stored);
+    } else if (stored.token !== current.token) {
+      useToken(stored);
+    }
   }
 
   // -- REST -------------------------------------------------------------------
@@ -307,6 +388,7 @@
       const session = sessionFrom(await postJSON("/api/auth/login", creds));
       el.password.value = "";
       startSession(session);
+      saveSession(); // the browser's other tabs follow (onSessionStored)
     } catch (error) {
       showAuthError(error.message || "Something went wrong.");
     } finally {
@@ -334,30 +416,41 @@
       endSession("Your session has expired. Please log in again.");
       return;
     }
-    adoptSession(session);
+    state.session = session;
+    scheduleRefresh();
     el.whoami.textContent = session.username;
     el.authView.hidden = true;
     el.chatView.hidden = false;
     el.session.hidden = false;
     // Messages typed before a reload are still owed to the server.
-    for (const { client_id: clientId, text } of readStorage(PENDING_KEY) || []) {
-      if (typeof clientId === "string" && typeof text === "string") queueMessage(text, clientId);
+    for (const { client_id: clientId, text, attachments } of readStorage(PENDING_KEY) || []) {
+      if (typeof clientId === "string" && typeof text === "string") {
+        queueMessage(text, validAttachments(attachments), clientId);
+      }
     }
     state.attempt = 0;
     connect();
     el.input.focus();
   }
 
+  // The session is over, for every tab of the browser (onSessionStored).
   function endSession(message) {
+    writeStorage(SESSION_KEY, null);
+    leaveSession(message);
+  }
+
+  // This tab leaves the session, ended here or in another tab.
+  function leaveSession(message) {
     state.session = null;
     state.userId = null;
     state.authRetried = false;
     clearTimeout(state.timers.refresh);
     clearTimeout(state.timers.hold);
-    writeStorage(SESSION_KEY, null);
     writeStorage(PENDING_KEY, null);
     disconnect();
     clearMessages();
+    clearStaged();
+    showAttachError("");
     hideNotice();
     el.input.value = "";
     el.chatView.hidden = true;
@@ -629,20 +722,33 @@
 
   // -- messages ---------------------------------------------------------------
 
+  // Text, the files uploaded for it, or both. Nothing is sent while a file is
+  // still uploading: a message never goes without an attachment it was meant to carry.
   function submitMessage() {
-    const text = el.input.value;
-    if (isBlank(text)) return;
+    if (state.staged.some((file) => !file.done)) return; // Send is disabled meanwhile
+    const attachments = state.staged.map((file) => file.attachment);
+    // With attachments, blank text is allowed and sent as "".
+    const text = isBlank(el.input.value) ? "" : el.input.value;
+    if (!text && !attachments.length) return;
     const clientId = newClientId();
-    const frame = JSON.stringify({ type: "message", room: ROOM, text, client_id: clientId });
+    const frame = JSON.stringify(messageFrame(text, attachments, clientId));
     if (new TextEncoder().encode(frame).length > MAX_FRAME_BYTES) {
       showNotice("That message is too long to send.", { error: true });
       return;
     }
-    queueMessage(text, clientId);
+    queueMessage(text, attachments, clientId);
     saveOutbox();
     el.input.value = "";
+    clearStaged();
+    showAttachError("");
     el.input.focus();
     flushOutbox();
+  }
+
+  function messageFrame(text, attachments, clientId) {
+    const frame = { type: "message", room: ROOM, text, client_id: clientId };
+    if (attachments.length) frame.attachments = attachments;
+    return frame;
   }
 
   // The server ignores blank text without an answer; its idea of blank is
@@ -653,13 +759,13 @@
 
   // A message shows at once, marked as sending, and stays in the outbox until
   // its ack or broadcast arrives, across reconnects and reloads.
-  function queueMessage(text, clientId) {
-    const item = renderMessage({ user: state.session.username, text, own: true });
+  function queueMessage(text, attachments, clientId) {
+    const item = renderMessage({ user: state.session.username, text, attachments, own: true });
     item.classList.add("pending");
     item.dataset.clientId = clientId;
     setItemState(item, "Sending…");
     insertItem(item, true);
-    state.outbox.set(clientId, { clientId, text, item, conn: null });
+    state.outbox.set(clientId, { clientId, text, attachments, item, conn: null });
   }
 
   // Send, in the order typed, what has not been sent on this connection yet.
@@ -675,7 +781,7 @@
     for (const message of state.outbox.values()) {
       if (message.conn === conn) continue;
       message.conn = conn;
-      const frame = { type: "message", room: ROOM, text: message.text, client_id: message.clientId };
+      const frame = messageFrame(message.text, message.attachments, message.clientId);
       send(conn, frame, { kind: "message", clientId: message.clientId });
     }
   }
@@ -766,18 +872,22 @@
       item = settle(clientId, frame.id) || state.echoes.get(clientId) || null;
       state.echoes.delete(clientId);
     }
+    // Our own pending copy already shows (and has fetched) the attachments: keep them.
+    const shown = item && item.querySelector(".attachments");
     const fresh = renderMessage({
       user: typeof frame.user === "string" ? frame.user : "unknown",
       text: typeof frame.text === "string" ? frame.text : "",
+      attachments: shown ? [] : validAttachments(frame.attachments),
       ts: Number(frame.ts),
       own,
     });
+    if (shown) fresh.appendChild(shown);
     if (id) fresh.dataset.id = frame.id;
     if (item) item.remove();
     insertItem(fresh, own);
   }
 
-  function renderMessage({ user, text, ts, own }) {
+  function renderMessage({ user, text, attachments, ts, own }) {
     const item = document.createElement("li");
     item.className = own ? "message own" : "message";
 
@@ -803,7 +913,16 @@
     body.textContent = text;
 
     item.append(meta, body);
+    if (attachments.length) item.appendChild(renderAttachments(attachments));
     return item;
+  }
+
+  // User data goes into the page as text, never as HTML.
+  function textElement(tag, className, text) {
+    const node = document.createElement(tag);
+    node.className = className;
+    node.textContent = text;
+    return node;
   }
 
   function setItemState(item, text) {
@@ -856,6 +975,232 @@
     el.notice.textContent = "";
   }
 
+  // -- attachments --------------------------------------------------------------
+
+  // A chosen file uploads at once: the API grants a presigned POST (or refuses
+  // the file, saying why: its type or size), the browser posts the file straight
+  // to S3, and the file waits in the composer until Send.
+  function chooseFiles(files) {
+    showAttachError("");
+    for (const file of files) {
+      if (state.staged.length >= MAX_ATTACHMENTS) {
+        showAttachError(`A message carries at most ${MAX_ATTACHMENTS} files.`);
+        break;
+      }
+      stageFile(file);
+    }
+    el.attachInput.value = ""; // so the same file can be chosen again
+  }
+
+  async function stageFile(file) {
+    const staged = { attachment: null, xhr: null, done: false, chip: null };
+    staged.chip = renderChip(file, () => unstage(staged));
+    state.staged.push(staged);
+    el.staged.appendChild(staged.chip);
+    updateComposer();
+    try {
+      const grant = await request("POST", "/api/attachments", {
+        token: state.session.token,
+        body: { filename: file.name, content_type: file.type || "application/octet-stream", size: file.size },
+      });
+      if (!state.staged.includes(staged)) return; // removed meanwhile
+      staged.attachment = grant.attachment;
+      await uploadFile(grant.upload, file, staged);
+      staged.done = true;
+      staged.chip.dataset.state = "ready";
+      setChipText(staged.chip, "Ready");
+      updateComposer();
+    } catch (error) {
+      if (!state.staged.includes(staged)) return; // removed by the user: not a failure
+      unstage(staged);
+      showAttachError(`${file.name}: ${error.message}`);
+    }
+  }
+
+  // XMLHttpRequest rather than fetch: it reports upload progress.
+  function uploadFile(upload, file, staged) {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+    form.append("file", file); // last: S3 ignores the fields that follow the file
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      staged.xhr = xhr;
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) setChipProgress(staged.chip, event.loaded / event.total);
+      });
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) resolve();
+        else reject(new Error(`File storage refused the upload (HTTP ${xhr.status}).`));
+      });
+      xhr.addEventListener("error", () => reject(new Error("Cannot reach file storage. Try again.")));
+      xhr.addEventListener("abort", () => reject(new Error("Upload cancelled.")));
+      xhr.open("POST", upload.url);
+      xhr.send(form);
+    }).finally(() => {
+      staged.xhr = null;
+    });
+  }
+
+  function unstage(staged) {
+    if (staged.xhr) staged.xhr.abort();
+    state.staged = state.staged.filter((other) => other !== staged);
+    staged.chip.remove();
+    updateComposer();
+  }
+
+  function clearStaged() {
+    for (const staged of state.staged) if (staged.xhr) staged.xhr.abort();
+    state.staged = [];
+    el.staged.replaceChildren();
+    updateComposer();
+  }
+
+  // Send waits for every upload; Attach stops at the per-message limit.
+  function updateComposer() {
+    el.staged.hidden = !state.staged.length;
+    el.attach.disabled = state.staged.length >= MAX_ATTACHMENTS;
+    el.send.disabled = state.staged.some((staged) => !staged.done);
+  }
+
+  function showAttachError(message) {
+    el.attachError.textContent = message;
+  }
+
+  function renderChip(file, onRemove) {
+    const chip = document.createElement("li");
+    chip.className = "chip";
+    chip.dataset.state = "uploading";
+    const progress = document.createElement("progress");
+    progress.max = 1;
+    progress.value = 0;
+    progress.setAttribute("aria-label", `Uploading ${file.name}`);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "chip-remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.addEventListener("click", onRemove);
+    chip.append(
+      textElement("span", "chip-name", file.name),
+      textElement("span", "chip-size", formatSize(file.size)),
+      progress,
+      textElement("span", "chip-state", "Uploading…"),
+      remove,
+    );
+    return chip;
+  }
+
+  function setChipProgress(chip, fraction) {
+    chip.querySelector("progress").value = fraction;
+    setChipText(chip, `Uploading ${Math.round(fraction * 100)} %`);
+  }
+
+  function setChipText(chip, text) {
+    chip.querySelector(".chip-state").textContent = text;
+  }
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  }
+
+  // What a message may carry, as far as rendering needs; the server checked the rest.
+  function validAttachments(list) {
+    if (!Array.isArray(list)) return [];
+    return list.filter(
+      (a) =>
+        a &&
+        typeof a.url === "string" &&
+        typeof a.filename === "string" &&
+        typeof a.file_type === "string" &&
+        Number.isFinite(a.size),
+    );
+  }
+
+  function renderAttachments(attachments) {
+    const list = document.createElement("ul");
+    list.className = "attachments";
+    for (const attachment of attachments) {
+      const entry = document.createElement("li");
+      entry.appendChild(
+        attachment.file_type.startsWith("image/") ? renderImage(attachment) : renderFile(attachment),
+      );
+      list.appendChild(entry);
+    }
+    return list;
+  }
+
+  // An image shows inline, with its download button as the caption. Its bytes
+  // come from the private bucket on another origin: fetched, then shown from a
+  // blob: URL (the CSP allows blob: images, not the storage's origin).
+  function renderImage(attachment) {
+    const figure = document.createElement("figure");
+    figure.className = "attachment-image";
+    const image = document.createElement("img");
+    image.alt = attachment.filename;
+    const caption = document.createElement("figcaption");
+    caption.appendChild(renderFile(attachment));
+    figure.append(image, caption);
+    attachmentObjectUrl(attachment)
+      .then((src) => {
+        const release = () => URL.revokeObjectURL(src); // the decoded image stays
+        image.addEventListener("load", release, { once: true });
+        image.addEventListener("error", () => {
+          release();
+          image.remove(); // not an image after all: the download button remains
+        });
+        image.src = src;
+      })
+      .catch(() => image.remove());
+    return figure;
+  }
+
+  // Any file: a button with its name and size that downloads it.
+  function renderFile(attachment) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "attachment-file";
+    button.title = `Download ${attachment.filename}`;
+    button.append(
+      textElement("span", "attachment-name", attachment.filename),
+      textElement("span", "attachment-size", formatSize(attachment.size)),
+    );
+    button.addEventListener("click", () => download(attachment, button));
+    return button;
+  }
+
+  async function download(attachment, button) {
+    button.disabled = true;
+    try {
+      const src = await attachmentObjectUrl(attachment);
+      const link = document.createElement("a");
+      link.href = src;
+      link.download = attachment.filename;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(src), 60000); // after the download has started
+    } catch (error) {
+      showNotice(`Could not download ${attachment.filename}: ${error.message}`, { error: true });
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // The bucket is private: a short-lived link from the API, then the bytes.
+  async function attachmentObjectUrl(attachment) {
+    if (!state.session) throw new Error("Signed out.");
+    const path = `/api/attachments/link?url=${encodeURIComponent(attachment.url)}`;
+    const { url } = await request("GET", path, { token: state.session.token });
+    let response;
+    try {
+      response = await fetch(url);
+    } catch {
+      throw new Error("Cannot reach file storage.");
+    }
+    if (!response.ok) throw new Error(`File storage answered HTTP ${response.status}.`);
+    return URL.createObjectURL(await response.blob());
+  }
+
   // -- wiring -----------------------------------------------------------------
 
   el.authForm.addEventListener("submit", (event) => {
@@ -868,6 +1213,11 @@
     submitMessage();
   });
   el.logout.addEventListener("click", () => logout());
+  window.addEventListener("storage", (event) => {
+    if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared
+  });
+  el.attach.addEventListener("click", () => el.attachInput.click());
+  el.attachInput.addEventListener("change", () => chooseFiles(Array.from(el.attachInput.files)));
   window.addEventListener("online", () => {
     if (state.session && !state.conn) {
       state.attempt = 0;

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,14 +60,18 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def open_page(browser: Browser, local_stack: dict) -> Iterator[Callable[[], Page]]:
-    """Pages on the frontend, each in its own context; fails the test on page errors."""
+    """Pages on the frontend, each in its own context (a browser of its own) or
+    `beside` another page (a second tab); fails the test on page errors."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    def open_() -> Page:
-        context = browser.new_context()
-        context.set_default_timeout(WAIT_MS)
-        contexts.append(context)
+    def open_(beside: Page | None = None) -> Page:
+        if beside:
+            context = beside.context
+        else:
+            context = browser.new_context()
+            context.set_default_timeout(WAIT_MS)
+            contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(local_stack["frontend_url"])
@@ -148,11 +154,16 @@ def test_wrong_password_shows_an_error(open_page, local_stack: dict) -> None:
 
     expect(page.locator("#auth-error")).to_have_text("Invalid credentials", timeout=WAIT_MS)
     expect(page.locator("#chat-view")).to_be_hidden()
-    assert page.evaluate("sessionStorage.length") == 0
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+
+
+def stored_session(page: Page) -> dict:
+    """The session the page keeps for every tab of its browser."""
+    return page.evaluate("JSON.parse(localStorage.getItem('aurora.session'))")
 
 
 def session_token(page: Page) -> str:
-    return page.evaluate("JSON.parse(sessionStorage.getItem('aurora.session')).token")
+    return stored_session(page)["token"]
 
 
 def me(local_stack: dict, token: str) -> httpx.Response:
@@ -239,7 +250,8 @@ class Line:
         return [f["client_id"] for f in self.from_page if f.get("text") == text]
 
 
-def route_through_lines(page: Page, ws_url: str) -> tuple[list[Line], dict]:
+def route_through_lines(page: Page | BrowserContext, ws_url: str) -> tuple[list[Line], dict]:
+    """Route the WebSockets of a page, or of every page of a context (its tabs)."""
     lines: list[Line] = []
     new_lines = {"hold": False}
     page.route_web_socket(
@@ -321,16 +333,14 @@ def test_log_out_revokes_the_token(open_page, local_stack: dict) -> None:
     page = open_page()
     register(page, unique("erin"))
     token = session_token(page)
-    refresh_token = page.evaluate(
-        "JSON.parse(sessionStorage.getItem('aurora.session')).refresh_token"
-    )
+    refresh_token = stored_session(page)["refresh_token"]
     assert me(local_stack, token).status_code == 200
 
     with page.expect_response(lambda r: r.url.endswith("/api/auth/logout")) as logout:
         page.click("#logout")
     assert logout.value.status == 200
     expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
-    assert page.evaluate("sessionStorage.length") == 0
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
 
     refused = me(local_stack, token)
     assert refused.status_code == 401
@@ -363,7 +373,7 @@ def test_a_4001_close_renews_the_session_and_reconnects(open_page, local_stack: 
     page = open_page()
     lines, _ = route_through_lines(page, local_stack["ws_url"])
     register(page, unique("frank"))
-    before = page.evaluate("JSON.parse(sessionStorage.getItem('aurora.session'))")
+    before = stored_session(page)
     used = refresh_tokens_used(page)
 
     wait_for_lines(page, lines, 1).cut(4001, "token expired")
@@ -434,3 +444,207 @@ def test_messages_over_the_rate_limit_are_sent_later_in_order(open_page) -> None
         expect(message(page, text)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
     shown = page.locator("#messages .message .text").all_text_contents()
     assert [t for t in shown if t in burst] == burst
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid PNG of red pixels, `width` by `height`."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def attach(page: Page, name: str, mime_type: str, content: bytes) -> None:
+    page.set_input_files(
+        "#attach-input", files=[{"name": name, "mimeType": mime_type, "buffer": content}]
+    )
+
+
+def attach_and_wait(page: Page, name: str, mime_type: str, content: bytes) -> None:
+    attach(page, name, mime_type, content)
+    chip = page.locator("#staged .chip").filter(has_text=name)
+    expect(chip).to_have_attribute("data-state", "ready", timeout=WAIT_MS)
+
+
+def test_an_image_one_user_attaches_shows_in_other_pages(open_page) -> None:
+    """An attached PNG is uploaded to S3 and shows as a loaded image for the
+    sender, for a reader online at the time and for one who joins later (replay)."""
+    alice, bob = open_page(), open_page()
+    alice_name = unique("alice")
+    register(alice, alice_name)
+    register(bob, unique("bob"))
+
+    name = f"{unique('dot')}.png"
+    attach_and_wait(alice, name, "image/png", png(3, 2))
+    text = f"a picture {uuid.uuid4().hex}"
+    say(alice, text)
+    expect(alice.locator("#staged .chip")).to_have_count(0)
+
+    carol = open_page()
+    register(carol, unique("carol"))  # joins after the message: gets it replayed
+    for page in (alice, bob, carol):
+        sent = message(page, text)
+        expect(sent.locator(".user")).to_have_text(alice_name, timeout=WAIT_MS)
+        image = sent.locator(".attachments img")
+        expect(image).to_have_attribute("alt", name, timeout=WAIT_MS)
+        expect(image).to_have_js_property("naturalWidth", 3, timeout=WAIT_MS)
+        expect(image).to_have_js_property("naturalHeight", 2)
+    expect(alice.locator("#messages .pending")).to_have_count(0)
+
+
+def test_a_file_that_is_not_an_image_shows_as_a_download(open_page) -> None:
+    """A PDF sent without text shows, for another user, as its name and size,
+    and clicking it downloads the same bytes."""
+    alice, bob = open_page(), open_page()
+    alice_name = unique("alice")
+    register(alice, alice_name)
+    register(bob, unique("bob"))
+
+    name = f"{unique('report')}.pdf"
+    content = b"%PDF-1.4 a tiny report\n"
+    attach_and_wait(alice, name, "application/pdf", content)
+    alice.click("#send")  # no text: the attachment alone
+
+    sent = bob.locator("#messages .message").filter(
+        has=bob.locator(".attachment-name", has_text=name)
+    )
+    expect(sent.locator(".user")).to_have_text(alice_name, timeout=WAIT_MS)
+    expect(sent.locator(".attachment-file")).to_have_text(f"{name}{len(content)} B")
+    expect(sent.locator("img")).to_have_count(0)
+    with bob.expect_download() as download:
+        sent.locator(".attachment-file").click()
+    assert download.value.suggested_filename == name
+    assert Path(download.value.path()).read_bytes() == content
+
+
+def frames_sent(page: Page) -> list[dict]:
+    """Every frame the page sends on any of its WebSockets."""
+    frames: list[dict] = []
+    page.on(
+        "websocket", lambda ws: ws.on("framesent", lambda data: frames.append(json.loads(data)))
+    )
+    return frames
+
+
+def sent_messages(frames: list[dict]) -> list[dict]:
+    return [f for f in frames if f.get("type") == "message"]
+
+
+def test_a_refused_file_shows_the_apis_error_and_sends_nothing(open_page, local_stack) -> None:
+    """A file type the API does not allow is refused with the API's own words:
+    nothing is staged, and Send then sends no message with it."""
+    page = open_page()
+    frames = frames_sent(page)
+    register(page, unique("mallory"))
+    refusal = httpx.post(
+        local_stack["api_url"] + "/api/attachments",
+        json={"filename": "tool.exe", "content_type": "application/x-msdownload", "size": 4},
+        headers={"Authorization": f"Bearer {session_token(page)}"},
+        timeout=10,
+    )
+    assert refusal.status_code == 400, refusal.text
+
+    attach(page, "tool.exe", "application/x-msdownload", b"MZ\x90\x00")
+    expect(page.locator("#attach-error")).to_have_text(
+        f"tool.exe: {refusal.json()['error']}", timeout=WAIT_MS
+    )
+    expect(page.locator("#staged .chip")).to_have_count(0)
+    page.click("#send")  # blank text, nothing staged: nothing to send
+
+    after = f"after the refusal {uuid.uuid4().hex}"
+    say(page, after)
+    expect(message(page, after)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
+    assert [(m["text"], "attachments" in m) for m in sent_messages(frames)] == [(after, False)]
+    expect(page.locator("#messages .message.own")).to_have_count(1)
+
+
+def test_nothing_is_sent_while_a_file_uploads_nor_after_it_fails(open_page, local_stack) -> None:
+    """While its file uploads a message cannot be sent; when the upload fails
+    the error says so, the file is dropped and no message has gone out."""
+    page = open_page()
+    frames = frames_sent(page)
+    register(page, unique("niaj"))
+    uploads: list = []
+
+    def hold_uploads(route) -> None:  # downloads (replayed images) go through
+        if route.request.method == "POST":
+            uploads.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile("^" + re.escape(local_stack["s3_url"])), hold_uploads)
+
+    page.fill("#message-input", "this needs the file")
+    attach(page, "notes.txt", "text/plain", b"some notes\n")
+    wait_until(page, lambda: uploads, "the page did not upload the file")
+    expect(page.locator("#staged .chip")).to_have_attribute("data-state", "uploading")
+    expect(page.locator("#send")).to_be_disabled()
+    page.press("#message-input", "Enter")
+
+    uploads[0].abort()  # as an unreachable S3 would
+    expect(page.locator("#attach-error")).to_have_text(
+        "notes.txt: Cannot reach file storage. Try again.", timeout=WAIT_MS
+    )
+    expect(page.locator("#staged .chip")).to_have_count(0)
+    expect(page.locator("#send")).to_be_enabled()
+    expect(page.locator("#message-input")).to_have_value("this needs the file")
+    assert sent_messages(frames) == []
+    expect(page.locator("#messages .message.own")).to_have_count(0)
+
+
+def test_tabs_refreshing_at_once_share_the_session(open_page, local_stack: dict) -> None:
+    """Two tabs whose tokens are refused (4001) at the same moment both renew:
+    one refreshes, the other adopts its rotated session instead of presenting
+    the same refresh token again (which would end the session), and both
+    reconnect."""
+    first = open_page()
+    lines, _ = route_through_lines(first.context, local_stack["ws_url"])  # every tab's
+    used = refresh_tokens_used(first)
+    register(first, unique("judy"))
+    second = open_page(beside=first)  # signed in already: the session is the browser's
+    used += refresh_tokens_used(second)
+    expect(second.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    before = stored_session(first)
+
+    for line in (wait_for_lines(first, lines, 1), wait_for_lines(first, lines, 2)):
+        line.cut(4001, "token expired")
+    for page in (first, second):  # one after the other: a refresh waits for the other's
+        expect(page.locator("#status")).to_have_attribute(
+            "data-state", "online", timeout=2 * WAIT_MS
+        )
+    assert len(lines) == 4  # each tab reconnected once
+
+    after = stored_session(first)
+    assert stored_session(second) == after
+    assert before["refresh_token"] in used and len(used) == len(set(used))  # none twice
+    assert me(local_stack, after["token"]).status_code == 200  # the session lives on
+
+
+def test_signing_in_or_out_in_one_tab_does_so_in_every_tab(open_page, local_stack) -> None:
+    """A login in one tab signs in the browser's other tabs; Log out in any tab
+    signs them all out and closes their connections."""
+    first = open_page()
+    second = open_page(beside=first)
+    sockets: list = []
+    first.on("websocket", lambda ws: sockets.append(ws))
+    register(first, unique("kim"))
+    expect(second.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    token = session_token(second)
+
+    second.click("#logout")
+    wait_until(first, lambda: all(ws.is_closed() for ws in sockets), "first kept its socket")
+    for page in (first, second):
+        expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#status")).to_have_attribute("data-state", "offline")
+    expect(first.locator("#auth-error")).to_have_text("You were signed out in another tab.")
+    assert first.evaluate("localStorage.length") == 0
+    assert me(local_stack, token).status_code == 401
