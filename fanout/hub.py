@@ -4,7 +4,9 @@ A replica subscribes only to the channels of rooms its clients are in (one
 channel per room). Each published frame is framed once, with the WebSocket
 library's own encoder, and the same bytes are written to every local member's
 transport: nobody waits for the slowest client, and a client whose send
-buffer stays over the limit is closed with 4008.
+buffer goes over the limit is closed with 4008. The members written to are
+kept up to date by the connections themselves (`fanout.connection`), so a
+broadcast is one write per member and nothing else.
 
 Redis pub/sub is at-most-once: after losing its Redis connection the hub
 reconnects, resubscribes, and replays from each room's resume window what
@@ -66,6 +68,10 @@ class Hub:
         # The same membership by connection: leaving everything on disconnect
         # costs the connection's rooms, not every room of the replica.
         self._joined: dict[ServerConnection, set[str]] = {}
+        # The members a broadcast is written to: open, within their send-buffer
+        # limit. FanoutConnection takes itself out (forget / too_slow) the moment
+        # either stops being true, so a broadcast checks nobody.
+        self._writers: dict[str, dict[ServerConnection, asyncio.Transport]] = {}
         # Connections joining a room: live frames wait here while their replay is read.
         self._pending: dict[str, dict[ServerConnection, list[tuple[str, str]]]] = {}
         self._last_id: dict[str, tuple[int, int]] = {}  # newest id delivered per room
@@ -119,12 +125,15 @@ class Hub:
                 self._write(connection, frame)
         self._rooms.setdefault(room, set()).add(connection)
         self._joined.setdefault(connection, set()).add(room)
+        if connection.protocol.state is State.OPEN and connection not in self._slow:
+            self._writers.setdefault(room, {})[connection] = connection.transport
 
     async def leave(self, connection: ServerConnection, room: str) -> None:
         members = self._rooms.get(room)
         if members is None or connection not in members:
             return
         members.discard(connection)
+        self._stop_writing(connection, room)
         rooms = self._joined[connection]
         rooms.discard(room)
         if not rooms:
@@ -143,6 +152,22 @@ class Hub:
     async def leave_all(self, connection: ServerConnection) -> None:
         for room in self.rooms_of(connection):
             await self.leave(connection, room)
+
+    def forget(self, connection: ServerConnection) -> None:
+        """No more broadcasts to `connection` (its closing handshake started or
+        it is gone); its rooms are left by the session's `leave_all`."""
+        for room in self._joined.get(connection, ()):
+            self._stop_writing(connection, room)
+
+    def too_slow(self, connection: ServerConnection) -> None:
+        """Its send buffer went over the limit: no more broadcasts, close 4008."""
+        self.forget(connection)
+        self._close_slow(connection)
+
+    def _stop_writing(self, connection: ServerConnection, room: str) -> None:
+        writers = self._writers.get(room)
+        if writers is not None and writers.pop(connection, None) is not None and not writers:
+            del self._writers[room]
 
     def _forget_pending(self, room: str, connection: ServerConnection) -> None:
         pending = self._pending.get(room)
@@ -267,7 +292,8 @@ class Hub:
 
     def deliver_many(self, room: str, items: list[tuple[str, str]]) -> None:
         """Write published frames, in order, to every local member of the room:
-        framed once, one write per member, nobody waits for a slow client."""
+        framed once, one write per member, no per-member checks (the members
+        that may not be written to are not in `_writers`)."""
         newest = self._last_id.get(room)
         fresh = []
         for message_id, frame in items:
@@ -283,23 +309,15 @@ class Hub:
             self._last_id[room] = newest
         for waiting in self._pending.get(room, {}).values():
             waiting.extend(fresh)
-        members = self._rooms.get(room)
-        if not members:
+        writers = self._writers.get(room)
+        if not writers:
             return
         data = b"".join(encode(frame) for _, frame in fresh)
-        limit = self._settings.max_send_buffer_bytes
-        open_ = State.OPEN
-        sent = 0
-        for connection in members:
-            if connection.protocol.state is not open_ or connection.send_in_progress is not None:
-                continue
-            transport = connection.transport
-            if transport.get_write_buffer_size() > limit:
-                self._close_slow(connection)
-                continue
+        # A copy: a write that takes a member over its limit takes it out.
+        members = tuple(writers.values())
+        for transport in members:
             transport.write(data)
-            sent += 1
-        self._metrics.messages_out.inc(sent * len(fresh))
+        self._metrics.messages_out.inc(len(members) * len(fresh))
 
     def _write(self, connection: ServerConnection, frame: str) -> None:
         if connection.protocol.state is State.OPEN:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import logging
 import re
@@ -26,6 +27,7 @@ from aurora.origins import is_allowed_origin
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
 from fanout.attachments import AttachmentCheck
+from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -151,6 +153,8 @@ class FanoutServer:
             self.settings.fanout_port,
             process_request=self.process_request,
             select_subprotocol=self.select_subprotocol,
+            # Tells the hub when a connection stops being a broadcast target.
+            create_connection=functools.partial(FanoutConnection, self.hub),
             # Timeouts: pings keep load balancers (60 s idle) from cutting us
             # off; one task pings everyone (see _keepalive), not one per connection.
             ping_interval=None,

@@ -16,6 +16,8 @@ import redis
 import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from aurora.delivery import Sender, room_channel, window_key
 from aurora.stream import STREAM_KEY
@@ -624,3 +626,81 @@ async def test_when_the_token_check_cannot_decide_clients_are_told_to_retry(sett
         async with connect(url) as ws:
             await send_json(ws, {"type": "auth", "token": token_for(settings, "alice")})
             assert await closed_with(ws) == 1011
+
+
+# -- the broadcast fast path ------------------------------------------------------
+
+
+class RawClient:
+    """A v1 client on a bare socket, to see exactly which frames the server
+    wrote and in what order (a websockets client hides what follows a close)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str, token: str) -> RawClient:
+        host, port = url.removeprefix("ws://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: aurora.v1, bearer.{token}\r\n\r\n".encode()
+        )
+        assert b" 101 " in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        return cls(reader, writer)
+
+    def send(self, opcode: Opcode, payload: bytes) -> None:
+        self.writer.write(Frame(opcode, payload).serialize(mask=True))
+
+    async def frame(self) -> tuple[Opcode, bytes] | None:
+        """The next server frame (unmasked, unfragmented), or None at EOF."""
+        try:
+            head = await asyncio.wait_for(self.reader.readexactly(2), 5)
+        except asyncio.IncompleteReadError:
+            return None
+        length = head[1] & 0x7F
+        if length >= 126:
+            extended = await self.reader.readexactly(2 if length == 126 else 8)
+            length = int.from_bytes(extended, "big")
+        return Opcode(head[0] & 0x0F), await self.reader.readexactly(length)
+
+
+@pytest.mark.parametrize("started_by", ["client", "server"])
+async def test_no_broadcast_is_written_after_a_close_frame(settings, started_by):
+    """Broadcasts skip per-member checks: the connection takes itself out of
+    the room's writers the moment its close frame is written, whoever began
+    the closing handshake, while it is still a member of the room."""
+    async with replica(settings) as (url, server):
+        raw = await RawClient.open(url, token_for(settings, "alice"))
+        assert (await raw.frame())[0] is Opcode.TEXT  # ready
+        raw.send(Opcode.TEXT, json.dumps({"type": "join", "room": "dev"}).encode())
+        assert json.loads((await raw.frame())[1])["type"] == "joined"
+        connection = server_side(server, "alice")
+        if started_by == "client":
+            raw.send(Opcode.CLOSE, (1000).to_bytes(2, "big"))
+        else:
+            closing = asyncio.ensure_future(connection.close(1001, "going away"))
+        while connection.protocol.state is State.OPEN:
+            await asyncio.sleep(0.01)
+        assert server.hub.is_member(connection, "dev")  # the session has not left yet
+        server.hub.deliver("dev", "99999999999999-0", '{"type":"message","text":"late"}')
+        frames = [await raw.frame()]
+        while frames[-1] is not None and frames[-1][0] is not Opcode.CLOSE:
+            frames.append(await raw.frame())
+        if started_by == "server":
+            raw.send(Opcode.CLOSE, (1000).to_bytes(2, "big"))
+            await closing
+        frames.append(await raw.frame())
+        raw.writer.close()
+    assert [opcode for opcode, _ in frames[:-1]] == [Opcode.CLOSE]
+    assert frames[-1] is None  # then only the end of the stream
+
+
+async def test_fan_out_connections_send_whole_messages_only(settings):
+    """A fragmented send would let a broadcast land between its fragments."""
+    async with replica(settings) as (url, server):
+        alice = await v1(url, settings, "alice")
+        with pytest.raises(TypeError):
+            await server_side(server, "alice").send(["frag", "ments"])
+        await alice.close()

@@ -1,0 +1,53 @@
+"""The replica's WebSocket connection: websockets' own, plus two signals the
+hub needs to write broadcasts without checking every member every time.
+
+A broadcast is written straight to each member's transport (`Hub.deliver_many`).
+That is safe only while the member is open (no data frame may follow a close
+frame) and within its send-buffer limit. Instead of asking each member both
+questions for every broadcast, which under load cost about a fifth of the
+replica's CPU per delivery (docs/benchmarks.md, issue 3), the connection says
+so, synchronously, the moment either stops being true:
+
+- a close frame reaches the transport only through `send_data` (the closing
+  handshake, started by either side, and protocol failures), and a lost
+  connection ends in `connection_lost`: after either, `hub.forget(self)`;
+- the transport calls `pause_writing` when its buffer goes over the limit
+  (`write_limit` = MAX_SEND_BUFFER_BYTES): `hub.too_slow(self)`.
+
+Broadcasts are whole frames written between websockets' own frames, so this
+connection never sends fragmented messages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
+
+if TYPE_CHECKING:
+    from fanout.hub import Hub
+
+
+class FanoutConnection(ServerConnection):
+    def __init__(self, hub: Hub, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hub = hub
+
+    def send_data(self) -> None:
+        super().send_data()
+        if self.protocol.state is not State.OPEN:  # a close frame may just have gone out
+            self.hub.forget(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.hub.forget(self)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.hub.too_slow(self)
+
+    async def send(self, message: Any, *, text: bool | None = None) -> None:
+        if not isinstance(message, str | bytes):
+            raise TypeError("fan-out connections send whole messages only")
+        await super().send(message, text=text)
