@@ -1,6 +1,7 @@
 """The browser's use of the history API, in Debian's Chromium, against a stack
 of its own whose resume window is 5 messages: scrollback, filling the gap a
 long absence leaves, and search."""
+# ruff: noqa: F811 - the fixtures `browser` and `open_page` come from test_browser
 
 from __future__ import annotations
 
@@ -12,10 +13,7 @@ import uuid
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from websockets.sync.client import connect
-
-from aurora.stream import parse_id
-from test_browser import (  # noqa: F401 - `browser` and `open_page` are fixtures
+from test_browser import (  # noqa: F401 - fixtures among them
     PASSWORD,
     WAIT_MS,
     browser,
@@ -28,6 +26,9 @@ from test_browser import (  # noqa: F401 - `browser` and `open_page` are fixture
     unique,
     wait_for_lines,
 )
+from websockets.sync.client import connect
+
+from aurora.stream import parse_id
 
 LONG_MS = 3 * WAIT_MS  # the drain, two cores and other sessions
 
