@@ -81,10 +81,10 @@
     // {attachment (once granted), xhr (while uploading), done, chip}.
     staged: [],
     lastId: null, // the newest message id shown: `since` of the next join
-    // Reads from the history API. `epoch` changes when the list is cleared, so
-    // an answer to a request made before is dropped. `gap`: messages missed
+    // Reads from the history API. Replaced when the list is cleared, so an
+    // answer to a request made before is dropped. `gap`: messages missed
     // beyond the resume window, still to be read: {after: the last id read}.
-    history: { epoch: 0, loading: false, end: false, gap: null, filling: false, search: 0 },
+    history: { loading: false, end: false, gap: null, filling: false, search: 0 },
     attempt: 0,
     authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
     refreshing: null,
@@ -995,8 +995,8 @@
     state.echoes.clear();
     state.lastId = null;
     state.holdUntil = 0;
-    const { epoch, search } = state.history;
-    state.history = { epoch: epoch + 1, loading: false, end: false, gap: null, filling: false, search };
+    const { search } = state.history;
+    state.history = { loading: false, end: false, gap: null, filling: false, search };
     showHistoryStatus("");
     updateHistoryBar();
     closeSearch();
@@ -1149,7 +1149,7 @@
         if (upTo >= 0 || !page.next_after) break;
         gap.after = page.next_after;
       }
-      history.gap = null;
+      if (history.gap === gap) history.gap = null;
       showHistoryStatus("");
     } catch (error) {
       if (state.history !== history) return;
@@ -1158,6 +1158,8 @@
       history.filling = false;
       updateHistoryBar();
     }
+    // Another resume without recovery while this one was read: its turn.
+    if (state.history === history && history.gap && history.gap !== gap) fillGap();
   }
 
   function updateHistoryBar() {
