@@ -24,6 +24,8 @@
   const HEARTBEAT_MS = 25000; // the browser hides the server's pings: a ping of our own
   const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP does
   const RETRY_MS = 2000; // after `unavailable` / `backpressure`
+  const HISTORY_PAGE = 50; // messages per scrollback or search request (the API allows 1-100)
+  const GAP_PAGE = 100; // per gap-fill request: the API's largest page
   const STORAGE_LAG_MS = 10000; // at most this long for another tab's session to reach storage
   const CLOSE = { AUTH: 4001, FORBIDDEN: 4003, TOO_SLOW: 4008, TOO_MANY: 4029 };
   // Errors after which resending the same message cannot help.
@@ -52,6 +54,15 @@
     attachInput: $("attach-input"),
     attachError: $("attach-error"),
     staged: $("staged"),
+    loadOlder: $("load-older"),
+    retryGap: $("retry-gap"),
+    historyStatus: $("history-status"),
+    searchForm: $("search-form"),
+    searchInput: $("search-input"),
+    searchPanel: $("search-panel"),
+    searchStatus: $("search-status"),
+    searchResults: $("search-results"),
+    searchClose: $("search-close"),
   };
 
   const state = {
@@ -70,6 +81,10 @@
     // {attachment (once granted), xhr (while uploading), done, chip}.
     staged: [],
     lastId: null, // the newest message id shown: `since` of the next join
+    // Reads from the history API. Replaced when the list is cleared, so an
+    // answer to a request made before is dropped. `gap`: messages missed
+    // beyond the resume window, still to be read: {after: the last id read}.
+    history: { loading: false, end: false, gap: null, filling: false, search: 0 },
     attempt: 0,
     authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
     refreshing: null,
@@ -659,7 +674,7 @@
       case "message":
         if (frame.room !== ROOM) break;
         addMessage(frame);
-        if (conn.replaying > 0 && --conn.replaying === 0) flushOutbox();
+        if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
         break;
       case "ack":
         reply(conn);
@@ -687,6 +702,7 @@
     if (typeof frame.user_id === "string") state.userId = frame.user_id;
     setStatus("connecting", "Joining…");
     // From the last message shown; with none yet, the room's recent window.
+    conn.since = state.lastId;
     send(conn, { type: "join", room: ROOM, since: state.lastId || "0-0" }, { kind: "join" });
     conn.heartbeat = setInterval(() => heartbeat(conn), HEARTBEAT_MS);
   }
@@ -704,9 +720,9 @@
     if (frame.room !== ROOM) return;
     conn.joined = true;
     setStatus("online", "Connected");
-    if (frame.recovered === false && state.lastId) {
-      showNotice("You were away for a while: some older messages are not shown.");
-    }
+    // The window no longer reaches back to the last message shown: what lies
+    // between it and the first message replayed is read from the history API.
+    if (frame.recovered === false && conn.since) conn.gap = { after: conn.since };
     // The `missed` messages follow. Send the outbox after them: one of ours that
     // the server stored before the line dropped shows up there and is settled,
     // not resent (a resend is deduplicated only for IDEMPOTENCY_TTL_SECONDS).
@@ -714,10 +730,19 @@
     if (conn.replaying) {
       const giveUp = () => {
         conn.replaying = 0; // should not happen; better a deduplicated resend than none
-        flushOutbox();
+        replayed(conn);
       };
       conn.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
-    } else flushOutbox();
+    } else replayed(conn);
+  }
+
+  function replayed(conn) {
+    flushOutbox();
+    if (conn.gap) {
+      state.history.gap = conn.gap;
+      conn.gap = null;
+      fillGap();
+    }
   }
 
   // -- messages ---------------------------------------------------------------
@@ -874,17 +899,22 @@
     }
     // Our own pending copy already shows (and has fetched) the attachments: keep them.
     const shown = item && item.querySelector(".attachments");
-    const fresh = renderMessage({
-      user: typeof frame.user === "string" ? frame.user : "unknown",
-      text: typeof frame.text === "string" ? frame.text : "",
-      attachments: shown ? [] : validAttachments(frame.attachments),
-      ts: Number(frame.ts),
-      own,
-    });
+    const fresh = renderFrame(frame, { own, attachments: !shown });
     if (shown) fresh.appendChild(shown);
     if (id) fresh.dataset.id = frame.id;
     if (item) item.remove();
     insertItem(fresh, own);
+  }
+
+  // A `message` frame, or a stored message (the same shape), as a list item.
+  function renderFrame(frame, { own, attachments }) {
+    return renderMessage({
+      user: typeof frame.user === "string" ? frame.user : "unknown",
+      text: typeof frame.text === "string" ? frame.text : "",
+      attachments: attachments ? validAttachments(frame.attachments) : [],
+      ts: Number(frame.ts),
+      own,
+    });
   }
 
   function renderMessage({ user, text, attachments, ts, own }) {
@@ -945,12 +975,18 @@
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     const firstPending = item.classList.contains("pending") ? null : list.querySelector(".pending");
     list.insertBefore(item, firstPending);
+    trimMessages();
+    if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
+  }
+
+  // The oldest go first, so what stays shown has no hole (scrollback reloads them).
+  function trimMessages() {
+    const list = el.messages;
     while (list.children.length > MAX_MESSAGES) {
       const oldest = list.querySelector(".message:not(.pending)");
       if (!oldest) break;
       oldest.remove();
     }
-    if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
   }
 
   function clearMessages() {
@@ -959,6 +995,11 @@
     state.echoes.clear();
     state.lastId = null;
     state.holdUntil = 0;
+    const { search } = state.history;
+    state.history = { loading: false, end: false, gap: null, filling: false, search };
+    showHistoryStatus("");
+    updateHistoryBar();
+    closeSearch();
   }
 
   function showNotice(message, { error = false, sticky = false } = {}) {
@@ -973,6 +1014,202 @@
     clearTimeout(state.timers.notice);
     el.notice.hidden = true;
     el.notice.textContent = "";
+  }
+
+  // -- history ------------------------------------------------------------------
+
+  // A GET on the API with the session's token. A refused token (401) goes
+  // through the page's refresh, once, and the request is repeated.
+  async function apiGet(path) {
+    for (let renewed = false; ; renewed = true) {
+      if (!state.session) throw new Error("Signed out.");
+      try {
+        return await request("GET", path, { token: state.session.token });
+      } catch (error) {
+        if (error.status !== 401 || renewed) throw error;
+        const outcome = await refreshSession();
+        if (outcome === "invalid") {
+          endSession("Your session has ended. Please log in again.");
+          throw error;
+        }
+        if (outcome === "unavailable") throw new Error("Cannot renew the session now. Try again.");
+      }
+    }
+  }
+
+  function roomMessages(query) {
+    return apiGet(`/api/rooms/${encodeURIComponent(ROOM)}/messages?${new URLSearchParams(query)}`);
+  }
+
+  // The list item of a message id, if it is shown (ids are digits and a dash).
+  function shownItem(id) {
+    return el.messages.querySelector(`.message[data-id="${id}"]`);
+  }
+
+  function oldestShownId() {
+    const item = el.messages.querySelector(".message[data-id]");
+    return item ? item.dataset.id : null;
+  }
+
+  function firstShownAfter(id) {
+    for (const item of el.messages.querySelectorAll(".message[data-id]")) {
+      const shown = parseId(item.dataset.id);
+      if (compareIds(shown, id) > 0) return shown;
+    }
+    return null;
+  }
+
+  // A stored message (the history API's answer), put among those shown in id
+  // order; false if it is shown already or has no id.
+  function insertStored(frame) {
+    const id = parseId(frame.id);
+    if (!id || shownItem(frame.id)) return false;
+    const own = state.userId !== null && frame.user_id === state.userId;
+    const item = renderFrame(frame, { own, attachments: true });
+    item.dataset.id = frame.id;
+    const later = Array.from(el.messages.querySelectorAll(".message[data-id]")).find(
+      (other) => compareIds(parseId(other.dataset.id), id) > 0,
+    );
+    el.messages.insertBefore(item, later || el.messages.querySelector(".pending"));
+    const last = parseId(state.lastId);
+    if (!last || compareIds(id, last) > 0) state.lastId = frame.id;
+    return true;
+  }
+
+  // Insert messages without moving what the reader is looking at: the first
+  // item in view stays where it is on the screen.
+  function keepingScroll(insert) {
+    const list = el.messages;
+    const top = list.getBoundingClientRect().top;
+    const anchor = Array.from(list.children).find((item) => item.getBoundingClientRect().bottom > top);
+    const before = anchor && anchor.getBoundingClientRect().top;
+    insert();
+    if (anchor && anchor.isConnected) list.scrollTop += anchor.getBoundingClientRect().top - before;
+  }
+
+  // Scrollback: the page of stored messages just older than the oldest shown.
+  async function loadOlder() {
+    const history = state.history;
+    if (history.loading || history.end || !state.session) return;
+    history.loading = true;
+    updateHistoryBar();
+    showHistoryStatus("Loading older messages…");
+    const before = oldestShownId();
+    try {
+      const page = await roomMessages({ limit: HISTORY_PAGE, ...(before && { before }) });
+      if (state.history !== history) return; // cleared meanwhile (signed out)
+      keepingScroll(() => {
+        storedMessages(page).forEach(insertStored);
+        // The bar above the list changes height at the end: inside, so it counts.
+        history.end = !page.next_before;
+        history.loading = false;
+        updateHistoryBar();
+        showHistoryStatus(history.end ? "This is the beginning of #general." : "");
+      });
+    } catch (error) {
+      if (state.history === history) showHistoryStatus(`Could not load older messages: ${error.message}`, true);
+    } finally {
+      history.loading = false;
+      updateHistoryBar();
+    }
+  }
+
+  function storedMessages(page) {
+    return Array.isArray(page.messages) ? page.messages.filter((m) => m && typeof m === "object") : [];
+  }
+
+  // After a `joined` with recovered: false, the messages between the last one
+  // shown before and the first one shown after it (the window's replay), read
+  // oldest first. Ids are the dedupe key: whatever else arrives meanwhile shows once.
+  async function fillGap() {
+    const history = state.history;
+    const gap = history.gap;
+    if (!gap || history.filling || !state.session) return;
+    // Nothing older than the replay is shown any more (the list keeps its newest
+    // MAX_MESSAGES): there is no hole, and scrollback reads the rest.
+    const oldest = parseId(oldestShownId());
+    if (!oldest || compareIds(oldest, parseId(gap.after)) > 0) {
+      history.gap = null;
+      return;
+    }
+    history.filling = true;
+    updateHistoryBar();
+    showHistoryStatus("Loading the messages you missed…");
+    try {
+      for (;;) {
+        const page = await roomMessages({ after: gap.after, limit: GAP_PAGE });
+        if (state.history !== history) return;
+        const until = firstShownAfter(parseId(gap.after));
+        const messages = storedMessages(page);
+        const upTo = until ? messages.findIndex((m) => compareIds(parseId(m.id) || [0, 0], until) >= 0) : -1;
+        keepingScroll(() => {
+          messages.slice(0, upTo < 0 ? messages.length : upTo).forEach(insertStored);
+          trimMessages();
+        });
+        if (upTo >= 0 || !page.next_after) break;
+        gap.after = page.next_after;
+      }
+      if (history.gap === gap) history.gap = null;
+      showHistoryStatus("");
+    } catch (error) {
+      if (state.history !== history) return;
+      showHistoryStatus(`Could not load the messages you missed: ${error.message}`, true);
+    } finally {
+      history.filling = false;
+      updateHistoryBar();
+    }
+    // Another resume without recovery while this one was read: its turn.
+    if (state.history === history && history.gap && history.gap !== gap) fillGap();
+  }
+
+  function updateHistoryBar() {
+    const history = state.history;
+    el.loadOlder.hidden = history.end;
+    el.loadOlder.disabled = history.loading;
+    el.retryGap.hidden = !history.gap || history.filling;
+  }
+
+  function showHistoryStatus(message, error = false) {
+    el.historyStatus.textContent = message;
+    el.historyStatus.classList.toggle("status-error", error);
+  }
+
+  // -- search -------------------------------------------------------------------
+
+  async function search() {
+    const q = el.searchInput.value;
+    if (isBlank(q)) return;
+    const asked = ++state.history.search;
+    el.searchPanel.hidden = false;
+    el.searchResults.replaceChildren();
+    showSearchStatus("Searching…");
+    try {
+      const query = new URLSearchParams({ room: ROOM, q, limit: HISTORY_PAGE });
+      const page = await apiGet(`/api/search?${query}`);
+      if (asked !== state.history.search) return; // a newer search, or closed
+      const found = storedMessages(page);
+      for (const frame of found) {
+        const own = state.userId !== null && frame.user_id === state.userId;
+        el.searchResults.appendChild(renderFrame(frame, { own, attachments: false }));
+      }
+      if (!found.length) showSearchStatus(`No results for “${q}”.`);
+      else if (page.next_before) showSearchStatus(`The newest ${found.length} results for “${q}”.`);
+      else showSearchStatus(`${found.length} result${found.length === 1 ? "" : "s"} for “${q}”.`);
+    } catch (error) {
+      if (asked === state.history.search) showSearchStatus(`Search failed: ${error.message}`, true);
+    }
+  }
+
+  function closeSearch() {
+    state.history.search += 1;
+    el.searchPanel.hidden = true;
+    el.searchResults.replaceChildren();
+    showSearchStatus("");
+  }
+
+  function showSearchStatus(message, error = false) {
+    el.searchStatus.textContent = message;
+    el.searchStatus.classList.toggle("status-error", error);
   }
 
   // -- attachments --------------------------------------------------------------
@@ -1213,6 +1450,13 @@
     submitMessage();
   });
   el.logout.addEventListener("click", () => logout());
+  el.loadOlder.addEventListener("click", () => loadOlder());
+  el.retryGap.addEventListener("click", () => fillGap());
+  el.searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search();
+  });
+  el.searchClose.addEventListener("click", () => closeSearch());
   window.addEventListener("storage", (event) => {
     if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared
   });

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -20,10 +22,18 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory) -> Iterator[dict]:
     """URLs of a running local stack (keys of .aurora/local.json)."""
-    data_dir = tmp_path_factory.mktemp("aurora")
+    with running_stack(tmp_path_factory.mktemp("aurora")) as urls:
+        yield urls
+
+
+@contextmanager
+def running_stack(data_dir: Path, **settings: str) -> Iterator[dict]:
+    """Run `python -m local` with its data in `data_dir`, `settings` (names of
+    environment variables) on top of the tests' defaults."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MONGO_URL")}
     env |= {"BCRYPT_ROUNDS": "4", "AURORA_LOCAL_SCHEDULE_SECONDS": "0.5"}
     env |= {"REGISTRATIONS_PER_IP": "1000"}  # every test registers from 127.0.0.1
+    env |= settings
     args = [
         sys.executable, "-m", "local",
         "--api-port", str(free_port()),
@@ -51,14 +61,20 @@ def local_stack(tmp_path_factory) -> Iterator[dict]:
         log.close()
         pytest.fail("local stack did not start:\n" + (data_dir / "stack.log").read_text()[-4000:])
     urls["data_dir"] = str(data_dir)
-    yield urls
+    try:
+        yield urls
+    finally:
+        _stop(process, urls)
+        log.close()
+
+
+def _stop(process: subprocess.Popen, urls: dict) -> None:
     os.kill(process.pid, signal.SIGTERM)
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
-    log.close()
     survivors = [name for name, pid in urls["pids"].items() if name != "local" and _alive(pid)]
     for name in survivors:
         os.kill(urls["pids"][name], signal.SIGKILL)
@@ -71,3 +87,13 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.fixture(scope="module")
+def small_window_stack(tmp_path_factory) -> Iterator[dict]:
+    """A stack of its own whose rooms keep only 5 messages for resume (so a
+    short absence outruns the window) and with no practical rate limit (so
+    tests can write history fast)."""
+    data_dir = tmp_path_factory.mktemp("aurora-small-window")
+    with running_stack(data_dir, RESUME_WINDOW="5", RATE_LIMIT_MESSAGES="10000") as urls:
+        yield urls

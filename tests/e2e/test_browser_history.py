@@ -1,0 +1,260 @@
+"""The browser's use of the history API, in Debian's Chromium, against a stack
+of its own whose resume window is 5 messages: scrollback, filling the gap a
+long absence leaves, and search."""
+# ruff: noqa: F811 - the fixtures `browser` and `open_page` come from test_browser
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+from test_browser import (  # noqa: F401 - fixtures among them
+    PASSWORD,
+    WAIT_MS,
+    browser,
+    message,
+    open_page,
+    register,
+    route_through_lines,
+    say,
+    session_token,
+    unique,
+    wait_for_lines,
+)
+from websockets.sync.client import connect
+
+from aurora.stream import parse_id
+
+LONG_MS = 3 * WAIT_MS  # the drain, two cores and other sessions
+
+
+@pytest.fixture(scope="module")
+def local_stack(small_window_stack: dict) -> dict:
+    """The pages of this module use the small-window stack."""
+    return small_window_stack
+
+
+def login(api: str) -> str:
+    creds = {"username": unique("writer"), "password": PASSWORD}
+    assert httpx.post(f"{api}/api/auth/register", json=creds, timeout=10).status_code == 200
+    return httpx.post(f"{api}/api/auth/login", json=creds, timeout=10).json()["token"]
+
+
+def write(stack: dict, texts: list[str]) -> list[str]:
+    """Send `texts` to general over the WebSocket as a new user; their ids,
+    once the drain has stored every one."""
+    token = login(stack["api_url"])
+    # The sync client: Playwright's sync API already runs an event loop here.
+    with connect(stack["ws_url"], subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
+        assert json.loads(ws.recv(10))["type"] == "ready"
+        ws.send(json.dumps({"type": "join", "room": "general"}))
+        assert json.loads(ws.recv(10))["type"] == "joined"
+        for text in texts:
+            ws.send(json.dumps({"type": "message", "room": "general", "text": text}))
+        sent: dict[str, str] = {}
+        while len(sent) < len(texts):
+            frame = json.loads(ws.recv(10))
+            assert frame["type"] in ("message", "ack"), frame
+            if frame["type"] == "message" and frame["text"] in texts:
+                sent[frame["text"]] = frame["id"]
+    ids = [sent[text] for text in texts]
+    auth = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + LONG_MS / 1000
+    while True:
+        page = httpx.get(
+            f"{stack['api_url']}/api/rooms/general/messages",
+            params={"limit": 1},
+            headers=auth,
+            timeout=10,
+        ).json()
+        if page["messages"] and parse_id(page["messages"][0]["id"]) >= parse_id(ids[-1]):
+            return ids
+        assert time.monotonic() < deadline, "the drain did not store the messages"
+        time.sleep(0.2)
+
+
+def stored_ids(stack: dict, token: str) -> list[str]:
+    """Every stored message id of general, oldest first (the API, page by page)."""
+    ids: list[str] = []
+    params: dict[str, str | int] = {"after": "0-0", "limit": 100}
+    while True:
+        page = httpx.get(
+            f"{stack['api_url']}/api/rooms/general/messages",
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()
+        ids += [m["id"] for m in page["messages"]]
+        if not page["next_after"]:
+            return ids
+        params["after"] = page["next_after"]
+
+
+def shown_ids(page: Page) -> list[str]:
+    return page.locator("#messages .message[data-id]").evaluate_all(
+        "items => items.map(item => item.dataset.id)"
+    )
+
+
+def assert_in_id_order_once(ids: list[str]) -> None:
+    keys = [parse_id(i) for i in ids]
+    assert keys == sorted(set(keys)), "messages out of id order, or shown twice"
+
+
+def test_scrollback_loads_older_messages_once_each_in_order(open_page, local_stack) -> None:
+    """Load older messages prepends a page at a time, keeps what the reader
+    looks at in place, shows each stored message once, in id order, and says
+    when it has reached the beginning."""
+    texts = [f"old {i} {uuid.uuid4().hex}" for i in range(60)]  # over one page of 50
+    write(local_stack, texts)
+    page = open_page()
+    register(page, unique("reader"))
+    expect(message(page, texts[-1])).to_have_count(1, timeout=WAIT_MS)  # the window
+    expect(message(page, texts[0])).to_have_count(0)
+
+    older = page.locator("#load-older")
+    clicks, steady = 0, False
+    while older.is_visible():
+        first = page.locator("#messages .message[data-id]").first.element_handle()
+        first.scroll_into_view_if_needed()
+        top = first.evaluate("item => item.getBoundingClientRect().top")
+        full = page.eval_on_selector("#messages", "list => list.scrollHeight > list.clientHeight")
+        with page.expect_response(lambda r: "/api/rooms/general/messages?" in r.url) as answer:
+            older.click()
+        assert answer.value.status == 200
+        expect(older).to_be_enabled(timeout=WAIT_MS)
+        if full:  # the message that was at the top stays where it was on the screen
+            assert abs(first.evaluate("item => item.getBoundingClientRect().top") - top) < 2
+            steady = True
+        clicks += 1
+        assert clicks < 20, "scrollback never reached the beginning"
+
+    expect(page.locator("#history-status")).to_have_text("This is the beginning of #general.")
+    assert clicks >= 2 and steady  # 60 messages and a window of 5: more than one page
+    ids = shown_ids(page)
+    assert_in_id_order_once(ids)
+    assert ids == stored_ids(local_stack, session_token(page))  # every one, once
+    shown = page.locator("#messages .message .text").all_text_contents()
+    assert [t for t in shown if t in texts] == texts
+
+
+def test_a_long_absence_is_filled_in_order_without_duplicates(open_page, local_stack) -> None:
+    """A page that was offline while more messages were sent than the resume
+    window holds shows, once back, every one it missed, once, in id order:
+    those beyond the window read from the history API."""
+    page = open_page()
+    lines, new_lines = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("away"))
+    before = [f"before {i} {uuid.uuid4().hex}" for i in range(3)]
+    write(local_stack, before)
+    expect(message(page, before[-1])).to_have_count(1, timeout=WAIT_MS)
+    last_seen = shown_ids(page)[-1]
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/messages?" in r.url else None)
+
+    # The line drops; the next connection stays mute while 120 messages are
+    # sent and stored (the window keeps 5 of them, a gap page holds 100).
+    new_lines["hold"] = True
+    wait_for_lines(page, lines, 1).cut(1012, "replica restarting")
+    second = wait_for_lines(page, lines, 2)
+    new_lines["hold"] = False  # a slow machine's replacement connection goes through
+    missed = [f"missed {i} {uuid.uuid4().hex}" for i in range(120)]
+    write(local_stack, missed)
+    second.release()
+
+    expect(page.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    joins = [f for line in lines[1:] for f in line.from_server if f["type"] == "joined"]
+    assert joins and joins[0]["recovered"] is False
+    for text in (missed[0], missed[99], missed[100], missed[-1]):
+        expect(message(page, text)).to_have_count(1, timeout=LONG_MS)
+    expect(page.locator("#history-status")).to_have_text("", timeout=LONG_MS)
+
+    ids = shown_ids(page)
+    assert_in_id_order_once(ids)
+    stored = stored_ids(local_stack, session_token(page))
+    assert ids[ids.index(last_seen) :] == stored[stored.index(last_seen) :]
+    shown = page.locator("#messages .message .text").all_text_contents()
+    assert [t for t in shown if t in missed] == missed
+    assert any(f"after={last_seen}" in url for url in asked)
+
+
+def test_search_finds_a_message_ignoring_case_and_says_when_nothing_matches(
+    open_page, local_stack
+) -> None:
+    """Search shows the room's stored messages that contain the words, in any
+    case, as text; a search that matches nothing says so; a failing one says why."""
+    page = open_page()
+    register(page, unique("seeker"))
+    word = f"Zebra{uuid.uuid4().hex[:8]}"
+    text = f"<b>the {word} crossing</b>"
+    say(page, text)
+    expect(message(page, text)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
+
+    results = page.locator("#search-results .message")
+    deadline = time.monotonic() + LONG_MS / 1000
+    while True:  # the drain stores it about a second after it was sent
+        page.fill("#search-input", word.lower())
+        with page.expect_response(lambda r: "/api/search?" in r.url):
+            page.press("#search-input", "Enter")
+        expect(page.locator("#search-status")).not_to_have_text("Searching…")
+        if results.count() or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(300)
+    expect(results).to_have_count(1)
+    expect(results.locator(".text")).to_have_text(text)
+    assert page.locator("#search-results b").count() == 0
+    expect(page.locator("#search-status")).to_have_text(f"1 result for “{word.lower()}”.")
+
+    nothing = f"nothing-{uuid.uuid4().hex}"
+    page.fill("#search-input", nothing)
+    page.press("#search-input", "Enter")
+    expect(page.locator("#search-status")).to_have_text(f"No results for “{nothing}”.")
+    expect(results).to_have_count(0)
+
+    unavailable = {"error": "The query took too long", "code": "query_timeout"}
+    page.route("**/api/search?*", lambda route: route.fulfill(status=503, json=unavailable))
+    page.press("#search-input", "Enter")
+    expect(page.locator("#search-status")).to_have_text(
+        "Search failed: The query took too long", timeout=WAIT_MS
+    )
+
+
+def test_history_requests_renew_a_refused_token(open_page, local_stack) -> None:
+    """A 401 from the history API goes through the page's refresh, and the
+    request is made again with the new token; a 503 leaves a way to retry."""
+    page = open_page()
+    register(page, unique("renew"))
+    old_token = session_token(page)
+    answers: list[int] = []
+
+    def refuse_old_token(route) -> None:
+        if route.request.headers.get("authorization") == f"Bearer {old_token}":
+            answers.append(401)
+            route.fulfill(status=401, json={"error": "Token expired", "code": "token_expired"})
+        elif len(answers) == 1:
+            answers.append(503)
+            route.fulfill(status=503, json={"error": "Service unavailable", "code": "unavailable"})
+        else:
+            answers.append(200)
+            route.continue_()
+
+    page.route("**/api/rooms/general/messages?*", refuse_old_token)
+    with page.expect_response(lambda r: r.url.endswith("/api/auth/refresh")) as refreshed:
+        page.click("#load-older")
+    assert refreshed.value.status == 200
+    expect(page.locator("#history-status")).to_have_text(
+        "Could not load older messages: Service unavailable", timeout=WAIT_MS
+    )
+    assert session_token(page) != old_token
+    expect(page.locator("#chat-view")).to_be_visible()
+
+    page.click("#load-older")  # the retry
+    expect(page.locator("#history-status")).not_to_have_text(
+        re.compile("Could not"), timeout=WAIT_MS
+    )
+    assert answers[:3] == [401, 503, 200]
