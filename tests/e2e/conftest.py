@@ -9,11 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 from local.servers import free_port
 from tests.conftest import ROOT
@@ -97,3 +101,48 @@ def small_window_stack(tmp_path_factory) -> Iterator[dict]:
     data_dir = tmp_path_factory.mktemp("aurora-small-window")
     with running_stack(data_dir, RESUME_WINDOW="5", RATE_LIMIT_MESSAGES="10000") as urls:
         yield urls
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browser_support import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, local_stack: dict) -> Iterator[Callable[[], Page]]:
+    """Pages on the frontend, each in its own context (a browser of its own) or
+    `beside` another page (a second tab); fails the test on page errors."""
+    from playwright.sync_api import expect
+
+    from tests.e2e.browser_support import WAIT_MS
+
+    contexts: list[BrowserContext] = []
+    errors: list[str] = []
+
+    def open_(beside: Page | None = None) -> Page:
+        if beside:
+            context = beside.context
+        else:
+            context = browser.new_context()
+            context.set_default_timeout(WAIT_MS)
+            contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(local_stack["frontend_url"])
+        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert errors == []

@@ -1,7 +1,6 @@
 """The browser's use of the history API, in Debian's Chromium, against a stack
 of its own whose resume window is 5 messages: scrollback, filling the gap a
 long absence leaves, and search."""
-# ruff: noqa: F811 - the fixtures `browser` and `open_page` come from test_browser
 
 from __future__ import annotations
 
@@ -13,12 +12,13 @@ import uuid
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from test_browser import (  # noqa: F401 - fixtures among them
+from websockets.sync.client import connect
+
+from aurora.stream import parse_id
+from tests.e2e.browser_support import (
     PASSWORD,
     WAIT_MS,
-    browser,
     message,
-    open_page,
     register,
     route_through_lines,
     say,
@@ -26,9 +26,6 @@ from test_browser import (  # noqa: F401 - fixtures among them
     unique,
     wait_for_lines,
 )
-from websockets.sync.client import connect
-
-from aurora.stream import parse_id
 
 LONG_MS = 3 * WAIT_MS  # the drain, two cores and other sessions
 
