@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aurora import messages, sessions
 from aurora.backends import database, redis_client
@@ -314,3 +316,56 @@ def test_rooms_list_the_most_recently_active_first_after_a_drain_run(fn, app_env
     assert [r["room"] for r in get(fn, "/api/rooms", token, limit="2")[1]["rooms"]] == [
         "busy", "middle",
     ]  # fmt: skip
+
+
+# -- fuzz: whatever the room, cursors, limit, query or token, never a 5xx -------------
+
+ids_and_junk = st.one_of(
+    st.text(max_size=60),
+    st.builds("{}-{}".format, st.integers(-5, 2**70), st.integers(-5, 2**70)),
+    st.sampled_from(
+        [f"{T0}-3", f"{T0 + 1}-0", "0-0", f"{BIG}-{BIG}", "1-1\n", "-", "$gt", '{"$gt": ""}']
+    ),
+    st.just("\u0661-\u0661"),  # Arabic-Indic digits: \d would take them
+)
+queries = st.fixed_dictionaries(
+    {},
+    optional={
+        "before": ids_and_junk,
+        "after": ids_and_junk,
+        "limit": st.sampled_from(["-1", "0", "101", "1e3", " 5", "\uff15", "5.0", "99999999999"])
+        | st.integers(-2, 200).map(str)
+        | st.text(max_size=8),
+        "q": st.text(max_size=120) | st.sampled_from([".*", "(a+)+$", "$where", "\x00"]),
+        "room": st.just("general") | st.text(max_size=70),
+    },
+)
+rooms = st.just("general") | st.text(max_size=70) | st.sampled_from(["a" * 65, "../x", "r:1"])
+tokens = st.just("valid") | st.sampled_from([None, "x.y.z", "e30.e30."])
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    route=st.sampled_from(["messages", "search", "rooms"]),
+    room=rooms,
+    query=queries,
+    which_token=tokens,
+)
+def test_no_input_makes_a_history_route_answer_5xx(fn, db, token, route, room, query, which_token):
+    if not db.messages.count_documents({}):
+        store(db, "general", 40)
+    path = {"search": "/api/search", "rooms": "/api/rooms"}.get(
+        route, f"/api/rooms/{quote(room, safe='')}/messages"
+    )
+    request = event(route, "http-v2", token=token if which_token == "valid" else which_token)
+    request["rawPath"] = request["requestContext"]["http"]["path"] = path
+    request["rawQueryString"] = urlencode(query)
+    request["queryStringParameters"] = query or None
+    if route == "messages":
+        request["pathParameters"] = {"room": room}
+    status, body, _ = call(fn, request)
+    assert status < 500, (status, body)
+    if status >= 400:
+        assert isinstance(body, dict) and set(body) == {"error", "code"}, body
