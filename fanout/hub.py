@@ -314,10 +314,10 @@ class Hub:
             return
         data = b"".join(encode(frame) for _, frame in fresh)
         # A copy: a write that takes a member over its limit takes it out.
-        members = tuple(writers.values())
-        for transport in members:
+        transports = tuple(writers.values())
+        for transport in transports:
             transport.write(data)
-        self._metrics.messages_out.inc(len(members) * len(fresh))
+        self._metrics.messages_out.inc(len(transports) * len(fresh))
 
     def _write(self, connection: ServerConnection, frame: str) -> None:
         if connection.protocol.state is State.OPEN:
