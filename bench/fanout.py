@@ -280,9 +280,13 @@ def replica_under_test():
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
-                if server.poll() is None:
-                    stop_replica(server)
-                redis.stop()
+                try:
+                    if server.poll() is None:
+                        stop_replica(server)
+                finally:  # even if it did not exit in time: leave nothing running
+                    if server.poll() is None:
+                        server.kill()
+                    redis.stop()
 
 
 def stop_replica(server: subprocess.Popen) -> float:
