@@ -213,8 +213,9 @@ async def test_a_message_sent_twice_with_one_client_id_is_stored_and_broadcast_o
     messages = [f for f in frames if f["type"] == "message"]
     assert len(messages) == 1 and [a["id"] for a in acks] == [messages[0]["id"]] * 2
     assert [a["duplicate"] for a in acks] == [False, True]
-    r = redis.Redis.from_url(settings.redis_url)
-    assert r.xlen(STREAM_KEY) == 1
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    [(entry_id, fields)] = r.xrange(STREAM_KEY)
+    assert entry_id == messages[0]["id"] and fields["client_id"] == "abc"  # stored with it
     r.close()
 
 

@@ -155,16 +155,18 @@ def test_a_stored_message_reads_as_the_frame_that_was_broadcast(fn, db, token):
                   "file_type": "image/png", "size": 5, "filename": "cat.png"}  # fmt: skip
     plain = StreamEntry(id=f"{T0}-0", room="general", user_id="u1", username="alice", text="hi")
     with_file = StreamEntry(id=f"{T0}-1", room="general", user_id="u2", username="bob",
-                            text="", attachments=(attachment,))  # fmt: skip
+                            text="", attachments=(attachment,), client_id="c-42")  # fmt: skip
     db[messages.COLLECTION].insert_many([messages.document(e) for e in (plain, with_file)])
     _, page = get(fn, "/api/rooms/general/messages", token)
 
     def broadcast(e: StreamEntry) -> dict:
         prefix = messages.frame_prefix(e.room, e.user_id, e.username, e.text, e.attachments)
-        return json.loads(prefix + f',"id":"{e.id}","ts":{e.ts}}}')
+        suffix = "}" if e.client_id is None else f',"client_id":"{e.client_id}"}}'
+        return json.loads(prefix + f',"id":"{e.id}","ts":{e.ts}' + suffix)
 
     assert page["messages"] == [broadcast(with_file), broadcast(plain)]
-    assert "attachments" not in page["messages"][1]
+    assert page["messages"][0]["client_id"] == "c-42"  # a client can settle its own send
+    assert "attachments" not in page["messages"][1] and "client_id" not in page["messages"][1]
 
 
 # -- bad input ---------------------------------------------------------------------------

@@ -125,3 +125,19 @@ def test_an_entry_whose_attachments_are_malformed_is_poison(raw):
     with pytest.raises(ValidationError) as caught:
         StreamEntry.from_redis("1-0", {**FIELDS, "attachments": raw})
     assert caught.value.code == "bad_attachments"
+
+
+def test_an_entrys_client_id_is_stored_and_read_back_as_in_the_broadcast():
+    entry = StreamEntry.from_redis("5-1", {**FIELDS, "client_id": "c-1"})
+    assert entry.client_id == "c-1" and entry.fields()["client_id"] == "c-1"
+    assert messages.from_document(messages.document(entry))["client_id"] == "c-1"
+    bare = StreamEntry.from_redis("5-2", FIELDS)
+    assert "client_id" not in bare.fields()
+    assert "client_id" not in messages.from_document(messages.document(bare))
+
+
+@pytest.mark.parametrize("client_id", ["", "x" * 65])
+def test_an_entry_whose_client_id_is_malformed_is_poison(client_id):
+    with pytest.raises(ValidationError) as caught:
+        StreamEntry.from_redis("5-1", {**FIELDS, "client_id": client_id})
+    assert caught.value.code == "bad_client_id"

@@ -144,7 +144,7 @@ class Sender:
         broadcast as given."""
         s = self._settings
         checked = [dict(a) for a in attachments]
-        fields = entry_fields(room, user_id, username, text, checked)
+        fields = entry_fields(room, user_id, username, text, checked, client_id)
         suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
         args: list[str | int] = [
             s.rate_limit_messages,

@@ -42,6 +42,7 @@ def document(entry: StreamEntry) -> dict[str, Any]:
         "created_at": datetime.fromtimestamp(ms / 1000, tz=UTC),
         "status": STATUS_SENT,  # sent | delivered | read
         "attachments": [dict(a) for a in entry.attachments],
+        "client_id": entry.client_id,
         "edited_at": None,
         "deleted": False,
         "v": int(SCHEMA_VERSION),
@@ -89,4 +90,7 @@ def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     frame = frame_fields(
         doc["room"], doc["user_id"], doc["username"], doc["text"], doc.get("attachments") or ()
     )
-    return frame | {"id": doc["_id"], "ts": doc["ms"]}
+    frame |= {"id": doc["_id"], "ts": doc["ms"]}
+    if doc.get("client_id"):  # as the broadcast: only when the send had one
+        frame["client_id"] = doc["client_id"]
+    return frame

@@ -33,7 +33,11 @@ FIELDS_V1 = ("v", "room", "user_id", "username", "text")
 #   attachments  JSON array of {url, file_type, size, filename}, each checked
 #                against the stored object before the message was accepted;
 #                absent when the message carries none
-OPTIONAL_FIELDS_V1 = ("attachments",)
+#   client_id    the sender's idempotency id (1-64 characters), absent when
+#                the send had none: stored, so a client can tell from history
+#                that a send it never saw acknowledged was stored
+OPTIONAL_FIELDS_V1 = ("attachments", "client_id")
+MAX_CLIENT_ID_CHARS = 64
 
 # MongoDB refuses documents over 16 MiB; an entry this large can never be
 # stored (the send path allows far less), so it is poison, not a retry.
@@ -71,6 +75,7 @@ class StreamEntry:
     username: str
     text: str
     attachments: tuple[dict[str, Any], ...] = ()
+    client_id: str | None = None
 
     @property
     def ts(self) -> int:
@@ -78,7 +83,9 @@ class StreamEntry:
         return parse_id(self.id)[0]
 
     def fields(self) -> dict[str, str]:
-        return entry_fields(self.room, self.user_id, self.username, self.text, self.attachments)
+        return entry_fields(
+            self.room, self.user_id, self.username, self.text, self.attachments, self.client_id
+        )
 
     @classmethod
     def from_redis(cls, entry_id: str, fields: dict[str, Any] | None) -> StreamEntry:
@@ -92,6 +99,11 @@ class StreamEntry:
         if missing:
             raise ValidationError(f"Missing fields: {', '.join(missing)}", code="missing_fields")
         attachments = _parse_attachments(fields.get("attachments"))
+        client_id = fields.get("client_id")
+        if client_id is not None and not (
+            isinstance(client_id, str) and 1 <= len(client_id) <= MAX_CLIENT_ID_CHARS
+        ):
+            raise ValidationError("Field client_id is not 1-64 characters", code="bad_client_id")
         present = [name for name in OPTIONAL_FIELDS_V1 if name in fields]
         size = 0
         for name in (*FIELDS_V1, *present):
@@ -112,6 +124,7 @@ class StreamEntry:
             username=fields["username"],
             text=fields["text"],
             attachments=attachments,
+            client_id=client_id,
         )
 
 
@@ -121,14 +134,17 @@ def entry_fields(
     username: str,
     text: str,
     attachments: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
+    client_id: str | None = None,
 ) -> dict[str, str]:
-    """The fields of one entry; `attachments` only when there are some."""
+    """The fields of one entry; `attachments` and `client_id` only when given."""
     fields = {"v": SCHEMA_VERSION, "room": room, "user_id": user_id, "username": username,
               "text": text}  # fmt: skip
     if attachments:
         fields["attachments"] = json.dumps(
             list(attachments), ensure_ascii=False, separators=(",", ":")
         )
+    if client_id is not None:
+        fields["client_id"] = client_id
     return fields
 
 
