@@ -736,13 +736,15 @@
     } else replayed(conn);
   }
 
+  // The gap first: a send of ours that was stored while we were away shows up
+  // there (with its client_id) and is settled instead of sent again.
   function replayed(conn) {
-    flushOutbox();
     if (conn.gap) {
       state.history.gap = conn.gap;
       conn.gap = null;
       fillGap();
     }
+    flushOutbox();
   }
 
   // -- messages ---------------------------------------------------------------
@@ -796,7 +798,8 @@
   // Send, in the order typed, what has not been sent on this connection yet.
   function flushOutbox() {
     const conn = state.conn;
-    if (!conn || !conn.joined || conn.replaying > 0) return;
+    // Held while the gap is read (see replayed); a failed read sends anyway.
+    if (!conn || !conn.joined || conn.replaying > 0 || state.history.filling) return;
     const wait = state.holdUntil - Date.now();
     if (wait > 0) {
       clearTimeout(state.timers.hold);
@@ -1065,6 +1068,10 @@
     const id = parseId(frame.id);
     if (!id || shownItem(frame.id)) return false;
     const own = state.userId !== null && frame.user_id === state.userId;
+    // One of our sends that was stored though we never saw it acknowledged:
+    // the stored copy, put in its place below, replaces the pending one.
+    const pending = own && typeof frame.client_id === "string" && settle(frame.client_id, frame.id);
+    if (pending) pending.remove();
     const item = renderFrame(frame, { own, attachments: true });
     item.dataset.id = frame.id;
     const later = Array.from(el.messages.querySelectorAll(".message[data-id]")).find(
@@ -1157,6 +1164,7 @@
     } finally {
       history.filling = false;
       updateHistoryBar();
+      flushOutbox();
     }
     // Another resume without recovery while this one was read: its turn.
     if (state.history === history && history.gap && history.gap !== gap) fillGap();

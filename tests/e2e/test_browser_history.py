@@ -25,6 +25,7 @@ from tests.e2e.browser_support import (
     session_token,
     unique,
     wait_for_lines,
+    wait_until,
 )
 
 LONG_MS = 3 * WAIT_MS  # the drain, two cores and other sessions
@@ -178,6 +179,50 @@ def test_a_long_absence_is_filled_in_order_without_duplicates(open_page, local_s
     shown = page.locator("#messages .message .text").all_text_contents()
     assert [t for t in shown if t in missed] == missed
     assert any(f"after={last_seen}" in url for url in asked)
+
+
+def test_a_send_stored_while_the_page_was_away_is_not_sent_again(open_page, local_stack) -> None:
+    """The server stored a message whose ack never reached the page, and the
+    page then stayed away longer than the resume window and the resend
+    deduplication: back online it finds the message, by its client_id, in the
+    gap it reads, and settles it instead of sending it again (which would
+    store it twice)."""
+    page = open_page()
+    lines, new_lines = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("unsure"))
+    before = f"before {uuid.uuid4().hex}"
+    write(local_stack, [before])
+    expect(message(page, before)).to_have_count(1, timeout=WAIT_MS)
+
+    first = wait_for_lines(page, lines, 1)
+    first.hold = True  # what the server answers (ack, broadcast) never arrives
+    text = f"stored once {uuid.uuid4().hex}"
+    say(page, text)
+    wait_until(page, lambda: first.client_ids(text), "the page did not send the message")
+    new_lines["hold"] = True
+    first.cut(1012, "replica restarting")
+    second = wait_for_lines(page, lines, 2)
+    new_lines["hold"] = False
+    write(local_stack, [f"meanwhile {i} {uuid.uuid4().hex}" for i in range(8)])  # window: 5
+    time.sleep(3)  # IDEMPOTENCY_TTL_SECONDS is 2: a resend now would be stored again
+    second.release()
+
+    expect(page.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    expect(message(page, text)).to_have_count(1, timeout=LONG_MS)
+    expect(message(page, text)).not_to_have_class(re.compile("pending"), timeout=LONG_MS)
+    assert second.client_ids(text) == []  # not sent again
+    token = session_token(page)
+    time.sleep(1.5)  # a resend would be stored by the drain within this
+    texts = [
+        m["text"]
+        for m in httpx.get(
+            f"{local_stack['api_url']}/api/search",
+            params={"room": "general", "q": text},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["messages"]
+    ]
+    assert texts == [text]
 
 
 def test_search_finds_a_message_ignoring_case_and_says_when_nothing_matches(
