@@ -12,6 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from aurora.errors import ValidationError
 from aurora.rooms import ROOM_PATTERN, ROOM_RULE
+from aurora.stream import MAX_CLIENT_ID_CHARS, is_client_id
 
 DEFAULT_ROOM = "general"
 SUBPROTOCOL = "aurora.v1"
@@ -26,7 +27,7 @@ CLOSE_SERVER_RESTART = 1012  # reconnect, to this or another replica
 
 # Room ids also name Redis keys and channels: the layer's one rule (aurora.rooms).
 Room = Annotated[str, StringConstraints(pattern=ROOM_PATTERN)]
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CLIENT_ID_CHARS)]
 
 
 class _Frame(BaseModel):
@@ -121,13 +122,8 @@ def claimed_client_id(raw: str | bytes) -> str | None:
         return None
     if not isinstance(frame, dict) or frame.get("type", "message") != "message":
         return None
-    try:
-        return _CLIENT_ID.validate_python(frame.get("client_id"))
-    except PydanticValidationError:
-        return None
-
-
-_CLIENT_ID: TypeAdapter[ClientId] = TypeAdapter(ClientId, config=ConfigDict(strict=True))
+    client_id = frame.get("client_id")
+    return client_id if is_client_id(client_id) else None
 
 
 def _explain(exc: PydanticValidationError) -> ValidationError:

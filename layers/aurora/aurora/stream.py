@@ -37,7 +37,13 @@ FIELDS_V1 = ("v", "room", "user_id", "username", "text")
 #                the send had none: stored, so a client can tell from history
 #                that a send it never saw acknowledged was stored
 OPTIONAL_FIELDS_V1 = ("attachments", "client_id")
-MAX_CLIENT_ID_CHARS = 64
+MAX_CLIENT_ID_CHARS = 64  # the fan-out's `client_id` rule is this one too
+
+
+def is_client_id(value: object) -> bool:
+    """A client_id as the send path accepts it: a string of 1-64 characters."""
+    return isinstance(value, str) and 1 <= len(value) <= MAX_CLIENT_ID_CHARS
+
 
 # MongoDB refuses documents over 16 MiB; an entry this large can never be
 # stored (the send path allows far less), so it is poison, not a retry.
@@ -100,9 +106,7 @@ class StreamEntry:
             raise ValidationError(f"Missing fields: {', '.join(missing)}", code="missing_fields")
         attachments = _parse_attachments(fields.get("attachments"))
         client_id = fields.get("client_id")
-        if client_id is not None and not (
-            isinstance(client_id, str) and 1 <= len(client_id) <= MAX_CLIENT_ID_CHARS
-        ):
+        if client_id is not None and not is_client_id(client_id):
             raise ValidationError("Field client_id is not 1-64 characters", code="bad_client_id")
         present = [name for name in OPTIONAL_FIELDS_V1 if name in fields]
         size = 0
