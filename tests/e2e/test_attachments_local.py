@@ -23,6 +23,20 @@ def login(api: str) -> str:
     return httpx.post(f"{api}/api/auth/login", json=creds).json()["token"]
 
 
+def upload(api: str, token: str, filename: str, content_type: str, content: bytes) -> dict:
+    """Ask for an upload and post the file to S3 as a browser would; the grant."""
+    grant = httpx.post(
+        f"{api}/api/attachments",
+        json={"filename": filename, "content_type": content_type, "size": len(content)},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    response = httpx.post(
+        grant["upload"]["url"], data=grant["upload"]["fields"], files={"file": ("f", content)}
+    )
+    assert response.status_code == 204
+    return grant
+
+
 def test_a_browser_style_upload_to_the_local_s3_passes_the_attachment_check(
     local_stack, monkeypatch
 ):
@@ -30,16 +44,8 @@ def test_a_browser_style_upload_to_the_local_s3_passes_the_attachment_check(
     assert local_stack["s3_url"].startswith("http://127.0.0.1:")
     token = login(api)
     content = b"hello attachment\n"
-    grant = httpx.post(
-        f"{api}/api/attachments",
-        json={"filename": "notes.txt", "content_type": "text/plain", "size": len(content)},
-        headers={"Authorization": f"Bearer {token}"},
-    ).json()
+    grant = upload(api, token, "notes.txt", "text/plain", content)
     assert grant["upload"]["url"].startswith(local_stack["s3_url"])
-    response = httpx.post(
-        grant["upload"]["url"], data=grant["upload"]["fields"], files={"file": ("f", content)}
-    )
-    assert response.status_code == 204
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "local")
@@ -57,15 +63,7 @@ def test_a_message_with_an_upload_goes_through_the_stacks_fanout_into_mongodb(lo
     api, ws_url = local_stack["api_url"], local_stack["ws_url"]
     token = login(api)
     content = b"%PDF-1.4 minimal\n"
-    grant = httpx.post(
-        f"{api}/api/attachments",
-        json={"filename": "report.pdf", "content_type": "application/pdf", "size": len(content)},
-        headers={"Authorization": f"Bearer {token}"},
-    ).json()
-    response = httpx.post(
-        grant["upload"]["url"], data=grant["upload"]["fields"], files={"file": ("f", content)}
-    )
-    assert response.status_code == 204
+    grant = upload(api, token, "report.pdf", "application/pdf", content)
 
     async def send() -> dict:
         async with connect(ws_url, subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
