@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from aurora import untrusted_json
 from aurora.errors import ValidationError
 from aurora.rooms import ROOM_PATTERN, ROOM_RULE
 from aurora.stream import MAX_CLIENT_ID_CHARS, is_client_id
@@ -106,11 +107,11 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
 
 def _load(raw: str | bytes) -> Any:
     try:
-        return json.loads(raw)
+        return untrusted_json.loads(raw)
+    except untrusted_json.TooDeep:
+        raise ValidationError("Frame nests too deeply", code="bad_json") from None
     except ValueError:
         raise ValidationError("Frame is not valid JSON", code="bad_json") from None
-    except RecursionError:  # e.g. 16 KiB of "[": the decoder recurses once per level
-        raise ValidationError("Frame nests too deeply", code="bad_json") from None
 
 
 def claimed_client_id(raw: str | bytes) -> str | None:

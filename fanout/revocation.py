@@ -15,12 +15,12 @@ round trip each, however many notices or connections.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING
 
 from websockets.protocol import State
 
+from aurora import untrusted_json
 from aurora.errors import UnavailableError
 from aurora.tokens import find_revoked_async
 from fanout.protocol import CLOSE_AUTH_FAILED
@@ -66,10 +66,10 @@ class RevocationWatch:
     def notice(self, data: object) -> None:
         """A message on REVOCATIONS_CHANNEL: re-check that user's connections soon."""
         try:
-            user_id = json.loads(data)["user_id"]
+            user_id = untrusted_json.loads(data)["user_id"]
             if not isinstance(user_id, str):
                 raise TypeError(user_id)
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError):
             log.warning("malformed revocation notice ignored", extra={"notice": repr(data)[:200]})
             return
         if user_id in self._by_user:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import messages
+from aurora import messages, untrusted_json
 from aurora.errors import AuroraError, ValidationError
 from aurora.stream import DEAD_LETTER_KEY, StreamEntry, parse_id
 
@@ -49,7 +49,7 @@ class DeadLetter:
     @classmethod
     def from_redis(cls, letter_id: str, raw: dict[str, str]) -> DeadLetter:
         try:
-            fields = json.loads(raw.get("fields") or "{}")
+            fields = untrusted_json.loads(raw.get("fields") or "{}")
         except ValueError:
             fields = {"_unparseable": raw.get("fields")}
         return cls(

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from aurora import untrusted_json
 from aurora.errors import ValidationError
 
 STREAM_KEY = "aurora:messages"
@@ -164,11 +165,11 @@ def _parse_attachments(raw: str | None) -> tuple[dict[str, Any], ...]:
     try:
         if not isinstance(raw, str):
             raise ValueError("not a string")
-        items = json.loads(raw)
+        items = untrusted_json.loads(raw)
         if not isinstance(items, list) or not items:
             raise ValueError("not a non-empty list")
         return tuple(Attachment.model_validate(item).model_dump() for item in items)
-    except (ValueError, RecursionError) as exc:  # pydantic's errors are ValueErrors
+    except ValueError as exc:  # pydantic's errors are ValueErrors too
         raise ValidationError(
             f"Field attachments is not a list of attachments: {str(exc)[:200]}",
             code="bad_attachments",
