@@ -1,6 +1,7 @@
 """Fan-out benchmark: prints figures, asserts nothing (docs/benchmarks.md).
 
     python bench/fanout.py throughput --clients 1000 --rate 40 --seconds 20 [--repeat 5]
+    python bench/fanout.py throughput ... --repeat 5 --against-stock
     python bench/fanout.py hold --connections 10000
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
@@ -11,7 +12,11 @@ throughput: N clients in one room, one sender at a fixed total rate. Reports
 deliveries/s, end-to-end latency p50/p99 (send time -> receive time, same
 clock), loss, the replica's CPU time per delivered frame (utime+stime from
 /proc over the measured window / frames it wrote, from its /metrics) and RSS
-per connection. hold: N idle connections, RSS per connection, and how long the replica takes
+per connection. With --against-stock each run is a pair, the replica with
+websockets' stock broadcast() in its member loop (bench/stock_fanout.py) and
+then this one, and the figure compared is ours / stock.
+
+hold: N idle connections, RSS per connection, and how long the replica takes
 to exit on SIGTERM with all of them open (it closes each with 1012).
 """
 
@@ -72,7 +77,7 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def start_server(redis_url: str, port: int, log) -> subprocess.Popen:
+def start_server(redis_url: str, port: int, log, stock: bool = False) -> subprocess.Popen:
     env = os.environ | {
         "AURORA_ENV": "local",
         "REDIS_URL": redis_url,
@@ -82,8 +87,10 @@ def start_server(redis_url: str, port: int, log) -> subprocess.Popen:
         "RATE_LIMIT_MESSAGES": "1000000",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
+    # -P: bench/ must not shadow the fanout package with bench/fanout.py.
+    replica = ["-P", str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
     process = subprocess.Popen(
-        ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "fanout"],
+        ["taskset", "-c", str(SERVER_CORE), sys.executable, *replica],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -267,7 +274,7 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
 
 @contextlib.contextmanager
-def replica_under_test():
+def replica_under_test(stock: bool = False):
     """Redis pinned to the load core and one fan-out replica (pinned by
     start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,7 +283,7 @@ def replica_under_test():
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
         with open(Path(tmp) / "fanout.log", "wb") as log:
-            server = start_server(redis.url, port, log)
+            server = start_server(redis.url, port, log, stock)
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
@@ -318,22 +325,39 @@ def start_load(ctx, target, total: int, processes: int, extra: tuple, timeout: f
 
 def throughput(args) -> None:
     """One run, or `--repeat` runs and the spread of the CPU figure: on a VM
-    it moves by 10-20 % within an hour (docs/benchmarks.md, issue 3)."""
-    figures = []
+    it moves by 10-20 % within an hour (docs/benchmarks.md, issue 3). With
+    --against-stock, each run is a stock replica then ours, minutes apart, so
+    both see the same machine; their ratio moves much less than either."""
+    ours, stock = [], []
     for run in range(args.repeat):
         if args.repeat > 1:
             print(f"-- run {run + 1} of {args.repeat}")
-        figures.append(throughput_once(args))
+        if args.against_stock:
+            print("stock websockets.broadcast():")
+            stock.append(throughput_once(args, stock=True))
+            print("this replica:")
+        ours.append(throughput_once(args))
+        if args.against_stock:
+            ratio = ours[-1] / stock[-1]
+            print(f"ours / stock = {ours[-1]:.2f} / {stock[-1]:.2f} us = {ratio:.3f}")
     if args.repeat > 1:
-        figures.sort()
-        print(f"server CPU per delivered frame over {args.repeat} runs: min {figures[0]:.2f}, "
-              f"median {statistics.median(figures):.2f}, max {figures[-1]:.2f} us")  # fmt: skip
+        print(f"server CPU per delivered frame over {args.repeat} runs: {spread(ours)} us")
+    if args.against_stock:
+        print(f"stock broadcast() over {args.repeat} runs: {spread(stock)} us")
+        ratios = [o / s for o, s in zip(ours, stock, strict=True)]
+        print(f"ours / stock per run: {spread(ratios, '.3f')}")
 
 
-def throughput_once(args) -> float:
+def spread(figures: list[float], form: str = ".2f") -> str:
+    figures = sorted(figures)
+    median = statistics.median(figures)
+    return f"min {figures[0]:{form}}, median {median:{form}}, max {figures[-1]:{form}}"
+
+
+def throughput_once(args, stock: bool = False) -> float:
     """One run; prints its figures and returns the CPU per delivery in us."""
     ctx = mp.get_context("spawn")
-    with replica_under_test() as (server, port, url):
+    with replica_under_test(stock) as (server, port, url):
         rss_idle = rss_bytes(server.pid)
         stop, results = ctx.Event(), ctx.Queue()
         procs = start_load(ctx, receivers, args.clients, args.processes,
@@ -417,6 +441,8 @@ def main() -> None:
     t.add_argument("--warmup", type=float, default=3.0)
     t.add_argument("--processes", type=int, default=4, help="receiver processes")
     t.add_argument("--repeat", type=int, default=1, help="runs, each with a fresh replica")
+    t.add_argument("--against-stock", action="store_true",
+                   help="before each run, the same with websockets' stock broadcast()")  # fmt: skip
     t.set_defaults(run=throughput)
     h = sub.add_parser("hold")
     h.add_argument("--connections", type=int, default=10_000)
