@@ -170,6 +170,9 @@ class LocalStack:
             "redis_url": env["REDIS_URL"],
             "mongo_url": env["MONGO_URL"],
             "s3_url": env.get("AWS_ENDPOINT_URL_S3", ""),
+            # Where presigned URLs send the browser (docker compose: the host's port).
+            "s3_public_url": os.environ.get("S3_PUBLIC_ENDPOINT_URL")
+            or env.get("AWS_ENDPOINT_URL_S3", ""),
             "pids": {child.name: child.pid for child in self.children} | {"local": os.getpid()},
         }
 
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             f"  WebSocket             {urls['ws_url']}\n"
             f"  Redis                 {urls['redis_url']}\n"
             f"  MongoDB               {urls['mongo_url']}\n"
-            f"  S3 (attachments)      {urls['s3_url']}\n"
+            f"  S3 (attachments)      {urls['s3_public_url']}\n"
             f"  (also in {config.data_dir / 'local.json'})\n",
             flush=True,
         )

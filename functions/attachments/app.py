@@ -21,7 +21,8 @@ def create_upload(
 ) -> dict:
     settings = get_settings()
     client = attachments.s3_client(settings.s3_endpoint_url)
-    upload = attachments.create_upload(request, user.user_id, settings, client)
+    signer = attachments.presigning_client(settings)
+    upload = attachments.create_upload(request, user.user_id, settings, client, signer)
     logger.info("upload presigned", extra={"user_id": user.user_id, "size": request.size})
     return upload
 
@@ -30,7 +31,8 @@ def create_upload(
 def download_link(url: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict:
     settings = get_settings()
     client = attachments.s3_client(settings.s3_endpoint_url)
-    return attachments.download_link(url, settings, client)
+    signer = attachments.presigning_client(settings)
+    return attachments.download_link(url, settings, client, signer)
 
 
 handler = lambda_handler(app, logger)

@@ -46,6 +46,8 @@ def test_a_browser_style_upload_to_the_local_s3_passes_the_attachment_check(
     content = b"hello attachment\n"
     grant = upload(api, token, "notes.txt", "text/plain", content)
     assert grant["upload"]["url"].startswith(local_stack["s3_url"])
+    # No S3_PUBLIC_ENDPOINT_URL here: the browser uses the servers' address.
+    assert local_stack["s3_public_url"] == local_stack["s3_url"]
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "local")

@@ -277,3 +277,51 @@ def test_a_logged_out_token_gets_no_upload_and_no_link(function, app_env, s3):
 
     query = urlencode({"url": grant["attachment"]["url"]})
     assert call(function, None, token, query=query)[1]["code"] == "token_revoked"
+
+
+# --- browsers reach S3 at another address than the servers (docker compose) ---
+
+
+@pytest.fixture
+def public_endpoint(s3_endpoint: str) -> str:
+    """The same moto server by another name: the servers use 127.0.0.1, the
+    "browser" localhost (as compose's containers use s3:5000, the host localhost:9000)."""
+    assert s3_endpoint.startswith("http://127.0.0.1:")
+    return s3_endpoint.replace("127.0.0.1", "localhost")
+
+
+def test_an_upload_presigned_for_the_public_address_passes_the_servers_check(
+    cfg, s3, public_endpoint
+):
+    public = dataclasses.replace(cfg, s3_public_endpoint_url=public_endpoint)
+    signer = attachments.presigning_client(public, "us-east-1")
+    request = attachments.UploadRequest(filename="cat.png", content_type="image/png", size=len(PNG))
+    grant = attachments.create_upload(request, ALICE, public, s3, signer)
+    assert grant["upload"]["url"] == f"{public_endpoint}/{cfg.attachments_bucket}"
+    upload(grant, PNG)  # the browser's POST, to localhost
+    # The HEAD check with the servers' settings only (the fan-out has no public address).
+    assert attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3).size == len(PNG)
+    link = attachments.download_link(grant["attachment"]["url"], public, s3, signer)["url"]
+    assert link.startswith(f"{public_endpoint}/")
+    assert httpx.get(link).content == PNG
+
+
+def test_the_function_signs_for_the_public_address_it_is_given(
+    function, app_env, s3, public_endpoint, monkeypatch
+):
+    from urllib.parse import urlencode
+
+    from aurora.settings import get_settings
+
+    monkeypatch.setenv("S3_PUBLIC_ENDPOINT_URL", public_endpoint)
+    get_settings.cache_clear()
+    token = issue_token(ALICE, "alice", app_env)
+    body = {"filename": "cat.png", "content_type": "image/png", "size": len(PNG)}
+    status, grant = call(function, body, token)
+    assert status == 200 and grant["upload"]["url"].startswith(f"{public_endpoint}/")
+    upload(grant, PNG)
+    servers = dataclasses.replace(app_env, s3_endpoint_url=str(s3.meta.endpoint_url))
+    assert attachments.verify_attachment(grant["attachment"], ALICE, servers, s3).size == len(PNG)
+    status, link = call(function, None, token, query=urlencode({"url": grant["attachment"]["url"]}))
+    assert status == 200 and link["url"].startswith(f"{public_endpoint}/")
+    assert httpx.get(link["url"]).content == PNG

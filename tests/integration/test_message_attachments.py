@@ -29,15 +29,16 @@ def cfg(settings: Settings, s3_endpoint: str, s3) -> Settings:
     return dataclasses.replace(settings, s3_endpoint_url=s3_endpoint, attachment_max_bytes=LIMIT)
 
 
-def uploaded(cfg: Settings, s3, user: str, data: bytes = PNG, **kw: str) -> dict:
+def uploaded(cfg: Settings, s3, user: str, data: bytes = PNG, signer=None, **kw: str) -> dict:
     """The attachment metadata of a file `user` uploaded through a presigned POST
-    (`stored_type`: the Content-Type actually sent, which moto does not check)."""
+    (`stored_type`: the Content-Type actually sent, which moto does not check;
+    `signer`: the client that signs the POST, default `s3`)."""
     request = attachments.UploadRequest(
         filename=kw.get("filename", "cat.png"),
         content_type=kw.get("content_type", "image/png"),
         size=int(kw.get("size", len(data))),
     )
-    grant = attachments.create_upload(request, f"id-{user}", cfg, s3)
+    grant = attachments.create_upload(request, f"id-{user}", cfg, s3, signer)
     fields = grant["upload"]["fields"] | (
         {"Content-Type": kw["stored_type"]} if "stored_type" in kw else {}
     )
@@ -102,6 +103,29 @@ async def test_a_checked_attachment_reaches_every_client_and_is_stored_once(cfg,
     (document,) = drain_into_mongo(cfg)
     assert document["_id"] == message_id
     assert document["attachments"] == [attachment]
+
+
+async def test_a_replica_that_knows_only_the_servers_s3_address_accepts_a_browser_upload(
+    cfg, s3, s3_endpoint
+):
+    """As under docker compose: the upload was signed for, and posted to, the
+    browser's address of S3 (localhost here, 127.0.0.1 for the servers); the
+    fan-out, configured with the servers' address only, checks it with HEAD."""
+    public = dataclasses.replace(
+        cfg, s3_public_endpoint_url=s3_endpoint.replace("127.0.0.1", "localhost")
+    )
+    signer = attachments.presigning_client(public, "us-east-1")
+    attachment = uploaded(public, s3, "alice", signer=signer)
+    assert cfg.s3_public_endpoint_url == "" and cfg.s3_endpoint_url == s3_endpoint
+    async with replica(cfg) as (url, _):
+        alice = await v1_client(url, cfg, "alice", "files")
+        await send_json(alice, {"type": "message", "room": "files", "text": "",
+                                "client_id": "p1", "attachments": [attachment]})  # fmt: skip
+        frames = [await receive_json(alice), await receive_json(alice)]
+        await alice.close()
+    (message,) = [f for f in frames if f["type"] == "message"]
+    assert message["attachments"] == [attachment]
+    assert stream_length(cfg) == 1
 
 
 async def test_refused_attachments_get_an_error_frame_and_nothing_is_queued(cfg, s3):

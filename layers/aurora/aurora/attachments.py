@@ -73,6 +73,14 @@ def s3_client(endpoint_url: str = "", region: str | None = None) -> Any:
     )
 
 
+def presigning_client(settings: Settings, region: str | None = None) -> Any:
+    """The client that signs URLs for browsers: on `S3_PUBLIC_ENDPOINT_URL` when
+    browsers reach S3 at another address than the servers do (docker compose),
+    else the servers' own client. Signed for that host from the start: SigV4
+    covers the Host header, so rewriting a signed URL would break it."""
+    return s3_client(settings.s3_presign_endpoint_url, region)
+
+
 def safe_filename(name: str) -> str:
     """A file name that is safe as the last part of an S3 key and in a
     Content-Disposition: no directories, no control or shell characters."""
@@ -118,15 +126,19 @@ def key_from_url(settings: Settings, url: str, client: Any) -> str | None:
 
 
 def create_upload(
-    request: UploadRequest, user_id: str, settings: Settings, client: Any
+    request: UploadRequest, user_id: str, settings: Settings, client: Any, signer: Any = None
 ) -> dict[str, Any]:
     """A presigned POST for one file of `request.size` bytes of `request.content_type`,
-    and the attachment metadata a message will carry once it is uploaded."""
+    and the attachment metadata a message will carry once it is uploaded.
+
+    `signer` (default `client`) signs the POST for the browser's address
+    (`presigning_client`); the metadata's URL stays on `client`'s endpoint, the
+    one every server checks it against, so the fan-out needs no public address."""
     content_type = request.content_type.lower()
     _check_type_and_size(content_type, request.size, settings)
     filename = safe_filename(request.filename)
     key = f"{KEY_PREFIX}/{user_id}/{uuid.uuid4().hex}/{filename}"
-    post = client.generate_presigned_post(
+    post = (signer or client).generate_presigned_post(
         Bucket=settings.attachments_bucket,
         Key=key,
         Fields={"Content-Type": content_type},
@@ -217,12 +229,13 @@ def verify_attachments(
     return [verify_attachment(item, user_id, settings, client) for item in items]
 
 
-def download_link(url: str, settings: Settings, client: Any) -> dict[str, Any]:
-    """A short-lived GET link for an attachment URL of ours (the bucket is private)."""
+def download_link(url: str, settings: Settings, client: Any, signer: Any = None) -> dict[str, Any]:
+    """A short-lived GET link for an attachment URL of ours (the bucket is private),
+    signed by `signer` (default `client`) for the browser's address."""
     key = key_from_url(settings, url, client)
     if key is None:
         raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
-    link = client.generate_presigned_url(
+    link = (signer or client).generate_presigned_url(
         "get_object",
         Params={
             "Bucket": settings.attachments_bucket,

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from aurora.errors import ConfigurationError
 
@@ -91,6 +92,12 @@ class Settings:
     attachment_url_ttl_seconds: int = 300
     # Set locally (moto or LocalStack); empty on AWS, where boto3 finds S3 itself.
     s3_endpoint_url: str = ""
+    # Where browsers reach that same S3, if not at s3_endpoint_url: presigned
+    # upload and download URLs are signed for this address (SigV4 signs the
+    # host, so a signed URL cannot be rewritten to another one). Under docker
+    # compose the servers use http://s3:5000 and the host's browser
+    # http://localhost:9000. Empty: s3_endpoint_url.
+    s3_public_endpoint_url: str = ""
     # Fan-out tier, protocol v1 (issue 3).
     auth_timeout_seconds: float = 5.0  # a connection without a token must send `auth` by then
     max_connections_per_user: int = 10  # across every replica
@@ -112,6 +119,11 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.env == "local"
+
+    @property
+    def s3_presign_endpoint_url(self) -> str:
+        """The S3 address presigned URLs name: the public one if set."""
+        return self.s3_public_endpoint_url or self.s3_endpoint_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -196,6 +208,7 @@ class Settings:
                 "ATTACHMENT_URL_TTL_SECONDS", defaults.attachment_url_ttl_seconds
             ),
             s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3", "") or env.get("AWS_ENDPOINT_URL", ""),
+            s3_public_endpoint_url=text("S3_PUBLIC_ENDPOINT_URL", ""),
             # Fan-out tier, protocol v1 (issue 3).
             auth_timeout_seconds=number("AUTH_TIMEOUT_SECONDS", 5),
             max_connections_per_user=number(
@@ -259,6 +272,12 @@ class Settings:
             raise ConfigurationError("HISTORY_PAGE_DEFAULT must be between 1 and HISTORY_PAGE_MAX")
         if self.history_query_max_ms < 1:
             raise ConfigurationError("HISTORY_QUERY_MAX_MS must be positive")
+        if self.s3_public_endpoint_url:
+            public = urlsplit(self.s3_public_endpoint_url)
+            if public.scheme not in ("http", "https") or not public.netloc or public.query:
+                raise ConfigurationError(
+                    "S3_PUBLIC_ENDPOINT_URL must be an http(s) URL like http://localhost:9000"
+                )
         if self.is_local:
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:
