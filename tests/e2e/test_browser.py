@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import time
 import uuid
-import zlib
 from pathlib import Path
 
 import httpx
@@ -28,6 +26,7 @@ from tests.e2e.browser_support import (
     wait_for_lines,
     wait_until,
 )
+from tests.e2e.files import png
 
 
 def test_two_users_see_a_message_one_sends(open_page) -> None:
@@ -284,23 +283,6 @@ def test_messages_over_the_rate_limit_are_sent_later_in_order(open_page) -> None
         expect(message(page, text)).to_have_attribute("data-id", re.compile(r"^\d+-\d+$"))
     shown = page.locator("#messages .message .text").all_text_contents()
     assert [t for t in shown if t in burst] == burst
-
-
-def png(width: int, height: int) -> bytes:
-    """A valid PNG of red pixels, `width` by `height`."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 def attach(page: Page, name: str, mime_type: str, content: bytes) -> None:
