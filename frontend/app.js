@@ -63,6 +63,7 @@
     searchStatus: $("search-status"),
     searchResults: $("search-results"),
     searchClose: $("search-close"),
+    searchMore: $("search-more"),
   };
 
   const state = {
@@ -84,7 +85,11 @@
     // Reads from the history API. Replaced when the list is cleared, so an
     // answer to a request made before is dropped. `gap`: messages missed
     // beyond the resume window, still to be read: {after: the last id read}.
-    history: { loading: false, end: false, gap: null, filling: false, search: 0 },
+    history: { loading: false, end: false, gap: null, filling: false },
+    // The search shown: {q, before: the cursor of its next page (null before the
+    // first and after the last), count: results listed, loading}. Replaced by a
+    // new search, null once closed: an answer to an older one is dropped.
+    search: null,
     attempt: 0,
     authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
     refreshing: null,
@@ -998,8 +1003,7 @@
     state.echoes.clear();
     state.lastId = null;
     state.holdUntil = 0;
-    const { search } = state.history;
-    state.history = { loading: false, end: false, gap: null, filling: false, search };
+    state.history = { loading: false, end: false, gap: null, filling: false };
     showHistoryStatus("");
     updateHistoryBar();
     closeSearch();
@@ -1184,34 +1188,59 @@
 
   // -- search -------------------------------------------------------------------
 
-  async function search() {
+  // A new search: the newest page of results for what the box holds.
+  function search() {
     const q = el.searchInput.value;
     if (isBlank(q)) return;
-    const asked = ++state.history.search;
+    state.search = { q, before: null, count: 0, loading: false };
     el.searchPanel.hidden = false;
     el.searchResults.replaceChildren();
-    showSearchStatus("Searching…");
+    updateSearchMore();
+    searchPage();
+  }
+
+  // The next page of the search shown: the results older than the last one
+  // listed (the API's `before` cursor), added below it, until `next_before` is null.
+  async function searchPage() {
+    const found = state.search;
+    if (!found || found.loading) return;
+    found.loading = true; // More results stays enabled (and focused): a click meanwhile is ignored
+    showSearchStatus(found.count ? "Loading more results…" : "Searching…");
     try {
-      const query = new URLSearchParams({ room: ROOM, q, limit: HISTORY_PAGE });
+      const query = new URLSearchParams({ room: ROOM, q: found.q, limit: HISTORY_PAGE });
+      if (found.before) query.set("before", found.before);
       const page = await apiGet(`/api/search?${query}`);
-      if (asked !== state.history.search) return; // a newer search, or closed
-      const found = storedMessages(page);
-      for (const frame of found) {
+      if (state.search !== found) return; // a newer search, or closed
+      for (const frame of storedMessages(page)) {
         const own = state.userId !== null && frame.user_id === state.userId;
         el.searchResults.appendChild(renderFrame(frame, { own, attachments: false }));
+        found.count += 1;
       }
-      if (!found.length) showSearchStatus(`No results for “${q}”.`);
-      else if (page.next_before) showSearchStatus(`The newest ${found.length} results for “${q}”.`);
-      else showSearchStatus(`${found.length} result${found.length === 1 ? "" : "s"} for “${q}”.`);
+      found.before = typeof page.next_before === "string" ? page.next_before : null;
+      const { q, count } = found;
+      if (!count) showSearchStatus(`No results for “${q}”.`);
+      else if (found.before) showSearchStatus(`The newest ${count} results for “${q}”.`);
+      else showSearchStatus(`${count} result${count === 1 ? "" : "s"} for “${q}”.`);
     } catch (error) {
-      if (asked === state.history.search) showSearchStatus(`Search failed: ${error.message}`, true);
+      // A later page keeps its cursor: More results tries it again.
+      if (state.search === found) showSearchStatus(`Search failed: ${error.message}`, true);
+    } finally {
+      found.loading = false;
+      if (state.search === found) updateSearchMore();
     }
   }
 
+  function updateSearchMore() {
+    const hadFocus = document.activeElement === el.searchMore;
+    el.searchMore.hidden = !state.search || !state.search.before;
+    if (hadFocus && el.searchMore.hidden) el.searchClose.focus(); // the end: focus stays in the panel
+  }
+
   function closeSearch() {
-    state.history.search += 1;
+    state.search = null;
     el.searchPanel.hidden = true;
     el.searchResults.replaceChildren();
+    updateSearchMore();
     showSearchStatus("");
   }
 
@@ -1465,6 +1494,7 @@
     search();
   });
   el.searchClose.addEventListener("click", () => closeSearch());
+  el.searchMore.addEventListener("click", () => searchPage());
   window.addEventListener("storage", (event) => {
     if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared
   });

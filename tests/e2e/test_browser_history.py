@@ -1,6 +1,6 @@
 """The browser's use of the history API, in Debian's Chromium, against a stack
 of its own whose resume window is 5 messages: scrollback, filling the gap a
-long absence leaves, and search."""
+long absence leaves, and search and its further pages."""
 
 from __future__ import annotations
 
@@ -300,3 +300,54 @@ def test_history_requests_renew_a_refused_token(open_page, local_stack) -> None:
         re.compile("Could not"), timeout=WAIT_MS
     )
     assert answers[:3] == [401, 503, 200]
+
+
+def test_more_results_pages_back_through_a_search_to_its_end(open_page, local_stack) -> None:
+    """More results adds the next page of a search below the last result (the
+    API's `before` cursor): every match once, newest first, then it goes. A 401
+    on the way is renewed and asked again; a 503 is shown and More results
+    stays, to try again."""
+    word = f"Paged{uuid.uuid4().hex[:8]}"
+    texts = [f"{word} number {i}" for i in range(70)]  # a page of 50, then 20
+    ids = write(local_stack, texts)
+    page = open_page()
+    register(page, unique("pager"))
+    status, more = page.locator("#search-status"), page.locator("#search-more")
+    results = page.locator("#search-results .message .text")
+    page.fill("#search-input", word)
+    page.press("#search-input", "Enter")
+    expect(status).to_have_text(f"The newest 50 results for “{word}”.", timeout=WAIT_MS)
+    expect(results).to_have_count(50)
+    expect(more).to_be_visible()
+
+    old_token = session_token(page)
+    answers: list[int] = []
+    asked: list[str] = []
+
+    def refuse_old_token_then_fail_once(route) -> None:
+        asked.append(route.request.url)
+        if route.request.headers.get("authorization") == f"Bearer {old_token}":
+            answers.append(401)
+            route.fulfill(status=401, json={"error": "Token expired", "code": "token_expired"})
+        elif 503 not in answers:
+            answers.append(503)
+            route.fulfill(status=503, json={"error": "Service unavailable", "code": "unavailable"})
+        else:
+            answers.append(200)
+            route.continue_()
+
+    page.route("**/api/search?*", refuse_old_token_then_fail_once)
+    with page.expect_response(lambda r: r.url.endswith("/api/auth/refresh")) as refreshed:
+        more.click()
+    assert refreshed.value.status == 200
+    expect(status).to_have_text("Search failed: Service unavailable", timeout=WAIT_MS)
+    expect(results).to_have_count(50)  # nothing lost, nothing doubled
+    expect(more).to_be_visible()
+
+    more.click()  # the retry
+    expect(status).to_have_text(f"70 results for “{word}”.", timeout=WAIT_MS)
+    expect(more).to_be_hidden()
+    expect(page.locator("#search-close")).to_be_focused()  # not lost with the button
+    assert results.all_text_contents() == texts[::-1]
+    assert answers == [401, 503, 200]
+    assert all(f"before={ids[20]}" in url for url in asked)  # the oldest of the first page
