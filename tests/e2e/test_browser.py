@@ -323,9 +323,12 @@ def test_an_image_one_user_attaches_shows_in_other_pages(open_page) -> None:
     expect(alice.locator("#messages .pending")).to_have_count(0)
 
 
-def test_a_file_that_is_not_an_image_shows_as_a_download(open_page) -> None:
-    """A PDF sent without text shows, for another user, as its name and size,
-    and clicking it downloads the same bytes."""
+def test_a_file_that_is_not_an_image_shows_as_a_link_that_downloads_it(
+    open_page, local_stack: dict
+) -> None:
+    """A PDF sent without text shows, for another user, as a link to the file
+    storage with its name and size, in the tab order; Enter on it downloads
+    the same bytes."""
     alice, bob = open_page(), open_page()
     alice_name = unique("alice")
     register(alice, alice_name)
@@ -340,10 +343,15 @@ def test_a_file_that_is_not_an_image_shows_as_a_download(open_page) -> None:
         has=bob.locator(".attachment-name", has_text=name)
     )
     expect(sent.locator(".user")).to_have_text(alice_name, timeout=WAIT_MS)
-    expect(sent.locator(".attachment-file")).to_have_text(f"{name}{len(content)} B")
+    link = sent.locator("a.attachment-file")
+    expect(link).to_have_text(f"{name}{len(content)} B")
+    storage = re.compile("^" + re.escape(local_stack["s3_url"]))
+    expect(link).to_have_attribute("href", storage)
     expect(sent.locator("img")).to_have_count(0)
+    expect(link).to_have_js_property("tabIndex", 0)  # in the tab order
+    link.focus()
     with bob.expect_download() as download:
-        sent.locator(".attachment-file").click()
+        bob.keyboard.press("Enter")
     assert download.value.suggested_filename == name
     assert Path(download.value.path()).read_bytes() == content
 
