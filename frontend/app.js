@@ -18,6 +18,7 @@
   const MAX_MESSAGES = 500;
   const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
   const MAX_ATTACHMENTS = 5; // per message (docs/protocol.md); types and sizes: the API says
+  const LINK_EARLY = 0.2; // a download link counts as expired this share of its lifetime early
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 15000;
   const READY_TIMEOUT_MS = 10000; // an open socket that never says `ready` is not working
@@ -63,6 +64,7 @@
     searchStatus: $("search-status"),
     searchResults: $("search-results"),
     searchClose: $("search-close"),
+    searchMore: $("search-more"),
   };
 
   const state = {
@@ -84,7 +86,11 @@
     // Reads from the history API. Replaced when the list is cleared, so an
     // answer to a request made before is dropped. `gap`: messages missed
     // beyond the resume window, still to be read: {after: the last id read}.
-    history: { loading: false, end: false, gap: null, filling: false, search: 0 },
+    history: { loading: false, end: false, gap: null, filling: false },
+    // The search shown: {q, before: the cursor of its next page (null before the
+    // first and after the last), count: results listed, loading}. Replaced by a
+    // new search, null once closed: an answer to an older one is dropped.
+    search: null,
     attempt: 0,
     authRetried: false, // a 4001 (or refused upgrade) gets one refresh, then login
     refreshing: null,
@@ -998,8 +1004,7 @@
     state.echoes.clear();
     state.lastId = null;
     state.holdUntil = 0;
-    const { search } = state.history;
-    state.history = { loading: false, end: false, gap: null, filling: false, search };
+    state.history = { loading: false, end: false, gap: null, filling: false };
     showHistoryStatus("");
     updateHistoryBar();
     closeSearch();
@@ -1184,34 +1189,59 @@
 
   // -- search -------------------------------------------------------------------
 
-  async function search() {
+  // A new search: the newest page of results for what the box holds.
+  function search() {
     const q = el.searchInput.value;
     if (isBlank(q)) return;
-    const asked = ++state.history.search;
+    state.search = { q, before: null, count: 0, loading: false };
     el.searchPanel.hidden = false;
     el.searchResults.replaceChildren();
-    showSearchStatus("Searching…");
+    updateSearchMore();
+    searchPage();
+  }
+
+  // The next page of the search shown: the results older than the last one
+  // listed (the API's `before` cursor), added below it, until `next_before` is null.
+  async function searchPage() {
+    const found = state.search;
+    if (!found || found.loading) return;
+    found.loading = true; // More results stays enabled (and focused): a click meanwhile is ignored
+    showSearchStatus(found.count ? "Loading more results…" : "Searching…");
     try {
-      const query = new URLSearchParams({ room: ROOM, q, limit: HISTORY_PAGE });
+      const query = new URLSearchParams({ room: ROOM, q: found.q, limit: HISTORY_PAGE });
+      if (found.before) query.set("before", found.before);
       const page = await apiGet(`/api/search?${query}`);
-      if (asked !== state.history.search) return; // a newer search, or closed
-      const found = storedMessages(page);
-      for (const frame of found) {
+      if (state.search !== found) return; // a newer search, or closed
+      for (const frame of storedMessages(page)) {
         const own = state.userId !== null && frame.user_id === state.userId;
         el.searchResults.appendChild(renderFrame(frame, { own, attachments: false }));
+        found.count += 1;
       }
-      if (!found.length) showSearchStatus(`No results for “${q}”.`);
-      else if (page.next_before) showSearchStatus(`The newest ${found.length} results for “${q}”.`);
-      else showSearchStatus(`${found.length} result${found.length === 1 ? "" : "s"} for “${q}”.`);
+      found.before = typeof page.next_before === "string" ? page.next_before : null;
+      const { q, count } = found;
+      if (!count) showSearchStatus(`No results for “${q}”.`);
+      else if (found.before) showSearchStatus(`The newest ${count} results for “${q}”.`);
+      else showSearchStatus(`${count} result${count === 1 ? "" : "s"} for “${q}”.`);
     } catch (error) {
-      if (asked === state.history.search) showSearchStatus(`Search failed: ${error.message}`, true);
+      // A later page keeps its cursor: More results tries it again.
+      if (state.search === found) showSearchStatus(`Search failed: ${error.message}`, true);
+    } finally {
+      found.loading = false;
+      if (state.search === found) updateSearchMore();
     }
   }
 
+  function updateSearchMore() {
+    const hadFocus = document.activeElement === el.searchMore;
+    el.searchMore.hidden = !state.search || !state.search.before;
+    if (hadFocus && el.searchMore.hidden) el.searchClose.focus(); // the end: focus stays in the panel
+  }
+
   function closeSearch() {
-    state.history.search += 1;
+    state.search = null;
     el.searchPanel.hidden = true;
     el.searchResults.replaceChildren();
+    updateSearchMore();
     showSearchStatus("");
   }
 
@@ -1369,73 +1399,162 @@
     for (const attachment of attachments) {
       const entry = document.createElement("li");
       entry.appendChild(
-        attachment.file_type.startsWith("image/") ? renderImage(attachment) : renderFile(attachment),
+        attachment.file_type.startsWith("image/") ? renderImage(attachment) : renderFile(attachment).link,
       );
       list.appendChild(entry);
     }
     return list;
   }
 
-  // An image shows inline, with its download button as the caption. Its bytes
-  // come from the private bucket on another origin: fetched, then shown from a
-  // blob: URL (the CSP allows blob: images, not the storage's origin).
+  // Attachments are fetched when their message comes near the view (half the
+  // list's height above or below it), not when it is rendered: a long history
+  // does not fetch every image it holds. The element stays observed if its
+  // message is replaced (our own, when its broadcast arrives).
+  const nearTasks = new WeakMap(); // observed element -> what to do once it is near
+  const nearView = new IntersectionObserver(
+    (entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        nearView.unobserve(entry.target);
+        const load = nearTasks.get(entry.target);
+        nearTasks.delete(entry.target);
+        if (load) load();
+      }
+    },
+    { root: el.messages, rootMargin: "50% 0px" },
+  );
+
+  function whenNear(element, load) {
+    nearTasks.set(element, load);
+    nearView.observe(element);
+  }
+
+  // An image shows inline once its message comes near the view, with its file
+  // link as the caption. Until then (and if it cannot be shown) a box of fixed
+  // size holds its place, so the list does not move when the image arrives.
+  // Its bytes come from the private bucket on another origin: fetched, then
+  // shown from a blob: URL (the CSP allows blob: images, not the storage's origin).
   function renderImage(attachment) {
+    const file = renderFile(attachment);
     const figure = document.createElement("figure");
     figure.className = "attachment-image";
-    const image = document.createElement("img");
-    image.alt = attachment.filename;
+    const preview = document.createElement("div");
+    preview.className = "attachment-preview";
+    preview.dataset.state = "waiting";
     const caption = document.createElement("figcaption");
-    caption.appendChild(renderFile(attachment));
-    figure.append(image, caption);
-    attachmentObjectUrl(attachment)
-      .then((src) => {
-        const release = () => URL.revokeObjectURL(src); // the decoded image stays
-        image.addEventListener("load", release, { once: true });
-        image.addEventListener("error", () => {
-          release();
-          image.remove(); // not an image after all: the download button remains
-        });
-        image.src = src;
-      })
-      .catch(() => image.remove());
+    caption.appendChild(file.link);
+    figure.append(preview, caption);
+    whenNear(preview, () => showImage(preview, attachment, file.url));
     return figure;
   }
 
-  // Any file: a button with its name and size that downloads it.
+  async function showImage(preview, attachment, url) {
+    preview.dataset.state = "loading";
+    const failed = () => {
+      preview.dataset.state = "failed";
+      preview.replaceChildren(textElement("span", "attachment-preview-note", "No preview"));
+    };
+    let src;
+    try {
+      src = await blobUrl(await url());
+    } catch {
+      failed();
+      return;
+    }
+    const image = document.createElement("img");
+    image.alt = attachment.filename;
+    image.addEventListener(
+      "load",
+      () => {
+        URL.revokeObjectURL(src); // the decoded image stays
+        preview.dataset.state = "loaded";
+      },
+      { once: true },
+    );
+    image.addEventListener("error", () => {
+      URL.revokeObjectURL(src);
+      failed(); // not an image after all: the file link remains
+    });
+    image.src = src;
+    preview.appendChild(image);
+  }
+
+  // Any file: a real link (to copy, open in a new tab, see on hover) with its
+  // name and size, to a presigned URL that lives ATTACHMENT_URL_TTL_SECONDS.
+  // It gets one when its message comes near the view; hovering or focusing it
+  // renews one that may have expired, and so does opening it (before it is
+  // followed). Answers {link, url: () => a promise of a URL that may be used}.
   function renderFile(attachment) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "attachment-file";
-    button.title = `Download ${attachment.filename}`;
-    button.append(
+    const link = document.createElement("a");
+    link.className = "attachment-file";
+    link.title = `Download ${attachment.filename}`;
+    // Until it has an href, still a link: in the tab order, announced as one.
+    link.tabIndex = 0;
+    link.setAttribute("role", "link");
+    link.append(
       textElement("span", "attachment-name", attachment.filename),
       textElement("span", "attachment-size", formatSize(attachment.size)),
     );
-    button.addEventListener("click", () => download(attachment, button));
-    return button;
+    let held = null; // {url, staleAt}
+    let asking = null;
+    const fresh = () => held !== null && Date.now() < held.staleAt;
+    const url = () => {
+      if (fresh()) return Promise.resolve(held.url);
+      asking ||= attachmentLink(attachment)
+        .then((got) => {
+          held = got;
+          link.href = got.url;
+          link.removeAttribute("role"); // an <a href> is both already
+          link.removeAttribute("tabindex");
+          return got.url;
+        })
+        .finally(() => {
+          asking = null;
+        });
+      return asking;
+    };
+    const renew = () => url().catch(() => {}); // a failure is reported when the link is opened
+    // Opened with a link that may have expired (or none yet): renew it, then
+    // open it as asked: here (a plain click or Enter), or in a new tab.
+    const open = async (event) => {
+      if (fresh()) return; // the browser follows it
+      event.preventDefault();
+      try {
+        await url();
+      } catch (error) {
+        showNotice(`Could not download ${attachment.filename}: ${error.message}`, { error: true });
+        return;
+      }
+      if (event.button > 0 || event.ctrlKey || event.metaKey || event.shiftKey) {
+        window.open(link.href, "_blank", "noopener");
+      } else location.assign(link.href); // a download (Content-Disposition): the page stays
+    };
+    link.addEventListener("click", open);
+    link.addEventListener("auxclick", (event) => {
+      if (event.button === 1) open(event); // the middle button
+    });
+    link.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !link.hasAttribute("href")) open(event); // no href: no click
+    });
+    for (const type of ["pointerenter", "focus", "contextmenu"]) link.addEventListener(type, renew);
+    whenNear(link, renew);
+    return { link, url };
   }
 
-  async function download(attachment, button) {
-    button.disabled = true;
-    try {
-      const src = await attachmentObjectUrl(attachment);
-      const link = document.createElement("a");
-      link.href = src;
-      link.download = attachment.filename;
-      link.click();
-      setTimeout(() => URL.revokeObjectURL(src), 60000); // after the download has started
-    } catch (error) {
-      showNotice(`Could not download ${attachment.filename}: ${error.message}`, { error: true });
-    } finally {
-      button.disabled = false;
+  // A short-lived link to an attachment (the bucket is private), counted as
+  // expired a fifth of its lifetime early, on this page's clock.
+  async function attachmentLink(attachment) {
+    const asked = Date.now();
+    const answer = await apiGet(`/api/attachments/link?url=${encodeURIComponent(attachment.url)}`);
+    if (typeof answer.url !== "string" || !/^https?:\/\//i.test(answer.url)) {
+      throw new Error("The server answered no download link.");
     }
+    const lifetime = Number(answer.expires_in) > 0 ? Number(answer.expires_in) * 1000 : 0;
+    return { url: answer.url, staleAt: asked + lifetime * (1 - LINK_EARLY) };
   }
 
-  // The bucket is private: a short-lived link from the API, then the bytes.
-  async function attachmentObjectUrl(attachment) {
-    if (!state.session) throw new Error("Signed out.");
-    const path = `/api/attachments/link?url=${encodeURIComponent(attachment.url)}`;
-    const { url } = await request("GET", path, { token: state.session.token });
+  // The bytes behind a download link, as a blob: URL of this page.
+  async function blobUrl(url) {
     let response;
     try {
       response = await fetch(url);
@@ -1465,6 +1584,7 @@
     search();
   });
   el.searchClose.addEventListener("click", () => closeSearch());
+  el.searchMore.addEventListener("click", () => searchPage());
   window.addEventListener("storage", (event) => {
     if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared
   });

@@ -97,10 +97,12 @@ def _alive(pid: int) -> bool:
 def small_window_stack(tmp_path_factory) -> Iterator[dict]:
     """A stack of its own whose rooms keep only 5 messages for resume (so a
     short absence outruns the window), whose resends are deduplicated for 2 s
-    only (so it also outruns that), and with no practical rate limit (so
-    tests can write history fast)."""
+    only (so it also outruns that), whose download links live 5 s (so a page
+    outlives them), and with no practical rate limit (so tests can write
+    history fast)."""
     data_dir = tmp_path_factory.mktemp("aurora-small-window")
     small = {"RESUME_WINDOW": "5", "IDEMPOTENCY_TTL_SECONDS": "2", "RATE_LIMIT_MESSAGES": "10000"}
+    small |= {"ATTACHMENT_URL_TTL_SECONDS": "5"}
     with running_stack(data_dir, **small) as urls:
         yield urls
 

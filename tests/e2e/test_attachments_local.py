@@ -15,26 +15,13 @@ from websockets.asyncio.client import connect
 
 from aurora import attachments
 from aurora.settings import Settings
+from tests.e2e.files import upload
 
 
 def login(api: str) -> str:
     creds = {"username": f"carol-{uuid.uuid4().hex[:6]}", "password": "correct-horse-1"}
     assert httpx.post(f"{api}/api/auth/register", json=creds).status_code == 200
     return httpx.post(f"{api}/api/auth/login", json=creds).json()["token"]
-
-
-def upload(api: str, token: str, filename: str, content_type: str, content: bytes) -> dict:
-    """Ask for an upload and post the file to S3 as a browser would; the grant."""
-    grant = httpx.post(
-        f"{api}/api/attachments",
-        json={"filename": filename, "content_type": content_type, "size": len(content)},
-        headers={"Authorization": f"Bearer {token}"},
-    ).json()
-    response = httpx.post(
-        grant["upload"]["url"], data=grant["upload"]["fields"], files={"file": ("f", content)}
-    )
-    assert response.status_code == 204
-    return grant
 
 
 def test_a_browser_style_upload_to_the_local_s3_passes_the_attachment_check(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import time
 import uuid
-import zlib
 from pathlib import Path
 
 import httpx
@@ -28,6 +26,7 @@ from tests.e2e.browser_support import (
     wait_for_lines,
     wait_until,
 )
+from tests.e2e.files import png
 
 
 def test_two_users_see_a_message_one_sends(open_page) -> None:
@@ -286,23 +285,6 @@ def test_messages_over_the_rate_limit_are_sent_later_in_order(open_page) -> None
     assert [t for t in shown if t in burst] == burst
 
 
-def png(width: int, height: int) -> bytes:
-    """A valid PNG of red pixels, `width` by `height`."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 def attach(page: Page, name: str, mime_type: str, content: bytes) -> None:
     page.set_input_files(
         "#attach-input", files=[{"name": name, "mimeType": mime_type, "buffer": content}]
@@ -341,9 +323,12 @@ def test_an_image_one_user_attaches_shows_in_other_pages(open_page) -> None:
     expect(alice.locator("#messages .pending")).to_have_count(0)
 
 
-def test_a_file_that_is_not_an_image_shows_as_a_download(open_page) -> None:
-    """A PDF sent without text shows, for another user, as its name and size,
-    and clicking it downloads the same bytes."""
+def test_a_file_that_is_not_an_image_shows_as_a_link_that_downloads_it(
+    open_page, local_stack: dict
+) -> None:
+    """A PDF sent without text shows, for another user, as a link to the file
+    storage with its name and size, in the tab order; Enter on it downloads
+    the same bytes."""
     alice, bob = open_page(), open_page()
     alice_name = unique("alice")
     register(alice, alice_name)
@@ -358,10 +343,15 @@ def test_a_file_that_is_not_an_image_shows_as_a_download(open_page) -> None:
         has=bob.locator(".attachment-name", has_text=name)
     )
     expect(sent.locator(".user")).to_have_text(alice_name, timeout=WAIT_MS)
-    expect(sent.locator(".attachment-file")).to_have_text(f"{name}{len(content)} B")
+    link = sent.locator("a.attachment-file")
+    expect(link).to_have_text(f"{name}{len(content)} B")
+    storage = re.compile("^" + re.escape(local_stack["s3_url"]))
+    expect(link).to_have_attribute("href", storage)
     expect(sent.locator("img")).to_have_count(0)
+    expect(link).to_have_js_property("tabIndex", 0)  # in the tab order
+    link.focus()
     with bob.expect_download() as download:
-        sent.locator(".attachment-file").click()
+        bob.keyboard.press("Enter")
     assert download.value.suggested_filename == name
     assert Path(download.value.path()).read_bytes() == content
 

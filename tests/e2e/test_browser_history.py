@@ -1,6 +1,8 @@
 """The browser's use of the history API, in Debian's Chromium, against a stack
 of its own whose resume window is 5 messages: scrollback, filling the gap a
-long absence leaves, and search."""
+long absence leaves, search and its further pages, and attachments in a long
+history (images fetched when scrolled to, file links renewed once they may
+have expired)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import re
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,8 +30,10 @@ from tests.e2e.browser_support import (
     wait_for_lines,
     wait_until,
 )
+from tests.e2e.files import png, upload
 
 LONG_MS = 3 * WAIT_MS  # the drain, two cores and other sessions
+File = tuple[str, str, bytes]  # name, content type, bytes
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +48,25 @@ def login(api: str) -> str:
     return httpx.post(f"{api}/api/auth/login", json=creds, timeout=10).json()["token"]
 
 
-def write(stack: dict, texts: list[str]) -> list[str]:
-    """Send `texts` to general over the WebSocket as a new user; their ids,
-    once the drain has stored every one."""
+def write(stack: dict, texts: list[str], files: dict[str, File] | None = None) -> list[str]:
+    """Send `texts` to general over the WebSocket as a new user (the message of
+    a text in `files` with that file attached); their ids, once the drain has
+    stored every one."""
     token = login(stack["api_url"])
+    attached = {
+        text: [upload(stack["api_url"], token, *file)["attachment"]]
+        for text, file in (files or {}).items()
+    }
     # The sync client: Playwright's sync API already runs an event loop here.
     with connect(stack["ws_url"], subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
         assert json.loads(ws.recv(10))["type"] == "ready"
         ws.send(json.dumps({"type": "join", "room": "general"}))
         assert json.loads(ws.recv(10))["type"] == "joined"
         for text in texts:
-            ws.send(json.dumps({"type": "message", "room": "general", "text": text}))
+            frame = {"type": "message", "room": "general", "text": text}
+            if text in attached:
+                frame["attachments"] = attached[text]
+            ws.send(json.dumps(frame))
         sent: dict[str, str] = {}
         while len(sent) < len(texts):
             frame = json.loads(ws.recv(10))
@@ -300,3 +313,141 @@ def test_history_requests_renew_a_refused_token(open_page, local_stack) -> None:
         re.compile("Could not"), timeout=WAIT_MS
     )
     assert answers[:3] == [401, 503, 200]
+
+
+def test_more_results_pages_back_through_a_search_to_its_end(open_page, local_stack) -> None:
+    """More results adds the next page of a search below the last result (the
+    API's `before` cursor): every match once, newest first, then it goes. A 401
+    on the way is renewed and asked again; a 503 is shown and More results
+    stays, to try again."""
+    word = f"Paged{uuid.uuid4().hex[:8]}"
+    texts = [f"{word} number {i}" for i in range(70)]  # a page of 50, then 20
+    ids = write(local_stack, texts)
+    page = open_page()
+    register(page, unique("pager"))
+    status, more = page.locator("#search-status"), page.locator("#search-more")
+    results = page.locator("#search-results .message .text")
+    page.fill("#search-input", word)
+    page.press("#search-input", "Enter")
+    expect(status).to_have_text(f"The newest 50 results for “{word}”.", timeout=WAIT_MS)
+    expect(results).to_have_count(50)
+    expect(more).to_be_visible()
+
+    old_token = session_token(page)
+    answers: list[int] = []
+    asked: list[str] = []
+
+    def refuse_old_token_then_fail_once(route) -> None:
+        asked.append(route.request.url)
+        if route.request.headers.get("authorization") == f"Bearer {old_token}":
+            answers.append(401)
+            route.fulfill(status=401, json={"error": "Token expired", "code": "token_expired"})
+        elif 503 not in answers:
+            answers.append(503)
+            route.fulfill(status=503, json={"error": "Service unavailable", "code": "unavailable"})
+        else:
+            answers.append(200)
+            route.continue_()
+
+    page.route("**/api/search?*", refuse_old_token_then_fail_once)
+    with page.expect_response(lambda r: r.url.endswith("/api/auth/refresh")) as refreshed:
+        more.click()
+    assert refreshed.value.status == 200
+    expect(status).to_have_text("Search failed: Service unavailable", timeout=WAIT_MS)
+    expect(results).to_have_count(50)  # nothing lost, nothing doubled
+    expect(more).to_be_visible()
+
+    more.click()  # the retry
+    expect(status).to_have_text(f"70 results for “{word}”.", timeout=WAIT_MS)
+    expect(more).to_be_hidden()
+    expect(page.locator("#search-close")).to_be_focused()  # not lost with the button
+    assert results.all_text_contents() == texts[::-1]
+    assert answers == [401, 503, 200]
+    assert all(f"before={ids[20]}" in url for url in asked)  # the oldest of the first page
+
+
+def test_an_image_far_up_a_long_history_is_fetched_only_when_scrolled_to(
+    open_page, local_stack
+) -> None:
+    """Images in loaded history are fetched when their message comes near the
+    view: one just above it at once, one far up only once it is scrolled to,
+    in a box that keeps its size while the image arrives."""
+    far, near = f"far picture {uuid.uuid4().hex}", f"near picture {uuid.uuid4().hex}"
+    far_name, near_name = f"{unique('far')}.png", f"{unique('near')}.png"
+    between = [f"between {i} {uuid.uuid4().hex}" for i in range(30)]
+    latest = [f"latest {i} {uuid.uuid4().hex}" for i in range(5)]  # the resume window
+    files = {far: (far_name, "image/png", png(3, 2)), near: (near_name, "image/png", png(3, 2))}
+    write(local_stack, [far, *between, near, *latest], files)
+
+    page = open_page()
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    register(page, unique("scroller"))
+    expect(message(page, latest[-1])).to_have_count(1, timeout=WAIT_MS)
+    with page.expect_response(lambda r: "/api/rooms/general/messages?" in r.url):
+        page.click("#load-older")  # 50 more: near just above the view, far 30 further up
+    expect(message(page, far)).to_have_count(1)
+    near_image = message(page, near).locator(".attachments img")
+    expect(near_image).to_have_js_property("naturalWidth", 3, timeout=WAIT_MS)
+
+    def asked_for(name: str) -> tuple[int, int]:
+        """Requests for a file: (download links from the API, reads from S3)."""
+        links = [u for u in requested if "/api/attachments/link?" in u and name in u]
+        reads = [u for u in requested if u.startswith(local_stack["s3_url"]) and name in u]
+        return len(links), len(reads)
+
+    assert asked_for(near_name) == (1, 1)
+    assert asked_for(far_name) == (0, 0)  # rendered, not fetched
+    far_item = message(page, far)
+    height = far_item.evaluate("item => item.getBoundingClientRect().height")
+    far_item.scroll_into_view_if_needed()
+    far_image = far_item.locator(".attachments img")
+    expect(far_image).to_have_js_property("naturalWidth", 3, timeout=WAIT_MS)
+    expect(far_image).to_have_attribute("alt", far_name)
+    assert asked_for(far_name) == (1, 1)  # one link for the image and its caption's link
+    assert far_item.evaluate("item => item.getBoundingClientRect().height") == height
+
+
+def test_a_file_link_that_may_have_expired_is_renewed_when_opened(open_page, local_stack) -> None:
+    """A file is a real link to the storage. Clicked after its lifetime (the
+    pointer resting on it all along), it is first replaced by a fresh link from
+    the API, which is then followed: the download works. Clicked again within
+    the new link's lifetime, the link held is followed as it is; middle-clicked
+    once that has expired too, a fresh one opens in a new tab."""
+    text, name = f"the minutes {uuid.uuid4().hex}", f"{unique('minutes')}.txt"
+    content = b"minutes of the meeting\n"
+    write(local_stack, [text], {text: (name, "text/plain", content)})
+
+    page = open_page()
+    links: list[str] = []
+    page.on("request", lambda r: links.append(r.url) if "/api/attachments/link?" in r.url else None)
+    with page.expect_response(lambda r: "/api/attachments/link?" in r.url) as answer:
+        register(page, unique("minutes_reader"))  # the window replays the message
+    lifetime = answer.value.json()["expires_in"]
+    assert lifetime <= 10, "this stack's links should be short-lived"
+    link = message(page, text).locator("a.attachment-file")
+    expect(link).to_have_text(f"{name}{len(content)} B")
+    expect(link).to_have_attribute("href", re.compile("^" + re.escape(local_stack["s3_url"])))
+    first = link.get_attribute("href")
+    link.hover()  # and the pointer rests there while the link expires
+    assert len(links) == 1
+
+    time.sleep(lifetime)
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes() == content
+    assert download.value.suggested_filename == name
+    assert len(links) == 2
+    renewed = link.get_attribute("href")
+    assert renewed != first and download.value.url == renewed
+
+    with page.expect_download() as again:
+        link.click()
+    assert again.value.url == renewed
+    assert len(links) == 2
+
+    time.sleep(lifetime)
+    with page.expect_download() as in_a_new_tab:
+        link.click(button="middle")
+    assert len(links) == 3
+    assert in_a_new_tab.value.url == link.get_attribute("href") != renewed
