@@ -98,3 +98,18 @@ def test_fanout_settings_are_read_from_the_environment():
 def test_fanout_limits_must_be_positive(name):
     with pytest.raises(ConfigurationError):
         Settings.from_env({"AURORA_ENV": "local", name: "0"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ATTACHMENT_MAX_BYTES", "0"), ("ATTACHMENT_URL_TTL_SECONDS", "0"),
+     ("ATTACHMENT_URL_TTL_SECONDS", "-5"), ("ATTACHMENT_URL_TTL_SECONDS", "604801")],
+)  # fmt: skip
+def test_attachment_limits_outside_what_s3_presigns_are_refused(name, value):
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({"AURORA_ENV": "local", name: value})
+
+
+def test_a_week_long_attachment_link_is_the_longest_allowed():
+    settings = Settings.from_env({"AURORA_ENV": "local", "ATTACHMENT_URL_TTL_SECONDS": "604800"})
+    assert settings.attachment_url_ttl_seconds == 604800

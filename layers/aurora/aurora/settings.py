@@ -19,6 +19,10 @@ LOCAL_DEV_SECRET = "aurora-local-development-secret-not-for-production"  # noqa:
 MIN_SECRET_BYTES = 32
 
 
+# SigV4 presigned URLs live at most 7 days (S3 refuses a longer X-Amz-Expires).
+MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class Settings:
     # Mode: "local" relaxes origin checks and allows the development secret.
@@ -272,6 +276,13 @@ class Settings:
             raise ConfigurationError("HISTORY_PAGE_DEFAULT must be between 1 and HISTORY_PAGE_MAX")
         if self.history_query_max_ms < 1:
             raise ConfigurationError("HISTORY_QUERY_MAX_MS must be positive")
+        if self.attachment_max_bytes < 1:
+            raise ConfigurationError("ATTACHMENT_MAX_BYTES must be positive")
+        if not 1 <= self.attachment_url_ttl_seconds <= MAX_PRESIGNED_URL_SECONDS:
+            raise ConfigurationError(
+                f"ATTACHMENT_URL_TTL_SECONDS must be between 1 and {MAX_PRESIGNED_URL_SECONDS}"
+                " (S3 refuses presigned URLs that live longer than 7 days)"
+            )
         if self.s3_public_endpoint_url:
             public = urlsplit(self.s3_public_endpoint_url)
             if public.scheme not in ("http", "https") or not public.netloc or public.query:
