@@ -3,6 +3,11 @@ N messages stored in one room (SecantusDB, the server used locally and in
 the tests), through `aurora.history` as the messages function calls it.
 
     .venv/bin/python bench/history.py [--messages 100000] [--runs 50]
+                                      [--neighbour-messages 20000]
+
+--neighbour-messages also stores that many (older) messages in another room
+first, and times a page of a small room next to it: what one room's size
+costs the others.
 
 Starts its own SecantusDB (standalone) in a temporary folder on an ephemeral
 loopback port, and stops it by pid.
@@ -29,13 +34,13 @@ from local.servers import start_mongo
 T0 = 1_700_000_000_000
 
 
-def fill(db, n: int) -> list[str]:
-    """n messages in `general`, 10 per millisecond; every 1,000th says "needle"."""
+def fill(db, n: int, room: str = "general", t0: int = T0) -> list[str]:
+    """n messages in `room`, 10 per millisecond from `t0`; every 1,000th says "needle"."""
     ids = []
     for start in range(0, n, 5_000):
         docs = [
             messages.document(
-                StreamEntry(id=f"{T0 + i // 10}-{i % 10}", room="general", user_id=f"u{i % 50}",
+                StreamEntry(id=f"{t0 + i // 10}-{i % 10}", room=room, user_id=f"u{i % 50}",
                             username=f"user{i % 50}",
                             text=f"message {i} needle" if i % 1000 == 0 else f"message {i} hay")
             )
@@ -64,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--neighbour-messages", type=int, default=0)
     args = parser.parse_args()
     print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +82,12 @@ def main() -> None:
             start = time.perf_counter()
             ids = fill(db, args.messages)
             print(f"stored {len(ids)} messages in {time.perf_counter() - start:.1f} s")
+            if args.neighbour_messages:
+                fill(db, args.neighbour_messages, "busy", T0 - 10**8)
+                fill(db, 200, "quiet", T0 - 2 * 10**8)
+                print(f"stored {args.neighbour_messages} in room busy, 200 in room quiet")
+                timed("page: newest 50 of quiet (200), next to busy", args.runs,
+                      lambda: history.page(db, "quiet", settings, limit=50))  # fmt: skip
             middle = ids[len(ids) // 2]
 
             def page(**cursor: str) -> Callable[[], dict]:

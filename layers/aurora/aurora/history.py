@@ -170,7 +170,6 @@ def _find(
     order = 1 if newer else -1
     return list(
         collection.find(query, _FIELDS, sort=[("ms", order), ("seq", order)], limit=n)
-        .hint("room_time")
         .max_time_ms(settings.history_query_max_ms)
     )
 
