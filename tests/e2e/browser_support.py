@@ -149,3 +149,27 @@ def wait_until(page: Page, condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, what
         page.wait_for_timeout(50)
+
+
+def refuse_token_then_fail_once(
+    old_token: str, answers: list[int], asked: list[str] | None = None
+) -> Callable:
+    """A route handler between the page and an API: a request still bearing
+    `old_token` gets 401 token_expired (the page must renew and ask again),
+    the first one after that 503 unavailable, and the rest reach the real
+    server. Each answer's status goes into `answers`, each URL into `asked`."""
+
+    def handle(route) -> None:
+        if asked is not None:
+            asked.append(route.request.url)
+        if route.request.headers.get("authorization") == f"Bearer {old_token}":
+            answers.append(401)
+            route.fulfill(status=401, json={"error": "Token expired", "code": "token_expired"})
+        elif 503 not in answers:
+            answers.append(503)
+            route.fulfill(status=503, json={"error": "Service unavailable", "code": "unavailable"})
+        else:
+            answers.append(200)
+            route.continue_()
+
+    return handle

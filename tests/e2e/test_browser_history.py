@@ -22,6 +22,7 @@ from tests.e2e.browser_support import (
     PASSWORD,
     WAIT_MS,
     message,
+    refuse_token_then_fail_once,
     register,
     route_through_lines,
     say,
@@ -286,19 +287,7 @@ def test_history_requests_renew_a_refused_token(open_page, local_stack) -> None:
     register(page, unique("renew"))
     old_token = session_token(page)
     answers: list[int] = []
-
-    def refuse_old_token(route) -> None:
-        if route.request.headers.get("authorization") == f"Bearer {old_token}":
-            answers.append(401)
-            route.fulfill(status=401, json={"error": "Token expired", "code": "token_expired"})
-        elif len(answers) == 1:
-            answers.append(503)
-            route.fulfill(status=503, json={"error": "Service unavailable", "code": "unavailable"})
-        else:
-            answers.append(200)
-            route.continue_()
-
-    page.route("**/api/rooms/general/messages?*", refuse_old_token)
+    page.route("**/api/rooms/general/messages?*", refuse_token_then_fail_once(old_token, answers))
     with page.expect_response(lambda r: r.url.endswith("/api/auth/refresh")) as refreshed:
         page.click("#load-older")
     assert refreshed.value.status == 200
@@ -336,20 +325,7 @@ def test_more_results_pages_back_through_a_search_to_its_end(open_page, local_st
     old_token = session_token(page)
     answers: list[int] = []
     asked: list[str] = []
-
-    def refuse_old_token_then_fail_once(route) -> None:
-        asked.append(route.request.url)
-        if route.request.headers.get("authorization") == f"Bearer {old_token}":
-            answers.append(401)
-            route.fulfill(status=401, json={"error": "Token expired", "code": "token_expired"})
-        elif 503 not in answers:
-            answers.append(503)
-            route.fulfill(status=503, json={"error": "Service unavailable", "code": "unavailable"})
-        else:
-            answers.append(200)
-            route.continue_()
-
-    page.route("**/api/search?*", refuse_old_token_then_fail_once)
+    page.route("**/api/search?*", refuse_token_then_fail_once(old_token, answers, asked))
     with page.expect_response(lambda r: r.url.endswith("/api/auth/refresh")) as refreshed:
         more.click()
     assert refreshed.value.status == 200
