@@ -168,10 +168,9 @@ def _find(
     collection: Collection, query: dict[str, Any], n: int, newer: bool, settings: Settings
 ) -> list[dict[str, Any]]:
     order = 1 if newer else -1
-    return list(
-        collection.find(query, _FIELDS, sort=[("ms", order), ("seq", order)], limit=n)
-        .max_time_ms(settings.history_query_max_ms)
-    )
+    sort = [("ms", order), ("seq", order)]
+    max_ms = settings.history_query_max_ms
+    return list(collection.find(query, _FIELDS, sort=sort, limit=n, max_time_ms=max_ms))
 
 
 def _past(part: int) -> dict[str, int] | None:
