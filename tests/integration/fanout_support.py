@@ -41,6 +41,15 @@ async def send_json(ws, frame: dict) -> None:
     await ws.send(json.dumps(frame))
 
 
+async def eventually(condition, what: str, timeout: float = 5.0) -> None:
+    """Wait until `condition()` holds; fail with `what` if it does not in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.02)
+
+
 async def settle() -> None:
     # Let the replica's subscription reach Redis before anyone publishes.
     await asyncio.sleep(0.1)

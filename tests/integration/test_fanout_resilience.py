@@ -9,7 +9,13 @@ import redis
 from websockets.asyncio.client import connect
 
 from aurora.sessions import REVOCATIONS_CHANNEL
-from tests.integration.fanout_support import receive_json, replica, settle, token_for
+from tests.integration.fanout_support import (
+    eventually,
+    receive_json,
+    replica,
+    settle,
+    token_for,
+)
 
 
 async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_on(settings):
@@ -29,11 +35,7 @@ async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_o
             publisher = redis.Redis.from_url(settings.redis_url)
             publisher.publish(REVOCATIONS_CHANNEL, json.dumps({"user_id": "nobody"}))
             publisher.close()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 5
-            while not failures and loop.time() < deadline:
-                await asyncio.sleep(0.02)
-            assert failures, "the notice never reached the handler"
+            await eventually(lambda: failures, "the notice never reached the handler")
             await asyncio.wait_for(hub._connected.wait(), 5)  # the subscriber is back
 
             await alice.send(json.dumps({"text": "still delivered"}))
@@ -55,11 +57,7 @@ async def test_a_message_published_while_the_subscriber_is_down_is_replayed(sett
 
             hub._connect = held_reconnect
             await hub._pubsub.connection.disconnect()  # the subscriber loses Redis
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 5
-            while hub._connected.is_set() and loop.time() < deadline:
-                await asyncio.sleep(0.02)
-            assert not hub._connected.is_set(), "the subscriber did not notice"
+            await eventually(lambda: not hub._connected.is_set(), "the subscriber did not notice")
 
             await alice.send(json.dumps({"text": "said while nobody listened"}))
             await asyncio.sleep(0.3)  # stored and published to no subscriber of ours
