@@ -135,7 +135,7 @@ def test_every_field_is_read_from_its_declared_variable():
     samples = {int: "7", float: "7.5", bool: "true", str: "http://localhost:1"}
     for declared in declarations():
         kind = type(declared.default)
-        if declared.is_list:
+        if isinstance(declared.default, tuple):
             raw, expected = "a/b, c/d", ("a/b", "c/d")
         else:
             raw = samples[kind]

@@ -1,29 +1,26 @@
 """One settings object for every AuroraChat process, read from the environment.
 
-Each field states its environment variable, default, type and bounds once;
-`Settings.from_env(environ)` reads them all from any mapping, and
-`get_settings()` builds the process-wide one on first use (never at import time).
+Each field states its environment variable, default, type and bounds once
+(`setting(...)`); `Settings.from_env(environ)` reads them all from any mapping,
+and `get_settings()` builds the process-wide one on first use (never at import
+time). Plain dataclasses, no pydantic: the drain's cold start never loads it.
 """
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Annotated, Any, get_origin
+from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
-
-import pydantic
-from pydantic import Field, StringConstraints
 
 from aurora.errors import ConfigurationError
 from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, resolve_mongo_url
 
 # SigV4 presigned URLs live at most 7 days (S3 refuses a longer X-Amz-Expires).
 MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600
-
-ContentType = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)]
 
 
 def setting(
@@ -33,22 +30,45 @@ def setting(
     *,
     limit: bool = False,
     secret: bool = False,
-    **bounds: Any,
+    parse: Callable[[str], Any] | None = None,
+    **bounds: float,
 ) -> Any:
     """A field read from `env` (the first of several names that is set, when a
-    tuple). Bounds are pydantic's (`ge`, `gt`, `le`); a tuple field is a
-    comma-separated list in the environment. `limit` puts it in docs/limits.md."""
+    tuple), parsed by its annotated type unless `parse` is given: a tuple is a
+    comma-separated list. `bounds` are `ge`, `gt` and `le`. `limit` lists it in
+    docs/limits.md; `secret` keeps it out of repr and error messages."""
     names = (env,) if isinstance(env, str) else env
-    return Field(
-        default,
-        description=doc,
-        repr=not secret,
-        json_schema_extra={"env": list(names), "limit": limit},
-        **bounds,
-    )
+    unknown = set(bounds) - set(_BOUNDS)
+    assert not unknown, f"unknown bounds {unknown}"
+    meta = {"env": names, "doc": doc, "limit": limit, "secret": secret, "parse": parse,
+            "bounds": bounds}  # fmt: skip
+    return field(default=default, repr=not secret, metadata=meta)
 
 
-@pydantic.dataclasses.dataclass(frozen=True)
+_BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<=")}
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _items(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _content_types(raw: str) -> tuple[str, ...]:
+    return _items(raw.lower())
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {int: int, float: float, bool: _flag, str: str}
+
+
+@dataclass(frozen=True)
 class Settings:
     # Mode: "local" relaxes origin checks and allows the development secret.
     env: str = setting("AURORA_ENV", "production", "local, or anything else for the cloud")
@@ -227,10 +247,11 @@ class Settings:
     attachment_max_bytes: int = setting(
         "ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, "bytes of one attachment", limit=True, ge=1
     )
-    attachment_content_types: tuple[ContentType, ...] = setting(
+    attachment_content_types: tuple[str, ...] = setting(
         "ATTACHMENT_CONTENT_TYPES",
         ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"),
         "content types an attachment may have",
+        parse=_content_types,
     )
     attachment_url_ttl_seconds: int = setting(
         "ATTACHMENT_URL_TTL_SECONDS",
@@ -269,16 +290,11 @@ class Settings:
         values: dict[str, Any] = {}
         for declared in declarations():
             raw = next((env[name] for name in declared.env if env.get(name)), "")
-            if declared.is_list:
-                items = tuple(item.strip() for item in raw.split(",") if item.strip())
-                if items:
-                    values[declared.name] = items
-            elif raw:
-                values[declared.name] = raw
-        try:
-            settings = cls(**values)
-        except pydantic.ValidationError as exc:
-            raise ConfigurationError(_explain(exc)) from None
+            if raw:
+                value = declared.read(raw)
+                if value != ():  # an empty list keeps the default
+                    values[declared.name] = value
+        settings = cls(**values)
         settings.check()
         return settings
 
@@ -302,7 +318,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Declared:
-    """One field as declared: what docs/limits.md and `from_env` read."""
+    """One field as declared: what `from_env` and docs/limits.md read."""
 
     name: str
     env: tuple[str, ...]
@@ -310,47 +326,48 @@ class Declared:
     doc: str
     limit: bool
     secret: bool
-    is_list: bool
-    bounds: dict[str, Any]
+    parse: Callable[[str], Any]
+    bounds: dict[str, float]
+
+    def read(self, raw: str) -> Any:
+        """`raw` parsed and checked against the bounds; ConfigurationError names
+        the variable (and the value, unless it is a secret)."""
+        got = "" if self.secret else f", got {raw!r}"
+        try:
+            value = self.parse(raw)
+        except ValueError:
+            kind = {int: "an integer", float: "a number", bool: "true or false"}
+            wanted = kind.get(type(self.default), "valid")
+            raise ConfigurationError(f"{self.env[0]} must be {wanted}{got}") from None
+        for name, limit in self.bounds.items():
+            holds, sign = _BOUNDS[name]
+            if not holds(value, limit):
+                raise ConfigurationError(f"{self.env[0]} must be {sign} {limit}{got}")
+        return value
 
 
 @lru_cache(maxsize=1)
 def declarations() -> tuple[Declared, ...]:
     """Every settings field, in declaration order."""
+    hints = get_type_hints(Settings)
     found = []
-    for name, info in Settings.__pydantic_fields__.items():
-        extra = info.json_schema_extra
-        assert isinstance(extra, dict), f"{name} is not declared with setting()"
-        bounds = {
-            kind: getattr(rule, kind)
-            for rule in info.metadata
-            for kind in ("gt", "ge", "lt", "le")
-            if hasattr(rule, kind)
-        }
+    for spec in fields(Settings):
+        meta = spec.metadata
+        kind = hints[spec.name]
+        parse = meta["parse"] or (_items if get_origin(kind) is tuple else _PARSERS[kind])
         found.append(
             Declared(
-                name=name,
-                env=tuple(extra["env"]),
-                default=info.default,
-                doc=info.description or "",
-                limit=bool(extra["limit"]),
-                secret=info.repr is False,
-                is_list=get_origin(info.annotation) is tuple,
-                bounds=bounds,
+                name=spec.name,
+                env=meta["env"],
+                default=spec.default,
+                doc=meta["doc"],
+                limit=meta["limit"],
+                secret=meta["secret"],
+                parse=parse,
+                bounds=dict(meta["bounds"]),
             )
         )
     return tuple(found)
-
-
-def _explain(exc: pydantic.ValidationError) -> str:
-    """pydantic's report in the environment's names; never a secret's value."""
-    by_name = {d.name: d for d in declarations()}
-    lines = []
-    for error in exc.errors():
-        declared = by_name[str(error["loc"][0])]
-        value = "" if declared.secret else f", got {error['input']!r}"
-        lines.append(f"{declared.env[0]}: {error['msg']}{value}")
-    return "; ".join(lines)
 
 
 @lru_cache(maxsize=1)
