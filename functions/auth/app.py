@@ -21,7 +21,7 @@ app = create_api("AuroraChat auth")
 
 
 @app.post("/api/auth/register", responses=error_responses(400, 409, 429, 503))
-def register(credentials: accounts.Credentials, request: Request) -> dict:
+def register(credentials: accounts.Registration, request: Request) -> dict:
     settings = get_settings()
     cache, db = redis_client(settings.redis_url), database(settings)
     user_id = accounts.register(cache, db, credentials, settings, client_ip(request))
