@@ -26,7 +26,6 @@ from aurora.errors import AuroraError
 from aurora.origins import is_allowed_origin
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
-from fanout.attachments import AttachmentCheck
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
@@ -34,6 +33,7 @@ from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
 from fanout.revocation import RevocationWatch
 from fanout.session import Session
+from fanout.upload_check import AttachmentCheck
 
 log = logging.getLogger("aurora.fanout")
 

@@ -4,34 +4,29 @@ Wiring only; logic in `aurora.attachments`."""
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
-from fastapi import Depends, Query
+from fastapi import Query
 
 from aurora import attachments
-from aurora.http import authenticated, create_api, lambda_handler
+from aurora.http import User, create_api, lambda_handler
 from aurora.settings import get_settings
-from aurora.tokens import Claims
 
 logger = Logger(service="attachments")
 app = create_api("AuroraChat attachments")
 
 
 @app.post("/api/attachments")
-def create_upload(
-    request: attachments.UploadRequest, user: Annotated[Claims, Depends(authenticated)]
-) -> dict:
+def create_upload(request: attachments.UploadRequest, user: User) -> dict:
     settings = get_settings()
-    client = attachments.s3_client(settings.s3_endpoint_url)
-    signer = attachments.presigning_client(settings)
+    client, signer = attachments.clients(settings)
     upload = attachments.create_upload(request, user.user_id, settings, client, signer)
     logger.info("upload presigned", extra={"user_id": user.user_id, "size": request.size})
     return upload
 
 
-@app.get("/api/attachments/link", dependencies=[Depends(authenticated)])
-def download_link(url: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict:
+@app.get("/api/attachments/link")
+def download_link(user: User, url: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict:
     settings = get_settings()
-    client = attachments.s3_client(settings.s3_endpoint_url)
-    signer = attachments.presigning_client(settings)
+    client, signer = attachments.clients(settings)
     return attachments.download_link(url, settings, client, signer)
 
 

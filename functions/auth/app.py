@@ -7,13 +7,13 @@ SDK and botocore) to trace a function whose time is one bcrypt call.
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import Depends, Request
+from fastapi import Request
 
 from aurora import accounts
+from aurora.backends import database, redis_client
 from aurora.errors import AuroraError
-from aurora.http import authenticated, client_ip, create_api, error_responses, lambda_handler
+from aurora.http import User, client_ip, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
-from aurora.tokens import Claims
 
 logger = Logger(service="auth")
 metrics = Metrics(namespace="AuroraChat", service="auth")
@@ -21,8 +21,10 @@ app = create_api("AuroraChat auth")
 
 
 @app.post("/api/auth/register", responses=error_responses(400, 409, 429, 503))
-def register(credentials: accounts.Credentials, request: Request) -> dict:
-    user_id = accounts.register(credentials, get_settings(), client_ip(request))
+def register(credentials: accounts.Registration, request: Request) -> dict:
+    settings = get_settings()
+    cache, db = redis_client(settings.redis_url), database(settings)
+    user_id = accounts.register(cache, db, credentials, settings, client_ip(request))
     logger.info("user registered", extra={"user_id": user_id})
     metrics.add_metric(name="UserRegistered", unit=MetricUnit.Count, value=1)
     return {"ok": True}
@@ -30,8 +32,10 @@ def register(credentials: accounts.Credentials, request: Request) -> dict:
 
 @app.post("/api/auth/login", responses=error_responses(400, 401, 429, 503))
 def login(credentials: accounts.Credentials, request: Request) -> accounts.SessionBody:
+    settings = get_settings()
+    cache, db = redis_client(settings.redis_url), database(settings)
     try:
-        return accounts.login(credentials, get_settings(), client_ip(request))
+        return accounts.login(cache, db, credentials, settings, client_ip(request))
     except AuroraError as refused:
         logger.info("login refused", extra={"code": refused.code})
         metrics.add_metric(name="LoginRefused", unit=MetricUnit.Count, value=1)
@@ -40,27 +44,31 @@ def login(credentials: accounts.Credentials, request: Request) -> accounts.Sessi
 
 @app.post("/api/auth/refresh", responses=error_responses(400, 401, 503))
 def refresh(body: accounts.RefreshRequest) -> accounts.SessionBody:
-    return accounts.refresh(body, get_settings())
+    settings = get_settings()
+    return accounts.refresh(redis_client(settings.redis_url), body, settings)
 
 
 @app.post("/api/auth/logout", responses=error_responses(401, 503))
-def logout(claims: Claims = Depends(authenticated)) -> dict:
-    accounts.logout(claims, get_settings())
+def logout(user: User) -> dict:
+    settings = get_settings()
+    accounts.logout(redis_client(settings.redis_url), user, settings)
     return {"ok": True}
 
 
 @app.post("/api/auth/password", responses=error_responses(400, 401, 429, 503))
 def change_password(
-    change: accounts.PasswordChange, request: Request, claims: Claims = Depends(authenticated)
+    change: accounts.PasswordChange, request: Request, user: User
 ) -> accounts.SessionBody:
-    session = accounts.change_password(claims, change, get_settings(), client_ip(request))
-    logger.info("password changed", extra={"user_id": claims.user_id})
+    settings = get_settings()
+    cache, db = redis_client(settings.redis_url), database(settings)
+    session = accounts.change_password(cache, db, user, change, settings, client_ip(request))
+    logger.info("password changed", extra={"user_id": user.user_id})
     return session
 
 
 @app.get("/api/auth/me", responses=error_responses(401, 503))
-def me(claims: Claims = Depends(authenticated)) -> dict:
-    return {"userId": claims.user_id, "username": claims.username, "exp": claims.expires_at}
+def me(user: User) -> dict:
+    return {"userId": user.user_id, "username": user.username, "exp": user.expires_at}
 
 
 @app.get("/api/health")

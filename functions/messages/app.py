@@ -4,18 +4,16 @@ Wiring only; the rules live in `aurora.history`."""
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
-from fastapi import Depends, Query
+from fastapi import Query
 
 from aurora import history
 from aurora.backends import database
-from aurora.http import authenticated, create_api, error_responses, lambda_handler
+from aurora.http import User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
-from aurora.tokens import Claims
 
 logger = Logger(service="messages")
 app = create_api("AuroraChat messages")
 
-User = Annotated[Claims, Depends(authenticated)]
 # Strings here: `aurora.history` parses them into its own error codes.
 Cursor = Annotated[str | None, Query(description="a message id")]
 Limit = Annotated[str | None, Query(description="page size (default 50, max 100)")]

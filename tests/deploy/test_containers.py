@@ -226,7 +226,7 @@ def test_the_compose_s3_addresses_carry_an_attachment_from_grant_to_check(
     emulator creates the bucket, presigns for localhost:9000, the browser
     uploads there, the download link works there, and the fan-out's HEAD check
     on s3:5000 passes."""
-    from fanout.attachments import AttachmentCheck
+    from fanout.upload_check import AttachmentCheck
     from local.stack import LocalStack, StackConfig
 
     services = resolved["services"]

@@ -13,6 +13,7 @@ from aurora.backends import database
 from aurora.drain import Drain, ensure_group
 from aurora.settings import Settings
 from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
+from scripts import deadletters as deadletters_cli
 from tests.conftest import ROOT
 
 
@@ -34,7 +35,7 @@ def letters(r, settings: Settings) -> dict[str, str]:
 
 
 def cli(settings: Settings, capsys, *argv: str) -> tuple[int, str, str]:
-    status = deadletters.main(list(argv), settings)
+    status = deadletters_cli.main(list(argv), settings)
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -95,14 +96,14 @@ def test_a_malformed_id_is_a_clear_error(settings, letters, capsys, bad_id):
 
 def test_replay_without_ids_is_refused(settings, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        deadletters.main(["replay"], settings)
+        deadletters_cli.main(["replay"], settings)
     assert exit_info.value.code == 2
     assert "--all" in capsys.readouterr().err
 
 
 def test_the_cli_runs_as_a_module_with_the_environment_settings(app_env, letters):
     done = subprocess.run(
-        [sys.executable, "-m", "aurora.deadletters", "list"],
+        [sys.executable, "scripts/deadletters.py", "list"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -370,9 +370,9 @@ def test_an_entry_that_is_not_utf8_is_dead_lettered_and_the_batch_goes_on(db, se
     (letter,) = deadletters_of(settings)
     assert (letter.source_id, letter.code) == (bad, "invalid_encoding")
     assert letter.fields["username"] == "\udcff\udcfe"  # the raw bytes, kept
-    from aurora import deadletters
+    from scripts import deadletters as deadletters_cli
 
-    assert deadletters.main(["show", letter.id], settings) == 0  # printable, escaped
+    assert deadletters_cli.main(["show", letter.id], settings) == 0  # printable, escaped
     assert "\\udcff" in capsys.readouterr().out
     raw.close()
 

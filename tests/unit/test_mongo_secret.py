@@ -8,7 +8,7 @@ import pytest
 from moto import mock_aws
 
 from aurora.errors import ConfigurationError
-from aurora.mongo_secret import resolve_mongo_url
+from aurora.secrets import resolve_mongo_url
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from aurora.errors import ConfigurationError
 from aurora.origins import is_allowed_origin
-from aurora.settings import LOCAL_DEV_SECRET, Settings, get_settings
+from aurora.settings import LOCAL_DEV_SECRET, Settings, declarations, get_settings
 
 GOOD_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 
@@ -113,3 +113,34 @@ def test_attachment_limits_outside_what_s3_presigns_are_refused(name, value):
 def test_a_week_long_attachment_link_is_the_longest_allowed():
     settings = Settings.from_env({"AURORA_ENV": "local", "ATTACHMENT_URL_TTL_SECONDS": "604800"})
     assert settings.attachment_url_ttl_seconds == 604800
+
+
+def test_a_fractional_auth_timeout_is_read_as_seconds():
+    settings = Settings.from_env({"AURORA_ENV": "local", "AUTH_TIMEOUT_SECONDS": "2.5"})
+    assert settings.auth_timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AUTH_TIMEOUT_SECONDS", "0"), ("JWT_TTL_SECONDS", "2.5"), ("BCRYPT_ROUNDS", "17"),
+     ("FANOUT_PORT", "70000"), ("DRAIN_EXIT_WHEN_IDLE", "maybe")],
+)  # fmt: skip
+def test_a_value_out_of_its_type_or_bounds_is_refused_by_its_variable_name(name, value):
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({"AURORA_ENV": "local", name: value})
+
+
+def test_every_field_is_read_from_its_declared_variable():
+    """One declaration per field: a value set under its name arrives in the field."""
+    samples = {int: "7", float: "7.5", bool: "true", str: "http://localhost:1"}
+    for declared in declarations():
+        kind = type(declared.default)
+        if isinstance(declared.default, tuple):
+            raw, expected = "a/b, c/d", ("a/b", "c/d")
+        else:
+            raw = samples[kind]
+            expected = kind(raw) if kind in (int, float) else raw == "true" if kind is bool else raw
+        env = {"AURORA_ENV": "local", "HISTORY_PAGE_DEFAULT": "1", declared.env[0]: raw}
+        if declared.name == "env":
+            env["AURORA_ENV"], expected = "local", "local"
+        assert getattr(Settings.from_env(env), declared.name) == expected, declared.env[0]

@@ -1,21 +1,22 @@
 """Accounts: registering, logging in, refreshing, logging out, changing a
 password. The rules live here; the auth function only wires them to routes.
-Every input is checked before Redis or MongoDB is touched."""
+Each takes its clients (Redis as `cache`, MongoDB as `db`) first. Every input
+is checked by its request model, so bad input is refused before either is touched."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from aurora import passwords, sessions, throttling, tokens, users
-from aurora.backends import database, redis_client
 from aurora.errors import AuthenticationError, ValidationError
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
     import redis
+    from pymongo.database import Database
 
 # ASCII only, so names look the same everywhere and no two look alike;
 # compared case-insensitively (users.username_key).
@@ -27,21 +28,55 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 128
 Text = Annotated[str, StringConstraints(strict=True, max_length=1024)]
 
 
+# The request models raise our own ValidationError from their checks:
+# pydantic lets it through, and the API answers it with its code.
+
+
 class Credentials(BaseModel):
+    """A login."""
+
     model_config = ConfigDict(extra="ignore")
     username: Text = Field(description="3-32 of A-Z a-z 0-9 _ . - (unique, any case)")
     password: Text = Field(description=f"{PASSWORD_MIN}-{PASSWORD_MAX} characters")
+
+    @model_validator(mode="after")
+    def _check(self) -> Credentials:
+        _require(self.username, self.password)
+        return self
+
+
+class Registration(Credentials):
+    """A new account: the username and password rules apply."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Registration:
+        _require(self.username, self.password)
+        if not USERNAME_RULE.match(self.username):
+            raise ValidationError(USERNAME_HELP, code="invalid_username")
+        _check_password(self.password)
+        return self
 
 
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     refresh_token: Text
 
+    @model_validator(mode="after")
+    def _check(self) -> RefreshRequest:
+        _require(self.refresh_token)
+        return self
+
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="ignore")
     current_password: Text
     new_password: Text
+
+    @model_validator(mode="after")
+    def _check(self) -> PasswordChange:
+        _require(self.current_password, self.new_password)
+        _check_password(self.new_password)
+        return self
 
 
 class SessionBody(BaseModel):
@@ -75,32 +110,26 @@ def _check_password(password: str) -> None:
         )
 
 
-def _cache(settings: Settings) -> redis.Redis:
-    return redis_client(settings.redis_url)
-
-
 def _invalid_credentials() -> AuthenticationError:
     return AuthenticationError("Invalid credentials", code="invalid_credentials")
 
 
-def register(credentials: Credentials, settings: Settings, ip: str) -> str:
+def register(
+    cache: redis.Redis, db: Database, credentials: Registration, settings: Settings, ip: str
+) -> str:
     """The new user's id; throttled per client IP."""
-    _require(credentials.username, credentials.password)
-    if not USERNAME_RULE.match(credentials.username):
-        raise ValidationError(USERNAME_HELP, code="invalid_username")
-    _check_password(credentials.password)
-    throttling.take_registration(_cache(settings), settings, ip)
+    throttling.take_registration(cache, settings, ip)
     hashed = passwords.hash_password(credentials.password, settings.bcrypt_rounds)
-    return users.create_user(database(settings), credentials.username, hashed)
+    return users.create_user(db, credentials.username, hashed)
 
 
-def login(credentials: Credentials, settings: Settings, ip: str) -> SessionBody:
+def login(
+    cache: redis.Redis, db: Database, credentials: Credentials, settings: Settings, ip: str
+) -> SessionBody:
     """A new session; AuthenticationError for any wrong name or password, in the
     same time whether or not the user exists; RateLimitedError after too many."""
-    _require(credentials.username, credentials.password)
-    cache = _cache(settings)
     throttling.check_login(cache, settings, credentials.username, ip)
-    user = users.find_user(database(settings), credentials.username)
+    user = users.find_user(db, credentials.username)
     if user is None:
         passwords.burn_verify(credentials.password, settings.bcrypt_rounds)
     elif passwords.verify_password(credentials.password, user["password_hash"]):
@@ -111,26 +140,27 @@ def login(credentials: Credentials, settings: Settings, ip: str) -> SessionBody:
     raise _invalid_credentials()
 
 
-def refresh(request: RefreshRequest, settings: Settings) -> SessionBody:
+def refresh(cache: redis.Redis, request: RefreshRequest, settings: Settings) -> SessionBody:
     """A new access token and refresh token for a valid, unused refresh token."""
-    _require(request.refresh_token)
-    session = sessions.refresh(_cache(settings), settings, request.refresh_token)
+    session = sessions.refresh(cache, settings, request.refresh_token)
     return _session_body(session, settings)
 
 
-def logout(claims: tokens.Claims, settings: Settings) -> None:
+def logout(cache: redis.Redis, claims: tokens.Claims, settings: Settings) -> None:
     """Revoke this access token until it expires, and end its session."""
-    sessions.end_session(_cache(settings), settings, claims)
+    sessions.end_session(cache, settings, claims)
 
 
 def change_password(
-    claims: tokens.Claims, change: PasswordChange, settings: Settings, ip: str
+    cache: redis.Redis,
+    db: Database,
+    claims: tokens.Claims,
+    change: PasswordChange,
+    settings: Settings,
+    ip: str,
 ) -> SessionBody:
     """Set a new password, end every session of the user, and open a new one
     for the caller. Wrong current passwords count as failed logins."""
-    _require(change.current_password, change.new_password)
-    _check_password(change.new_password)
-    cache, db = _cache(settings), database(settings)
     throttling.check_login(cache, settings, claims.username, ip)
     user = users.find_user_by_id(db, claims.user_id)
     if user is None or not passwords.verify_password(

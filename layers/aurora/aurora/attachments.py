@@ -73,6 +73,12 @@ def s3_client(endpoint_url: str = "", region: str | None = None) -> Any:
     )
 
 
+def clients(settings: Settings) -> tuple[Any, Any]:
+    """The servers' S3 client and the one that signs URLs for browsers: one
+    and the same unless `S3_PUBLIC_ENDPOINT_URL` is set; made once per container."""
+    return s3_client(settings.s3_endpoint_url), presigning_client(settings)
+
+
 def presigning_client(settings: Settings, region: str | None = None) -> Any:
     """The client that signs URLs for browsers: on `S3_PUBLIC_ENDPOINT_URL` when
     browsers reach S3 at another address than the servers do (docker compose),

@@ -1,9 +1,6 @@
 """Dead letters: stream entries the drain could not store, kept with the
-reason, and the operator's tools to list, inspect and replay them.
-
-    python -m aurora.deadletters list [--limit N]
-    python -m aurora.deadletters show DEAD_LETTER_ID
-    python -m aurora.deadletters replay (DEAD_LETTER_ID... | --all)
+reason, and what the operator's CLI (`scripts/deadletters.py`) does with them:
+list, inspect and replay.
 
 Each dead letter is one entry of `DEAD_LETTER_KEY` with the fields
 `source_id` (the original stream id, which stays the message id), `code`,
@@ -14,22 +11,17 @@ replaying something a crashed run had stored after all, stores it once.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora import messages, untrusted_json
-from aurora.errors import AuroraError, ValidationError
+from aurora.errors import ValidationError
 from aurora.stream import DEAD_LETTER_KEY, StreamEntry, parse_id
 
 if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
-
-    from aurora.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -83,12 +75,12 @@ def record(
             "source_id": source_id,
             "code": reason.code,
             "reason": reason.message,
-            "fields": _json(fields or {}),
+            "fields": printable_json(fields or {}),
         },
     )
 
 
-def _json(value: Any) -> str:
+def printable_json(value: Any) -> str:
     """JSON that Redis and a terminal can take: readable UTF-8, or escapes
     when the value holds undecodable bytes (lone surrogates)."""
     text = json.dumps(value, ensure_ascii=False)
@@ -138,61 +130,3 @@ def replay(client: redis.Redis, db: Database, letter_id: str) -> ReplayResult:
     # again, which is a duplicate key, not a second message.
     client.xdel(DEAD_LETTER_KEY, letter_id)
     return ReplayResult(letter_id, outcome)
-
-
-def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
-    """The CLI; exit status 0 on success, 1 if something was not found or
-    could not be replayed, 2 on bad input."""
-    from aurora.settings import get_settings
-
-    parser = argparse.ArgumentParser(
-        prog="python -m aurora.deadletters",
-        description="List, inspect and replay dead-lettered messages "
-        "(uses REDIS_URL, MONGO_URL and MONGO_DB).",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="one line per dead letter, oldest first")
-    listing.add_argument("--limit", type=int, default=100)
-    show = commands.add_parser("show", help="one dead letter as JSON")
-    show.add_argument("id")
-    again = commands.add_parser("replay", help="store dead letters in MongoDB, then remove them")
-    again.add_argument("ids", nargs="*")
-    again.add_argument("--all", action="store_true", help="every dead letter")
-    args = parser.parse_args(argv)
-    if args.command == "replay" and not args.ids and not args.all:
-        parser.error("replay needs dead-letter ids or --all")
-    try:
-        return _run(args, settings or get_settings())
-    except AuroraError as exc:
-        print(f"error: {exc} ({exc.code})", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from aurora.backends import database, redis_client
-
-    client = redis_client(settings.redis_url)
-    if args.command == "list":
-        for letter in list_letters(client, limit=args.limit):
-            print(f"{letter.id}\t{letter.source_id}\t{letter.code}\t{letter.reason}")
-        print(f"{client.xlen(DEAD_LETTER_KEY)} dead letter(s)", file=sys.stderr)
-        return 0
-    if args.command == "show":
-        letter = get_letter(client, args.id)
-        if letter is None:
-            print(f"no dead letter {args.id}", file=sys.stderr)
-            return 1
-        print(_json(letter.as_dict()))
-        return 0
-    ids = args.ids or [letter.id for letter in list_letters(client, limit=10**9)]
-    db = database(settings)
-    failed = 0
-    for letter_id in ids:
-        result = replay(client, db, letter_id)
-        failed += result.outcome in ("invalid", "not_found")
-        print(f"{result.letter_id}\t{result.outcome}\t{result.detail}".rstrip())
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

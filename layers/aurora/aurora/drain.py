@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
 
-DUPLICATE_KEY = 11000
 # Server error codes that say "try again later", not "this document is bad":
 # a batch that meets one stays pending for the next run instead of being
 # dead-lettered. (Interrupted, shutdown, step-down, not primary, timeouts,
@@ -336,7 +335,7 @@ class Drain:
 def _is_duplicate_id(error: dict[str, Any]) -> bool:
     """A duplicate `_id` means "already stored"; a duplicate on another
     unique index is a real rejection."""
-    if error.get("code") != DUPLICATE_KEY:
+    if error.get("code") != messages.DUPLICATE_KEY:
         return False
     pattern = error.get("keyPattern")
     if pattern is not None:

@@ -3,7 +3,7 @@ error body, and the Lambda entry point (Mangum + Powertools logging)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -139,6 +139,10 @@ def authenticated(
         raise AuthenticationError("Missing bearer token", code="invalid_token")
     settings = get_settings()
     return tokens.authenticate(credentials.credentials, settings, redis_client(settings.redis_url))
+
+
+# A route's caller: `user: User` in its parameters (401 without a valid token).
+User = Annotated[tokens.Claims, Depends(authenticated)]
 
 
 def lambda_handler(app: FastAPI, logger: Logger, metrics: Metrics | None = None):

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
 COLLECTION = "messages"
+# MongoDB's error code for a unique-index violation, as bulk write reports give it.
+DUPLICATE_KEY = 11000
 STATUS_SENT = "sent"
 
 

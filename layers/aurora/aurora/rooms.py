@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aurora.errors import ValidationError
+from aurora.messages import DUPLICATE_KEY
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -25,7 +26,6 @@ ROOM_RULE = "1-64 of A-Z a-z 0-9 _ . : -"
 _ROOM = re.compile(ROOM_PATTERN)
 
 COLLECTION = "rooms"
-DUPLICATE_KEY = 11000
 # Stream ids have two unsigned 64-bit parts (at most 20 digits each): padded
 # to 20 digits, "<ms>-<seq>" strings sort the way the ids do, so one `$max`
 # keeps the newest id (separate `$max`es of ms and seq would mix two ids).

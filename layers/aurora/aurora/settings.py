@@ -1,124 +1,277 @@
 """One settings object for every AuroraChat process, read from the environment.
 
-`get_settings()` builds it once per process (never at import time). Explicit
-values win: `Settings.from_env(environ)` builds one from any mapping.
+Each field states its environment variable, default, type and bounds once
+(`setting(...)`); `Settings.from_env(environ)` reads them all from any mapping,
+and `get_settings()` builds the process-wide one on first use (never at import
+time). Plain dataclasses, no pydantic: the drain's cold start never loads it.
 """
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from aurora.errors import ConfigurationError
-
-# The placeholder secret the local stack uses; refused outside local mode.
-LOCAL_DEV_SECRET = "aurora-local-development-secret-not-for-production"  # noqa: S105
-MIN_SECRET_BYTES = 32
-
+from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, resolve_mongo_url
 
 # SigV4 presigned URLs live at most 7 days (S3 refuses a longer X-Amz-Expires).
 MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600
 
 
+def setting(
+    env: str | tuple[str, ...],
+    default: Any,
+    doc: str,
+    *,
+    limit: bool = False,
+    secret: bool = False,
+    parse: Callable[[str], Any] | None = None,
+    **bounds: float,
+) -> Any:
+    """A field read from `env` (the first of several names that is set, when a
+    tuple), parsed by its annotated type unless `parse` is given: a tuple is a
+    comma-separated list. `bounds` are `ge`, `gt` and `le`. `limit` lists it in
+    docs/limits.md; `secret` keeps it out of repr and error messages."""
+    names = (env,) if isinstance(env, str) else env
+    unknown = set(bounds) - set(_BOUNDS)
+    assert not unknown, f"unknown bounds {unknown}"
+    meta = {"env": names, "doc": doc, "limit": limit, "secret": secret, "parse": parse,
+            "bounds": bounds}  # fmt: skip
+    return field(default=default, repr=not secret, metadata=meta)
+
+
+_BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<=")}
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _items(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _content_types(raw: str) -> tuple[str, ...]:
+    return _items(raw.lower())
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {int: int, float: float, bool: _flag, str: str}
+
+
 @dataclass(frozen=True)
 class Settings:
     # Mode: "local" relaxes origin checks and allows the development secret.
-    env: str = "production"
+    env: str = setting("AURORA_ENV", "production", "local, or anything else for the cloud")
+    # Browser origins allowed outside local mode (local mode allows localhost).
+    allowed_origins: tuple[str, ...] = setting("ALLOWED_ORIGINS", (), "allowed browser origins")
 
-    # Backends, chosen by URL.
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    mongo_url: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
-    mongo_db: str = "aurora"
+    # Redis: streams, pub/sub, rate limits, sessions and revocations.
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
 
-    # Tokens and passwords.
-    jwt_secret: str = field(default=LOCAL_DEV_SECRET, repr=False)
-    jwt_ttl_seconds: int = 24 * 3600
-    jwt_leeway_seconds: int = 10
-    bcrypt_rounds: int = 10
+    # MongoDB: users, stored messages, room activity. In the cloud MONGO_URL
+    # may come from Secrets Manager instead (MONGO_URL_SECRET_ID, aurora.secrets).
+    mongo_url: str = setting(
+        "MONGO_URL", "mongodb://127.0.0.1:27017/?retryWrites=false", "MongoDB URI", secret=True
+    )
+    mongo_db: str = setting("MONGO_DB", "aurora", "database name")
 
-    # Chat limits.
-    rate_limit_messages: int = 3
-    rate_limit_window_ms: int = 1000
-    max_text_chars: int = 4000
+    # Tokens and their secrets. In the cloud the secret can come from SSM
+    # Parameter Store (a SecureString name) or Secrets Manager (a secret id)
+    # instead of JWT_SECRET, cached for jwt_secret_max_age_seconds.
+    jwt_secret: str = setting("JWT_SECRET", LOCAL_DEV_SECRET, "HS256 signing key", secret=True)
+    jwt_previous_secrets: tuple[str, ...] = setting(
+        "JWT_PREVIOUS_SECRETS", (), "keys that still verify after a rotation", secret=True
+    )
+    jwt_secret_parameter: str = setting("JWT_SECRET_PARAMETER", "", "SSM parameter name")
+    jwt_secret_id: str = setting("JWT_SECRET_ID", "", "Secrets Manager secret id")
+    jwt_secret_max_age_seconds: int = setting(
+        "JWT_SECRET_MAX_AGE_SECONDS", 300, "a fetched secret is reused this long", ge=0
+    )
+    jwt_ttl_seconds: int = setting(
+        "JWT_TTL_SECONDS", 24 * 3600, "access token lifetime", limit=True, ge=1
+    )
+    jwt_leeway_seconds: int = setting(
+        "JWT_LEEWAY_SECONDS", 10, "clock skew allowed when checking expiry", ge=0
+    )
+    refresh_ttl_seconds: int = setting(
+        "REFRESH_TTL_SECONDS", 30 * 24 * 3600, "refresh token lifetime", limit=True, ge=1
+    )
 
-    # Persistence drain.
-    drain_batch_size: int = 500
-    drain_block_ms: int = 1000
-    drain_safety_margin_ms: int = 5000
-    drain_claim_idle_ms: int = 30_000
+    # Passwords, sessions, and the login and registration throttles.
+    bcrypt_rounds: int = setting("BCRYPT_ROUNDS", 10, "bcrypt cost", ge=4, le=16)
+    max_sessions_per_user: int = setting(
+        "MAX_SESSIONS_PER_USER", 50, "open sessions per user (oldest ended)", limit=True, ge=1
+    )
+    login_failures_per_user_ip: int = setting(
+        "LOGIN_FAILURES_PER_USER_IP", 5, "failed logins per username and IP", limit=True, ge=1
+    )
+    login_failures_per_ip: int = setting(
+        "LOGIN_FAILURES_PER_IP", 50, "failed logins per IP, any username", limit=True, ge=1
+    )
+    login_failure_window_seconds: int = setting(
+        "LOGIN_FAILURE_WINDOW_SECONDS",
+        15 * 60,
+        "window (and lock) of the login throttle",
+        limit=True,
+        ge=1,
+    )
+    registrations_per_ip: int = setting(
+        "REGISTRATIONS_PER_IP", 10, "registrations per IP", limit=True, ge=1
+    )
+    registration_window_seconds: int = setting(
+        "REGISTRATION_WINDOW_SECONDS",
+        3600,
+        "window of the registration throttle",
+        limit=True,
+        ge=1,
+    )
+
+    # Sending messages: per-user rate, text size, idempotency, resume, backpressure.
+    rate_limit_messages: int = setting(
+        "RATE_LIMIT_MESSAGES", 3, "messages per user per window", limit=True, ge=1
+    )
+    rate_limit_window_ms: int = setting(
+        "RATE_LIMIT_WINDOW_MS", 1000, "window of the send rate", limit=True, ge=1
+    )
+    max_text_chars: int = setting(
+        "MAX_TEXT_CHARS", 4000, "characters of one message's text", limit=True, ge=1
+    )
+    idempotency_ttl_seconds: int = setting(
+        "IDEMPOTENCY_TTL_SECONDS",
+        300,
+        "one client_id is stored once within this time",
+        limit=True,
+        ge=1,
+    )
+    resume_window: int = setting(
+        "RESUME_WINDOW", 500, "recent messages kept per room for resume", limit=True, ge=1
+    )
+    max_backlog: int = setting(
+        "MAX_BACKLOG",
+        1_000_000,
+        "persistence stream length at which sends get `backpressure`",
+        limit=True,
+        ge=1,
+    )
+
+    # Fan-out server: listening, keepalive, per-connection and per-user limits.
+    fanout_host: str = setting("FANOUT_HOST", "0.0.0.0", "listening address")
+    fanout_port: int = setting("FANOUT_PORT", 8080, "listening port (0: any)", ge=0, le=65535)
+    ping_interval_seconds: int = setting(
+        "PING_INTERVAL_SECONDS", 30, "WebSocket ping interval", ge=1
+    )
+    auth_timeout_seconds: float = setting(
+        "AUTH_TIMEOUT_SECONDS",
+        5.0,
+        "a connection without a token must send `auth` by then",
+        limit=True,
+        gt=0,
+    )
+    max_frame_bytes: int = setting(
+        "MAX_FRAME_BYTES", 16 * 1024, "bytes of one client frame", limit=True, ge=1
+    )
+    max_send_buffer_bytes: int = setting(
+        "MAX_SEND_BUFFER_BYTES",
+        256 * 1024,
+        "a client over this is closed with 4008",
+        limit=True,
+        ge=1,
+    )
+    max_connections_per_user: int = setting(
+        "MAX_CONNECTIONS_PER_USER",
+        10,
+        "open WebSockets per user, across every replica",
+        limit=True,
+        ge=1,
+    )
+    connection_lease_seconds: int = setting(
+        "CONNECTION_LEASE_SECONDS",
+        30,
+        "a killed replica's connections stop counting after this",
+        ge=1,
+    )
+    # Each replica re-checks all its connections this often, so a lost pub/sub
+    # revocation notice is still enforced within this bound.
+    revocation_check_seconds: int = setting(
+        "REVOCATION_CHECK_SECONDS", 30, "revoked tokens are enforced within this", ge=1
+    )
+
+    # Persistence drain: the scheduled function that stores the stream in MongoDB.
+    drain_batch_size: int = setting("DRAIN_BATCH_SIZE", 500, "entries read per batch", ge=1)
+    drain_block_ms: int = setting("DRAIN_BLOCK_MS", 1000, "wait for new entries", ge=0)
+    drain_safety_margin_ms: int = setting(
+        "DRAIN_SAFETY_MARGIN_MS", 5000, "stop this long before the run's timeout", ge=0
+    )
+    drain_claim_idle_ms: int = setting(
+        "DRAIN_CLAIM_IDLE_MS", 30_000, "reclaim entries another run left pending this long", ge=0
+    )
+    drain_max_deliveries: int = setting(
+        "DRAIN_MAX_DELIVERIES", 5, "an entry delivered more often is dead-lettered", ge=1
+    )
+    drain_trim_interval_ms: int = setting(
+        "DRAIN_TRIM_INTERVAL_MS", 1000, "the stream is trimmed at most this often", ge=0
+    )
     # True: a run stops when the stream is empty (cheaper, more lag); the
     # default keeps each run draining until its time is nearly up.
-    drain_exit_when_idle: bool = False
-
-    # Fan-out container.
-    fanout_host: str = "0.0.0.0"
-    fanout_port: int = 8080
-    ping_interval_seconds: int = 30
-    max_frame_bytes: int = 16 * 1024
-
-    # Browser origins allowed outside local mode (comma separated in the env).
-    allowed_origins: tuple[str, ...] = ()
-
-    # Accounts and tokens (issue 5).
-    # Secrets that still verify tokens after a rotation (comma separated in the env).
-    jwt_previous_secrets: tuple[str, ...] = field(default=(), repr=False)
-    # In the cloud the secret can come from SSM Parameter Store (a SecureString name)
-    # or Secrets Manager (a secret id) instead of JWT_SECRET; cached this long.
-    jwt_secret_parameter: str = ""
-    jwt_secret_id: str = ""
-    jwt_secret_max_age_seconds: int = 300
-    refresh_ttl_seconds: int = 30 * 24 * 3600
-    max_sessions_per_user: int = 50
-    # Failed logins: per username and client IP, and wider per client IP.
-    login_failures_per_user_ip: int = 5
-    login_failures_per_ip: int = 50
-    login_failure_window_seconds: int = 15 * 60
-    registrations_per_ip: int = 10
-    registration_window_seconds: int = 3600
-    # Persistence drain, continued: an entry delivered more than this many
-    # times is dead-lettered; the stream is trimmed at most this often.
-    drain_max_deliveries: int = 5
-    drain_trim_interval_ms: int = 1000
-    # Attachments (issue 6): presigned S3 uploads, checked with HEAD before use.
-    attachments_bucket: str = "aurora-attachments"
-    attachment_max_bytes: int = 10 * 1024 * 1024
-    attachment_content_types: tuple[str, ...] = (
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "application/pdf",
-        "text/plain",
+    drain_exit_when_idle: bool = setting(
+        "DRAIN_EXIT_WHEN_IDLE", False, "stop a run once the stream is empty"
     )
-    attachment_url_ttl_seconds: int = 300
+
+    # History and search (the messages function): page sizes and query time.
+    history_page_default: int = setting(
+        "HISTORY_PAGE_DEFAULT", 50, "messages per page when not asked (<= max)", limit=True, ge=1
+    )
+    history_page_max: int = setting(
+        "HISTORY_PAGE_MAX", 100, "messages per page at most", limit=True, ge=1
+    )
+    history_query_max_ms: int = setting(
+        "HISTORY_QUERY_MAX_MS",
+        2000,
+        "time one history or search query may run",
+        limit=True,
+        ge=1,
+    )
+
+    # Attachments: presigned S3 uploads, checked with HEAD before a message carries them.
+    attachments_bucket: str = setting("ATTACHMENTS_BUCKET", "aurora-attachments", "S3 bucket")
+    attachment_max_bytes: int = setting(
+        "ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, "bytes of one attachment", limit=True, ge=1
+    )
+    attachment_content_types: tuple[str, ...] = setting(
+        "ATTACHMENT_CONTENT_TYPES",
+        ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"),
+        "content types an attachment may have",
+        parse=_content_types,
+    )
+    attachment_url_ttl_seconds: int = setting(
+        "ATTACHMENT_URL_TTL_SECONDS",
+        300,
+        "lifetime of presigned upload and download links",
+        limit=True,
+        ge=1,
+        le=MAX_PRESIGNED_URL_SECONDS,
+    )
     # Set locally (moto or LocalStack); empty on AWS, where boto3 finds S3 itself.
-    s3_endpoint_url: str = ""
+    s3_endpoint_url: str = setting(
+        ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), "", "S3 address the servers use"
+    )
     # Where browsers reach that same S3, if not at s3_endpoint_url: presigned
-    # upload and download URLs are signed for this address (SigV4 signs the
-    # host, so a signed URL cannot be rewritten to another one). Under docker
-    # compose the servers use http://s3:5000 and the host's browser
-    # http://localhost:9000. Empty: s3_endpoint_url.
-    s3_public_endpoint_url: str = ""
-    # Fan-out tier, protocol v1 (issue 3).
-    auth_timeout_seconds: float = 5.0  # a connection without a token must send `auth` by then
-    max_connections_per_user: int = 10  # across every replica
-    connection_lease_seconds: int = 30  # a killed replica's connections stop counting after this
-    idempotency_ttl_seconds: int = 300  # one client_id is stored once within this time
-    resume_window: int = 500  # recent messages kept per room for resume (a capped stream)
-    max_backlog: int = 1_000_000  # persistence stream length at which sends get `backpressure`
-    max_send_buffer_bytes: int = 256 * 1024  # a client over this is closed with 4008
-    # Revocation reaching open WebSockets (issue 9). Each replica re-checks all
-    # its connections this often, so a lost pub/sub notice is enforced within
-    # this bound (docs/architecture.md).
-    revocation_check_seconds: int = 30
-    # History, search and rooms (the messages function). Pages hold this many
-    # messages by default and at most; each database query may run this long.
-    history_page_default: int = 50
-    history_page_max: int = 100
-    history_query_max_ms: int = 2000
+    # URLs are signed for this address (SigV4 signs the host, so a signed URL
+    # cannot be rewritten). Under docker compose the servers use
+    # http://s3:5000 and the host's browser http://localhost:9000.
+    s3_public_endpoint_url: str = setting(
+        "S3_PUBLIC_ENDPOINT_URL", "", "S3 address browsers use (empty: s3_endpoint_url)"
+    )
 
     @property
     def is_local(self) -> bool:
@@ -131,158 +284,25 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `environ` (default: the process environment); unset or
+        empty variables keep their defaults. ConfigurationError names the variable."""
         env = os.environ if environ is None else environ
-        defaults = cls()
-
-        def text(name: str, default: str) -> str:
-            return env.get(name, "") or default
-
-        def number(name: str, default: int) -> int:
-            raw = env.get(name, "")
-            if not raw:
-                return default
-            try:
-                return int(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-
-        origins = tuple(o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
-        settings = cls(
-            env=text("AURORA_ENV", defaults.env),
-            redis_url=text("REDIS_URL", defaults.redis_url),
-            mongo_url=text("MONGO_URL", defaults.mongo_url),
-            mongo_db=text("MONGO_DB", defaults.mongo_db),
-            jwt_secret=text("JWT_SECRET", defaults.jwt_secret),
-            jwt_ttl_seconds=number("JWT_TTL_SECONDS", defaults.jwt_ttl_seconds),
-            jwt_leeway_seconds=number("JWT_LEEWAY_SECONDS", defaults.jwt_leeway_seconds),
-            bcrypt_rounds=number("BCRYPT_ROUNDS", defaults.bcrypt_rounds),
-            rate_limit_messages=number("RATE_LIMIT_MESSAGES", defaults.rate_limit_messages),
-            rate_limit_window_ms=number("RATE_LIMIT_WINDOW_MS", defaults.rate_limit_window_ms),
-            max_text_chars=number("MAX_TEXT_CHARS", defaults.max_text_chars),
-            drain_batch_size=number("DRAIN_BATCH_SIZE", defaults.drain_batch_size),
-            drain_block_ms=number("DRAIN_BLOCK_MS", defaults.drain_block_ms),
-            drain_safety_margin_ms=number(
-                "DRAIN_SAFETY_MARGIN_MS", defaults.drain_safety_margin_ms
-            ),
-            drain_claim_idle_ms=number("DRAIN_CLAIM_IDLE_MS", defaults.drain_claim_idle_ms),
-            drain_exit_when_idle=text("DRAIN_EXIT_WHEN_IDLE", "false").lower()
-            in ("1", "true", "yes"),
-            fanout_host=text("FANOUT_HOST", defaults.fanout_host),
-            fanout_port=number("FANOUT_PORT", defaults.fanout_port),
-            ping_interval_seconds=number("PING_INTERVAL_SECONDS", defaults.ping_interval_seconds),
-            max_frame_bytes=number("MAX_FRAME_BYTES", defaults.max_frame_bytes),
-            allowed_origins=origins,
-            # Accounts and tokens (issue 5).
-            jwt_previous_secrets=tuple(
-                s.strip() for s in env.get("JWT_PREVIOUS_SECRETS", "").split(",") if s.strip()
-            ),
-            jwt_secret_parameter=text("JWT_SECRET_PARAMETER", ""),
-            jwt_secret_id=text("JWT_SECRET_ID", ""),
-            jwt_secret_max_age_seconds=number(
-                "JWT_SECRET_MAX_AGE_SECONDS", defaults.jwt_secret_max_age_seconds
-            ),
-            refresh_ttl_seconds=number("REFRESH_TTL_SECONDS", defaults.refresh_ttl_seconds),
-            max_sessions_per_user=number("MAX_SESSIONS_PER_USER", defaults.max_sessions_per_user),
-            login_failures_per_user_ip=number(
-                "LOGIN_FAILURES_PER_USER_IP", defaults.login_failures_per_user_ip
-            ),
-            login_failures_per_ip=number("LOGIN_FAILURES_PER_IP", defaults.login_failures_per_ip),
-            login_failure_window_seconds=number(
-                "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
-            ),
-            registrations_per_ip=number("REGISTRATIONS_PER_IP", defaults.registrations_per_ip),
-            registration_window_seconds=number(
-                "REGISTRATION_WINDOW_SECONDS", defaults.registration_window_seconds
-            ),
-            # Persistence drain, continued (issue 4).
-            drain_max_deliveries=number("DRAIN_MAX_DELIVERIES", defaults.drain_max_deliveries),
-            drain_trim_interval_ms=number(
-                "DRAIN_TRIM_INTERVAL_MS", defaults.drain_trim_interval_ms
-            ),
-            # Attachments (issue 6).
-            attachments_bucket=text("ATTACHMENTS_BUCKET", defaults.attachments_bucket),
-            attachment_max_bytes=number("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes),
-            attachment_content_types=tuple(
-                t.strip().lower()
-                for t in env.get("ATTACHMENT_CONTENT_TYPES", "").split(",")
-                if t.strip()
-            )
-            or defaults.attachment_content_types,
-            attachment_url_ttl_seconds=number(
-                "ATTACHMENT_URL_TTL_SECONDS", defaults.attachment_url_ttl_seconds
-            ),
-            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3", "") or env.get("AWS_ENDPOINT_URL", ""),
-            s3_public_endpoint_url=text("S3_PUBLIC_ENDPOINT_URL", ""),
-            # Fan-out tier, protocol v1 (issue 3).
-            auth_timeout_seconds=number("AUTH_TIMEOUT_SECONDS", 5),
-            max_connections_per_user=number(
-                "MAX_CONNECTIONS_PER_USER", defaults.max_connections_per_user
-            ),
-            connection_lease_seconds=number(
-                "CONNECTION_LEASE_SECONDS", defaults.connection_lease_seconds
-            ),
-            idempotency_ttl_seconds=number(
-                "IDEMPOTENCY_TTL_SECONDS", defaults.idempotency_ttl_seconds
-            ),
-            resume_window=number("RESUME_WINDOW", defaults.resume_window),
-            max_backlog=number("MAX_BACKLOG", defaults.max_backlog),
-            max_send_buffer_bytes=number("MAX_SEND_BUFFER_BYTES", defaults.max_send_buffer_bytes),
-            # Revocation reaching open WebSockets (issue 9).
-            revocation_check_seconds=number(
-                "REVOCATION_CHECK_SECONDS", defaults.revocation_check_seconds
-            ),
-            # History, search and rooms.
-            history_page_default=number("HISTORY_PAGE_DEFAULT", defaults.history_page_default),
-            history_page_max=number("HISTORY_PAGE_MAX", defaults.history_page_max),
-            history_query_max_ms=number("HISTORY_QUERY_MAX_MS", defaults.history_query_max_ms),
-        )
+        values: dict[str, Any] = {}
+        for declared in declarations():
+            raw = next((env[name] for name in declared.env if env.get(name)), "")
+            if raw:
+                value = declared.read(raw)
+                if value != ():  # an empty list keeps the default
+                    values[declared.name] = value
+        settings = cls(**values)
         settings.check()
         return settings
 
     def check(self) -> None:
-        """Refuse settings that are unsafe outside local mode."""
-        if not 4 <= self.bcrypt_rounds <= 16:
-            raise ConfigurationError("BCRYPT_ROUNDS must be between 4 and 16")
-        if self.rate_limit_messages < 1 or self.rate_limit_window_ms < 1:
-            raise ConfigurationError("rate limits must be positive")
-        if self.drain_batch_size < 1:
-            raise ConfigurationError("DRAIN_BATCH_SIZE must be positive")
-        throttles = (
-            self.login_failures_per_user_ip,
-            self.login_failures_per_ip,
-            self.login_failure_window_seconds,
-            self.registrations_per_ip,
-            self.registration_window_seconds,
-            self.max_sessions_per_user,
-        )
-        if min(throttles) < 1 or self.jwt_ttl_seconds < 1 or self.refresh_ttl_seconds < 1:
-            raise ConfigurationError(
-                "token lifetimes and login/registration limits must be positive"
-            )
-        if self.drain_max_deliveries < 1:
-            raise ConfigurationError("DRAIN_MAX_DELIVERIES must be positive")
-        fanout_limits = (
-            self.max_connections_per_user,
-            self.connection_lease_seconds,
-            self.resume_window,
-            self.max_backlog,
-            self.idempotency_ttl_seconds,
-            self.ping_interval_seconds,
-            self.revocation_check_seconds,
-        )
-        if min(fanout_limits) < 1:
-            raise ConfigurationError("fan-out limits and windows must be positive")
-        if not 1 <= self.history_page_default <= self.history_page_max:
+        """Refuse what no single field's bounds can: settings that contradict
+        each other, and secrets that are unsafe outside local mode."""
+        if self.history_page_default > self.history_page_max:
             raise ConfigurationError("HISTORY_PAGE_DEFAULT must be between 1 and HISTORY_PAGE_MAX")
-        if self.history_query_max_ms < 1:
-            raise ConfigurationError("HISTORY_QUERY_MAX_MS must be positive")
-        if self.attachment_max_bytes < 1:
-            raise ConfigurationError("ATTACHMENT_MAX_BYTES must be positive")
-        if not 1 <= self.attachment_url_ttl_seconds <= MAX_PRESIGNED_URL_SECONDS:
-            raise ConfigurationError(
-                f"ATTACHMENT_URL_TTL_SECONDS must be between 1 and {MAX_PRESIGNED_URL_SECONDS}"
-                " (S3 refuses presigned URLs that live longer than 7 days)"
-            )
         if self.s3_public_endpoint_url:
             public = urlsplit(self.s3_public_endpoint_url)
             if public.scheme not in ("http", "https") or not public.netloc or public.query:
@@ -296,18 +316,61 @@ class Settings:
         check_secrets((self.jwt_secret, *self.jwt_previous_secrets), "JWT_SECRET")
 
 
-def check_secrets(secrets: tuple[str, ...], source: str) -> None:
-    """Refuse the development secret or one too short to resist guessing (HS256)."""
-    for secret in secrets:
-        if secret == LOCAL_DEV_SECRET:
-            raise ConfigurationError(f"{source} is the local development secret; set a real one")
-        if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise ConfigurationError(f"{source} must be at least {MIN_SECRET_BYTES} bytes")
+@dataclass(frozen=True)
+class Declared:
+    """One field as declared: what `from_env` and docs/limits.md read."""
+
+    name: str
+    env: tuple[str, ...]
+    default: Any
+    doc: str
+    limit: bool
+    secret: bool
+    parse: Callable[[str], Any]
+    bounds: dict[str, float]
+
+    def read(self, raw: str) -> Any:
+        """`raw` parsed and checked against the bounds; ConfigurationError names
+        the variable (and the value, unless it is a secret)."""
+        got = "" if self.secret else f", got {raw!r}"
+        try:
+            value = self.parse(raw)
+        except ValueError:
+            kind = {int: "an integer", float: "a number", bool: "true or false"}
+            wanted = kind.get(type(self.default), "valid")
+            raise ConfigurationError(f"{self.env[0]} must be {wanted}{got}") from None
+        for name, limit in self.bounds.items():
+            holds, sign = _BOUNDS[name]
+            if not holds(value, limit):
+                raise ConfigurationError(f"{self.env[0]} must be {sign} {limit}{got}")
+        return value
+
+
+@lru_cache(maxsize=1)
+def declarations() -> tuple[Declared, ...]:
+    """Every settings field, in declaration order."""
+    hints = get_type_hints(Settings)
+    found = []
+    for spec in fields(Settings):
+        meta = spec.metadata
+        kind = hints[spec.name]
+        parse = meta["parse"] or (_items if get_origin(kind) is tuple else _PARSERS[kind])
+        found.append(
+            Declared(
+                name=spec.name,
+                env=meta["env"],
+                default=spec.default,
+                doc=meta["doc"],
+                limit=meta["limit"],
+                secret=meta["secret"],
+                parse=parse,
+                bounds=dict(meta["bounds"]),
+            )
+        )
+    return tuple(found)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    from aurora.mongo_secret import resolve_mongo_url
-
     return Settings.from_env(resolve_mongo_url(os.environ))
