@@ -16,7 +16,7 @@ import { forgetNewest, newestShownId } from "./render.js";
 import { currentSession, endSession, expired, refreshSession, setUserId } from "./session.js";
 import { setStatus, showNotice } from "./ui.js";
 
-let conn = null; // the current connection: {ws, opened, ready, joined, replaying, inflight, ...}
+let current = null; // the connection: {ws, opened, ready, joined, replaying, inflight, ...}
 let attempt = 0; // reconnections since the last `ready`: the backoff's exponent
 let authRetried = false; // a 4001 (or refused upgrade) gets one refresh, then login
 let reconnectTimer = null;
@@ -33,7 +33,7 @@ export function setFrameHandlers(given) {
 
 // A connection that may carry messages: joined, its replay in.
 export function joinedConnection() {
-  return conn && conn.joined && conn.replaying === 0 ? conn : null;
+  return current && current.joined && current.replaying === 0 ? current : null;
 }
 
 export function startConnecting() {
@@ -43,19 +43,19 @@ export function startConnecting() {
 
 // The network is back: try now rather than at the end of the backoff.
 export function reconnectNow() {
-  if (currentSession() && !conn) startConnecting();
+  if (currentSession() && !current) startConnecting();
 }
 
 // A new token for the session: extend the open connection with it.
 export function reauth(session) {
-  if (conn && conn.ready) send(conn, { type: "auth", token: session.token }, { kind: "auth" });
+  if (current && current.ready) send(current, { type: "auth", token: session.token }, { kind: "auth" });
 }
 
 function connect() {
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
   const session = currentSession();
-  if (!session || conn) return;
+  if (!session || current) return;
   if (expired(session)) {
     renewThenConnect();
     return;
@@ -68,45 +68,45 @@ function connect() {
     scheduleReconnect();
     return;
   }
-  const opening = { ws, opened: false, ready: false, joined: false, replaying: 0, inflight: [], timers: [] };
-  conn = opening;
+  const conn = { ws, opened: false, ready: false, joined: false, replaying: 0, inflight: [], timers: [] };
+  current = conn;
 
   ws.addEventListener("open", () => {
-    if (conn !== opening) return;
-    opening.opened = true;
+    if (current !== conn) return;
+    conn.opened = true;
     if (ws.protocol !== SUBPROTOCOL) {
       showNotice("The chat server does not speak protocol v1.", { error: true, sticky: true });
-      drop(opening);
+      drop(conn);
       return;
     }
-    opening.timers.push(
+    conn.timers.push(
       setTimeout(() => {
-        if (!opening.ready) drop(opening);
+        if (!conn.ready) drop(conn);
       }, READY_TIMEOUT_MS),
     );
   });
   ws.addEventListener("message", (event) => {
-    if (conn === opening) onFrame(opening, event.data);
+    if (current === conn) onFrame(conn, event.data);
   });
   ws.addEventListener("close", (event) => {
-    if (conn !== opening) return;
-    detach(opening);
-    onClose(opening, event);
+    if (current !== conn) return;
+    detach(conn);
+    onClose(conn, event);
   });
 }
 
 // Forget a connection: what was in flight on it stays in the outbox, which
 // sends it again on the next connection.
-function detach(closing) {
-  if (conn === closing) conn = null;
-  closing.timers.forEach((timer) => clearTimeout(timer));
-  clearInterval(closing.heartbeat);
+function detach(conn) {
+  if (current === conn) current = null;
+  conn.timers.forEach((timer) => clearTimeout(timer));
+  clearInterval(conn.heartbeat);
 }
 
 // Give up on a connection that is not working and start over.
-function drop(failing) {
-  detach(failing);
-  if (failing.ws.readyState <= WebSocket.OPEN) failing.ws.close(1000, "reconnecting");
+function drop(conn) {
+  detach(conn);
+  if (conn.ws.readyState <= WebSocket.OPEN) conn.ws.close(1000, "reconnecting");
   scheduleReconnect();
 }
 
@@ -115,13 +115,13 @@ export function disconnect() {
   authRetried = false;
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
-  const closing = conn;
-  if (!closing) return;
-  detach(closing);
-  if (closing.ws.readyState <= WebSocket.OPEN) closing.ws.close(1000, "log out");
+  const conn = current;
+  if (!conn) return;
+  detach(conn);
+  if (conn.ws.readyState <= WebSocket.OPEN) conn.ws.close(1000, "log out");
 }
 
-async function onClose(closed, event) {
+async function onClose(conn, event) {
   if (!currentSession()) return;
   const reason = event.reason;
   switch (event.code) {
@@ -145,11 +145,11 @@ async function onClose(closed, event) {
     default:
       break;
   }
-  if (!closed.opened) {
+  if (!conn.opened) {
     // A refused upgrade (401, 403, 503) looks like a network failure to a
     // browser. If the server is reachable, suspect the token: renew it once.
     const reachable = await fanoutReachable();
-    if (!currentSession() || conn) return;
+    if (!currentSession() || current) return;
     if (reachable && !authRetried) {
       renewThenConnect();
       return;
@@ -177,7 +177,7 @@ async function renewThenConnect() {
 }
 
 function scheduleReconnect() {
-  if (!currentSession() || conn) return;
+  if (!currentSession() || current) return;
   // Exponential backoff with jitter, so a restarted server is not hit by every
   // client at the same instant.
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
@@ -200,17 +200,17 @@ async function fanoutReachable() {
 
 // Every request frame gets exactly one reply, in order (docs/protocol.md), so
 // the replies are matched to `inflight` first in, first out.
-export function send(to, frame, request) {
-  if (to.ws.readyState !== WebSocket.OPEN) return; // closing: its close event follows
-  to.ws.send(JSON.stringify(frame));
-  if (request) to.inflight.push(request);
+export function send(conn, frame, request) {
+  if (conn.ws.readyState !== WebSocket.OPEN) return; // closing: its close event follows
+  conn.ws.send(JSON.stringify(frame));
+  if (request) conn.inflight.push(request);
 }
 
-function reply(from) {
-  return from.inflight.shift() || { kind: "none" };
+function reply(conn) {
+  return conn.inflight.shift() || { kind: "none" };
 }
 
-function onFrame(from, raw) {
+function onFrame(conn, raw) {
   let frame;
   try {
     frame = JSON.parse(raw);
@@ -220,85 +220,85 @@ function onFrame(from, raw) {
   if (!frame || typeof frame !== "object") return;
   switch (frame.type) {
     case "ready":
-      if (from.ready) reply(from); // the answer to a re-`auth`
-      else onReady(from, frame);
+      if (conn.ready) reply(conn); // the answer to a re-`auth`
+      else onReady(conn, frame);
       break;
     case "joined":
-      reply(from);
-      onJoined(from, frame);
+      reply(conn);
+      onJoined(conn, frame);
       break;
     case "message":
       if (frame.room !== ROOM) break;
       handlers.message(frame);
-      if (from.replaying > 0 && --from.replaying === 0) replayed(from);
+      if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
       break;
     case "ack":
-      reply(from);
+      reply(conn);
       handlers.ack(frame);
       break;
     case "rate_limited":
-      handlers.rateLimited(reply(from), frame);
+      handlers.rateLimited(reply(conn), frame);
       break;
     case "error":
-      onError(from, reply(from), frame);
+      onError(conn, reply(conn), frame);
       break;
     case "pong":
-      reply(from);
-      from.pingSentAt = 0;
+      reply(conn);
+      conn.pingSentAt = 0;
       break;
     default:
       break; // typing, left, and anything newer
   }
 }
 
-function onReady(ready, frame) {
-  ready.ready = true;
+function onReady(conn, frame) {
+  conn.ready = true;
   attempt = 0;
   authRetried = false;
   if (typeof frame.user_id === "string") setUserId(frame.user_id);
   setStatus("connecting", "Joining…");
   // From the last message shown; with none yet, the room's recent window.
-  ready.since = newestShownId();
-  send(ready, { type: "join", room: ROOM, since: ready.since || "0-0" }, { kind: "join" });
-  ready.heartbeat = setInterval(() => heartbeat(ready), HEARTBEAT_MS);
+  conn.since = newestShownId();
+  send(conn, { type: "join", room: ROOM, since: conn.since || "0-0" }, { kind: "join" });
+  conn.heartbeat = setInterval(() => heartbeat(conn), HEARTBEAT_MS);
 }
 
-function heartbeat(beating) {
-  if (beating.pingSentAt && Date.now() - beating.pingSentAt > PONG_TIMEOUT_MS) {
-    drop(beating);
-  } else if (!beating.pingSentAt) {
-    beating.pingSentAt = Date.now();
-    send(beating, { type: "ping" }, { kind: "ping" });
+function heartbeat(conn) {
+  if (conn.pingSentAt && Date.now() - conn.pingSentAt > PONG_TIMEOUT_MS) {
+    drop(conn);
+  } else if (!conn.pingSentAt) {
+    conn.pingSentAt = Date.now();
+    send(conn, { type: "ping" }, { kind: "ping" });
   }
 }
 
-function onJoined(joined, frame) {
+function onJoined(conn, frame) {
   if (frame.room !== ROOM) return;
-  joined.joined = true;
+  conn.joined = true;
   setStatus("online", "Connected");
   // The window no longer reaches back to the last message shown: what lies
   // between it and the first message replayed is read from the history API.
-  if (frame.recovered === false && joined.since) joined.gap = { after: joined.since };
+  if (frame.recovered === false && conn.since) conn.gap = { after: conn.since };
   // The `missed` messages follow. The outbox is sent after them: one of ours
   // that the server stored before the line dropped shows up there and is
   // settled, not resent (a resend is deduplicated only for IDEMPOTENCY_TTL_SECONDS).
-  joined.replaying = Math.max(0, Number(frame.missed) || 0);
-  if (joined.replaying) {
+  conn.replaying = Math.max(0, Number(frame.missed) || 0);
+  if (conn.replaying) {
     const giveUp = () => {
-      joined.replaying = 0; // should not happen; better a deduplicated resend than none
-      replayed(joined);
+      conn.replaying = 0; // should not happen; better a deduplicated resend than none
+      replayed(conn);
     };
-    joined.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
-  } else replayed(joined);
+    conn.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
+  } else replayed(conn);
 }
 
-function replayed(joined) {
-  const gap = joined.gap || null;
-  joined.gap = null;
+function replayed(conn) {
+  const gap = conn.gap || null;
+  conn.gap = null;
   handlers.replayed(gap);
 }
 
-function onError(from, request, frame) {
+function onError(conn, request, frame) {
   const code = typeof frame.code === "string" ? frame.code : "error";
   const text = typeof frame.message === "string" && frame.message ? frame.message : code;
   if (request.kind === "message") {
@@ -307,17 +307,17 @@ function onError(from, request, frame) {
   }
   if (request.kind === "join" && code === "invalid_id") {
     forgetNewest(); // not an id this server knows: start from its window
-    send(from, { type: "join", room: ROOM, since: "0-0" }, { kind: "join" });
+    send(conn, { type: "join", room: ROOM, since: "0-0" }, { kind: "join" });
     return;
   }
   if (request.kind === "auth") {
     // The new token could not be checked right now; try again shortly.
-    from.timers.push(setTimeout(() => conn === from && reauthAgain(from), RETRY_MS));
+    conn.timers.push(setTimeout(() => current === conn && reauthAgain(conn), RETRY_MS));
   }
   showNotice(text, { error: true });
 }
 
-function reauthAgain(to) {
+function reauthAgain(conn) {
   const session = currentSession();
-  if (session) send(to, { type: "auth", token: session.token }, { kind: "auth" });
+  if (session) send(conn, { type: "auth", token: session.token }, { kind: "auth" });
 }
