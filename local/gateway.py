@@ -3,6 +3,7 @@ real handlers as API Gateway events; everything else is the frontend."""
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, Any]):
     routes = [(route, fn) for fn in functions for route in fn.function.routes]
+    # Browsers run a module script only if it is served as JavaScript, and on
+    # Windows mimetypes takes .js's type from the registry (often text/plain).
+    mimetypes.add_type("text/javascript", ".js")
     static = StaticFiles(directory=frontend, html=True)
     public_config = {"api_url": urls["api_url"], "ws_url": urls["ws_url"]}
 

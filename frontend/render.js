@@ -1,0 +1,145 @@
+// The list of messages: each as a list item built with textContent only, put
+// in id order, at most MAX_MESSAGES of them; and the newest id shown, which
+// the next join resumes from.
+
+import { renderAttachments, validAttachments } from "./attachments.js";
+import { MAX_MESSAGES } from "./config.js";
+import { compareIds, parseId } from "./protocol.js";
+import { $ } from "./ui.js";
+
+const list = $("messages");
+let newestId = null; // the newest message id shown: `since` of the next join
+
+export function newestShownId() {
+  return newestId;
+}
+
+// Record `id` as the newest shown if it is newer than the newest; answers
+// whether it was. A room's messages arrive in id order: one that is not newer
+// was shown.
+export function advanceNewest(id) {
+  const last = parseId(newestId);
+  if (last && compareIds(parseId(id), last) <= 0) return false;
+  newestId = id;
+  return true;
+}
+
+// Not an id the server knows: the next join starts from the room's window.
+export function forgetNewest() {
+  newestId = null;
+}
+
+export function clearList() {
+  list.replaceChildren();
+  newestId = null;
+}
+
+// A `message` frame, or a stored message (the same shape), as a list item.
+export function renderFrame(frame, { own, attachments }) {
+  return renderMessage({
+    user: typeof frame.user === "string" ? frame.user : "unknown",
+    text: typeof frame.text === "string" ? frame.text : "",
+    attachments: attachments ? validAttachments(frame.attachments) : [],
+    ts: Number(frame.ts),
+    own,
+  });
+}
+
+export function renderMessage({ user, text, attachments, ts, own }) {
+  const item = document.createElement("li");
+  item.className = own ? "message own" : "message";
+
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const name = document.createElement("span");
+  name.className = "user";
+  name.textContent = user;
+  meta.appendChild(name);
+
+  if (Number.isFinite(ts) && ts > 0) {
+    const when = new Date(ts);
+    const time = document.createElement("time");
+    time.className = "time";
+    time.dateTime = when.toISOString();
+    time.title = when.toLocaleString();
+    time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    meta.appendChild(time);
+  }
+
+  const body = document.createElement("p");
+  body.className = "text";
+  body.textContent = text;
+
+  item.append(meta, body);
+  if (attachments.length) item.appendChild(renderAttachments(attachments));
+  return item;
+}
+
+export function setItemState(item, text) {
+  let label = item.querySelector(".delivery");
+  if (!text) {
+    if (label) label.remove();
+    return;
+  }
+  if (!label) {
+    label = document.createElement("span");
+    label.className = "delivery";
+    item.querySelector(".meta").appendChild(label);
+  }
+  label.textContent = text;
+}
+
+// Confirmed messages go in arrival (= id) order above the ones still sending.
+export function insertItem(item, scroll) {
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const firstPending = item.classList.contains("pending") ? null : list.querySelector(".pending");
+  list.insertBefore(item, firstPending);
+  trimMessages();
+  if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
+}
+
+// A stored message's item, put among those shown in id order (above the ones
+// still sending).
+export function insertInIdOrder(item, id) {
+  const later = Array.from(list.querySelectorAll(".message[data-id]")).find(
+    (other) => compareIds(parseId(other.dataset.id), id) > 0,
+  );
+  list.insertBefore(item, later || list.querySelector(".pending"));
+}
+
+// The oldest go first, so what stays shown has no hole (scrollback reloads them).
+export function trimMessages() {
+  while (list.children.length > MAX_MESSAGES) {
+    const oldest = list.querySelector(".message:not(.pending)");
+    if (!oldest) break;
+    oldest.remove();
+  }
+}
+
+// The list item of a message id, if it is shown (ids are digits and a dash).
+export function shownItem(id) {
+  return list.querySelector(`.message[data-id="${id}"]`);
+}
+
+export function oldestShownId() {
+  const item = list.querySelector(".message[data-id]");
+  return item ? item.dataset.id : null;
+}
+
+export function firstShownAfter(id) {
+  for (const item of list.querySelectorAll(".message[data-id]")) {
+    const shown = parseId(item.dataset.id);
+    if (compareIds(shown, id) > 0) return shown;
+  }
+  return null;
+}
+
+// Insert messages without moving what the reader is looking at: the first
+// item in view stays where it is on the screen.
+export function keepingScroll(insert) {
+  const top = list.getBoundingClientRect().top;
+  const anchor = Array.from(list.children).find((item) => item.getBoundingClientRect().bottom > top);
+  const before = anchor && anchor.getBoundingClientRect().top;
+  insert();
+  if (anchor && anchor.isConnected) list.scrollTop += anchor.getBoundingClientRect().top - before;
+}

@@ -1,0 +1,323 @@
+// The WebSocket connection: connect with the token as a subprotocol, join the
+// room from the newest message shown, answer frames in order, keep it alive,
+// and reconnect (refreshing the token when it is refused) when it drops.
+
+import {
+  BACKOFF_MAX_MS,
+  BACKOFF_MIN_MS,
+  HEARTBEAT_MS,
+  PONG_TIMEOUT_MS,
+  READY_TIMEOUT_MS,
+  RETRY_MS,
+  wsUrl,
+} from "./config.js";
+import { CLOSE, ROOM, SUBPROTOCOL } from "./protocol.js";
+import { forgetNewest, newestShownId } from "./render.js";
+import { currentSession, endSession, expired, refreshSession, setUserId } from "./session.js";
+import { setStatus, showNotice } from "./ui.js";
+
+let current = null; // the connection: {ws, opened, ready, joined, replaying, inflight, ...}
+let attempt = 0; // reconnections since the last `ready`: the backoff's exponent
+let authRetried = false; // a 4001 (or refused upgrade) gets one refresh, then login
+let reconnectTimer = null;
+// What the page does with the room's frames (see setFrameHandlers).
+let handlers = null;
+
+// message(frame): a `message` of the room, live or replayed; ack(frame);
+// rateLimited(request, frame) and refused(request, code, text): answers to a
+// send; replayed(gap): the `missed` messages after a join are in, with
+// {after: an id} if the resume window no longer reached back to the last one shown.
+export function setFrameHandlers(given) {
+  handlers = given;
+}
+
+// A connection that may carry messages: joined, its replay in.
+export function joinedConnection() {
+  return current && current.joined && current.replaying === 0 ? current : null;
+}
+
+export function startConnecting() {
+  attempt = 0;
+  connect();
+}
+
+// The network is back: try now rather than at the end of the backoff.
+export function reconnectNow() {
+  if (currentSession() && !current) startConnecting();
+}
+
+// A new token for the session: extend the open connection with it.
+export function reauth(session) {
+  if (current && current.ready) send(current, { type: "auth", token: session.token }, { kind: "auth" });
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  const session = currentSession();
+  if (!session || current) return;
+  if (expired(session)) {
+    renewThenConnect();
+    return;
+  }
+  setStatus("connecting", attempt ? "Reconnecting…" : "Connecting…");
+  let ws;
+  try {
+    ws = new WebSocket(wsUrl(), [SUBPROTOCOL, `bearer.${session.token}`]);
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  const conn = { ws, opened: false, ready: false, joined: false, replaying: 0, inflight: [], timers: [] };
+  current = conn;
+
+  ws.addEventListener("open", () => {
+    if (current !== conn) return;
+    conn.opened = true;
+    if (ws.protocol !== SUBPROTOCOL) {
+      showNotice("The chat server does not speak protocol v1.", { error: true, sticky: true });
+      drop(conn);
+      return;
+    }
+    conn.timers.push(
+      setTimeout(() => {
+        if (!conn.ready) drop(conn);
+      }, READY_TIMEOUT_MS),
+    );
+  });
+  ws.addEventListener("message", (event) => {
+    if (current === conn) onFrame(conn, event.data);
+  });
+  ws.addEventListener("close", (event) => {
+    if (current !== conn) return;
+    detach(conn);
+    onClose(conn, event);
+  });
+}
+
+// Forget a connection: what was in flight on it stays in the outbox, which
+// sends it again on the next connection.
+function detach(conn) {
+  if (current === conn) current = null;
+  conn.timers.forEach((timer) => clearTimeout(timer));
+  clearInterval(conn.heartbeat);
+}
+
+// Give up on a connection that is not working and start over.
+function drop(conn) {
+  detach(conn);
+  if (conn.ws.readyState <= WebSocket.OPEN) conn.ws.close(1000, "reconnecting");
+  scheduleReconnect();
+}
+
+// Signed out: close the connection and forget the refresh already tried.
+export function disconnect() {
+  authRetried = false;
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  const conn = current;
+  if (!conn) return;
+  detach(conn);
+  if (conn.ws.readyState <= WebSocket.OPEN) conn.ws.close(1000, "log out");
+}
+
+async function onClose(conn, event) {
+  if (!currentSession()) return;
+  const reason = event.reason;
+  switch (event.code) {
+    case CLOSE.AUTH:
+      renewThenConnect();
+      return;
+    case CLOSE.FORBIDDEN:
+      endSession(reason || "The chat server refused this session. Please log in again.");
+      return;
+    case CLOSE.TOO_MANY:
+      showNotice(`${reason || "Too many connections"}: close another tab or device. Retrying…`, {
+        error: true,
+        sticky: true,
+      });
+      attempt = Math.max(attempt, 5); // the slow end of the backoff
+      scheduleReconnect();
+      return;
+    case CLOSE.TOO_SLOW:
+      showNotice("Disconnected for falling behind; reconnecting.");
+      break;
+    default:
+      break;
+  }
+  if (!conn.opened) {
+    // A refused upgrade (401, 403, 503) looks like a network failure to a
+    // browser. If the server is reachable, suspect the token: renew it once.
+    const reachable = await fanoutReachable();
+    if (!currentSession() || current) return;
+    if (reachable && !authRetried) {
+      renewThenConnect();
+      return;
+    }
+  }
+  scheduleReconnect();
+}
+
+// The token was refused (4001) or is expired: refresh once, then connect with
+// the new one; a refresh the server refuses means logging in again.
+async function renewThenConnect() {
+  if (authRetried) {
+    endSession("Your session has ended. Please log in again.");
+    return;
+  }
+  authRetried = true;
+  setStatus("connecting", "Renewing session…");
+  const outcome = await refreshSession();
+  if (!currentSession()) return;
+  if (outcome === "invalid") endSession("Your session has ended. Please log in again.");
+  else if (outcome === "unavailable") {
+    authRetried = false; // the refresh did not happen: it may be tried again
+    scheduleReconnect();
+  } else connect();
+}
+
+function scheduleReconnect() {
+  if (!currentSession() || current) return;
+  // Exponential backoff with jitter, so a restarted server is not hit by every
+  // client at the same instant.
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+  const delay = Math.round(base / 2 + Math.random() * (base / 2));
+  attempt += 1;
+  setStatus("reconnecting", `Offline — retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+async function fanoutReachable() {
+  const url = wsUrl().replace(/^ws/, "http") + "/healthz";
+  try {
+    await fetch(url, { mode: "no-cors", cache: "no-store" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Every request frame gets exactly one reply, in order (docs/protocol.md), so
+// the replies are matched to `inflight` first in, first out.
+export function send(conn, frame, request) {
+  if (conn.ws.readyState !== WebSocket.OPEN) return; // closing: its close event follows
+  conn.ws.send(JSON.stringify(frame));
+  if (request) conn.inflight.push(request);
+}
+
+function reply(conn) {
+  return conn.inflight.shift() || { kind: "none" };
+}
+
+function onFrame(conn, raw) {
+  let frame;
+  try {
+    frame = JSON.parse(raw);
+  } catch {
+    return;
+  }
+  if (!frame || typeof frame !== "object") return;
+  switch (frame.type) {
+    case "ready":
+      if (conn.ready) reply(conn); // the answer to a re-`auth`
+      else onReady(conn, frame);
+      break;
+    case "joined":
+      reply(conn);
+      onJoined(conn, frame);
+      break;
+    case "message":
+      if (frame.room !== ROOM) break;
+      handlers.message(frame);
+      if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
+      break;
+    case "ack":
+      reply(conn);
+      handlers.ack(frame);
+      break;
+    case "rate_limited":
+      handlers.rateLimited(reply(conn), frame);
+      break;
+    case "error":
+      onError(conn, reply(conn), frame);
+      break;
+    case "pong":
+      reply(conn);
+      conn.pingSentAt = 0;
+      break;
+    default:
+      break; // typing, left, and anything newer
+  }
+}
+
+function onReady(conn, frame) {
+  conn.ready = true;
+  attempt = 0;
+  authRetried = false;
+  if (typeof frame.user_id === "string") setUserId(frame.user_id);
+  setStatus("connecting", "Joining…");
+  // From the last message shown; with none yet, the room's recent window.
+  conn.since = newestShownId();
+  send(conn, { type: "join", room: ROOM, since: conn.since || "0-0" }, { kind: "join" });
+  conn.heartbeat = setInterval(() => heartbeat(conn), HEARTBEAT_MS);
+}
+
+function heartbeat(conn) {
+  if (conn.pingSentAt && Date.now() - conn.pingSentAt > PONG_TIMEOUT_MS) {
+    drop(conn);
+  } else if (!conn.pingSentAt) {
+    conn.pingSentAt = Date.now();
+    send(conn, { type: "ping" }, { kind: "ping" });
+  }
+}
+
+function onJoined(conn, frame) {
+  if (frame.room !== ROOM) return;
+  conn.joined = true;
+  setStatus("online", "Connected");
+  // The window no longer reaches back to the last message shown: what lies
+  // between it and the first message replayed is read from the history API.
+  if (frame.recovered === false && conn.since) conn.gap = { after: conn.since };
+  // The `missed` messages follow. The outbox is sent after them: one of ours
+  // that the server stored before the line dropped shows up there and is
+  // settled, not resent (a resend is deduplicated only for IDEMPOTENCY_TTL_SECONDS).
+  conn.replaying = Math.max(0, Number(frame.missed) || 0);
+  if (conn.replaying) {
+    const giveUp = () => {
+      conn.replaying = 0; // should not happen; better a deduplicated resend than none
+      replayed(conn);
+    };
+    conn.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
+  } else replayed(conn);
+}
+
+function replayed(conn) {
+  const gap = conn.gap || null;
+  conn.gap = null;
+  handlers.replayed(gap);
+}
+
+function onError(conn, request, frame) {
+  const code = typeof frame.code === "string" ? frame.code : "error";
+  const text = typeof frame.message === "string" && frame.message ? frame.message : code;
+  if (request.kind === "message") {
+    handlers.refused(request, code, text);
+    return;
+  }
+  if (request.kind === "join" && code === "invalid_id") {
+    forgetNewest(); // not an id this server knows: start from its window
+    send(conn, { type: "join", room: ROOM, since: "0-0" }, { kind: "join" });
+    return;
+  }
+  if (request.kind === "auth") {
+    // The new token could not be checked right now; try again shortly.
+    conn.timers.push(setTimeout(() => current === conn && reauthAgain(conn), RETRY_MS));
+  }
+  showNotice(text, { error: true });
+}
+
+function reauthAgain(conn) {
+  const session = currentSession();
+  if (session) send(conn, { type: "auth", token: session.token }, { kind: "auth" });
+}

@@ -1,0 +1,24 @@
+// What the page keeps in the browser: the session is the browser's, shared by
+// its tabs (localStorage); the outbox is one tab's (sessionStorage), so two
+// tabs never send each other's messages.
+
+export const SESSION_KEY = "aurora.session"; // {token, refresh_token, issued_at, expires_at}
+export const PENDING_KEY = "aurora.pending"; // [{client_id, text, attachments}] not yet acknowledged
+const STORAGE = { [SESSION_KEY]: "localStorage", [PENDING_KEY]: "sessionStorage" };
+
+export function readStorage(key) {
+  try {
+    return JSON.parse(window[STORAGE[key]].getItem(key));
+  } catch {
+    return null; // storage disabled or garbage: start without it
+  }
+}
+
+export function writeStorage(key, value) {
+  try {
+    if (value === null) window[STORAGE[key]].removeItem(key);
+    else window[STORAGE[key]].setItem(key, JSON.stringify(value));
+  } catch {
+    // Storage disabled: the session lasts as long as the page.
+  }
+}
