@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.deploy.tools import decode, python312_dir
+from tests.support import ROOT
+from tests.support.deploy import decode, python312_dir
 
 
 @pytest.fixture(scope="session")

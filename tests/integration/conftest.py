@@ -14,7 +14,7 @@ from aurora.settings import Settings
 from local.buckets import ensure_bucket
 from local.runtime import LocalFunction
 from local.servers import free_port
-from tests.conftest import template_function
+from tests.support.events import template_function
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from local.runtime import LocalFunction
-from tests.conftest import ROOT
+from local.template import functions
+from tests.support import ROOT
 
 EVENTS = ROOT / "events"
 FORMATS = ("http-v2", "rest-v1")
@@ -53,3 +54,9 @@ def call(fn: LocalFunction, sample: dict[str, Any]) -> tuple[int, Any, dict[str,
     for k, values in (result.get("multiValueHeaders") or {}).items():
         headers[k.lower()] = values[-1]
     return result["statusCode"], json.loads(result["body"] or "null"), headers
+
+
+def template_function(name: str, *, concurrency: int = 4) -> LocalFunction:
+    """A function of template.yaml, invoked the way the local emulator does."""
+    (found,) = [f for f in functions(ROOT / "template.yaml") if f.name == name]
+    return LocalFunction(found, concurrency=concurrency)
