@@ -12,7 +12,7 @@ import pytest
 from aurora.settings import Settings
 from local.servers import ManagedProcess, start_mongo, start_redis
 from tests.support.servers import redis_binaries
-from tests.support.settings import DUMMY_AWS, TEST_SECRET
+from tests.support.settings import DUMMY_AWS_SESSION, TEST_SECRET
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +94,7 @@ def dummy_aws(monkeypatch) -> Iterator[None]:
     Powertools' parameter caches empty before and after."""
     from aws_lambda_powertools.utilities import parameters
 
-    for name, value in DUMMY_AWS.items():
+    for name, value in DUMMY_AWS_SESSION.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     parameters.clear_caches()

@@ -1,5 +1,6 @@
-"""The sample events under events/, filled in for a test: body, bearer token,
-client IP, in API Gateway HTTP API (2.0) or REST API (1.0) format."""
+"""The functions of template.yaml, loaded as the emulator loads them, and the
+sample events under events/ filled in for a test: body, bearer token, client
+IP, in API Gateway HTTP API (2.0) or REST API (1.0) format."""
 
 from __future__ import annotations
 
