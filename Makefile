@@ -1,6 +1,11 @@
 # The two commands of the README's Quick start:
 #   make run    install what the local stack needs, then run it (python -m local)
 #   make test   install what the tests need (system packages too, as root), then run them
+# And:
+#   make bench         a short run of every benchmark (about a minute): checks they
+#                      work; the figures in docs/benchmarks.md come from the full
+#                      commands written there, on an otherwise idle machine
+#   make requirements  rewrite the requirements files from pyproject.toml
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +14,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 # its own because it pins its own dependencies. Kept inside the clone.
 SAM_VENV ?= .venv-sam
 
-.PHONY: run test lint format system-deps bench
+.PHONY: run test lint format system-deps bench requirements
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +49,18 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+bench: $(VENV)/.installed-local
+	$(PY) bench/cost.py
+	$(PY) bench/auth_cold_start.py --runs 1
+	$(PY) bench/auth_login.py --requests 5 --cost 4
+	$(PY) bench/drain_throughput.py --messages 500 --batch-sizes 50,500
+	$(PY) bench/drain_lag.py --rate 100 --duration 3 --schedule 1 --timeout 3 --margin 1 --exit-when-idle
+	$(PY) bench/store_insert_ceiling.py --messages 500
+	$(PY) bench/history.py --messages 500 --runs 5
+	$(PY) bench/revocation_sweep.py 100
+	$(PY) bench/fanout_load.py throughput --clients 10 --rate 20 --seconds 4 --warmup 1 --processes 1 --against-stock
+	$(PY) bench/fanout_load.py hold --connections 50 --processes 1 --hold 1
+
+requirements:
+	$(PYTHON) scripts/requirements.py --write

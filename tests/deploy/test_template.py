@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from local.template import functions
-from tests.conftest import ROOT
-from tests.deploy.tools import decode, sam_binary
+from tests.support import ROOT
+from tests.support.deploy import decode, sam_binary
 
 UNSCOPABLE_ACTIONS = {"ssm:DescribeParameters"}
 HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from aurora import attachments
 from aurora.settings import Settings
-from tests.e2e.files import upload
+from tests.support.files import upload
 
 
 def login(api: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser_support import (
+from tests.support.browser import (
     PASSWORD,
     WAIT_MS,
     header,
@@ -26,7 +26,7 @@ from tests.e2e.browser_support import (
     wait_for_lines,
     wait_until,
 )
-from tests.e2e.files import png
+from tests.support.files import png
 
 
 def test_two_users_see_a_message_one_sends(open_page) -> None:

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
 from aurora.stream import parse_id
-from tests.e2e.browser_support import (
+from tests.support.browser import (
     PASSWORD,
     WAIT_MS,
     message,
@@ -31,7 +31,7 @@ from tests.e2e.browser_support import (
     wait_for_lines,
     wait_until,
 )
-from tests.e2e.files import png, upload
+from tests.support.files import png, upload
 
 LONG_MS = 3 * WAIT_MS  # the drain, two cores and other sessions
 File = tuple[str, str, bytes]  # name, content type, bytes

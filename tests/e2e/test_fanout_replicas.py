@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from aurora.tokens import issue_token
 from local.servers import free_port, wait_for_port
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 ROOM = "replicas"
 

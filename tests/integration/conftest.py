@@ -14,7 +14,8 @@ from aurora.settings import Settings
 from local.buckets import ensure_bucket
 from local.runtime import LocalFunction
 from local.servers import free_port
-from tests.conftest import template_function
+from tests.support.events import template_function
+from tests.support.settings import DUMMY_AWS
 
 
 @pytest.fixture(scope="session")
@@ -29,17 +30,10 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(s3_endpoint: str, monkeypatch, settings: Settings):
     """A boto3 S3 client on the local S3, dummy credentials in the environment."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for name, value in DUMMY_AWS.items():
         monkeypatch.setenv(name, value)
-    env = {
+    env = DUMMY_AWS | {
         "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "ATTACHMENTS_BUCKET": settings.attachments_bucket,
     }
     ensure_bucket(env)

@@ -19,7 +19,7 @@ from aurora.settings import Settings
 from aurora.tokens import issue_token
 from local.runtime import LocalFunction
 from local.template import functions
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 ALICE, MALLORY = "a" * 24, "m" * 24
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
@@ -255,8 +255,8 @@ def test_the_link_endpoint_needs_a_token_and_one_of_our_urls(function, app_env, 
 def test_a_logged_out_token_gets_no_upload_and_no_link(function, app_env, s3):
     """The function uses the shared, revocation-aware bearer check: logout
     (through the real auth function) ends access here too."""
-    from tests.auth_events import call as call_auth
-    from tests.auth_events import event
+    from tests.support.events import call as call_auth
+    from tests.support.events import event
 
     (spec,) = [f for f in functions(ROOT / "template.yaml") if f.name == "AuthFunction"]
     auth = LocalFunction(spec)

@@ -13,9 +13,8 @@ from websockets.exceptions import InvalidStatus
 
 from local.runtime import LocalFunction
 from local.servers import free_port
-from tests.auth_events import call, event
-from tests.conftest import template_function
-from tests.integration.fanout_support import receive_json, replica
+from tests.support.events import call, event, template_function
+from tests.support.fanout import receive_json, replica
 
 ALICE = {"username": "alice", "password": "securepass123"}
 

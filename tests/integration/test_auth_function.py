@@ -9,7 +9,7 @@ import pytest
 
 from aurora.tokens import verify_token
 from local.runtime import LocalFunction
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 EVENTS = ROOT / "events"
 

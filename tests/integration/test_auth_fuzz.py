@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from aurora.settings import Settings
 from local.runtime import LocalFunction
-from tests.auth_events import event
-from tests.conftest import template_function
+from tests.support.events import event, template_function
 
 # Each route with the fields its body has.
 ROUTES = {

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from aurora.settings import get_settings
-from tests.auth_events import FORMATS, call, event
+from tests.support.events import FORMATS, call, event
 
 ALICE = {"username": "alice", "password": "securepass123"}
 

@@ -14,7 +14,7 @@ from aurora.drain import Drain, ensure_group
 from aurora.settings import Settings
 from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
 from scripts import deadletters as deadletters_cli
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 @pytest.fixture

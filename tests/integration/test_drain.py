@@ -16,7 +16,7 @@ from aurora.backends import database
 from aurora.drain import Drain, ensure_group
 from aurora.settings import Settings
 from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def always() -> bool:

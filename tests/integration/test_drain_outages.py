@@ -21,7 +21,7 @@ from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
 from local.runtime import LocalFunction
 from local.servers import ManagedProcess, free_port, start_mongo, start_redis
 from local.template import functions
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 SCHEDULED = json.loads((ROOT / "events" / "drain.schedule.json").read_text())
 OUTAGE_SECONDS = 20

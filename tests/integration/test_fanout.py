@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aurora.delivery import Sender
 from aurora.stream import STREAM_KEY
-from tests.integration.fanout_support import receive_json, replica, settle, token_for
+from tests.support.fanout import receive_json, replica, settle, token_for
 
 
 async def test_a_message_reaches_every_client_in_the_room(settings):

@@ -9,7 +9,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from aurora.sessions import REVOCATIONS_CHANNEL
-from tests.integration.fanout_support import (
+from tests.support.fanout import (
     eventually,
     receive_json,
     replica,

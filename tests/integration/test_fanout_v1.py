@@ -23,7 +23,7 @@ from aurora.delivery import Sender, room_channel, window_key
 from aurora.stream import STREAM_KEY
 from aurora.tokens import issue_token
 from fanout.connection_limit import ConnectionLimit
-from tests.integration.fanout_support import (
+from tests.support.fanout import (
     receive_json,
     replica,
     send_json,

@@ -19,8 +19,7 @@ from aurora.settings import Settings
 from aurora.stream import STREAM_KEY, StreamEntry
 from aurora.tokens import issue_token, verify_token
 from local.runtime import LocalFunction
-from tests.auth_events import call, event
-from tests.conftest import template_function
+from tests.support.events import call, event, template_function
 
 T0 = 1_700_000_000_000
 OTHER = T0 - 10**6  # ids of another room's messages (ids are unique across rooms)

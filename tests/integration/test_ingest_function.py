@@ -18,7 +18,7 @@ from aurora.settings import Settings
 from aurora.stream import STREAM_KEY, StreamEntry
 from local.runtime import LocalFunction
 from local.template import functions
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 SCHEDULED = json.loads((ROOT / "events" / "drain.schedule.json").read_text())
 

@@ -102,8 +102,8 @@ async def test_the_fanout_check_verifies_with_a_stored_secret(aws, redis_url):
 def test_a_weak_stored_secret_makes_login_fail_closed_without_naming_it(aws, app_env, monkeypatch):
     from local.runtime import LocalFunction
     from local.template import functions
-    from tests.auth_events import call, event
-    from tests.conftest import ROOT
+    from tests.support import ROOT
+    from tests.support.events import call, event
 
     ssm, _ = aws
     name = unique("jwt")

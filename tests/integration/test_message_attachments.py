@@ -18,7 +18,7 @@ from aurora.drain import Drain
 from aurora.settings import Settings
 from aurora.stream import STREAM_KEY
 from local.servers import free_port
-from tests.integration.fanout_support import receive_json, replica, send_json, token_for
+from tests.support.fanout import receive_json, replica, send_json, token_for
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
 LIMIT = 1000  # ATTACHMENT_MAX_BYTES in these tests

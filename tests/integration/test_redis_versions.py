@@ -13,7 +13,7 @@ from aurora.delivery import Accepted, RateLimited, Sender
 from aurora.drain import Drain
 from aurora.stream import GROUP, STREAM_KEY
 from local.servers import start_redis
-from tests.conftest import redis_binaries
+from tests.support.servers import redis_binaries
 
 
 @pytest.fixture(

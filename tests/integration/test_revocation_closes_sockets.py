@@ -22,8 +22,8 @@ from aurora.sessions import REVOCATIONS_CHANNEL, revocation_notice
 from aurora.settings import Settings, get_settings
 from aurora.tokens import REVOKED_KEY, SESSION_KEY, Claims, find_revoked_async, verify_token
 from local.runtime import LocalFunction
-from tests.auth_events import call, event
-from tests.integration.fanout_support import receive_json, replica, send_json, settle, token_for
+from tests.support.events import call, event
+from tests.support.fanout import receive_json, replica, send_json, settle, token_for
 
 ALICE = {"username": "alice", "password": "securepass123"}
 BOB = {"username": "bob", "password": "bobs-secure-pass"}

@@ -4,7 +4,7 @@ import base64
 
 from local.apigw import http_api_event, proxy_response
 from local.template import Route, functions, schedule_seconds
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_every_function_in_the_template_is_found_with_routes_and_schedules():

@@ -1,8 +1,8 @@
 """Fan-out benchmark: prints figures, asserts nothing (docs/benchmarks.md).
 
-    python bench/fanout.py throughput --clients 1000 --rate 40 --seconds 20 [--repeat 5]
-    python bench/fanout.py throughput ... --repeat 5 --against-stock
-    python bench/fanout.py hold --connections 10000
+    python bench/fanout_load.py throughput --clients 1000 --rate 40 --seconds 20 [--repeat 5]
+    python bench/fanout_load.py throughput ... --repeat 5 --against-stock
+    python bench/fanout_load.py hold --connections 10000
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
 generators (separate processes) pinned to core 1. Clients are v1 clients of
@@ -87,8 +87,7 @@ def start_server(redis_url: str, port: int, log, stock: bool = False) -> subproc
         "RATE_LIMIT_MESSAGES": "1000000",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
-    # -P: bench/ must not shadow the fanout package with bench/fanout.py.
-    replica = ["-P", str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
+    replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
     process = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CORE), sys.executable, *replica],
         cwd=ROOT,
@@ -325,7 +324,7 @@ def start_load(ctx, target, total: int, processes: int, extra: tuple, timeout: f
 
 def throughput(args) -> None:
     """One run, or `--repeat` runs and the spread of the CPU figure: on a VM
-    it moves by 10-20 % within an hour (docs/benchmarks.md, issue 3). With
+    it moves by 10-20 % within an hour (docs/benchmarks.md). With
     --against-stock, each run is a stock replica then ours, minutes apart, so
     both see the same machine; their ratio moves much less than either."""
     ours, stock = [], []

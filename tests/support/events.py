@@ -1,5 +1,6 @@
-"""The sample events under events/, filled in for a test: body, bearer token,
-client IP, in API Gateway HTTP API (2.0) or REST API (1.0) format."""
+"""The functions of template.yaml, loaded as the emulator loads them, and the
+sample events under events/ filled in for a test: body, bearer token, client
+IP, in API Gateway HTTP API (2.0) or REST API (1.0) format."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 from typing import Any
 
 from local.runtime import LocalFunction
-from tests.conftest import ROOT
+from local.template import functions
+from tests.support import ROOT
 
 EVENTS = ROOT / "events"
 FORMATS = ("http-v2", "rest-v1")
@@ -53,3 +55,9 @@ def call(fn: LocalFunction, sample: dict[str, Any]) -> tuple[int, Any, dict[str,
     for k, values in (result.get("multiValueHeaders") or {}).items():
         headers[k.lower()] = values[-1]
     return result["statusCode"], json.loads(result["body"] or "null"), headers
+
+
+def template_function(name: str, *, concurrency: int = 4) -> LocalFunction:
+    """A function of template.yaml, invoked the way the local emulator does."""
+    (found,) = [f for f in functions(ROOT / "template.yaml") if f.name == name]
+    return LocalFunction(found, concurrency=concurrency)
