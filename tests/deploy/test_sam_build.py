@@ -40,6 +40,7 @@ def built_functions(built: Path) -> dict[str, dict[str, Any]]:
 def test_the_build_has_every_function_the_layer_and_the_nested_fanout_template(built):
     assert set(built_functions(built)) == {
         "AuthFunction", "IngestFunction", "AttachmentsFunction", "MessagesFunction",
+        "DocsFunction",
     }  # fmt: skip
     assert (built / "SharedLayer" / "python" / "aurora" / "__init__.py").exists()
     assert (built / "FanoutService" / "template.yaml").exists()

@@ -44,6 +44,7 @@ def test_every_function_runs_python_3_12_on_arm64_with_the_shared_layer(transfor
     lambdas = of_type(transformed, "AWS::Lambda::Function")
     assert set(lambdas) == {
         "AuthFunction", "IngestFunction", "AttachmentsFunction", "MessagesFunction",
+        "DocsFunction",
     }  # fmt: skip
     (layer,) = of_type(transformed, "AWS::Lambda::LayerVersion")
     for props in (r["Properties"] for r in lambdas.values()):
