@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.deploy.tools import decode, python312_dir, sam_binary
+from tests.deploy.tools import decode, missing, python312_dir, sam_binary
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, aws_env) -> Path:
     if not python312_dir():
-        pytest.skip("no python3.12 here: `sam build` needs the runtime's interpreter")
+        missing(
+            "no python3.12 here: `sam build` needs the Lambda runtime's interpreter"
+            " (on PATH, or under pyenv's versions/3.12.*)"
+        )
     build_dir = tmp_path_factory.mktemp("sam-build")
     result = subprocess.run(
         [sam_binary(), "build", "--template", "template.yaml", "--build-dir", str(build_dir)],

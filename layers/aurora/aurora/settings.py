@@ -19,6 +19,10 @@ LOCAL_DEV_SECRET = "aurora-local-development-secret-not-for-production"  # noqa:
 MIN_SECRET_BYTES = 32
 
 
+# Registrations per client IP and window in local mode, where every script and
+# load test registers from 127.0.0.1 (REGISTRATIONS_PER_IP still wins).
+LOCAL_REGISTRATIONS_PER_IP = 100_000
+
 # SigV4 presigned URLs live at most 7 days (S3 refuses a longer X-Amz-Expires).
 MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600
 
@@ -190,7 +194,12 @@ class Settings:
             login_failure_window_seconds=number(
                 "LOGIN_FAILURE_WINDOW_SECONDS", defaults.login_failure_window_seconds
             ),
-            registrations_per_ip=number("REGISTRATIONS_PER_IP", defaults.registrations_per_ip),
+            registrations_per_ip=number(
+                "REGISTRATIONS_PER_IP",
+                LOCAL_REGISTRATIONS_PER_IP
+                if text("AURORA_ENV", defaults.env) == "local"
+                else defaults.registrations_per_ip,
+            ),
             registration_window_seconds=number(
                 "REGISTRATION_WINDOW_SECONDS", defaults.registration_window_seconds
             ),
