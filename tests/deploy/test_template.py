@@ -109,7 +109,7 @@ def handler_routes() -> tuple[dict[tuple[str, str], str], set[tuple[tuple[str, s
     pairs: every app has its own docs pages)."""
     api, served = {}, set()
     for fn in functions(ROOT / "template.yaml"):
-        module_file = fn.code_uri / (fn.handler.rsplit(".", 1)[0] + ".py")
+        module_file = fn.code_uri / (fn.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
         result = subprocess.run(
             [sys.executable, "-c", _ROUTES_OF, str(module_file)],
             capture_output=True, text=True, check=False,
