@@ -251,25 +251,31 @@ async def serve_forever(settings: Settings) -> None:
     await FanoutServer(settings).run(stop)
 
 
-def configure_logging() -> None:
-    """One JSON object per line on stderr."""
+def configure_logging(local: bool = False) -> None:
+    """One JSON object per line on stderr; in local mode, the local stack's
+    readable lines instead (a person reads them, not a log service)."""
     from pythonjsonlogger.json import JsonFormatter
 
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+    if local:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
-    )
+    else:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # One line per connection opened and closed is noise at 10,000 connections.
     logging.getLogger("websockets.server").setLevel(logging.WARNING)
 
 
 def main() -> None:
-    configure_logging()
     settings = get_settings()
+    configure_logging(local=settings.is_local)
     try:
         import uvloop
     except ImportError:

@@ -3,6 +3,7 @@ real handlers as API Gateway events; everything else is the frontend."""
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from local.apigw import http_api_event, proxy_response
 from local.runtime import LocalFunction
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+HEALTH_PATHS = {"/api/health"}
+log = logging.getLogger("aurora.local.http")
 
 
 def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, Any]):
@@ -37,6 +40,9 @@ def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, An
             params = route.match(request.method, path)
             if params is not None:
                 response = await _invoke(fn, route, request, params)
+                # Health checks come every few seconds from compose and scripts.
+                level = logging.DEBUG if path in HEALTH_PATHS else logging.INFO
+                log.log(level, "%s %s %d", request.method, path, response.status_code)
                 await response(scope, receive, send)
                 return
         if path == "/config.json":

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,8 +50,17 @@ class LocalFunction:
     """One function's handler, invoked on a small pool of worker threads
     (each thread plays one warm container)."""
 
-    def __init__(self, function: Function, *, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        function: Function,
+        *,
+        concurrency: int = 4,
+        after_load: Callable[[], None] | None = None,
+    ) -> None:
         self.function = function
+        # Run once the handler is loaded (cold start): the stack's console
+        # format for the loggers the module set up.
+        self._after_load = after_load
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._pool = ThreadPoolExecutor(
             max_workers=concurrency,
@@ -75,6 +85,8 @@ class LocalFunction:
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
                 self._handler = getattr(module, attr)
+                if self._after_load is not None:
+                    self._after_load()
         return self._handler
 
     def _call(self, event_json: str) -> Any:

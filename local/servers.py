@@ -49,9 +49,18 @@ class ManagedProcess:
         return self.process.pid
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.terminate()
+        self.wait(timeout)
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM), without waiting: stop several at once."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Wait for it to exit after `terminate`; SIGKILL if it takes too long."""
         if self.process.poll() is not None:
             return
-        os.kill(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.logs import configure as console_logs
+from local.logs import readable_function_logs
 from local.servers import (
     ManagedProcess,
     _spawn,
@@ -35,6 +39,7 @@ from local.template import schedule_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("aurora.local")
+SERVER_NAMES = {"redis": "Redis", "mongo": "MongoDB (SecantusDB)", "s3": "S3 (moto)"}
 
 
 @dataclass
@@ -47,6 +52,7 @@ class StackConfig:
     frontend: Path = ROOT / "frontend"
     # Local speed-up: every Schedule event runs this often instead of its rate().
     schedule_seconds: float = 2.0
+    log_level: str = "INFO"
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,6 +71,13 @@ def parse_args(argv: list[str] | None) -> StackConfig:
         default=float(env.get("AURORA_LOCAL_SCHEDULE_SECONDS", 2.0)),
         help="run each Schedule event this often (local speed-up of its rate())",
     )
+    parser.add_argument(
+        "--log-level",
+        default=env.get("AURORA_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="the console's level (DEBUG shows health checks too)",
+    )
     args = parser.parse_args(argv)
     return StackConfig(
         host=args.host,
@@ -72,7 +85,38 @@ def parse_args(argv: list[str] | None) -> StackConfig:
         ws_port=args.ws_port,
         data_dir=args.data_dir.resolve(),
         schedule_seconds=args.schedule_seconds,
+        log_level=args.log_level,
     )
+
+
+# The ports the stack binds, what each is for, and how to pick another one.
+PORTS = {
+    "api_port": ("REST API and frontend", "--api-port", "AURORA_API_PORT"),
+    "ws_port": ("WebSocket fan-out", "--ws-port", "AURORA_WS_PORT"),
+}
+
+
+def taken_ports(config: StackConfig) -> list[str]:
+    """Why the stack cannot bind its ports, one sentence per port (empty: free).
+    Checked before anything starts, so a taken port starts nothing."""
+    wanted = ["api_port"] if os.environ.get("FANOUT_URL") else ["api_port", "ws_port"]
+    problems = []
+    for name in wanted:
+        port = getattr(config, name)
+        what, option, variable = PORTS[name]
+        with socket.socket() as sock:
+            # As uvicorn and websockets bind: a port left in TIME_WAIT is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((config.host, port))
+            except OSError as exc:
+                problems.append(
+                    f"port {port} ({what}) is taken on {config.host} ({exc.strerror}): stop"
+                    f" what uses it, or pick another port with {option} PORT or {variable}=PORT"
+                )
+    if len(wanted) == 2 and config.api_port == config.ws_port:
+        problems.append(f"--api-port and --ws-port are both {config.api_port}: pick two ports")
+    return problems
 
 
 class LocalStack:
@@ -155,11 +199,29 @@ class LocalStack:
         return fanout
 
     def stop(self) -> None:
+        """Stops what it started, one line per part: the fan-out and the
+        functions first (they use the servers), then the servers together."""
+        started = time.monotonic()
+        anything = bool(self.functions or self.children)
+        servers = [c for c in self.children if c.name != "fanout"]
+        for child in self.children:
+            if child.name == "fanout":
+                log.info("stopping the fan-out (pid %d)", child.pid)
+                child.stop()
+        if self.functions:
+            log.info("stopping the functions (a drain run ends after its current read)")
         for fn in self.functions:
             fn.close()
-        for child in reversed(self.children):
-            child.stop()
+        self.functions = []
+        _close_database_clients()
+        for child in servers:
+            log.info("stopping %s (pid %d)", SERVER_NAMES.get(child.name, child.name), child.pid)
+            child.terminate()
+        for child in servers:
+            child.wait()
         self.children.clear()
+        if anything:
+            log.info("stopped in %.1f s", time.monotonic() - started)
 
     def urls(self, env: dict[str, str]) -> dict[str, Any]:
         host = self.config.host
@@ -220,7 +282,18 @@ class LocalStack:
                 task.cancel()
 
 
-async def serve(stack: LocalStack, urls: dict[str, Any]) -> None:
+def _close_database_clients() -> None:
+    """Close the handlers' MongoDB clients while the server still runs: at exit
+    pymongo would wait for it (server selection, seconds) to end its sessions."""
+    if "pymongo" not in sys.modules:
+        return
+    from pymongo import MongoClient
+
+    for client in [o for o in gc.get_objects() if isinstance(o, MongoClient)]:
+        client.close()
+
+
+async def serve(stack: LocalStack, urls: dict[str, Any], on_started: Any = None) -> None:
     import uvicorn
 
     from local.gateway import build_app
@@ -233,29 +306,70 @@ async def serve(stack: LocalStack, urls: dict[str, Any]) -> None:
             port=stack.config.api_port,
             log_level="warning",
             lifespan="off",
+            # Browsers keep idle connections open: don't wait for them on Ctrl-C.
+            timeout_graceful_shutdown=1,
         )
     )
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        if on_started is not None:
+            on_started()
+
     schedules = asyncio.create_task(stack.run_schedules())
+    announcing = asyncio.create_task(announce())
     try:
         await server.serve()
     finally:
-        schedules.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await schedules
+        log.info("stopping the HTTP front and the schedules")
+        for task in (announcing, schedules):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
-def _stop_on_sigterm(signum: int, _frame: object) -> None:
+def _stop_on_signal(signum: int, _frame: object) -> None:
     # uvicorn re-raises the signal after its own shutdown; turning it into
     # SystemExit lets `finally` stop every child we started.
     raise SystemExit(128 + signum)
 
 
+def banner(urls: dict[str, Any], config: StackConfig) -> str:
+    return (
+        "\nAuroraChat is running locally (Ctrl-C stops everything):\n"
+        f"  chat in your browser  {urls['frontend_url']}\n"
+        f"  REST API              {urls['api_url']}  (docs: {urls['api_url']}/api/docs)\n"
+        f"  WebSocket             {urls['ws_url']}\n"
+        f"  Redis                 {urls['redis_url']}\n"
+        f"  MongoDB               {urls['mongo_url']}\n"
+        f"  S3 (attachments)      {urls['s3_public_url']}\n"
+        f"  (also in {config.data_dir / 'local.json'}; servers' logs beside it)\n"
+        "  Locked out after failed logins? `python -m local.throttles clear`\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = parse_args(argv)
+    console_logs(config.log_level)
+    busy = taken_ports(config)
+    if busy:
+        for problem in busy:
+            print(f"local stack not started: {problem}", file=sys.stderr)
+        sys.exit(1)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    local_json = config.data_dir / "local.json"
+    written = False
     stack = LocalStack(config)
+
+    def started(urls: dict[str, Any]) -> None:
+        nonlocal written
+        local_json.write_text(json.dumps(urls, indent=2) + "\n")
+        written = True
+        print(banner(urls, config), flush=True)
+
     try:
         env = stack.environment(stack.start_backends())
         os.environ.update(env)  # the handlers run in this process and read it
@@ -264,25 +378,19 @@ def main(argv: list[str] | None = None) -> None:
             stack.start_fanout(env)
         from local.runtime import LocalFunction
 
-        stack.functions = [LocalFunction(fn) for fn in template_functions(config.template)]
+        stack.functions = [
+            LocalFunction(fn, after_load=readable_function_logs)
+            for fn in template_functions(config.template)
+        ]
         urls = stack.urls(env)
-        (config.data_dir / "local.json").write_text(json.dumps(urls, indent=2) + "\n")
-        print(
-            "\nAuroraChat is running locally (Ctrl-C stops everything):\n"
-            f"  chat in your browser  {urls['frontend_url']}\n"
-            f"  REST API              {urls['api_url']}\n"
-            f"  WebSocket             {urls['ws_url']}\n"
-            f"  Redis                 {urls['redis_url']}\n"
-            f"  MongoDB               {urls['mongo_url']}\n"
-            f"  S3 (attachments)      {urls['s3_public_url']}\n"
-            f"  (also in {config.data_dir / 'local.json'})\n",
-            flush=True,
-        )
-        asyncio.run(serve(stack, urls))
+        asyncio.run(serve(stack, urls, on_started=lambda: started(urls)))
     except KeyboardInterrupt:
         pass
     except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
         print(f"local stack failed to start: {exc}", file=sys.stderr)
         sys.exit(1)
     finally:
+        # Scripts read local.json to find a running stack: never leave a stale one.
+        if written:
+            local_json.unlink(missing_ok=True)
         stack.stop()

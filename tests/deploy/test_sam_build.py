@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 
 from tests.support import ROOT
-from tests.support.deploy import decode, python312_dir, sam_binary
+from tests.support.deploy import decode, missing, python312_dir, sam_binary
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, aws_env) -> Path:
     if not python312_dir():
-        pytest.skip("no python3.12 here: `sam build` needs the runtime's interpreter")
+        missing(
+            "no python3.12 here: `sam build` needs the Lambda runtime's interpreter"
+            " (on PATH, or under pyenv's versions/3.12.*)"
+        )
     build_dir = tmp_path_factory.mktemp("sam-build")
     result = subprocess.run(
         [sam_binary(), "build", "--template", "template.yaml", "--build-dir", str(build_dir)],
@@ -40,6 +43,7 @@ def built_functions(built: Path) -> dict[str, dict[str, Any]]:
 def test_the_build_has_every_function_the_layer_and_the_nested_fanout_template(built):
     assert set(built_functions(built)) == {
         "AuthFunction", "IngestFunction", "AttachmentsFunction", "MessagesFunction",
+        "DocsFunction",
     }  # fmt: skip
     assert (built / "SharedLayer" / "python" / "aurora" / "__init__.py").exists()
     assert (built / "FanoutService" / "template.yaml").exists()

@@ -44,6 +44,7 @@ def test_every_function_runs_python_3_12_on_arm64_with_the_shared_layer(transfor
     lambdas = of_type(transformed, "AWS::Lambda::Function")
     assert set(lambdas) == {
         "AuthFunction", "IngestFunction", "AttachmentsFunction", "MessagesFunction",
+        "DocsFunction",
     }  # fmt: skip
     (layer,) = of_type(transformed, "AWS::Lambda::LayerVersion")
     for props in (r["Properties"] for r in lambdas.values()):
@@ -108,7 +109,7 @@ def handler_routes() -> tuple[dict[tuple[str, str], str], set[tuple[tuple[str, s
     pairs: every app has its own docs pages)."""
     api, served = {}, set()
     for fn in functions(ROOT / "template.yaml"):
-        module_file = fn.code_uri / (fn.handler.rsplit(".", 1)[0] + ".py")
+        module_file = fn.code_uri / (fn.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
         result = subprocess.run(
             [sys.executable, "-c", _ROUTES_OF, str(module_file)],
             capture_output=True, text=True, check=False,

@@ -77,7 +77,8 @@ def _validation_error(exc: RequestValidationError) -> ValidationError:
 def create_api(title: str) -> FastAPI:
     import redis as redis_lib
 
-    app = FastAPI(title=title, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # No docs pages per function: the docs function serves one merged document.
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(AuroraError)
     async def aurora_error(_: Request, exc: AuroraError) -> JSONResponse:

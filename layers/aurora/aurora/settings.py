@@ -19,6 +19,10 @@ from urllib.parse import urlsplit
 from aurora.errors import ConfigurationError
 from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, resolve_mongo_url
 
+# Registrations per client IP and window in local mode, where every script and
+# load test registers from 127.0.0.1 (REGISTRATIONS_PER_IP still wins).
+LOCAL_REGISTRATIONS_PER_IP = 100_000
+
 # SigV4 presigned URLs live at most 7 days (S3 refuses a longer X-Amz-Expires).
 MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600
 
@@ -294,6 +298,9 @@ class Settings:
                 value = declared.read(raw)
                 if value != ():  # an empty list keeps the default
                     values[declared.name] = value
+        # The one default that depends on the mode (see LOCAL_REGISTRATIONS_PER_IP).
+        if values.get("env", cls.env) == "local" and "registrations_per_ip" not in values:
+            values["registrations_per_ip"] = LOCAL_REGISTRATIONS_PER_IP
         settings = cls(**values)
         settings.check()
         return settings
