@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from aurora.delivery import EPHEMERAL_ID, ROOM_CHANNEL_PREFIX, recent, room_channel
+from aurora.sending import EPHEMERAL_ID, ROOM_CHANNEL_PREFIX, recent, room_channel
 from aurora.sessions import REVOCATIONS_CHANNEL
 from aurora.stream import parse_id
 from fanout.protocol import CLOSE_TOO_SLOW, joined_frame
@@ -90,7 +90,7 @@ class Hub:
     ) -> None:
         """Subscribe (if first here), write `joined`, then what the client missed
         since `since`, then live frames: no gap, no duplicate, in id order.
-        `announce=False` (original-protocol clients) writes no `joined` frame."""
+        `announce=False` (v0 clients) writes no `joined` frame."""
         pending = self._pending.setdefault(room, {})
         pending[connection] = []
         try:

@@ -1,6 +1,6 @@
 """Protocol v1 frames (docs/protocol.md). Parsing client frames turns bad input
 into a ValidationError with a stable code (sent as an `error` frame), never a
-crash; the original untyped `{"text"}` frame is a message to `general`."""
+crash; v0's untyped `{"text"}` frame is a message to `general`."""
 
 from __future__ import annotations
 
@@ -79,8 +79,8 @@ _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
 
 
 def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame | None:
-    """The command a client frame carries; None for an original-protocol
-    `{"text"}` frame with blank text (ignored, like the original server);
+    """The command a client frame carries; None for a v0 `{"text"}` frame
+    with blank text (ignored, like the original server);
     ValidationError for anything else, a blank typed message included (a v1
     client always gets an answer to a send)."""
     if isinstance(raw, bytes):
@@ -88,16 +88,16 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
     frame = _load(raw)
     if not isinstance(frame, dict):
         raise ValidationError("Frame must be a JSON object", code="bad_frame")
-    original = "type" not in frame
-    if original:
-        frame["type"] = "message"  # the original protocol: {"text"} to general
+    v0 = "type" not in frame
+    if v0:
+        frame["type"] = "message"  # v0: {"text"} to general
     try:
         command = _CLIENT_FRAME.validate_python(frame)
     except PydanticValidationError as exc:
         raise _explain(exc) from None
     if isinstance(command, SendMessage):
         if not command.text.strip() and not command.attachments:
-            if original:
+            if v0:
                 return None
             raise ValidationError("Message text is empty", code="empty_text")
         if len(command.text) > max_text_chars:

@@ -21,9 +21,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from aurora.backends import async_redis_client
-from aurora.delivery import Sender
 from aurora.errors import AuroraError
 from aurora.origins import is_allowed_origin
+from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
 from fanout.attachments import AttachmentCheck
@@ -37,7 +37,7 @@ from fanout.session import Session
 
 log = logging.getLogger("aurora.fanout")
 
-# Tokens travel in the URL (original protocol) and in the subprotocol offer;
+# Tokens travel in the URL (v0) and in the subprotocol offer;
 # websockets logs both at DEBUG level. They never reach a log.
 _SECRETS = re.compile(r"(token=|bearer\.)[^&\s,]+", re.IGNORECASE)
 
@@ -103,7 +103,7 @@ class FanoutServer:
         if not is_allowed_origin(request.headers.get("Origin"), self.settings):
             self.metrics.rejected.labels("origin").inc()
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
-        # A token in the URL (the original protocol) or in the subprotocol
+        # A token in the URL (v0) or in the subprotocol
         # offer; neither is ever logged. Without one, `auth` must come first.
         query = parse_qs(url.query, keep_blank_values=True)
         token = query["token"][0] if "token" in query else _bearer(request)

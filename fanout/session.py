@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from websockets.exceptions import ConnectionClosed
 
-from aurora.delivery import Accepted, Backpressure, Duplicate, RateLimited
 from aurora.errors import AuroraError, AuthenticationError
+from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
 
 if TYPE_CHECKING:
@@ -31,15 +31,15 @@ TYPING_MIN_INTERVAL_S = 1.0  # a repeated typing=true more often than this is no
 
 class Session:
     # One per connection: slots keep it small at 10,000 connections.
-    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "server", "v1")
+    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "server", "v0")
 
     def __init__(self, server: FanoutServer, connection: ServerConnection) -> None:
         self.server = server
         self.connection = connection
         self.claims: Claims | None = connection.claims
-        # The original protocol: token in the URL, no subprotocol; such
+        # v0, the original protocol: token in the URL, no subprotocol; such
         # clients are put in `general` and get no v1-only frames.
-        self.v1 = connection.subprotocol == p.SUBPROTOCOL
+        self.v0 = connection.subprotocol != p.SUBPROTOCOL
         self._expiry: asyncio.TimerHandle | None = None
         self._typing_sent: dict[str, float] | None = None  # made on first use
 
@@ -55,10 +55,11 @@ class Session:
                 server.metrics.connections.inc()
                 server.revocations.add(self)  # closed with 4001 if its token is revoked
                 self._schedule_expiry()
-                if self.v1:
+                if self.v0:
+                    if not await self._join_general():
+                        return
+                else:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
-                elif not await self._join_general():
-                    return
                 while True:  # recv() rather than `async for`: one frame less per connection
                     reply = await self._on_frame(await connection.recv())
                     if reply is not None:
@@ -96,7 +97,7 @@ class Session:
             return await self._refuse(p.CLOSE_AUTH_FAILED, exc.message, "token")
         except AuroraError:  # the check itself failed (e.g. Redis): not the client's fault
             return await self._refuse(1011, "unavailable, retry", "unavailable")
-        self.v1 = True
+        self.v0 = False
         return True
 
     async def _acquire(self, member: str) -> bool:
@@ -113,7 +114,7 @@ class Session:
         )
 
     async def _join_general(self) -> bool:
-        """Original-protocol clients are in `general` from the start."""
+        """v0 clients are in `general` from the start."""
         import redis
 
         try:

@@ -14,7 +14,7 @@ import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from aurora.delivery import Sender
+from aurora.sending import Sender
 from aurora.stream import STREAM_KEY
 from tests.integration.fanout_support import receive_json, replica, settle, token_for
 

@@ -9,8 +9,8 @@ import redis
 import redis.asyncio
 
 from aurora.backends import database
-from aurora.delivery import Accepted, RateLimited, Sender
 from aurora.drain import Drain
+from aurora.sending import Accepted, RateLimited, Sender
 from aurora.stream import GROUP, STREAM_KEY
 from local.servers import start_redis
 from tests.conftest import redis_binaries
