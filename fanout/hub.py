@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from aurora.sending import EPHEMERAL_ID, ROOM_CHANNEL_PREFIX, recent, room_channel
-from aurora.sessions import REVOCATIONS_CHANNEL
+from aurora.keyspace import REVOCATIONS_CHANNEL, room_channel, room_of_channel
+from aurora.sending import EPHEMERAL_ID, recent
 from aurora.stream import parse_id
 from fanout.protocol import CLOSE_TOO_SLOW, joined_frame
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aurora.fanout")
 
-CONTROL_CHANNEL = "aurora:fanout:control"
 MAX_BATCH = 256  # published frames forwarded in one go
 
 
@@ -224,7 +223,7 @@ class Hub:
                 if message["type"] == "message" and message["channel"] == REVOCATIONS_CHANNEL:
                     self._revocations.notice(message["data"])
                 elif message["type"] == "message":
-                    room = message["channel"][len(ROOM_CHANNEL_PREFIX) :]
+                    room = room_of_channel(message["channel"])
                     message_id, _, frame = message["data"].partition(" ")
                     batch.setdefault(room, []).append((message_id, frame))
                     count += 1
@@ -252,9 +251,7 @@ class Hub:
             retry=Retry(NoBackoff(), 0),
         )
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(
-            CONTROL_CHANNEL, REVOCATIONS_CHANNEL, *(room_channel(r) for r in self._rooms)
-        )
+        await self._pubsub.subscribe(REVOCATIONS_CHANNEL, *(room_channel(r) for r in self._rooms))
         self._connected.set()
         # Revocation notices published while disconnected are gone: re-check everyone.
         self._revocations.check_all_soon()

@@ -14,8 +14,8 @@ import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from aurora.keyspace import STREAM_KEY
 from aurora.sending import Sender
-from aurora.stream import STREAM_KEY
 from tests.integration.fanout_support import receive_json, replica, settle, token_for
 
 

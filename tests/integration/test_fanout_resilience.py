@@ -8,7 +8,7 @@ import json
 import redis
 from websockets.asyncio.client import connect
 
-from aurora.sessions import REVOCATIONS_CHANNEL
+from aurora.keyspace import REVOCATIONS_CHANNEL
 from tests.integration.fanout_support import (
     eventually,
     receive_json,

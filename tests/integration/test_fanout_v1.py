@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from aurora.sending import Sender, room_channel, window_key
-from aurora.stream import STREAM_KEY
+from aurora.keyspace import STREAM_KEY, room_channel, window_key
+from aurora.sending import Sender
 from aurora.tokens import issue_token
 from fanout.connection_limit import ConnectionLimit
 from tests.integration.fanout_support import (

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from aurora import messages, sessions
 from aurora.backends import database, redis_client
 from aurora.drain import Drain
+from aurora.keyspace import STREAM_KEY
 from aurora.settings import Settings
-from aurora.stream import STREAM_KEY, StreamEntry
+from aurora.stream import StreamEntry
 from aurora.tokens import issue_token, verify_token
 from local.runtime import LocalFunction
 from tests.auth_events import call, event

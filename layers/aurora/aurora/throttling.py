@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from aurora.errors import RateLimitedError, UnavailableError
+from aurora.keyspace import login_failures_key, network_login_failures_key, registrations_key
 from aurora.settings import Settings
 from aurora.users import username_key
 
@@ -80,8 +81,8 @@ def client_network(ip: str) -> str:
 def _login_keys(username: str, ip: str) -> list[str]:
     network = client_network(ip)
     return [
-        f"aurora:throttle:login:{_digest(username_key(username), network)}",
-        f"aurora:throttle:login-ip:{_digest(network)}",
+        login_failures_key(_digest(username_key(username), network)),
+        network_login_failures_key(_digest(network)),
     ]
 
 
@@ -109,7 +110,7 @@ def clear_login_failures(client: redis.Redis, username: str, ip: str) -> None:
 
 def take_registration(client: redis.Redis, settings: Settings, ip: str) -> None:
     """Count one registration attempt from this IP; RateLimitedError past the limit."""
-    key = f"aurora:throttle:register:{_digest(client_network(ip))}"
+    key = registrations_key(_digest(client_network(ip)))
     window_ms = settings.registration_window_seconds * 1000
     with _redis_errors():
         (count,) = client.register_script(_HIT)(keys=[key], args=[window_ms])

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from aurora.errors import AuthenticationError, UnavailableError
+from aurora.keyspace import revoked_key, session_key
 from aurora.secrets import jwt_secrets
 from aurora.settings import Settings
 
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 
 ALGORITHM = "HS256"  # pinned: tokens with any other "alg" are refused
 MAX_TOKEN_CHARS = 4096
-
-# Redis keys of the revocation state (see docs/architecture.md).
-REVOKED_KEY = "aurora:revoked:{jti}"  # a logged-out access token, until its exp
-SESSION_KEY = "aurora:session:{sid}"  # a live session (its refresh token's hash)
 
 # KEYS: any keys. Returns one character per key, "1" if it exists, else "0":
 # a single short reply however many keys (20,000 pipelined EXISTS cost the
@@ -156,9 +153,9 @@ def verify_token(token: object, settings: Settings) -> Claims:
 
 
 def _revocation_keys(claims: Claims) -> list[str]:
-    keys = [REVOKED_KEY.format(jti=claims.token_id)]
+    keys = [revoked_key(claims.token_id)]
     if claims.session_id:
-        keys.append(SESSION_KEY.format(sid=claims.session_id))
+        keys.append(session_key(claims.session_id))
     return keys
 
 
@@ -228,7 +225,7 @@ async def find_revoked_async(client: redis.asyncio.Redis, accepted: Sequence[Cla
         raise UnavailableError("Cannot check tokens now, retry") from None
     exists = dict(zip(keys, "".join(replies), strict=True))
     return [
-        exists[REVOKED_KEY.format(jti=claims.token_id)] == "1"
-        or (bool(claims.session_id) and exists[SESSION_KEY.format(sid=claims.session_id)] == "0")
+        exists[revoked_key(claims.token_id)] == "1"
+        or (bool(claims.session_id) and exists[session_key(claims.session_id)] == "0")
         for claims in accepted
     ]
