@@ -79,11 +79,6 @@ class FanoutServer:
         another AuroraError (e.g. UnavailableError) when it cannot decide."""
         return await authenticate_async(token, self.settings, self.redis)
 
-    async def may_join(self, claims: Claims, room: str) -> bool:
-        """Membership hook for private rooms: every room is open for now.
-        Its REST twin, for history and search, is `aurora.history.may_read`."""
-        return True
-
     # -- the opening handshake -------------------------------------------------
 
     async def process_request(

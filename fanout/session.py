@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from websockets.exceptions import ConnectionClosed
 
 from aurora.errors import AuroraError, AuthenticationError
+from aurora.membership import may_access_async
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
 
@@ -171,7 +172,7 @@ class Session:
             case p.SendMessage():
                 return await self._send(command)
             case p.Join(room=room, since=since):
-                if not await server.may_join(self.claims, room):
+                if not await may_access_async(self.claims, room):
                     return p.error_frame("forbidden", f"You may not join {room!r}")
                 if not server.hub.is_member(connection, room):
                     if len(server.hub.rooms_of(connection)) >= MAX_ROOMS_PER_CONNECTION:

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from aurora import membership
 from aurora.keyspace import STREAM_KEY, room_channel, window_key
 from aurora.sending import Sender
 from aurora.tokens import issue_token
@@ -576,13 +577,14 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
             restarted.stop()
 
 
-async def test_the_membership_hook_can_refuse_a_room(settings):
-    async with replica(settings) as (url, server):
+async def test_the_membership_hook_can_refuse_a_room(settings, monkeypatch):
+    """The one rule REST reads ask too (`aurora.membership`)."""
+    async with replica(settings) as (url, _):
 
-        async def only_public(claims, room: str) -> bool:
+        def only_public(claims, room: str) -> bool:
             return not room.startswith("private:")
 
-        server.may_join = only_public
+        monkeypatch.setattr(membership, "may_access", only_public)
         alice = await v1(url, settings, "alice")
         await send_json(alice, {"type": "join", "room": "private:board"})
         assert (await receive_json(alice))["code"] == "forbidden"
