@@ -301,7 +301,7 @@ async def test_a_replica_that_loses_redis_replays_what_its_clients_missed(settin
         sent = [f"during {i}" for i in range(20)]
         for text in sent:
             await sender.send(room="dev", user_id="u", username="u", text=text)
-        await asyncio.wait_for(server.hub._connected.wait(), 5)
+        await asyncio.wait_for(server.subscriber._connected.wait(), 5)
         await settle()
         await sender.send(room="dev", user_id="u", username="u", text="after")
         got = [(await receive_json(alice))["text"] for _ in range(len(sent) + 1)]
@@ -563,7 +563,7 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
                 base = url.replace("ws://", "http://")
                 assert (await http.get(f"{base}/readyz")).status_code == 503
                 restarted = start_redis(tmp_path / "redis", port)
-                await asyncio.wait_for(server.hub._connected.wait(), 10)
+                await asyncio.wait_for(server.subscriber._connected.wait(), 10)
                 assert (await http.get(f"{base}/readyz")).status_code == 200
             # The same client_id again: now it goes through, once.
             await send_json(alice, {"type": "message", "room": "dev", "text": "lost?",
@@ -621,7 +621,7 @@ async def test_when_the_token_check_cannot_decide_clients_are_told_to_retry(sett
         async def undecided(token: object):
             raise UnavailableError("Cannot check the token now, retry")
 
-        server.authenticate = undecided
+        server.replica.authenticate = undecided
         with pytest.raises(InvalidStatus) as caught:
             async with connect(f"{url}/?token={token_for(settings, 'alice')}"):
                 pass
@@ -687,7 +687,7 @@ async def test_no_broadcast_is_written_after_a_close_frame(settings, started_by)
         while connection.protocol.state is State.OPEN:
             await asyncio.sleep(0.01)
         assert server.hub.is_member(connection, "dev")  # the session has not left yet
-        server.hub.deliver("dev", "99999999999999-0", '{"type":"message","text":"late"}')
+        server.hub.deliver_many("dev", [("99999999999999-0", '{"type":"message","text":"late"}')])
         frames = [await raw.frame()]
         while frames[-1] is not None and frames[-1][0] is not Opcode.CLOSE:
             frames.append(await raw.frame())
