@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic import ValidationError as PydanticValidationError
 
 from aurora import untrusted_json
-from aurora.errors import ValidationError
+from aurora.errors import (
+    AuthenticationError,
+    ForbiddenError,
+    RateLimitedError,
+    UnavailableError,
+    ValidationError,
+    invalid_input,
+)
 from aurora.rooms import ROOM_PATTERN, ROOM_RULE
 from aurora.stream import MAX_CLIENT_ID_CHARS, is_client_id
 
@@ -19,11 +26,14 @@ DEFAULT_ROOM = "general"
 SUBPROTOCOL = "aurora.v1"
 BEARER_PREFIX = "bearer."
 
-# Close codes (RFC 6455 leaves 4000-4999 to applications).
-CLOSE_AUTH_FAILED = 4001  # authentication failed, missing or expired token
-CLOSE_FORBIDDEN = 4003  # authenticated, but not allowed (e.g. re-auth as another user)
+# Close codes. Those that end a connection for an error of the family are
+# the error's own (`aurora.errors`); the others are the fan-out's.
+CLOSE_AUTH_FAILED = AuthenticationError.close_code  # 4001: failed, missing or expired token
+CLOSE_FORBIDDEN = ForbiddenError.close_code  # 4003: e.g. re-auth as another user
+CLOSE_TOO_MANY_CONNECTIONS = RateLimitedError.close_code  # 4029: the user's cap, all replicas
+CLOSE_UNAVAILABLE = UnavailableError.close_code  # 1011: Redis unreachable; retry
 CLOSE_TOO_SLOW = 4008  # the send buffer stayed over its limit
-CLOSE_TOO_MANY_CONNECTIONS = 4029  # the user's connection cap across replicas
+CLOSE_NO_PONG = 1011  # no pong to the previous keepalive ping
 CLOSE_SERVER_RESTART = 1012  # reconnect, to this or another replica
 
 # Room ids also name Redis keys and channels: the layer's one rule (aurora.rooms).
@@ -137,7 +147,7 @@ def _explain(exc: PydanticValidationError) -> ValidationError:
         return ValidationError(f"Field {field!r} is required", code="missing_field")
     if field == "room":
         return ValidationError(f"Field 'room' must be {ROOM_RULE}", code="bad_room")
-    return ValidationError(f"Field {field!r}: {error['msg']}", code="bad_field")
+    return invalid_input([error], "Invalid frame", code="bad_field", skip=1)
 
 
 # -- server frames (each encoded once) ---------------------------------------------

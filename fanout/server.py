@@ -21,8 +21,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from aurora import membership
-from aurora.backends import async_redis_client
-from aurora.errors import AuroraError
+from aurora.backends import async_redis_client, redis_unavailable
+from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
 from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
@@ -32,7 +32,7 @@ from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
-from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.protocol import BEARER_PREFIX, CLOSE_NO_PONG, CLOSE_SERVER_RESTART, SUBPROTOCOL
 from fanout.replica import Replica
 from fanout.revocation import RevocationWatch
 from fanout.session import Session
@@ -209,7 +209,8 @@ class FanoutServer:
             await asyncio.sleep(interval)
             silent = [c for c, pong in waiting.items() if not pong.done()]
             await asyncio.gather(
-                *(c.close(1011, "keepalive ping timeout") for c in silent), return_exceptions=True
+                *(c.close(CLOSE_NO_PONG, "keepalive ping timeout") for c in silent),
+                return_exceptions=True,
             )
             waiting = {}
             limit = self.settings.max_send_buffer_bytes
@@ -223,22 +224,20 @@ class FanoutServer:
                         waiting[connection] = await connection.ping()
 
     async def _release_leases(self) -> None:
-        import redis
-
         try:
-            await self.limit.release_all()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # they expire instead
-            log.warning("could not release connection leases", extra={"error": str(exc)})
+            with redis_unavailable():
+                await self.limit.release_all()
+        except UnavailableError as exc:  # they expire instead
+            log.warning("could not release connection leases", extra={"error": str(exc.__cause__)})
 
     async def _renew_leases(self) -> None:
-        import redis
-
         while True:
             await asyncio.sleep(self.settings.connection_lease_seconds / 3)
             try:
-                await self.limit.renew()
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                log.warning("lease renewal failed", extra={"error": str(exc)})
+                with redis_unavailable():
+                    await self.limit.renew()
+            except UnavailableError as exc:
+                log.warning("lease renewal failed", extra={"error": str(exc.__cause__)})
 
 
 def _bearer(request: Request) -> str | None:

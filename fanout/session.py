@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from aurora.errors import AuroraError, AuthenticationError
+from aurora.backends import redis_unavailable
+from aurora.errors import AuroraError, AuthenticationError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
 
@@ -27,6 +28,7 @@ log = logging.getLogger("aurora.fanout")
 
 MAX_ROOMS_PER_CONNECTION = 100
 TYPING_MIN_INTERVAL_S = 1.0  # a repeated typing=true more often than this is not relayed
+_RETRY = "unavailable, retry"  # the close reason when Redis cannot admit a connection
 
 
 class Session:
@@ -103,39 +105,35 @@ class Session:
         try:
             self.claims = await self.replica.authenticate(command.token)
         except AuthenticationError as exc:
-            return await self._refuse(p.CLOSE_AUTH_FAILED, exc.message, "token")
-        except AuroraError:  # the check itself failed (e.g. Redis): not the client's fault
-            return await self._refuse(1011, "unavailable, retry", "unavailable")
+            return await self._refuse(exc.close_code, exc.message, "token")
+        except AuroraError as exc:  # the check itself failed (e.g. Redis): not the client's fault
+            return await self._refuse(exc.close_code, _RETRY, "unavailable")
         self.v0 = False
         return True
 
     async def _acquire(self, member: str) -> bool:
-        import redis
-
         try:
-            if await self.replica.limit.acquire(self.claims.user_id, member):
-                return True
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("connection cap unavailable", extra={"error": repr(exc)})
-            return await self._refuse(1011, "unavailable, retry", "unavailable")
+            with redis_unavailable():
+                if await self.replica.limit.acquire(self.claims.user_id, member):
+                    return True
+        except UnavailableError as exc:
+            log.warning("connection cap unavailable", extra={"error": repr(exc.__cause__)})
+            return await self._refuse(exc.close_code, _RETRY, "unavailable")
         return await self._refuse(
             p.CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user", "user_cap"
         )
 
     async def _join_general(self) -> bool:
         """v0 clients are in `general` from the start."""
-        import redis
-
         try:
-            await self.replica.hub.join(self.connection, p.DEFAULT_ROOM, None, announce=False)
-        except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
-            return await self._refuse(1011, "unavailable, retry", "unavailable")
+            with redis_unavailable():
+                await self.replica.hub.join(self.connection, p.DEFAULT_ROOM, None, announce=False)
+        except UnavailableError as exc:
+            return await self._refuse(exc.close_code, _RETRY, "unavailable")
         return True
 
     async def _release(self, member: str) -> None:
-        import redis
-
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        with contextlib.suppress(UnavailableError), redis_unavailable():
             await self.replica.limit.release(self.claims.user_id, member)  # else: lease expires
 
     async def _refuse(self, code: int, reason: str, metric: str) -> bool:
@@ -159,20 +157,16 @@ class Session:
     # -- the receive loop --------------------------------------------------------
 
     async def _on_frame(self, raw: str | bytes) -> str | None:
-        import redis
-
         settings = self.replica.settings
         command = None
         try:
-            command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
-            if command is None:
-                return None
-            return await self._dispatch(command)
+            with redis_unavailable("Not done: Redis is unreachable, retry"):
+                command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
+                if command is None:
+                    return None
+                return await self._dispatch(command)
         except AuroraError as exc:
             return p.error_frame(exc.code, exc.message, client_id=_answering(command, raw))
-        except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
-            return p.error_frame("unavailable", "Not done: Redis is unreachable, retry",
-                                 client_id=_answering(command, raw))  # fmt: skip
 
     async def _dispatch(self, command: p.ClientFrame) -> str | None:
         replica, connection = self.replica, self.connection

@@ -20,6 +20,8 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from aurora.backends import redis_unavailable
+from aurora.errors import UnavailableError
 from aurora.keyspace import REVOCATIONS_CHANNEL, room_channel, room_of_channel
 from aurora.sending import recent
 
@@ -59,9 +61,10 @@ class Subscriber:
         if self._pubsub is None or not self.connected:
             return  # the resubscription after the reconnect leaves it out
         try:
-            await self._pubsub.unsubscribe(room_channel(room))
-        except (redis.RedisError, OSError) as exc:  # a resubscribe skips it anyway
-            log.warning("unsubscribe failed", extra={"room": room, "error": str(exc)})
+            with redis_unavailable():
+                await self._pubsub.unsubscribe(room_channel(room))
+        except UnavailableError as exc:  # a resubscribe skips it anyway
+            log.warning("unsubscribe failed", extra={"room": room, "error": str(exc.__cause__)})
 
     async def run(self, hub: Hub) -> None:
         """Forward what is published to the hub until cancelled. On a lost
@@ -69,13 +72,14 @@ class Subscriber:
         backoff = 0.1
         while True:
             try:
-                await self._connect(hub)
-                backoff = 0.1
-                while True:
-                    await self._forward(hub, await self._pubsub.get_message(timeout=1.0))
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                with redis_unavailable():
+                    await self._connect(hub)
+                    backoff = 0.1
+                    while True:
+                        await self._forward(hub, await self._pubsub.get_message(timeout=1.0))
+            except UnavailableError as exc:
                 log.warning("redis subscriber lost its connection; reconnecting",
-                            extra={"error": str(exc), "retry_in_s": backoff})  # fmt: skip
+                            extra={"error": str(exc.__cause__), "retry_in_s": backoff})  # fmt: skip
             except Exception:
                 # A bug or an unexpected message must not end fan-out for this
                 # replica: restart the subscriber; the reconnect replays the gap.
@@ -143,7 +147,8 @@ class Subscriber:
 
     async def _drop_pubsub(self) -> None:
         if self._pubsub is not None:
-            with contextlib.suppress(redis.RedisError, OSError):
+            # A broken connection may fail to close: it is dropped either way.
+            with contextlib.suppress(UnavailableError), redis_unavailable():
                 await self._pubsub.aclose()
                 await self._client.aclose()
             self._pubsub = None

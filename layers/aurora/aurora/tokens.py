@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from aurora.errors import AuthenticationError, UnavailableError
+from aurora.backends import redis_unavailable
+from aurora.errors import AuthenticationError
 from aurora.keyspace import revoked_key, session_key
 from aurora.secrets import jwt_secrets
 from aurora.settings import Settings
@@ -49,6 +50,7 @@ end
 return table.concat(found)
 """
 _KEYS_PER_CALL = 1000  # bounds how long one script call holds Redis
+_CANNOT_CHECK = "Cannot check the token now, retry"
 
 
 @dataclass(frozen=True)
@@ -169,17 +171,12 @@ def _check_not_revoked(claims: Claims, exists: list[Any]) -> Claims:
 
 def authenticate(token: object, settings: Settings, client: redis.Redis) -> Claims:
     """`verify_token()` plus the revocation check, for synchronous callers."""
-    import redis as redis_lib
-
     claims = verify_token(token, settings)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for key in _revocation_keys(claims):
-                pipe.exists(key)
-            exists = pipe.execute()
-    except redis_lib.RedisError:
-        # Fail closed: without Redis a revoked token cannot be told apart.
-        raise UnavailableError("Cannot check the token now, retry") from None
+    # Fail closed: without Redis a revoked token cannot be told apart.
+    with redis_unavailable(_CANNOT_CHECK), client.pipeline(transaction=False) as pipe:
+        for key in _revocation_keys(claims):
+            pipe.exists(key)
+        exists = pipe.execute()
     return _check_not_revoked(claims, exists)
 
 
@@ -187,20 +184,16 @@ async def authenticate_async(
     token: object, settings: Settings, client: redis.asyncio.Redis
 ) -> Claims:
     """`verify_token()` plus the revocation check, for asyncio callers."""
-    import redis as redis_lib
-
     if settings.jwt_secret_parameter or settings.jwt_secret_id:
         # Fetching the secret (every few minutes) is a blocking AWS call: off the loop.
         claims = await asyncio.to_thread(verify_token, token, settings)
     else:
         claims = verify_token(token, settings)
-    try:
+    with redis_unavailable(_CANNOT_CHECK):
         async with client.pipeline(transaction=False) as pipe:
             for key in _revocation_keys(claims):
                 pipe.exists(key)
             exists = await pipe.execute()
-    except redis_lib.RedisError:
-        raise UnavailableError("Cannot check the token now, retry") from None
     return _check_not_revoked(claims, exists)
 
 
@@ -208,12 +201,10 @@ async def find_revoked_async(client: redis.asyncio.Redis, accepted: Sequence[Cla
     """For each of `accepted` (claims that passed `authenticate_async()`
     earlier), whether it is revoked now: one round trip for any number of
     them. UnavailableError when Redis cannot answer."""
-    import redis as redis_lib
-
     keys = list(dict.fromkeys(key for claims in accepted for key in _revocation_keys(claims)))
     if not keys:
         return []
-    try:
+    with redis_unavailable("Cannot check tokens now, retry"):
         async with client.pipeline(transaction=False) as pipe:
             for start in range(0, len(keys), _KEYS_PER_CALL):
                 chunk = keys[start : start + _KEYS_PER_CALL]
@@ -221,8 +212,6 @@ async def find_revoked_async(client: redis.asyncio.Redis, accepted: Sequence[Cla
                 # Redis whether they are loaded, a second round trip.
                 pipe.eval(_EXISTS_EACH, len(chunk), *chunk)
             replies = await pipe.execute()
-    except redis_lib.RedisError:
-        raise UnavailableError("Cannot check tokens now, retry") from None
     exists = dict(zip(keys, "".join(replies), strict=True))
     return [
         exists[revoked_key(claims.token_id)] == "1"
