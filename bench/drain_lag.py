@@ -30,7 +30,8 @@ from pymongo import MongoClient
 
 from aurora import messages
 from aurora.drain import Drain, Entry
-from aurora.stream import STREAM_KEY, StreamEntry, parse_id
+from aurora.keyspace import STREAM_KEY
+from aurora.stream import StreamEntry, parse_id
 from local.servers import start_mongo, start_redis
 
 

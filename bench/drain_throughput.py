@@ -21,7 +21,8 @@ from pymongo import MongoClient
 
 from aurora import messages
 from aurora.drain import Drain
-from aurora.stream import STREAM_KEY, StreamEntry
+from aurora.keyspace import STREAM_KEY
+from aurora.stream import StreamEntry
 from local.servers import start_mongo, start_redis
 
 

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from aurora.backends import async_redis_client
+from aurora.keyspace import session_key
 from aurora.tokens import Claims, _revocation_keys, find_revoked_async
 from local.servers import start_redis
 
@@ -40,7 +41,7 @@ async def measure(url: str, count: int) -> None:
     ]
     async with client.pipeline(transaction=False) as pipe:
         for c in claims:
-            pipe.hset(f"aurora:session:{c.session_id}", "user_id", c.user_id)
+            pipe.hset(session_key(c.session_id), "user_id", c.user_id)
         await pipe.execute()
 
     async def pipelined_exists() -> None:

@@ -1,12 +1,13 @@
-"""The replica's WebSocket connection: websockets' own, plus two signals the
-hub needs to write broadcasts without checking every member every time.
+"""The replica's WebSocket connection: websockets' own, plus the claims of the
+token it came with, and two signals the hub needs to write broadcasts
+without checking every member every time.
 
 A broadcast is written straight to each member's transport (`Hub.deliver_many`).
 That is safe only while the member is open (no data frame may follow a close
 frame) and within its send-buffer limit. Instead of asking each member both
 questions for every broadcast, which under load cost 0.5 to 1 µs of a 7 to 8 µs
-delivery (docs/benchmarks.md, issue 3), the connection says so,
-synchronously, the moment either stops being true:
+delivery (docs/benchmarks.md), the connection says so, synchronously, the
+moment either stops being true:
 
 - a close frame reaches the transport only through `send_data` (the closing
   handshake, started by either side, and protocol failures), and a lost
@@ -26,6 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 if TYPE_CHECKING:
+    from aurora.tokens import Claims
     from fanout.hub import Hub
 
 
@@ -33,6 +35,9 @@ class FanoutConnection(ServerConnection):
     def __init__(self, hub: Hub, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hub = hub
+        # Set by the handshake when the upgrade carried a valid token (URL or
+        # subprotocol); None means the first frame must be `auth`.
+        self.claims: Claims | None = None
 
     def send_data(self) -> None:
         super().send_data()

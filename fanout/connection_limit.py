@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aurora.keyspace import connections_key
+
 if TYPE_CHECKING:
     import redis.asyncio
 
@@ -55,10 +57,6 @@ return #KEYS
 _BATCH = 500  # leases per script call
 
 
-def user_key(user_id: str) -> str:
-    return f"aurora:conns:{user_id}"
-
-
 class ConnectionLimit:
     def __init__(self, client: redis.asyncio.Redis, *, cap: int, lease_seconds: int) -> None:
         self._redis = client
@@ -71,14 +69,16 @@ class ConnectionLimit:
 
     async def acquire(self, user_id: str, member: str) -> bool:
         """Take one of the user's slots; False when all are taken."""
-        ok = await self._acquire(keys=[user_key(user_id)], args=[self._cap, self._lease_ms, member])
+        ok = await self._acquire(
+            keys=[connections_key(user_id)], args=[self._cap, self._lease_ms, member]
+        )
         if ok:
             self.held[member] = user_id
         return bool(ok)
 
     async def release(self, user_id: str, member: str) -> None:
         if self.held.pop(member, None) is not None:  # not already by release_all
-            await self._redis.zrem(user_key(user_id), member)
+            await self._redis.zrem(connections_key(user_id), member)
 
     async def release_all(self) -> None:
         """Give back every lease this replica holds (on shutdown: the clients
@@ -97,6 +97,6 @@ class ConnectionLimit:
         for start in range(0, len(items), _BATCH):
             batch = items[start : start + _BATCH]
             await script(
-                keys=[user_key(user) for _, user in batch],
+                keys=[connections_key(user) for _, user in batch],
                 args=[*args, *(member for member, _ in batch)],
             )

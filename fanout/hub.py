@@ -1,33 +1,25 @@
-"""The local connection registry and the one Redis subscriber of this replica.
+"""The replica's local connection registry and its write path.
 
-A replica subscribes only to the channels of rooms its clients are in (one
-channel per room). Each published frame is framed once, with the WebSocket
-library's own encoder, and the same bytes are written to every local member's
-transport: nobody waits for the slowest client, and a client whose send
-buffer goes over the limit is closed with 4008. The members written to are
-kept up to date by the connections themselves (`fanout.connection`), so a
-broadcast is one write per member and nothing else.
-
-Redis pub/sub is at-most-once: after losing its Redis connection the hub
-reconnects, resubscribes, and replays from each room's resume window what
-arrived after the newest id it had delivered there.
-
-The same subscriber receives revocation notices and hands them to the
-replica's `RevocationWatch` (which re-checks everyone after a reconnect).
+A connection joins rooms here; the hub writes each published frame, framed
+once with the WebSocket library's own encoder, as the same bytes to every
+local member's transport: nobody waits for the slowest client, and a client
+whose send buffer goes over the limit is closed with 4008. The members
+written to are kept up to date by the connections themselves
+(`fanout.connection`), so a broadcast is one write per member and nothing
+else. What Redis publishes reaches `deliver_many` through the replica's
+subscriber (`fanout.subscriber`), which the hub asks, through `Channels`, to
+follow a room's channel while the room has local members.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from aurora.delivery import EPHEMERAL_ID, ROOM_CHANNEL_PREFIX, recent, room_channel
-from aurora.sessions import REVOCATIONS_CHANNEL
+from aurora.sending import EPHEMERAL_ID, recent
 from aurora.stream import parse_id
 from fanout.protocol import CLOSE_TOO_SLOW, joined_frame
 
@@ -37,17 +29,24 @@ if TYPE_CHECKING:
 
     from aurora.settings import Settings
     from fanout.metrics import Metrics
-    from fanout.revocation import RevocationWatch
-
-log = logging.getLogger("aurora.fanout")
-
-CONTROL_CHANNEL = "aurora:fanout:control"
-MAX_BATCH = 256  # published frames forwarded in one go
 
 
 def encode(frame: str) -> bytes:
     """A server-to-client text frame (unmasked), serialized once."""
     return Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+
+
+class Channels(Protocol):
+    """The replica's pub/sub subscriber as the hub uses it: a room's channel
+    is followed before its first member's replay is read, and dropped when
+    its last member leaves."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def subscribe(self, room: str) -> None: ...
+
+    async def unsubscribe(self, room: str) -> None: ...
 
 
 class Hub:
@@ -56,14 +55,12 @@ class Hub:
         client: redis.asyncio.Redis,
         settings: Settings,
         metrics: Metrics,
-        revocations: RevocationWatch,
+        channels: Channels,
     ) -> None:
         self._redis = client  # commands (resume window reads)
         self._settings = settings
         self._metrics = metrics
-        self._revocations = revocations
-        self._pubsub: redis.asyncio.client.PubSub | None = None
-        self._connected = asyncio.Event()
+        self._channels = channels
         self._rooms: dict[str, set[ServerConnection]] = {}
         # The same membership by connection: leaving everything on disconnect
         # costs the connection's rooms, not every room of the replica.
@@ -82,6 +79,15 @@ class Hub:
     def rooms_of(self, connection: ServerConnection) -> list[str]:
         return list(self._joined.get(connection, ()))
 
+    def rooms(self) -> list[str]:
+        """The rooms with local members (their channels are followed)."""
+        return list(self._rooms)
+
+    def resume_points(self) -> dict[str, str]:
+        """The newest id delivered in each room, for a replay after the
+        subscriber lost Redis."""
+        return {room: f"{ms}-{seq}" for room, (ms, seq) in self._last_id.items()}
+
     def is_member(self, connection: ServerConnection, room: str) -> bool:
         return connection in self._rooms.get(room, ())
 
@@ -90,11 +96,12 @@ class Hub:
     ) -> None:
         """Subscribe (if first here), write `joined`, then what the client missed
         since `since`, then live frames: no gap, no duplicate, in id order.
-        `announce=False` (original-protocol clients) writes no `joined` frame."""
+        `announce=False` (v0 clients) writes no `joined` frame."""
         pending = self._pending.setdefault(room, {})
         pending[connection] = []
         try:
-            await self._subscribe(room)
+            if room not in self._rooms or not self._channels.connected:
+                await self._channels.subscribe(room)
             missed = await recent(self._redis, room, since, window=self._settings.resume_window)
         except BaseException:
             self._forget_pending(room, connection)
@@ -141,13 +148,7 @@ class Hub:
         if not members and not self._pending.get(room):
             del self._rooms[room]
             self._last_id.pop(room, None)
-            if self._pubsub is not None and self._connected.is_set():
-                import redis
-
-                try:
-                    await self._pubsub.unsubscribe(room_channel(room))
-                except (redis.RedisError, OSError) as exc:  # a resubscribe skips it anyway
-                    log.warning("unsubscribe failed", extra={"room": room, "error": str(exc)})
+            await self._channels.unsubscribe(room)
 
     async def leave_all(self, connection: ServerConnection) -> None:
         for room in self.rooms_of(connection):
@@ -176,119 +177,7 @@ class Hub:
             if not pending:
                 del self._pending[room]
 
-    async def _subscribe(self, room: str) -> None:
-        if room in self._rooms and self._connected.is_set():
-            return  # already subscribed
-        await asyncio.wait_for(self._connected.wait(), 5)
-        await self._pubsub.subscribe(room_channel(room))
-
-    # -- the subscriber --------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        return self._connected.is_set()
-
-    async def run(self) -> None:
-        """Forward published frames to local members until cancelled. On a lost
-        Redis connection: reconnect, resubscribe, replay what was missed."""
-        import redis
-
-        backoff = 0.1
-        while True:
-            try:
-                await self._connect()
-                backoff = 0.1
-                while True:
-                    await self._forward(await self._pubsub.get_message(timeout=1.0))
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                log.warning("redis subscriber lost its connection; reconnecting",
-                            extra={"error": str(exc), "retry_in_s": backoff})  # fmt: skip
-            except Exception:
-                # A bug or an unexpected message must not end fan-out for this
-                # replica: restart the subscriber; the reconnect replays the gap.
-                log.exception("redis subscriber failed; restarting it",
-                              extra={"retry_in_s": backoff})  # fmt: skip
-            self._connected.clear()
-            await self._drop_pubsub()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-
-    async def _forward(self, message: dict | None) -> None:
-        """Deliver `message` and whatever else has already arrived, grouped by
-        room: under bursts each member gets several frames in one write (one
-        system call), at no added latency (nothing waits for a batch)."""
-        batch: dict[str, list[tuple[str, str]]] = {}
-        count = 0
-        try:
-            while message is not None:
-                if message["type"] == "message" and message["channel"] == REVOCATIONS_CHANNEL:
-                    self._revocations.notice(message["data"])
-                elif message["type"] == "message":
-                    room = message["channel"][len(ROOM_CHANNEL_PREFIX) :]
-                    message_id, _, frame = message["data"].partition(" ")
-                    batch.setdefault(room, []).append((message_id, frame))
-                    count += 1
-                if count >= MAX_BATCH:
-                    break
-                message = await self._pubsub.get_message(timeout=0)
-        finally:  # even if the connection dropped mid-batch: what was read goes out
-            for room, items in batch.items():
-                self.deliver_many(room, items)
-
-    async def _connect(self) -> None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        # A client of its own, with no silent retries: a reconnect must be
-        # noticed here, because it needs a replay.
-        self._client = redis.asyncio.Redis.from_url(
-            self._settings.redis_url,
-            decode_responses=True,
-            # Anyone with access can publish any bytes: they must not kill the subscriber.
-            encoding_errors="replace",
-            socket_connect_timeout=2,
-            health_check_interval=15,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(
-            CONTROL_CHANNEL, REVOCATIONS_CHANNEL, *(room_channel(r) for r in self._rooms)
-        )
-        self._connected.set()
-        # Revocation notices published while disconnected are gone: re-check everyone.
-        self._revocations.check_all_soon()
-        if self._last_id:
-            await self._replay()
-
-    async def _replay(self) -> None:
-        """Deliver what each room got while this replica was not subscribed."""
-        for room, newest in list(self._last_id.items()):
-            since = f"{newest[0]}-{newest[1]}"
-            missed = await recent(self._redis, room, since, window=self._settings.resume_window)
-            if not missed.complete:
-                log.warning("resume window too short after reconnect", extra={"room": room})
-            if missed.frames:
-                self.deliver_many(room, missed.frames)
-
-    async def _drop_pubsub(self) -> None:
-        if self._pubsub is not None:
-            import redis
-
-            with contextlib.suppress(redis.RedisError, OSError):
-                await self._pubsub.aclose()
-                await self._client.aclose()
-            self._pubsub = None
-
-    async def close(self) -> None:
-        self._connected.clear()
-        await self._drop_pubsub()
-
     # -- delivery ----------------------------------------------------------------------
-
-    def deliver(self, room: str, message_id: str, frame: str) -> None:
-        """Write one published frame to every local member of the room."""
-        self.deliver_many(room, [(message_id, frame)])
 
     def deliver_many(self, room: str, items: list[tuple[str, str]]) -> None:
         """Write published frames, in order, to every local member of the room:

@@ -1,6 +1,6 @@
 """Protocol v1 frames (docs/protocol.md). Parsing client frames turns bad input
 into a ValidationError with a stable code (sent as an `error` frame), never a
-crash; the original untyped `{"text"}` frame is a message to `general`."""
+crash; v0's untyped `{"text"}` frame is a message to `general`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic import ValidationError as PydanticValidationError
 
 from aurora import untrusted_json
-from aurora.errors import ValidationError
+from aurora.errors import (
+    AuthenticationError,
+    ForbiddenError,
+    RateLimitedError,
+    UnavailableError,
+    ValidationError,
+    invalid_input,
+)
 from aurora.rooms import ROOM_PATTERN, ROOM_RULE
 from aurora.stream import MAX_CLIENT_ID_CHARS, is_client_id
 
@@ -19,11 +26,14 @@ DEFAULT_ROOM = "general"
 SUBPROTOCOL = "aurora.v1"
 BEARER_PREFIX = "bearer."
 
-# Close codes (RFC 6455 leaves 4000-4999 to applications).
-CLOSE_AUTH_FAILED = 4001  # authentication failed, missing or expired token
-CLOSE_FORBIDDEN = 4003  # authenticated, but not allowed (e.g. re-auth as another user)
+# Close codes. Those that end a connection for an error of the family are
+# the error's own (`aurora.errors`); the others are the fan-out's.
+CLOSE_AUTH_FAILED = AuthenticationError.close_code  # 4001: failed, missing or expired token
+CLOSE_FORBIDDEN = ForbiddenError.close_code  # 4003: e.g. re-auth as another user
+CLOSE_TOO_MANY_CONNECTIONS = RateLimitedError.close_code  # 4029: the user's cap, all replicas
+CLOSE_UNAVAILABLE = UnavailableError.close_code  # 1011: Redis unreachable; retry
 CLOSE_TOO_SLOW = 4008  # the send buffer stayed over its limit
-CLOSE_TOO_MANY_CONNECTIONS = 4029  # the user's connection cap across replicas
+CLOSE_NO_PONG = 1011  # no pong to the previous keepalive ping
 CLOSE_SERVER_RESTART = 1012  # reconnect, to this or another replica
 
 # Room ids also name Redis keys and channels: the layer's one rule (aurora.rooms).
@@ -58,7 +68,7 @@ class SendMessage(_Frame):
     text: str  # may be blank when the message carries attachments
     client_id: ClientId | None = None
     # [{url, file_type, size, filename}]: checked against S3 by the send path
-    # (`fanout.attachments`), which owns their codes (`invalid_attachment`, …).
+    # (`fanout.upload_check`), which owns their codes (`invalid_attachment`, …).
     attachments: list[Any] | None = None
 
 
@@ -79,8 +89,8 @@ _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
 
 
 def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame | None:
-    """The command a client frame carries; None for an original-protocol
-    `{"text"}` frame with blank text (ignored, like the original server);
+    """The command a client frame carries; None for a v0 `{"text"}` frame
+    with blank text (ignored, like the original server);
     ValidationError for anything else, a blank typed message included (a v1
     client always gets an answer to a send)."""
     if isinstance(raw, bytes):
@@ -88,16 +98,16 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
     frame = _load(raw)
     if not isinstance(frame, dict):
         raise ValidationError("Frame must be a JSON object", code="bad_frame")
-    original = "type" not in frame
-    if original:
-        frame["type"] = "message"  # the original protocol: {"text"} to general
+    v0 = "type" not in frame
+    if v0:
+        frame["type"] = "message"  # v0: {"text"} to general
     try:
         command = _CLIENT_FRAME.validate_python(frame)
     except PydanticValidationError as exc:
         raise _explain(exc) from None
     if isinstance(command, SendMessage):
         if not command.text.strip() and not command.attachments:
-            if original:
+            if v0:
                 return None
             raise ValidationError("Message text is empty", code="empty_text")
         if len(command.text) > max_text_chars:
@@ -137,7 +147,7 @@ def _explain(exc: PydanticValidationError) -> ValidationError:
         return ValidationError(f"Field {field!r} is required", code="missing_field")
     if field == "room":
         return ValidationError(f"Field 'room' must be {ROOM_RULE}", code="bad_room")
-    return ValidationError(f"Field {field!r}: {error['msg']}", code="bad_field")
+    return invalid_input([error], "Invalid frame", code="bad_field", skip=1)
 
 
 # -- server frames (each encoded once) ---------------------------------------------

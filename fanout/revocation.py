@@ -1,7 +1,7 @@
 """Closing this replica's open connections whose token or session was revoked.
 
 `aurora.sessions` publishes a notice naming the user on `REVOCATIONS_CHANNEL`
-with every revocation; the hub's subscriber hands it here. A notice carries no
+with every revocation; the replica's subscriber hands it here. A notice carries no
 authority: it only says whose connections to re-check against the revocation
 keys in Redis (`aurora.tokens.find_revoked_async`, the same keys the upgrade
 checks), so a forged or repeated notice costs a round trip and closes nothing.
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
-
-from websockets.protocol import State
+from typing import TYPE_CHECKING, Protocol
 
 from aurora import untrusted_json
 from aurora.errors import UnavailableError
@@ -29,12 +27,25 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from aurora.settings import Settings
+    from aurora.tokens import Claims
     from fanout.metrics import Metrics
-    from fanout.session import Session
 
 log = logging.getLogger("aurora.fanout")
 
 CLOSE_REASON = "token revoked"
+
+
+class Watched(Protocol):
+    """An authenticated connection, as the watch sees it."""
+
+    @property
+    def claims(self) -> Claims:
+        """The token it holds now (a re-auth replaces it)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
 
 
 class RevocationWatch:
@@ -42,26 +53,26 @@ class RevocationWatch:
         self._redis = client
         self._interval = settings.revocation_check_seconds
         self._metrics = metrics
-        self._by_user: dict[str, set[Session]] = {}  # authenticated local connections
+        self._by_user: dict[str, set[Watched]] = {}  # authenticated local connections
         self._due: set[str] = set()  # users named by notices, not re-checked yet
         self._check_all = False
         self._wake = asyncio.Event()
         self._closing: set[asyncio.Task] = set()
 
-    # -- the registry (Session.run adds and discards) -----------------------------------
+    # -- the registry (each session adds and discards itself) ---------------------------
 
-    def add(self, session: Session) -> None:
-        self._by_user.setdefault(session.claims.user_id, set()).add(session)
+    def add(self, watched: Watched) -> None:
+        self._by_user.setdefault(watched.claims.user_id, set()).add(watched)
 
-    def discard(self, session: Session) -> None:
-        user_id = session.claims.user_id
-        sessions = self._by_user.get(user_id)
-        if sessions is not None:
-            sessions.discard(session)
-            if not sessions:
+    def discard(self, watched: Watched) -> None:
+        user_id = watched.claims.user_id
+        group = self._by_user.get(user_id)
+        if group is not None:
+            group.discard(watched)
+            if not group:
                 del self._by_user[user_id]
 
-    # -- triggers (from the hub's subscriber) -------------------------------------------
+    # -- triggers (from the replica's subscriber) ---------------------------------------
 
     def notice(self, data: object) -> None:
         """A message on REVOCATIONS_CHANNEL: re-check that user's connections soon."""
@@ -98,17 +109,17 @@ class RevocationWatch:
             if self._check_all or loop.time() >= next_sweep:
                 self._check_all, self._due = False, set()
                 next_sweep = loop.time() + self._interval
-                sessions = [s for group in self._by_user.values() for s in group]
-                await self._close_revoked(sessions, trigger="sweep")
+                everyone = [w for group in self._by_user.values() for w in group]
+                await self._close_revoked(everyone, trigger="sweep")
             else:
                 users, self._due = self._due, set()
-                sessions = [s for user in users for s in self._by_user.get(user, ())]
-                await self._close_revoked(sessions, trigger="notice")
+                named = [w for user in users for w in self._by_user.get(user, ())]
+                await self._close_revoked(named, trigger="notice")
 
-    async def _close_revoked(self, sessions: list[Session], *, trigger: str) -> None:
-        if not sessions:
+    async def _close_revoked(self, watched: list[Watched], *, trigger: str) -> None:
+        if not watched:
             return
-        checked = [session.claims for session in sessions]
+        checked = [w.claims for w in watched]
         try:
             revoked = await find_revoked_async(self._redis, checked)
         except UnavailableError:
@@ -116,13 +127,12 @@ class RevocationWatch:
             # reconnect storm. The next sweep retries.
             log.warning("revocation re-check failed; retrying at the next sweep")
             return
-        for session, claims, gone in zip(sessions, checked, revoked, strict=True):
+        for each, claims, gone in zip(watched, checked, revoked, strict=True):
             # A re-auth during the check replaced the claims: the new token
             # was checked on its own and stays.
-            connection = session.connection
-            if gone and session.claims is claims and connection.protocol.state is State.OPEN:
+            if gone and each.claims is claims and each.is_open:
                 self._metrics.revoked.labels(trigger).inc()
                 # Not awaited: a client slow to answer the close must not hold up the others.
-                task = asyncio.create_task(connection.close(CLOSE_AUTH_FAILED, CLOSE_REASON))
+                task = asyncio.create_task(each.close(CLOSE_AUTH_FAILED, CLOSE_REASON))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)

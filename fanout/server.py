@@ -20,24 +20,27 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from aurora.backends import async_redis_client
-from aurora.delivery import Sender
-from aurora.errors import AuroraError
+from aurora import membership
+from aurora.backends import async_redis_client, redis_unavailable
+from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
+from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
-from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.protocol import BEARER_PREFIX, CLOSE_NO_PONG, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.replica import Replica
 from fanout.revocation import RevocationWatch
 from fanout.session import Session
+from fanout.subscriber import Subscriber
 from fanout.upload_check import AttachmentCheck
 
 log = logging.getLogger("aurora.fanout")
 
-# Tokens travel in the URL (original protocol) and in the subprotocol offer;
+# Tokens travel in the URL (v0) and in the subprotocol offer;
 # websockets logs both at DEBUG level. They never reach a log.
 _SECRETS = re.compile(r"(token=|bearer\.)[^&\s,]+", re.IGNORECASE)
 
@@ -60,34 +63,40 @@ class FanoutServer:
     def __init__(self, settings: Settings) -> None:
         _redact_websockets_logs()
         self.settings = settings
-        self.replica_id = uuid.uuid4().hex[:12]
         self.metrics = Metrics()
         self.redis = async_redis_client(settings.redis_url)
         self.revocations = RevocationWatch(self.redis, settings, self.metrics)
-        self.hub = Hub(self.redis, settings, self.metrics, self.revocations)
-        self.sender = Sender(self.redis, settings)
-        self.attachments = AttachmentCheck(settings)  # S3 client made on first use
+        self.subscriber = Subscriber(self.redis, settings, self.revocations)
+        self.hub = Hub(self.redis, settings, self.metrics, channels=self.subscriber)
         self.limit = ConnectionLimit(
             self.redis,
             cap=settings.max_connections_per_user,
             lease_seconds=settings.connection_lease_seconds,
         )
+        self.replica = Replica(
+            id=uuid.uuid4().hex[:12],
+            settings=settings,
+            metrics=self.metrics,
+            hub=self.hub,
+            sender=Sender(self.redis, settings),
+            attachments=AttachmentCheck(settings),  # S3 client made on first use
+            limit=self.limit,
+            revocations=self.revocations,
+            authenticate=self.authenticate,
+            may_join=membership.may_access_async,
+        )
 
     async def authenticate(self, token: object) -> Claims:
         """The one token check of the fan-out tier (URL, subprotocol, `auth`
-        frame, re-auth all come here): AuthenticationError when refused,
-        another AuroraError (e.g. UnavailableError) when it cannot decide."""
+        frame, re-auth all come here, through the replica): AuthenticationError
+        when refused, another AuroraError (e.g. UnavailableError) when it
+        cannot decide."""
         return await authenticate_async(token, self.settings, self.redis)
-
-    async def may_join(self, claims: Claims, room: str) -> bool:
-        """Membership hook for private rooms: every room is open for now.
-        Its REST twin, for history and search, is `aurora.history.may_read`."""
-        return True
 
     # -- the opening handshake -------------------------------------------------
 
     async def process_request(
-        self, connection: ServerConnection, request: Request
+        self, connection: FanoutConnection, request: Request
     ) -> Response | None:
         url = urlsplit(request.path)
         if url.path == "/healthz":
@@ -103,14 +112,13 @@ class FanoutServer:
         if not is_allowed_origin(request.headers.get("Origin"), self.settings):
             self.metrics.rejected.labels("origin").inc()
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
-        # A token in the URL (the original protocol) or in the subprotocol
+        # A token in the URL (v0) or in the subprotocol
         # offer; neither is ever logged. Without one, `auth` must come first.
         query = parse_qs(url.query, keep_blank_values=True)
         token = query["token"][0] if "token" in query else _bearer(request)
-        connection.claims = None
         if token is not None:
             try:
-                connection.claims = await self.authenticate(token)
+                connection.claims = await self.replica.authenticate(token)
             except AuroraError as exc:  # 401, or 503 if the check itself is unavailable
                 self.metrics.rejected.labels("token").inc()
                 response = connection.respond(http.HTTPStatus(exc.status), f"{exc.message}\n")
@@ -122,7 +130,7 @@ class FanoutServer:
     async def _readiness(self, connection: ServerConnection) -> Response:
         try:
             await asyncio.wait_for(self.redis.ping(), 1.0)
-            ready = self.hub.ready
+            ready = self.subscriber.connected
         except Exception:  # any failure means "not ready", never a crash
             ready = False
         if ready:
@@ -134,17 +142,17 @@ class FanoutServer:
         # Answer `aurora.v1` only: the `bearer.<token>` offer is never echoed.
         return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
-    async def handle(self, connection: ServerConnection) -> None:
+    async def handle(self, connection: FanoutConnection) -> None:
         # The upgrade's headers are not read after the handshake: dropping them
-        # takes a held connection from 15.8 to ~11 KiB of RSS (bench/fanout.py hold).
+        # takes a held connection from 15.8 to ~11 KiB of RSS (bench/fanout_load.py hold).
         connection.request.headers.clear()
         connection.response.headers.clear()
-        await Session(self, connection).run()
+        await Session(self.replica, connection).run()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Future, ready: asyncio.Future | None = None) -> None:
-        subscriber = asyncio.create_task(self.hub.run())
+        subscriber = asyncio.create_task(self.subscriber.run(self.hub))
         renewer = asyncio.create_task(self._renew_leases())
         revocations = asyncio.create_task(self.revocations.run())
         async with serve(
@@ -188,7 +196,7 @@ class FanoutServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.hub.close()
+        await self.subscriber.close()
         await self.redis.aclose()
 
     async def _keepalive(self, server: Server) -> None:
@@ -201,7 +209,8 @@ class FanoutServer:
             await asyncio.sleep(interval)
             silent = [c for c, pong in waiting.items() if not pong.done()]
             await asyncio.gather(
-                *(c.close(1011, "keepalive ping timeout") for c in silent), return_exceptions=True
+                *(c.close(CLOSE_NO_PONG, "keepalive ping timeout") for c in silent),
+                return_exceptions=True,
             )
             waiting = {}
             limit = self.settings.max_send_buffer_bytes
@@ -215,22 +224,20 @@ class FanoutServer:
                         waiting[connection] = await connection.ping()
 
     async def _release_leases(self) -> None:
-        import redis
-
         try:
-            await self.limit.release_all()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:  # they expire instead
-            log.warning("could not release connection leases", extra={"error": str(exc)})
+            with redis_unavailable():
+                await self.limit.release_all()
+        except UnavailableError as exc:  # they expire instead
+            log.warning("could not release connection leases", extra={"error": str(exc.__cause__)})
 
     async def _renew_leases(self) -> None:
-        import redis
-
         while True:
             await asyncio.sleep(self.settings.connection_lease_seconds / 3)
             try:
-                await self.limit.renew()
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                log.warning("lease renewal failed", extra={"error": str(exc)})
+                with redis_unavailable():
+                    await self.limit.renew()
+            except UnavailableError as exc:
+                log.warning("lease renewal failed", extra={"error": str(exc.__cause__)})
 
 
 def _bearer(request: Request) -> str | None:

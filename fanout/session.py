@@ -12,66 +12,78 @@ import time
 from typing import TYPE_CHECKING
 
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
-from aurora.delivery import Accepted, Backpressure, Duplicate, RateLimited
-from aurora.errors import AuroraError, AuthenticationError
+from aurora.backends import redis_unavailable
+from aurora.errors import AuroraError, AuthenticationError, UnavailableError
+from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
 
 if TYPE_CHECKING:
-    from websockets.asyncio.server import ServerConnection
-
     from aurora.tokens import Claims
-    from fanout.server import FanoutServer
+    from fanout.connection import FanoutConnection
+    from fanout.replica import Replica
 
 log = logging.getLogger("aurora.fanout")
 
 MAX_ROOMS_PER_CONNECTION = 100
 TYPING_MIN_INTERVAL_S = 1.0  # a repeated typing=true more often than this is not relayed
+_RETRY = "unavailable, retry"  # the close reason when Redis cannot admit a connection
 
 
 class Session:
     # One per connection: slots keep it small at 10,000 connections.
-    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "server", "v1")
+    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "replica", "v0")
 
-    def __init__(self, server: FanoutServer, connection: ServerConnection) -> None:
-        self.server = server
+    def __init__(self, replica: Replica, connection: FanoutConnection) -> None:
+        self.replica = replica
         self.connection = connection
         self.claims: Claims | None = connection.claims
-        # The original protocol: token in the URL, no subprotocol; such
+        # v0, the original protocol: token in the URL, no subprotocol; such
         # clients are put in `general` and get no v1-only frames.
-        self.v1 = connection.subprotocol == p.SUBPROTOCOL
+        self.v0 = connection.subprotocol != p.SUBPROTOCOL
         self._expiry: asyncio.TimerHandle | None = None
         self._typing_sent: dict[str, float] | None = None  # made on first use
 
     async def run(self) -> None:
-        server, connection = self.server, self.connection
+        replica, connection = self.replica, self.connection
         try:
             if self.claims is None and not await self._authenticate_first_frame():
                 return
-            member = f"{server.replica_id}:{connection.id}"
+            member = f"{replica.id}:{connection.id}"
             if not await self._acquire(member):
                 return
             try:
-                server.metrics.connections.inc()
-                server.revocations.add(self)  # closed with 4001 if its token is revoked
+                replica.metrics.connections.inc()
+                replica.revocations.add(self)  # closed with 4001 if its token is revoked
                 self._schedule_expiry()
-                if self.v1:
+                if self.v0:
+                    if not await self._join_general():
+                        return
+                else:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
-                elif not await self._join_general():
-                    return
                 while True:  # recv() rather than `async for`: one frame less per connection
                     reply = await self._on_frame(await connection.recv())
                     if reply is not None:
                         await connection.send(reply)
             finally:
-                server.metrics.connections.dec()
-                server.revocations.discard(self)
+                replica.metrics.connections.dec()
+                replica.revocations.discard(self)
                 if self._expiry is not None:
                     self._expiry.cancel()
-                await server.hub.leave_all(connection)
+                await replica.hub.leave_all(connection)
                 await self._release(member)
         except ConnectionClosed:
             pass
+
+    # -- what the revocation watch sees ------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.connection.protocol.state is State.OPEN
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.connection.close(code, reason)
 
     # -- before the receive loop -------------------------------------------------
 
@@ -80,7 +92,7 @@ class Session:
         connection = self.connection
         try:
             raw = await asyncio.wait_for(
-                connection.recv(), self.server.settings.auth_timeout_seconds
+                connection.recv(), self.replica.settings.auth_timeout_seconds
             )
         except TimeoutError:
             return await self._refuse(p.CLOSE_AUTH_FAILED, "authentication timeout", "timeout")
@@ -91,45 +103,41 @@ class Session:
         if not isinstance(command, p.Auth):
             return await self._refuse(p.CLOSE_AUTH_FAILED, "authentication required", "no_auth")
         try:
-            self.claims = await self.server.authenticate(command.token)
+            self.claims = await self.replica.authenticate(command.token)
         except AuthenticationError as exc:
-            return await self._refuse(p.CLOSE_AUTH_FAILED, exc.message, "token")
-        except AuroraError:  # the check itself failed (e.g. Redis): not the client's fault
-            return await self._refuse(1011, "unavailable, retry", "unavailable")
-        self.v1 = True
+            return await self._refuse(exc.close_code, exc.message, "token")
+        except AuroraError as exc:  # the check itself failed (e.g. Redis): not the client's fault
+            return await self._refuse(exc.close_code, _RETRY, "unavailable")
+        self.v0 = False
         return True
 
     async def _acquire(self, member: str) -> bool:
-        import redis
-
         try:
-            if await self.server.limit.acquire(self.claims.user_id, member):
-                return True
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("connection cap unavailable", extra={"error": repr(exc)})
-            return await self._refuse(1011, "unavailable, retry", "unavailable")
+            with redis_unavailable():
+                if await self.replica.limit.acquire(self.claims.user_id, member):
+                    return True
+        except UnavailableError as exc:
+            log.warning("connection cap unavailable", extra={"error": repr(exc.__cause__)})
+            return await self._refuse(exc.close_code, _RETRY, "unavailable")
         return await self._refuse(
             p.CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user", "user_cap"
         )
 
     async def _join_general(self) -> bool:
-        """Original-protocol clients are in `general` from the start."""
-        import redis
-
+        """v0 clients are in `general` from the start."""
         try:
-            await self.server.hub.join(self.connection, p.DEFAULT_ROOM, None, announce=False)
-        except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
-            return await self._refuse(1011, "unavailable, retry", "unavailable")
+            with redis_unavailable():
+                await self.replica.hub.join(self.connection, p.DEFAULT_ROOM, None, announce=False)
+        except UnavailableError as exc:
+            return await self._refuse(exc.close_code, _RETRY, "unavailable")
         return True
 
     async def _release(self, member: str) -> None:
-        import redis
-
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-            await self.server.limit.release(self.claims.user_id, member)  # else: lease expires
+        with contextlib.suppress(UnavailableError), redis_unavailable():
+            await self.replica.limit.release(self.claims.user_id, member)  # else: lease expires
 
     async def _refuse(self, code: int, reason: str, metric: str) -> bool:
-        self.server.metrics.rejected.labels(metric).inc()
+        self.replica.metrics.rejected.labels(metric).inc()
         await self.connection.close(code, reason)
         return False
 
@@ -137,7 +145,7 @@ class Session:
         """Close with 4001 when the token expires (a re-auth moves this)."""
         if self._expiry is not None:
             self._expiry.cancel()
-        delay = self.claims.expires_at + self.server.settings.jwt_leeway_seconds - time.time()
+        delay = self.claims.expires_at + self.replica.settings.jwt_leeway_seconds - time.time()
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
             max(delay, 0),
@@ -149,40 +157,36 @@ class Session:
     # -- the receive loop --------------------------------------------------------
 
     async def _on_frame(self, raw: str | bytes) -> str | None:
-        import redis
-
-        settings = self.server.settings
+        settings = self.replica.settings
         command = None
         try:
-            command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
-            if command is None:
-                return None
-            return await self._dispatch(command)
+            with redis_unavailable("Not done: Redis is unreachable, retry"):
+                command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
+                if command is None:
+                    return None
+                return await self._dispatch(command)
         except AuroraError as exc:
             return p.error_frame(exc.code, exc.message, client_id=_answering(command, raw))
-        except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
-            return p.error_frame("unavailable", "Not done: Redis is unreachable, retry",
-                                 client_id=_answering(command, raw))  # fmt: skip
 
     async def _dispatch(self, command: p.ClientFrame) -> str | None:
-        server, connection = self.server, self.connection
+        replica, connection = self.replica, self.connection
         match command:
             case p.SendMessage():
                 return await self._send(command)
             case p.Join(room=room, since=since):
-                if not await server.may_join(self.claims, room):
+                if not await replica.may_join(self.claims, room):
                     return p.error_frame("forbidden", f"You may not join {room!r}")
-                if not server.hub.is_member(connection, room):
-                    if len(server.hub.rooms_of(connection)) >= MAX_ROOMS_PER_CONNECTION:
+                if not replica.hub.is_member(connection, room):
+                    if len(replica.hub.rooms_of(connection)) >= MAX_ROOMS_PER_CONNECTION:
                         return p.error_frame("too_many_rooms", "Leave a room first")
-                    await server.hub.join(connection, room, since)
+                    await replica.hub.join(connection, room, since)
                     return None  # `joined` and the replay were written by the hub
                 return p.joined_frame(room, recovered=True, missed=0)
             case p.Leave(room=room):
-                await server.hub.leave(connection, room)
+                await replica.hub.leave(connection, room)
                 return p.left_frame(room)
             case p.Typing(room=room, typing=typing):
-                if not server.hub.is_member(connection, room):
+                if not replica.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
                 now = time.monotonic()
                 sent = self._typing_sent = self._typing_sent or {}
@@ -190,7 +194,7 @@ class Session:
                     return None
                 sent[room] = now if typing else 0.0
                 frame = p.typing_frame(room, self.claims.username, self.claims.user_id, typing)
-                await server.sender.publish_ephemeral(room, frame)
+                await replica.sender.publish_ephemeral(room, frame)
                 return None
             case p.Ping():
                 return p.PONG
@@ -199,16 +203,16 @@ class Session:
         return None  # unreachable: parse_client_frame returns only the types above
 
     async def _send(self, command: p.SendMessage) -> str | None:
-        server = self.server
-        if not server.hub.is_member(self.connection, command.room):
+        replica = self.replica
+        if not replica.hub.is_member(self.connection, command.room):
             return p.error_frame(
                 "not_joined", f"Join {command.room!r} first", client_id=command.client_id
             )
         # Before the script: a refused attachment (or S3 out of reach) raises
         # an AuroraError, answered with an `error` frame; nothing is stored.
-        attachments = await server.attachments.verify(command.attachments, self.claims.user_id)
+        attachments = await replica.attachments.verify(command.attachments, self.claims.user_id)
         started = time.perf_counter()
-        outcome = await server.sender.send(
+        outcome = await replica.sender.send(
             room=command.room,
             user_id=self.claims.user_id,
             username=self.claims.username,
@@ -216,17 +220,17 @@ class Session:
             client_id=command.client_id,
             attachments=[a.model_dump() for a in attachments],
         )
-        server.metrics.send_latency.observe(time.perf_counter() - started)
+        replica.metrics.send_latency.observe(time.perf_counter() - started)
         match outcome:
             case Accepted(id=message_id):
-                server.metrics.messages_in.inc()
+                replica.metrics.messages_in.inc()
                 if command.client_id is not None:
                     return p.ack_frame(command.client_id, message_id)
                 return None  # the sender receives its own message through the room
             case Duplicate(id=message_id):
                 return p.ack_frame(command.client_id, message_id, duplicate=True)
             case RateLimited(retry_after_ms=retry):
-                server.metrics.rate_limited.inc()
+                replica.metrics.rate_limited.inc()
                 return p.rate_limited_frame(retry, client_id=command.client_id)
             case Backpressure():
                 return p.error_frame(
@@ -239,7 +243,7 @@ class Session:
     async def _reauthenticate(self, token: str) -> str:
         """A fresh token on an open connection extends it; another user's is refused."""
         try:
-            claims = await self.server.authenticate(token)
+            claims = await self.replica.authenticate(token)
         except AuthenticationError as exc:
             await self.connection.close(p.CLOSE_AUTH_FAILED, exc.message)
             raise ConnectionClosed(None, None) from None

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from aurora.backends import database, redis_client
 from aurora.deadletters import get_letter, list_letters, printable_json, replay
 from aurora.errors import AuroraError
+from aurora.keyspace import DEAD_LETTER_KEY
 from aurora.settings import Settings, get_settings
-from aurora.stream import DEAD_LETTER_KEY
 
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:

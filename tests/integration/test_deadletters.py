@@ -11,8 +11,9 @@ import pytest
 from aurora import deadletters, messages
 from aurora.backends import database
 from aurora.drain import Drain, ensure_group
+from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
 from aurora.settings import Settings
-from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
+from aurora.stream import GROUP, StreamEntry
 from scripts import deadletters as deadletters_cli
 from tests.support import ROOT
 

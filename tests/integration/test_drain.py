@@ -14,8 +14,9 @@ import redis
 from aurora import messages
 from aurora.backends import database
 from aurora.drain import Drain, ensure_group
+from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
 from aurora.settings import Settings
-from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
+from aurora.stream import GROUP, StreamEntry
 from tests.support import ROOT
 
 

@@ -16,8 +16,9 @@ import redis
 from aurora import messages
 from aurora.backends import database
 from aurora.drain import Drain, ensure_group
+from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
 from aurora.settings import Settings, get_settings
-from aurora.stream import DEAD_LETTER_KEY, GROUP, STREAM_KEY, StreamEntry
+from aurora.stream import GROUP, StreamEntry
 from local.runtime import LocalFunction
 from local.servers import ManagedProcess, free_port, start_mongo, start_redis
 from local.template import functions

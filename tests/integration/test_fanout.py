@@ -14,8 +14,8 @@ import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from aurora.delivery import Sender
-from aurora.stream import STREAM_KEY
+from aurora.keyspace import STREAM_KEY
+from aurora.sending import Sender
 from tests.support.fanout import receive_json, replica, settle, token_for
 
 
@@ -157,7 +157,7 @@ async def test_redis_unreachable_answers_unavailable_instead_of_dropping(setting
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
             dead_url = f"redis://127.0.0.1:{free_port()}/0"
             dead = redis.asyncio.Redis.from_url(dead_url, socket_connect_timeout=0.5)
-            server.sender = Sender(dead, settings)
+            server.replica.sender = Sender(dead, settings)
             await alice.send(json.dumps({"text": "lost?"}))
             reply = await receive_json(alice)
             await dead.aclose()

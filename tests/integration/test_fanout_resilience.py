@@ -8,7 +8,7 @@ import json
 import redis
 from websockets.asyncio.client import connect
 
-from aurora.sessions import REVOCATIONS_CHANNEL
+from aurora.keyspace import REVOCATIONS_CHANNEL
 from tests.support.fanout import (
     eventually,
     receive_json,
@@ -22,8 +22,8 @@ async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_o
     async with replica(settings) as (url, server):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
             await settle()
-            hub = server.hub
-            handle, failures = hub._revocations.notice, []
+            subscriber = server.subscriber
+            handle, failures = subscriber._revocations.notice, []
 
             def broken_once(data):
                 if not failures:
@@ -31,12 +31,12 @@ async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_o
                     raise RuntimeError("a bug in a notice handler")
                 return handle(data)
 
-            hub._revocations.notice = broken_once
+            subscriber._revocations.notice = broken_once
             publisher = redis.Redis.from_url(settings.redis_url)
             publisher.publish(REVOCATIONS_CHANNEL, json.dumps({"user_id": "nobody"}))
             publisher.close()
             await eventually(lambda: failures, "the notice never reached the handler")
-            await asyncio.wait_for(hub._connected.wait(), 5)  # the subscriber is back
+            await asyncio.wait_for(subscriber._connected.wait(), 5)  # the subscriber is back
 
             await alice.send(json.dumps({"text": "still delivered"}))
             assert (await receive_json(alice))["text"] == "still delivered"
@@ -47,17 +47,17 @@ async def test_a_message_published_while_the_subscriber_is_down_is_replayed(sett
     async with replica(settings) as (url, server):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
             await settle()
-            hub = server.hub
+            subscriber = server.subscriber
             gate = asyncio.Event()
-            reconnect = hub._connect
+            reconnect = subscriber._connect
 
-            async def held_reconnect():
+            async def held_reconnect(hub):
                 await gate.wait()
-                await reconnect()
+                await reconnect(hub)
 
-            hub._connect = held_reconnect
-            await hub._pubsub.connection.disconnect()  # the subscriber loses Redis
-            await eventually(lambda: not hub._connected.is_set(), "the subscriber did not notice")
+            subscriber._connect = held_reconnect
+            await subscriber._pubsub.connection.disconnect()  # the subscriber loses Redis
+            await eventually(lambda: not subscriber.connected, "the subscriber did not notice")
 
             await alice.send(json.dumps({"text": "said while nobody listened"}))
             await asyncio.sleep(0.3)  # stored and published to no subscriber of ours

@@ -19,8 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from aurora.delivery import Sender, room_channel, window_key
-from aurora.stream import STREAM_KEY
+from aurora import membership
+from aurora.keyspace import STREAM_KEY, room_channel, window_key
+from aurora.sending import Sender
 from aurora.tokens import issue_token
 from fanout.connection_limit import ConnectionLimit
 from tests.support.fanout import (
@@ -300,7 +301,7 @@ async def test_a_replica_that_loses_redis_replays_what_its_clients_missed(settin
         sent = [f"during {i}" for i in range(20)]
         for text in sent:
             await sender.send(room="dev", user_id="u", username="u", text=text)
-        await asyncio.wait_for(server.hub._connected.wait(), 5)
+        await asyncio.wait_for(server.subscriber._connected.wait(), 5)
         await settle()
         await sender.send(room="dev", user_id="u", username="u", text="after")
         got = [(await receive_json(alice))["text"] for _ in range(len(sent) + 1)]
@@ -562,7 +563,7 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
                 base = url.replace("ws://", "http://")
                 assert (await http.get(f"{base}/readyz")).status_code == 503
                 restarted = start_redis(tmp_path / "redis", port)
-                await asyncio.wait_for(server.hub._connected.wait(), 10)
+                await asyncio.wait_for(server.subscriber._connected.wait(), 10)
                 assert (await http.get(f"{base}/readyz")).status_code == 200
             # The same client_id again: now it goes through, once.
             await send_json(alice, {"type": "message", "room": "dev", "text": "lost?",
@@ -576,13 +577,14 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
             restarted.stop()
 
 
-async def test_the_membership_hook_can_refuse_a_room(settings):
-    async with replica(settings) as (url, server):
+async def test_the_membership_hook_can_refuse_a_room(settings, monkeypatch):
+    """The one rule REST reads ask too (`aurora.membership`)."""
+    async with replica(settings) as (url, _):
 
-        async def only_public(claims, room: str) -> bool:
+        def only_public(claims, room: str) -> bool:
             return not room.startswith("private:")
 
-        server.may_join = only_public
+        monkeypatch.setattr(membership, "may_access", only_public)
         alice = await v1(url, settings, "alice")
         await send_json(alice, {"type": "join", "room": "private:board"})
         assert (await receive_json(alice))["code"] == "forbidden"
@@ -619,7 +621,7 @@ async def test_when_the_token_check_cannot_decide_clients_are_told_to_retry(sett
         async def undecided(token: object):
             raise UnavailableError("Cannot check the token now, retry")
 
-        server.authenticate = undecided
+        server.replica.authenticate = undecided
         with pytest.raises(InvalidStatus) as caught:
             async with connect(f"{url}/?token={token_for(settings, 'alice')}"):
                 pass
@@ -685,7 +687,7 @@ async def test_no_broadcast_is_written_after_a_close_frame(settings, started_by)
         while connection.protocol.state is State.OPEN:
             await asyncio.sleep(0.01)
         assert server.hub.is_member(connection, "dev")  # the session has not left yet
-        server.hub.deliver("dev", "99999999999999-0", '{"type":"message","text":"late"}')
+        server.hub.deliver_many("dev", [("99999999999999-0", '{"type":"message","text":"late"}')])
         frames = [await raw.frame()]
         while frames[-1] is not None and frames[-1][0] is not Opcode.CLOSE:
             frames.append(await raw.frame())

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aurora import messages, sessions
+from aurora import membership, messages, sessions
 from aurora.backends import database, redis_client
 from aurora.drain import Drain
+from aurora.keyspace import STREAM_KEY
 from aurora.settings import Settings
-from aurora.stream import STREAM_KEY, StreamEntry
+from aurora.stream import StreamEntry
 from aurora.tokens import issue_token, verify_token
 from local.runtime import LocalFunction
 from tests.support.events import call, event, template_function
@@ -317,6 +318,20 @@ def test_rooms_list_the_most_recently_active_first_after_a_drain_run(fn, app_env
     assert [r["room"] for r in get(fn, "/api/rooms", token, limit="2")[1]["rooms"]] == [
         "busy", "middle",
     ]  # fmt: skip
+
+
+def test_the_membership_hook_guards_history_search_and_recent_rooms(
+    fn, app_env, db, token, monkeypatch
+):
+    """The one rule the fan-out's `join` asks too (`aurora.membership`)."""
+    monkeypatch.setattr(membership, "may_access", lambda claims, room: room != "secret")
+    for room in ["secret", "open"]:
+        send(app_env, room)
+    drain_all(app_env, db)
+    assert get(fn, "/api/rooms/secret/messages", token)[0] == 403
+    assert get(fn, "/api/search", token, room="secret", q="hi")[0] == 403
+    assert get(fn, "/api/rooms/open/messages", token)[0] == 200
+    assert [r["room"] for r in get(fn, "/api/rooms", token)[1]["rooms"]] == ["open"]
 
 
 # -- fuzz: whatever the room, cursors, limit, query or token, never a 5xx -------------

@@ -14,8 +14,9 @@ import redis
 
 from aurora import messages
 from aurora.backends import database
+from aurora.keyspace import STREAM_KEY
 from aurora.settings import Settings
-from aurora.stream import STREAM_KEY, StreamEntry
+from aurora.stream import StreamEntry
 from local.runtime import LocalFunction
 from local.template import functions
 from tests.support import ROOT

@@ -15,8 +15,8 @@ from websockets.asyncio.client import connect
 from aurora import attachments
 from aurora.backends import database, redis_client
 from aurora.drain import Drain
+from aurora.keyspace import STREAM_KEY
 from aurora.settings import Settings
-from aurora.stream import STREAM_KEY
 from local.servers import free_port
 from tests.support.fanout import receive_json, replica, send_json, token_for
 

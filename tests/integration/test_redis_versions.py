@@ -9,9 +9,10 @@ import redis
 import redis.asyncio
 
 from aurora.backends import database
-from aurora.delivery import Accepted, RateLimited, Sender
 from aurora.drain import Drain
-from aurora.stream import GROUP, STREAM_KEY
+from aurora.keyspace import STREAM_KEY
+from aurora.sending import Accepted, RateLimited, Sender
+from aurora.stream import GROUP
 from local.servers import start_redis
 from tests.support.servers import redis_binaries
 
@@ -50,7 +51,8 @@ async def test_send_script_then_drain_with_reclaim_and_trim(versioned_redis, set
 
 def test_an_entry_deleted_while_pending_becomes_a_dead_letter(versioned_redis, settings):
     """Redis 6.2 hands it over without fields, 7.x lists it as deleted."""
-    from aurora.stream import DEAD_LETTER_KEY, StreamEntry
+    from aurora.keyspace import DEAD_LETTER_KEY
+    from aurora.stream import StreamEntry
 
     sync = redis.Redis.from_url(versioned_redis.url, decode_responses=True)
     sync.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)

@@ -17,10 +17,12 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from aurora import keyspace
 from aurora.backends import async_redis_client
-from aurora.sessions import REVOCATIONS_CHANNEL, revocation_notice
+from aurora.keyspace import REVOCATIONS_CHANNEL, revoked_key
+from aurora.sessions import revocation_notice
 from aurora.settings import Settings, get_settings
-from aurora.tokens import REVOKED_KEY, SESSION_KEY, Claims, find_revoked_async, verify_token
+from aurora.tokens import Claims, find_revoked_async, verify_token
 from local.runtime import LocalFunction
 from tests.support.events import call, event
 from tests.support.fanout import receive_json, replica, send_json, settle, token_for
@@ -91,7 +93,7 @@ async def revoked_metric(url: str) -> dict[str, float]:
 
 
 def session_key(settings: Settings, token: str) -> str:
-    return SESSION_KEY.format(sid=verify_token(token, settings).session_id)
+    return keyspace.session_key(verify_token(token, settings).session_id)
 
 
 async def test_logout_closes_that_sessions_sockets_on_every_replica_and_no_other(
@@ -255,9 +257,9 @@ async def test_the_re_check_of_many_connections_answers_each_one(settings):
     with redis.Redis.from_url(settings.redis_url) as client, client.pipeline() as pipe:
         for i, claims in enumerate(accepted):
             if claims.session_id and i % 5:
-                pipe.hset(SESSION_KEY.format(sid=claims.session_id), "user_id", claims.user_id)
+                pipe.hset(keyspace.session_key(claims.session_id), "user_id", claims.user_id)
             if i % 7 == 0:
-                pipe.set(REVOKED_KEY.format(jti=claims.token_id), "1")
+                pipe.set(revoked_key(claims.token_id), "1")
         pipe.execute()
     expected = [i % 7 == 0 or (i % 11 != 0 and i % 5 == 0) for i in range(len(accepted))]
     client = async_redis_client(settings.redis_url)
@@ -290,7 +292,7 @@ async def test_while_redis_is_down_open_sockets_stay_and_revocation_resumes_afte
             restarted = start_redis(tmp_path / "redis", port)
             with redis.Redis.from_url(own.url) as client:
                 claims = verify_token(token, local)
-                client.set(REVOKED_KEY.format(jti=claims.token_id), "1")
+                client.set(revoked_key(claims.token_id), "1")
             assert await closing(alice, within=4) == REVOKED
     finally:
         own.stop()

@@ -22,7 +22,7 @@ async def replica(settings: Settings):
     task = asyncio.create_task(server.run(stop, ready))
     port = await asyncio.wait_for(ready, 10)
     try:
-        await asyncio.wait_for(server.hub._connected.wait(), 5)
+        await asyncio.wait_for(server.subscriber._connected.wait(), 5)
         yield f"ws://127.0.0.1:{port}", server
     finally:
         stop.set_result(None)

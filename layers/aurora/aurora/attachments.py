@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
 
-from aurora.errors import UnavailableError, ValidationError
+from aurora.errors import UnavailableError, ValidationError, invalid_input
 from aurora.settings import Settings
 
 KEY_PREFIX = "attachments"
@@ -178,12 +178,7 @@ def verify_attachment(
     try:
         attachment = Attachment.model_validate(metadata)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "attachment"
-        raise ValidationError(
-            f"Invalid attachment: {where}: {first.get('msg', 'invalid')}",
-            code="invalid_attachment",
-        ) from None
+        raise invalid_input(exc.errors(), "Invalid attachment", code="invalid_attachment") from None
     _check_type_and_size(attachment.file_type, attachment.size, settings)
     key = key_from_url(settings, attachment.url, client)
     # Only the uploader's own objects: a key names its owner.

@@ -7,10 +7,12 @@ MongoDB, makes sure the indexes exist (once per process start, not per call).
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from aurora.errors import UnavailableError
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,3 +82,29 @@ def database(settings: Settings) -> Database:
                 rooms.ensure_indexes(db)
                 _indexed.add(key)
     return db
+
+
+class redis_unavailable:
+    """`with redis_unavailable("Cannot check the token now, retry"):` turns
+    what redis-py raises (Redis unreachable, a timeout, a refused command) and
+    an OSError on the way (e.g. the TimeoutError of a wait for a connection)
+    into UnavailableError: 503 over HTTP, 1011 or an `unavailable` error
+    frame over a WebSocket. For sync and async code alike; the cause stays
+    attached for the logs. Costs nothing until something is raised."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message: str | None = None) -> None:
+        self._message = message
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb) -> bool:
+        if exc is None or isinstance(exc, UnavailableError):
+            return False
+        # A redis-py error means redis-py is imported: no import here.
+        redis = sys.modules.get("redis")
+        if isinstance(exc, OSError) or (redis is not None and isinstance(exc, redis.RedisError)):
+            raise UnavailableError(self._message) from exc
+        return False

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aurora import messages, untrusted_json
 from aurora.errors import ValidationError
-from aurora.stream import DEAD_LETTER_KEY, StreamEntry, parse_id
+from aurora.keyspace import DEAD_LETTER_KEY
+from aurora.stream import StreamEntry, parse_id
 
 if TYPE_CHECKING:
     import redis

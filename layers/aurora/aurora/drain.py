@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from aurora import deadletters, messages, rooms
 from aurora.errors import ValidationError
-from aurora.stream import GROUP, STREAM_KEY, StreamEntry, next_id, parse_id
+from aurora.keyspace import STREAM_KEY
+from aurora.stream import GROUP, StreamEntry, next_id, parse_id
 
 if TYPE_CHECKING:
     import redis

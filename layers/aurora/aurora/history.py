@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from aurora import messages, rooms
+from aurora import membership, messages, rooms
 from aurora.errors import ForbiddenError, UnavailableError, ValidationError
 from aurora.stream import parse_id
 
@@ -35,16 +35,10 @@ _FIELDS = {"room": 1, "user_id": 1, "username": 1, "text": 1, "attachments": 1, 
            "client_id": 1}  # fmt: skip
 
 
-def may_read(claims: Claims, room: str) -> bool:
-    """Membership hook for private rooms, the REST twin of the fan-out's
-    `FanoutServer.may_join`: every room is public for now."""
-    return True
-
-
 def check_access(claims: Claims, room: object) -> str:
     """The room id, if it is valid and the caller may read it."""
     room = rooms.check_room(room)
-    if not may_read(claims, room):
+    if not membership.may_access(claims, room):
         raise ForbiddenError("Not a member of this room")
     return room
 
@@ -114,7 +108,7 @@ def recent_rooms(db: Database, limit: int, settings: Settings, claims: Claims) -
     """Rooms by most recent stored message: {"rooms": [{room, last_id, last_ts}]}."""
     with _bounded():
         found = rooms.recent(db, limit, max_time_ms=settings.history_query_max_ms)
-    return {"rooms": [r for r in found if may_read(claims, r["room"])]}
+    return {"rooms": [r for r in found if membership.may_access(claims, r["room"])]}
 
 
 # -- reading in index order ----------------------------------------------------------

@@ -20,6 +20,7 @@ from aurora.errors import (
     ConfigurationError,
     UnavailableError,
     ValidationError,
+    invalid_input,
 )
 from aurora.settings import get_settings
 
@@ -65,13 +66,12 @@ def _validation_error(exc: RequestValidationError) -> ValidationError:
         return ValidationError("Malformed JSON body", code="malformed_json")
     if kinds == {"missing"}:
         return ValidationError("Missing fields", code="missing_fields")
-    first = errors[0]
-    if tuple(first.get("loc", ())) == ("body",):
+    if tuple(errors[0].get("loc", ())) == ("body",):
         return ValidationError(
             "Request body must be a JSON object (Content-Type: application/json)"
         )
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return ValidationError(f"Invalid request: {where}: {first.get('msg', 'invalid')}")
+    # The field's path without its source ("body", "query"...).
+    return invalid_input(errors, "Invalid request", skip=1)
 
 
 def create_api(title: str) -> FastAPI:

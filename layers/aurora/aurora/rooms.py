@@ -1,7 +1,7 @@
 """Rooms: the one rule for a room id, and the `rooms` collection of recent
 activity that the drain keeps and `GET /api/rooms` reads.
 
-A room id also names Redis keys and channels (`aurora:room:{room}`), so the
+A room id also names Redis keys and channels (`aurora.keyspace`), so the
 fan-out and the REST functions accept the same short, safe alphabet.
 
 Activity is recorded per room per drained batch with `$max` of the newest

@@ -1,11 +1,11 @@
 """Sessions: a refresh token per login, rotated on every use, kept in Redis.
 
 A refresh token is `<session id>.<secret>`; Redis keeps only the secret's
-SHA-256 under `aurora:session:{sid}` (with the user's id and name) and the
-user's session ids under `aurora:user:{user_id}:sessions` (a sorted set by
-opening time, at most `max_sessions_per_user`). Every access token
-carries its session id, and `aurora.tokens.authenticate()` refuses it once the
-session is gone, so ending a session ends its access tokens too.
+SHA-256 in the session's hash (with the user's id and name) and the user's
+session ids in a sorted set by opening time, at most `max_sessions_per_user`
+(`aurora.keyspace`). Every access token carries its session id, and
+`aurora.tokens.authenticate()` refuses it once the session is gone, so ending
+a session ends its access tokens too.
 
 Rotation follows OAuth 2.0 Security BCP: presenting a refresh token that was
 already rotated away means it was copied, so the whole session is revoked.
@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING
 
 from aurora import tokens
 from aurora.errors import AuthenticationError
+from aurora.keyspace import REVOCATIONS_CHANNEL, revoked_key, session_key, user_sessions_key
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
     import redis
 
-USER_SESSIONS_KEY = "aurora:user:{user_id}:sessions"
-REVOCATIONS_CHANNEL = "aurora:revocations"  # pub/sub: {"user_id", "reason"} per revocation
 _SESSION_ID = re.compile(r"[0-9a-f]{32}")  # secrets.token_hex(16)
 MAX_REFRESH_TOKEN_CHARS = 256
 
@@ -84,8 +83,8 @@ def open_session(
 ) -> SessionTokens:
     """A new session for a user who just proved who they are."""
     session_id, secret = secrets.token_hex(16), _new_secret()
-    key = tokens.SESSION_KEY.format(sid=session_id)
-    index = USER_SESSIONS_KEY.format(user_id=user_id)
+    key = session_key(session_id)
+    index = user_sessions_key(user_id)
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(
             key, mapping={"secret_hash": _hash(secret), "user_id": user_id, "username": username}
@@ -99,7 +98,7 @@ def open_session(
         # Bounded memory per user however often they log in: the oldest sessions end.
         oldest = client.zrange(index, 0, count - settings.max_sessions_per_user - 1)
         with client.pipeline(transaction=True) as pipe:
-            pipe.delete(*(tokens.SESSION_KEY.format(sid=sid) for sid in oldest))
+            pipe.delete(*(session_key(sid) for sid in oldest))
             pipe.zrem(index, *oldest)
             pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(user_id, "session_limit"))
             pipe.execute()
@@ -116,7 +115,7 @@ def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> Sess
         raise _invalid_refresh()
     new_secret = _new_secret()
     result = client.register_script(_ROTATE)(
-        keys=[tokens.SESSION_KEY.format(sid=session_id)],
+        keys=[session_key(session_id)],
         args=[_hash(secret), _hash(new_secret), settings.refresh_ttl_seconds, REVOCATIONS_CHANNEL],
     )
     if result == "reused":
@@ -126,7 +125,7 @@ def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> Sess
     if not result:
         raise _invalid_refresh()
     user_id, username = result
-    client.expire(USER_SESSIONS_KEY.format(user_id=user_id), settings.refresh_ttl_seconds)
+    client.expire(user_sessions_key(user_id), settings.refresh_ttl_seconds)
     access = tokens.issue_token(user_id, username, settings, session_id=session_id)
     return SessionTokens(access, f"{session_id}.{new_secret}")
 
@@ -138,8 +137,8 @@ def end_session(client: redis.Redis, settings: Settings, claims: tokens.Claims) 
     with client.pipeline(transaction=True) as pipe:
         _revoke_access_token(pipe, settings, claims)
         if claims.session_id:
-            pipe.delete(tokens.SESSION_KEY.format(sid=claims.session_id))
-            pipe.zrem(USER_SESSIONS_KEY.format(user_id=claims.user_id), claims.session_id)
+            pipe.delete(session_key(claims.session_id))
+            pipe.zrem(user_sessions_key(claims.user_id), claims.session_id)
         pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, "logout"))
         pipe.execute()
 
@@ -149,13 +148,13 @@ def end_all_sessions(client: redis.Redis, settings: Settings, claims: tokens.Cla
     access token, then tell the replicas, in one transaction; the number of
     sessions ended. The index is WATCHed: a session opened between reading it
     and the deletes makes the transaction retry instead of surviving it."""
-    index = USER_SESSIONS_KEY.format(user_id=claims.user_id)
+    index = user_sessions_key(claims.user_id)
 
     def end_all(pipe: redis.client.Pipeline) -> int:
         session_ids = pipe.zrange(index, 0, -1)  # WATCHed: read before MULTI
         pipe.multi()
         if session_ids:
-            pipe.delete(*(tokens.SESSION_KEY.format(sid=sid) for sid in session_ids))
+            pipe.delete(*(session_key(sid) for sid in session_ids))
         pipe.delete(index)
         _revoke_access_token(pipe, settings, claims)
         pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, "password_change"))
@@ -170,4 +169,4 @@ def _revoke_access_token(
     """Queue the revocation of one access token's jti until it would expire anyway."""
     remaining = claims.expires_at + settings.jwt_leeway_seconds - int(time.time())
     if remaining > 0:
-        pipe.set(tokens.REVOKED_KEY.format(jti=claims.token_id), "1", ex=remaining)
+        pipe.set(revoked_key(claims.token_id), "1", ex=remaining)

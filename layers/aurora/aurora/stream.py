@@ -1,10 +1,11 @@
 """The persistence stream: the one seam between the fan-out tier (producer)
 and the drain (consumer).
 
-Every accepted message is one entry of the Redis stream `STREAM_KEY`. The
-entry id Redis assigns ("<ms>-<seq>") *is* the message id everywhere: in the
-broadcast frame, in MongoDB (`_id`) and in resume requests. Only the drain
-trims the stream, and never past the oldest entry not yet acknowledged.
+Every accepted message is one entry of the Redis stream
+`aurora.keyspace.STREAM_KEY`. The entry id Redis assigns ("<ms>-<seq>") *is*
+the message id everywhere: in the broadcast frame, in MongoDB (`_id`) and in
+resume requests. Only the drain trims the stream, and never past the oldest
+entry not yet acknowledged.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from typing import Any
 from aurora import untrusted_json
 from aurora.errors import ValidationError
 
-STREAM_KEY = "aurora:messages"
-DEAD_LETTER_KEY = "aurora:messages:dead"
-GROUP = "ingest"
+GROUP = "ingest"  # the drain's consumer group
 SCHEMA_VERSION = "1"
 
 # Entry fields, schema version 1. All values are strings (Redis stores bytes).

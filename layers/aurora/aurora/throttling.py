@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from aurora.errors import RateLimitedError, UnavailableError
+from aurora.backends import redis_unavailable
+from aurora.errors import RateLimitedError
+from aurora.keyspace import login_failures_key, network_login_failures_key, registrations_key
 from aurora.settings import Settings
 from aurora.users import username_key
 
@@ -49,16 +49,6 @@ return counts
 """
 
 
-@contextmanager
-def _redis_errors() -> Iterator[None]:
-    import redis as redis_lib
-
-    try:
-        yield
-    except redis_lib.RedisError:
-        raise UnavailableError() from None
-
-
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
@@ -80,22 +70,22 @@ def client_network(ip: str) -> str:
 def _login_keys(username: str, ip: str) -> list[str]:
     network = client_network(ip)
     return [
-        f"aurora:throttle:login:{_digest(username_key(username), network)}",
-        f"aurora:throttle:login-ip:{_digest(network)}",
+        login_failures_key(_digest(username_key(username), network)),
+        network_login_failures_key(_digest(network)),
     ]
 
 
 def check_login(client: redis.Redis, settings: Settings, username: str, ip: str) -> None:
     """RateLimitedError if this username from this IP, or this IP, failed too often."""
     limits = [settings.login_failures_per_user_ip, settings.login_failures_per_ip]
-    with _redis_errors():
+    with redis_unavailable():
         wait_ms = client.register_script(_CHECK)(keys=_login_keys(username, ip), args=limits)
     if wait_ms:
         raise RateLimitedError(int(wait_ms), "Too many failed logins, retry later")
 
 
 def record_login_failure(client: redis.Redis, settings: Settings, username: str, ip: str) -> None:
-    with _redis_errors():
+    with redis_unavailable():
         client.register_script(_HIT)(
             keys=_login_keys(username, ip), args=[settings.login_failure_window_seconds * 1000]
         )
@@ -103,15 +93,15 @@ def record_login_failure(client: redis.Redis, settings: Settings, username: str,
 
 def clear_login_failures(client: redis.Redis, username: str, ip: str) -> None:
     """After a success: this user from this IP starts afresh (the IP's count stays)."""
-    with _redis_errors():
+    with redis_unavailable():
         client.delete(_login_keys(username, ip)[0])
 
 
 def take_registration(client: redis.Redis, settings: Settings, ip: str) -> None:
     """Count one registration attempt from this IP; RateLimitedError past the limit."""
-    key = f"aurora:throttle:register:{_digest(client_network(ip))}"
+    key = registrations_key(_digest(client_network(ip)))
     window_ms = settings.registration_window_seconds * 1000
-    with _redis_errors():
+    with redis_unavailable():
         (count,) = client.register_script(_HIT)(keys=[key], args=[window_ms])
         if count > settings.registrations_per_ip:
             wait_ms = client.pttl(key)

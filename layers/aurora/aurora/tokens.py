@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from aurora.errors import AuthenticationError, UnavailableError
+from aurora.backends import redis_unavailable
+from aurora.errors import AuthenticationError
+from aurora.keyspace import revoked_key, session_key
 from aurora.secrets import jwt_secrets
 from aurora.settings import Settings
 
@@ -36,10 +38,6 @@ if TYPE_CHECKING:
 
 ALGORITHM = "HS256"  # pinned: tokens with any other "alg" are refused
 MAX_TOKEN_CHARS = 4096
-
-# Redis keys of the revocation state (see docs/architecture.md).
-REVOKED_KEY = "aurora:revoked:{jti}"  # a logged-out access token, until its exp
-SESSION_KEY = "aurora:session:{sid}"  # a live session (its refresh token's hash)
 
 # KEYS: any keys. Returns one character per key, "1" if it exists, else "0":
 # a single short reply however many keys (20,000 pipelined EXISTS cost the
@@ -52,6 +50,7 @@ end
 return table.concat(found)
 """
 _KEYS_PER_CALL = 1000  # bounds how long one script call holds Redis
+_CANNOT_CHECK = "Cannot check the token now, retry"
 
 
 @dataclass(frozen=True)
@@ -156,9 +155,9 @@ def verify_token(token: object, settings: Settings) -> Claims:
 
 
 def _revocation_keys(claims: Claims) -> list[str]:
-    keys = [REVOKED_KEY.format(jti=claims.token_id)]
+    keys = [revoked_key(claims.token_id)]
     if claims.session_id:
-        keys.append(SESSION_KEY.format(sid=claims.session_id))
+        keys.append(session_key(claims.session_id))
     return keys
 
 
@@ -172,17 +171,12 @@ def _check_not_revoked(claims: Claims, exists: list[Any]) -> Claims:
 
 def authenticate(token: object, settings: Settings, client: redis.Redis) -> Claims:
     """`verify_token()` plus the revocation check, for synchronous callers."""
-    import redis as redis_lib
-
     claims = verify_token(token, settings)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for key in _revocation_keys(claims):
-                pipe.exists(key)
-            exists = pipe.execute()
-    except redis_lib.RedisError:
-        # Fail closed: without Redis a revoked token cannot be told apart.
-        raise UnavailableError("Cannot check the token now, retry") from None
+    # Fail closed: without Redis a revoked token cannot be told apart.
+    with redis_unavailable(_CANNOT_CHECK), client.pipeline(transaction=False) as pipe:
+        for key in _revocation_keys(claims):
+            pipe.exists(key)
+        exists = pipe.execute()
     return _check_not_revoked(claims, exists)
 
 
@@ -190,20 +184,16 @@ async def authenticate_async(
     token: object, settings: Settings, client: redis.asyncio.Redis
 ) -> Claims:
     """`verify_token()` plus the revocation check, for asyncio callers."""
-    import redis as redis_lib
-
     if settings.jwt_secret_parameter or settings.jwt_secret_id:
         # Fetching the secret (every few minutes) is a blocking AWS call: off the loop.
         claims = await asyncio.to_thread(verify_token, token, settings)
     else:
         claims = verify_token(token, settings)
-    try:
+    with redis_unavailable(_CANNOT_CHECK):
         async with client.pipeline(transaction=False) as pipe:
             for key in _revocation_keys(claims):
                 pipe.exists(key)
             exists = await pipe.execute()
-    except redis_lib.RedisError:
-        raise UnavailableError("Cannot check the token now, retry") from None
     return _check_not_revoked(claims, exists)
 
 
@@ -211,12 +201,10 @@ async def find_revoked_async(client: redis.asyncio.Redis, accepted: Sequence[Cla
     """For each of `accepted` (claims that passed `authenticate_async()`
     earlier), whether it is revoked now: one round trip for any number of
     them. UnavailableError when Redis cannot answer."""
-    import redis as redis_lib
-
     keys = list(dict.fromkeys(key for claims in accepted for key in _revocation_keys(claims)))
     if not keys:
         return []
-    try:
+    with redis_unavailable("Cannot check tokens now, retry"):
         async with client.pipeline(transaction=False) as pipe:
             for start in range(0, len(keys), _KEYS_PER_CALL):
                 chunk = keys[start : start + _KEYS_PER_CALL]
@@ -224,11 +212,9 @@ async def find_revoked_async(client: redis.asyncio.Redis, accepted: Sequence[Cla
                 # Redis whether they are loaded, a second round trip.
                 pipe.eval(_EXISTS_EACH, len(chunk), *chunk)
             replies = await pipe.execute()
-    except redis_lib.RedisError:
-        raise UnavailableError("Cannot check tokens now, retry") from None
     exists = dict(zip(keys, "".join(replies), strict=True))
     return [
-        exists[REVOKED_KEY.format(jti=claims.token_id)] == "1"
-        or (bool(claims.session_id) and exists[SESSION_KEY.format(sid=claims.session_id)] == "0")
+        exists[revoked_key(claims.token_id)] == "1"
+        or (bool(claims.session_id) and exists[session_key(claims.session_id)] == "0")
         for claims in accepted
     ]

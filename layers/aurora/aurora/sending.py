@@ -17,15 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aurora.keyspace import STREAM_KEY, idempotency_key, rate_key, room_channel, window_key
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
-from aurora.stream import STREAM_KEY, entry_fields, parse_id
+from aurora.stream import entry_fields, parse_id
 
 if TYPE_CHECKING:
     import redis.asyncio
 
-ROOM_CHANNEL_PREFIX = "aurora:room:"
-WINDOW_PREFIX = "aurora:window:"
 EPHEMERAL_ID = "-"
 
 # KEYS: idempotency key (or ""), rate counter, stream, room window.
@@ -66,25 +65,6 @@ if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
 redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
 """
-
-
-def room_channel(room: str) -> str:
-    return ROOM_CHANNEL_PREFIX + room
-
-
-def window_key(room: str) -> str:
-    """The room's resume window: a stream capped at `resume_window` entries,
-    ids equal to the persistence stream's, field `f` = the broadcast frame.
-    The drain never touches it (it trims only the persistence stream)."""
-    return WINDOW_PREFIX + room
-
-
-def rate_key(room: str, user_id: str) -> str:
-    return f"aurora:rate:{room}:{user_id}"
-
-
-def idempotency_key(user_id: str, client_id: str) -> str:
-    return f"aurora:idem:{user_id}:{client_id}"
 
 
 @dataclass(frozen=True)

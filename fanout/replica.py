@@ -1,0 +1,36 @@
+"""What a session may use of its replica: one object, built by the server,
+so one client's frames reach the hub, the send path and the checks, and
+nothing of the server's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aurora.sending import Sender
+    from aurora.settings import Settings
+    from aurora.tokens import Claims
+    from fanout.connection_limit import ConnectionLimit
+    from fanout.hub import Hub
+    from fanout.metrics import Metrics
+    from fanout.revocation import RevocationWatch
+    from fanout.upload_check import AttachmentCheck
+
+
+@dataclass(eq=False)
+class Replica:
+    id: str  # names this replica's connection leases
+    settings: Settings
+    metrics: Metrics
+    hub: Hub  # rooms, joins, broadcasts
+    sender: Sender  # the send script, typing
+    attachments: AttachmentCheck
+    limit: ConnectionLimit  # the per-user connection cap
+    revocations: RevocationWatch  # closes a connection whose token is revoked
+    # The one token check of the fan-out (URL, subprotocol, `auth`, re-auth):
+    # AuthenticationError when refused, another AuroraError when it cannot decide.
+    authenticate: Callable[[object], Awaitable[Claims]]
+    # May these claims join this room? (`aurora.membership`)
+    may_join: Callable[[Claims, str], Awaitable[bool]]

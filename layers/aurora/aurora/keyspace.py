@@ -1,0 +1,120 @@
+"""Every Redis key and pub/sub channel name, each with its type, its writer and
+its lifetime: a key-naming scheme (e.g. Redis Cluster hash tags) changes here.
+
+These names are stored data and wire format: existing keys, queued entries and
+running replicas depend on them byte for byte (tests/unit/test_keyspace.py
+pins each). Names with a variable part are built by functions; the three
+fixed names are constants.
+"""
+
+from __future__ import annotations
+
+# -- messages: accepted, queued for the database, replayed on resume --------------
+
+# Stream: every accepted message, schema in `aurora.stream`; the entry id is the
+# message id. Written by the send script (`aurora.sending`). Read by the drain's
+# consumer group, which alone trims it, never past an unacknowledged entry.
+STREAM_KEY = "aurora:messages"
+
+# Stream: entries the drain could never store, with the reason. Written by the
+# drain (`aurora.drain`); kept until an operator replays or deletes them
+# (`python -m aurora.deadletters`).
+DEAD_LETTER_KEY = "aurora:messages:dead"
+
+_ROOM_CHANNEL = "aurora:room:"
+
+
+def room_channel(room: str) -> str:
+    """Channel: the room's broadcasts, `"<id> <frame>"` (`-` as the id for
+    ephemeral frames: typing). Published by the send script and by
+    `Sender.publish_ephemeral`; subscribed by every fan-out replica with a
+    member in the room. Pub/sub: nothing is kept."""
+    return _ROOM_CHANNEL + room
+
+
+def room_of_channel(channel: str) -> str:
+    """The room a `room_channel()` name is for."""
+    return channel[len(_ROOM_CHANNEL) :]
+
+
+def window_key(room: str) -> str:
+    """Stream: the room's resume window, the last `RESUME_WINDOW` broadcast
+    frames (field `f`), ids equal to the persistence stream's. Written and
+    trimmed exactly (`MAXLEN`) by the send script; read by the fan-out on
+    `join` and after a reconnect. No expiry; the drain never touches it."""
+    return f"aurora:window:{room}"
+
+
+def rate_key(room: str, user_id: str) -> str:
+    """String (counter): the user's sends to the room in the current window.
+    Written by the send script; expires after `RATE_LIMIT_WINDOW_MS`."""
+    return f"aurora:rate:{room}:{user_id}"
+
+
+def idempotency_key(user_id: str, client_id: str) -> str:
+    """String: the id of the user's first send with this `client_id`. Written
+    by the send script; expires after `IDEMPOTENCY_TTL_SECONDS`."""
+    return f"aurora:idem:{user_id}:{client_id}"
+
+
+# -- connections: the per-user cap across fan-out replicas -----------------------
+
+
+def connections_key(user_id: str) -> str:
+    """Sorted set: one lease per open connection of the user (member
+    `replica:connection`, score its expiry in Redis time). Written by the
+    fan-out (`fanout.connection_limit`); leases renewed every lease/3, the key
+    expires `CONNECTION_LEASE_SECONDS` after the last renewal."""
+    return f"aurora:conns:{user_id}"
+
+
+# -- sessions and revocation (`aurora.sessions`, `aurora.tokens`) ----------------
+
+
+def session_key(session_id: str) -> str:
+    """Hash: a live session (`secret_hash` of its refresh token, `user_id`,
+    `username`). Written by `aurora.sessions`; expires `REFRESH_TTL_SECONDS`
+    after the last refresh, deleted on logout or revocation."""
+    return f"aurora:session:{session_id}"
+
+
+def user_sessions_key(user_id: str) -> str:
+    """Sorted set: the user's session ids by opening time, at most
+    `MAX_SESSIONS_PER_USER`. Written by `aurora.sessions`; expires with the
+    sessions (`REFRESH_TTL_SECONDS`), deleted on a password change."""
+    return f"aurora:user:{user_id}:sessions"
+
+
+def revoked_key(token_id: str) -> str:
+    """String (`"1"`): a logged-out access token, by its `jti`. Written by
+    `aurora.sessions`; expires when the token would have (exp + leeway)."""
+    return f"aurora:revoked:{token_id}"
+
+
+# Channel: `{"user_id", "reason"}` per revocation, published by
+# `aurora.sessions` with the revocation's own write; subscribed by every
+# fan-out replica, which re-checks that user's connections.
+REVOCATIONS_CHANNEL = "aurora:revocations"
+
+
+# -- throttling (`aurora.throttling`): counters keyed by a digest ----------------
+
+
+def login_failures_key(digest: str) -> str:
+    """String (counter): failed logins of one username from one network.
+    Written by `aurora.throttling`; expires `LOGIN_FAILURE_WINDOW_SECONDS`
+    after the first failure, deleted by a successful login."""
+    return f"aurora:throttle:login:{digest}"
+
+
+def network_login_failures_key(digest: str) -> str:
+    """String (counter): failed logins from one network, any username.
+    Written by `aurora.throttling`; expires `LOGIN_FAILURE_WINDOW_SECONDS`
+    after the first failure."""
+    return f"aurora:throttle:login-ip:{digest}"
+
+
+def registrations_key(digest: str) -> str:
+    """String (counter): registrations from one network. Written by
+    `aurora.throttling`; expires `REGISTRATION_WINDOW_SECONDS` after the first."""
+    return f"aurora:throttle:register:{digest}"
