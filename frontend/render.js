@@ -56,23 +56,78 @@ export function renderMessage({ user, text, attachments, ts, own }) {
   name.textContent = user;
   meta.appendChild(name);
 
-  if (Number.isFinite(ts) && ts > 0) {
-    const when = new Date(ts);
-    const time = document.createElement("time");
-    time.className = "time";
-    time.dateTime = when.toISOString();
-    time.title = when.toLocaleString();
-    time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    meta.appendChild(time);
-  }
+  if (Number.isFinite(ts) && ts > 0) meta.appendChild(timeElement(new Date(ts)));
 
   const body = document.createElement("p");
   body.className = "text";
-  body.textContent = text;
+  appendLinkedText(body, text);
 
   item.append(meta, body);
   if (attachments.length) item.appendChild(renderAttachments(attachments));
   return item;
+}
+
+// "14:05" today; "Yesterday 14:05" or "Mon 3 Dec 14:05" before; the full
+// date and time in its title.
+function timeElement(when) {
+  const now = new Date();
+  const midnight = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const daysAgo = Math.round((midnight(now) - midnight(when)) / 86400000);
+  const clock = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  let day = "";
+  if (daysAgo === 1) day = "Yesterday";
+  else if (daysAgo !== 0) {
+    const year = when.getFullYear() === now.getFullYear() ? undefined : "numeric";
+    day = when.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short", year });
+  }
+  const time = document.createElement("time");
+  time.className = "time";
+  time.dateTime = when.toISOString();
+  time.title = `${daysAgo === 0 ? "Today" : day}, ${when.toLocaleString([], { dateStyle: "full", timeStyle: "short" })}`;
+  time.textContent = day ? `${day} ${clock}` : clock;
+  return time;
+}
+
+// Web addresses in a message become links: http and https only, opened in a
+// new tab that gets neither this page (noopener) nor its address (noreferrer).
+// Everything else stays text nodes.
+const WEB_ADDRESS = /\bhttps?:\/\/[^\s<>"]+/gi;
+
+function trimAddress(address) {
+  // Punctuation after an address ends the sentence, not the address; a
+  // closing parenthesis stays when the address opened one.
+  let end = address.length;
+  for (;;) {
+    const last = address[end - 1];
+    const kept = address.slice(0, end);
+    if (".,;:!?'\"".includes(last)) end -= 1;
+    else if (last === ")" && kept.split("(").length < kept.split(")").length) end -= 1;
+    else return kept;
+  }
+}
+
+export function appendLinkedText(container, text) {
+  let at = 0;
+  for (const match of text.matchAll(WEB_ADDRESS)) {
+    const address = trimAddress(match[0]);
+    let url;
+    try {
+      url = new URL(address);
+    } catch {
+      continue;
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") continue;
+    container.append(text.slice(at, match.index));
+    const link = document.createElement("a");
+    link.className = "text-link";
+    link.href = url.href;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.textContent = address;
+    container.appendChild(link);
+    at = match.index + address.length;
+  }
+  container.append(text.slice(at));
 }
 
 export function setItemState(item, text) {
