@@ -1,6 +1,8 @@
 // The account dialog: change the password, log out everywhere. Both end
 // every session of the user on the server (and close its sockets); a password
-// change answers a new session, which this browser keeps.
+// change answers a new session, which this browser keeps. The dialog's
+// content is cloned from its <template> when it opens and dropped when it
+// closes, so its password fields exist only while it is open.
 
 import { PASSWORD_MAX, PASSWORD_MIN } from "./config.js";
 import { request } from "./rest.js";
@@ -9,48 +11,45 @@ import { $ } from "./ui.js";
 
 const openButton = $("account");
 const dialog = $("account-dialog");
-const closeButton = $("account-close");
-const form = $("password-form");
-const current = $("current-password");
-const next = $("new-password");
-const changeButton = $("change-password");
-const error = $("password-error");
-const done = $("password-done");
-const everywhereButton = $("logout-everywhere");
-const everywhereError = $("everywhere-error");
+const template = $("account-template");
+let parts = null; // the open dialog's elements
 
 export function initAccount() {
   openButton.addEventListener("click", openAccount);
-  closeButton.addEventListener("click", closeAccount);
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    changePassword();
-  });
-  everywhereButton.addEventListener("click", logoutEverywhere);
   // Escape closes the modal dialog natively; focus goes back to the button.
   dialog.addEventListener("close", () => {
-    resetForm();
+    dialog.replaceChildren();
+    parts = null;
     if (currentSession()) openButton.focus();
   });
 }
 
 function openAccount() {
-  resetForm();
-  $("account-username").value = currentSession() ? currentSession().username : "";
+  dialog.replaceChildren(template.content.cloneNode(true));
+  const find = (id) => dialog.querySelector(`#${id}`);
+  parts = {
+    form: find("password-form"),
+    current: find("current-password"),
+    next: find("new-password"),
+    change: find("change-password"),
+    error: find("password-error"),
+    done: find("password-done"),
+    everywhere: find("logout-everywhere"),
+    everywhereError: find("everywhere-error"),
+  };
+  find("account-username").value = currentSession() ? currentSession().username : "";
+  find("account-close").addEventListener("click", closeAccount);
+  parts.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    changePassword(parts);
+  });
+  parts.everywhere.addEventListener("click", () => logoutEverywhere(parts));
   dialog.showModal();
-  current.focus();
+  parts.current.focus();
 }
 
 export function closeAccount() {
   if (dialog.open) dialog.close();
-}
-
-function resetForm() {
-  form.reset();
-  show(error, "");
-  show(done, "");
-  show(everywhereError, "");
-  setBusy(false);
 }
 
 function show(element, message) {
@@ -75,7 +74,8 @@ function explain(failure) {
   return failure.message || "Something went wrong.";
 }
 
-async function changePassword() {
+async function changePassword(dialogParts) {
+  const { current, next, error, done } = dialogParts;
   const body = { current_password: current.value, new_password: next.value };
   const problem = problemWith(body.current_password, body.new_password);
   show(done, "");
@@ -85,38 +85,38 @@ async function changePassword() {
     return;
   }
   show(error, "");
-  setBusy(true);
+  setBusy(dialogParts, true);
   try {
     await replaceSession((token) => request("POST", "/api/auth/password", { token, body }));
-    form.reset();
+    dialogParts.form.reset();
     show(done, "Password changed. Every other session has been signed out.");
   } catch (failure) {
     show(error, explain(failure));
     (failure.code === "invalid_credentials" ? current : next).focus();
   } finally {
-    setBusy(false);
+    setBusy(dialogParts, false);
   }
 }
 
-async function logoutEverywhere() {
+async function logoutEverywhere(dialogParts) {
   const session = currentSession();
   if (!session) return;
-  show(everywhereError, "");
-  setBusy(true);
+  show(dialogParts.everywhereError, "");
+  setBusy(dialogParts, true);
   try {
     await request("POST", "/api/auth/logout", { token: session.token, body: { everywhere: true } });
   } catch (failure) {
     // Unlike a plain logout, the point is the other devices: say it did not happen.
-    show(everywhereError, `Could not log out everywhere: ${failure.message}`);
-    setBusy(false);
+    show(dialogParts.everywhereError, `Could not log out everywhere: ${failure.message}`);
+    setBusy(dialogParts, false);
     return;
   }
   closeAccount();
   endSession("You logged out everywhere.");
 }
 
-function setBusy(busy) {
-  changeButton.disabled = busy;
-  everywhereButton.disabled = busy;
+function setBusy({ form, change, everywhere }, busy) {
+  change.disabled = busy;
+  everywhere.disabled = busy;
   form.setAttribute("aria-busy", String(busy));
 }
