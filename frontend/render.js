@@ -48,6 +48,8 @@ export function renderFrame(frame, { own, attachments }) {
 export function renderMessage({ user, text, attachments, ts, own }) {
   const item = document.createElement("li");
   item.className = own ? "message own" : "message";
+  // Its day, for the dividers (markDays); one still sending is today's.
+  item.dataset.day = dayKey(new Date(Number.isFinite(ts) && ts > 0 ? ts : Date.now()));
 
   const meta = document.createElement("div");
   meta.className = "meta";
@@ -67,23 +69,35 @@ export function renderMessage({ user, text, attachments, ts, own }) {
   return item;
 }
 
+// A local calendar day as "year-month-day" (months from 0), and back.
+const dayKey = (when) => `${when.getFullYear()}-${when.getMonth()}-${when.getDate()}`;
+const dayFromKey = (key) => new Date(...key.split("-").map(Number));
+
+function daysAgo(when, now) {
+  const midnight = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  return Math.round((midnight(now) - midnight(when)) / 86400000);
+}
+
+// "Today", "Yesterday" or the date (`length`: "short" or "long" names).
+function dayName(when, length) {
+  const now = new Date();
+  const ago = daysAgo(when, now);
+  if (ago === 0) return "Today";
+  if (ago === 1) return "Yesterday";
+  const year = when.getFullYear() === now.getFullYear() ? undefined : "numeric";
+  return when.toLocaleDateString([], { weekday: length, day: "numeric", month: length, year });
+}
+
 // "14:05" today; "Yesterday 14:05" or "Mon 3 Dec 14:05" before; the full
 // date and time in its title.
 function timeElement(when) {
-  const now = new Date();
-  const midnight = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
-  const daysAgo = Math.round((midnight(now) - midnight(when)) / 86400000);
   const clock = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  let day = "";
-  if (daysAgo === 1) day = "Yesterday";
-  else if (daysAgo !== 0) {
-    const year = when.getFullYear() === now.getFullYear() ? undefined : "numeric";
-    day = when.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short", year });
-  }
+  const today = daysAgo(when, new Date()) === 0;
+  const day = today ? "" : dayName(when, "short");
   const time = document.createElement("time");
   time.className = "time";
   time.dateTime = when.toISOString();
-  time.title = `${daysAgo === 0 ? "Today" : day}, ${when.toLocaleString([], { dateStyle: "full", timeStyle: "short" })}`;
+  time.title = `${today ? "Today" : day}, ${when.toLocaleString([], { dateStyle: "full", timeStyle: "short" })}`;
   time.textContent = day ? `${day} ${clock}` : clock;
   return time;
 }
@@ -149,7 +163,7 @@ export function insertItem(item, scroll) {
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const firstPending = item.classList.contains("pending") ? null : list.querySelector(".pending");
   list.insertBefore(item, firstPending);
-  trimMessages();
+  trimMessages(); // and the day dividers
   if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
 }
 
@@ -160,15 +174,50 @@ export function insertInIdOrder(item, id) {
     (other) => compareIds(parseId(other.dataset.id), id) > 0,
   );
   list.insertBefore(item, later || list.querySelector(".pending"));
+  markDays();
+}
+
+// A divider above the first message of each day ("Today", "Yesterday",
+// "Monday 3 December"), kept right after every change to the list (messages
+// arrive out of order: scrollback, the gap fill). Dividers that are still
+// right stay in place: keepingScroll may be holding one as its anchor.
+export function markDays() {
+  let previous = null;
+  for (const node of Array.from(list.children)) {
+    if (node.classList.contains("day-divider")) {
+      const next = node.nextElementSibling;
+      if (!next || !next.classList.contains("message")) node.remove();
+      continue;
+    }
+    const day = node.dataset.day;
+    const before = node.previousElementSibling;
+    const divider = before && before.classList.contains("day-divider") ? before : null;
+    if (day === previous) {
+      if (divider) divider.remove();
+      continue;
+    }
+    previous = day;
+    if (divider && divider.dataset.day === day) continue;
+    if (divider) divider.remove();
+    const when = dayFromKey(day);
+    const heading = document.createElement("li");
+    heading.className = "day-divider";
+    heading.dataset.day = day;
+    heading.textContent = dayName(when, "long");
+    list.insertBefore(heading, node);
+  }
 }
 
 // The oldest go first, so what stays shown has no hole (scrollback reloads them).
 export function trimMessages() {
-  while (list.children.length > MAX_MESSAGES) {
+  let count = list.querySelectorAll(".message").length;
+  while (count > MAX_MESSAGES) {
     const oldest = list.querySelector(".message:not(.pending)");
     if (!oldest) break;
     oldest.remove();
+    count -= 1;
   }
+  markDays();
 }
 
 // The list item of a message id, if it is shown (ids are digits and a dash).
@@ -193,7 +242,11 @@ export function firstShownAfter(id) {
 // item in view stays where it is on the screen.
 export function keepingScroll(insert) {
   const top = list.getBoundingClientRect().top;
-  const anchor = Array.from(list.children).find((item) => item.getBoundingClientRect().bottom > top);
+  // A message, not a day divider: a divider stays at the top of its day
+  // while older messages of that day go in below it.
+  const anchor = Array.from(list.querySelectorAll(".message")).find(
+    (item) => item.getBoundingClientRect().bottom > top,
+  );
   const before = anchor && anchor.getBoundingClientRect().top;
   insert();
   if (anchor && anchor.isConnected) list.scrollTop += anchor.getBoundingClientRect().top - before;

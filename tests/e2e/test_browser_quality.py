@@ -194,15 +194,36 @@ def test_links_in_messages_are_web_addresses_only_and_open_safely(new_page) -> N
     expect(body.locator("img, b")).to_have_count(0)
 
 
-def test_times_say_which_day(new_page) -> None:
+def test_times_say_which_day_and_each_day_starts_with_a_divider(new_page) -> None:
     """Today's messages show the time, older ones the day too; the title has
-    the full date."""
+    the full date; a divider names each day above its first message, also
+    when an older day's message is put in above (scrollback)."""
     page = new_page()
     register(page, unique("noa"))
     say(page, "what day is it")
     time = message(page, "what day is it").locator("time")
     expect(time).to_have_text(re.compile(r"^\d\d:\d\d"))
     expect(time).to_have_attribute("title", re.compile(r"^Today, .*\d{4}"))
+    dividers = page.locator("#messages .day-divider")
+    expect(dividers).to_have_text(["Today"])
+    page.evaluate(
+        """async () => {
+          const { insertInIdOrder, renderMessage } = await import("./render.js");
+          const ts = Date.now() - 40 * 86400000;
+          for (const seq of [0, 1]) {
+            const fields = { user: "x", text: `old ${seq}`, attachments: [], own: false };
+            const item = renderMessage({ ...fields, ts });
+            item.dataset.id = `${ts}-${seq}`;
+            insertInIdOrder(item, [ts, seq]);
+          }
+        }"""
+    )
+    expect(dividers).to_have_count(2)
+    expect(dividers.last).to_have_text("Today")
+    first = page.locator("#messages > li").first
+    expect(first).to_have_class("day-divider")
+    expect(first).not_to_have_text(re.compile("Today|Yesterday"))
+    assert page.locator("#messages > li").nth(1).text_content().endswith("old 0")
     labels = page.evaluate(
         """async () => {
           const { renderMessage } = await import("./render.js");
