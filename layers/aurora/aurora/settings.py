@@ -171,6 +171,9 @@ class Settings:
     # Fan-out server: listening, keepalive, per-connection and per-user limits.
     fanout_host: str = setting("FANOUT_HOST", "0.0.0.0", "listening address")
     fanout_port: int = setting("FANOUT_PORT", 8080, "listening port (0: any)", ge=0, le=65535)
+    fanout_console_logs: bool = setting(
+        "FANOUT_CONSOLE_LOGS", False, "readable log lines instead of one JSON object a line"
+    )
     ping_interval_seconds: int = setting(
         "PING_INTERVAL_SECONDS", 30, "WebSocket ping interval", ge=1
     )
