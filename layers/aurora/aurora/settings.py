@@ -336,7 +336,7 @@ class Settings:
                 raise ConfigurationError(
                     f"BCRYPT_ROUNDS must be >= {MIN_BCRYPT_ROUNDS} outside local mode"
                 )
-        elif not in_cloud_runtime(os.environ if environ is None else environ):
+        elif not in_cloud_runtime(environ):
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:
             return  # fetched on first use and checked then (aurora.secrets)

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 COLLECTION = "users"
 
 # The one username rule, for registration, login, lookups and token claims:
-# ASCII letters, digits and `_ . -` only, so a name holds no control, invisible
-# or look-alike character and renders as itself wherever it is shown. Always
-# matched whole (`fullmatch`): `$` alone would also accept "alice\n".
+# ASCII letters, digits and `_ . -` only, so a name holds no control,
+# invisible or non-ASCII look-alike character and renders as itself wherever
+# it is shown. Always matched whole (`fullmatch`): `$` alone would also
+# accept "alice\n".
 USERNAME_PATTERN = r"[A-Za-z0-9_.-]{3,32}"
 USERNAME_RULE = "3-32 characters: letters, digits, '_', '.', '-'"
 _USERNAME = re.compile(USERNAME_PATTERN)
@@ -30,7 +31,7 @@ def is_valid_username(username: object) -> bool:
 
 def check_username(username: object) -> str:
     """`username` if it keeps the rule, else ValidationError `invalid_username`."""
-    if not is_valid_username(username):
+    if not isinstance(username, str) or not _USERNAME.fullmatch(username):
         raise ValidationError(f"Username must be {USERNAME_RULE}", code="invalid_username")
     return username
 
