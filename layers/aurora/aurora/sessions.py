@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aurora import tokens
+from aurora import tokens, users
 from aurora.errors import AuthenticationError
 from aurora.keyspace import REVOCATIONS_CHANNEL, revoked_key, session_key, user_sessions_key
 from aurora.settings import Settings
@@ -125,6 +125,11 @@ def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> Sess
     if not result:
         raise _invalid_refresh()
     user_id, username = result
+    if not users.is_valid_username(username):
+        # A session opened before the username rule was whole: its tokens
+        # would be refused, so it ends here.
+        client.delete(session_key(session_id))
+        raise _invalid_refresh()
     client.expire(user_sessions_key(user_id), settings.refresh_ttl_seconds)
     access = tokens.issue_token(user_id, username, settings, session_id=session_id)
     return SessionTokens(access, f"{session_id}.{new_secret}")
