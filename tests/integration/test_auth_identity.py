@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import jwt
 import pytest
@@ -17,7 +15,7 @@ from aurora.backends import database, redis_client
 from aurora.keyspace import session_key
 from aurora.settings import Settings
 from scripts import accounts as accounts_cli
-from tests.support import ROOT
+from tests.support import run_script
 from tests.support.events import FORMATS, call, event
 
 PASSWORD = "securepass123"
@@ -98,13 +96,6 @@ def test_invalid_usernames_exits_0_when_every_name_keeps_the_rule(settings, caps
 
 def test_the_accounts_cli_runs_as_a_script_with_the_environment_settings(app_env):
     stored_account(app_env, "alice\n")
-    done = subprocess.run(
-        [sys.executable, "scripts/accounts.py", "invalid-usernames"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_script("scripts/accounts.py", "invalid-usernames")
     assert done.returncode == 1, done.stderr
     assert done.stdout.split("\t")[1].strip() == '"alice\\n"'
