@@ -258,13 +258,13 @@ async def serve_forever(settings: Settings) -> None:
     await FanoutServer(settings).run(stop)
 
 
-def configure_logging(local: bool = False) -> None:
-    """One JSON object per line on stderr; in local mode, the local stack's
+def configure_logging(console: bool = False) -> None:
+    """One JSON object per line on stderr; with `console`, the local stack's
     readable lines instead (a person reads them, not a log service)."""
     from pythonjsonlogger.json import JsonFormatter
 
     handler = logging.StreamHandler()
-    if local:
+    if console:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
@@ -282,7 +282,7 @@ def configure_logging(local: bool = False) -> None:
 
 def main() -> None:
     settings = get_settings()
-    configure_logging(local=settings.is_local)
+    configure_logging(console=settings.fanout_console_logs)
     try:
         import uvloop
     except ImportError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -188,6 +187,8 @@ class LocalStack:
             **env,
             "FANOUT_HOST": self.config.host,
             "FANOUT_PORT": str(self.config.ws_port),
+            # Readable lines beside the stack's own (JSON is for log services).
+            "FANOUT_CONSOLE_LOGS": "true",
         }
         log_path = self.config.data_dir / "fanout.log"
         process = _spawn("fanout", [sys.executable, "-m", "fanout"], log_path, env=child_env)
@@ -213,7 +214,9 @@ class LocalStack:
         for fn in self.functions:
             fn.close()
         self.functions = []
-        _close_database_clients()
+        from aurora.backends import close_database_clients
+
+        close_database_clients()
         for child in servers:
             log.info("stopping %s (pid %d)", SERVER_NAMES.get(child.name, child.name), child.pid)
             child.terminate()
@@ -280,17 +283,6 @@ class LocalStack:
         finally:
             for task in tasks:
                 task.cancel()
-
-
-def _close_database_clients() -> None:
-    """Close the handlers' MongoDB clients while the server still runs: at exit
-    pymongo would wait for it (server selection, seconds) to end its sessions."""
-    if "pymongo" not in sys.modules:
-        return
-    from pymongo import MongoClient
-
-    for client in [o for o in gc.get_objects() if isinstance(o, MongoClient)]:
-        client.close()
 
 
 async def serve(stack: LocalStack, urls: dict[str, Any], on_started: Any = None) -> None:

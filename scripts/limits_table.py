@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aurora import accounts, attachments, history, rooms, sessions, stream, tokens
+from aurora import accounts, attachments, history, rooms, sessions, stream, tokens, users
 from aurora.settings import MAX_PRESIGNED_URL_SECONDS, declarations
 from fanout import session
 from local import gateway
@@ -39,8 +39,7 @@ FIXED: list[tuple[str, Any, str]] = [
      "aurora/settings.py `MAX_PRESIGNED_URL_SECONDS`"),
     ("password length (characters)", f"{accounts.PASSWORD_MIN}-{accounts.PASSWORD_MAX}",
      "aurora/accounts.py `PASSWORD_MIN`, `PASSWORD_MAX`"),
-    ("username", accounts.USERNAME_HELP.removeprefix("Username must be "),
-     "aurora/accounts.py `USERNAME_RULE`"),
+    ("username", users.USERNAME_RULE, "aurora/users.py `USERNAME_PATTERN`"),
     ("room id", rooms.ROOM_RULE, "aurora/rooms.py `ROOM_PATTERN`"),
     ("search text (characters)", f"{history.SEARCH_MIN_CHARS}-{history.SEARCH_MAX_CHARS}",
      "aurora/history.py `SEARCH_MIN_CHARS`, `SEARCH_MAX_CHARS`"),

@@ -273,3 +273,20 @@ def test_the_fanout_task_may_only_read_attachment_objects(fanout_template):
     assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {
         e["Name"] for e in container["Environment"]
     }
+
+
+def test_cloud_processes_run_in_production_mode_whatever_the_stage(template, fanout_template):
+    """The mode never follows the stage name: a stack named `local` is no local stack."""
+    assert re.fullmatch(template["Parameters"]["Stage"]["AllowedPattern"], "local")
+    functions_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    for resource in of_type(template, "AWS::Serverless::Function").values():
+        env = functions_env | resource["Properties"].get("Environment", {}).get("Variables", {})
+        assert env["AURORA_ENV"] == "production"
+    (container,) = fanout_template["Resources"]["TaskDefinition"]["Properties"][
+        "ContainerDefinitions"
+    ]
+    fanout_env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert fanout_env["AURORA_ENV"] == "production"
+    # Both tiers sign and accept tokens of one issuer, named for this deployment.
+    assert fanout_env["JWT_ISSUER"] == functions_env["JWT_ISSUER"]
+    assert "${Stage}" in functions_env["JWT_ISSUER"]["Fn::Sub"]

@@ -91,3 +91,14 @@ def test_health_answers_and_responses_carry_security_headers(auth):
     assert result["statusCode"] == 200
     assert json.loads(result["body"]) == {"ok": True, "service": "auth"}
     assert result["headers"]["x-content-type-options"] == "nosniff"
+
+
+def test_a_named_http_api_stage_in_the_path_still_reaches_the_routes(auth):
+    """API Gateway sends `/dev/api/...` for a stage named `dev`."""
+    event = sample("register.http-v2.json")
+    event.update(routeKey="GET /api/health", rawPath="/dev/api/health", body=None)
+    event["requestContext"]["http"].update(method="GET", path="/dev/api/health")
+    event["requestContext"]["stage"] = "dev"
+    result = auth.invoke(event)
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"ok": True, "service": "auth"}

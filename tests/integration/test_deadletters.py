@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -15,7 +13,7 @@ from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry
 from scripts import deadletters as deadletters_cli
-from tests.support import ROOT
+from tests.support import run_script
 
 
 @pytest.fixture
@@ -103,13 +101,6 @@ def test_replay_without_ids_is_refused(settings, capsys):
 
 
 def test_the_cli_runs_as_a_module_with_the_environment_settings(app_env, letters):
-    done = subprocess.run(
-        [sys.executable, "scripts/deadletters.py", "list"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_script("scripts/deadletters.py", "list")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 2

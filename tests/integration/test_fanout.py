@@ -144,7 +144,7 @@ async def test_a_foreign_browser_origin_is_refused(settings):
     async with replica(prod_like) as (url, _):
         with pytest.raises(InvalidStatus) as caught:
             async with connect(
-                f"{url}/?token={token_for(settings, 'a')}", origin="https://evil.example"
+                f"{url}/?token={token_for(settings, 'ann')}", origin="https://evil.example"
             ):
                 pass
         assert caught.value.response.status_code == 403

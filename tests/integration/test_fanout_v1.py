@@ -113,7 +113,7 @@ async def test_a_token_that_expires_while_connected_closes_with_4001(settings):
     strict = dataclasses.replace(settings, jwt_leeway_seconds=0, jwt_ttl_seconds=1)
     async with replica(strict) as (url, _):
         ws = await connect(url)
-        await send_json(ws, {"type": "auth", "token": issue_token("id-a", "a", strict)})
+        await send_json(ws, {"type": "auth", "token": issue_token("id-ann", "ann", strict)})
         assert (await receive_json(ws))["type"] == "ready"
         assert await closed_with(ws, timeout=4) == 4001
 

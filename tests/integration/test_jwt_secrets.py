@@ -109,6 +109,7 @@ def test_a_weak_stored_secret_makes_login_fail_closed_without_naming_it(aws, app
     name = unique("jwt")
     ssm.put_parameter(Name=name, Value="too-short", Type="SecureString")
     monkeypatch.setenv("AURORA_ENV", "production")
+    monkeypatch.setenv("BCRYPT_ROUNDS", "10")  # the least production mode accepts
     monkeypatch.setenv("JWT_SECRET_PARAMETER", name)
     monkeypatch.delenv("JWT_SECRET")
     get_settings.cache_clear()

@@ -15,7 +15,9 @@ SETTINGS = Settings(env="local", jwt_secret=SECRET, jwt_leeway_seconds=0)
 
 def test_a_token_carries_the_original_claims():
     token = tokens.issue_token("u1", "alice", SETTINGS, now=1_700_000_000)
-    payload = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    payload = jwt.decode(
+        token, SECRET, algorithms=["HS256"], audience="aurorachat", options={"verify_exp": False}
+    )
     assert payload["userId"] == "u1"
     assert payload["username"] == "alice"
     assert payload["exp"] - payload["iat"] == 24 * 3600
@@ -109,7 +111,7 @@ def test_an_unknown_key_id_is_refused_even_if_the_signature_matches_a_known_key(
 
 
 def test_a_token_without_a_key_id_is_verified_with_the_signing_key():
-    payload = {"userId": "u", "username": "a", "iat": 1, "exp": 2**40, "jti": "j"}
+    payload = {"userId": "u", "username": "ann", "iat": 1, "exp": 2**40, "jti": "j"}
     assert tokens.verify_token(jwt.encode(payload, SECRET), SETTINGS).user_id == "u"
 
 

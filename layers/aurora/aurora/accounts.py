@@ -5,7 +5,6 @@ is checked by its request model, so bad input is refused before either is touche
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
@@ -25,10 +24,6 @@ if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
 
-# ASCII only, so names look the same everywhere and no two look alike;
-# compared case-insensitively (users.username_key).
-USERNAME_RULE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
-USERNAME_HELP = "Username must be 3-32 characters: letters, digits, '_', '.', '-'"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 
 # Strict strings: `{"username": {"$ne": null}}` is a type error, never a query.
@@ -43,8 +38,10 @@ class Credentials(BaseModel):
     """A login."""
 
     model_config = ConfigDict(extra="ignore")
-    username: Text = Field(description="3-32 of A-Z a-z 0-9 _ . - (unique, any case)")
-    password: Text = Field(description=f"{PASSWORD_MIN}-{PASSWORD_MAX} characters")
+    username: Text = Field(description=f"{users.USERNAME_RULE} (unique, any case)")
+    password: Text = Field(
+        description=f"{PASSWORD_MIN}-{PASSWORD_MAX} characters; bcrypt reads the first 72 bytes"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Credentials:
@@ -58,8 +55,7 @@ class Registration(Credentials):
     @model_validator(mode="after")
     def _check(self) -> Registration:
         _require(self.username, self.password)
-        if not USERNAME_RULE.match(self.username):
-            raise ValidationError(USERNAME_HELP, code="invalid_username")
+        users.check_username(self.username)
         _check_password(self.password)
         return self
 
@@ -120,6 +116,8 @@ def _require(*values: str) -> None:
 
 
 def _check_password(password: str) -> None:
+    # Characters, not bytes: a longer UTF-8 password is accepted, and bcrypt
+    # reads only its first 72 bytes. Deliberate, see aurora.passwords.
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise ValidationError(
             f"Password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password"

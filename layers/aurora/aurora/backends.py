@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _index_lock = threading.Lock()
 _indexed: set[tuple[str, str]] = set()
+_mongo_clients: list = []  # what _mongo_client made, for close_database_clients()
 
 
 @lru_cache(maxsize=8)
@@ -65,7 +66,19 @@ def _mongo_client(url: str):  # -> pymongo.MongoClient
 
     client = MongoClient(url, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True)
     atexit.register(client.close)  # end its server sessions cleanly when the process exits
+    _mongo_clients.append(client)
     return client
+
+
+def close_database_clients() -> None:
+    """Close this process's MongoDB clients now, not at exit: a host that
+    stops its own database server (the local stack) closes them first, else
+    pymongo would wait for that server at exit to end its sessions."""
+    while _mongo_clients:
+        _mongo_clients.pop().close()
+    _mongo_client.cache_clear()
+    with _index_lock:
+        _indexed.clear()
 
 
 def database(settings: Settings) -> Database:

@@ -146,6 +146,27 @@ def authenticated(
 User = Annotated[tokens.Claims, Depends(authenticated)]
 
 
+def without_stage(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as the routes expect it. An HTTP API (2.0) stage other than
+    `$default` prefixes every path it sends with its name (`/dev/api/...`)
+    while the routes are declared without it (`/api/...`): strip it, so the
+    stack works under any stage name. REST API (1.0) paths carry no stage."""
+    context = event.get("requestContext") or {}
+    stage, http = context.get("stage"), context.get("http")
+    if event.get("version") != "2.0" or not stage or stage == "$default" or not http:
+        return event
+    prefix = f"/{stage}/"
+    if not http.get("path", "").startswith(prefix):
+        return event
+    path = http["path"][len(prefix) - 1 :]
+    raw = event.get("rawPath", "")
+    return {
+        **event,
+        "rawPath": raw[len(prefix) - 1 :] if raw.startswith(prefix) else raw,
+        "requestContext": {**context, "http": {**http, "path": path}},
+    }
+
+
 def lambda_handler(app: FastAPI, logger: Logger, metrics: Metrics | None = None):
     """The Lambda entry point for an API function: API Gateway HTTP API (2.0)
     and REST API (1.0) events in, proxy responses out. The correlation id is
@@ -160,7 +181,7 @@ def lambda_handler(app: FastAPI, logger: Logger, metrics: Metrics | None = None)
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
-            return asgi(event, context)
+            return asgi(without_stage(event), context)
         finally:
             # EMF lines only when a route recorded something (no empty-set warning).
             if metrics is not None and metrics.metric_set:

@@ -18,7 +18,7 @@ STREAM_KEY = "aurora:messages"
 
 # Stream: entries the drain could never store, with the reason. Written by the
 # drain (`aurora.drain`); kept until an operator replays or deletes them
-# (`python -m aurora.deadletters`).
+# (`python scripts/deadletters.py`).
 DEAD_LETTER_KEY = "aurora:messages:dead"
 
 _ROOM_CHANNEL = "aurora:room:"

@@ -1,7 +1,11 @@
 """Password hashing with bcrypt.
 
-bcrypt reads at most 72 bytes; like the original (bcryptjs) we hash the first
-72 bytes of the UTF-8 password, so hashes stay interchangeable with it.
+bcrypt reads at most 72 bytes, and we deliberately hash only the first 72
+bytes of the UTF-8 password, as the original (bcryptjs) does: its hashes stay
+valid here, and no password that worked there stops working. Two passwords
+that share their first 72 bytes are one password; 72 bytes are far more than
+a guessable password holds. The cost (`BCRYPT_ROUNDS`) is at least 10 outside
+local mode (`Settings.check`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ within that time without a redeploy. The MongoDB URI is read once per process
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -19,6 +20,14 @@ from aurora.errors import ConfigurationError
 # The placeholder secret the local stack uses; refused outside local mode.
 LOCAL_DEV_SECRET = "aurora-local-development-secret-not-for-production"  # noqa: S105
 MIN_SECRET_BYTES = 32
+
+# Set by the Lambda and ECS runtimes, never by the local stack or the tests.
+_CLOUD_RUNTIME_VARIABLES = (
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "ECS_CONTAINER_METADATA_URI",
+    "ECS_CONTAINER_METADATA_URI_V4",
+)
+_CLOUD_EXECUTION_ENVS = ("AWS_Lambda_", "AWS_ECS_")  # AWS_EXECUTION_ENV prefixes
 
 
 class JwtSecretSettings(Protocol):
@@ -32,6 +41,15 @@ class JwtSecretSettings(Protocol):
 
     @property
     def is_local(self) -> bool: ...
+
+
+def in_cloud_runtime(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs on Lambda or ECS (`environ`, default: the
+    process environment): there the secrets are checked even in local mode."""
+    env = os.environ if environ is None else environ
+    return any(env.get(name) for name in _CLOUD_RUNTIME_VARIABLES) or env.get(
+        "AWS_EXECUTION_ENV", ""
+    ).startswith(_CLOUD_EXECUTION_ENVS)
 
 
 def check_secrets(secrets: tuple[str, ...], source: str) -> None:
@@ -50,7 +68,7 @@ def jwt_secrets(settings: JwtSecretSettings) -> tuple[str, ...]:
         source = settings.jwt_secret_parameter or settings.jwt_secret_id
         if not secrets:
             raise ConfigurationError(f"the JWT secret stored in {source} is empty")
-        if not settings.is_local:
+        if not settings.is_local or in_cloud_runtime():
             check_secrets(secrets, source)
         return secrets
     return (settings.jwt_secret, *settings.jwt_previous_secrets)

@@ -10,10 +10,10 @@ a session ends its access tokens too.
 Rotation follows OAuth 2.0 Security BCP: presenting a refresh token that was
 already rotated away means it was copied, so the whole session is revoked.
 
-Every revocation (logout, logout everywhere, password change, a replayed refresh token, the
-session limit) publishes a notice on `REVOCATIONS_CHANNEL` in the same
-transaction as its write, so fan-out replicas close the open WebSockets it
-ends. A notice only names the user: replicas re-check that user's connections
+Every revocation (logout, logout everywhere, password change, a replayed
+refresh token, the session limit) publishes a notice on `REVOCATIONS_CHANNEL`
+in the same transaction as its write, so fan-out replicas close the open
+WebSockets it ends. A notice only names the user: replicas re-check that user's connections
 against the keys above, which stay the one source of truth.
 """
 
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aurora import tokens
+from aurora import tokens, users
 from aurora.errors import AuthenticationError
 from aurora.keyspace import REVOCATIONS_CHANNEL, revoked_key, session_key, user_sessions_key
 from aurora.settings import Settings
@@ -125,6 +125,11 @@ def refresh(client: redis.Redis, settings: Settings, refresh_token: str) -> Sess
     if not result:
         raise _invalid_refresh()
     user_id, username = result
+    if not users.is_valid_username(username):
+        # A session opened before the username rule was whole: its tokens
+        # would be refused, so it ends here.
+        client.delete(session_key(session_id))
+        raise _invalid_refresh()
     client.expire(user_sessions_key(user_id), settings.refresh_ttl_seconds)
     access = tokens.issue_token(user_id, username, settings, session_id=session_id)
     return SessionTokens(access, f"{session_id}.{new_secret}")

@@ -17,7 +17,11 @@ from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from aurora.errors import ConfigurationError
-from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, resolve_mongo_url
+from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, in_cloud_runtime, resolve_mongo_url
+
+# bcrypt costs below this are refused outside local mode: each step halves
+# the work of guessing a stolen hash.
+MIN_BCRYPT_ROUNDS = 10
 
 # Registrations per client IP and window in local mode, where every script and
 # load test registers from 127.0.0.1 (REGISTRATIONS_PER_IP still wins).
@@ -107,11 +111,26 @@ class Settings:
     jwt_leeway_seconds: int = setting(
         "JWT_LEEWAY_SECONDS", 10, "clock skew allowed when checking expiry", ge=0
     )
+    # Every token names who issued it and for whom, and only tokens naming this
+    # deployment are accepted: a secret shared by mistake between deployments
+    # does not make their tokens interchangeable. The template sets an issuer
+    # per account, region and stage.
+    jwt_issuer: str = setting("JWT_ISSUER", "aurorachat", "`iss` of tokens issued and accepted")
+    jwt_audience: str = setting("JWT_AUDIENCE", "aurorachat", "`aud` of tokens issued and accepted")
+    # Tokens with neither claim come from servers that predate them (the
+    # original's included): accepted until they expire while this is on. Turn
+    # it off once JWT_TTL_SECONDS has passed since every server sharing the
+    # secret issues `iss` and `aud`.
+    jwt_accept_unscoped: bool = setting(
+        "JWT_ACCEPT_UNSCOPED", True, "accept unexpired tokens that carry neither `iss` nor `aud`"
+    )
     refresh_ttl_seconds: int = setting(
         "REFRESH_TTL_SECONDS", 30 * 24 * 3600, "refresh token lifetime", limit=True, ge=1
     )
 
-    # Passwords, sessions, and the login and registration throttles.
+    # Passwords, sessions, and the login and registration throttles. Local
+    # mode (and the tests) may use a lower bcrypt cost for speed; the cloud
+    # may not go below MIN_BCRYPT_ROUNDS.
     bcrypt_rounds: int = setting("BCRYPT_ROUNDS", 10, "bcrypt cost", ge=4, le=16)
     max_sessions_per_user: int = setting(
         "MAX_SESSIONS_PER_USER", 50, "open sessions per user (oldest ended)", limit=True, ge=1
@@ -171,6 +190,9 @@ class Settings:
     # Fan-out server: listening, keepalive, per-connection and per-user limits.
     fanout_host: str = setting("FANOUT_HOST", "0.0.0.0", "listening address")
     fanout_port: int = setting("FANOUT_PORT", 8080, "listening port (0: any)", ge=0, le=65535)
+    fanout_console_logs: bool = setting(
+        "FANOUT_CONSOLE_LOGS", False, "readable log lines instead of one JSON object a line"
+    )
     ping_interval_seconds: int = setting(
         "PING_INTERVAL_SECONDS", 30, "WebSocket ping interval", ge=1
     )
@@ -302,12 +324,15 @@ class Settings:
         if values.get("env", cls.env) == "local" and "registrations_per_ip" not in values:
             values["registrations_per_ip"] = LOCAL_REGISTRATIONS_PER_IP
         settings = cls(**values)
-        settings.check()
+        settings.check(env)
         return settings
 
-    def check(self) -> None:
+    def check(self, environ: Mapping[str, str] | None = None) -> None:
         """Refuse what no single field's bounds can: settings that contradict
-        each other, and secrets that are unsafe outside local mode."""
+        each other, and what is unsafe outside local mode. On Lambda or ECS
+        (seen in `environ`, default: the process environment) the secrets are
+        checked even in local mode: a cloud stack never runs with the public
+        development secret, whatever its stage or AURORA_ENV."""
         if self.history_page_default > self.history_page_max:
             raise ConfigurationError("HISTORY_PAGE_DEFAULT must be between 1 and HISTORY_PAGE_MAX")
         if self.s3_public_endpoint_url:
@@ -316,7 +341,12 @@ class Settings:
                 raise ConfigurationError(
                     "S3_PUBLIC_ENDPOINT_URL must be an http(s) URL like http://localhost:9000"
                 )
-        if self.is_local:
+        if not self.is_local:
+            if self.bcrypt_rounds < MIN_BCRYPT_ROUNDS:
+                raise ConfigurationError(
+                    f"BCRYPT_ROUNDS must be >= {MIN_BCRYPT_ROUNDS} outside local mode"
+                )
+        elif not in_cloud_runtime(environ):
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:
             return  # fetched on first use and checked then (aurora.secrets)

@@ -2,7 +2,11 @@
 and by the fan-out container with this one module, revocation included.
 
 - HS256 only (the algorithm is pinned), `exp`, `iat` and `jti` required, a
-  small leeway for clock skew.
+  small leeway for clock skew, and a `username` that keeps the username rule.
+- `iss` and `aud` name this deployment (`JWT_ISSUER`, `JWT_AUDIENCE`): a
+  token naming another is refused, so a secret shared by mistake does not
+  make two deployments' tokens interchangeable. A token with neither (from a
+  server that predates them) is accepted while `JWT_ACCEPT_UNSCOPED` is on.
 - A `kid` header names the signing secret, so a new secret can sign while the
   previous ones still verify (see `aurora.secrets`): rotating the key does not
   log everyone out.
@@ -31,6 +35,7 @@ from aurora.errors import AuthenticationError
 from aurora.keyspace import revoked_key, session_key
 from aurora.secrets import jwt_secrets
 from aurora.settings import Settings
+from aurora.users import is_valid_username
 
 if TYPE_CHECKING:
     import redis
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
 
 ALGORITHM = "HS256"  # pinned: tokens with any other "alg" are refused
 MAX_TOKEN_CHARS = 4096
+_REQUIRED = ["exp", "iat", "jti", "userId", "username"]
+_SCOPE = ("iss", "aud")
 
 # KEYS: any keys. Returns one character per key, "1" if it exists, else "0":
 # a single short reply however many keys (20,000 pipelined EXISTS cost the
@@ -93,7 +100,7 @@ def issue_token(
     now: int | None = None,
 ) -> str:
     """A signed HS256 JWT carrying the original's claims (userId, username, iat,
-    exp) plus `jti` and, for session tokens, `sid`."""
+    exp) plus `iss`, `aud`, `jti` and, for session tokens, `sid`."""
     keys = _keyring(settings)
     iat = int(time.time()) if now is None else now
     payload: dict[str, Any] = {
@@ -101,6 +108,8 @@ def issue_token(
         "username": username,
         "iat": iat,
         "exp": iat + settings.jwt_ttl_seconds,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
         "jti": uuid.uuid4().hex,
     }
     if session_id:
@@ -112,6 +121,34 @@ def issue_token(
 
 def _invalid() -> AuthenticationError:
     return AuthenticationError("Invalid token", code="invalid_token")
+
+
+def _decode(token: str, secret: str, settings: Settings) -> dict[str, Any]:
+    try:
+        return jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=settings.jwt_leeway_seconds,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            options={"require": [*_REQUIRED, *_SCOPE]},
+        )
+    except jwt.MissingRequiredClaimError as missing:
+        if missing.claim not in _SCOPE or not settings.jwt_accept_unscoped:
+            raise
+    # Unscoped: every check but iss and aud, and it must carry neither (one
+    # alone is a token of ours that lost the other: refused).
+    payload = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        leeway=settings.jwt_leeway_seconds,
+        options={"require": _REQUIRED, "verify_aud": False},
+    )
+    if any(claim in payload for claim in _SCOPE):
+        raise _invalid()
+    return payload
 
 
 def verify_token(token: object, settings: Settings) -> Claims:
@@ -126,13 +163,7 @@ def verify_token(token: object, settings: Settings) -> Claims:
         secret = keys.signing_secret if kid is None else keys.by_kid.get(kid)
         if secret is None:
             raise _invalid()
-        payload = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            leeway=settings.jwt_leeway_seconds,
-            options={"require": ["exp", "iat", "jti", "userId", "username"]},
-        )
+        payload = _decode(token, secret, settings)
     except jwt.ExpiredSignatureError:
         raise AuthenticationError("Token expired", code="token_expired") from None
     except jwt.PyJWTError:
@@ -141,6 +172,8 @@ def verify_token(token: object, settings: Settings) -> Claims:
     if not all(isinstance(f, str) and len(f) <= 256 for f in fields):
         raise _invalid()
     user_id, username, jti, sid = fields
+    if not is_valid_username(username):
+        raise _invalid()
     return Claims(
         user_id=user_id,
         username=username,

@@ -1,18 +1,39 @@
 """User accounts in MongoDB: one document per user, unique by username
-(compared case-insensitively through `username_key`)."""
+(compared case-insensitively through `username_key`), and the one username rule."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aurora.errors import ConflictError
+from aurora.errors import ConflictError, ValidationError
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
 COLLECTION = "users"
+
+# The one username rule, for registration, login, lookups and token claims:
+# ASCII letters, digits and `_ . -` only, so a name holds no control,
+# invisible or non-ASCII look-alike character and renders as itself wherever
+# it is shown. Always matched whole (`fullmatch`): `$` alone would also
+# accept "alice\n".
+USERNAME_PATTERN = r"[A-Za-z0-9_.-]{3,32}"
+USERNAME_RULE = "3-32 characters: letters, digits, '_', '.', '-'"
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+def is_valid_username(username: object) -> bool:
+    return isinstance(username, str) and _USERNAME.fullmatch(username) is not None
+
+
+def check_username(username: object) -> str:
+    """`username` if it keeps the rule, else ValidationError `invalid_username`."""
+    if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+        raise ValidationError(f"Username must be {USERNAME_RULE}", code="invalid_username")
+    return username
 
 
 def username_key(username: str) -> str:
@@ -41,6 +62,10 @@ def create_user(db: Database, username: str, password_hash: str) -> str:
 
 
 def find_user(db: Database, username: str) -> dict[str, Any] | None:
+    """The account named `username` (in any case); None if there is none or
+    the name breaks the rule (an account stored before the rule was whole)."""
+    if not is_valid_username(username):
+        return None
     return db[COLLECTION].find_one({"username_key": username_key(username)})
 
 
