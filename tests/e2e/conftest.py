@@ -4,7 +4,7 @@ on ephemeral ports with its data in a temporary folder."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -53,7 +53,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def open_page(browser: Browser, local_stack: dict) -> Iterator[Callable[[], Page]]:
     """Pages on the frontend, each in its own context (a browser of its own) or
-    `beside` another page (a second tab); fails the test on page errors."""
+    `beside` another page (a second tab), with Playwright's context options
+    (viewport, color_scheme…); fails the test on page errors."""
     from playwright.sync_api import expect
 
     from tests.support.browser import WAIT_MS
@@ -61,11 +62,11 @@ def open_page(browser: Browser, local_stack: dict) -> Iterator[Callable[[], Page
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    def open_(beside: Page | None = None) -> Page:
+    def open_(beside: Page | None = None, **context_options: Any) -> Page:
         if beside:
             context = beside.context
         else:
-            context = browser.new_context()
+            context = browser.new_context(**context_options)
             context.set_default_timeout(WAIT_MS)
             contexts.append(context)
         page = context.new_page()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,27 +41,14 @@ def screenshots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def new_page(browser, local_stack) -> Iterator:
+def new_page(open_page) -> Callable:
     """A page in a browser of its own with the given viewport and system theme;
     fails the test on page errors."""
-    contexts, errors = [], []
 
     def new(viewport: dict | None = None, color_scheme: str = "light"):
-        context = browser.new_context(
-            viewport=viewport or SIZES["desktop"], color_scheme=color_scheme
-        )
-        context.set_default_timeout(WAIT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(local_stack["frontend_url"])
-        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
-        return page
+        return open_page(viewport=viewport or SIZES["desktop"], color_scheme=color_scheme)
 
-    yield new
-    for context in contexts:
-        context.close()
-    assert errors == []
+    return new
 
 
 def serious_violations(page) -> list[str]:
