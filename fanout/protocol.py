@@ -165,8 +165,11 @@ def joined_frame(room: str, *, recovered: bool, missed: int) -> str:
     return _dump({"type": "joined", "room": room, "recovered": recovered, "missed": missed})
 
 
-def left_frame(room: str) -> str:
-    return _dump({"type": "left", "room": room})
+def left_frame(room: str, *, reason: str | None = None) -> str:
+    """`reason` when the server took the connection out of the room: `removed`,
+    `banned` or `deleted` (absent when the client asked to leave)."""
+    frame = {"type": "left", "room": room}
+    return _dump(frame if reason is None else frame | {"reason": reason})
 
 
 def ack_frame(client_id: str, message_id: str, *, duplicate: bool = False) -> str:
