@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora.backends import redis_client, redis_unavailable
-from aurora.errors import ForbiddenError
+from aurora.errors import ForbiddenError, ValidationError
 from aurora.keyspace import (
     JOINS_STREAM_KEY,
     MEMBERSHIP_CHANNEL,
@@ -145,7 +145,9 @@ def check_download(
     from aurora.attachments import KEY_PREFIX, key_from_url, url_digest
 
     key = key_from_url(settings, url, s3)
-    if key is not None and key.startswith(f"{KEY_PREFIX}/{claims.user_id}/"):
+    if key is None:
+        raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    if key.startswith(f"{KEY_PREFIX}/{claims.user_id}/"):
         return
     with redis_unavailable():
         rooms = client.smembers(attachment_rooms_key(url_digest(url)))

@@ -112,6 +112,20 @@ def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> None:
         db[COLLECTION].bulk_write([updates[e["index"]] for e in errors], ordered=False)
 
 
+def recent(db: Database, limit: int, *, max_time_ms: int) -> list[dict[str, Any]]:
+    """Every room by most recent stored message: [{room, last_id, last_ts}]
+    (operators' view; users list their own rooms through `room_admin.listing`)."""
+    found = (
+        db[COLLECTION]
+        .find({"last": {"$gt": NO_ACTIVITY}}, sort=[("last", -1)], limit=limit)
+        .max_time_ms(max_time_ms)
+    )
+    return [
+        {"room": doc["_id"], "last_id": _message_id(doc["last"]), "last_ts": doc["last_ts"]}
+        for doc in found
+    ]
+
+
 def _message_id(key: str) -> str:
     ms, seq = key.split("-")
     return f"{int(ms)}-{int(seq)}"
