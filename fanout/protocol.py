@@ -19,10 +19,9 @@ from aurora.errors import (
     ValidationError,
     invalid_input,
 )
-from aurora.rooms import ROOM_PATTERN, ROOM_RULE
+from aurora.rooms import DEFAULT_ROOM, ROOM_PATTERN, ROOM_RULE
 from aurora.stream import MAX_CLIENT_ID_CHARS, is_client_id
 
-DEFAULT_ROOM = "general"
 SUBPROTOCOL = "aurora.v1"
 BEARER_PREFIX = "bearer."
 

@@ -301,6 +301,7 @@ def test_taken_ids_reserved_ids_and_roles_are_enforced(cfg, api):
     redis_client(cfg.redis_url).xadd(window_key("chatty"), {"f": "{}"})  # had a message
     assert rest(api, "POST", "/api/rooms", owner, {"room": "chatty"})[1]["code"] == "room_exists"
     assert rest(api, "POST", "/api/rooms", owner, {"room": "dm:x"})[1]["code"] == "reserved_room"
+    assert rest(api, "POST", "/api/rooms", owner, {"room": "general"})[1]["code"] == "room_exists"
     assert rest(api, "POST", "/api/rooms", owner, {"room": "r", "visibility": "private"})[0] == 201
     assert rest(api, "PUT", "/api/rooms/r/members/admin", owner, {"role": "admin"})[0] == 200
     assert rest(api, "PUT", "/api/rooms/r/members/bob", admin)[0] == 200

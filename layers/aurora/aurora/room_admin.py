@@ -68,6 +68,8 @@ def check_new_id(room: object) -> str:
         raise ValidationError(
             f"Room ids starting with {rooms.RESERVED_PREFIX!r} are reserved", code="reserved_room"
         )
+    if room == rooms.DEFAULT_ROOM:
+        raise ConflictError("That room id is taken", code="room_exists")
     return room
 
 

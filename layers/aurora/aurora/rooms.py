@@ -30,6 +30,8 @@ _ROOM = re.compile(ROOM_PATTERN)
 COLLECTION = "rooms"
 MEMBERSHIPS = "memberships"
 BANS = "bans"
+# The room every client of the original protocol is in: open to all, always.
+DEFAULT_ROOM = "general"
 # Prefix of direct-message rooms: nobody may create or join one by its id.
 RESERVED_PREFIX = "dm:"
 # Stream ids have two unsigned 64-bit parts (at most 20 digits each): padded
