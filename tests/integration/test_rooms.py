@@ -267,6 +267,22 @@ async def test_ban_delete_and_going_private_take_connections_out_on_every_replic
     assert rest(api, "POST", "/api/rooms", owner, {"room": "club"})[1]["code"] == "room_exists"
 
 
+async def test_a_change_whose_notice_was_lost_is_enforced_by_the_sweep(cfg, api):
+    owner, bob = person(cfg, "owner"), person(cfg, "bob")
+    assert (
+        rest(api, "POST", "/api/rooms", owner, {"room": "vault", "visibility": "private"})[0] == 201
+    )
+    assert rest(api, "PUT", "/api/rooms/vault/members/bob", owner)[0] == 200
+    async with replica(cfg) as (url, _):
+        ws = await client(url, bob)
+        await send_json(ws, {"type": "join", "room": "vault"})
+        assert (await answer(ws, bob))["type"] == "joined"
+        redis_client(cfg.redis_url).hdel(room_members_key("vault"), bob.user_id)  # no notice
+        # MEMBERSHIP_CHECK_SECONDS is 2 here.
+        assert await answer(ws, bob, 3.0) == {"type": "left", "room": "vault", "reason": "removed"}
+        await ws.close()
+
+
 async def test_joining_a_public_room_makes_a_member_until_they_leave_over_rest(cfg, api):
     alice = person(cfg, "alice")
     async with replica(cfg) as (url, _):
