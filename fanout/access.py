@@ -71,7 +71,7 @@ class RoomAccess:
     async def record_join(self, claims: Claims, room: str, found: Standing) -> None:
         """A join of a public room makes the user a member (kept until they
         leave over REST): in the mirror and, through the drain, in MongoDB."""
-        if found.role is not None or found.visibility == membership.PRIVATE:
+        if found.role is not None or found.visibility in membership.MEMBERS_ONLY:
             return
         with redis_unavailable("Cannot record the join now, retry"):
             await membership.record_join_async(self._redis, room, claims.user_id, claims.username)

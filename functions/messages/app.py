@@ -1,5 +1,5 @@
 """Messages function: rooms (create, list, details, change, delete, members,
-bans), a room's history, search in a room. Wiring only; the rules live in
+bans), direct rooms, a room's history, search in a room. Wiring only; the rules live in
 `aurora.room_admin` and `aurora.history`."""
 
 from typing import Annotated
@@ -73,6 +73,11 @@ def create_room(body: room_admin.NewRoom, user: User) -> dict:
     created = room_admin.create(db, cache, get_settings(), user, body)
     logger.info("room created", extra={"user_id": user.user_id, "room": body.room})
     return created
+
+
+@app.post("/api/dms", responses=error_responses(400, 401, 404, 503))
+def open_direct(body: room_admin.NewDirect, user: User) -> dict:
+    return room_admin.open_direct(*_stores(), user, body)
 
 
 @app.get("/api/rooms/{room}", responses=ERRORS)

@@ -380,6 +380,51 @@ def test_the_mirror_is_rebuilt_from_mongodb(cfg, api):
     assert [s.may_read for s in before] == [True, True, False]
 
 
+# -- direct rooms ---------------------------------------------------------------------
+
+
+async def test_a_direct_room_is_one_per_pair_whoever_asks_and_nobody_else_gets_in(cfg, api):
+    alice, bob, eve = person(cfg, "alice"), person(cfg, "bob"), person(cfg, "eve")
+    status, first = rest(api, "POST", "/api/dms", alice, {"username": "bob"})
+    assert status == 200, first
+    dm = first["room"]["room"]
+    assert dm.startswith("dm:") and first["room"]["visibility"] == "direct"
+    assert rest(api, "POST", "/api/dms", bob, {"username": "ALICE"})[1]["room"]["room"] == dm
+    assert rest(api, "POST", "/api/dms", alice, {"username": "bob"})[1]["room"]["room"] == dm
+    assert rest(api, "POST", "/api/dms", alice, {"username": "alice"})[1]["code"] == "self_direct"
+    assert rest(api, "POST", "/api/dms", alice, {"username": "nobody"})[0] == 404
+    details = rest(api, "GET", f"/api/rooms/{dm}", bob)[1]["room"]
+    assert {m["user"] for m in details["members"]} == {"alice", "bob"}
+    for who in (alice, bob):
+        listed = rest(api, "GET", "/api/rooms", who)[1]["rooms"]
+        assert [(r["room"], r["visibility"]) for r in listed] == [(dm, "direct")]
+    # A third user: refused on every REST path, and can't be let in.
+    assert rest(api, "GET", f"/api/rooms/{dm}/messages", eve)[0] == 403
+    assert rest(api, "GET", "/api/search", eve, room=dm, q="x")[0] == 403
+    assert rest(api, "GET", f"/api/rooms/{dm}", eve)[0] == 403
+    assert dm not in str(rest(api, "GET", "/api/rooms", eve, scope="public")[1])
+    assert rest(api, "PUT", f"/api/rooms/{dm}/members/eve", alice)[0] == 403
+    assert rest(api, "PATCH", f"/api/rooms/{dm}", alice, {"visibility": "public"})[0] == 403
+    assert rest(api, "POST", "/api/rooms", eve, {"room": dm})[1]["code"] == "reserved_room"
+    async with replica(cfg) as (url_a, _), replica(cfg) as (url_b, _):
+        ws_alice, ws_bob, ws_eve = await client(url_a, alice), await client(url_b, bob), \
+            await client(url_b, eve)  # fmt: skip
+        for ws, who in ((ws_alice, alice), (ws_bob, bob)):
+            await send_json(ws, {"type": "join", "room": dm})
+            assert (await answer(ws, who))["type"] == "joined"
+        await asyncio.sleep(0.1)
+        await send_json(ws_alice, {"type": "message", "room": dm, "text": "psst"})
+        assert (await receive_json(ws_bob))["text"] == "psst"
+        for frame in ({"type": "join", "room": dm}, {"type": "join", "room": dm, "since": "1-0"},
+                      {"type": "message", "room": dm, "text": "me too"},
+                      {"type": "typing", "room": dm, "typing": True},
+                      {"type": "join", "room": "dm:" + "0" * 40}):  # fmt: skip
+            await send_json(ws_eve, frame)
+            assert (await answer(ws_eve, eve))["code"] == "forbidden", frame
+        for ws in (ws_alice, ws_bob, ws_eve):
+            await ws.close()
+
+
 # -- bad input: never a 5xx, every 4xx is {error, code} ---------------------------------
 
 _names = st.sampled_from(["bob", "owner", "nobody", "", "a" * 40, "../x", "ü", "dm:x"])
@@ -395,6 +440,7 @@ _bodies = st.one_of(
             "title": st.one_of(st.text(max_size=120), st.integers()),
             "role": st.sampled_from(["member", "admin", "owner", "god", None, 3]),
             "extra": st.text(max_size=5),
+            "username": st.one_of(_names, st.integers(), st.text(max_size=80)),
         },
     ),
 )
@@ -403,6 +449,7 @@ _calls = st.sampled_from([
     ("PATCH", "/api/rooms/{room}"), ("DELETE", "/api/rooms/{room}"),
     ("PUT", "/api/rooms/{room}/members/{name}"), ("DELETE", "/api/rooms/{room}/members/{name}"),
     ("PUT", "/api/rooms/{room}/bans/{name}"), ("DELETE", "/api/rooms/{room}/bans/{name}"),
+    ("POST", "/api/dms"),
 ])  # fmt: skip
 _queries = st.fixed_dictionaries({}, optional={
     "scope": st.sampled_from(["public", "all", ""]), "limit": st.sampled_from(["0", "5", "x"]),

@@ -27,6 +27,7 @@ from aurora.keyspace import (
     room_members_key,
     window_key,
 )
+from aurora.rooms import RESERVED_PREFIX
 
 if TYPE_CHECKING:
     import redis
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
     from aurora.settings import Settings
     from aurora.tokens import Claims
 
-PUBLIC, PRIVATE = "public", "private"
-VISIBILITIES = (PUBLIC, PRIVATE)
+PUBLIC, PRIVATE, DIRECT = "public", "private", "direct"
+VISIBILITIES = (PUBLIC, PRIVATE)  # what a room's creator may choose
+MEMBERS_ONLY = (PRIVATE, DIRECT)
 OWNER, ADMIN, MEMBER = "owner", "admin", "member"
 ROLES = (OWNER, ADMIN, MEMBER)
 
@@ -56,7 +58,7 @@ class Standing:
         """The rule: may this user join, read, search, post and type here?"""
         if self.deleted or self.banned:
             return False
-        return self.visibility != PRIVATE or self.role is not None
+        return self.visibility not in MEMBERS_ONLY or self.role is not None
 
     @property
     def refusal(self) -> str:
@@ -74,10 +76,13 @@ def _queue(pipe: Any, room: str, user_id: str) -> None:
     pipe.sismember(room_bans_key(room), user_id)
 
 
-def _read(replies: list[Any]) -> list[Standing]:
+def _read(replies: list[Any], rooms: list[str]) -> list[Standing]:
     found = []
-    for i in range(0, len(replies), 3):
-        (visibility, deleted), role, banned = replies[i : i + 3]
+    for i, room in enumerate(rooms):
+        (visibility, deleted), role, banned = replies[3 * i : 3 * i + 3]
+        if visibility is None and room.startswith(RESERVED_PREFIX):
+            # A direct room is never open, even one the mirror does not know.
+            visibility = DIRECT
         found.append(Standing(visibility, deleted == "1", role, bool(banned)))
     return found
 
@@ -87,7 +92,7 @@ def standing(client: redis.Redis, room: str, user_id: str) -> Standing:
     with redis_unavailable("Cannot check room membership now, retry"):
         pipe = client.pipeline(transaction=False)
         _queue(pipe, room, user_id)
-        return _read(pipe.execute())[0]
+        return _read(pipe.execute(), [room])[0]
 
 
 async def standings_async(
@@ -99,7 +104,7 @@ async def standings_async(
     async with client.pipeline(transaction=False) as pipe:
         for room, user_id in pairs:
             _queue(pipe, room, user_id)
-        return _read(await pipe.execute())
+        return _read(await pipe.execute(), [room for room, _ in pairs])
 
 
 def may_access(claims: Claims, room: str) -> bool:
@@ -118,10 +123,11 @@ async def may_access_async(claims: Claims, room: str, client: redis.asyncio.Redi
 
 # KEYS: room info, members, joins stream; ARGV: user id, room, username.
 # A public room's join: the member (if not one already) in the mirror and
-# queued for MongoDB together. Never for a private or deleted room.
+# queued for MongoDB together. Only for a public room (never private,
+# direct or deleted).
 _JOIN = """
 local info = redis.call('HMGET', KEYS[1], 'visibility', 'deleted')
-if info[1] == 'private' or info[2] == '1' then return 0 end
+if (info[1] and info[1] ~= 'public') or info[2] == '1' then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], 'member') == 0 then return 0 end
 redis.call('XADD', KEYS[3], '*', 'room', ARGV[2], 'user_id', ARGV[1], 'username', ARGV[3])
 return 1
@@ -205,6 +211,16 @@ class Mirror:
             lambda p: p.delete(room_members_key(room), room_bans_key(room)),
             lambda p: p.hset(room_info_key(room), mapping=info),
             lambda p: p.hset(room_members_key(room), owner, OWNER),
+        )
+
+    def direct(self, first: str, second: str) -> None:
+        """A direct room of two members (written again as is: idempotent)."""
+        info = {"visibility": DIRECT, "owner": "", "title": "", "deleted": "0"}
+        room = self.room
+        self._apply(
+            None,
+            lambda p: p.hset(room_info_key(room), mapping=info),
+            lambda p: p.hset(room_members_key(room), mapping={first: MEMBER, second: MEMBER}),
         )
 
     def delete(self) -> None:

@@ -8,6 +8,7 @@ with a notice (`membership.Mirror`), so every fan-out replica applies it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -17,7 +18,7 @@ import pydantic
 from aurora import membership, rooms, throttling, users
 from aurora.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from aurora.keyspace import room_members_key, window_key
-from aurora.membership import ADMIN, MEMBER, OWNER, PRIVATE, PUBLIC, Mirror
+from aurora.membership import ADMIN, DIRECT, MEMBER, MEMBERS_ONLY, OWNER, PUBLIC, Mirror
 
 if TYPE_CHECKING:
     import redis
@@ -50,6 +51,12 @@ class RoomChange(pydantic.BaseModel):
 
     title: Title | None = None
     visibility: Literal["public", "private"] | None = None
+
+
+class NewDirect(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    username: str = pydantic.Field(max_length=64)
 
 
 class MemberChange(pydantic.BaseModel):
@@ -114,6 +121,48 @@ def _upsert_member(db: Database, room: str, user_id: str, username: str, role: s
     )
 
 
+def direct_room(first: str, second: str) -> str:
+    """The id of the direct room of two users: the same whoever asks, in the
+    reserved prefix, within the room id rule (a digest of the sorted ids)."""
+    pair = "\0".join(sorted((first, second)))
+    return rooms.RESERVED_PREFIX + hashlib.sha256(pair.encode()).hexdigest()[:40]
+
+
+def open_direct(
+    db: Database, client: redis.Redis, claims: Claims, body: NewDirect
+) -> dict[str, Any]:
+    """The caller's direct room with `body.username`, made on first ask."""
+    user_id, name = _target(db, body.username)
+    if user_id == claims.user_id:
+        raise ValidationError("A direct room is with someone else", code="self_direct")
+    room = direct_room(claims.user_id, user_id)
+    doc = _upsert_direct(db, room, claims.user_id, user_id)
+    _upsert_member(db, room, claims.user_id, claims.username, MEMBER)
+    _upsert_member(db, room, user_id, name, MEMBER)
+    Mirror(client, room).direct(claims.user_id, user_id)
+    answer = rooms.view(doc, room, MEMBER)
+    answer["with"] = {"user": name, "user_id": user_id}
+    return {"room": answer}
+
+
+def _upsert_direct(db: Database, room: str, first: str, second: str) -> dict[str, Any]:
+    from pymongo import ReturnDocument
+    from pymongo.errors import DuplicateKeyError
+
+    fresh = {"visibility": DIRECT, "title": "", "owner": None, "created_at": _now(),
+             "deleted": False, "last": rooms.NO_ACTIVITY, "last_ts": 0,
+             "members": sorted((first, second))}  # fmt: skip
+    for _ in range(2):  # two first asks at once: one upsert loses, then finds it
+        try:
+            return db[rooms.COLLECTION].find_one_and_update(
+                {"_id": room}, {"$setOnInsert": fresh}, upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )  # fmt: skip
+        except DuplicateKeyError:
+            continue
+    return db[rooms.COLLECTION].find_one({"_id": room})
+
+
 # -- reading ------------------------------------------------------------------------
 
 
@@ -138,7 +187,7 @@ def listing(
     query: dict[str, Any] = {"deleted": {"$ne": True}}
     roles: dict[str, str] = {}
     if scope == "public":
-        query["visibility"] = {"$ne": PRIVATE}
+        query["visibility"] = {"$nin": list(MEMBERS_ONLY)}
     else:
         found = (
             db[rooms.MEMBERSHIPS]
@@ -178,7 +227,7 @@ def details(db: Database, claims: Claims, room: str) -> dict[str, Any]:
     if doc is not None and doc.get("visibility") is not None:
         answer["owner"] = doc.get("owner")
         answer["created_at"] = doc["created_at"].isoformat() if doc.get("created_at") else None
-    if answer["visibility"] == PRIVATE:
+    if answer["visibility"] in MEMBERS_ONLY:
         answer["members"] = [
             {"user": m.get("username"), "user_id": m["user_id"], "role": m["role"]}
             for m in db[rooms.MEMBERSHIPS].find({"room": room}, sort=[("joined_at", 1)])
