@@ -288,9 +288,7 @@ def delete(db: Database, client: redis.Redis, claims: Claims, room: str) -> dict
 
 
 def _target(db: Database, username: str) -> tuple[str, str]:
-    from aurora.accounts import USERNAME_RULE
-
-    user = users.find_user(db, username) if USERNAME_RULE.fullmatch(username) else None
+    user = users.find_user(db, username) if users.is_valid_username(username) else None
     if user is None:
         raise NotFoundError("No such user", code="user_not_found")
     return str(user["_id"]), user["username"]
