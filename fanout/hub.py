@@ -88,6 +88,10 @@ class Hub:
         subscriber lost Redis."""
         return {room: f"{ms}-{seq}" for room, (ms, seq) in self._last_id.items()}
 
+    def members(self, room: str) -> list[ServerConnection]:
+        """The local connections in the room (joined, replay written)."""
+        return list(self._rooms.get(room, ()))
+
     def is_member(self, connection: ServerConnection, room: str) -> bool:
         return connection in self._rooms.get(room, ())
 
@@ -164,6 +168,14 @@ class Hub:
         """Its send buffer went over the limit: no more broadcasts, close 4008."""
         self.forget(connection)
         self._close_slow(connection)
+
+    def stop_writing(self, connection: ServerConnection, room: str) -> None:
+        """No more broadcasts of this room to this connection, from now on."""
+        self._stop_writing(connection, room)
+
+    def write(self, connection: ServerConnection, frame: str) -> None:
+        """One frame to one connection, now, in order with broadcasts."""
+        self._write(connection, frame)
 
     def _stop_writing(self, connection: ServerConnection, room: str) -> None:
         writers = self._writers.get(room)

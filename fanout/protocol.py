@@ -19,10 +19,9 @@ from aurora.errors import (
     ValidationError,
     invalid_input,
 )
-from aurora.rooms import ROOM_PATTERN, ROOM_RULE
+from aurora.rooms import DEFAULT_ROOM, ROOM_PATTERN, ROOM_RULE
 from aurora.stream import MAX_CLIENT_ID_CHARS, is_client_id
 
-DEFAULT_ROOM = "general"
 SUBPROTOCOL = "aurora.v1"
 BEARER_PREFIX = "bearer."
 
@@ -165,8 +164,11 @@ def joined_frame(room: str, *, recovered: bool, missed: int) -> str:
     return _dump({"type": "joined", "room": room, "recovered": recovered, "missed": missed})
 
 
-def left_frame(room: str) -> str:
-    return _dump({"type": "left", "room": room})
+def left_frame(room: str, *, reason: str | None = None) -> str:
+    """`reason` when the server took the connection out of the room: `removed`,
+    `banned` or `deleted` (absent when the client asked to leave)."""
+    frame = {"type": "left", "room": room}
+    return _dump(frame if reason is None else frame | {"reason": reason})
 
 
 def ack_frame(client_id: str, message_id: str, *, duplicate: bool = False) -> str:

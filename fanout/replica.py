@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from aurora.sending import Sender
     from aurora.settings import Settings
     from aurora.tokens import Claims
+    from fanout.access import RoomAccess
     from fanout.connection_limit import ConnectionLimit
     from fanout.hub import Hub
     from fanout.metrics import Metrics
@@ -32,5 +33,6 @@ class Replica:
     # The one token check of the fan-out (URL, subprotocol, `auth`, re-auth):
     # AuthenticationError when refused, another AuroraError when it cannot decide.
     authenticate: Callable[[object], Awaitable[Claims]]
-    # May these claims join this room? (`aurora.membership`)
-    may_join: Callable[[Claims, str], Awaitable[bool]]
+    # Who may read which room (`aurora.membership`, cached): asked on join,
+    # send and typing; takes refused members out of their rooms.
+    access: RoomAccess

@@ -20,13 +20,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from aurora import membership
 from aurora.backends import async_redis_client, redis_unavailable
 from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
 from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
+from fanout.access import RoomAccess
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
@@ -66,8 +66,10 @@ class FanoutServer:
         self.metrics = Metrics()
         self.redis = async_redis_client(settings.redis_url)
         self.revocations = RevocationWatch(self.redis, settings, self.metrics)
-        self.subscriber = Subscriber(self.redis, settings, self.revocations)
+        self.access = RoomAccess(self.redis, settings)
+        self.subscriber = Subscriber(self.redis, settings, self.revocations, self.access)
         self.hub = Hub(self.redis, settings, self.metrics, channels=self.subscriber)
+        self.access.hub = self.hub
         self.limit = ConnectionLimit(
             self.redis,
             cap=settings.max_connections_per_user,
@@ -79,11 +81,11 @@ class FanoutServer:
             metrics=self.metrics,
             hub=self.hub,
             sender=Sender(self.redis, settings),
-            attachments=AttachmentCheck(settings),  # S3 client made on first use
+            attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
             revocations=self.revocations,
             authenticate=self.authenticate,
-            may_join=membership.may_access_async,
+            access=self.access,
         )
 
     async def authenticate(self, token: object) -> Claims:
@@ -155,6 +157,7 @@ class FanoutServer:
         subscriber = asyncio.create_task(self.subscriber.run(self.hub))
         renewer = asyncio.create_task(self._renew_leases())
         revocations = asyncio.create_task(self.revocations.run())
+        access = asyncio.create_task(self.access.run())
         async with serve(
             self.handle,
             self.settings.fanout_host,
@@ -192,7 +195,7 @@ class FanoutServer:
                 return_exceptions=True,
             )
             await server.wait_closed()
-        for task in (subscriber, renewer, revocations):
+        for task in (subscriber, renewer, revocations, access):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

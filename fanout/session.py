@@ -109,6 +109,7 @@ class Session:
         except AuroraError as exc:  # the check itself failed (e.g. Redis): not the client's fault
             return await self._refuse(exc.close_code, _RETRY, "unavailable")
         self.v0 = False
+        self.connection.claims = self.claims  # room access reads whose connection it is
         return True
 
     async def _acquire(self, member: str) -> bool:
@@ -174,18 +175,13 @@ class Session:
             case p.SendMessage():
                 return await self._send(command)
             case p.Join(room=room, since=since):
-                if not await replica.may_join(self.claims, room):
-                    return p.error_frame("forbidden", f"You may not join {room!r}")
-                if not replica.hub.is_member(connection, room):
-                    if len(replica.hub.rooms_of(connection)) >= MAX_ROOMS_PER_CONNECTION:
-                        return p.error_frame("too_many_rooms", "Leave a room first")
-                    await replica.hub.join(connection, room, since)
-                    return None  # `joined` and the replay were written by the hub
-                return p.joined_frame(room, recovered=True, missed=0)
+                return await self._join(room, since)
             case p.Leave(room=room):
                 await replica.hub.leave(connection, room)
                 return p.left_frame(room)
             case p.Typing(room=room, typing=typing):
+                if not (await replica.access.standing(self.claims, room)).may_read:
+                    return p.error_frame("forbidden", f"You may not write to {room!r}")
                 if not replica.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
                 now = time.monotonic()
@@ -202,8 +198,30 @@ class Session:
                 return await self._reauthenticate(token)
         return None  # unreachable: parse_client_frame returns only the types above
 
+    async def _join(self, room: str, since: str | None) -> str | None:
+        replica, connection = self.replica, self.connection
+        before = replica.access.generation(room)
+        standing = await replica.access.standing(self.claims, room)
+        if not standing.may_read:
+            return p.error_frame("forbidden", f"You may not join {room!r}")
+        if replica.hub.is_member(connection, room):
+            return p.joined_frame(room, recovered=True, missed=0)
+        if len(replica.hub.rooms_of(connection)) >= MAX_ROOMS_PER_CONNECTION:
+            return p.error_frame("too_many_rooms", "Leave a room first")
+        await replica.access.record_join(self.claims, room, standing)
+        await replica.hub.join(connection, room, since)
+        if replica.access.generation(room) != before:
+            # The room's membership changed while this join was on its way:
+            # the re-check covers this connection too, now that it is in.
+            replica.access.recheck_soon(room)
+        return None  # `joined` and the replay were written by the hub
+
     async def _send(self, command: p.SendMessage) -> str | None:
         replica = self.replica
+        if not (await replica.access.standing(self.claims, command.room)).may_read:
+            return p.error_frame(
+                "forbidden", f"You may not write to {command.room!r}", client_id=command.client_id
+            )
         if not replica.hub.is_member(self.connection, command.room):
             return p.error_frame(
                 "not_joined", f"Join {command.room!r} first", client_id=command.client_id
@@ -224,6 +242,10 @@ class Session:
         match outcome:
             case Accepted(id=message_id):
                 replica.metrics.messages_in.inc()
+                # After the send: a failure here leaves the file unlinkable
+                # from this room (refused, never leaked); the message stands.
+                with contextlib.suppress(AuroraError):
+                    await replica.attachments.posted(command.room, attachments)
                 if command.client_id is not None:
                     return p.ack_frame(command.client_id, message_id)
                 return None  # the sender receives its own message through the room
@@ -251,7 +273,7 @@ class Session:
         if claims.user_id != self.claims.user_id:
             await self.connection.close(p.CLOSE_FORBIDDEN, "a connection cannot change user")
             raise ConnectionClosed(None, None) from None
-        self.claims = claims
+        self.claims = self.connection.claims = claims
         self._schedule_expiry()
         return p.ready_frame(claims.username, claims.user_id)
 

@@ -1,7 +1,7 @@
 """The replica's one Redis pub/sub subscriber: it follows the channels of the
-rooms with local members and the revocation channel, and routes each message
-by its channel (a room's frames to the hub, a revocation notice to the
-revocation watch).
+rooms with local members, the revocation channel and the membership channel,
+and routes each message by its channel (a room's frames to the hub, a
+revocation notice to the revocation watch, a membership notice to room access).
 
 Redis pub/sub is at-most-once: after losing its Redis connection the
 subscriber reconnects, resubscribes, replays from each room's resume window
@@ -22,11 +22,12 @@ from redis.backoff import NoBackoff
 
 from aurora.backends import redis_unavailable
 from aurora.errors import UnavailableError
-from aurora.keyspace import REVOCATIONS_CHANNEL, room_channel, room_of_channel
+from aurora.keyspace import MEMBERSHIP_CHANNEL, REVOCATIONS_CHANNEL, room_channel, room_of_channel
 from aurora.sending import recent
 
 if TYPE_CHECKING:
     from aurora.settings import Settings
+    from fanout.access import RoomAccess
     from fanout.hub import Hub
     from fanout.revocation import RevocationWatch
 
@@ -40,11 +41,16 @@ class Subscriber:
     """The hub's `Channels`; `run(hub)` is its task."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, settings: Settings, revocations: RevocationWatch
+        self,
+        client: redis.asyncio.Redis,
+        settings: Settings,
+        revocations: RevocationWatch,
+        access: RoomAccess,
     ) -> None:
         self._redis = client  # commands (resume window reads)
         self._settings = settings
         self._revocations = revocations
+        self._access = access
         self._client: redis.asyncio.Redis | None = None  # its own, see _connect
         self._pubsub: redis.asyncio.client.PubSub | None = None
         self._connected = asyncio.Event()
@@ -105,6 +111,8 @@ class Subscriber:
             while message is not None:
                 if message["type"] == "message" and message["channel"] == REVOCATIONS_CHANNEL:
                     self._revocations.notice(message["data"])
+                elif message["type"] == "message" and message["channel"] == MEMBERSHIP_CHANNEL:
+                    self._access.notice(message["data"])
                 elif message["type"] == "message":
                     room = room_of_channel(message["channel"])
                     message_id, _, frame = message["data"].partition(" ")
@@ -130,10 +138,13 @@ class Subscriber:
             retry=Retry(NoBackoff(), 0),
         )
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(REVOCATIONS_CHANNEL, *map(room_channel, hub.rooms()))
+        await self._pubsub.subscribe(
+            REVOCATIONS_CHANNEL, MEMBERSHIP_CHANNEL, *map(room_channel, hub.rooms())
+        )
         self._connected.set()
-        # Revocation notices published while disconnected are gone: re-check everyone.
+        # Notices published while disconnected are gone: re-check everyone.
         self._revocations.check_all_soon()
+        self._access.check_all_soon()
         await self._replay(hub)
 
     async def _replay(self, hub: Hub) -> None:

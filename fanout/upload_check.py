@@ -1,5 +1,6 @@
 """The attachment check on the send path: the layer's HEAD check against the
-stored objects, run off the event loop with one S3 client per process.
+stored objects, run off the event loop with one S3 client per process; and
+the record of the rooms each file was posted in.
 
 boto3 is imported (and the client built) on the first message that carries an
 attachment, not when the fan-out starts: most replicas' messages carry none.
@@ -9,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aurora.attachments import Attachment, s3_client, verify_attachments
+from aurora.attachments import Attachment, record_posted_async, s3_client, verify_attachments
+from aurora.backends import redis_unavailable
 from aurora.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 
 class AttachmentCheck:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None = None) -> None:
         self._settings = settings
+        self._redis = client
         self._client: Any = None
         # boto3's client factory is not thread-safe: the first checks may race.
         self._lock = threading.Lock()
@@ -29,6 +35,13 @@ class AttachmentCheck:
             return []
         # Blocking network I/O (one HEAD per attachment): never on the loop.
         return await asyncio.to_thread(self._verify, items, user_id)
+
+    async def posted(self, room: str, attachments: list[Attachment]) -> None:
+        """Record the room a message carrying these files was accepted in: the
+        download link serves a file only to those who may read such a room."""
+        if attachments and self._redis is not None:
+            with redis_unavailable():
+                await record_posted_async(self._redis, room, [a.url for a in attachments])
 
     def _verify(self, items: list[Any], user_id: str) -> list[Attachment]:
         return verify_attachments(items, user_id, self._settings, self._s3())

@@ -6,8 +6,9 @@ from typing import Annotated
 from aws_lambda_powertools import Logger
 from fastapi import Query
 
-from aurora import attachments
-from aurora.http import User, create_api, lambda_handler
+from aurora import attachments, membership
+from aurora.backends import redis_client
+from aurora.http import User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
 
 logger = Logger(service="attachments")
@@ -23,10 +24,11 @@ def create_upload(request: attachments.UploadRequest, user: User) -> dict:
     return upload
 
 
-@app.get("/api/attachments/link")
+@app.get("/api/attachments/link", responses=error_responses(400, 401, 403, 503))
 def download_link(user: User, url: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict:
     settings = get_settings()
     client, signer = attachments.clients(settings)
+    membership.check_download(url, user, settings, client, redis_client(settings.redis_url))
     return attachments.download_link(url, settings, client, signer)
 
 

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aurora import membership, messages, sessions
+from aurora import messages, sessions
 from aurora.backends import database, redis_client
 from aurora.drain import Drain
 from aurora.keyspace import STREAM_KEY
+from aurora.rooms import record_joins
 from aurora.settings import Settings
 from aurora.stream import StreamEntry
 from aurora.tokens import issue_token, verify_token
@@ -307,6 +308,8 @@ def test_rooms_list_the_most_recently_active_first_after_a_drain_run(fn, app_env
     for room in ["quiet", "busy", "middle", "busy"]:
         send(app_env, room)
     drain_all(app_env, db)
+    record_joins(db, {(room, verify_token(token, app_env).user_id): "alice"
+                            for room in ["quiet", "busy", "middle"]})  # fmt: skip
     last = {room: send(app_env, room) for room in ["middle", "busy"]}
     drain_all(app_env, db)
     status, body = get(fn, "/api/rooms", token)
@@ -320,14 +323,18 @@ def test_rooms_list_the_most_recently_active_first_after_a_drain_run(fn, app_env
     ]  # fmt: skip
 
 
-def test_the_membership_hook_guards_history_search_and_recent_rooms(
-    fn, app_env, db, token, monkeypatch
-):
+def test_the_membership_hook_guards_history_search_and_recent_rooms(fn, app_env, db, token):
     """The one rule the fan-out's `join` asks too (`aurora.membership`)."""
-    monkeypatch.setattr(membership, "may_access", lambda claims, room: room != "secret")
+    owner = issue_token("b" * 24, "bob", app_env)
+    create = event("rooms", "http-v2", token=owner, body={"room": "secret",
+                                                           "visibility": "private"})  # fmt: skip
+    create["requestContext"]["http"]["method"] = "POST"
+    create["headers"]["content-type"] = "application/json"
+    assert call(fn, create)[0] == 201
     for room in ["secret", "open"]:
         send(app_env, room)
     drain_all(app_env, db)
+    record_joins(db, {("open", verify_token(token, app_env).user_id): "alice"})
     assert get(fn, "/api/rooms/secret/messages", token)[0] == 403
     assert get(fn, "/api/search", token, room="secret", q="hi")[0] == 403
     assert get(fn, "/api/rooms/open/messages", token)[0] == 200

@@ -27,6 +27,16 @@ PINNED = {
         "aurora:throttle:login-ip:d2",
     ),
     "registrations_key": (keyspace.registrations_key("d3"), "aurora:throttle:register:d3"),
+    "room_info_key": (keyspace.room_info_key("dev"), "aurora:roominfo:{dev}"),
+    "room_members_key": (keyspace.room_members_key("dev"), "aurora:members:{dev}"),
+    "room_bans_key": (keyspace.room_bans_key("dev"), "aurora:bans:{dev}"),
+    "MEMBERSHIP_CHANNEL": (keyspace.MEMBERSHIP_CHANNEL, "aurora:membership"),
+    "JOINS_STREAM_KEY": (keyspace.JOINS_STREAM_KEY, "aurora:joins"),
+    "attachment_rooms_key": (
+        keyspace.attachment_rooms_key("d4"),
+        "aurora:attachment:d4:rooms",
+    ),
+    "room_creations_key": (keyspace.room_creations_key("u1"), "aurora:throttle:rooms:u1"),
 }
 
 
@@ -48,3 +58,11 @@ def test_every_public_name_of_the_keyspace_is_pinned():
 
 def test_a_room_channel_names_its_room():
     assert keyspace.room_of_channel(keyspace.room_channel("a:b.c")) == "a:b.c"
+
+
+def test_a_rooms_mirror_keys_share_one_cluster_slot():
+    """Hash-tagged by room: the membership check is one round trip on one node."""
+    tags = {key.split("{")[1].split("}")[0] for key in (
+        keyspace.room_info_key("a:b"), keyspace.room_members_key("a:b"),
+        keyspace.room_bans_key("a:b"))}  # fmt: skip
+    assert tags == {"a:b"}

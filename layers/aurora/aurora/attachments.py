@@ -10,17 +10,22 @@ limits and with what the message claims.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 import uuid
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
 
 from aurora.errors import UnavailableError, ValidationError, invalid_input
+from aurora.keyspace import attachment_rooms_key
 from aurora.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 KEY_PREFIX = "attachments"
 MAX_PER_MESSAGE = 5
@@ -258,3 +263,18 @@ def download_link(url: str, settings: Settings, client: Any, signer: Any = None)
         ExpiresIn=settings.attachment_url_ttl_seconds,
     )
     return {"url": link, "expires_in": settings.attachment_url_ttl_seconds}
+
+
+# -- who may download: the rooms a file was posted in ----------------------------------
+
+
+def url_digest(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+async def record_posted_async(client: redis.asyncio.Redis, room: str, urls: list[str]) -> None:
+    """The fan-out, after accepting a message that carries these files in `room`."""
+    async with client.pipeline(transaction=False) as pipe:
+        for url in urls:
+            pipe.sadd(attachment_rooms_key(url_digest(url)), room)
+        await pipe.execute()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aurora import deadletters, messages, rooms
 from aurora.errors import ValidationError
-from aurora.keyspace import STREAM_KEY
+from aurora.keyspace import JOINS_STREAM_KEY, STREAM_KEY, room_members_key
 from aurora.stream import GROUP, StreamEntry, next_id, parse_id
 
 if TYPE_CHECKING:
@@ -83,11 +83,12 @@ def ensure_group(client: redis.Redis) -> None:
     """
     import redis
 
-    try:
-        client.xgroup_create(STREAM_KEY, GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    for key in (STREAM_KEY, JOINS_STREAM_KEY):
+        try:
+            client.xgroup_create(key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 class Drain:
@@ -127,7 +128,9 @@ class Drain:
         ensure_group(self.redis)
         try:
             self._reclaim()
+            self._store_joins(reclaim=True)
             while keep_going():
+                self._store_joins()
                 batch = self._read()
                 if batch:
                     self._store(batch)
@@ -138,6 +141,7 @@ class Drain:
                 # behind when it died, instead of leaving it to the next run.
                 if (time.monotonic() - self._last_reclaim) * 1000 >= self.claim_idle_ms:
                     self._reclaim()
+                    self._store_joins(reclaim=True)
             self._trim()
         finally:
             self._forget_consumer()
@@ -288,6 +292,45 @@ class Drain:
                     )
             return details.get("nInserted", len(docs) - len(errors)), duplicates, rejected
 
+    # -- joins of public rooms (the fan-out's, from JOINS_STREAM_KEY) ---------
+
+    def _store_joins(self, *, reclaim: bool = False) -> None:
+        """Persist the memberships public-room joins made: upsert each (and a
+        room document, so the room lists), acknowledge after the write, then
+        delete the entries. Upserts are idempotent, so a redelivery (a crashed
+        run's entries, reclaimed) changes nothing. A join whose member is no
+        longer in the mirror (left or removed meanwhile) is not stored."""
+        if reclaim:
+            entries = self.redis.xautoclaim(
+                JOINS_STREAM_KEY, GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
+                start_id="0-0", count=self.batch_size,
+            )[1]  # fmt: skip
+        else:
+            reply = self.redis.xreadgroup(
+                GROUP, self.consumer, {JOINS_STREAM_KEY: ">"}, count=self.batch_size
+            )
+            entries = reply[0][1] if reply else []
+        ids = [entry_id for entry_id, _ in entries if entry_id is not None]
+        joins = {
+            (f["room"], f["user_id"]): f.get("username", "")
+            for _, f in entries
+            if f and isinstance(f.get("room"), str) and isinstance(f.get("user_id"), str)
+        }
+        if joins:
+            pipe = self.redis.pipeline(transaction=False)
+            for room, user_id in joins:
+                pipe.hexists(room_members_key(room), user_id)
+            current = pipe.execute()
+            rooms.record_joins(
+                self.db,
+                {k: v for (k, v), still in zip(joins.items(), current, strict=True) if still},
+            )
+        if ids:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xack(JOINS_STREAM_KEY, GROUP, *ids)
+            pipe.xdel(JOINS_STREAM_KEY, *ids)
+            pipe.execute()
+
     # -- retention -----------------------------------------------------------
 
     def _trim(self, every_ms: int = 0) -> None:
@@ -324,13 +367,14 @@ class Drain:
         """
         import redis
 
-        try:
-            consumers = self.redis.xinfo_consumers(STREAM_KEY, GROUP)
-            mine = [c for c in consumers if c["name"] == self.consumer]
-            if mine and mine[0]["pending"] == 0:
-                self.redis.xgroup_delconsumer(STREAM_KEY, GROUP, self.consumer)
-        except redis.RedisError:  # housekeeping only: never masks the run's outcome
-            pass
+        for key in (STREAM_KEY, JOINS_STREAM_KEY):
+            try:
+                consumers = self.redis.xinfo_consumers(key, GROUP)
+                mine = [c for c in consumers if c["name"] == self.consumer]
+                if mine and mine[0]["pending"] == 0:
+                    self.redis.xgroup_delconsumer(key, GROUP, self.consumer)
+            except redis.RedisError:  # housekeeping only: never masks the run's outcome
+                pass
 
 
 def _is_duplicate_id(error: dict[str, Any]) -> bool:

@@ -53,6 +53,13 @@ class ForbiddenError(AuroraError):
     message = "Forbidden"
 
 
+class NotFoundError(AuroraError):
+    code = "not_found"
+    status = 404
+    close_code = 4004
+    message = "Not found"
+
+
 class ConflictError(AuroraError):
     code = "conflict"
     status = 409

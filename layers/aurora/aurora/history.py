@@ -1,5 +1,5 @@
-"""Reading stored messages: a room's history in pages, search in one room,
-and the rooms with recent activity (the messages function's rules).
+"""Reading stored messages: a room's history in pages and search in one room
+(the messages function's rules).
 
 Pages follow the `room_time` index: (`room`, `ms`, `seq`), never the string
 order of ids. A cursor is a message id; the next page holds exactly the
@@ -104,13 +104,6 @@ def search(
     return _answer(found, more, "next_before")
 
 
-def recent_rooms(db: Database, limit: int, settings: Settings, claims: Claims) -> dict[str, Any]:
-    """Rooms by most recent stored message: {"rooms": [{room, last_id, last_ts}]}."""
-    with _bounded():
-        found = rooms.recent(db, limit, max_time_ms=settings.history_query_max_ms)
-    return {"rooms": [r for r in found if membership.may_access(claims, r["room"])]}
-
-
 # -- reading in index order ----------------------------------------------------------
 
 
@@ -151,7 +144,7 @@ def _fetch(
         if (ms_range := beyond(ms)) is not None:
             ranges.append({"ms": ms_range})
     found: list[dict[str, Any]] = []
-    with _bounded():
+    with bounded():
         for extra in ranges:
             if len(found) < want:
                 found += _find(collection, base | extra, want - len(found), newer, settings)
@@ -178,7 +171,7 @@ def _short_of(part: int) -> dict[str, int]:
 
 
 @contextmanager
-def _bounded() -> Iterator[None]:
+def bounded() -> Iterator[None]:
     """A query over its time bound, or a database that cannot answer: 503."""
     from pymongo.errors import ConnectionFailure, ExecutionTimeout
 

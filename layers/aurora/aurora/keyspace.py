@@ -3,7 +3,7 @@ its lifetime: a key-naming scheme (e.g. Redis Cluster hash tags) changes here.
 
 These names are stored data and wire format: existing keys, queued entries and
 running replicas depend on them byte for byte (tests/unit/test_keyspace.py
-pins each). Names with a variable part are built by functions; the three
+pins each). Names with a variable part are built by functions; the
 fixed names are constants.
 """
 
@@ -55,6 +55,60 @@ def idempotency_key(user_id: str, client_id: str) -> str:
     """String: the id of the user's first send with this `client_id`. Written
     by the send script; expires after `IDEMPOTENCY_TTL_SECONDS`."""
     return f"aurora:idem:{user_id}:{client_id}"
+
+
+# -- rooms and membership: the mirror of MongoDB the fan-out reads (`aurora.membership`)
+# The three keys of one room share the hash tag `{room}`: one slot in Redis
+# Cluster, so the membership check is one pipelined round trip on one node.
+
+
+def room_info_key(room: str) -> str:
+    """Hash: a created room's `visibility` (public | private), `owner` (user
+    id), `title`, `deleted` ("1" once deleted). Absent for a room nobody
+    created (an open public room). Written by `aurora.membership` after the
+    MongoDB document; kept after deletion (ids are never reused), rebuilt from
+    MongoDB by `membership.rebuild_mirror`."""
+    return f"aurora:roominfo:{{{room}}}"
+
+
+def room_members_key(room: str) -> str:
+    """Hash: user id -> role (owner | admin | member). Written by
+    `aurora.membership` (REST, after MongoDB) and by the fan-out's join of a
+    public room (`fanout.access`, with its `JOINS_STREAM_KEY` entry); deleted
+    with the room."""
+    return f"aurora:members:{{{room}}}"
+
+
+def room_bans_key(room: str) -> str:
+    """Set: banned user ids. Written by `aurora.membership` after MongoDB;
+    deleted with the room."""
+    return f"aurora:bans:{{{room}}}"
+
+
+# Channel: `{"room", "user_id"?}` after every membership change, published by
+# `aurora.membership` after the mirror is written; subscribed by every fan-out
+# replica, which drops its cached answers for the room and re-checks its local
+# members there. A notice has no authority: the mirror is the truth.
+MEMBERSHIP_CHANNEL = "aurora:membership"
+
+# Stream: joins of public rooms made over the WebSocket (`room`, `user_id`,
+# `username`), written by the fan-out with the mirror's `HSETNX` in one
+# script; persisted to MongoDB by the drain's consumer group `ingest`
+# (idempotent upserts, acknowledged after the write, then deleted).
+JOINS_STREAM_KEY = "aurora:joins"
+
+
+def attachment_rooms_key(url_digest: str) -> str:
+    """Set: the rooms a message carrying this attachment was accepted in
+    (digest: SHA-256 of the attachment URL). Written by the fan-out after the
+    send; read by the download link. No expiry: lives as long as the file."""
+    return f"aurora:attachment:{url_digest}:rooms"
+
+
+def room_creations_key(user_id: str) -> str:
+    """String (counter): rooms the user created in the current window.
+    Written by `aurora.throttling`; expires after one minute."""
+    return f"aurora:throttle:rooms:{user_id}"
 
 
 # -- connections: the per-user cap across fan-out replicas -----------------------

@@ -1,21 +1,271 @@
-"""Who may be in a room: the one membership rule, asked before a WebSocket
-`join` (the async face) and before REST reads a room's history, search or
-recent activity (the sync face). Every room is open for now; private rooms
-fill in these two functions and nothing else."""
+"""Who may read a room: the one rule, over the Redis mirror of MongoDB's rooms,
+memberships and bans, with a sync face (REST) and an async face (the fan-out).
+Also the mirror's writes, each followed by a notice, and its rebuild.
+
+The rule: a deleted room, nobody; a banned user, nobody; a public room (or an
+id nobody created: an open public room, as `general` is), anyone; a private
+room, its members. One pipelined round trip reads what it needs; MongoDB is
+never asked per check. Writers update MongoDB first, then the mirror and the
+notice in one `MULTI`, so a replica that hears the notice reads the new state.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aurora.backends import redis_client, redis_unavailable
+from aurora.errors import ForbiddenError, ValidationError
+from aurora.keyspace import (
+    JOINS_STREAM_KEY,
+    MEMBERSHIP_CHANNEL,
+    attachment_rooms_key,
+    room_bans_key,
+    room_info_key,
+    room_members_key,
+    window_key,
+)
+from aurora.rooms import RESERVED_PREFIX
 
 if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+    from pymongo.database import Database
+
+    from aurora.settings import Settings
     from aurora.tokens import Claims
+
+PUBLIC, PRIVATE, DIRECT = "public", "private", "direct"
+VISIBILITIES = (PUBLIC, PRIVATE)  # what a room's creator may choose
+MEMBERS_ONLY = (PRIVATE, DIRECT)
+OWNER, ADMIN, MEMBER = "owner", "admin", "member"
+ROLES = (OWNER, ADMIN, MEMBER)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the mirror says about one user in one room."""
+
+    visibility: str | None  # None: nobody created it (an open public room)
+    deleted: bool
+    role: str | None  # None: not a member
+    banned: bool
+
+    @property
+    def may_read(self) -> bool:
+        """The rule: may this user join, read, search, post and type here?"""
+        if self.deleted or self.banned:
+            return False
+        return self.visibility not in MEMBERS_ONLY or self.role is not None
+
+    @property
+    def refusal(self) -> str:
+        """Why a connection is taken out of the room (the `left` frame's `reason`)."""
+        if self.deleted:
+            return "deleted"
+        if self.banned:
+            return "banned"
+        return "removed"
+
+
+def _queue(pipe: Any, room: str, user_id: str) -> None:
+    pipe.hmget(room_info_key(room), "visibility", "deleted")
+    pipe.hget(room_members_key(room), user_id)
+    pipe.sismember(room_bans_key(room), user_id)
+
+
+def _read(replies: list[Any], rooms: list[str]) -> list[Standing]:
+    found = []
+    for i, room in enumerate(rooms):
+        (visibility, deleted), role, banned = replies[3 * i : 3 * i + 3]
+        if visibility is None and room.startswith(RESERVED_PREFIX):
+            # A direct room is never open, even one the mirror does not know.
+            visibility = DIRECT
+        found.append(Standing(visibility, deleted == "1", role, bool(banned)))
+    return found
+
+
+def standing(client: redis.Redis, room: str, user_id: str) -> Standing:
+    """The user's standing in the room, in one round trip (sync)."""
+    with redis_unavailable("Cannot check room membership now, retry"):
+        pipe = client.pipeline(transaction=False)
+        _queue(pipe, room, user_id)
+        return _read(pipe.execute(), [room])[0]
+
+
+async def standings_async(
+    client: redis.asyncio.Redis, pairs: list[tuple[str, str]]
+) -> list[Standing]:
+    """The standing of each (room, user_id), in one round trip (async)."""
+    if not pairs:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for room, user_id in pairs:
+            _queue(pipe, room, user_id)
+        return _read(await pipe.execute(), [room for room, _ in pairs])
 
 
 def may_access(claims: Claims, room: str) -> bool:
     """Whether the caller may read `room` (REST functions)."""
-    return True
+    from aurora.settings import get_settings
+
+    return standing(redis_client(get_settings().redis_url), room, claims.user_id).may_read
 
 
-async def may_access_async(claims: Claims, room: str) -> bool:
-    """Whether the caller may join `room` (the fan-out's event loop)."""
-    return may_access(claims, room)
+async def may_access_async(claims: Claims, room: str, client: redis.asyncio.Redis) -> bool:
+    """Whether the caller may join `room` (the fan-out caches this: `fanout.access`)."""
+    with redis_unavailable("Cannot check room membership now, retry"):
+        (found,) = await standings_async(client, [(room, claims.user_id)])
+    return found.may_read
+
+
+# KEYS: room info, members, joins stream; ARGV: user id, room, username.
+# A public room's join: the member (if not one already) in the mirror and
+# queued for MongoDB together. Only for a public room (never private,
+# direct or deleted).
+_JOIN = """
+local info = redis.call('HMGET', KEYS[1], 'visibility', 'deleted')
+if (info[1] and info[1] ~= 'public') or info[2] == '1' then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], 'member') == 0 then return 0 end
+redis.call('XADD', KEYS[3], '*', 'room', ARGV[2], 'user_id', ARGV[1], 'username', ARGV[3])
+return 1
+"""
+
+
+async def record_join_async(
+    client: redis.asyncio.Redis, room: str, user_id: str, username: str
+) -> bool:
+    """Make the user a member of a public room they joined over the WebSocket
+    (the fan-out, which never talks to MongoDB: the drain persists the join)."""
+    keys = [room_info_key(room), room_members_key(room), JOINS_STREAM_KEY]
+    return bool(await client.eval(_JOIN, len(keys), *keys, user_id, room, username))
+
+
+def check_download(
+    url: str, claims: Claims, settings: Settings, s3: Any, client: redis.Redis
+) -> None:
+    """ForbiddenError unless the caller uploaded the file, or may read a room
+    a message carrying it was posted in (`attachments.record_posted_async`)."""
+    from aurora.attachments import KEY_PREFIX, key_from_url, url_digest
+
+    key = key_from_url(settings, url, s3)
+    if key is None:
+        raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    if key.startswith(f"{KEY_PREFIX}/{claims.user_id}/"):
+        return
+    with redis_unavailable():
+        rooms = client.smembers(attachment_rooms_key(url_digest(url)))
+    if not any(standing(client, room, claims.user_id).may_read for room in sorted(rooms)):
+        raise ForbiddenError("This file was not posted in a room you may read")
+
+
+# -- the mirror's writes (REST, after MongoDB) -----------------------------------------
+
+
+def _notice(room: str, user_id: str | None = None) -> str:
+    body = {"room": room} if user_id is None else {"room": room, "user_id": user_id}
+    return json.dumps(body, separators=(",", ":"))
+
+
+class Mirror:
+    """Writes to one room's mirror, each with its notice in one transaction."""
+
+    def __init__(self, client: redis.Redis, room: str) -> None:
+        self._client = client
+        self.room = room
+
+    def _apply(self, user_id: str | None, *writes: Callable[[Any], object]) -> None:
+        with redis_unavailable("Saved, but the change is not live yet: retry"):
+            pipe = self._client.pipeline(transaction=True)
+            for write in writes:
+                write(pipe)
+            pipe.publish(MEMBERSHIP_CHANNEL, _notice(self.room, user_id))
+            pipe.execute()
+
+    def set_info(self, **fields: str) -> None:
+        self._apply(None, lambda p: p.hset(room_info_key(self.room), mapping=fields))
+
+    def set_role(self, user_id: str, role: str) -> None:
+        self._apply(user_id, lambda p: p.hset(room_members_key(self.room), user_id, role))
+
+    def remove(self, user_id: str) -> None:
+        self._apply(user_id, lambda p: p.hdel(room_members_key(self.room), user_id))
+
+    def ban(self, user_id: str) -> None:
+        self._apply(
+            user_id,
+            lambda p: p.sadd(room_bans_key(self.room), user_id),
+            lambda p: p.hdel(room_members_key(self.room), user_id),
+        )
+
+    def unban(self, user_id: str) -> None:
+        self._apply(user_id, lambda p: p.srem(room_bans_key(self.room), user_id))
+
+    def create(self, visibility: str, owner: str, title: str) -> None:
+        info = {"visibility": visibility, "owner": owner, "title": title, "deleted": "0"}
+        room = self.room
+        self._apply(
+            owner,
+            lambda p: p.delete(room_members_key(room), room_bans_key(room)),
+            lambda p: p.hset(room_info_key(room), mapping=info),
+            lambda p: p.hset(room_members_key(room), owner, OWNER),
+        )
+
+    def direct(self, first: str, second: str) -> None:
+        """A direct room of two members (written again as is: idempotent)."""
+        info = {"visibility": DIRECT, "owner": "", "title": "", "deleted": "0"}
+        room = self.room
+        self._apply(
+            None,
+            lambda p: p.hset(room_info_key(room), mapping=info),
+            lambda p: p.hset(room_members_key(room), mapping={first: MEMBER, second: MEMBER}),
+        )
+
+    def delete(self) -> None:
+        """Deleted for good: the id stays taken, nothing of the room keeps growing."""
+        room = self.room
+        self._apply(
+            None,
+            lambda p: p.hset(room_info_key(room), "deleted", "1"),
+            lambda p: p.delete(room_members_key(room), room_bans_key(room), window_key(room)),
+        )
+
+
+def rebuild_mirror(db: Database, client: redis.Redis) -> int:
+    """Write the mirror again from MongoDB (a Redis that lost its data, or was
+    replaced): every created room's info, every membership and ban. Each room
+    is written in one transaction with its notice. Returns the rooms written."""
+    from aurora import rooms
+
+    members: dict[str, dict[str, str]] = {}
+    for doc in db[rooms.MEMBERSHIPS].find({}, {"room": 1, "user_id": 1, "role": 1}):
+        members.setdefault(doc["room"], {})[doc["user_id"]] = doc["role"]
+    bans: dict[str, set[str]] = {}
+    for doc in db[rooms.BANS].find({}, {"room": 1, "user_id": 1}):
+        bans.setdefault(doc["room"], set()).add(doc["user_id"])
+    infos = {
+        doc["_id"]: {
+            "visibility": doc["visibility"],
+            "owner": doc.get("owner") or "",
+            "title": doc.get("title") or "",
+            "deleted": "1" if doc.get("deleted") else "0",
+        }
+        for doc in db[rooms.COLLECTION].find({"visibility": {"$exists": True}})
+    }
+    written = 0
+    for room in set(members) | set(bans) | set(infos):
+        with redis_unavailable():
+            pipe = client.pipeline(transaction=True)
+            pipe.delete(room_members_key(room), room_bans_key(room))
+            if room in infos:
+                pipe.hset(room_info_key(room), mapping=infos[room])
+            if members.get(room) and not (room in infos and infos[room]["deleted"] == "1"):
+                pipe.hset(room_members_key(room), mapping=members[room])
+            if bans.get(room):
+                pipe.sadd(room_bans_key(room), *bans[room])
+            pipe.publish(MEMBERSHIP_CHANNEL, _notice(room))
+            pipe.execute()
+        written += 1
+    return written

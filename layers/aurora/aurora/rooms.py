@@ -1,5 +1,7 @@
-"""Rooms: the one rule for a room id, and the `rooms` collection of recent
-activity that the drain keeps and `GET /api/rooms` reads.
+"""Rooms: the one rule for a room id; the `rooms` collection (each room's
+recent activity, which the drain keeps, and for a created room its
+visibility, title, owner and deletion); the `memberships` and `bans`
+collections. Who may do what with them is `aurora.room_admin`.
 
 A room id also names Redis keys and channels (`aurora.keyspace`), so the
 fan-out and the REST functions accept the same short, safe alphabet.
@@ -26,6 +28,12 @@ ROOM_RULE = "1-64 of A-Z a-z 0-9 _ . : -"
 _ROOM = re.compile(ROOM_PATTERN)
 
 COLLECTION = "rooms"
+MEMBERSHIPS = "memberships"
+BANS = "bans"
+# The room every client of the original protocol is in: open to all, always.
+DEFAULT_ROOM = "general"
+# Prefix of direct-message rooms: nobody may create or join one by its id.
+RESERVED_PREFIX = "dm:"
 # Stream ids have two unsigned 64-bit parts (at most 20 digits each): padded
 # to 20 digits, "<ms>-<seq>" strings sort the way the ids do, so one `$max`
 # keeps the newest id (separate `$max`es of ms and seq would mix two ids).
@@ -42,6 +50,30 @@ def check_room(room: object) -> str:
 
 def ensure_indexes(db: Database) -> None:
     db[COLLECTION].create_index([("last", -1)], name="last_activity", background=True)
+    for name in (MEMBERSHIPS, BANS):
+        db[name].create_index(
+            [("room", 1), ("user_id", 1)], unique=True, name="room_user", background=True
+        )
+    db[MEMBERSHIPS].create_index([("user_id", 1)], name="by_user", background=True)
+
+
+# A room with no stored message yet: sorts after every room that has one.
+NO_ACTIVITY = f"{0:0{_WIDTH}d}-{0:0{_WIDTH}d}"
+
+
+def view(doc: dict[str, Any] | None, room: str, role: str | None) -> dict[str, Any]:
+    """A room as `GET /api/rooms` and the room routes show it."""
+    doc = doc or {}
+    last = doc.get("last")
+    active = last is not None and last != NO_ACTIVITY
+    return {
+        "room": room,
+        "visibility": doc.get("visibility", "public"),
+        "title": doc.get("title"),
+        "role": role,
+        "last_id": _message_id(last) if active else None,
+        "last_ts": doc.get("last_ts") if active else None,
+    }
 
 
 def activity_key(ms: int, seq: int) -> str:
@@ -83,8 +115,13 @@ def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> None:
 
 
 def recent(db: Database, limit: int, *, max_time_ms: int) -> list[dict[str, Any]]:
-    """Rooms by most recent activity: [{room, last_id, last_ts}]."""
-    found = db[COLLECTION].find({}, sort=[("last", -1)], limit=limit).max_time_ms(max_time_ms)
+    """Every room by most recent stored message: [{room, last_id, last_ts}]
+    (operators' view; users list their own rooms through `room_admin.listing`)."""
+    found = (
+        db[COLLECTION]
+        .find({"last": {"$gt": NO_ACTIVITY}}, sort=[("last", -1)], limit=limit)
+        .max_time_ms(max_time_ms)
+    )
     return [
         {"room": doc["_id"], "last_id": _message_id(doc["last"]), "last_ts": doc["last_ts"]}
         for doc in found
@@ -94,3 +131,45 @@ def recent(db: Database, limit: int, *, max_time_ms: int) -> list[dict[str, Any]
 def _message_id(key: str) -> str:
     ms, seq = key.split("-")
     return f"{int(ms)}-{int(seq)}"
+
+
+def record_joins(db: Database, joins: dict[tuple[str, str], str]) -> None:
+    """Memberships made by joining public rooms ({(room, user_id): username}):
+    upserted as members (an existing role stays), each room with a document.
+    Idempotent; raises on failure (the drain then retries the entries)."""
+    from pymongo import UpdateOne
+
+    if not joins:
+        return
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    members = [
+        UpdateOne(
+            {"room": room, "user_id": user_id},
+            {"$setOnInsert": {"role": "member", "username": username, "joined_at": now}},
+            upsert=True,
+        )
+        for (room, user_id), username in joins.items()
+    ]
+    places = [
+        UpdateOne({"_id": room}, {"$setOnInsert": {"last": NO_ACTIVITY, "last_ts": 0}}, upsert=True)
+        for room in {room for room, _ in joins}
+    ]
+    _upsert_all(db[MEMBERSHIPS], members)
+    _upsert_all(db[COLLECTION], places)
+
+
+def _upsert_all(collection: Any, updates: list[Any]) -> None:
+    """bulk_write of upserts; two writers upserting one new document at once
+    make one insert lose with a duplicate key: the document exists now, so
+    that update is simply applied again."""
+    from pymongo.errors import BulkWriteError
+
+    try:
+        collection.bulk_write(updates, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        collection.bulk_write([updates[e["index"]] for e in errors], ordered=False)

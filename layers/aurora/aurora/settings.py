@@ -268,6 +268,15 @@ class Settings:
         ge=1,
     )
 
+    room_creations_per_minute: int = setting(
+        "ROOM_CREATIONS_PER_MINUTE", 30, "rooms one user may create per minute", limit=True, ge=1
+    )
+    # Fan-out replicas re-check every joined connection's room access this
+    # often, so a lost membership notice is still enforced within this bound.
+    membership_check_seconds: float = setting(
+        "MEMBERSHIP_CHECK_SECONDS", 10.0, "membership changes are enforced within this", gt=0
+    )
+
     # Attachments: presigned S3 uploads, checked with HEAD before a message carries them.
     attachments_bucket: str = setting("ATTACHMENTS_BUCKET", "aurora-attachments", "S3 bucket")
     attachment_max_bytes: int = setting(

@@ -1,4 +1,4 @@
-"""Throttling in Redis: failed logins and registrations.
+"""Throttling in Redis: failed logins, registrations and room creations.
 
 Failed logins are counted per (username, client IP) and, more widely, per
 client IP, in a window that starts at the first failure. There is
@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 
 from aurora.backends import redis_unavailable
 from aurora.errors import RateLimitedError
-from aurora.keyspace import login_failures_key, network_login_failures_key, registrations_key
+from aurora.keyspace import (
+    login_failures_key,
+    network_login_failures_key,
+    registrations_key,
+    room_creations_key,
+)
 from aurora.settings import Settings
 from aurora.users import username_key
 
@@ -106,3 +111,12 @@ def take_registration(client: redis.Redis, settings: Settings, ip: str) -> None:
         if count > settings.registrations_per_ip:
             wait_ms = client.pttl(key)
             raise RateLimitedError(max(1, wait_ms), "Too many registrations, retry later")
+
+
+def take_room_creation(client: redis.Redis, settings: Settings, user_id: str) -> None:
+    """Count one room creation by this user; RateLimitedError past the budget."""
+    key = room_creations_key(user_id)
+    with redis_unavailable():
+        (count,) = client.register_script(_HIT)(keys=[key], args=[60_000])
+        if count > settings.room_creations_per_minute:
+            raise RateLimitedError(max(1, client.pttl(key)), "Too many rooms created, retry later")

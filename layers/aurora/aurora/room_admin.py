@@ -1,0 +1,370 @@
+"""Rooms people own: creating, listing, changing and deleting rooms, members
+and bans (the rooms routes of the messages function).
+
+Every change is checked by the caller's role as MongoDB records it (never by
+what the client claims), written to MongoDB first, then to the Redis mirror
+with a notice (`membership.Mirror`), so every fan-out replica applies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import pydantic
+
+from aurora import membership, rooms, throttling, users
+from aurora.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from aurora.keyspace import room_members_key, window_key
+from aurora.membership import ADMIN, DIRECT, MEMBER, MEMBERS_ONLY, OWNER, PUBLIC, Mirror
+
+if TYPE_CHECKING:
+    import redis
+    from pymongo.database import Database
+
+    from aurora.settings import Settings
+    from aurora.tokens import Claims
+
+TITLE_MAX_CHARS = 100
+# Rooms read per listing to find a user's memberships; a user in more rooms
+# sees the most recently joined ones.
+MAX_LISTED_MEMBERSHIPS = 10_000
+_CURSOR = re.compile(r"([0-9]{20}-[0-9]{20})~(" + rooms.ROOM_PATTERN[1:-1] + ")", re.ASCII)
+
+Title = Annotated[
+    str, pydantic.StringConstraints(max_length=TITLE_MAX_CHARS, strip_whitespace=True)
+]
+
+
+class NewRoom(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    room: str
+    visibility: Literal["public", "private"] = PUBLIC
+    title: Title | None = None
+
+
+class RoomChange(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    title: Title | None = None
+    visibility: Literal["public", "private"] | None = None
+
+
+class NewDirect(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    username: str = pydantic.Field(max_length=64)
+
+
+class MemberChange(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    role: Literal["member", "admin", "owner"] = MEMBER
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_new_id(room: object) -> str:
+    room = rooms.check_room(room)
+    if room.startswith(rooms.RESERVED_PREFIX):
+        raise ValidationError(
+            f"Room ids starting with {rooms.RESERVED_PREFIX!r} are reserved", code="reserved_room"
+        )
+    if room == rooms.DEFAULT_ROOM:
+        raise ConflictError("That room id is taken", code="room_exists")
+    return room
+
+
+def _taken(db: Database, client: redis.Redis, room: str) -> bool:
+    """Created, deleted, or used: a public room that has had a message (stored,
+    or still in Redis) or a member. Claiming it would take it from its users."""
+    if db[rooms.COLLECTION].find_one({"_id": room}, {"_id": 1}) is not None:
+        return True
+    if db[rooms.MEMBERSHIPS].find_one({"room": room}, {"_id": 1}) is not None:
+        return True
+    return bool(client.exists(window_key(room), room_members_key(room)))
+
+
+def create(
+    db: Database, client: redis.Redis, settings: Settings, claims: Claims, body: NewRoom
+) -> dict[str, Any]:
+    from pymongo.errors import DuplicateKeyError
+
+    room = check_new_id(body.room)
+    throttling.take_room_creation(client, settings, claims.user_id)
+    if _taken(db, client, room):
+        raise ConflictError("That room id is taken", code="room_exists")
+    now, title = _now(), body.title or ""
+    doc = {
+        "_id": room, "visibility": body.visibility, "title": title, "owner": claims.user_id,
+        "created_at": now, "deleted": False, "last": rooms.NO_ACTIVITY, "last_ts": 0,
+    }  # fmt: skip
+    try:  # the unique _id decides a race between two creators
+        db[rooms.COLLECTION].insert_one(doc)
+    except DuplicateKeyError:
+        raise ConflictError("That room id is taken", code="room_exists") from None
+    _upsert_member(db, room, claims.user_id, claims.username, OWNER)
+    Mirror(client, room).create(body.visibility, claims.user_id, title)
+    return {"room": rooms.view(doc, room, OWNER)}
+
+
+def _upsert_member(db: Database, room: str, user_id: str, username: str, role: str) -> None:
+    db[rooms.MEMBERSHIPS].update_one(
+        {"room": room, "user_id": user_id},
+        {"$set": {"role": role, "username": username}, "$setOnInsert": {"joined_at": _now()}},
+        upsert=True,
+    )
+
+
+def direct_room(first: str, second: str) -> str:
+    """The id of the direct room of two users: the same whoever asks, in the
+    reserved prefix, within the room id rule (a digest of the sorted ids)."""
+    pair = "\0".join(sorted((first, second)))
+    return rooms.RESERVED_PREFIX + hashlib.sha256(pair.encode()).hexdigest()[:40]
+
+
+def open_direct(
+    db: Database, client: redis.Redis, claims: Claims, body: NewDirect
+) -> dict[str, Any]:
+    """The caller's direct room with `body.username`, made on first ask."""
+    user_id, name = _target(db, body.username)
+    if user_id == claims.user_id:
+        raise ValidationError("A direct room is with someone else", code="self_direct")
+    room = direct_room(claims.user_id, user_id)
+    doc = _upsert_direct(db, room, claims.user_id, user_id)
+    _upsert_member(db, room, claims.user_id, claims.username, MEMBER)
+    _upsert_member(db, room, user_id, name, MEMBER)
+    Mirror(client, room).direct(claims.user_id, user_id)
+    answer = rooms.view(doc, room, MEMBER)
+    answer["with"] = {"user": name, "user_id": user_id}
+    return {"room": answer}
+
+
+def _upsert_direct(db: Database, room: str, first: str, second: str) -> dict[str, Any]:
+    from pymongo import ReturnDocument
+    from pymongo.errors import DuplicateKeyError
+
+    fresh = {"visibility": DIRECT, "title": "", "owner": None, "created_at": _now(),
+             "deleted": False, "last": rooms.NO_ACTIVITY, "last_ts": 0,
+             "members": sorted((first, second))}  # fmt: skip
+    for _ in range(2):  # two first asks at once: one upsert loses, then finds it
+        try:
+            return db[rooms.COLLECTION].find_one_and_update(
+                {"_id": room}, {"$setOnInsert": fresh}, upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )  # fmt: skip
+        except DuplicateKeyError:
+            continue
+    return db[rooms.COLLECTION].find_one({"_id": room})
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def parse_cursor(raw: str | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    match = _CURSOR.fullmatch(raw) if len(raw) <= 200 else None
+    if match is None:
+        raise ValidationError("Invalid cursor", code="invalid_cursor")
+    return match.group(1), match.group(2)
+
+
+def listing(
+    db: Database, claims: Claims, *, scope: str | None, cursor: str | None, limit: int,
+    max_time_ms: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The caller's rooms (scope None), or public rooms (scope "public"), newest
+    activity first: {"rooms": [...], "next_cursor"}."""
+    if scope not in (None, "public"):
+        raise ValidationError("scope must be 'public' or absent", code="invalid_scope")
+    after = parse_cursor(cursor)
+    query: dict[str, Any] = {"deleted": {"$ne": True}}
+    roles: dict[str, str] = {}
+    if scope == "public":
+        query["visibility"] = {"$nin": list(MEMBERS_ONLY)}
+    else:
+        found = (
+            db[rooms.MEMBERSHIPS]
+            .find({"user_id": claims.user_id}, {"room": 1, "role": 1}, limit=MAX_LISTED_MEMBERSHIPS)
+            .max_time_ms(max_time_ms)
+        )
+        roles = {doc["room"]: doc["role"] for doc in found}
+        query["_id"] = {"$in": list(roles)}
+    if after is not None:
+        last, room = after
+        query["$or"] = [{"last": {"$lt": last}}, {"last": last, "_id": {"$gt": room}}]
+    docs = list(
+        db[rooms.COLLECTION]
+        .find(query, sort=[("last", -1), ("_id", 1)], limit=limit + 1)
+        .max_time_ms(max_time_ms)
+    )
+    more, docs = len(docs) > limit, docs[:limit]
+    if scope == "public" and docs:
+        mine = db[rooms.MEMBERSHIPS].find(
+            {"user_id": claims.user_id, "room": {"$in": [d["_id"] for d in docs]}}
+        )
+        roles = {doc["room"]: doc["role"] for doc in mine}
+    page = [rooms.view(doc, doc["_id"], roles.get(doc["_id"])) for doc in docs]
+    last_doc = docs[-1] if more else None
+    next_cursor = (
+        None if last_doc is None else f"{last_doc.get('last', rooms.NO_ACTIVITY)}~{last_doc['_id']}"
+    )
+    return {"rooms": page, "next_cursor": next_cursor}
+
+
+def details(db: Database, claims: Claims, room: str) -> dict[str, Any]:
+    """A room the caller may read; for a private room, its members with roles."""
+    room = _readable(claims, room)
+    doc = db[rooms.COLLECTION].find_one({"_id": room})
+    mine = _membership(db, room, claims.user_id)
+    answer = rooms.view(doc, room, mine)
+    if doc is not None and doc.get("visibility") is not None:
+        answer["owner"] = doc.get("owner")
+        answer["created_at"] = doc["created_at"].isoformat() if doc.get("created_at") else None
+    if answer["visibility"] in MEMBERS_ONLY:
+        answer["members"] = [
+            {"user": m.get("username"), "user_id": m["user_id"], "role": m["role"]}
+            for m in db[rooms.MEMBERSHIPS].find({"room": room}, sort=[("joined_at", 1)])
+        ]
+    return {"room": answer}
+
+
+def _readable(claims: Claims, room: object) -> str:
+    room = rooms.check_room(room)
+    if not membership.may_access(claims, room):
+        raise ForbiddenError("Not a member of this room")
+    return room
+
+
+def _membership(db: Database, room: str, user_id: str) -> str | None:
+    doc = db[rooms.MEMBERSHIPS].find_one({"room": room, "user_id": user_id}, {"role": 1})
+    return None if doc is None else doc["role"]
+
+
+def _managed(db: Database, claims: Claims, room: object, *roles: str) -> tuple[str, str, dict]:
+    """(room, caller's role, room document) when the caller holds one of `roles`
+    in a created, undeleted room; 403 / 404 otherwise."""
+    room = rooms.check_room(room)
+    doc = db[rooms.COLLECTION].find_one({"_id": room})
+    role = _membership(db, room, claims.user_id)
+    if doc is None or doc.get("visibility") is None or doc.get("deleted"):
+        # An open public room has no owner: nobody administers it.
+        raise ForbiddenError("Only a room's owner or admins may do this")
+    if role not in roles:
+        raise ForbiddenError(f"Only the room's {' or '.join(roles)} may do this")
+    return room, role, doc
+
+
+# -- changing -------------------------------------------------------------------------
+
+
+def change(
+    db: Database, client: redis.Redis, claims: Claims, room: str, body: RoomChange
+) -> dict[str, Any]:
+    room, role, doc = _managed(db, claims, room, OWNER, ADMIN)
+    update = {k: v for k, v in body.model_dump().items() if v is not None}
+    if update:
+        db[rooms.COLLECTION].update_one({"_id": room}, {"$set": update})
+        doc |= update
+        Mirror(client, room).set_info(**update)
+    return {"room": rooms.view(doc, room, role)}
+
+
+def delete(db: Database, client: redis.Redis, claims: Claims, room: str) -> dict[str, Any]:
+    room, _, _ = _managed(db, claims, room, OWNER)
+    db[rooms.COLLECTION].update_one(
+        {"_id": room}, {"$set": {"deleted": True, "deleted_at": _now()}}
+    )
+    db[rooms.MEMBERSHIPS].delete_many({"room": room})
+    db[rooms.BANS].delete_many({"room": room})
+    Mirror(client, room).delete()
+    return {"ok": True}
+
+
+def _target(db: Database, username: str) -> tuple[str, str]:
+    user = users.find_user(db, username) if users.is_valid_username(username) else None
+    if user is None:
+        raise NotFoundError("No such user", code="user_not_found")
+    return str(user["_id"]), user["username"]
+
+
+def put_member(
+    db: Database, client: redis.Redis, claims: Claims, room: str, username: str, body: MemberChange
+) -> dict[str, Any]:
+    """Invite `username`, or change their role; role "owner" hands the room over."""
+    room, role, _ = _managed(db, claims, room, OWNER, ADMIN)
+    user_id, name = _target(db, username)
+    current = _membership(db, room, user_id)
+    if (body.role in (OWNER, ADMIN) or current in (OWNER, ADMIN)) and role != OWNER:
+        raise ForbiddenError("Only the owner makes, changes or unmakes admins")
+    if db[rooms.BANS].find_one({"room": room, "user_id": user_id}) is not None:
+        raise ConflictError("That user is banned from this room", code="user_banned")
+    mirror = Mirror(client, room)
+    if user_id == claims.user_id and role == OWNER and body.role != OWNER:
+        raise ConflictError("Hand the room over to someone else first", code="owner_must_hand_over")
+    _upsert_member(db, room, user_id, name, body.role)
+    if body.role == OWNER and user_id != claims.user_id:
+        db[rooms.COLLECTION].update_one({"_id": room}, {"$set": {"owner": user_id}})
+        _upsert_member(db, room, claims.user_id, claims.username, ADMIN)
+        mirror.set_info(owner=user_id)
+        mirror.set_role(claims.user_id, ADMIN)
+    mirror.set_role(user_id, body.role)
+    return {"member": {"user": name, "user_id": user_id, "role": body.role}}
+
+
+def remove_member(
+    db: Database, client: redis.Redis, claims: Claims, room: str, username: str
+) -> dict[str, Any]:
+    """Remove `username` (owner, admins), or leave (yourself)."""
+    room = rooms.check_room(room)
+    user_id, _ = _target(db, username)
+    if user_id == claims.user_id:
+        current = _membership(db, room, user_id)
+        if current is None:
+            raise NotFoundError("Not a member of this room", code="not_a_member")
+        if current == OWNER:
+            raise ConflictError("Hand the room over before leaving", code="owner_must_hand_over")
+    else:
+        room, role, _ = _managed(db, claims, room, OWNER, ADMIN)
+        current = _membership(db, room, user_id)
+        if current is None:
+            raise NotFoundError("Not a member of this room", code="not_a_member")
+        if current == OWNER or (current == ADMIN and role != OWNER):
+            raise ForbiddenError("Only the owner removes admins; nobody removes the owner")
+    db[rooms.MEMBERSHIPS].delete_one({"room": room, "user_id": user_id})
+    Mirror(client, room).remove(user_id)
+    return {"ok": True}
+
+
+def ban(
+    db: Database, client: redis.Redis, claims: Claims, room: str, username: str
+) -> dict[str, Any]:
+    room, role, _ = _managed(db, claims, room, OWNER, ADMIN)
+    user_id, name = _target(db, username)
+    current = _membership(db, room, user_id)
+    if current == OWNER or (current == ADMIN and role != OWNER) or user_id == claims.user_id:
+        raise ForbiddenError("Only the owner bans admins; nobody bans the owner")
+    db[rooms.BANS].update_one(
+        {"room": room, "user_id": user_id},
+        {"$set": {"username": name}, "$setOnInsert": {"banned_at": _now(), "by": claims.user_id}},
+        upsert=True,
+    )
+    db[rooms.MEMBERSHIPS].delete_one({"room": room, "user_id": user_id})
+    Mirror(client, room).ban(user_id)
+    return {"ok": True}
+
+
+def unban(
+    db: Database, client: redis.Redis, claims: Claims, room: str, username: str
+) -> dict[str, Any]:
+    room, _, _ = _managed(db, claims, room, OWNER, ADMIN)
+    user_id, _ = _target(db, username)
+    db[rooms.BANS].delete_one({"room": room, "user_id": user_id})
+    Mirror(client, room).unban(user_id)
+    return {"ok": True}
