@@ -39,18 +39,21 @@ CSP_DIRECTIVES = (
     "form-action 'none'",
     "frame-ancestors 'none'",
 )
-# A CSP http(s) source also covers ws(s) on that host, not the reverse: the
-# page fetches the fan-out's /healthz over http(s) to tell offline from down.
-_AS_HTTP = {"ws": "http", "wss": "https"}
+
+# The page also fetches the fan-out's /healthz over http(s), to tell offline
+# from down: a WebSocket origin is listed in both schemes (browsers differ in
+# whether one covers the other).
+_HTTP_OF = {"ws": "http", "wss": "https"}
 
 
 def content_security_policy(*urls: str) -> str:
     """The page's CSP, connecting only to itself and the origins of `urls`
     (the API, the fan-out, the S3 that presigned URLs name)."""
     origins = []
-    for url in filter(None, urls):
-        parts = urlsplit(url)
-        origins.append(f"{_AS_HTTP.get(parts.scheme, parts.scheme)}://{parts.netloc}")
+    for parts in map(urlsplit, filter(None, urls)):
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+        if parts.scheme in _HTTP_OF:
+            origins.append(f"{_HTTP_OF[parts.scheme]}://{parts.netloc}")
     return "; ".join(CSP_DIRECTIVES).format(connect=" ".join(dict.fromkeys(origins)))
 
 

@@ -183,12 +183,12 @@ def test_cloudfront_sends_the_local_stacks_policy_with_the_clouds_origins(templa
         "https://aurorachat-attachments-x1.s3.amazonaws.com",
     ]
     load_balancer = "wss://fanout-lb-1.eu-west-1.elb.amazonaws.com"
-    deployed = dict(WithWebSocketOrigin=False, WithFanout=True, WithFanoutTls=True)
+    deployed = dict(WithWebSocketHost=False, WithFanout=True, WithFanoutTls=True)
     assert cloud_policy(template, CLOUD, **deployed) == content_security_policy(
         api, load_balancer, *buckets
     )
-    named = CLOUD | {"WebSocketOrigin": "https://chat-ws.example.com"}
-    assert cloud_policy(template, named, **deployed | {"WithWebSocketOrigin": True}) == (
+    named = CLOUD | {"WebSocketHost": "chat-ws.example.com"}
+    assert cloud_policy(template, named, **deployed | {"WithWebSocketHost": True}) == (
         content_security_policy(api, "wss://chat-ws.example.com", *buckets)
     )
 
@@ -208,7 +208,7 @@ def test_the_policy_allows_the_s3_host_that_presigned_urls_name(template, region
     )
     policy = cloud_policy(
         template, CLOUD | {"AWS::Region": region},
-        WithWebSocketOrigin=False, WithFanout=False, WithFanoutTls=False,
+        WithWebSocketHost=False, WithFanout=False, WithFanoutTls=False,
     )  # fmt: skip
     (connect,) = [d.split()[1:] for d in policy.split(";") if d.split()[0] == "connect-src"]
     for url in (post["url"], get):

@@ -51,11 +51,11 @@ def test_the_page_is_served_with_its_policy_as_a_header(local_stack):
     policy = directives(page.headers["content-security-policy"])
     assert policy["frame-ancestors"] == ["'none'"]
     assert policy["script-src"] == ["'self'"]
-    ws = local_stack["ws_url"].replace("ws://", "http://", 1)
     assert set(policy["connect-src"]) == {
         "'self'",
         local_stack["api_url"],
-        ws,
+        local_stack["ws_url"],
+        local_stack["ws_url"].replace("ws://", "http://", 1),  # its /healthz
         local_stack["s3_public_url"],
     }
 
@@ -71,6 +71,18 @@ CONNECT = """async (url) => {
 }"""
 
 
+OPEN_SOCKET = """(url) => new Promise((resolve) => {
+    const violations = [];
+    document.addEventListener("securitypolicyviolation",
+        (e) => violations.push(e.effectiveDirective));
+    let socket;
+    try { socket = new WebSocket(url); } catch { resolve({ opened: false, violations }); return; }
+    // Opened is enough: the server then waits for an auth frame.
+    socket.onopen = () => { socket.close(); resolve({ opened: true, violations }); };
+    socket.onerror = () => setTimeout(() => resolve({ opened: false, violations }), 50);
+})"""
+
+
 def test_the_browser_refuses_a_connection_to_another_origin_and_allows_the_stacks(
     browser, local_stack, elsewhere
 ):
@@ -83,9 +95,14 @@ def test_the_browser_refuses_a_connection_to_another_origin_and_allows_the_stack
             "reached": False,
             "violations": ["connect-src"],
         }
+        # The page probes the fan-out's /healthz to tell offline from down.
         fanout_health = local_stack["ws_url"].replace("ws://", "http://", 1) + "/healthz"
         for allowed in (f"{local_stack['api_url']}/api/health", fanout_health):
             assert page.evaluate(CONNECT, allowed) == {"reached": True, "violations": []}
+        assert page.evaluate(OPEN_SOCKET, local_stack["ws_url"]) == {
+            "opened": True,
+            "violations": [],
+        }
     finally:
         context.close()
 

@@ -37,9 +37,9 @@ def test_connect_src_names_only_the_origins_the_page_talks_to():
             "http://127.0.0.1:4000", "wss://ws.example.com/path", "http://localhost:9000", ""
         )
     )
-    # An http(s) source also covers ws(s) on its host: the page probes /healthz there.
     assert policy["connect-src"] == [
-        "'self'", "http://127.0.0.1:4000", "https://ws.example.com", "http://localhost:9000"
+        "'self'", "http://127.0.0.1:4000", "wss://ws.example.com", "https://ws.example.com",
+        "http://localhost:9000",
     ]  # fmt: skip
     assert policy["frame-ancestors"] == ["'none'"]
 
