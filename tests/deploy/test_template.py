@@ -149,6 +149,15 @@ def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
 
 
+def container_env(container: dict[str, Any]) -> dict[str, Any]:
+    """The task's environment, entries under a condition (`!If`) included."""
+    entries = []
+    for entry in container["Environment"]:
+        branches = entry["Fn::If"][1:] if "Fn::If" in entry else [entry]
+        entries += [e for e in branches if "Name" in e]  # not AWS::NoValue
+    return {e["Name"]: e["Value"] for e in entries}
+
+
 def test_each_function_may_do_only_what_it_needs(transformed):
     roles = of_type(transformed, "AWS::IAM::Role")
     granted = {
@@ -268,14 +277,13 @@ def test_the_fanout_task_may_only_read_attachment_objects_and_its_secrets(fanout
     resources = fanout_template["Resources"]
     task = resources["TaskDefinition"]["Properties"]
     assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
-    statement, secrets = statements(resources["TaskRole"])
+    statement, secrets, parameter = statements(resources["TaskRole"])
     assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+    assert parameter["Action"] == ["ssm:GetParameter"]  # when the JWT secret is in SSM
     assert statement["Action"] == ["s3:GetObject"]
     assert statement["Resource"]["Fn::Sub"].endswith("${AttachmentsBucket}/attachments/*")
     (container,) = task["ContainerDefinitions"]
-    assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {
-        e["Name"] for e in container["Environment"]
-    }
+    assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {e for e in container_env(container)}
 
 
 def test_cloud_processes_run_in_production_mode_whatever_the_stage(template, fanout_template):
@@ -288,7 +296,7 @@ def test_cloud_processes_run_in_production_mode_whatever_the_stage(template, fan
     (container,) = fanout_template["Resources"]["TaskDefinition"]["Properties"][
         "ContainerDefinitions"
     ]
-    fanout_env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    fanout_env = container_env(container)
     assert fanout_env["AURORA_ENV"] == "production"
     # Both tiers sign and accept tokens of one issuer, named for this deployment.
     assert fanout_env["JWT_ISSUER"] == functions_env["JWT_ISSUER"]
@@ -304,19 +312,28 @@ def test_the_fanout_reads_and_refreshes_its_secrets_as_the_functions_do(template
     one key and freeze it at start, refusing every token after a rotation."""
     resources = fanout_template["Resources"]
     (container,) = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    env = container_env(container)
     assert "Secrets" not in container
     assert env["JWT_SECRET_ID"] == {"Ref": "JwtSecretArn"}
+    assert env["JWT_SECRET_PARAMETER"] == {"Fn::Sub": "/${JwtSecretParameterName}"}
     assert env["REDIS_URL_SECRET_ID"] == {"Ref": "RedisUrlSecretArn"}
     assert not {"JWT_SECRET", "REDIS_URL"} & set(env)
-    (_, secrets) = statements(resources["TaskRole"])
-    assert secrets["Resource"] == [{"Ref": "RedisUrlSecretArn"}, {"Ref": "JwtSecretArn"}]
+    (_, secrets, parameter) = statements(resources["TaskRole"])
+    assert secrets["Resource"] == [
+        {"Ref": "RedisUrlSecretArn"},
+        {"Fn::If": ["UseJwtSecretArn", {"Ref": "JwtSecretArn"}, {"Ref": "AWS::NoValue"}]},
+    ]
+    assert parameter["Resource"]["Fn::Sub"].endswith(":parameter/${JwtSecretParameterName}")
+    # Either JWT secret, as the functions take it; one of the two is required.
+    assert refused(fanout_template, Stage="dev")
+    assert not refused(fanout_template, Stage="dev", JwtSecretParameterName="aurorachat/jwt")
     assert statements(resources["ExecutionRole"]) == []
     functions_env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert functions_env["REDIS_URL_SECRET_ID"] == {"Ref": "RedisUrlSecretArn"}
     assert "REDIS_URL" not in functions_env and "RedisUrl" not in template["Parameters"]
     nested = template["Resources"]["FanoutService"]["Properties"]["Parameters"]
     assert nested["RedisUrlSecretArn"] == {"Ref": "RedisUrlSecretArn"}
+    assert nested["JwtSecretParameterName"] == {"Ref": "JwtSecretParameterName"}
 
 
 def evaluate(expression: Any, parameters: dict[str, str]) -> Any:
@@ -352,10 +369,11 @@ def refused(template: dict[str, Any], **given: str) -> list[str]:
 
 def test_plain_ws_is_refused_outside_a_dev_stage(template, fanout_template):
     cert = "arn:aws:acm:us-east-1:123456789012:certificate/x"
-    assert refused(fanout_template, Stage="prod")
-    assert refused(fanout_template, Stage="local")
-    assert not refused(fanout_template, Stage="prod", CertificateArn=cert)
-    assert not refused(fanout_template, Stage="dev")
+    jwt = {"JwtSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt"}
+    assert refused(fanout_template, Stage="prod", **jwt)
+    assert refused(fanout_template, Stage="local", **jwt)
+    assert not refused(fanout_template, Stage="prod", CertificateArn=cert, **jwt)
+    assert not refused(fanout_template, Stage="dev", **jwt)
     assert refused(template, Stage="prod", DeployFanout="true")
     assert not refused(template, Stage="prod", DeployFanout="true", FanoutCertificateArn=cert)
     assert not refused(template, Stage="prod")  # no fan-out here, nothing to secure
