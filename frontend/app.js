@@ -3,6 +3,7 @@
 // starts and ends the page's session. Message data is only ever rendered with
 // textContent, never as HTML.
 
+import { closeAccount, initAccount } from "./account.js";
 import { initComposer, focusComposer, resetComposer } from "./composer.js";
 import { loadConfig } from "./config.js";
 import { initHistory, resetHistory, startGapFill } from "./history.js";
@@ -25,6 +26,7 @@ import {
 } from "./session.js";
 import { disconnect, reauth, reconnectNow, setFrameHandlers, startConnecting } from "./socket.js";
 import { SESSION_KEY } from "./storage.js";
+import { initTheme } from "./theme.js";
 import { $, hideNotice, setStatus } from "./ui.js";
 
 const chatView = $("chat-view");
@@ -50,6 +52,7 @@ function startSession(session) {
 // This tab leaves the session, ended here or in another tab.
 function leaveSession(message) {
   forgetSession();
+  closeAccount();
   disconnect();
   clearList();
   clearOutbox();
@@ -104,6 +107,7 @@ setFrameHandlers({
   },
 });
 
+initTheme();
 initLogin((session) => {
   startSession(session);
   saveSession(); // the browser's other tabs follow (onSessionStored)
@@ -111,6 +115,7 @@ initLogin((session) => {
 initComposer();
 initHistory();
 initSearch();
+initAccount();
 logoutButton.addEventListener("click", () => logout());
 window.addEventListener("storage", (event) => {
   if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared

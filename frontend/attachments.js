@@ -19,6 +19,21 @@ export function validAttachments(list) {
   );
 }
 
+// The largest an inline image is shown (CSS pixels); smaller ones at their own size.
+const PREVIEW_WIDTH = 320;
+const PREVIEW_HEIGHT = 240;
+
+const side = (value) => Number.isInteger(value) && value > 0 && value <= 65535;
+
+// The box an image will fill, known before it is fetched when its sender
+// said its size: its own size, scaled down to fit the largest preview.
+function previewSize(attachment) {
+  const { width, height } = attachment;
+  if (!side(width) || !side(height)) return null;
+  const scale = Math.min(1, PREVIEW_WIDTH / width, PREVIEW_HEIGHT / height);
+  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+}
+
 export function renderAttachments(attachments) {
   const list = document.createElement("ul");
   list.className = "attachments";
@@ -56,8 +71,9 @@ function whenNear(element, load) {
 }
 
 // An image shows inline once its message comes near the view, with its file
-// link as the caption. Until then (and if it cannot be shown) a box of fixed
-// size holds its place, so the list does not move when the image arrives.
+// link as the caption. Until then (and if it cannot be shown) a box holds its
+// place, so the list does not move when the image arrives: the image's own
+// size (scaled down to fit) when its sender said it, else the largest size.
 // Its bytes come from the private bucket on another origin: fetched, then
 // shown from a blob: URL (the CSP allows blob: images, not the storage's origin).
 function renderImage(attachment) {
@@ -67,6 +83,13 @@ function renderImage(attachment) {
   const preview = document.createElement("div");
   preview.className = "attachment-preview";
   preview.dataset.state = "waiting";
+  const size = previewSize(attachment);
+  if (size) {
+    // CSSOM, not a style attribute: the CSP allows no inline styles.
+    preview.classList.add("attachment-preview-sized");
+    preview.style.width = `${size.width}px`;
+    preview.style.aspectRatio = `${size.width} / ${size.height}`;
+  }
   const caption = document.createElement("figcaption");
   caption.appendChild(file.link);
   figure.append(preview, caption);

@@ -25,6 +25,13 @@ export function initComposer() {
     event.preventDefault();
     submitMessage();
   });
+  // Enter sends, Shift+Enter starts a new line (not while an IME composes).
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (!sendButton.disabled) form.requestSubmit();
+    }
+  });
   attachButton.addEventListener("click", () => attachInput.click());
   attachInput.addEventListener("change", () => chooseFiles(Array.from(attachInput.files)));
 }
@@ -89,7 +96,7 @@ async function stageFile(file) {
       body: { filename: file.name, content_type: file.type || "application/octet-stream", size: file.size },
     });
     if (!staged.includes(entry)) return; // removed meanwhile
-    entry.attachment = grant.attachment;
+    entry.attachment = { ...grant.attachment, ...(await pixelSize(file)) };
     await uploadFile(grant.upload, file, entry);
     entry.done = true;
     entry.chip.dataset.state = "ready";
@@ -99,6 +106,20 @@ async function stageFile(file) {
     if (!staged.includes(entry)) return; // removed by the user: not a failure
     unstage(entry);
     showAttachError(`${file.name}: ${error.message}`);
+  }
+}
+
+// An image's width and height, sent with it so that readers can size its
+// place before they fetch it; nothing for other files or if it cannot be decoded.
+async function pixelSize(file) {
+  if (!file.type.startsWith("image/") || typeof createImageBitmap !== "function") return {};
+  try {
+    const bitmap = await createImageBitmap(file);
+    const size = { width: bitmap.width, height: bitmap.height };
+    bitmap.close();
+    return size.width > 0 && size.height > 0 && size.width <= 65535 && size.height <= 65535 ? size : {};
+  } catch {
+    return {};
   }
 }
 
@@ -149,6 +170,7 @@ function updateComposer() {
 
 function showAttachError(message) {
   attachError.textContent = message;
+  attachError.hidden = !message;
 }
 
 function renderChip(file, onRemove) {

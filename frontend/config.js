@@ -11,6 +11,8 @@ export const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP do
 export const RETRY_MS = 2000; // after `unavailable` / `backpressure`
 export const HISTORY_PAGE = 50; // messages per scrollback or search request (the API allows 1-100)
 export const GAP_PAGE = 100; // per gap-fill request: the API's largest page
+export const PASSWORD_MIN = 8; // the API's rule (aurora.accounts), checked here first
+export const PASSWORD_MAX = 128;
 export const STORAGE_LAG_MS = 10000; // at most this long for another tab's session to reach storage
 
 let config = null; // {api_url, ws_url}, once loaded

@@ -1,6 +1,7 @@
 // The sign-in view: log in, or register then log in, with the form's
 // username and password.
 
+import { PASSWORD_MAX, PASSWORD_MIN } from "./config.js";
 import { postJSON } from "./rest.js";
 import { sessionFrom } from "./session.js";
 import { $ } from "./ui.js";
@@ -46,7 +47,9 @@ function checkCredentials({ username: name, password: secret }, registering) {
     if (!/^[A-Za-z0-9_.-]{3,32}$/.test(name)) {
       return "Username must be 3-32 characters: letters, digits, '_', '.', '-'";
     }
-    if (secret.length < 8 || secret.length > 128) return "Password must be 8-128 characters";
+    if (secret.length < PASSWORD_MIN || secret.length > PASSWORD_MAX) {
+      return `Password must be ${PASSWORD_MIN}-${PASSWORD_MAX} characters`;
+    }
   }
   return null;
 }

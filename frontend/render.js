@@ -48,6 +48,8 @@ export function renderFrame(frame, { own, attachments }) {
 export function renderMessage({ user, text, attachments, ts, own }) {
   const item = document.createElement("li");
   item.className = own ? "message own" : "message";
+  // Its day, for the dividers (markDays); one still sending is today's.
+  item.dataset.day = dayKey(new Date(Number.isFinite(ts) && ts > 0 ? ts : Date.now()));
 
   const meta = document.createElement("div");
   meta.className = "meta";
@@ -56,23 +58,90 @@ export function renderMessage({ user, text, attachments, ts, own }) {
   name.textContent = user;
   meta.appendChild(name);
 
-  if (Number.isFinite(ts) && ts > 0) {
-    const when = new Date(ts);
-    const time = document.createElement("time");
-    time.className = "time";
-    time.dateTime = when.toISOString();
-    time.title = when.toLocaleString();
-    time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    meta.appendChild(time);
-  }
+  if (Number.isFinite(ts) && ts > 0) meta.appendChild(timeElement(new Date(ts)));
 
   const body = document.createElement("p");
   body.className = "text";
-  body.textContent = text;
+  appendLinkedText(body, text);
 
   item.append(meta, body);
   if (attachments.length) item.appendChild(renderAttachments(attachments));
   return item;
+}
+
+// A local calendar day as "year-month-day" (months from 0), and back.
+const dayKey = (when) => `${when.getFullYear()}-${when.getMonth()}-${when.getDate()}`;
+const dayFromKey = (key) => new Date(...key.split("-").map(Number));
+
+function daysAgo(when, now) {
+  const midnight = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  return Math.round((midnight(now) - midnight(when)) / 86400000);
+}
+
+// "Today", "Yesterday" or the date (`length`: "short" or "long" names).
+function dayName(when, length) {
+  const now = new Date();
+  const ago = daysAgo(when, now);
+  if (ago === 0) return "Today";
+  if (ago === 1) return "Yesterday";
+  const year = when.getFullYear() === now.getFullYear() ? undefined : "numeric";
+  return when.toLocaleDateString([], { weekday: length, day: "numeric", month: length, year });
+}
+
+// "14:05" today; "Yesterday 14:05" or "Mon 3 Dec 14:05" before; the full
+// date and time in its title.
+function timeElement(when) {
+  const clock = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const today = daysAgo(when, new Date()) === 0;
+  const day = today ? "" : dayName(when, "short");
+  const time = document.createElement("time");
+  time.className = "time";
+  time.dateTime = when.toISOString();
+  time.title = `${today ? "Today" : day}, ${when.toLocaleString([], { dateStyle: "full", timeStyle: "short" })}`;
+  time.textContent = day ? `${day} ${clock}` : clock;
+  return time;
+}
+
+// Web addresses in a message become links: http and https only, opened in a
+// new tab that gets neither this page (noopener) nor its address (noreferrer).
+// Everything else stays text nodes.
+const WEB_ADDRESS = /\bhttps?:\/\/[^\s<>"]+/gi;
+
+function trimAddress(address) {
+  // Punctuation after an address ends the sentence, not the address; a
+  // closing parenthesis stays when the address opened one.
+  let end = address.length;
+  for (;;) {
+    const last = address[end - 1];
+    const kept = address.slice(0, end);
+    if (".,;:!?'\"".includes(last)) end -= 1;
+    else if (last === ")" && kept.split("(").length < kept.split(")").length) end -= 1;
+    else return kept;
+  }
+}
+
+export function appendLinkedText(container, text) {
+  let at = 0;
+  for (const match of text.matchAll(WEB_ADDRESS)) {
+    const address = trimAddress(match[0]);
+    let url;
+    try {
+      url = new URL(address);
+    } catch {
+      continue;
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") continue;
+    container.append(text.slice(at, match.index));
+    const link = document.createElement("a");
+    link.className = "text-link";
+    link.href = url.href;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.textContent = address;
+    container.appendChild(link);
+    at = match.index + address.length;
+  }
+  container.append(text.slice(at));
 }
 
 export function setItemState(item, text) {
@@ -94,7 +163,7 @@ export function insertItem(item, scroll) {
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const firstPending = item.classList.contains("pending") ? null : list.querySelector(".pending");
   list.insertBefore(item, firstPending);
-  trimMessages();
+  trimMessages(); // and the day dividers
   if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
 }
 
@@ -105,15 +174,50 @@ export function insertInIdOrder(item, id) {
     (other) => compareIds(parseId(other.dataset.id), id) > 0,
   );
   list.insertBefore(item, later || list.querySelector(".pending"));
+  markDays();
+}
+
+// A divider above the first message of each day ("Today", "Yesterday",
+// "Monday 3 December"), kept right after every change to the list (messages
+// arrive out of order: scrollback, the gap fill). Dividers that are still
+// right stay in place: keepingScroll may be holding one as its anchor.
+export function markDays() {
+  let previous = null;
+  for (const node of Array.from(list.children)) {
+    if (node.classList.contains("day-divider")) {
+      const next = node.nextElementSibling;
+      if (!next || !next.classList.contains("message")) node.remove();
+      continue;
+    }
+    const day = node.dataset.day;
+    const before = node.previousElementSibling;
+    const divider = before && before.classList.contains("day-divider") ? before : null;
+    if (day === previous) {
+      if (divider) divider.remove();
+      continue;
+    }
+    previous = day;
+    if (divider && divider.dataset.day === day) continue;
+    if (divider) divider.remove();
+    const when = dayFromKey(day);
+    const heading = document.createElement("li");
+    heading.className = "day-divider";
+    heading.dataset.day = day;
+    heading.textContent = dayName(when, "long");
+    list.insertBefore(heading, node);
+  }
 }
 
 // The oldest go first, so what stays shown has no hole (scrollback reloads them).
 export function trimMessages() {
-  while (list.children.length > MAX_MESSAGES) {
+  let count = list.querySelectorAll(".message").length;
+  while (count > MAX_MESSAGES) {
     const oldest = list.querySelector(".message:not(.pending)");
     if (!oldest) break;
     oldest.remove();
+    count -= 1;
   }
+  markDays();
 }
 
 // The list item of a message id, if it is shown (ids are digits and a dash).
@@ -138,7 +242,11 @@ export function firstShownAfter(id) {
 // item in view stays where it is on the screen.
 export function keepingScroll(insert) {
   const top = list.getBoundingClientRect().top;
-  const anchor = Array.from(list.children).find((item) => item.getBoundingClientRect().bottom > top);
+  // A message, not a day divider: a divider stays at the top of its day
+  // while older messages of that day go in below it.
+  const anchor = Array.from(list.querySelectorAll(".message")).find(
+    (item) => item.getBoundingClientRect().bottom > top,
+  );
   const before = anchor && anchor.getBoundingClientRect().top;
   insert();
   if (anchor && anchor.isConnected) list.scrollTop += anchor.getBoundingClientRect().top - before;

@@ -169,6 +169,23 @@ async function doRefresh(before) {
   return "ok";
 }
 
+// A call that ends every session of the user and answers a new one for this
+// browser (a password change). It runs under the refresh lock, and the new
+// session is stored before the lock is released: the server closes every open
+// socket (4001), and the refresh each tab then tries finds the new session
+// instead of presenting the refresh token that was just revoked.
+export function replaceSession(call) {
+  return withRefreshLock(async () => {
+    const before = session;
+    if (!before) throw new Error("Signed out.");
+    const data = await call(before.token);
+    if (session !== before) return; // logged out meanwhile
+    useToken(sessionFrom(data));
+    saveSession();
+    if (before.refreshToken) await markRotated(before.refreshToken);
+  });
+}
+
 // Chromium hands localStorage writes to other tabs asynchronously: the next
 // tab to get the refresh lock may still read the old session, and would
 // present the rotated refresh token. The lock manager has no such lag, so the

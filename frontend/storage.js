@@ -1,10 +1,11 @@
 // What the page keeps in the browser: the session is the browser's, shared by
 // its tabs (localStorage); the outbox is one tab's (sessionStorage), so two
-// tabs never send each other's messages.
+// tabs never send each other's messages. The theme chosen is the browser's too.
 
 export const SESSION_KEY = "aurora.session"; // {token, refresh_token, issued_at, expires_at}
 export const PENDING_KEY = "aurora.pending"; // [{client_id, text, attachments}] not yet acknowledged
-const STORAGE = { [SESSION_KEY]: "localStorage", [PENDING_KEY]: "sessionStorage" };
+export const THEME_KEY = "aurora.theme"; // "light" | "dark"; absent: the system's
+const STORAGE = { [SESSION_KEY]: "localStorage", [PENDING_KEY]: "sessionStorage", [THEME_KEY]: "localStorage" };
 
 export function readStorage(key) {
   try {

@@ -48,10 +48,11 @@ def refresh(body: accounts.RefreshRequest) -> accounts.SessionBody:
     return accounts.refresh(redis_client(settings.redis_url), body, settings)
 
 
-@app.post("/api/auth/logout", responses=error_responses(401, 503))
-def logout(user: User) -> dict:
+@app.post("/api/auth/logout", responses=error_responses(400, 401, 503))
+def logout(user: User, body: accounts.LogoutRequest | None = None) -> dict:
     settings = get_settings()
-    accounts.logout(redis_client(settings.redis_url), user, settings)
+    everywhere = body is not None and body.everywhere
+    accounts.logout(redis_client(settings.redis_url), user, settings, everywhere=everywhere)
     return {"ok": True}
 
 

@@ -137,6 +137,50 @@ def test_logout_revokes_the_access_token_and_the_refresh_token(auth, fmt):
     assert me(auth, fmt, other["token"])[0] == 200
 
 
+def test_logout_everywhere_ends_every_session_of_the_caller_and_no_one_elses(auth, fmt):
+    laptop = register_and_login(auth, fmt)
+    phone = call(auth, event("login", fmt, body=ALICE))[1]
+    bob = {"username": "bob", "password": "bobs-secure-pass"}
+    assert call(auth, event("register", fmt, body=bob))[0] == 200
+    bobs = call(auth, event("login", fmt, body=bob))[1]
+    body = {"everywhere": True}
+    answer = call(auth, event("logout", fmt, body=body, token=phone["token"]))
+    assert answer[:2] == (200, {"ok": True}), answer
+    for ended in (laptop, phone):
+        assert me(auth, fmt, ended["token"])[1]["code"] == "token_revoked"
+        refresh = {"refresh_token": ended["refresh_token"]}
+        assert call(auth, event("refresh", fmt, body=refresh))[0] == 401
+    assert me(auth, fmt, bobs["token"])[0] == 200  # only the caller's own sessions
+    assert call(auth, event("login", fmt, body=ALICE))[0] == 200  # the password stands
+
+
+@pytest.mark.parametrize("body", [None, {}, {"everywhere": False}])
+def test_logout_without_everywhere_ends_only_this_session(auth, body):
+    laptop = register_and_login(auth, "http-v2")
+    phone = call(auth, event("login", "http-v2", body=ALICE))[1]
+    status, answer, _ = call(auth, event("logout", "http-v2", body=body, token=laptop["token"]))
+    assert (status, answer) == (200, {"ok": True})
+    assert me(auth, "http-v2", laptop["token"])[1]["code"] == "token_revoked"
+    assert me(auth, "http-v2", phone["token"])[0] == 200
+
+
+@pytest.mark.parametrize("token", [None, "not-a-jwt"])
+def test_logout_everywhere_without_a_valid_bearer_is_a_401_and_ends_nothing(auth, token):
+    session = register_and_login(auth, "http-v2")
+    sample = event("logout", "http-v2", body={"everywhere": True}, token=token)
+    status, body, _ = call(auth, sample)
+    assert status == 401 and set(body) == {"error", "code"} and body["code"] == "invalid_token"
+    assert me(auth, "http-v2", session["token"])[0] == 200
+
+
+def test_logout_everywhere_must_be_a_boolean(auth):
+    session = register_and_login(auth, "http-v2")
+    sample = event("logout", "http-v2", body={"everywhere": "yes"}, token=session["token"])
+    status, body, _ = call(auth, sample)
+    assert status == 400 and set(body) == {"error", "code"}
+    assert me(auth, "http-v2", session["token"])[0] == 200
+
+
 def test_a_password_change_ends_every_session_and_the_new_password_logs_in(auth, fmt):
     laptop = register_and_login(auth, fmt)
     phone = call(auth, event("login", fmt, body=ALICE))[1]

@@ -128,6 +128,32 @@ async def test_a_replica_that_knows_only_the_servers_s3_address_accepts_a_browse
     assert stream_length(cfg) == 1
 
 
+async def test_an_images_pixel_size_travels_with_it_and_must_be_positive_integers(cfg, s3):
+    """The sender's client may say how big an image is (readers size its place
+    before fetching it): carried in the broadcast and the document as given;
+    a size that is not a positive integer is refused."""
+    sized = uploaded(cfg, s3, "alice") | {"width": 3, "height": 2}
+    bad = [{"width": 0}, {"width": "3"}, {"height": -2}, {"width": 1.5}, {"height": 70_000}]
+    async with replica(cfg) as (url, _):
+        alice = await v1_client(url, cfg, "alice", "pics")
+        bob = await v1_client(url, cfg, "bob", "pics")
+        refusals = []
+        for i, extra in enumerate(bad):
+            frame = {"type": "message", "room": "pics", "text": "x", "client_id": f"bad{i}"}
+            await send_json(alice, frame | {"attachments": [sized | extra]})
+            refusals.append((await receive_json(alice))["code"])
+        await send_json(alice, {"type": "message", "room": "pics", "text": "",
+                                "client_id": "ok", "attachments": [sized]})  # fmt: skip
+        seen = await receive_json(bob)
+        await alice.close()
+        await bob.close()
+
+    assert refusals == ["invalid_attachment"] * len(bad)
+    assert seen["attachments"] == [sized]
+    (document,) = drain_into_mongo(cfg)
+    assert document["attachments"] == [sized]
+
+
 async def test_refused_attachments_get_an_error_frame_and_nothing_is_queued(cfg, s3):
     mine = uploaded(cfg, s3, "alice")
     foreign = uploaded(cfg, s3, "mallory")

@@ -151,6 +151,33 @@ async def test_a_password_change_closes_every_session_of_the_user_on_every_repli
         assert await revoked_metric(url_a) == {"notice": 2.0, "sweep": 0.0}
 
 
+async def test_logout_everywhere_closes_every_session_of_the_user_on_every_replica(
+    auth, notices_only
+):
+    await sign_up(auth, ALICE, BOB)
+    laptop, phone, bob = [await login(auth, u) for u in (ALICE, ALICE, BOB)]
+    async with replica(notices_only) as (url_a, _), replica(notices_only) as (url_b, _):
+        laptop_a, phone_b = (
+            await open_socket(url_a, laptop["token"]),
+            await open_socket(url_b, phone["token"]),
+        )
+        bob_a, bob_b = [await open_socket(u, bob["token"]) for u in (url_a, url_b)]
+
+        everywhere = {"everywhere": True}
+        assert await invoke(auth, "logout", body=everywhere, token=laptop["token"]) == (
+            200,
+            {"ok": True},
+        )
+
+        assert await closing(laptop_a, within=3) == REVOKED
+        assert await closing(phone_b, within=3) == REVOKED
+        assert await closing(bob_a, within=0.3) is None  # only the caller's own sessions
+        assert await served(bob_a) and await served(bob_b)
+        for session in (laptop, phone):
+            refresh = {"refresh_token": session["refresh_token"]}
+            assert (await invoke(auth, "refresh", body=refresh))[0] == 401
+
+
 async def test_a_revocation_without_a_notice_is_enforced_by_the_periodic_re_check(auth, settings):
     """A session ended in Redis with no notice at all (as if the notice were
     lost) closes at the next re-check (every second here; the test allows a
@@ -217,7 +244,8 @@ async def test_a_notice_alone_closes_nothing_and_junk_notices_are_ignored(
 
 
 @pytest.mark.parametrize(
-    "reason", ["logout", "password_change", "refresh_token_reused", "session_limit"]
+    "reason",
+    ["logout", "logout_everywhere", "password_change", "refresh_token_reused", "session_limit"],
 )
 def test_every_revocation_publishes_a_notice_naming_the_user(auth, settings, monkeypatch, reason):
     monkeypatch.setenv("MAX_SESSIONS_PER_USER", "1")
@@ -230,6 +258,10 @@ def test_every_revocation_publishes_a_notice_naming_the_user(auth, settings, mon
         assert notices.get_message(timeout=1)["type"] == "subscribe"
         if reason == "logout":
             status = call(auth, event("logout", "http-v2", token=session["token"]))[0]
+        elif reason == "logout_everywhere":
+            everywhere = {"everywhere": True}
+            sample = event("logout", "http-v2", body=everywhere, token=session["token"])
+            status = call(auth, sample)[0]
         elif reason == "password_change":
             change = {"current_password": ALICE["password"], "new_password": "an0ther-pass!"}
             status = call(auth, event("password", "http-v2", body=change, token=session["token"]))[

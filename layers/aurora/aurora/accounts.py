@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from aurora import passwords, sessions, throttling, tokens, users
 from aurora.errors import AuthenticationError, ValidationError
@@ -73,6 +80,15 @@ class PasswordChange(BaseModel):
         _require(self.current_password, self.new_password)
         _check_password(self.new_password)
         return self
+
+
+class LogoutRequest(BaseModel):
+    """A logout's optional body: `everywhere` ends every session of the user."""
+
+    model_config = ConfigDict(extra="ignore")
+    everywhere: StrictBool = Field(
+        default=False, description="End every session of the user, not only this one"
+    )
 
 
 class SessionBody(BaseModel):
@@ -144,9 +160,15 @@ def refresh(cache: redis.Redis, request: RefreshRequest, settings: Settings) -> 
     return _session_body(session, settings)
 
 
-def logout(cache: redis.Redis, claims: tokens.Claims, settings: Settings) -> None:
-    """Revoke this access token until it expires, and end its session."""
-    sessions.end_session(cache, settings, claims)
+def logout(
+    cache: redis.Redis, claims: tokens.Claims, settings: Settings, *, everywhere: bool = False
+) -> None:
+    """Revoke this access token until it expires, and end its session, or
+    (`everywhere`) every session of the user, as a password change does."""
+    if everywhere:
+        sessions.end_all_sessions(cache, settings, claims, reason="logout_everywhere")
+    else:
+        sessions.end_session(cache, settings, claims)
 
 
 def change_password(

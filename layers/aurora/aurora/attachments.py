@@ -25,6 +25,7 @@ from aurora.settings import Settings
 KEY_PREFIX = "attachments"
 MAX_PER_MESSAGE = 5
 MAX_FILENAME_CHARS = 120
+MAX_IMAGE_SIDE = 65_535  # pixels
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -47,6 +48,16 @@ class Attachment(pydantic.BaseModel):
     file_type: str = pydantic.Field(min_length=1, max_length=255)
     size: int = pydantic.Field(gt=0)
     filename: str = pydantic.Field(min_length=1, max_length=255)
+    # An image's pixel size, as its sender's client measured it: readers size
+    # its place before fetching it. Only a layout hint, never checked against
+    # the file (a wrong one only misshapes the sender's own picture).
+    width: int | None = pydantic.Field(default=None, ge=1, le=MAX_IMAGE_SIDE)
+    height: int | None = pydantic.Field(default=None, ge=1, le=MAX_IMAGE_SIDE)
+
+    @pydantic.model_serializer(mode="wrap")
+    def _without_absent(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict:
+        # A message without dimensions keeps the shape it always had.
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 @lru_cache(maxsize=4)

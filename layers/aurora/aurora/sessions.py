@@ -10,10 +10,10 @@ a session ends its access tokens too.
 Rotation follows OAuth 2.0 Security BCP: presenting a refresh token that was
 already rotated away means it was copied, so the whole session is revoked.
 
-Every revocation (logout, password change, a replayed refresh token, the
-session limit) publishes a notice on `REVOCATIONS_CHANNEL` in the same
-transaction as its write, so fan-out replicas close the open WebSockets it
-ends. A notice only names the user: replicas re-check that user's connections
+Every revocation (logout, logout everywhere, password change, a replayed
+refresh token, the session limit) publishes a notice on `REVOCATIONS_CHANNEL`
+in the same transaction as its write, so fan-out replicas close the open
+WebSockets it ends. A notice only names the user: replicas re-check that user's connections
 against the keys above, which stay the one source of truth.
 """
 
@@ -148,11 +148,17 @@ def end_session(client: redis.Redis, settings: Settings, claims: tokens.Claims) 
         pipe.execute()
 
 
-def end_all_sessions(client: redis.Redis, settings: Settings, claims: tokens.Claims) -> int:
-    """Password change: end every session of the user and refuse the caller's
-    access token, then tell the replicas, in one transaction; the number of
-    sessions ended. The index is WATCHed: a session opened between reading it
-    and the deletes makes the transaction retry instead of surviving it."""
+def end_all_sessions(
+    client: redis.Redis,
+    settings: Settings,
+    claims: tokens.Claims,
+    reason: str = "password_change",
+) -> int:
+    """Password change, or logout everywhere (`reason` names which): end every
+    session of the user and refuse the caller's access token, then tell the
+    replicas, in one transaction; the number of sessions ended. The index is
+    WATCHed: a session opened between reading it and the deletes makes the
+    transaction retry instead of surviving it."""
     index = user_sessions_key(claims.user_id)
 
     def end_all(pipe: redis.client.Pipeline) -> int:
@@ -162,7 +168,7 @@ def end_all_sessions(client: redis.Redis, settings: Settings, claims: tokens.Cla
             pipe.delete(*(session_key(sid) for sid in session_ids))
         pipe.delete(index)
         _revoke_access_token(pipe, settings, claims)
-        pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, "password_change"))
+        pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, reason))
         return len(session_ids)
 
     return client.transaction(end_all, index, value_from_callable=True)

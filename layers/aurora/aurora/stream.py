@@ -153,8 +153,9 @@ def entry_fields(
 
 
 def _parse_attachments(raw: str | None) -> tuple[dict[str, Any], ...]:
-    """The entry's attachments, re-checked for shape: only exactly the four
-    metadata fields reach the database (no operator keys, no extra data)."""
+    """The entry's attachments, re-checked for shape: only the metadata fields
+    (`aurora.attachments.Attachment`) reach the database (no operator keys, no
+    extra data)."""
     if raw is None:
         return ()
     # Imported here: most entries carry no attachments, and pydantic would
