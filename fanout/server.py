@@ -23,6 +23,7 @@ from websockets.protocol import State
 from aurora.backends import async_redis_client, redis_unavailable
 from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
+from aurora.secrets import jwt_secrets
 from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
@@ -286,6 +287,9 @@ def configure_logging(console: bool = False) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(console=settings.fanout_console_logs)
+    # A stored JWT secret that cannot be read, or is too weak, stops the task
+    # here, where a deployment sees it, not at the first connection.
+    jwt_secrets(settings)
     try:
         import uvloop
     except ImportError:

@@ -1,5 +1,6 @@
 """The HTTP front of the local stack: API routes from template.yaml go to the
-real handlers as API Gateway events; everything else is the frontend."""
+real handlers as API Gateway events; everything else is the frontend, served
+with the page's Content-Security-Policy header."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import logging
 import mimetypes
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from aurora.origins import LOCAL_ORIGIN
 from local.apigw import http_api_event, proxy_response
@@ -22,6 +24,38 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 HEALTH_PATHS = {"/api/health"}
 log = logging.getLogger("aurora.local.http")
 
+# The page's policy but for connect-src. A header, not only index.html's
+# <meta>: a meta policy cannot forbid framing (frame-ancestors), and the
+# header narrows connect-src to the origins the page talks to. template.yaml's
+# FrontendHeadersPolicy sends the same policy from CloudFront.
+CSP_DIRECTIVES = (
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    "connect-src 'self' {connect}",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+)
+
+# The page also fetches the fan-out's /healthz over http(s), to tell offline
+# from down: a WebSocket origin is listed in both schemes (browsers differ in
+# whether one covers the other).
+_HTTP_OF = {"ws": "http", "wss": "https"}
+
+
+def content_security_policy(*urls: str) -> str:
+    """The page's CSP, connecting only to itself and the origins of `urls`
+    (the API, the fan-out, the S3 that presigned URLs name)."""
+    origins = []
+    for parts in map(urlsplit, filter(None, urls)):
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+        if parts.scheme in _HTTP_OF:
+            origins.append(f"{_HTTP_OF[parts.scheme]}://{parts.netloc}")
+    return "; ".join(CSP_DIRECTIVES).format(connect=" ".join(dict.fromkeys(origins)))
+
 
 def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, Any]):
     routes = [(route, fn) for fn in functions for route in fn.function.routes]
@@ -30,6 +64,15 @@ def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, An
     mimetypes.add_type("text/javascript", ".js")
     static = StaticFiles(directory=frontend, html=True)
     public_config = {"api_url": urls["api_url"], "ws_url": urls["ws_url"]}
+    csp = content_security_policy(urls["api_url"], urls["ws_url"], urls.get("s3_public_url", ""))
+
+    async def page(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_csp(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"content-security-policy", csp.encode()))
+            await send(message)
+
+        await static(scope, receive, send_with_csp)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,7 +93,7 @@ def build_app(functions: list[LocalFunction], frontend: Path, urls: dict[str, An
         elif path.startswith("/api/"):
             await JSONResponse({"message": "Not Found"}, status_code=404)(scope, receive, send)
         else:
-            await static(scope, receive, send)
+            await page(scope, receive, send)
 
     # API Gateway answers CORS itself; locally any localhost origin may call.
     return CORSMiddleware(

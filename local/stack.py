@@ -298,6 +298,9 @@ async def serve(stack: LocalStack, urls: dict[str, Any], on_started: Any = None)
             port=stack.config.api_port,
             log_level="warning",
             lifespan="off",
+            # Nothing proxies the local stack: X-Forwarded-For is whatever the
+            # client wrote, and the throttles key on the client's address.
+            proxy_headers=False,
             # Browsers keep idle connections open: don't wait for them on Ctrl-C.
             timeout_graceful_shutdown=1,
         )

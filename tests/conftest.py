@@ -91,12 +91,12 @@ def pytest_report_header(config) -> list[str]:
 @pytest.fixture
 def dummy_aws(monkeypatch) -> Iterator[None]:
     """Dummy AWS credentials (never real ones), no endpoint override, and
-    Powertools' parameter caches empty before and after."""
-    from aws_lambda_powertools.utilities import parameters
+    the cache of fetched secrets empty before and after."""
+    from aurora import secrets
 
     for name, value in DUMMY_AWS_SESSION.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    parameters.clear_caches()
+    secrets.clear_cache()
     yield
-    parameters.clear_caches()
+    secrets.clear_cache()

@@ -64,7 +64,7 @@ def resolved() -> dict[str, Any]:
 
 
 def test_docker_compose_accepts_the_file(resolved):
-    assert set(resolved["services"]) == {"redis", "mongo", "s3", "fanout", "api"}
+    assert set(resolved["services"]) == {"redis", "mongo", "s3", "fanout", "api", "jwt-secret"}
 
 
 def test_the_validator_really_refuses_an_invalid_file(tmp_path):
@@ -98,6 +98,56 @@ def test_the_api_uses_the_compose_backends_and_waits_for_them(resolved):
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert api["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert api["environment"]["FANOUT_URL"] == "ws://localhost:8080"
+
+
+def test_every_published_port_is_on_the_hosts_loopback_only(resolved):
+    """The stack signs and serves as a development stack: nobody else on the network reaches it."""
+    published = {
+        (name, port["published"], port.get("host_ip"))
+        for name, service in resolved["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert {(name, port) for name, port, _ in published} >= {("api", "4000"), ("fanout", "8080")}
+    assert {host for _, _, host in published} == {"127.0.0.1"}
+
+
+def image_command(dockerfile: str) -> list[str]:
+    (line,) = [ln for ln in (ROOT / dockerfile).read_text().splitlines() if ln.startswith("CMD ")]
+    return json.loads(line.removeprefix("CMD "))
+
+
+@pytest.mark.parametrize("name", ["api", "fanout"])
+def test_the_api_and_the_fanout_sign_with_a_secret_made_for_this_stack(resolved, name, tmp_path):
+    """jwt-secret makes it once into a volume; each service reads it into JWT_SECRET and
+    runs its image's own command. Run here as the container would, on a file made by
+    the same code."""
+    from local.signing_secret import ensure_secret
+
+    services = resolved["services"]
+    maker = services["jwt-secret"]
+    assert maker["command"][:3] == ["python", "-m", "local.signing_secret"]
+    secret_file = Path(maker["command"][3])
+    (made_in,) = maker["volumes"]
+    assert secret_file.parent == Path(made_in["target"])
+    service = services[name]
+    assert "JWT_SECRET" not in service["environment"]
+    assert service["depends_on"]["jwt-secret"]["condition"] == "service_completed_successfully"
+    (mount,) = [v for v in service["volumes"] if v["source"] == made_in["source"]]
+    assert mount["target"] == made_in["target"] and mount["read_only"]
+    assert service["command"] == image_command(service["build"]["dockerfile"])
+
+    ensure_secret(tmp_path / secret_file.name)
+    # `docker compose config` prints `$` escaped as `$$`, as the file has it.
+    script = service["entrypoint"][2].replace("$$", "$")
+    script = script.replace(str(secret_file), str(tmp_path / secret_file.name))
+    shown = subprocess.run(
+        [*service["entrypoint"][:2], script, *service["entrypoint"][3:],
+         sys.executable, "-c", "import os; print(os.environ['JWT_SECRET'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert shown == (tmp_path / secret_file.name).read_text().strip()
+    # A secret the cloud itself would accept: never the development one, long enough.
+    Settings.from_env({"AURORA_ENV": "production", "JWT_SECRET": shown})
 
 
 # --- attachments: the S3 service, and the addresses each side uses ----------

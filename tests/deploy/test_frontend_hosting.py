@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+
+from local.gateway import content_security_policy
+from tests.support.settings import DUMMY_AWS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "frontend_config.py"
@@ -125,3 +130,87 @@ def test_the_script_reads_describe_stacks_from_stdin_and_prints_config_json():
         capture_output=True, text=True, check=False, timeout=30,
     )  # fmt: skip
     assert refused.returncode != 0 and "one stack" in refused.stderr
+
+
+# -- the page's Content-Security-Policy from CloudFront ----------------------------
+
+CLOUD = {
+    "HttpApi": "abc123",
+    "AWS::Region": "eu-west-1",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AttachmentsBucket": "aurorachat-attachments-x1",
+    "FanoutService.Outputs.LoadBalancerDnsName": "fanout-lb-1.eu-west-1.elb.amazonaws.com",
+}
+
+
+def resolve(expression: Any, values: dict[str, str], conditions: dict[str, bool]) -> str:
+    """The few intrinsic functions the policy uses, for given values and conditions."""
+    if isinstance(expression, str):
+        return expression
+    ((function, argument),) = expression.items()
+    if function == "Ref":
+        return values[argument]
+    if function == "Fn::If":
+        name, then, otherwise = argument
+        return resolve(then if conditions[name] else otherwise, values, conditions)
+    assert function == "Fn::Sub", function
+    text, variables = (argument, {}) if isinstance(argument, str) else argument
+    values = values | {n: resolve(v, values, conditions) for n, v in variables.items()}
+    return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
+
+
+def cloud_policy(template: dict[str, Any], values: dict[str, str], **conditions: bool) -> str:
+    headers = template["Resources"]["FrontendHeadersPolicy"]["Properties"][
+        "ResponseHeadersPolicyConfig"
+    ]["SecurityHeadersConfig"]
+    policy = resolve(headers["ContentSecurityPolicy"]["ContentSecurityPolicy"], values, conditions)
+    return " ".join(policy.split())
+
+
+def test_cloudfront_sends_the_local_stacks_policy_with_the_clouds_origins(template):
+    distribution = template["Resources"]["FrontendDistribution"]["Properties"]
+    behavior = distribution["DistributionConfig"]["DefaultCacheBehavior"]
+    assert behavior["ResponseHeadersPolicyId"] == {"Ref": "FrontendHeadersPolicy"}
+    headers = template["Resources"]["FrontendHeadersPolicy"]["Properties"][
+        "ResponseHeadersPolicyConfig"
+    ]["SecurityHeadersConfig"]
+    assert headers["ContentSecurityPolicy"]["Override"] is True
+    assert headers["FrameOptions"]["FrameOption"] == "DENY"
+
+    api = "https://abc123.execute-api.eu-west-1.amazonaws.com/dev"
+    buckets = [
+        "https://aurorachat-attachments-x1.s3.eu-west-1.amazonaws.com",
+        "https://aurorachat-attachments-x1.s3.amazonaws.com",
+    ]
+    load_balancer = "wss://fanout-lb-1.eu-west-1.elb.amazonaws.com"
+    deployed = dict(WithWebSocketHost=False, WithFanout=True, WithFanoutTls=True)
+    assert cloud_policy(template, CLOUD, **deployed) == content_security_policy(
+        api, load_balancer, *buckets
+    )
+    named = CLOUD | {"WebSocketHost": "chat-ws.example.com"}
+    assert cloud_policy(template, named, **deployed | {"WithWebSocketHost": True}) == (
+        content_security_policy(api, "wss://chat-ws.example.com", *buckets)
+    )
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_the_policy_allows_the_s3_host_that_presigned_urls_name(template, region, monkeypatch):
+    """Signed offline with dummy keys, as the attachments function signs on AWS."""
+    from aurora.attachments import s3_client
+
+    for name, value in DUMMY_AWS.items():
+        monkeypatch.setenv(name, value)
+    client = s3_client.__wrapped__("", region)  # not cached: dummy keys stay here
+    bucket = CLOUD["AttachmentsBucket"]
+    post = client.generate_presigned_post(bucket, "attachments/u/x.png", ExpiresIn=60)
+    get = client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "attachments/u/x.png"}, ExpiresIn=60
+    )
+    policy = cloud_policy(
+        template, CLOUD | {"AWS::Region": region},
+        WithWebSocketHost=False, WithFanout=False, WithFanoutTls=False,
+    )  # fmt: skip
+    (connect,) = [d.split()[1:] for d in policy.split(";") if d.split()[0] == "connect-src"]
+    for url in (post["url"], get):
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}" in connect, url

@@ -149,6 +149,15 @@ def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
 
 
+def container_env(container: dict[str, Any]) -> dict[str, Any]:
+    """The task's environment, entries under a condition (`!If`) included."""
+    entries = []
+    for entry in container["Environment"]:
+        branches = entry["Fn::If"][1:] if "Fn::If" in entry else [entry]
+        entries += [e for e in branches if "Name" in e]  # not AWS::NoValue
+    return {e["Name"]: e["Value"] for e in entries}
+
+
 def test_each_function_may_do_only_what_it_needs(transformed):
     roles = of_type(transformed, "AWS::IAM::Role")
     granted = {
@@ -239,7 +248,8 @@ def test_the_load_balancer_outlives_the_ping_and_checks_healthz(fanout_template)
     task = resources["TaskDefinition"]["Properties"]
     assert task["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
     (container,) = task["ContainerDefinitions"]
-    assert {s["Name"] for s in container["Secrets"]} == {"JWT_SECRET"}
+    # No secret injected at start: the container reads its own (see below).
+    assert "Secrets" not in container
 
 
 def test_the_fanout_health_path_is_the_one_the_server_answers():
@@ -261,18 +271,19 @@ def test_samconfig_has_default_dev_and_prod_and_no_secret():
             assert secret not in overrides, (env, secret)
 
 
-def test_the_fanout_task_may_only_read_attachment_objects(fanout_template):
-    """It checks a message's attachments with HEAD (s3:GetObject), nothing else."""
+def test_the_fanout_task_may_only_read_attachment_objects_and_its_secrets(fanout_template):
+    """It checks a message's attachments with HEAD (s3:GetObject), and reads its
+    two secrets, nothing else."""
     resources = fanout_template["Resources"]
     task = resources["TaskDefinition"]["Properties"]
     assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
-    (statement,) = statements(resources["TaskRole"])
+    statement, secrets, parameter = statements(resources["TaskRole"])
+    assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+    assert parameter["Action"] == ["ssm:GetParameter"]  # when the JWT secret is in SSM
     assert statement["Action"] == ["s3:GetObject"]
     assert statement["Resource"]["Fn::Sub"].endswith("${AttachmentsBucket}/attachments/*")
     (container,) = task["ContainerDefinitions"]
-    assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {
-        e["Name"] for e in container["Environment"]
-    }
+    assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {e for e in container_env(container)}
 
 
 def test_cloud_processes_run_in_production_mode_whatever_the_stage(template, fanout_template):
@@ -285,8 +296,110 @@ def test_cloud_processes_run_in_production_mode_whatever_the_stage(template, fan
     (container,) = fanout_template["Resources"]["TaskDefinition"]["Properties"][
         "ContainerDefinitions"
     ]
-    fanout_env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    fanout_env = container_env(container)
     assert fanout_env["AURORA_ENV"] == "production"
     # Both tiers sign and accept tokens of one issuer, named for this deployment.
     assert fanout_env["JWT_ISSUER"] == functions_env["JWT_ISSUER"]
     assert "${Stage}" in functions_env["JWT_ISSUER"]["Fn::Sub"]
+
+
+# -- deployment defaults ---------------------------------------------------------
+
+
+def test_the_fanout_reads_and_refreshes_its_secrets_as_the_functions_do(template, fanout_template):
+    """The task names its secrets and the container reads them with aurora/secrets.py,
+    refreshing the JWT secrets: ECS's injection would read a multi-line value as
+    one key and freeze it at start, refusing every token after a rotation."""
+    resources = fanout_template["Resources"]
+    (container,) = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = container_env(container)
+    assert "Secrets" not in container
+    assert env["JWT_SECRET_ID"] == {"Ref": "JwtSecretArn"}
+    assert env["JWT_SECRET_PARAMETER"] == {"Fn::Sub": "/${JwtSecretParameterName}"}
+    assert env["REDIS_URL_SECRET_ID"] == {"Ref": "RedisUrlSecretArn"}
+    assert not {"JWT_SECRET", "REDIS_URL"} & set(env)
+    (_, secrets, parameter) = statements(resources["TaskRole"])
+    assert secrets["Resource"] == [
+        {"Ref": "RedisUrlSecretArn"},
+        {"Fn::If": ["UseJwtSecretArn", {"Ref": "JwtSecretArn"}, {"Ref": "AWS::NoValue"}]},
+    ]
+    assert parameter["Resource"]["Fn::Sub"].endswith(":parameter/${JwtSecretParameterName}")
+    # Either JWT secret, as the functions take it; one of the two is required.
+    assert refused(fanout_template, Stage="dev")
+    assert not refused(fanout_template, Stage="dev", JwtSecretParameterName="aurorachat/jwt")
+    assert statements(resources["ExecutionRole"]) == []
+    functions_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert functions_env["REDIS_URL_SECRET_ID"] == {"Ref": "RedisUrlSecretArn"}
+    assert "REDIS_URL" not in functions_env and "RedisUrl" not in template["Parameters"]
+    nested = template["Resources"]["FanoutService"]["Properties"]["Parameters"]
+    assert nested["RedisUrlSecretArn"] == {"Ref": "RedisUrlSecretArn"}
+    assert nested["JwtSecretParameterName"] == {"Ref": "JwtSecretParameterName"}
+
+
+def evaluate(expression: Any, parameters: dict[str, str]) -> Any:
+    """The few intrinsic functions CloudFormation's Rules use, evaluated."""
+    if not isinstance(expression, dict):
+        return expression
+    ((function, argument),) = expression.items()
+    if function == "Ref":
+        return parameters[argument]
+    values = [evaluate(a, parameters) for a in argument]
+    return {
+        "Fn::Equals": lambda: values[0] == values[1],
+        "Fn::Not": lambda: not values[0],
+        "Fn::And": lambda: all(values),
+        "Fn::Or": lambda: any(values),
+    }[function]()
+
+
+def refused(template: dict[str, Any], **given: str) -> list[str]:
+    """The rule assertions CloudFormation would fail for these parameter values."""
+    parameters = {n: str(p.get("Default", "")) for n, p in template["Parameters"].items()}
+    parameters.update(given)
+    failed = []
+    for rule in template.get("Rules", {}).values():
+        if evaluate(rule.get("RuleCondition", True), parameters):
+            failed += [
+                a["AssertDescription"]
+                for a in rule["Assertions"]
+                if not evaluate(a["Assert"], parameters)
+            ]
+    return failed
+
+
+def test_plain_ws_is_refused_outside_a_dev_stage(template, fanout_template):
+    cert = "arn:aws:acm:us-east-1:123456789012:certificate/x"
+    jwt = {"JwtSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt"}
+    assert refused(fanout_template, Stage="prod", **jwt)
+    assert refused(fanout_template, Stage="local", **jwt)
+    assert not refused(fanout_template, Stage="prod", CertificateArn=cert, **jwt)
+    assert not refused(fanout_template, Stage="dev", **jwt)
+    assert refused(template, Stage="prod", DeployFanout="true")
+    assert not refused(template, Stage="prod", DeployFanout="true", FanoutCertificateArn=cert)
+    assert not refused(template, Stage="prod")  # no fan-out here, nothing to secure
+    # With a certificate: TLS 1.2+ on 443, and port 80 only redirects there.
+    resources = fanout_template["Resources"]
+    https = resources["HttpsListener"]["Properties"]
+    assert (https["Port"], https["Protocol"]) == (443, "HTTPS")
+    with_tls, _ = resources["HttpListener"]["Properties"]["DefaultActions"]["Fn::If"][1:]
+    assert [a["Type"] for a in with_tls] == ["redirect"]
+
+
+def test_metrics_and_readiness_answer_404_on_the_public_listener(fanout_template):
+    """The listener rule shadows them on whichever listener forwards to the tasks;
+    the health check reaches /healthz on the task itself, past the listener."""
+    resources = fanout_template["Resources"]
+    rules = of_type(fanout_template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    (rule,) = rules.values()
+    props = rule["Properties"]
+    assert props["ListenerArn"] == {
+        "Fn::If": ["WithTls", {"Ref": "HttpsListener"}, {"Ref": "HttpListener"}]
+    }
+    (condition,) = props["Conditions"]
+    assert condition["Field"] == "path-pattern"
+    assert set(condition["PathPatternConfig"]["Values"]) == {"/metrics", "/readyz"}
+    (action,) = props["Actions"]
+    assert action["Type"] == "fixed-response"
+    assert action["FixedResponseConfig"]["StatusCode"] == "404"
+    health = resources["TargetGroup"]["Properties"]["HealthCheckPath"]
+    assert health not in condition["PathPatternConfig"]["Values"]

@@ -74,3 +74,17 @@ def test_junk_over_http_is_a_json_400(local_stack, content):
     )
     assert response.status_code == 400
     assert set(response.json()) == {"error", "code"}
+
+
+def test_a_forged_x_forwarded_for_does_not_escape_the_login_throttle(local_stack):
+    """Nothing proxies the local stack: the throttles key on the client's own
+    address, whatever X-Forwarded-For the client writes."""
+    api = local_stack["api_url"]
+    creds = new_user(api)
+    wrong = {**creds, "password": "not-the-password-1"}
+    for n in range(5):  # LOGIN_FAILURES_PER_USER_IP, each from a "new" address
+        forged = {"X-Forwarded-For": f"203.0.113.{n + 1}"}
+        assert httpx.post(f"{api}/api/auth/login", json=wrong, headers=forged).status_code == 401
+    forged = {"X-Forwarded-For": "198.51.100.7"}
+    locked = httpx.post(f"{api}/api/auth/login", json=creds, headers=forged)
+    assert (locked.status_code, locked.json()["code"]) == (429, "rate_limited")

@@ -1,5 +1,5 @@
-"""The JWT secret from SSM Parameter Store or Secrets Manager (moto), through
-Powertools' parameters utility: rotation, caching, and refusal of weak secrets."""
+"""The JWT secret from SSM Parameter Store or Secrets Manager (moto), read by
+aurora/secrets.py: rotation, caching, and refusal of weak secrets."""
 
 from __future__ import annotations
 

@@ -157,3 +157,12 @@ def test_the_fanout_image_never_loads_what_only_the_rest_functions_install():
     }
     assert loaded == set()
     assert "aurora.tokens" in reachable and "aurora.passwords" not in reachable
+    # Not even on first use: the fan-out reads and refreshes its secrets with
+    # aurora.secrets, which needs boto3 alone (the image has no Powertools).
+    powertools = {
+        (module, target)
+        for module in reachable
+        for target, _ in imports(module)
+        if target.split(".")[0] == "aws_lambda_powertools"
+    }
+    assert "aurora.secrets" in reachable and powertools == set()

@@ -144,3 +144,23 @@ def test_every_field_is_read_from_its_declared_variable():
         if declared.name == "env":
             env["AURORA_ENV"], expected = "local", "local"
         assert getattr(Settings.from_env(env), declared.name) == expected, declared.env[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:token@cache.example.com:6379/0", "redis://10.0.0.5:6379/0"],
+)
+def test_a_plain_redis_url_to_another_host_is_refused_outside_local_mode(url):
+    """It may carry an AUTH token, and every message crosses it: TLS (rediss://)."""
+    with pytest.raises(ConfigurationError, match="rediss://"):
+        Settings.from_env({"REDIS_URL": url, "JWT_SECRET": "x" * 32})
+    Settings.from_env({"REDIS_URL": url, "AURORA_ENV": "local"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["rediss://:token@cache.example.com:6379/0", "redis://127.0.0.1:6379/0",
+     "redis://localhost/0", "unix:///run/redis.sock"],
+)  # fmt: skip
+def test_tls_or_a_redis_on_this_host_is_accepted_outside_local_mode(url):
+    assert Settings.from_env({"REDIS_URL": url, "JWT_SECRET": "x" * 32}).redis_url == url

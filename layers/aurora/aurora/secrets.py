@@ -1,17 +1,21 @@
 """Secrets: the rules a signing secret must meet, and the cloud's secrets
-(the JWT signing secrets, the MongoDB URI) read through Powertools'
-parameters utility from SSM Parameter Store or Secrets Manager.
+(the JWT signing secrets, the MongoDB and Redis URLs) read from SSM Parameter
+Store or Secrets Manager with boto3 alone, so the functions and the fan-out
+image read them with this one module.
 
 A stored JWT value holds one secret per line: the first signs new tokens, the
-others still verify tokens signed before a rotation. Powertools caches it for
-`jwt_secret_max_age_seconds`, so a rotation reaches every warm container
-within that time without a redeploy. The MongoDB URI is read once per process
-(`MONGO_URL_SECRET_ID`), so it never sits in a function's plain environment.
+others still verify tokens signed before a rotation. It is cached for
+`jwt_secret_max_age_seconds`, so a rotation reaches every warm function and
+every running fan-out replica within that time without a redeploy. The
+MongoDB and Redis URLs are read once per process (`MONGO_URL_SECRET_ID`,
+`REDIS_URL_SECRET_ID`), so they never sit in a plain environment.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -74,45 +78,82 @@ def jwt_secrets(settings: JwtSecretSettings) -> tuple[str, ...]:
     return (settings.jwt_secret, *settings.jwt_previous_secrets)
 
 
-def resolve_mongo_url(environ: Mapping[str, str]) -> dict[str, str]:
-    """`environ`, with `MONGO_URL` read from the secret `MONGO_URL_SECRET_ID` names.
-    A `MONGO_URL` set directly wins and nothing is fetched (the local stack, the tests)."""
+# The URLs that may come from Secrets Manager: the variable a secret id names it in.
+STORED_URLS = {"MONGO_URL": "MONGO_URL_SECRET_ID", "REDIS_URL": "REDIS_URL_SECRET_ID"}
+
+
+def resolve_stored_urls(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ`, with `MONGO_URL` and `REDIS_URL` read from the secrets
+    `MONGO_URL_SECRET_ID` and `REDIS_URL_SECRET_ID` name. A URL set directly
+    wins and nothing is fetched (the local stack, the tests)."""
     resolved = dict(environ)
-    secret_id = environ.get("MONGO_URL_SECRET_ID", "")
-    if not secret_id or environ.get("MONGO_URL"):
-        return resolved
-    parameters = _parameters()
-    try:
-        value = _text(parameters.get_secret(secret_id))
-    except parameters.exceptions.GetParameterError as exc:
-        raise ConfigurationError(f"cannot read MONGO_URL from Secrets Manager: {exc}") from None
-    if not value.strip():
-        raise ConfigurationError("the MongoDB URI secret is empty")
-    resolved["MONGO_URL"] = value.strip()
+    for variable, id_variable in STORED_URLS.items():
+        secret_id = environ.get(id_variable, "")
+        if not secret_id or environ.get(variable):
+            continue
+        try:
+            with _lock:
+                value = _fetch("secretsmanager", secret_id)
+        except _aws_errors() as exc:
+            raise ConfigurationError(
+                f"cannot read {variable} from Secrets Manager: {exc}"
+            ) from None
+        if not value.strip():
+            raise ConfigurationError(f"the {variable} secret is empty")
+        resolved[variable] = value.strip()
     return resolved
 
 
+def clear_cache() -> None:
+    """Forget every fetched JWT secret, and the AWS session (tests)."""
+    global _session
+    with _lock:
+        _cache.clear()
+        _session = None
+
+
+# (service, name) -> (monotonic time fetched, value). One lock for the cache
+# and the boto3 session (not safe to share between threads otherwise): when
+# the value expires, one thread fetches and the others wait for it.
+_cache: dict[tuple[str, str], tuple[float, str]] = {}
+_session: Any = None
+_lock = threading.Lock()
+
+
 def _fetch_jwt_secrets(settings: JwtSecretSettings) -> tuple[str, ...]:
-    parameters = _parameters()
     if settings.jwt_secret_parameter:
-        value = parameters.get_parameter(
-            settings.jwt_secret_parameter,
-            decrypt=True,
-            max_age=settings.jwt_secret_max_age_seconds,
-        )
+        key = ("ssm", settings.jwt_secret_parameter)
     else:
-        value = parameters.get_secret(
-            settings.jwt_secret_id, max_age=settings.jwt_secret_max_age_seconds
-        )
-    return tuple(line.strip() for line in _text(value).splitlines() if line.strip())
+        key = ("secretsmanager", settings.jwt_secret_id)
+    with _lock:
+        fetched_at, value = _cache.get(key, (None, ""))
+        if fetched_at is None or time.monotonic() - fetched_at >= (
+            settings.jwt_secret_max_age_seconds
+        ):
+            value = _fetch(*key)
+            _cache[key] = (time.monotonic(), value)
+    return tuple(line.strip() for line in value.splitlines() if line.strip())
 
 
-def _parameters() -> Any:
-    # Imported only when configured: it pulls in boto3 (~280 ms of cold start).
-    from aws_lambda_powertools.utilities import parameters
+def _fetch(service: str, name: str) -> str:
+    """A SecureString (decrypted) or a secret's current value, as text. Hold `_lock`."""
+    global _session
+    if _session is None:
+        # Imported only when configured: boto3 costs ~280 ms of cold start.
+        import boto3
 
-    return parameters
+        _session = boto3.session.Session()
+    # A client from a warm session costs ~7 ms, a new session ~90 ms.
+    client = _session.client(service)
+    if service == "ssm":
+        return str(client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+    answer = client.get_secret_value(SecretId=name)
+    if "SecretString" in answer:
+        return str(answer["SecretString"])
+    return bytes(answer["SecretBinary"]).decode("utf-8")
 
 
-def _text(value: object) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def _aws_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)

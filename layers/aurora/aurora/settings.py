@@ -17,7 +17,7 @@ from typing import Any, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from aurora.errors import ConfigurationError
-from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, in_cloud_runtime, resolve_mongo_url
+from aurora.secrets import LOCAL_DEV_SECRET, check_secrets, in_cloud_runtime, resolve_stored_urls
 
 # bcrypt costs below this are refused outside local mode: each step halves
 # the work of guessing a stolen hash.
@@ -26,6 +26,9 @@ MIN_BCRYPT_ROUNDS = 10
 # Registrations per client IP and window in local mode, where every script and
 # load test registers from 127.0.0.1 (REGISTRATIONS_PER_IP still wins).
 LOCAL_REGISTRATIONS_PER_IP = 100_000
+
+# Where a plain redis:// URL is accepted outside local mode: nothing crosses a network.
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 # SigV4 presigned URLs live at most 7 days (S3 refuses a longer X-Amz-Expires).
 MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600
@@ -355,6 +358,13 @@ class Settings:
                 raise ConfigurationError(
                     f"BCRYPT_ROUNDS must be >= {MIN_BCRYPT_ROUNDS} outside local mode"
                 )
+            redis = urlsplit(self.redis_url)
+            if redis.scheme not in ("rediss", "unix") and redis.hostname not in _LOOPBACK_HOSTS:
+                # The URL may carry an AUTH token, and every message crosses it.
+                raise ConfigurationError(
+                    "REDIS_URL must use TLS (rediss://) outside local mode, "
+                    "unless Redis is on this host"
+                )
         elif not in_cloud_runtime(environ):
             return
         if self.jwt_secret_parameter or self.jwt_secret_id:
@@ -419,4 +429,4 @@ def declarations() -> tuple[Declared, ...]:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    return Settings.from_env(resolve_mongo_url(os.environ))
+    return Settings.from_env(resolve_stored_urls(os.environ))
