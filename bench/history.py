@@ -47,7 +47,7 @@ def fill(db, n: int, room: str = "general", t0: int = T0) -> list[str]:
             for i in range(start, min(n, start + 5_000))
         ]  # fmt: skip
         db[messages.COLLECTION].insert_many(docs, ordered=False)
-        ids += [d["_id"] for d in docs]
+        ids += [d["id"] for d in docs]
     return ids
 
 

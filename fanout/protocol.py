@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from pydantic import ValidationError as PydanticValidationError
 
 from aurora import untrusted_json
+from aurora.changes import check_edit_text
 from aurora.errors import (
     AuthenticationError,
     ForbiddenError,
@@ -71,6 +72,21 @@ class SendMessage(_Frame):
     attachments: list[Any] | None = None
 
 
+class Edit(_Frame):
+    type: Literal["edit"]
+    room: Room
+    id: str  # the message's id; parsed by the change path (`invalid_id`)
+    text: str
+    client_id: ClientId | None = None
+
+
+class Delete(_Frame):
+    type: Literal["delete"]
+    room: Room
+    id: str
+    client_id: ClientId | None = None
+
+
 class Typing(_Frame):
     type: Literal["typing"]
     room: Room
@@ -81,7 +97,8 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Auth | Join | Leave | SendMessage | Typing | Ping
+_WITH_CLIENT_ID = ("message", "edit", "delete")
+ClientFrame = Auth | Join | Leave | SendMessage | Edit | Delete | Typing | Ping
 _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )
@@ -111,6 +128,8 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
             raise ValidationError("Message text is empty", code="empty_text")
         if len(command.text) > max_text_chars:
             raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")
+    if isinstance(command, Edit):
+        check_edit_text(command.text, max_text_chars)
     return command
 
 
@@ -124,13 +143,14 @@ def _load(raw: str | bytes) -> Any:
 
 
 def claimed_client_id(raw: str | bytes) -> str | None:
-    """The `client_id` of a message frame that failed to parse or to send, if
-    it names one validly, so the refusal can say which send it answers."""
+    """The `client_id` of a message, edit or delete frame that failed to parse
+    or to be done, if it names one validly, so the refusal can say which
+    request it answers."""
     try:
         frame = _load(raw)
     except ValidationError:
         return None
-    if not isinstance(frame, dict) or frame.get("type", "message") != "message":
+    if not isinstance(frame, dict) or frame.get("type", "message") not in _WITH_CLIENT_ID:
         return None
     client_id = frame.get("client_id")
     return client_id if is_client_id(client_id) else None

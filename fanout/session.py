@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from aurora.backends import redis_unavailable
+from aurora.changes import DELETE, EDIT, Unchanged
 from aurora.errors import AuroraError, AuthenticationError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
@@ -174,6 +175,8 @@ class Session:
         match command:
             case p.SendMessage():
                 return await self._send(command)
+            case p.Edit() | p.Delete():
+                return await self._change(command)
             case p.Join(room=room, since=since):
                 return await self._join(room, since)
             case p.Leave(room=room):
@@ -262,6 +265,40 @@ class Session:
                 )
         return None
 
+    async def _change(self, command: p.Edit | p.Delete) -> str | None:
+        """An edit or a delete, checked against Redis only (`aurora.changes`);
+        refusals raise and are answered with the command's `client_id`."""
+        replica, claims = self.replica, self.claims
+        kind = EDIT if isinstance(command, p.Edit) else DELETE
+        outcome, target = await replica.changer.change(
+            kind=kind, room=command.room, target=command.id, user_id=claims.user_id,
+            username=claims.username, standing=await replica.access.standing(claims, command.room),
+            text=command.text if isinstance(command, p.Edit) else "",
+        )  # fmt: skip
+        match outcome:
+            case Accepted(id=change_id):
+                if kind == DELETE:
+                    # The delete stands even if this fails; the link check then
+                    # still finds the file posted in the room.
+                    with contextlib.suppress(AuroraError):
+                        await replica.attachments.withdrawn(command.room, target.attachment_urls)
+                if command.client_id is not None:
+                    return p.ack_frame(command.client_id, change_id)
+                return None  # the change reaches the sender through the room
+            case Unchanged():
+                if command.client_id is not None:
+                    return p.ack_frame(command.client_id, command.id, duplicate=True)
+                return None
+            case RateLimited(retry_after_ms=retry):
+                replica.metrics.rate_limited.inc()
+                return p.rate_limited_frame(retry, client_id=command.client_id)
+            case Backpressure():
+                return p.error_frame(
+                    "backpressure", "Not done: message storage is behind, retry later",
+                    client_id=command.client_id,
+                )  # fmt: skip
+        return None
+
     async def _reauthenticate(self, token: str) -> str:
         """A fresh token on an open connection extends it; another user's is refused."""
         try:
@@ -283,4 +320,4 @@ def _answering(command: p.ClientFrame | None, raw: str | bytes) -> str | None:
     did not parse, whatever valid one it claims (so the client knows which)."""
     if command is None:
         return p.claimed_client_id(raw)
-    return command.client_id if isinstance(command, p.SendMessage) else None
+    return command.client_id if isinstance(command, p.SendMessage | p.Edit | p.Delete) else None

@@ -12,7 +12,13 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from aurora.attachments import Attachment, record_posted_async, s3_client, verify_attachments
+from aurora.attachments import (
+    Attachment,
+    record_posted_async,
+    s3_client,
+    verify_attachments,
+    withdraw_async,
+)
 from aurora.backends import redis_unavailable
 from aurora.settings import Settings
 
@@ -42,6 +48,12 @@ class AttachmentCheck:
         if attachments and self._redis is not None:
             with redis_unavailable():
                 await record_posted_async(self._redis, room, [a.url for a in attachments])
+
+    async def withdrawn(self, room: str, urls: tuple[str, ...]) -> None:
+        """The message carrying these files was deleted: no more download links."""
+        if urls and self._redis is not None:
+            with redis_unavailable():
+                await withdraw_async(self._redis, room, urls)
 
     def _verify(self, items: list[Any], user_id: str) -> list[Attachment]:
         return verify_attachments(items, user_id, self._settings, self._s3())

@@ -1,13 +1,14 @@
 """Messages function: rooms (create, list, details, change, delete, members,
-bans), direct rooms, a room's history, search in a room. Wiring only; the rules live in
-`aurora.room_admin` and `aurora.history`."""
+bans), direct rooms, a room's history, search in a room, editing and deleting
+a message. Wiring only; the rules live in `aurora.room_admin`,
+`aurora.history` and `aurora.changes`."""
 
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from fastapi import Body, Query
 
-from aurora import history, room_admin
+from aurora import changes, history, room_admin
 from aurora.backends import database, redis_client
 from aurora.http import User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
@@ -20,6 +21,7 @@ Cursor = Annotated[str | None, Query(description="a message id")]
 Limit = Annotated[str | None, Query(description="page size (default 50, max 100)")]
 ERRORS = error_responses(400, 401, 403, 503)
 CHANGES = error_responses(400, 401, 403, 404, 409, 503)
+MESSAGE_CHANGES = error_responses(400, 401, 403, 404, 409, 429, 503)
 
 
 def _stores():
@@ -35,6 +37,18 @@ def room_messages(
     room = history.check_access(user, room)
     size = history.parse_limit(limit, settings)
     return history.page(database(settings), room, settings, before=before, after=after, limit=size)
+
+
+@app.patch("/api/rooms/{room}/messages/{message_id}", responses=MESSAGE_CHANGES)
+def edit_message(room: str, message_id: str, body: changes.EditRequest, user: User) -> dict:
+    db, cache = _stores()
+    settings = get_settings()
+    return changes.over_rest(db, cache, settings, user, room, message_id, changes.EDIT, body.text)
+
+
+@app.delete("/api/rooms/{room}/messages/{message_id}", responses=MESSAGE_CHANGES)
+def delete_message(room: str, message_id: str, user: User) -> dict:
+    return changes.over_rest(*_stores(), get_settings(), user, room, message_id, changes.DELETE)
 
 
 @app.get("/api/search", responses=ERRORS)

@@ -37,6 +37,12 @@ PINNED = {
         "aurora:attachment:d4:rooms",
     ),
     "room_creations_key": (keyspace.room_creations_key("u1"), "aurora:throttle:rooms:u1"),
+    "tombstones_key": (keyspace.tombstones_key("dev"), "aurora:tombstones:dev"),
+    "change_rate_key": (keyspace.change_rate_key("dev", "u1"), "aurora:changerate:dev:u1"),
+    "attachment_withdrawn_key": (
+        keyspace.attachment_withdrawn_key("d5"),
+        "aurora:attachment:d5:withdrawn",
+    ),
 }
 
 

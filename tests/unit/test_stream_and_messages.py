@@ -57,9 +57,11 @@ def test_document_ids_sort_like_stream_ids_not_like_strings():
     assert sorted(ids) != ids  # why ms/seq exist: "…-10" < "…-9" as strings
 
 
-def test_the_document_keeps_the_stream_id_and_the_later_fields():
+def test_the_document_is_keyed_by_room_and_stream_id_and_keeps_the_later_fields():
     doc = messages.document(StreamEntry.from_redis("1700000000000-1", FIELDS))
-    assert doc["_id"] == "1700000000000-1"
+    assert doc["_id"] == messages.stored_key("general", "1700000000000-1")
+    assert doc["_id"] == "general/1700000000000-1"
+    assert doc["id"] == "1700000000000-1"
     assert doc["status"] == "sent"
     assert doc["attachments"] == []
     assert doc["deleted"] is False

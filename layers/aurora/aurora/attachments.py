@@ -21,10 +21,11 @@ from urllib.parse import quote, unquote, urlsplit
 import pydantic
 
 from aurora.errors import UnavailableError, ValidationError, invalid_input
-from aurora.keyspace import attachment_rooms_key
+from aurora.keyspace import attachment_rooms_key, attachment_withdrawn_key
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
+    import redis
     import redis.asyncio
 
 KEY_PREFIX = "attachments"
@@ -270,6 +271,33 @@ def download_link(url: str, settings: Settings, client: Any, signer: Any = None)
 
 def url_digest(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def withdraw(client: redis.Redis, room: str, urls: tuple[str, ...] | list[str]) -> None:
+    """The message carrying these files was deleted: no more download links."""
+    if urls:
+        pipe = client.pipeline(transaction=False)
+        _queue_withdraw(pipe, room, urls)
+        pipe.execute()
+
+
+async def withdraw_async(
+    client: redis.asyncio.Redis, room: str, urls: tuple[str, ...] | list[str]
+) -> None:
+    if urls:
+        async with client.pipeline(transaction=False) as pipe:
+            _queue_withdraw(pipe, room, urls)
+            await pipe.execute()
+
+
+def _queue_withdraw(pipe: Any, room: str, urls: tuple[str, ...] | list[str]) -> None:
+    for url in urls:
+        pipe.set(attachment_withdrawn_key(url_digest(url)), "1")
+        pipe.srem(attachment_rooms_key(url_digest(url)), room)
+
+
+def is_withdrawn(client: redis.Redis, url: str) -> bool:
+    return bool(client.exists(attachment_withdrawn_key(url_digest(url))))
 
 
 async def record_posted_async(client: redis.asyncio.Redis, room: str, urls: list[str]) -> None:

@@ -88,10 +88,11 @@ def database(settings: Settings) -> Database:
     if key not in _indexed:
         with _index_lock:
             if key not in _indexed:
-                from aurora import messages, rooms, users
+                from aurora import message_state, messages, rooms, users
 
                 users.ensure_indexes(db)
                 messages.ensure_indexes(db)
+                message_state.ensure_indexes(db)
                 rooms.ensure_indexes(db)
                 _indexed.add(key)
     return db

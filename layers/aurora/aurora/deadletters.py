@@ -15,10 +15,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import messages, untrusted_json
+from aurora import message_state, messages, untrusted_json
 from aurora.errors import ValidationError
 from aurora.keyspace import DEAD_LETTER_KEY
-from aurora.stream import StreamEntry, parse_id
+from aurora.stream import ChangeEntry, parse_entry, parse_id
 
 if TYPE_CHECKING:
     import redis
@@ -106,27 +106,36 @@ def get_letter(client: redis.Redis, letter_id: str) -> DeadLetter | None:
 @dataclass(frozen=True)
 class ReplayResult:
     letter_id: str
-    outcome: str  # stored | already_stored | invalid | not_found
+    outcome: str  # stored | already_stored | applied | parked | invalid | not_found
     detail: str = ""
 
 
 def replay(client: redis.Redis, db: Database, letter_id: str) -> ReplayResult:
-    """Store one dead letter's message under its original id, then remove
-    the dead letter. An entry that is still invalid stays dead-lettered."""
+    """Store one dead letter's message under its original id (or apply its
+    change), then remove the dead letter. An entry that is still invalid
+    stays dead-lettered."""
     from pymongo.errors import DuplicateKeyError
 
     letter = get_letter(client, letter_id)
     if letter is None:
         return ReplayResult(letter_id, "not_found")
     try:
-        doc = messages.document(StreamEntry.from_redis(letter.source_id, letter.fields))
+        entry = parse_entry(letter.source_id, letter.fields)
     except ValidationError as exc:
         return ReplayResult(letter_id, "invalid", str(exc))
-    try:
-        db[messages.COLLECTION].insert_one(doc)
-        outcome = "stored"
-    except DuplicateKeyError:
-        outcome = "already_stored"
+    if isinstance(entry, ChangeEntry):
+        # Idempotent as the drain applies it; kept for its message if that
+        # is not stored (yet).
+        _, parked = message_state.apply(db, [entry])
+        outcome = "parked" if parked else "applied"
+    else:
+        doc = messages.document(entry)
+        try:
+            db[messages.COLLECTION].insert_one(doc)
+            outcome = "stored"
+        except DuplicateKeyError:
+            outcome = "already_stored"
+        message_state.apply_parked(db, [doc["_id"]])
     # Removed only once the database has it: a crash here means a replay
     # again, which is a duplicate key, not a second message.
     client.xdel(DEAD_LETTER_KEY, letter_id)

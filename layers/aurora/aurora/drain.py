@@ -1,11 +1,13 @@
 """The persistence drain: moves accepted messages from the Redis stream into
 MongoDB through a consumer group, in batches, exactly once in the database.
 
-Order of operations for each batch: read -> insert_many(ordered=False) ->
-XACK. A crash before the ack leaves the entries pending; a later run claims
-them back (XAUTOCLAIM) and inserts them again, which MongoDB answers with
-duplicate-key errors for what was already stored: already stored, not lost,
-not stored twice. Entries that can never be stored (unparseable, rejected by
+Order of operations for each batch: read -> insert_many(ordered=False) of
+the messages -> apply the changes (edit, delete: `aurora.message_state`,
+idempotent and in id order) -> XACK. A crash before the ack leaves the
+entries pending; a later run claims them back (XAUTOCLAIM) and inserts them
+again, which MongoDB answers with duplicate-key errors for what was already
+stored: already stored, not lost, not stored twice; changes applied again
+change nothing. Entries that can never be stored (unparseable, rejected by
 the database, or delivered too many times) are dead-lettered and
 acknowledged in one transaction, so they never block the pipeline.
 """
@@ -17,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import deadletters, messages, rooms
+from aurora import deadletters, message_state, messages, rooms
 from aurora.errors import ValidationError
 from aurora.keyspace import JOINS_STREAM_KEY, STREAM_KEY, room_members_key
-from aurora.stream import GROUP, StreamEntry, next_id, parse_id
+from aurora.stream import GROUP, ChangeEntry, next_id, parse_entry, parse_id
 
 if TYPE_CHECKING:
     import redis
@@ -43,6 +45,9 @@ class DrainSummary:
     drained: int = 0  # entries handled (stored, duplicate or dead-lettered) and acknowledged
     inserted: int = 0  # new documents in MongoDB
     duplicates: int = 0  # entries MongoDB already had (a crashed run's work)
+    changes: int = 0  # change entries (edit, delete) handled
+    changed: int = 0  # message documents a change was written to
+    parked: int = 0  # changes kept until their message is stored
     reclaimed: int = 0  # entries taken over from a crashed or timed-out run
     dead_lettered: int = 0
     batches: int = 0
@@ -65,6 +70,8 @@ class DrainSummary:
             ("Drained", "Count", self.drained),
             ("Inserted", "Count", self.inserted),
             ("Duplicates", "Count", self.duplicates),
+            ("Changes", "Count", self.changes),
+            ("Parked", "Count", self.parked),
             ("Reclaimed", "Count", self.reclaimed),
             ("DeadLettered", "Count", self.dead_lettered),
             ("Trimmed", "Count", self.trimmed),
@@ -226,20 +233,30 @@ class Drain:
         self, batch: list[Entry], poison: dict[str, deadletters.Reason] | None = None
     ) -> None:
         poison = dict(poison or {})
-        docs, doc_ids = [], []
+        docs, doc_ids, changes = [], [], []
         for entry_id, fields in batch:
             if entry_id in poison:
                 continue
             try:
-                docs.append(messages.document(StreamEntry.from_redis(entry_id, fields)))
-                doc_ids.append(entry_id)
+                entry = parse_entry(entry_id, fields)
             except ValidationError as exc:
                 poison[entry_id] = deadletters.Reason(exc.code, str(exc))
+                continue
+            if isinstance(entry, ChangeEntry):
+                changes.append(entry)
+            else:
+                docs.append(messages.document(entry))
+                doc_ids.append(entry_id)
         inserted, duplicates, rejected = self._insert(docs, doc_ids)
         poison.update(rejected)
+        stored = [d for d in docs if d["id"] not in rejected]
         # Duplicates count too: they may be a crashed run's batch whose rooms
         # were never recorded. `$max` makes doing it again harmless.
-        rooms.record_activity(self.db, (d for d in docs if d["_id"] not in rejected))
+        rooms.record_activity(self.db, stored)
+        # Messages first, then changes: the batch's own changes find their
+        # messages, and changes parked before a message arrived are applied now.
+        changed = message_state.apply_parked(self.db, [d["_id"] for d in stored])
+        applied, parked = message_state.apply(self.db, changes)
 
         # Dead letters and the ack in one transaction: a crash leaves either
         # both undone (the entries are retried) or both done.
@@ -256,6 +273,9 @@ class Drain:
         self.summary.batches += 1
         self.summary.drained += len(batch)
         self.summary.inserted += inserted
+        self.summary.changes += len(changes)
+        self.summary.changed += changed + applied
+        self.summary.parked += parked
         self.summary.duplicates += duplicates
         self.summary.dead_lettered += len(poison)
         self.summary.max_lag_ms = max(self.summary.max_lag_ms, lag_ms)

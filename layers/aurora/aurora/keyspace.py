@@ -45,6 +45,22 @@ def window_key(room: str) -> str:
     return f"aurora:window:{room}"
 
 
+def tombstones_key(room: str) -> str:
+    """Sorted set: ids of the room's messages deleted while their delete is in
+    the resume window (score: the delete's milliseconds). Written and trimmed
+    by the change script (`aurora.changes`); read by resume, which drops those
+    messages' frames and edits. Members leave once their delete leaves the
+    window."""
+    return f"aurora:tombstones:{room}"
+
+
+def change_rate_key(room: str, user_id: str) -> str:
+    """String (counter): the user's changes (edit, delete) to the room's
+    messages in the current window. Written by the change script; expires
+    after `RATE_LIMIT_CHANGES_WINDOW_MS`."""
+    return f"aurora:changerate:{room}:{user_id}"
+
+
 def rate_key(room: str, user_id: str) -> str:
     """String (counter): the user's sends to the room in the current window.
     Written by the send script; expires after `RATE_LIMIT_WINDOW_MS`."""
@@ -103,6 +119,13 @@ def attachment_rooms_key(url_digest: str) -> str:
     (digest: SHA-256 of the attachment URL). Written by the fan-out after the
     send; read by the download link. No expiry: lives as long as the file."""
     return f"aurora:attachment:{url_digest}:rooms"
+
+
+def attachment_withdrawn_key(url_digest: str) -> str:
+    """String (`"1"`): the message carrying this attachment was deleted; its
+    download link is refused to everyone from then on. Written by
+    `aurora.attachments.withdraw*` after the delete was accepted. No expiry."""
+    return f"aurora:attachment:{url_digest}:withdrawn"
 
 
 def room_creations_key(user_id: str) -> str:

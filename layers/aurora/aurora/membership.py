@@ -147,12 +147,16 @@ def check_download(
     url: str, claims: Claims, settings: Settings, s3: Any, client: redis.Redis
 ) -> None:
     """ForbiddenError unless the caller uploaded the file, or may read a room
-    a message carrying it was posted in (`attachments.record_posted_async`)."""
-    from aurora.attachments import KEY_PREFIX, key_from_url, url_digest
+    a message carrying it was posted in (`attachments.record_posted_async`),
+    and that message was not deleted (`attachments.withdraw`)."""
+    from aurora.attachments import KEY_PREFIX, is_withdrawn, key_from_url, url_digest
 
     key = key_from_url(settings, url, s3)
     if key is None:
         raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    with redis_unavailable():
+        if is_withdrawn(client, url):  # its message was deleted: nobody, uploader included
+            raise ForbiddenError("This file's message was deleted", code="deleted")
     if key.startswith(f"{KEY_PREFIX}/{claims.user_id}/"):
         return
     with redis_unavailable():

@@ -1,9 +1,11 @@
 """The message document in MongoDB and the broadcast frame clients receive.
 
-`_id` is the stream id (so a re-delivered entry is a duplicate key, never a
-second document). Stream ids do not sort as strings ("…-10" < "…-9"), so
-each document also carries `ms` and `seq` as integers, and history is read
-in (`room`, `ms`, `seq`) order through one compound index.
+`_id` is `stored_key(room, id)`: the room and the stream id, so a
+re-delivered entry is a duplicate key, never a second document, and a
+message is found by the pair clients name it by (room, id). The stream id
+alone is kept in `id`. Stream ids do not sort as strings ("…-10" < "…-9"),
+so each document also carries `ms` and `seq` as integers, and history is
+read in (`room`, `ms`, `seq`) order through one compound index.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ DUPLICATE_KEY = 11000
 STATUS_SENT = "sent"
 
 
+def stored_key(room: str, message_id: str) -> str:
+    """The `_id` of a stored message. "/" is outside the room id rule, so the
+    room part ends unambiguously at the first one."""
+    return f"{room}/{message_id}"
+
+
 def ensure_indexes(db: Database) -> None:
     db[COLLECTION].create_index(
         [("room", 1), ("ms", -1), ("seq", -1)], name="room_time", background=True
@@ -34,7 +42,8 @@ def document(entry: StreamEntry) -> dict[str, Any]:
     """The stored form of one accepted message."""
     ms, seq = parse_id(entry.id)
     return {
-        "_id": entry.id,
+        "_id": stored_key(entry.room, entry.id),
+        "id": entry.id,
         "ms": ms,
         "seq": seq,
         "room": entry.room,
@@ -47,6 +56,7 @@ def document(entry: StreamEntry) -> dict[str, Any]:
         "client_id": entry.client_id,
         "edited_at": None,
         "deleted": False,
+        "rev": 0,  # raised by every change written (`aurora.message_state`)
         "v": int(SCHEMA_VERSION),
     }
 
@@ -92,7 +102,13 @@ def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     frame = frame_fields(
         doc["room"], doc["user_id"], doc["username"], doc["text"], doc.get("attachments") or ()
     )
-    frame |= {"id": doc["_id"], "ts": doc["ms"]}
+    # A document stored before `id` existed has the stream id as `_id`
+    # (`aurora.migrations.rekey_messages` moves it; until then it reads the same).
+    frame |= {"id": doc.get("id", doc["_id"]), "ts": doc["ms"]}
     if doc.get("client_id"):  # as the broadcast: only when the send had one
         frame["client_id"] = doc["client_id"]
+    if doc.get("deleted"):
+        frame["deleted"] = True
+    elif doc.get("edited_at") is not None:
+        frame["edited_at"] = int(doc["edited_at"].replace(tzinfo=UTC).timestamp() * 1000)
     return frame

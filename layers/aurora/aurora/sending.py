@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora.keyspace import STREAM_KEY, idempotency_key, rate_key, room_channel, window_key
+from aurora.keyspace import (
+    STREAM_KEY,
+    idempotency_key,
+    rate_key,
+    room_channel,
+    tombstones_key,
+    window_key,
+)
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
 from aurora.stream import entry_fields, parse_id
@@ -158,8 +165,9 @@ class Sender:
 async def recent(
     client: redis.asyncio.Redis, room: str, since: str | None, *, window: int
 ) -> Recent:
-    """The room's messages after `since` (exclusive) from its resume window,
-    and the window's newest id. `since=None` asks for the newest id only."""
+    """The room's messages and changes after `since` (exclusive) from its
+    resume window, without deleted messages (`aurora.changes`), and the
+    window's newest id. `since=None` asks for the newest id only."""
     key = window_key(room)
     if since is not None:
         parse_id(since)  # ValidationError for a malformed id
@@ -169,16 +177,32 @@ async def recent(
             pipe.xrange(key, min="(" + since, max="+")
             pipe.xlen(key)
             pipe.xrange(key, count=1)
+            pipe.zrange(tombstones_key(room), 0, -1)
         replies = await pipe.execute()
     newest = replies[0][0][0] if replies[0] else None
     if since is None:
         return Recent(frames=[], complete=True, newest=newest)
-    after, length, first = replies[1:]
-    frames = [(entry_id, fields["f"]) for entry_id, fields in after]
+    after, length, first, tombstones = replies[1:]
+    deleted = set(tombstones)
+    frames = [
+        (entry_id, fields["f"])
+        for entry_id, fields in after
+        if not _of_deleted(entry_id, fields, deleted)
+    ]
     # The window is trimmed exactly (MAXLEN, no `~`): while it is not full
     # nothing was ever dropped; once full, only ids from its first one on.
     complete = length < window or (bool(first) and parse_id(first[0][0]) <= parse_id(since))
     return Recent(frames=frames, complete=complete, newest=newest)
+
+
+def _of_deleted(entry_id: str, fields: dict[str, str], deleted: set[str]) -> bool:
+    """A deleted message's frame, or one of its edits: never replayed (its
+    delete, later in the window, is)."""
+    if not deleted:
+        return False
+    if "k" not in fields:  # a message
+        return entry_id in deleted
+    return fields["k"] != "delete" and fields["t"] in deleted
 
 
 def _json_str(value: str) -> str:

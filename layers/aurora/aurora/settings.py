@@ -169,6 +169,13 @@ class Settings:
     rate_limit_window_ms: int = setting(
         "RATE_LIMIT_WINDOW_MS", 1000, "window of the send rate", limit=True, ge=1
     )
+    rate_limit_changes: int = setting(
+        "RATE_LIMIT_CHANGES", 10, "edits and deletes per user and room per window", limit=True,
+        ge=1,
+    )  # fmt: skip
+    rate_limit_changes_window_ms: int = setting(
+        "RATE_LIMIT_CHANGES_WINDOW_MS", 1000, "window of the change rate", limit=True, ge=1
+    )
     max_text_chars: int = setting(
         "MAX_TEXT_CHARS", 4000, "characters of one message's text", limit=True, ge=1
     )

@@ -19,7 +19,8 @@ from aurora import untrusted_json
 from aurora.errors import ValidationError
 
 GROUP = "ingest"  # the drain's consumer group
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "1"  # a message
+CHANGE_SCHEMA_VERSION = "2"  # a change to a message (a drain that knows only "1" dead-letters it)
 
 # Entry fields, schema version 1. All values are strings (Redis stores bytes).
 #   v         schema version ("1")
@@ -130,6 +131,80 @@ class StreamEntry:
             attachments=attachments,
             client_id=client_id,
         )
+
+
+# Change entries, schema version 2 (`aurora.changes`):
+#   v         "2"
+#   kind      edit | delete
+#   room      room id
+#   user_id   who made the change
+#   username  their username at the time
+#   target    the stream id of the message changed
+#   text      the new text (edit only)
+CHANGE_KINDS = ("edit", "delete")
+FIELDS_V2 = ("v", "kind", "room", "user_id", "username", "target")
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    id: str
+    kind: str
+    room: str
+    user_id: str
+    username: str
+    target: str
+    text: str = ""
+
+    @property
+    def ts(self) -> int:
+        return parse_id(self.id)[0]
+
+    def fields(self) -> dict[str, str]:
+        return change_fields(self.kind, self.room, self.user_id, self.username, self.target,
+                             self.text)  # fmt: skip
+
+    @classmethod
+    def from_redis(cls, entry_id: str, fields: dict[str, Any]) -> ChangeEntry:
+        """Parse one schema v2 entry; ValidationError (a poison entry) if malformed."""
+        parse_id(entry_id)
+        missing = [name for name in FIELDS_V2 if not isinstance(fields.get(name), str)]
+        if missing:
+            raise ValidationError(f"Missing fields: {', '.join(missing)}", code="missing_fields")
+        kind, target = fields["kind"], fields["target"]
+        if kind not in CHANGE_KINDS:
+            raise ValidationError(f"Unknown change {kind[:20]!r}", code="bad_kind")
+        parse_id(target)
+        if parse_id(target) >= parse_id(entry_id):
+            raise ValidationError("A change is newer than its message", code="bad_target")
+        text = fields.get("text", "")
+        if kind == "edit" and not isinstance(text, str):
+            raise ValidationError("Field text is missing", code="missing_fields")
+        try:
+            size = sum(len(str(value).encode("utf-8")) for value in fields.values())
+        except UnicodeEncodeError:
+            raise ValidationError("A field is not valid UTF-8", code="invalid_encoding") from None
+        if size > MAX_ENTRY_BYTES:
+            raise ValidationError(f"Entry of {size} bytes is too large", code="too_large")
+        return cls(entry_id, kind, fields["room"], fields["user_id"], fields["username"], target,
+                   text if kind == "edit" else "")  # fmt: skip
+
+
+def parse_entry(entry_id: str, fields: dict[str, Any] | None) -> StreamEntry | ChangeEntry:
+    """A message (schema v1) or a change (v2); ValidationError for anything else."""
+    if fields and fields.get("v") == CHANGE_SCHEMA_VERSION:
+        return ChangeEntry.from_redis(entry_id, fields)
+    return StreamEntry.from_redis(entry_id, fields)
+
+
+def change_fields(
+    kind: str, room: str, user_id: str, username: str, target: str, text: str = ""
+) -> dict[str, str]:
+    """The fields of one change entry; `text` only for an edit."""
+    fields = {"v": CHANGE_SCHEMA_VERSION, "kind": kind, "room": room, "user_id": user_id,
+              "username": username, "target": target}  # fmt: skip
+    if kind == "edit":
+        fields["text"] = text
+    return fields
 
 
 def entry_fields(

@@ -1,0 +1,138 @@
+"""Applying changes (edit, delete) to stored messages: the drain's half of
+`aurora.changes`.
+
+The rules, which make any replay, any order and any overlap of drain runs
+converge on one document:
+- A delete is final: `deleted`, `text` empty, attachments gone. Applying it
+  again changes nothing.
+- An edit applies only to a message that is not deleted, by its author,
+  and only if its id is newer than the last edit applied (`edit_id`).
+- A change whose message is not stored yet (its entry is still pending in
+  another run, or dead-lettered) is parked in `message_changes` and applied
+  when the message is stored; never lost, never applied twice.
+- Each write is conditional on the document's `rev`, so two runs writing
+  one message at once cannot undo each other: the loser reads it again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aurora import messages
+from aurora.stream import ChangeEntry, parse_id
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+    from pymongo.database import Database
+
+PARKED = "message_changes"
+_RETRIES = 5
+_STATE = {"user_id": 1, "text": 1, "deleted": 1, "edit_id": 1, "rev": 1}
+
+
+class ConcurrentWrites(RuntimeError):
+    """Another run kept changing the document: the batch is retried later."""
+
+
+def ensure_indexes(db: Database) -> None:
+    db[PARKED].create_index([("target", 1)], name="by_target", background=True)
+
+
+def fold(doc: dict[str, Any], changes: Iterable[ChangeEntry]) -> dict[str, Any]:
+    """The fields to `$set` on `doc` after `changes` ({} when none changes it)."""
+    update: dict[str, Any] = {}
+    deleted, edit_id = bool(doc.get("deleted")), doc.get("edit_id")
+    for change in sorted(changes, key=lambda c: parse_id(c.id)):
+        if deleted:
+            break
+        if change.kind == "delete":
+            deleted = True
+            update |= {"deleted": True, "text": "", "attachments": [], "deleted_by":
+                       change.user_id, "deleted_at": _at(change)}  # fmt: skip
+        elif change.user_id == doc["user_id"] and (
+            edit_id is None or parse_id(change.id) > parse_id(edit_id)
+        ):
+            edit_id = change.id
+            update |= {"text": change.text, "edit_id": change.id, "edited_at": _at(change)}
+    return update
+
+
+def apply(db: Database, changes: list[ChangeEntry]) -> tuple[int, int]:
+    """Apply a batch's changes; (documents changed, changes parked)."""
+    if not changes:
+        return 0, 0
+    collection = db[messages.COLLECTION]
+    by_target: dict[str, list[ChangeEntry]] = defaultdict(list)
+    for change in changes:
+        by_target[messages.stored_key(change.room, change.target)].append(change)
+    docs = _find(collection, list(by_target))
+    missing = [key for key in by_target if key not in docs]
+    if missing:
+        _park(db, [c for key in missing for c in by_target[key]])
+        # The message may have been stored meanwhile, by a run that looked
+        # for parked changes before these were parked: look once more.
+        arrived = _find(collection, missing)
+        if arrived:
+            apply_parked(db, list(arrived))
+    changed = sum(_write(collection, docs[key], by_target[key]) for key in docs)
+    return changed, sum(len(by_target[key]) for key in missing)
+
+
+def apply_parked(db: Database, keys: list[str]) -> int:
+    """Apply the parked changes of these (just stored) messages, then unpark them."""
+    if not keys:
+        return 0
+    parked = list(db[PARKED].find({"target": {"$in": keys}}))
+    if not parked:
+        return 0
+    by_target: dict[str, list[ChangeEntry]] = defaultdict(list)
+    for row in parked:
+        by_target[row["target"]].append(ChangeEntry.from_redis(row["id"], row["fields"]))
+    docs = _find(db[messages.COLLECTION], list(by_target))
+    changed = sum(_write(db[messages.COLLECTION], docs[key], by_target[key]) for key in docs)
+    db[PARKED].delete_many({"_id": {"$in": [row["_id"] for row in parked
+                                            if row["target"] in docs]}})  # fmt: skip
+    return changed
+
+
+def _find(collection: Collection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    return {doc["_id"]: doc for doc in collection.find({"_id": {"$in": keys}}, _STATE)}
+
+
+def _write(collection: Collection, doc: dict[str, Any], changes: list[ChangeEntry]) -> int:
+    """Write the folded changes, conditional on `rev`; 1 if the document changed."""
+    for _ in range(_RETRIES):
+        update = fold(doc, changes)
+        if not update:
+            return 0
+        rev = doc.get("rev")
+        guard = {"$exists": False} if rev is None else rev
+        done = collection.update_one(
+            {"_id": doc["_id"], "rev": guard}, {"$set": update | {"rev": (rev or 0) + 1}}
+        )
+        if done.matched_count:
+            return 1
+        doc = collection.find_one({"_id": doc["_id"]}, _STATE)
+    raise ConcurrentWrites(f"message {doc['_id']!r} kept changing under this run")
+
+
+def _park(db: Database, changes: list[ChangeEntry]) -> None:
+    from pymongo.errors import BulkWriteError
+
+    rows = [
+        {"_id": messages.stored_key(c.room, c.id), "id": c.id,
+         "target": messages.stored_key(c.room, c.target), "fields": c.fields()}
+        for c in changes
+    ]  # fmt: skip
+    try:
+        db[PARKED].insert_many(rows, ordered=False)
+    except BulkWriteError as exc:  # parked before by a run that crashed: already there
+        if any(e.get("code") != messages.DUPLICATE_KEY for e in exc.details["writeErrors"]):
+            raise
+
+
+def _at(change: ChangeEntry) -> datetime:
+    return datetime.fromtimestamp(change.ts / 1000, tz=UTC)

@@ -1,0 +1,334 @@
+"""Edits and deletes, on real Redis, SecantusDB and fan-out replicas: live
+clients, resume and history converge on one state, whatever the drain does;
+only the author edits, only the author, the room's owner or an admin
+deletes, on the WebSocket and over REST alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+from websockets.asyncio.client import connect
+
+from aurora import history, message_state, messages, users
+from aurora.backends import database, redis_client
+from aurora.drain import Drain, ensure_group
+from aurora.keyspace import STREAM_KEY, change_rate_key
+from aurora.settings import Settings
+from aurora.stream import GROUP
+from aurora.tokens import issue_token
+from local.runtime import LocalFunction
+from tests.support import ROOT
+from tests.support.events import call, event, template_function
+from tests.support.fanout import receive_json, replica, send_json
+
+ROOM = "board"
+
+
+@pytest.fixture
+def cfg(app_env: Settings, monkeypatch) -> Iterator[Settings]:
+    """A window of 40 messages (so "older than the window" is quick to
+    reach), the same for the fan-out and the REST function."""
+    from aurora.settings import get_settings
+
+    monkeypatch.setenv("RESUME_WINDOW", "40")
+    get_settings.cache_clear()
+    yield dataclasses.replace(app_env, resume_window=40, rate_limit_messages=1000)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def api(cfg: Settings) -> Iterator[LocalFunction]:
+    fn = template_function("MessagesFunction", concurrency=1)
+    yield fn
+    fn.close()
+
+
+@dataclasses.dataclass
+class Person:
+    name: str
+    user_id: str
+    token: str
+
+
+def person(cfg: Settings, name: str) -> Person:
+    user_id = users.create_user(database(cfg), name, "not-a-real-hash")
+    return Person(name, user_id, issue_token(user_id, name, cfg))
+
+
+def rest(fn: LocalFunction, method: str, path: str, who: Person, body=None) -> tuple[int, dict]:
+    request = event("rooms", "http-v2", token=who.token)
+    request["rawPath"] = request["requestContext"]["http"]["path"] = path
+    request["requestContext"]["http"]["method"] = method
+    request["rawQueryString"] = urlencode({})
+    request["queryStringParameters"] = None
+    request["body"] = None if body is None else json.dumps(body)
+    if body is not None:
+        request["headers"]["content-type"] = "application/json"
+    status, answer, _ = call(fn, request)
+    return status, answer
+
+
+def drain(cfg: Settings, **kwargs) -> None:
+    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20, **kwargs).run(
+        lambda: True, exit_when_idle=True
+    )
+
+
+class LiveState:
+    """What a client makes of the frames it receives: the client's fold."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, dict] = {}
+        self.frames: list[dict] = []
+
+    def see(self, frame: dict) -> None:
+        self.frames.append(frame)
+        match frame["type"]:
+            case "message":
+                self.messages[frame["id"]] = {"text": frame["text"], "deleted": False}
+            case "edit" if not self.messages[frame["message_id"]]["deleted"]:
+                self.messages[frame["message_id"]]["text"] = frame["text"]
+            case "delete":
+                self.messages[frame["message_id"]] = {"text": "", "deleted": True}
+
+
+class Client:
+    """One connection, joined to a room, folding what it receives."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.live = LiveState()
+        self._sent = 0
+
+    async def request(self, frame: dict) -> dict:
+        """Send with a fresh client_id; the answer (ack, error, rate_limited)."""
+        self._sent += 1
+        await send_json(self.ws, frame | {"client_id": f"c{self._sent}"})
+        while True:
+            got = await receive_json(self.ws)
+            if got["type"] in ("ack", "error", "rate_limited"):
+                return got
+            self.live.see(got)
+
+    async def read_until(self, last_id: str) -> None:
+        """Fold frames until the one with `last_id` has been seen."""
+        while not any(f.get("id") == last_id for f in self.live.frames):
+            self.live.see(await receive_json(self.ws))
+
+
+async def client(url: str, who: Person, room: str | None = ROOM, since: str | None = None):
+    ws = await connect(url, subprotocols=["aurora.v1"])
+    await send_json(ws, {"type": "auth", "token": who.token})
+    assert (await receive_json(ws))["type"] == "ready"
+    if room is not None:
+        await send_json(ws, {"type": "join", "room": room} | ({"since": since} if since else {}))
+        assert (await receive_json(ws))["type"] == "joined"
+    return Client(ws)
+
+
+def stored_state(cfg: Settings) -> dict[str, dict]:
+    page = history.page(database(cfg), ROOM, cfg, limit=100)["messages"]
+    return {m["id"]: {"text": m["text"], "deleted": bool(m.get("deleted"))} for m in page}
+
+
+# A drain in a process of its own that SIGKILLs itself on its third change
+# written to MongoDB: messages inserted, some changes applied, nothing acknowledged.
+KILLED_MID_BATCH = """
+import os, signal, sys
+import pymongo.collection
+from aurora.backends import database, redis_client
+from aurora.drain import Drain, ensure_group
+from aurora.keyspace import STREAM_KEY, change_rate_key
+from aurora.settings import Settings
+from aurora.stream import GROUP
+
+update_one, calls = pymongo.collection.Collection.update_one, []
+def dying(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return update_one(self, *args, **kwargs)
+pymongo.collection.Collection.update_one = dying
+settings = Settings(env="local", redis_url=sys.argv[1], mongo_url=sys.argv[2], mongo_db=sys.argv[3])
+Drain(redis_client(settings.redis_url), database(settings), consumer="killed", block_ms=10).run(
+    lambda: True, exit_when_idle=True)
+"""
+
+
+async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mid_batch(cfg):
+    alice, bob = person(cfg, "alice"), person(cfg, "bob")
+    async with replica(cfg) as (url, _):
+        a, b = await client(url, alice), await client(url, bob)
+        ids = []
+        for i in range(6):
+            ids.append((await a.request({"type": "message", "room": ROOM, "text": f"m{i}"}))["id"])
+        ids.append((await b.request({"type": "message", "room": ROOM, "text": "bob's"}))["id"])
+        script = [
+            (a, {"type": "edit", "id": ids[0], "text": "m0, edited"}),
+            (a, {"type": "edit", "id": ids[0], "text": "m0, edited twice"}),
+            (a, {"type": "delete", "id": ids[1]}),
+            (a, {"type": "edit", "id": ids[2], "text": "m2, edited"}),
+            (a, {"type": "delete", "id": ids[2]}),
+            (b, {"type": "edit", "id": ids[6], "text": "bob's, edited"}),
+            (a, {"type": "edit", "id": ids[3], "text": "m3, edited"}),
+            (b, {"type": "delete", "id": ids[6]}),
+        ]
+        last = ""
+        for who, frame in script:
+            reply = await who.request(frame | {"room": ROOM})
+            assert reply["type"] == "ack", reply
+            last = reply["id"]
+        await a.read_until(last)
+        await b.read_until(last)
+
+        # A client that was away since the first message resumes from it.
+        c = await client(url, person(cfg, "carol"), since=ids[0])
+        c.live.messages[ids[0]] = {"text": "m0", "deleted": False}
+        await c.read_until(last)
+        for who in (a, b, c):
+            await who.ws.close()
+
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_BATCH, cfg.redis_url, cfg.mongo_url, cfg.mongo_db],
+        cwd=ROOT, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    drain(cfg, claim_idle_ms=0)
+    drain(cfg, claim_idle_ms=0)  # and once more: nothing changes
+
+    stored = stored_state(cfg)
+    assert a.live.messages == b.live.messages == c.live.messages == stored
+    assert stored[ids[0]] == {"text": "m0, edited twice", "deleted": False}
+    assert stored[ids[1]] == stored[ids[2]] == stored[ids[6]] == {"text": "", "deleted": True}
+    # Resume never replays a deleted message's text, nor its edits.
+    replayed = json.dumps(c.live.frames)
+    assert "m1" not in replayed and "m2" not in replayed and "bob's" not in replayed
+    assert database(cfg)[message_state.PARKED].count_documents({}) == 0
+
+
+async def test_only_the_author_edits_and_the_author_owner_or_admin_deletes_on_both_paths(cfg, api):
+    people = {role: person(cfg, role) for role in ("owner", "admin", "author", "member")}
+    owner = people["owner"]
+    status, _ = rest(api, "POST", "/api/rooms", owner, {"room": ROOM, "visibility": "private"})
+    assert status == 201
+    for role in ("admin", "author", "member"):
+        body = {"role": "admin"} if role == "admin" else None
+        path = f"/api/rooms/{ROOM}/members/{people[role].name}"
+        assert rest(api, "PUT", path, owner, body)[0] == 200
+    everyone = people | {"outsider": person(cfg, "outsider")}
+    # The matrix, as data: may this role edit / delete the author's message?
+    may_edit = {"owner": False, "admin": False, "author": True, "member": False,
+                "outsider": False}  # fmt: skip
+    may_delete = may_edit | {"owner": True, "admin": True}
+
+    seen = {}
+    async with replica(cfg) as (url, _):
+        author = await client(url, people["author"])
+        sent = []
+        for i in range(2 * len(everyone)):
+            frame = {"type": "message", "room": ROOM, "text": f"t{i}"}
+            sent.append((await author.request(frame))["id"])
+        for i, (role, who) in enumerate(everyone.items()):
+            other = await client(url, who, room=None)
+            edit = await other.request({"type": "edit", "room": ROOM, "id": sent[2 * i],
+                                        "text": "changed"})  # fmt: skip
+            delete = await other.request({"type": "delete", "room": ROOM, "id": sent[2 * i + 1]})
+            for name, reply in (("ws_edit", edit), ("ws_delete", delete)):
+                assert reply["type"] == "ack" or reply["code"] == "forbidden", reply
+                seen[(role, name)] = reply["type"] == "ack"
+            await other.ws.close()
+        await author.ws.close()
+    drain(cfg)
+    # REST, on messages only MongoDB has (the window is gone).
+    redis_client(cfg.redis_url).delete(f"aurora:window:{ROOM}")
+    for i, (role, who) in enumerate(everyone.items()):
+        path = f"/api/rooms/{ROOM}/messages/{sent[2 * i]}"
+        edited = rest(api, "PATCH", path, who, {"text": "changed again"})
+        deleted = rest(api, "DELETE", path, who)
+        for name, (status, body) in (("rest_edit", edited), ("rest_delete", deleted)):
+            assert status == 200 or (status, body["code"]) == (403, "forbidden"), body
+            seen[(role, name)] = status == 200
+    expected = {}
+    for role in everyone:
+        expected |= {(role, "ws_edit"): may_edit[role], (role, "rest_edit"): may_edit[role],
+                     (role, "ws_delete"): may_delete[role],
+                     (role, "rest_delete"): may_delete[role]}  # fmt: skip
+    assert seen == expected
+
+
+async def test_a_change_is_refused_with_a_clear_code_and_nothing_is_queued(cfg, api):
+    alice = person(cfg, "alice")
+    r = redis_client(cfg.redis_url)
+    async with replica(cfg) as (url, _):
+        a = await client(url, alice)
+        first = (await a.request({"type": "message", "room": ROOM, "text": "first"}))["id"]
+        for i in range(45):  # past the window of 40
+            await a.request({"type": "message", "room": ROOM, "text": f"n{i}"})
+        recent = (await a.request({"type": "message", "room": ROOM, "text": "recent"}))["id"]
+        unknown = f"{int(recent.split('-')[0]) + 10_000}-0"
+        queued = r.xlen("aurora:messages")
+
+        async def code(frame: dict) -> str:
+            reply = await a.request(frame | {"room": ROOM})
+            return reply.get("code", reply["type"])
+
+        assert await code({"type": "edit", "id": first, "text": "x"}) == "use_rest"
+        assert await code({"type": "edit", "id": "1-1", "text": "x"}) == "use_rest"
+        assert await code({"type": "edit", "id": unknown, "text": "x"}) == "not_found"
+        assert await code({"type": "delete", "id": unknown}) == "not_found"
+        assert await code({"type": "edit", "id": "not-an-id", "text": "x"}) == "invalid_id"
+        assert await code({"type": "edit", "id": recent, "text": " "}) == "empty_text"
+        assert await code({"type": "edit", "id": recent, "text": "x" * 5000}) == "too_long"
+        assert r.xlen("aurora:messages") == queued
+        assert await code({"type": "delete", "id": recent}) == "ack"
+        assert await code({"type": "edit", "id": recent, "text": "x"}) == "deleted"
+        again = await a.request({"type": "delete", "room": ROOM, "id": recent})
+        assert (again["type"], again["id"], again["duplicate"]) == ("ack", recent, True)
+        assert r.xlen("aurora:messages") == queued + 1
+        # Changes have their own rate limit (10 per second per user and room).
+        target = (await a.request({"type": "message", "room": ROOM, "text": "t"}))["id"]
+        edits = [await code({"type": "edit", "id": target, "text": f"t{i}"}) for i in range(12)]
+        assert "rate_limited" in edits and "ack" in edits
+        await a.ws.close()
+    drain(cfg)
+    time.sleep(max(r.pttl(change_rate_key(ROOM, alice.user_id)), 0) / 1000)  # the limit's window
+    # The REST twin reaches the old message through MongoDB, and answers
+    # not_found for an id that never existed: a 404, never a 5xx.
+    path = f"/api/rooms/{ROOM}/messages/{first}"
+    assert rest(api, "PATCH", path, alice, {"text": "first, edited"})[0] == 200
+    assert rest(api, "PATCH", f"/api/rooms/{ROOM}/messages/1-1", alice, {"text": "x"}) == (
+        404, {"error": "No such message", "code": "not_found"},
+    )  # fmt: skip
+    assert rest(api, "DELETE", f"/api/rooms/{ROOM}/messages/{recent}", alice)[1]["unchanged"]
+    drain(cfg)
+    doc = database(cfg)[messages.COLLECTION].find_one({"_id": messages.stored_key(ROOM, first)})
+    assert doc["text"] == "first, edited" and doc["edited_at"] is not None
+
+
+async def test_a_change_that_reaches_the_drain_before_its_message_is_applied_when_it_arrives(cfg):
+    alice = person(cfg, "alice")
+    r = redis_client(cfg.redis_url)
+    async with replica(cfg) as (url, _):
+        a = await client(url, alice)
+        message = (await a.request({"type": "message", "room": ROOM, "text": "hello"}))["id"]
+        await a.request({"type": "edit", "room": ROOM, "id": message, "text": "hello, edited"})
+        await a.ws.close()
+    # One run takes the message and dies before storing it; another run gets
+    # the edit first: it is parked, then applied when the message is reclaimed.
+    ensure_group(r)
+    r.xreadgroup(GROUP, "died", {STREAM_KEY: ">"}, count=1)
+    drain(cfg)
+    db = database(cfg)
+    assert db[message_state.PARKED].count_documents({}) == 1
+    assert db[messages.COLLECTION].count_documents({}) == 0
+    drain(cfg, claim_idle_ms=0)
+    assert stored_state(cfg) == {message: {"text": "hello, edited", "deleted": False}}
+    assert db[message_state.PARKED].count_documents({}) == 0
