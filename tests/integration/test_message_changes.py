@@ -14,15 +14,20 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from aurora import history, message_state, messages, users
+from aurora import attachments, history, membership, message_state, messages, migrations, users
 from aurora.backends import database, redis_client
 from aurora.drain import Drain, ensure_group
+from aurora.errors import ForbiddenError
 from aurora.keyspace import STREAM_KEY, change_rate_key
 from aurora.settings import Settings
-from aurora.stream import GROUP
+from aurora.stream import GROUP, StreamEntry
 from aurora.tokens import issue_token
 from local.runtime import LocalFunction
 from tests.support import ROOT
@@ -30,6 +35,7 @@ from tests.support.events import call, event, template_function
 from tests.support.fanout import receive_json, replica, send_json
 
 ROOM = "board"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
 
 
 @pytest.fixture
@@ -69,7 +75,7 @@ def rest(fn: LocalFunction, method: str, path: str, who: Person, body=None) -> t
     request["requestContext"]["http"]["method"] = method
     request["rawQueryString"] = urlencode({})
     request["queryStringParameters"] = None
-    request["body"] = None if body is None else json.dumps(body)
+    request["body"] = body if body is None or isinstance(body, str) else json.dumps(body)
     if body is not None:
         request["headers"]["content-type"] = "application/json"
     status, answer, _ = call(fn, request)
@@ -147,8 +153,9 @@ import pymongo.collection
 from aurora.backends import database, redis_client
 from aurora.drain import Drain, ensure_group
 from aurora.keyspace import STREAM_KEY, change_rate_key
+from aurora.errors import ForbiddenError
 from aurora.settings import Settings
-from aurora.stream import GROUP
+from aurora.stream import GROUP, StreamEntry
 
 update_one, calls = pymongo.collection.Collection.update_one, []
 def dying(self, *args, **kwargs):
@@ -332,3 +339,82 @@ async def test_a_change_that_reaches_the_drain_before_its_message_is_applied_whe
     drain(cfg, claim_idle_ms=0)
     assert stored_state(cfg) == {message: {"text": "hello, edited", "deleted": False}}
     assert db[message_state.PARKED].count_documents({}) == 0
+
+
+def test_stored_messages_are_rekeyed_once_even_after_a_migration_that_crashed(cfg):
+    db = database(cfg)
+    entries = [StreamEntry(f"1700000000000-{i}", ROOM, "u1", "alice", f"m{i}") for i in range(7)]
+    old = []
+    for entry in entries:  # the shape of the previous release: _id is the stream id
+        doc = messages.document(entry)
+        doc["_id"] = doc.pop("id")
+        old.append(doc)
+    db[messages.COLLECTION].insert_many(old)
+    before = history.page(db, ROOM, cfg, limit=50)
+    # A run that crashed after inserting two copies, before deleting their originals.
+    db[messages.COLLECTION].insert_many([messages.document(e) for e in entries[:2]])
+
+    assert migrations.rekey_messages(db, batch_size=3) == 7
+    assert migrations.rekey_messages(db) == 0
+    keys = sorted(d["_id"] for d in db[messages.COLLECTION].find({}, {"_id": 1}))
+    assert keys == sorted(messages.stored_key(ROOM, e.id) for e in entries)
+    assert history.page(db, ROOM, cfg, limit=50) == before
+
+
+async def test_a_deleted_messages_attachment_links_are_refused_to_everyone(cfg, s3, s3_endpoint):
+    alice, bob = person(cfg, "alice"), person(cfg, "bob")
+    request = attachments.UploadRequest(filename="cat.png", content_type="image/png", size=len(PNG))
+    grant = attachments.create_upload(request, alice.user_id, cfg, s3)
+    posted = httpx.post(grant["upload"]["url"], data=grant["upload"]["fields"],
+                        files={"file": ("f", PNG)})  # fmt: skip
+    assert posted.status_code in (200, 204)
+    url = grant["attachment"]["url"]
+    r = redis_client(cfg.redis_url)
+
+    def may_download(who: Person) -> bool:
+        try:
+            membership.check_download(url, who, cfg, s3, r)
+        except ForbiddenError:
+            return False
+        return True
+
+    served = dataclasses.replace(cfg, s3_endpoint_url=s3_endpoint)
+    async with replica(served) as (ws_url, _):
+        a = await client(ws_url, alice)
+        frame = {"type": "message", "room": ROOM, "text": "", "attachments": [grant["attachment"]]}
+        message = (await a.request(frame))["id"]
+        assert may_download(alice) and may_download(bob)
+        assert (await a.request({"type": "delete", "room": ROOM, "id": message}))["type"] == "ack"
+        await a.ws.close()
+    assert not may_download(alice) and not may_download(bob)
+    drain(cfg)
+    doc = database(cfg)[messages.COLLECTION].find_one({"id": message})
+    assert (doc["deleted"], doc["attachments"], doc["text"]) == (True, [], "")
+
+
+_ids = st.sampled_from(["1-0", "0-0", "x", "", "1-", "99999999999999999999999-0", "%2F", "1-0/2"])
+_bodies = st.one_of(
+    st.none(),
+    st.sampled_from(["{not json", "[]", "null", '"x"', "1e999"]),
+    st.fixed_dictionaries({}, optional={
+        "text": st.one_of(st.text(max_size=30), st.integers(), st.none(), st.just("x" * 5000)),
+        "extra": st.text(max_size=5),
+    }),
+)  # fmt: skip
+
+
+def test_no_input_makes_a_message_change_route_answer_5xx(cfg, api):
+    alice = person(cfg, "alice")
+
+    @hypothesis_settings(max_examples=80, deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(st.sampled_from(["PATCH", "DELETE"]), st.sampled_from([ROOM, "a b", "dm:x", "a" * 65]),
+           _ids, _bodies)  # fmt: skip
+    def check(method, room, message_id, body):
+        path = f"/api/rooms/{room}/messages/{message_id}"
+        status, answer = rest(api, method, path, alice, body)
+        assert status < 500, (method, path, body, answer)
+        if status >= 400:
+            assert set(answer) == {"error", "code"}, answer
+
+    check()

@@ -11,6 +11,8 @@ from aurora.errors import ValidationError
 from aurora.rooms import check_room
 from fanout.protocol import (
     Auth,
+    Delete,
+    Edit,
     Join,
     Leave,
     Ping,
@@ -63,6 +65,10 @@ def test_a_message_may_have_blank_text_only_when_it_carries_attachments():
         ('{"type": "typing", "room": "r", "typing": true}', Typing(type="typing", room="r",
                                                                     typing=True)),
         ('{"type": "ping"}', Ping(type="ping")),
+        ('{"type": "edit", "room": "r", "id": "1-0", "text": "t"}',
+         Edit(type="edit", room="r", id="1-0", text="t")),
+        ('{"type": "delete", "room": "r", "id": "1-0", "client_id": "c"}',
+         Delete(type="delete", room="r", id="1-0", client_id="c")),
     ],
 )  # fmt: skip
 def test_every_v1_command_parses(raw, expected):
@@ -94,6 +100,12 @@ def test_empty_text_is_ignored_like_the_original():
         ('{"type": "message", "text": "x", "client_id": 5}', "bad_field"),
         ('{"type": "auth", "token": null}', "bad_field"),
         ('{"text": "' + "x" * 101 + '"}', "too_long"),
+        ('{"type": "edit", "room": "r", "id": "1-0"}', "missing_field"),
+        ('{"type": "edit", "room": "r", "id": "1-0", "text": " "}', "empty_text"),
+        ('{"type": "edit", "room": "r", "id": "1-0", "text": "' + "x" * 101 + '"}', "too_long"),
+        ('{"type": "edit", "room": "r", "id": 5, "text": "t"}', "bad_field"),
+        ('{"type": "delete", "room": "r"}', "missing_field"),
+        ('{"type": "delete", "room": "r r", "id": "1-0"}', "bad_room"),
         (b'{"text": "binary"}', "unsupported_frame"),
         ('{"text": ' + "[" * 5000 + "]" * 5000 + "}", "bad_json"),  # nested past the stack
     ],
@@ -116,7 +128,9 @@ json_values = (
 frames = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["auth", "join", "leave", "message", "typing", "ping", "x"])
+        "type": st.sampled_from(
+            ["auth", "join", "leave", "message", "edit", "delete", "typing", "ping", "x"]
+        )
         | json_values,
         "room": json_values | st.text(max_size=70),
         "text": json_values,
@@ -124,6 +138,7 @@ frames = st.fixed_dictionaries(
         "typing": json_values,
         "client_id": json_values,
         "token": json_values,
+        "id": json_values | st.sampled_from(["1-0", "0-0", "x"]),
     },
 )
 

@@ -1,0 +1,100 @@
+"""Change entries (schema version 2) and the rules that apply them: any
+order, any replay, converge on one document."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aurora import message_state
+from aurora.errors import ValidationError
+from aurora.stream import ChangeEntry, StreamEntry, change_fields, parse_entry
+
+AUTHOR = "u-author"
+
+
+def change(seq: int, kind: str, text: str = "", user_id: str = AUTHOR) -> ChangeEntry:
+    return ChangeEntry(f"2000-{seq}", kind, "r", user_id, "name", "1000-0", text)
+
+
+def test_a_change_entry_round_trips_and_a_message_entry_still_parses():
+    edit = change(1, "edit", "new text")
+    assert parse_entry(edit.id, edit.fields()) == edit
+    message = StreamEntry("1000-0", "r", AUTHOR, "name", "hi")
+    assert parse_entry(message.id, message.fields()) == message
+
+
+def test_a_reader_of_messages_only_refuses_a_change_entry_as_an_unknown_version():
+    """What a drain of the previous release does: dead-letter it, replayable."""
+    with pytest.raises(ValidationError) as refused:
+        StreamEntry.from_redis("2000-1", change_fields("delete", "r", AUTHOR, "n", "1000-0"))
+    assert refused.value.code == "bad_version"
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        (change_fields("edit", "r", "u", "n", "1000-0", "t") | {"kind": "burn"}, "bad_kind"),
+        (change_fields("edit", "r", "u", "n", "3000-0", "t"), "bad_target"),
+        (change_fields("edit", "r", "u", "n", "x", "t"), "invalid_id"),
+        ({"v": "2", "kind": "delete", "room": "r"}, "missing_fields"),
+    ],
+)
+def test_a_malformed_change_entry_is_poison_with_a_stable_code(fields, code):
+    with pytest.raises(ValidationError) as refused:
+        parse_entry("2000-1", fields)
+    assert refused.value.code == code
+
+
+DOC = {"_id": "r/1000-0", "user_id": AUTHOR, "text": "original", "deleted": False, "rev": 0}
+
+
+def applied(changes: list[ChangeEntry]) -> dict:
+    return DOC | message_state.fold(DOC, changes)
+
+
+def visible(doc: dict) -> tuple:
+    """What history shows: a deleted message is a tombstone, edited or not."""
+    return doc["text"], doc["deleted"], None if doc["deleted"] else doc.get("edit_id")
+
+
+def test_the_newest_edit_wins_and_an_older_one_never_overwrites_it():
+    assert applied([change(2, "edit", "second"), change(1, "edit", "first")])["text"] == "second"
+    once = applied([change(2, "edit", "second")])
+    assert message_state.fold(once, [change(1, "edit", "first")]) == {}
+
+
+def test_a_delete_is_final_and_clears_text_and_attachments():
+    doc = applied([change(1, "edit", "e"), change(2, "delete"), change(3, "edit", "late")])
+    assert (doc["text"], doc["deleted"], doc["attachments"]) == ("", True, [])
+    assert message_state.fold(doc, [change(4, "delete"), change(5, "edit", "x")]) == {}
+
+
+def test_an_edit_by_anyone_but_the_author_is_not_applied():
+    assert message_state.fold(DOC, [change(1, "edit", "mine now", user_id="u-other")]) == {}
+
+
+changes = st.lists(
+    st.builds(
+        change,
+        st.integers(0, 20),
+        st.sampled_from(["edit", "edit", "edit", "delete"]),
+        st.sampled_from(["a", "b", "c"]),
+    ),
+    max_size=8,
+)
+
+
+@given(changes, st.randoms(use_true_random=False))
+def test_any_order_and_any_replay_of_the_same_changes_converge(batch, rnd):
+    # One id is one change: the stream never gives two entries one id.
+    batch = list({c.id: c for c in batch}.values())
+    in_order = visible(applied(batch))
+    shuffled = batch + batch[: len(batch) // 2]
+    rnd.shuffle(shuffled)
+    # Applied in pieces, each piece on what the previous ones left.
+    doc = dict(DOC)
+    for start in range(0, len(shuffled), 3):
+        doc |= message_state.fold(doc, shuffled[start : start + 3])
+    assert visible(doc) == in_order
