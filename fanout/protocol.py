@@ -12,6 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from aurora import untrusted_json
 from aurora.changes import check_edit_text
+from aurora.emoji import check_emoji
 from aurora.errors import (
     AuthenticationError,
     ForbiddenError,
@@ -87,6 +88,15 @@ class Delete(_Frame):
     client_id: ClientId | None = None
 
 
+class React(_Frame):
+    type: Literal["react"]
+    room: Room
+    id: str
+    emoji: str  # checked by the change path (`aurora.emoji`: `invalid_emoji`)
+    on: bool  # add or remove; never a toggle, so a retry cannot undo itself
+    client_id: ClientId | None = None
+
+
 class Typing(_Frame):
     type: Literal["typing"]
     room: Room
@@ -97,8 +107,8 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
-_WITH_CLIENT_ID = ("message", "edit", "delete")
-ClientFrame = Auth | Join | Leave | SendMessage | Edit | Delete | Typing | Ping
+_WITH_CLIENT_ID = ("message", "edit", "delete", "react")
+ClientFrame = Auth | Join | Leave | SendMessage | Edit | Delete | React | Typing | Ping
 _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )
@@ -130,6 +140,8 @@ def parse_client_frame(raw: str | bytes, *, max_text_chars: int) -> ClientFrame 
             raise ValidationError(f"Text longer than {max_text_chars} characters", code="too_long")
     if isinstance(command, Edit):
         check_edit_text(command.text, max_text_chars)
+    if isinstance(command, React):
+        check_emoji(command.emoji)
     return command
 
 

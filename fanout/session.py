@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from aurora.backends import redis_unavailable
-from aurora.changes import DELETE, EDIT, Unchanged
+from aurora.changes import DELETE, EDIT, REACT, Change, Unchanged
 from aurora.errors import AuroraError, AuthenticationError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
@@ -175,7 +175,7 @@ class Session:
         match command:
             case p.SendMessage():
                 return await self._send(command)
-            case p.Edit() | p.Delete():
+            case p.Edit() | p.Delete() | p.React():
                 return await self._change(command)
             case p.Join(room=room, since=since):
                 return await self._join(room, since)
@@ -265,19 +265,19 @@ class Session:
                 )
         return None
 
-    async def _change(self, command: p.Edit | p.Delete) -> str | None:
-        """An edit or a delete, checked against Redis only (`aurora.changes`);
-        refusals raise and are answered with the command's `client_id`."""
+    async def _change(self, command: p.Edit | p.Delete | p.React) -> str | None:
+        """An edit, a delete or a reaction, checked against Redis only
+        (`aurora.changes`); refusals raise and are answered with the
+        command's `client_id`."""
         replica, claims = self.replica, self.claims
-        kind = EDIT if isinstance(command, p.Edit) else DELETE
+        change = _change_of(command)
         outcome, target = await replica.changer.change(
-            kind=kind, room=command.room, target=command.id, user_id=claims.user_id,
-            username=claims.username, standing=await replica.access.standing(claims, command.room),
-            text=command.text if isinstance(command, p.Edit) else "",
+            change, user_id=claims.user_id, username=claims.username,
+            standing=await replica.access.standing(claims, command.room),
         )  # fmt: skip
         match outcome:
             case Accepted(id=change_id):
-                if kind == DELETE:
+                if change.kind == DELETE:
                     # The delete stands even if this fails; the link check then
                     # still finds the file posted in the room.
                     with contextlib.suppress(AuroraError):
@@ -315,9 +315,19 @@ class Session:
         return p.ready_frame(claims.username, claims.user_id)
 
 
+def _change_of(command: p.Edit | p.Delete | p.React) -> Change:
+    match command:
+        case p.Edit(room=room, id=target, text=text):
+            return Change(EDIT, room, target, text=text)
+        case p.React(room=room, id=target, emoji=emoji, on=on):
+            return Change(REACT, room, target, emoji=emoji, on=on)
+    return Change(DELETE, command.room, command.id)
+
+
 def _answering(command: p.ClientFrame | None, raw: str | bytes) -> str | None:
     """The `client_id` a refusal answers: the send's own, or, for a frame that
     did not parse, whatever valid one it claims (so the client knows which)."""
     if command is None:
         return p.claimed_client_id(raw)
-    return command.client_id if isinstance(command, p.SendMessage | p.Edit | p.Delete) else None
+    with_id = p.SendMessage | p.Edit | p.Delete | p.React
+    return command.client_id if isinstance(command, with_id) else None

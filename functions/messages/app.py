@@ -10,6 +10,7 @@ from fastapi import Body, Query
 
 from aurora import changes, history, room_admin
 from aurora.backends import database, redis_client
+from aurora.emoji import check_emoji
 from aurora.http import User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
 
@@ -36,19 +37,36 @@ def room_messages(
     settings = get_settings()
     room = history.check_access(user, room)
     size = history.parse_limit(limit, settings)
-    return history.page(database(settings), room, settings, before=before, after=after, limit=size)
+    return history.page(
+        database(settings), room, settings, before=before, after=after, limit=size,
+        viewer=user.user_id,
+    )  # fmt: skip
 
 
 @app.patch("/api/rooms/{room}/messages/{message_id}", responses=MESSAGE_CHANGES)
 def edit_message(room: str, message_id: str, body: changes.EditRequest, user: User) -> dict:
-    db, cache = _stores()
     settings = get_settings()
-    return changes.over_rest(db, cache, settings, user, room, message_id, changes.EDIT, body.text)
+    changes.check_edit_text(body.text, settings.max_text_chars)
+    change = changes.Change(changes.EDIT, room, message_id, text=body.text)
+    return changes.over_rest(*_stores(), settings, user, change)
 
 
 @app.delete("/api/rooms/{room}/messages/{message_id}", responses=MESSAGE_CHANGES)
 def delete_message(room: str, message_id: str, user: User) -> dict:
-    return changes.over_rest(*_stores(), get_settings(), user, room, message_id, changes.DELETE)
+    change = changes.Change(changes.DELETE, room, message_id)
+    return changes.over_rest(*_stores(), get_settings(), user, change)
+
+
+@app.put("/api/rooms/{room}/messages/{message_id}/reactions/{emoji}", responses=MESSAGE_CHANGES)
+def add_reaction(room: str, message_id: str, emoji: str, user: User) -> dict:
+    change = changes.Change(changes.REACT, room, message_id, emoji=check_emoji(emoji), on=True)
+    return changes.over_rest(*_stores(), get_settings(), user, change)
+
+
+@app.delete("/api/rooms/{room}/messages/{message_id}/reactions/{emoji}", responses=MESSAGE_CHANGES)
+def remove_reaction(room: str, message_id: str, emoji: str, user: User) -> dict:
+    change = changes.Change(changes.REACT, room, message_id, emoji=check_emoji(emoji), on=False)
+    return changes.over_rest(*_stores(), get_settings(), user, change)
 
 
 @app.get("/api/search", responses=ERRORS)
@@ -62,7 +80,9 @@ def search(
     settings = get_settings()
     room = history.check_access(user, room)
     size = history.parse_limit(limit, settings)
-    return history.search(database(settings), room, q, settings, before=before, limit=size)
+    return history.search(
+        database(settings), room, q, settings, before=before, limit=size, viewer=user.user_id
+    )
 
 
 @app.get("/api/rooms", responses=ERRORS)

@@ -418,3 +418,82 @@ def test_no_input_makes_a_message_change_route_answer_5xx(cfg, api):
             assert set(answer) == {"error", "code"}, answer
 
     check()
+
+
+async def test_reactions_count_once_within_a_budget_live_and_in_history(cfg, api):
+    alice, bob = person(cfg, "alice"), person(cfg, "bob")
+    budget = dataclasses.replace(cfg, max_reactions_per_user=2)
+    async with replica(budget) as (url, _):
+        a, b = await client(url, alice), await client(url, bob)
+        message = (await a.request({"type": "message", "room": ROOM, "text": "vote"}))["id"]
+
+        async def react(who: Client, emoji: str, on: bool = True) -> dict:
+            return await who.request(
+                {"type": "react", "room": ROOM, "id": message, "emoji": emoji, "on": on}
+            )
+
+        assert (await react(a, "👍"))["duplicate"] is False
+        assert (await react(a, "👍"))["duplicate"] is True  # set semantics: counted once
+        assert (await react(b, "👍"))["type"] == "ack"
+        assert (await react(a, "🎉"))["type"] == "ack"
+        assert (await react(a, "🔥"))["code"] == "too_many_reactions"  # budget of 2
+        assert (await react(a, ":fire:"))["code"] == "invalid_emoji"
+        last = (await react(b, "👍", on=False))["id"]
+        assert (await react(b, "👍", on=False))["duplicate"] is True
+        await a.read_until(last)
+        frames = [f for f in a.live.frames if f["type"] == "react"]
+        assert [(f["user"], f["emoji"], f["on"]) for f in frames] == [
+            ("alice", "👍", True), ("bob", "👍", True), ("alice", "🎉", True),
+            ("bob", "👍", False),
+        ]  # fmt: skip
+        assert frames[1]["reactions"] == [{"emoji": "👍", "count": 2}]
+        assert frames[-1]["reactions"] == [{"emoji": "🎉", "count": 1}, {"emoji": "👍", "count": 1}]
+
+        # Resume replays them in order, with the counts of their time.
+        c = await client(url, person(cfg, "carol"), since=message)
+        await c.read_until(last)
+        assert [f for f in c.live.frames if f["type"] == "react"] == frames
+        for who in (a, b, c):
+            await who.ws.close()
+    drain(cfg)
+    seen_by = {
+        who.name: history.page(database(cfg), ROOM, cfg, limit=5, viewer=who.user_id)
+        for who in (alice, bob)
+    }
+    assert seen_by["alice"]["messages"][0]["reactions"] == [
+        {"emoji": "🎉", "count": 1, "me": True}, {"emoji": "👍", "count": 1, "me": True},
+    ]  # fmt: skip
+    assert seen_by["bob"]["messages"][0]["reactions"] == [
+        {"emoji": "🎉", "count": 1, "me": False}, {"emoji": "👍", "count": 1, "me": False},
+    ]  # fmt: skip
+
+    # Over REST, on a message older than the window: counted from MongoDB.
+    redis_client(cfg.redis_url).delete(f"aurora:window:{ROOM}")
+    path = f"/api/rooms/{ROOM}/messages/{message}/reactions"
+    assert rest(api, "PUT", f"{path}/👍", bob)[0] == 200
+    assert rest(api, "PUT", f"{path}/👍", bob)[1]["unchanged"] is True
+    assert rest(api, "DELETE", f"{path}/🎉", alice)[0] == 200
+    assert rest(api, "PUT", f"{path}/shrug", alice) == (
+        400, {"error": "A reaction is a Unicode emoji (👍), not text or a shortcode",
+              "code": "invalid_emoji"},
+    )  # fmt: skip
+    drain(cfg)
+    got = history.page(database(cfg), ROOM, cfg, limit=5, viewer=bob.user_id)["messages"][0]
+    assert got["reactions"] == [{"emoji": "👍", "count": 2, "me": True}]
+
+
+async def test_reacting_in_a_room_you_may_not_read_is_refused_on_both_paths(cfg, api):
+    owner, outsider = person(cfg, "owner"), person(cfg, "outsider")
+    status, _ = rest(api, "POST", "/api/rooms", owner, {"room": ROOM, "visibility": "private"})
+    assert status == 201
+    async with replica(cfg) as (url, _):
+        o = await client(url, owner)
+        message = (await o.request({"type": "message", "room": ROOM, "text": "private"}))["id"]
+        x = await client(url, outsider, room=None)
+        frame = {"type": "react", "room": ROOM, "id": message, "emoji": "👍", "on": True}
+        assert (await x.request(frame))["code"] == "forbidden"
+        for who in (o, x):
+            await who.ws.close()
+    path = f"/api/rooms/{ROOM}/messages/{message}/reactions/👍"
+    assert rest(api, "PUT", path, outsider)[0] == 403
+    assert rest(api, "PUT", path, owner)[0] == 200

@@ -37,6 +37,11 @@ PINNED = {
         "aurora:attachment:d4:rooms",
     ),
     "room_creations_key": (keyspace.room_creations_key("u1"), "aurora:throttle:rooms:u1"),
+    "reactions_key": (keyspace.reactions_key("dev", "1-0"), "aurora:reactions:dev:1-0"),
+    "reaction_counts_key": (
+        keyspace.reaction_counts_key("dev", "1-0"),
+        "aurora:reactions:dev:counts:1-0",
+    ),
     "tombstones_key": (keyspace.tombstones_key("dev"), "aurora:tombstones:dev"),
     "change_rate_key": (keyspace.change_rate_key("dev", "u1"), "aurora:changerate:dev:u1"),
     "attachment_withdrawn_key": (

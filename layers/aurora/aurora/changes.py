@@ -1,5 +1,6 @@
-"""Changing a sent message: edit (its author) and delete (its author, or a
-room owner or admin), over the WebSocket (the fan-out) and REST alike.
+"""Changing a sent message: edit (its author), delete (its author, or a room
+owner or admin) and react (anyone who may read the room), over the
+WebSocket (the fan-out) and REST alike.
 
 A change travels the path of a message: one script appends it to the
 persistence stream (schema version 2, its own stream id), to the room's
@@ -12,7 +13,10 @@ looks it up in MongoDB instead.
 
 Tombstones (`keyspace.tombstones_key`) list the messages deleted while
 their delete is in the window; resume (`sending.recent`) drops those
-messages' frames and their edits, so a deleted text is never replayed.
+messages' frames and their changes, so a deleted text is never replayed.
+A message's reactions live in Redis while it is in the window
+(`keyspace.reactions_key`), so a reaction is counted once, within the
+per-user budget, and every `react` frame carries the message's counts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from aurora.errors import (
 from aurora.keyspace import (
     STREAM_KEY,
     change_rate_key,
+    reaction_counts_key,
+    reactions_key,
     room_channel,
     tombstones_key,
     window_key,
@@ -52,12 +58,30 @@ if TYPE_CHECKING:
     from aurora.settings import Settings
     from aurora.tokens import Claims
 
-EDIT, DELETE = "edit", "delete"
+EDIT, DELETE, REACT = "edit", "delete", "react"
+# Distinct emoji on one message, all users together: bounds its counts.
+MAX_DISTINCT_REACTIONS = 50
+# Reactions of a message older than the window, counted in Redis from what
+# MongoDB had (REST): kept this long, then counted afresh from MongoDB.
+SEEDED_REACTIONS_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Change:
+    """One requested change of the message `target` in `room`."""
+
+    kind: str  # edit | delete | react
+    room: str
+    target: str  # the message's stream id
+    text: str = ""  # edit
+    emoji: str = ""  # react
+    on: bool = True  # react: add (True) or remove (False); never a toggle
 
 
 @dataclass(frozen=True)
 class Unchanged:
-    """Deleting a message already deleted: nothing to do, nothing queued."""
+    """Nothing to do, nothing queued: a delete of a deleted message, a
+    reaction added twice or removed when absent."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,11 @@ class Target:
     author: str  # user id
     deleted: bool
     attachment_urls: tuple[str, ...] = ()
+    # From MongoDB only (REST, older than the window): [[emoji, [user ids]]].
+    stored_reactions: list[list[Any]] | None = None
+
+
+Outcome = Accepted | Unchanged | RateLimited | Backpressure
 
 
 class UseRest(ConflictError):
@@ -100,18 +129,16 @@ def may_delete(user_id: str, target: Target, standing: Standing) -> bool:
     return standing.role in (membership.OWNER, membership.ADMIN)
 
 
-def check_allowed(kind: str, user_id: str, target: Target, standing: Standing) -> None:
-    """ForbiddenError or ConflictError unless `user_id` may make this change now."""
+def check_allowed(change: Change, user_id: str, target: Target, standing: Standing) -> None:
+    """ForbiddenError or ConflictError unless `user_id` may make this change now.
+    Reacting needs only the right to read the room."""
     if not standing.may_read:
         raise ForbiddenError("You may not write to this room")
-    allowed = may_edit(user_id, target) if kind == EDIT else may_delete(user_id, target, standing)
-    if not allowed:
-        raise ForbiddenError(
-            "Only the author edits a message"
-            if kind == EDIT
-            else "Only the author, the room's owner or an admin deletes a message"
-        )
-    if kind == EDIT and target.deleted:
+    if change.kind == EDIT and not may_edit(user_id, target):
+        raise ForbiddenError("Only the author edits a message")
+    if change.kind == DELETE and not may_delete(user_id, target, standing):
+        raise ForbiddenError("Only the author, the room's owner or an admin deletes a message")
+    if change.kind != DELETE and target.deleted:
         raise ConflictError("The message is deleted", code="deleted")
 
 
@@ -156,21 +183,31 @@ async def lookup_async(client: redis.asyncio.Redis, room: str, target: str) -> T
 def stored_target(db: Database, room: str, target: str) -> Target:
     """The message as MongoDB has it (REST, for what the window no longer holds)."""
     doc = db[messages.COLLECTION].find_one(
-        {"_id": messages.stored_key(room, target)}, {"user_id": 1, "deleted": 1, "attachments": 1}
+        {"_id": messages.stored_key(room, target)},
+        {"user_id": 1, "deleted": 1, "attachments": 1, "reactions": 1},
     )
     if doc is None:
         raise NotFoundError("No such message", code="not_found")
     urls = tuple(a["url"] for a in doc.get("attachments") or ())
-    return Target(doc["user_id"], bool(doc.get("deleted")), urls)
+    reactions = [[r["emoji"], list(r["users"])] for r in doc.get("reactions") or ()]
+    return Target(doc["user_id"], bool(doc.get("deleted")), urls, reactions)
 
 
 # -- the change script ---------------------------------------------------------------------
 
-# KEYS: stream, room window, tombstones, change rate counter.
+# KEYS: 1 stream, 2 room window, 3 tombstones, 4 change rate counter,
+#       5 the message's reactions (who reacted with what), 6 its counts.
 # ARGV: 1 limit, 2 rate window ms, 3 channel, 4 frame prefix, 5 resume window
-#       length, 6 max backlog, 7 kind, 8 target id, then the entry's fields.
+#       length, 6 max backlog, 7 kind, 8 target id, 9 the entry's fields as a
+#       JSON array [name, value, ...], 10 prefix of the reaction keys (for
+#       the message leaving the window), then for a reaction: 11 user id,
+#       12 emoji, 13 "1" add / "0" remove, 14 per-user budget, 15 distinct
+#       emoji per message, 16 seed JSON [[emoji, [user ids]], ...] or "",
+#       17 seed lifetime (s).
 # Returns {1, id, frame} accepted, {0, retry_ms} rate limited, {3, backlog}
-# backpressure, {4} the target is deleted (nothing written).
+# backpressure, {4} the target is deleted, {5} unchanged (a reaction added
+# twice, or removed when absent), {6} over the user's reaction budget, {7}
+# too many distinct reactions on the message. Nothing is written but {1}.
 _CHANGE = """
 local backlog = redis.call('XLEN', KEYS[1])
 if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
@@ -185,11 +222,64 @@ if count > tonumber(ARGV[1]) then
   return {0, ttl}
 end
 if redis.call('ZSCORE', KEYS[3], ARGV[8]) then return {4} end
-local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+local suffix = ''
+if ARGV[7] == 'react' then
+  local user, emoji, on = ARGV[11], ARGV[12], ARGV[13] == '1'
+  if redis.call('EXISTS', KEYS[5]) == 0 then
+    -- 's' marks the state as present, even with no reaction left in it.
+    redis.call('HSET', KEYS[5], 's', '1')
+    if ARGV[16] ~= '' then
+      -- An old message (REST): start from what the database has.
+      for _, r in ipairs(cjson.decode(ARGV[16])) do
+        redis.call('HSET', KEYS[6], r[1], #r[2])
+        for _, u in ipairs(r[2]) do
+          redis.call('HSET', KEYS[5], 'u:' .. u .. ':' .. r[1], '1')
+          redis.call('HINCRBY', KEYS[5], 'n:' .. u, 1)
+        end
+      end
+      redis.call('EXPIRE', KEYS[5], ARGV[17])
+      redis.call('EXPIRE', KEYS[6], ARGV[17])
+    end
+  end
+  local member = 'u:' .. user .. ':' .. emoji
+  if on then
+    if redis.call('HEXISTS', KEYS[5], member) == 1 then return {5} end
+    if tonumber(redis.call('HGET', KEYS[5], 'n:' .. user) or '0') >= tonumber(ARGV[14]) then
+      return {6}
+    end
+    if redis.call('HEXISTS', KEYS[6], emoji) == 0
+        and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[15]) then
+      return {7}
+    end
+    redis.call('HSET', KEYS[5], member, '1')
+    redis.call('HINCRBY', KEYS[5], 'n:' .. user, 1)
+    redis.call('HINCRBY', KEYS[6], emoji, 1)
+  else
+    if redis.call('HDEL', KEYS[5], member) == 0 then return {5} end
+    redis.call('HINCRBY', KEYS[5], 'n:' .. user, -1)
+    if redis.call('HINCRBY', KEYS[6], emoji, -1) <= 0 then redis.call('HDEL', KEYS[6], emoji) end
+  end
+  local counts = redis.call('HGETALL', KEYS[6])
+  local pairs_ = {}
+  for i = 1, #counts, 2 do pairs_[#pairs_ + 1] = {counts[i], counts[i + 1]} end
+  table.sort(pairs_, function(a, b) return a[1] < b[1] end)
+  local parts = {}
+  for _, p in ipairs(pairs_) do
+    parts[#parts + 1] = '{"emoji":' .. cjson.encode(p[1]) .. ',"count":' .. p[2] .. '}'
+  end
+  suffix = ',"on":' .. (on and 'true' or 'false')
+    .. ',"reactions":[' .. table.concat(parts, ',') .. ']'
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(cjson.decode(ARGV[9])))
 local ms = string.match(id, '^(%d+)')
-local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. ms .. '}'
+local frame = ARGV[4] .. suffix .. ',"id":"' .. id .. '","ts":' .. ms .. '}'
+-- The message leaving the window takes its reaction state with it.
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[5]) then
+  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+  if oldest then
+    redis.call('DEL', ARGV[10] .. oldest[1], ARGV[10] .. 'counts:' .. oldest[1])
+  end
+end
 -- `t` (target) and `k` (kind) let resume drop the frames of a deleted message.
 local entry = {'MAXLEN', ARGV[5], id, 'f', frame, 't', ARGV[8], 'k', ARGV[7]}
 local ok = redis.pcall('XADD', KEYS[2], unpack(entry))
@@ -197,7 +287,10 @@ if type(ok) == 'table' and ok.err then
   redis.call('DEL', KEYS[2])
   redis.call('XADD', KEYS[2], unpack(entry))
 end
-if ARGV[7] == 'delete' then redis.call('ZADD', KEYS[3], ms, ARGV[8]) end
+if ARGV[7] == 'delete' then
+  redis.call('ZADD', KEYS[3], ms, ARGV[8])
+  redis.call('DEL', KEYS[5], KEYS[6])
+end
 -- A tombstone lives while its delete is in the window.
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
 if first then
@@ -208,38 +301,56 @@ return {1, id, frame}
 """
 
 
-def frame_prefix(kind: str, room: str, user_id: str, username: str, target: str,
-                 text: str) -> str:  # fmt: skip
-    """The change's broadcast frame without its closing `"id"` and `"ts"`:
-    `message_id` names the message changed, `id` (added by the script) is the
-    change's own stream id, the position a client resumes from."""
-    frame: dict[str, Any] = {"type": kind, "room": room, "message_id": target,
-                             "user": username, "user_id": user_id}  # fmt: skip
-    if kind == EDIT:
-        frame["text"] = text
+def frame_prefix(change: Change, user_id: str, username: str) -> str:
+    """The change's broadcast frame without its closing fields: `message_id`
+    names the message changed; the script adds a reaction's `on` and
+    `reactions` (the message's counts after it), then `id` (the change's own
+    stream id, the position a client resumes from) and `ts`."""
+    frame: dict[str, Any] = {"type": change.kind, "room": change.room,
+                             "message_id": change.target, "user": username,
+                             "user_id": user_id}  # fmt: skip
+    if change.kind == EDIT:
+        frame["text"] = change.text
+    elif change.kind == REACT:
+        frame["emoji"] = change.emoji
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
 def _script_call(
-    settings: Settings, kind: str, room: str, user_id: str, username: str, target: str, text: str
+    settings: Settings, change: Change, user_id: str, username: str, target: Target
 ) -> tuple[list[str], list[str | int]]:
-    keys = [STREAM_KEY, window_key(room), tombstones_key(room), change_rate_key(room, user_id)]
+    room, message = change.room, change.target
+    keys = [STREAM_KEY, window_key(room), tombstones_key(room), change_rate_key(room, user_id),
+            reactions_key(room, message), reaction_counts_key(room, message)]  # fmt: skip
+    fields = change_fields(change.kind, room, user_id, username, message, change.text,
+                           change.emoji, change.on)  # fmt: skip
     args: list[str | int] = [
         settings.rate_limit_changes,
         settings.rate_limit_changes_window_ms,
         room_channel(room),
-        frame_prefix(kind, room, user_id, username, target, text),
+        frame_prefix(change, user_id, username),
         settings.resume_window,
         settings.max_backlog,
-        kind,
-        target,
+        change.kind,
+        message,
+        json.dumps([part for pair in fields.items() for part in pair], ensure_ascii=False),
+        reactions_key(room, ""),
     ]
-    for name, value in change_fields(kind, room, user_id, username, target, text).items():
-        args += [name, value]
+    if change.kind == REACT:
+        seed = target.stored_reactions
+        args += [
+            user_id,
+            change.emoji,
+            "1" if change.on else "0",
+            settings.max_reactions_per_user,
+            MAX_DISTINCT_REACTIONS,
+            "" if seed is None else json.dumps(seed, ensure_ascii=False),
+            SEEDED_REACTIONS_SECONDS,
+        ]
     return keys, args
 
 
-def _outcome(kind: str, result: list[Any]) -> Accepted | Unchanged | RateLimited | Backpressure:
+def _outcome(change: Change, result: list[Any], settings: Settings) -> Outcome:
     match int(result[0]):
         case 1:
             return Accepted(id=str(result[1]), frame=str(result[2]))
@@ -247,9 +358,21 @@ def _outcome(kind: str, result: list[Any]) -> Accepted | Unchanged | RateLimited
             return RateLimited(retry_after_ms=max(int(result[1]), 1))
         case 3:
             return Backpressure(backlog=int(result[1]))
-    if kind == DELETE:
-        return Unchanged()
-    raise ConflictError("The message is deleted", code="deleted")
+        case 4 if change.kind == DELETE:
+            return Unchanged()
+        case 4:
+            raise ConflictError("The message is deleted", code="deleted")
+        case 5:
+            return Unchanged()
+        case 6:
+            raise ConflictError(
+                f"At most {settings.max_reactions_per_user} reactions of yours on one message",
+                code="too_many_reactions",
+            )
+    raise ConflictError(
+        f"At most {MAX_DISTINCT_REACTIONS} different reactions on one message",
+        code="too_many_reactions",
+    )
 
 
 class Changer:
@@ -261,38 +384,39 @@ class Changer:
         self._settings = settings
 
     async def change(
-        self, *, kind: str, room: str, target: str, user_id: str, username: str,
-        standing: Standing, text: str = "",
-    ) -> tuple[Accepted | Unchanged | RateLimited | Backpressure, Target]:  # fmt: skip
+        self, change: Change, *, user_id: str, username: str, standing: Standing
+    ) -> tuple[Outcome, Target]:
         """Check and make one change; UseRest when the window no longer holds
-        the message, NotFoundError, ForbiddenError, ConflictError (`deleted`)."""
-        parse_id(target)
-        found = await lookup_async(self._redis, room, target)
+        the message, NotFoundError, ForbiddenError, ConflictError (`deleted`,
+        `too_many_reactions`)."""
+        parse_id(change.target)
+        found = await lookup_async(self._redis, change.room, change.target)
         if found is None:
             raise UseRest()
-        check_allowed(kind, user_id, found, standing)
-        if kind == DELETE and found.deleted:
+        check_allowed(change, user_id, found, standing)
+        if change.kind == DELETE and found.deleted:
             return Unchanged(), found
-        keys, args = _script_call(self._settings, kind, room, user_id, username, target, text)
-        return _outcome(kind, await self._script(keys=keys, args=args)), found
+        keys, args = _script_call(self._settings, change, user_id, username, found)
+        result = await self._script(keys=keys, args=args)
+        return _outcome(change, result, self._settings), found
 
 
 def change_over_rest(
-    db: Database, client: redis.Redis, settings: Settings, *, kind: str, room: str,
-    target: str, user_id: str, username: str, standing: Standing, text: str = "",
-) -> tuple[Accepted | Unchanged | RateLimited | Backpressure, Target]:  # fmt: skip
+    db: Database, client: redis.Redis, settings: Settings, change: Change, *, user_id: str,
+    username: str, standing: Standing,
+) -> tuple[Outcome, Target]:  # fmt: skip
     """The REST twin: the window first (a message not yet in MongoDB is
     there), then MongoDB for an older one."""
-    parse_id(target)
-    found = lookup(client, room, target)
+    parse_id(change.target)
+    found = lookup(client, change.room, change.target)
     if found is None:
-        found = stored_target(db, room, target)
-    check_allowed(kind, user_id, found, standing)
-    if kind == DELETE and found.deleted:
+        found = stored_target(db, change.room, change.target)
+    check_allowed(change, user_id, found, standing)
+    if change.kind == DELETE and found.deleted:
         return Unchanged(), found
-    keys, args = _script_call(settings, kind, room, user_id, username, target, text)
+    keys, args = _script_call(settings, change, user_id, username, found)
     script = client.register_script(_CHANGE)
-    return _outcome(kind, script(keys=keys, args=args)), found
+    return _outcome(change, script(keys=keys, args=args), settings), found
 
 
 # -- the REST twins ------------------------------------------------------------------------
@@ -305,30 +429,27 @@ class EditRequest(pydantic.BaseModel):
 
 
 def over_rest(
-    db: Database, client: redis.Redis, settings: Settings, claims: Claims, room: object,
-    message_id: str, kind: str, text: str = "",
-) -> dict[str, Any]:  # fmt: skip
-    """`PATCH` / `DELETE /api/rooms/{room}/messages/{id}`: 200 with the
-    change's id, or `unchanged: true` and no id when deleting a message
-    already deleted."""
-    room = rooms.check_room(room)
-    if kind == EDIT:
-        check_edit_text(text, settings.max_text_chars)
+    db: Database, client: redis.Redis, settings: Settings, claims: Claims, change: Change
+) -> dict[str, Any]:
+    """`PATCH` / `DELETE /api/rooms/{room}/messages/{id}` and `PUT` / `DELETE
+    …/reactions/{emoji}`: 200 with the change's id, or `unchanged: true` and
+    no id when there was nothing to do."""
+    rooms.check_room(change.room)
     with redis_unavailable():
-        standing = membership.standing(client, room, claims.user_id)
+        standing = membership.standing(client, change.room, claims.user_id)
         if not standing.may_read:
             raise ForbiddenError("Not a member of this room")
         outcome, target = change_over_rest(
-            db, client, settings, kind=kind, room=room, target=message_id,
-            user_id=claims.user_id, username=claims.username, standing=standing, text=text,
+            db, client, settings, change, user_id=claims.user_id, username=claims.username,
+            standing=standing,
         )  # fmt: skip
         match outcome:
             case Accepted(id=change_id):
-                if kind == DELETE:
-                    attachments.withdraw(client, room, target.attachment_urls)
-                return {"id": change_id, "message_id": message_id}
+                if change.kind == DELETE:
+                    attachments.withdraw(client, change.room, target.attachment_urls)
+                return {"id": change_id, "message_id": change.target}
             case Unchanged():
-                return {"id": None, "message_id": message_id, "unchanged": True}
+                return {"id": None, "message_id": change.target, "unchanged": True}
             case RateLimited(retry_after_ms=retry):
                 raise RateLimitedError(retry, "Too many changes, retry later")
     raise UnavailableError("Not done: message storage is behind, retry later", code="backpressure")

@@ -32,7 +32,7 @@ _BSON_MAX = 2**63 - 1
 SEARCH_MIN_CHARS, SEARCH_MAX_CHARS = 1, 100
 # Only what a page shows is read from the database.
 _FIELDS = {"id": 1, "room": 1, "user_id": 1, "username": 1, "text": 1, "attachments": 1, "ms": 1,
-           "client_id": 1, "deleted": 1, "edited_at": 1}  # fmt: skip
+           "client_id": 1, "deleted": 1, "edited_at": 1, "reactions": 1}  # fmt: skip
 
 
 def check_access(claims: Claims, room: object) -> str:
@@ -61,19 +61,21 @@ def page(
     before: str | None = None,
     after: str | None = None,
     limit: int,
+    viewer: str | None = None,
 ) -> dict[str, Any]:
     """Without `after`: the newest messages older than `before` (or the
-    newest of all), newest first, and `next_before`. With `after`: the
+    newest of all), newest first, and `next_before`. `viewer` (the caller's
+    user id) sets each reaction's `me`. With `after`: the
     messages after it, oldest first, and `next_after`. The cursor is null
     when there is nothing more."""
     if before is not None and after is not None:
         raise ValidationError("Give before or after, not both", code="invalid_request")
     if after is not None:
         found, more = _fetch(db, room, parse_id(after), limit, settings, newer=True)
-        return _answer(found, more, "next_after")
+        return _answer(found, more, "next_after", viewer)
     cursor = None if before is None else parse_id(before)
     found, more = _fetch(db, room, cursor, limit, settings, newer=False)
-    return _answer(found, more, "next_before")
+    return _answer(found, more, "next_before", viewer)
 
 
 def search(
@@ -84,6 +86,7 @@ def search(
     *,
     before: str | None = None,
     limit: int,
+    viewer: str | None = None,
 ) -> dict[str, Any]:
     """Messages of `room` whose text contains `q` (literally, ignoring case),
     newest first, older than `before` if given, and `next_before`.
@@ -101,15 +104,17 @@ def search(
     match = {"text": {"$regex": re.escape(q), "$options": "i"}}
     cursor = None if before is None else parse_id(before)
     found, more = _fetch(db, room, cursor, limit, settings, newer=False, match=match)
-    return _answer(found, more, "next_before")
+    return _answer(found, more, "next_before", viewer)
 
 
 # -- reading in index order ----------------------------------------------------------
 
 
-def _answer(found: list[dict[str, Any]], more: bool, cursor_field: str) -> dict[str, Any]:
+def _answer(
+    found: list[dict[str, Any]], more: bool, cursor_field: str, viewer: str | None
+) -> dict[str, Any]:
     """The page, and the cursor for the next one (its last id) if there is more."""
-    page_messages = [messages.from_document(doc) for doc in found]
+    page_messages = [messages.from_document(doc, viewer) for doc in found]
     next_cursor = page_messages[-1]["id"] if more else None
     return {"messages": page_messages, cursor_field: next_cursor}
 

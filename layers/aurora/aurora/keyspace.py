@@ -54,6 +54,24 @@ def tombstones_key(room: str) -> str:
     return f"aurora:tombstones:{room}"
 
 
+def reactions_key(room: str, message_id: str) -> str:
+    """Hash: who reacted with what to one message while it is in the room's
+    resume window (`u:<user id>:<emoji>` -> "1", `n:<user id>` -> how many
+    distinct, `s` -> "1" once the state exists). Written by the change script
+    (`aurora.changes`); deleted by the send and change scripts when the
+    message leaves the window, and with the message. Counted afresh from
+    MongoDB for an older message (REST): then it expires after an hour."""
+    return f"aurora:reactions:{room}:{message_id}"
+
+
+def reaction_counts_key(room: str, message_id: str) -> str:
+    """Hash: emoji -> count for one message; the companion of
+    `reactions_key`, with its writer and lifetime. Named from its prefix
+    (`reactions_key(room, "")` + "counts:" + id): the scripts delete both
+    for the message leaving the window."""
+    return f"{reactions_key(room, '')}counts:{message_id}"
+
+
 def change_rate_key(room: str, user_id: str) -> str:
     """String (counter): the user's changes (edit, delete) to the room's
     messages in the current window. Written by the change script; expires

@@ -3,10 +3,14 @@
 
 The rules, which make any replay, any order and any overlap of drain runs
 converge on one document:
-- A delete is final: `deleted`, `text` empty, attachments gone. Applying it
-  again changes nothing.
+- A delete is final: `deleted`, `text` empty, attachments and reactions
+  gone. Applying it again changes nothing.
 - An edit applies only to a message that is not deleted, by its author,
   and only if its id is newer than the last edit applied (`edit_id`).
+- A reaction (one user, one emoji, added or removed) applies only if its
+  id is newer than the last one applied for that user and emoji
+  (`reaction_ids`), so the newest word of each user on each emoji wins
+  and adding twice counts once.
 - A change whose message is not stored yet (its entry is still pending in
   another run, or dead-lettered) is parked in `message_changes` and applied
   when the message is stored; never lost, never applied twice.
@@ -30,7 +34,8 @@ if TYPE_CHECKING:
 
 PARKED = "message_changes"
 _RETRIES = 5
-_STATE = {"user_id": 1, "text": 1, "deleted": 1, "edit_id": 1, "rev": 1}
+_STATE = {"user_id": 1, "text": 1, "deleted": 1, "edit_id": 1, "rev": 1, "reactions": 1,
+          "reaction_ids": 1}  # fmt: skip
 
 
 class ConcurrentWrites(RuntimeError):
@@ -45,19 +50,52 @@ def fold(doc: dict[str, Any], changes: Iterable[ChangeEntry]) -> dict[str, Any]:
     """The fields to `$set` on `doc` after `changes` ({} when none changes it)."""
     update: dict[str, Any] = {}
     deleted, edit_id = bool(doc.get("deleted")), doc.get("edit_id")
+    reactions = Reactions(doc)
     for change in sorted(changes, key=lambda c: parse_id(c.id)):
         if deleted:
             break
         if change.kind == "delete":
             deleted = True
-            update |= {"deleted": True, "text": "", "attachments": [], "deleted_by":
-                       change.user_id, "deleted_at": _at(change)}  # fmt: skip
+            update |= {"deleted": True, "text": "", "attachments": [], "reactions": [],
+                       "reaction_ids": {}, "deleted_by": change.user_id,
+                       "deleted_at": _at(change)}  # fmt: skip
+        elif change.kind == "react":
+            reactions.apply(change)
         elif change.user_id == doc["user_id"] and (
             edit_id is None or parse_id(change.id) > parse_id(edit_id)
         ):
             edit_id = change.id
             update |= {"text": change.text, "edit_id": change.id, "edited_at": _at(change)}
+    if not deleted and reactions.changed:
+        update |= {"reactions": reactions.listed(), "reaction_ids": reactions.ids}
     return update
+
+
+class Reactions:
+    """A message's reactions while changes are folded into it: `reactions`
+    [{emoji, users}] in order of first use, and `reaction_ids`
+    {"<user id> <emoji>": last change id applied}."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.users = {r["emoji"]: list(r["users"]) for r in doc.get("reactions") or ()}
+        self.ids: dict[str, str] = dict(doc.get("reaction_ids") or {})
+        self.changed = False
+
+    def apply(self, change: ChangeEntry) -> None:
+        key = f"{change.user_id} {change.emoji}"
+        last = self.ids.get(key)
+        if last is not None and parse_id(change.id) <= parse_id(last):
+            return
+        self.ids[key] = change.id
+        self.changed = True
+        users = self.users.setdefault(change.emoji, [])
+        if change.on and change.user_id not in users:
+            users.append(change.user_id)
+        elif not change.on and change.user_id in users:
+            users.remove(change.user_id)
+
+    def listed(self) -> list[dict[str, Any]]:
+        return [{"emoji": e, "users": users} for e, users in self.users.items() if users]
 
 
 def apply(db: Database, changes: list[ChangeEntry]) -> tuple[int, int]:

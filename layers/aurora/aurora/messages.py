@@ -56,6 +56,7 @@ def document(entry: StreamEntry) -> dict[str, Any]:
         "client_id": entry.client_id,
         "edited_at": None,
         "deleted": False,
+        "reactions": [],  # [{emoji, users: [user ids]}] (`aurora.message_state`)
         "rev": 0,  # raised by every change written (`aurora.message_state`)
         "v": int(SCHEMA_VERSION),
     }
@@ -97,8 +98,10 @@ def frame_prefix(
     return body[:-1]
 
 
-def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored message as the `message` frame clients received live."""
+def from_document(doc: Mapping[str, Any], viewer: str | None = None) -> dict[str, Any]:
+    """A stored message as the `message` frame clients received live, with
+    its current state: `edited_at`, or `deleted`, and `reactions`
+    [{emoji, count, me}] (`me`: whether `viewer` is among them) when any."""
     frame = frame_fields(
         doc["room"], doc["user_id"], doc["username"], doc["text"], doc.get("attachments") or ()
     )
@@ -109,6 +112,12 @@ def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
         frame["client_id"] = doc["client_id"]
     if doc.get("deleted"):
         frame["deleted"] = True
-    elif doc.get("edited_at") is not None:
+        return frame
+    if doc.get("edited_at") is not None:
         frame["edited_at"] = int(doc["edited_at"].replace(tzinfo=UTC).timestamp() * 1000)
+    if doc.get("reactions"):
+        frame["reactions"] = [
+            {"emoji": r["emoji"], "count": len(r["users"]), "me": viewer in r["users"]}
+            for r in sorted(doc["reactions"], key=lambda r: r["emoji"])
+        ]
     return frame

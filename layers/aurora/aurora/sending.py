@@ -21,6 +21,7 @@ from aurora.keyspace import (
     STREAM_KEY,
     idempotency_key,
     rate_key,
+    reactions_key,
     room_channel,
     tombstones_key,
     window_key,
@@ -36,8 +37,8 @@ EPHEMERAL_ID = "-"
 
 # KEYS: idempotency key (or ""), rate counter, stream, room window.
 # ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog,
-#       resume window length, frame suffix (`,"client_id":…}` or `}`), then the
-#       stream entry's field/value pairs.
+#       resume window length, frame suffix (`,"client_id":…}` or `}`), prefix
+#       of the room's reaction keys, then the stream entry's field/value pairs.
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
 _SEND = """
@@ -58,9 +59,16 @@ if count > tonumber(ARGV[1]) then
   return {0, ttl}
 end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
+-- The message leaving the window takes its reactions (`aurora.changes`) with it.
+if redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[7]) then
+  local oldest = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)[1]
+  if oldest then
+    redis.call('DEL', ARGV[9] .. oldest[1], ARGV[9] .. 'counts:' .. oldest[1])
+  end
+end
 -- The window reuses the stream id. pcall: if the stream was ever recreated
 -- (ids went back), start the room's window afresh rather than fail half way.
 local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
@@ -142,6 +150,7 @@ class Sender:
             s.max_backlog,
             s.resume_window,
             suffix,
+            reactions_key(room, ""),
         ]
         for name, value in fields.items():
             args += [name, value]

@@ -170,12 +170,17 @@ class Settings:
         "RATE_LIMIT_WINDOW_MS", 1000, "window of the send rate", limit=True, ge=1
     )
     rate_limit_changes: int = setting(
-        "RATE_LIMIT_CHANGES", 10, "edits and deletes per user and room per window", limit=True,
+        "RATE_LIMIT_CHANGES", 10, "edits, deletes and reactions per user and room per window",
+        limit=True,
         ge=1,
     )  # fmt: skip
     rate_limit_changes_window_ms: int = setting(
         "RATE_LIMIT_CHANGES_WINDOW_MS", 1000, "window of the change rate", limit=True, ge=1
     )
+    max_reactions_per_user: int = setting(
+        "MAX_REACTIONS_PER_USER", 10, "distinct reactions of one user on one message", limit=True,
+        ge=1, le=50,
+    )  # fmt: skip
     max_text_chars: int = setting(
         "MAX_TEXT_CHARS", 4000, "characters of one message's text", limit=True, ge=1
     )

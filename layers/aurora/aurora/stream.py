@@ -135,13 +135,15 @@ class StreamEntry:
 
 # Change entries, schema version 2 (`aurora.changes`):
 #   v         "2"
-#   kind      edit | delete
+#   kind      edit | delete | react
 #   room      room id
 #   user_id   who made the change
 #   username  their username at the time
 #   target    the stream id of the message changed
 #   text      the new text (edit only)
-CHANGE_KINDS = ("edit", "delete")
+#   emoji     the reaction (react only; `aurora.emoji`)
+#   on        "1" added, "0" removed (react only)
+CHANGE_KINDS = ("edit", "delete", "react")
 FIELDS_V2 = ("v", "kind", "room", "user_id", "username", "target")
 
 
@@ -154,6 +156,8 @@ class ChangeEntry:
     username: str
     target: str
     text: str = ""
+    emoji: str = ""
+    on: bool = True
 
     @property
     def ts(self) -> int:
@@ -161,7 +165,7 @@ class ChangeEntry:
 
     def fields(self) -> dict[str, str]:
         return change_fields(self.kind, self.room, self.user_id, self.username, self.target,
-                             self.text)  # fmt: skip
+                             self.text, self.emoji, self.on)  # fmt: skip
 
     @classmethod
     def from_redis(cls, entry_id: str, fields: dict[str, Any]) -> ChangeEntry:
@@ -179,6 +183,9 @@ class ChangeEntry:
         text = fields.get("text", "")
         if kind == "edit" and not isinstance(text, str):
             raise ValidationError("Field text is missing", code="missing_fields")
+        emoji, on = fields.get("emoji", ""), fields.get("on")
+        if kind == "react" and (not isinstance(emoji, str) or not emoji or on not in ("0", "1")):
+            raise ValidationError("Fields emoji and on are missing", code="missing_fields")
         try:
             size = sum(len(str(value).encode("utf-8")) for value in fields.values())
         except UnicodeEncodeError:
@@ -186,7 +193,8 @@ class ChangeEntry:
         if size > MAX_ENTRY_BYTES:
             raise ValidationError(f"Entry of {size} bytes is too large", code="too_large")
         return cls(entry_id, kind, fields["room"], fields["user_id"], fields["username"], target,
-                   text if kind == "edit" else "")  # fmt: skip
+                   text if kind == "edit" else "", emoji if kind == "react" else "",
+                   on != "0")  # fmt: skip
 
 
 def parse_entry(entry_id: str, fields: dict[str, Any] | None) -> StreamEntry | ChangeEntry:
@@ -197,13 +205,17 @@ def parse_entry(entry_id: str, fields: dict[str, Any] | None) -> StreamEntry | C
 
 
 def change_fields(
-    kind: str, room: str, user_id: str, username: str, target: str, text: str = ""
-) -> dict[str, str]:
-    """The fields of one change entry; `text` only for an edit."""
+    kind: str, room: str, user_id: str, username: str, target: str, text: str = "",
+    emoji: str = "", on: bool = True,
+) -> dict[str, str]:  # fmt: skip
+    """The fields of one change entry; `text` only for an edit, `emoji` and
+    `on` only for a reaction."""
     fields = {"v": CHANGE_SCHEMA_VERSION, "kind": kind, "room": room, "user_id": user_id,
               "username": username, "target": target}  # fmt: skip
     if kind == "edit":
         fields["text"] = text
+    elif kind == "react":
+        fields |= {"emoji": emoji, "on": "1" if on else "0"}
     return fields
 
 

@@ -18,9 +18,15 @@ def change(seq: int, kind: str, text: str = "", user_id: str = AUTHOR) -> Change
     return ChangeEntry(f"2000-{seq}", kind, "r", user_id, "name", "1000-0", text)
 
 
+def reaction(seq: int, user_id: str, emoji: str, on: bool) -> ChangeEntry:
+    return ChangeEntry(f"2000-{seq}", "react", "r", user_id, "name", "1000-0", "", emoji, on)
+
+
 def test_a_change_entry_round_trips_and_a_message_entry_still_parses():
     edit = change(1, "edit", "new text")
     assert parse_entry(edit.id, edit.fields()) == edit
+    react = reaction(2, "u2", "👍", False)
+    assert parse_entry(react.id, react.fields()) == react
     message = StreamEntry("1000-0", "r", AUTHOR, "name", "hi")
     assert parse_entry(message.id, message.fields()) == message
 
@@ -39,6 +45,10 @@ def test_a_reader_of_messages_only_refuses_a_change_entry_as_an_unknown_version(
         (change_fields("edit", "r", "u", "n", "3000-0", "t"), "bad_target"),
         (change_fields("edit", "r", "u", "n", "x", "t"), "invalid_id"),
         ({"v": "2", "kind": "delete", "room": "r"}, "missing_fields"),
+        (
+            change_fields("react", "r", "u", "n", "1000-0", emoji="👍") | {"on": "x"},
+            "missing_fields",
+        ),
     ],
 )
 def test_a_malformed_change_entry_is_poison_with_a_stable_code(fields, code):
@@ -56,7 +66,20 @@ def applied(changes: list[ChangeEntry]) -> dict:
 
 def visible(doc: dict) -> tuple:
     """What history shows: a deleted message is a tombstone, edited or not."""
-    return doc["text"], doc["deleted"], None if doc["deleted"] else doc.get("edit_id")
+    if doc["deleted"]:
+        return doc["text"], True, None, []
+    reactions = sorted((r["emoji"], sorted(r["users"])) for r in doc.get("reactions") or ())
+    return doc["text"], False, doc.get("edit_id"), reactions
+
+
+def test_a_reaction_counts_once_per_user_and_the_newest_word_wins():
+    doc = applied([reaction(1, "u1", "👍", True), reaction(2, "u1", "👍", True),
+                   reaction(3, "u2", "👍", True), reaction(4, "u2", "🎉", True)])  # fmt: skip
+    assert visible(doc)[3] == [("🎉", ["u2"]), ("👍", ["u1", "u2"])]
+    later = doc | message_state.fold(doc, [reaction(5, "u1", "👍", False)])
+    assert visible(later)[3] == [("🎉", ["u2"]), ("👍", ["u2"])]
+    # An older add arriving late does not undo the newer remove.
+    assert message_state.fold(later, [reaction(2, "u1", "👍", True)]) == {}
 
 
 def test_the_newest_edit_wins_and_an_older_one_never_overwrites_it():
@@ -78,11 +101,18 @@ def test_an_edit_by_anyone_but_the_author_is_not_applied():
 changes = st.lists(
     st.builds(
         change,
-        st.integers(0, 20),
+        st.integers(0, 40),
         st.sampled_from(["edit", "edit", "edit", "delete"]),
         st.sampled_from(["a", "b", "c"]),
+    )
+    | st.builds(
+        reaction,
+        st.integers(0, 40),
+        st.sampled_from(["u1", "u2"]),
+        st.sampled_from(["👍", "🎉"]),
+        st.booleans(),
     ),
-    max_size=8,
+    max_size=12,
 )
 
 
