@@ -97,6 +97,14 @@ class React(_Frame):
     client_id: ClientId | None = None
 
 
+class Read(_Frame):
+    """The newest message of the room seen (`read`) or received (`delivered`)."""
+
+    type: Literal["read", "delivered"]
+    room: Room
+    id: str
+
+
 class Typing(_Frame):
     type: Literal["typing"]
     room: Room
@@ -108,7 +116,7 @@ class Ping(_Frame):
 
 
 _WITH_CLIENT_ID = ("message", "edit", "delete", "react")
-ClientFrame = Auth | Join | Leave | SendMessage | Edit | Delete | React | Typing | Ping
+ClientFrame = Auth | Join | Leave | SendMessage | Edit | Delete | React | Read | Typing | Ping
 _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )

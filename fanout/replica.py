@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aurora.changes import Changer
+    from aurora.receipts import Cursors
     from aurora.sending import Sender
     from aurora.settings import Settings
     from aurora.tokens import Claims
@@ -28,7 +29,8 @@ class Replica:
     metrics: Metrics
     hub: Hub  # rooms, joins, broadcasts
     sender: Sender  # the send script, typing
-    changer: Changer  # edits and deletes
+    changer: Changer  # edits, deletes, reactions
+    cursors: Cursors  # delivered and read
     attachments: AttachmentCheck
     limit: ConnectionLimit  # the per-user connection cap
     revocations: RevocationWatch  # closes a connection whose token is revoked

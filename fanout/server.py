@@ -24,6 +24,7 @@ from aurora.backends import async_redis_client, redis_unavailable
 from aurora.changes import Changer
 from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
+from aurora.receipts import Cursors
 from aurora.secrets import jwt_secrets
 from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
@@ -84,6 +85,7 @@ class FanoutServer:
             hub=self.hub,
             sender=Sender(self.redis, settings),
             changer=Changer(self.redis, settings),
+            cursors=Cursors(self.redis, settings),
             attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
             revocations=self.revocations,

@@ -18,6 +18,7 @@ from aurora.backends import redis_unavailable
 from aurora.changes import DELETE, EDIT, REACT, Change, Unchanged
 from aurora.errors import AuroraError, AuthenticationError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
+from aurora.stream import parse_id
 from fanout import protocol as p
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ _RETRY = "unavailable, retry"  # the close reason when Redis cannot admit a conn
 
 class Session:
     # One per connection: slots keep it small at 10,000 connections.
-    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "replica", "v0")
+    __slots__ = ("_cursors", "_expiry", "_typing_sent", "claims", "connection", "replica", "v0")
 
     def __init__(self, replica: Replica, connection: FanoutConnection) -> None:
         self.replica = replica
@@ -45,6 +46,9 @@ class Session:
         self.v0 = connection.subprotocol != p.SUBPROTOCOL
         self._expiry: asyncio.TimerHandle | None = None
         self._typing_sent: dict[str, float] | None = None  # made on first use
+        # The newest cursor this connection moved, per (room, kind): a stale
+        # or repeated one is dropped here, without a round trip.
+        self._cursors: dict[tuple[str, str], tuple[int, int]] | None = None
 
     async def run(self) -> None:
         replica, connection = self.replica, self.connection
@@ -177,6 +181,8 @@ class Session:
                 return await self._send(command)
             case p.Edit() | p.Delete() | p.React():
                 return await self._change(command)
+            case p.Read(type=kind, room=room, id=message_id):
+                return await self._move_cursor(kind, room, message_id)
             case p.Join(room=room, since=since):
                 return await self._join(room, since)
             case p.Leave(room=room):
@@ -298,6 +304,24 @@ class Session:
                     client_id=command.client_id,
                 )  # fmt: skip
         return None
+
+    async def _move_cursor(self, kind: str, room: str, message_id: str) -> str | None:
+        """`read` and `delivered` are never rate limited: they are coalesced.
+        A cursor at or behind this connection's last one is dropped here, and
+        one that does not move the member's cursor writes nothing."""
+        replica = self.replica
+        position = parse_id(message_id)
+        sent = self._cursors = self._cursors or {}
+        if position <= sent.get((room, kind), (-1, -1)):
+            return None
+        if not (await replica.access.standing(self.claims, room)).may_read:
+            return p.error_frame("forbidden", f"You may not read {room!r}")
+        await replica.cursors.move(room, self.claims.user_id, self.claims.username, message_id,
+                                   kind)  # fmt: skip
+        if len(sent) >= MAX_ROOMS_PER_CONNECTION * 2:
+            sent.clear()
+        sent[(room, kind)] = position
+        return None  # the receipt reaches the room, this connection included
 
     async def _reauthenticate(self, token: str) -> str:
         """A fresh token on an open connection extends it; another user's is refused."""

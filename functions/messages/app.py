@@ -8,7 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools import Logger
 from fastapi import Body, Query
 
-from aurora import changes, history, room_admin
+from aurora import changes, history, receipts, room_admin
 from aurora.backends import database, redis_client
 from aurora.emoji import check_emoji
 from aurora.http import User, create_api, error_responses, lambda_handler
@@ -69,6 +69,17 @@ def remove_reaction(room: str, message_id: str, emoji: str, user: User) -> dict:
     return changes.over_rest(*_stores(), get_settings(), user, change)
 
 
+@app.post("/api/rooms/{room}/read", responses=MESSAGE_CHANGES)
+def mark_read(room: str, body: receipts.ReadRequest, user: User) -> dict:
+    return receipts.read_over_rest(*_stores(), get_settings(), user, room, body.id)
+
+
+@app.get("/api/rooms/{room}/receipts", responses=CHANGES)
+def read_by(room: str, user: User) -> dict:
+    room = history.check_access(user, room)
+    return {"receipts": receipts.read_by(_stores()[1], room)}
+
+
 @app.get("/api/search", responses=ERRORS)
 def search(
     user: User,
@@ -95,10 +106,11 @@ def list_rooms(
     settings = get_settings()
     size = history.parse_limit(limit, settings)
     with history.bounded():
-        return room_admin.listing(
+        listed = room_admin.listing(
             database(settings), user, scope=scope, cursor=cursor, limit=size,
             max_time_ms=settings.history_query_max_ms,
         )  # fmt: skip
+    return receipts.with_unread(redis_client(settings.redis_url), user, listed)
 
 
 @app.post("/api/rooms", status_code=201, responses=error_responses(400, 401, 409, 429, 503))

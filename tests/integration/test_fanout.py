@@ -43,7 +43,7 @@ async def test_every_accepted_message_is_queued_for_persistence_under_its_id(set
     r.close()
     assert entry_id == frame["id"]
     assert fields == {"v": "1", "room": "general", "user_id": "id-alice", "username": "alice",
-                      "text": "keep me"}  # fmt: skip
+                      "text": "keep me", "n": "1"}  # fmt: skip
 
 
 async def test_a_message_sent_to_one_replica_reaches_clients_of_another(settings):

@@ -12,27 +12,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from websockets.asyncio.client import connect
 
-from aurora import attachments, history, membership, message_state, messages, migrations, users
+from aurora import attachments, history, membership, message_state, messages, migrations
 from aurora.backends import database, redis_client
-from aurora.drain import Drain, ensure_group
+from aurora.drain import ensure_group
 from aurora.errors import ForbiddenError
 from aurora.keyspace import STREAM_KEY, change_rate_key
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry
-from aurora.tokens import issue_token
 from local.runtime import LocalFunction
 from tests.support import ROOT
-from tests.support.events import call, event, template_function
-from tests.support.fanout import receive_json, replica, send_json
+from tests.support.chat import Client, Person, client, drain, person, rest
+from tests.support.events import template_function
+from tests.support.fanout import replica
 
 ROOM = "board"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
@@ -55,89 +53,6 @@ def api(cfg: Settings) -> Iterator[LocalFunction]:
     fn = template_function("MessagesFunction", concurrency=1)
     yield fn
     fn.close()
-
-
-@dataclasses.dataclass
-class Person:
-    name: str
-    user_id: str
-    token: str
-
-
-def person(cfg: Settings, name: str) -> Person:
-    user_id = users.create_user(database(cfg), name, "not-a-real-hash")
-    return Person(name, user_id, issue_token(user_id, name, cfg))
-
-
-def rest(fn: LocalFunction, method: str, path: str, who: Person, body=None) -> tuple[int, dict]:
-    request = event("rooms", "http-v2", token=who.token)
-    request["rawPath"] = request["requestContext"]["http"]["path"] = path
-    request["requestContext"]["http"]["method"] = method
-    request["rawQueryString"] = urlencode({})
-    request["queryStringParameters"] = None
-    request["body"] = body if body is None or isinstance(body, str) else json.dumps(body)
-    if body is not None:
-        request["headers"]["content-type"] = "application/json"
-    status, answer, _ = call(fn, request)
-    return status, answer
-
-
-def drain(cfg: Settings, **kwargs) -> None:
-    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20, **kwargs).run(
-        lambda: True, exit_when_idle=True
-    )
-
-
-class LiveState:
-    """What a client makes of the frames it receives: the client's fold."""
-
-    def __init__(self) -> None:
-        self.messages: dict[str, dict] = {}
-        self.frames: list[dict] = []
-
-    def see(self, frame: dict) -> None:
-        self.frames.append(frame)
-        match frame["type"]:
-            case "message":
-                self.messages[frame["id"]] = {"text": frame["text"], "deleted": False}
-            case "edit" if not self.messages[frame["message_id"]]["deleted"]:
-                self.messages[frame["message_id"]]["text"] = frame["text"]
-            case "delete":
-                self.messages[frame["message_id"]] = {"text": "", "deleted": True}
-
-
-class Client:
-    """One connection, joined to a room, folding what it receives."""
-
-    def __init__(self, ws) -> None:
-        self.ws = ws
-        self.live = LiveState()
-        self._sent = 0
-
-    async def request(self, frame: dict) -> dict:
-        """Send with a fresh client_id; the answer (ack, error, rate_limited)."""
-        self._sent += 1
-        await send_json(self.ws, frame | {"client_id": f"c{self._sent}"})
-        while True:
-            got = await receive_json(self.ws)
-            if got["type"] in ("ack", "error", "rate_limited"):
-                return got
-            self.live.see(got)
-
-    async def read_until(self, last_id: str) -> None:
-        """Fold frames until the one with `last_id` has been seen."""
-        while not any(f.get("id") == last_id for f in self.live.frames):
-            self.live.see(await receive_json(self.ws))
-
-
-async def client(url: str, who: Person, room: str | None = ROOM, since: str | None = None):
-    ws = await connect(url, subprotocols=["aurora.v1"])
-    await send_json(ws, {"type": "auth", "token": who.token})
-    assert (await receive_json(ws))["type"] == "ready"
-    if room is not None:
-        await send_json(ws, {"type": "join", "room": room} | ({"since": since} if since else {}))
-        assert (await receive_json(ws))["type"] == "joined"
-    return Client(ws)
 
 
 def stored_state(cfg: Settings) -> dict[str, dict]:
@@ -173,7 +88,7 @@ Drain(redis_client(settings.redis_url), database(settings), consumer="killed", b
 async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mid_batch(cfg):
     alice, bob = person(cfg, "alice"), person(cfg, "bob")
     async with replica(cfg) as (url, _):
-        a, b = await client(url, alice), await client(url, bob)
+        a, b = await client(url, alice, ROOM), await client(url, bob, ROOM)
         ids = []
         for i in range(6):
             ids.append((await a.request({"type": "message", "room": ROOM, "text": f"m{i}"}))["id"])
@@ -197,7 +112,7 @@ async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mi
         await b.read_until(last)
 
         # A client that was away since the first message resumes from it.
-        c = await client(url, person(cfg, "carol"), since=ids[0])
+        c = await client(url, person(cfg, "carol"), ROOM, since=ids[0])
         c.live.messages[ids[0]] = {"text": "m0", "deleted": False}
         await c.read_until(last)
         for who in (a, b, c):
@@ -238,7 +153,7 @@ async def test_only_the_author_edits_and_the_author_owner_or_admin_deletes_on_bo
 
     seen = {}
     async with replica(cfg) as (url, _):
-        author = await client(url, people["author"])
+        author = await client(url, people["author"], ROOM)
         sent = []
         for i in range(2 * len(everyone)):
             frame = {"type": "message", "room": ROOM, "text": f"t{i}"}
@@ -275,7 +190,7 @@ async def test_a_change_is_refused_with_a_clear_code_and_nothing_is_queued(cfg, 
     alice = person(cfg, "alice")
     r = redis_client(cfg.redis_url)
     async with replica(cfg) as (url, _):
-        a = await client(url, alice)
+        a = await client(url, alice, ROOM)
         first = (await a.request({"type": "message", "room": ROOM, "text": "first"}))["id"]
         for i in range(45):  # past the window of 40
             await a.request({"type": "message", "room": ROOM, "text": f"n{i}"})
@@ -324,7 +239,7 @@ async def test_a_change_that_reaches_the_drain_before_its_message_is_applied_whe
     alice = person(cfg, "alice")
     r = redis_client(cfg.redis_url)
     async with replica(cfg) as (url, _):
-        a = await client(url, alice)
+        a = await client(url, alice, ROOM)
         message = (await a.request({"type": "message", "room": ROOM, "text": "hello"}))["id"]
         await a.request({"type": "edit", "room": ROOM, "id": message, "text": "hello, edited"})
         await a.ws.close()
@@ -380,7 +295,7 @@ async def test_a_deleted_messages_attachment_links_are_refused_to_everyone(cfg, 
 
     served = dataclasses.replace(cfg, s3_endpoint_url=s3_endpoint)
     async with replica(served) as (ws_url, _):
-        a = await client(ws_url, alice)
+        a = await client(ws_url, alice, ROOM)
         frame = {"type": "message", "room": ROOM, "text": "", "attachments": [grant["attachment"]]}
         message = (await a.request(frame))["id"]
         assert may_download(alice) and may_download(bob)
@@ -424,7 +339,7 @@ async def test_reactions_count_once_within_a_budget_live_and_in_history(cfg, api
     alice, bob = person(cfg, "alice"), person(cfg, "bob")
     budget = dataclasses.replace(cfg, max_reactions_per_user=2)
     async with replica(budget) as (url, _):
-        a, b = await client(url, alice), await client(url, bob)
+        a, b = await client(url, alice, ROOM), await client(url, bob, ROOM)
         message = (await a.request({"type": "message", "room": ROOM, "text": "vote"}))["id"]
 
         async def react(who: Client, emoji: str, on: bool = True) -> dict:
@@ -450,7 +365,7 @@ async def test_reactions_count_once_within_a_budget_live_and_in_history(cfg, api
         assert frames[-1]["reactions"] == [{"emoji": "🎉", "count": 1}, {"emoji": "👍", "count": 1}]
 
         # Resume replays them in order, with the counts of their time.
-        c = await client(url, person(cfg, "carol"), since=message)
+        c = await client(url, person(cfg, "carol"), ROOM, since=message)
         await c.read_until(last)
         assert [f for f in c.live.frames if f["type"] == "react"] == frames
         for who in (a, b, c):
@@ -487,7 +402,7 @@ async def test_reacting_in_a_room_you_may_not_read_is_refused_on_both_paths(cfg,
     status, _ = rest(api, "POST", "/api/rooms", owner, {"room": ROOM, "visibility": "private"})
     assert status == 201
     async with replica(cfg) as (url, _):
-        o = await client(url, owner)
+        o = await client(url, owner, ROOM)
         message = (await o.request({"type": "message", "room": ROOM, "text": "private"}))["id"]
         x = await client(url, outsider, room=None)
         frame = {"type": "react", "room": ROOM, "id": message, "emoji": "👍", "on": True}

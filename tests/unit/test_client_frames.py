@@ -16,6 +16,8 @@ from fanout.protocol import (
     Join,
     Leave,
     Ping,
+    React,
+    Read,
     SendMessage,
     Typing,
     parse_client_frame,
@@ -69,6 +71,11 @@ def test_a_message_may_have_blank_text_only_when_it_carries_attachments():
          Edit(type="edit", room="r", id="1-0", text="t")),
         ('{"type": "delete", "room": "r", "id": "1-0", "client_id": "c"}',
          Delete(type="delete", room="r", id="1-0", client_id="c")),
+        ('{"type": "react", "room": "r", "id": "1-0", "emoji": "👍", "on": false}',
+         React(type="react", room="r", id="1-0", emoji="👍", on=False)),
+        ('{"type": "read", "room": "r", "id": "1-0"}', Read(type="read", room="r", id="1-0")),
+        ('{"type": "delivered", "room": "r", "id": "1-0"}',
+         Read(type="delivered", room="r", id="1-0")),
     ],
 )  # fmt: skip
 def test_every_v1_command_parses(raw, expected):
@@ -105,6 +112,13 @@ def test_empty_text_is_ignored_like_the_original():
         ('{"type": "edit", "room": "r", "id": "1-0", "text": "' + "x" * 101 + '"}', "too_long"),
         ('{"type": "edit", "room": "r", "id": 5, "text": "t"}', "bad_field"),
         ('{"type": "delete", "room": "r"}', "missing_field"),
+        (
+            '{"type": "react", "room": "r", "id": "1-0", "emoji": ":+1:", "on": true}',
+            "invalid_emoji",
+        ),
+        ('{"type": "react", "room": "r", "id": "1-0", "emoji": "👍", "on": 1}', "bad_field"),
+        ('{"type": "react", "room": "r", "id": "1-0", "emoji": "👍"}', "missing_field"),
+        ('{"type": "read", "room": "r"}', "missing_field"),
         ('{"type": "delete", "room": "r r", "id": "1-0"}', "bad_room"),
         (b'{"text": "binary"}', "unsupported_frame"),
         ('{"text": ' + "[" * 5000 + "]" * 5000 + "}", "bad_json"),  # nested past the stack
@@ -129,7 +143,20 @@ frames = st.fixed_dictionaries(
     {},
     optional={
         "type": st.sampled_from(
-            ["auth", "join", "leave", "message", "edit", "delete", "typing", "ping", "x"]
+            [
+                "auth",
+                "join",
+                "leave",
+                "message",
+                "edit",
+                "delete",
+                "react",
+                "read",
+                "delivered",
+                "typing",
+                "ping",
+                "x",
+            ]
         )
         | json_values,
         "room": json_values | st.text(max_size=70),
@@ -139,6 +166,8 @@ frames = st.fixed_dictionaries(
         "client_id": json_values,
         "token": json_values,
         "id": json_values | st.sampled_from(["1-0", "0-0", "x"]),
+        "emoji": json_values | st.sampled_from(["👍", ":+1:", "👍" * 20]),
+        "on": json_values,
     },
 )
 

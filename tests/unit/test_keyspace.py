@@ -42,6 +42,10 @@ PINNED = {
         keyspace.reaction_counts_key("dev", "1-0"),
         "aurora:reactions:dev:counts:1-0",
     ),
+    "room_counter_key": (keyspace.room_counter_key("dev"), "aurora:count:dev"),
+    "own_messages_key": (keyspace.own_messages_key("dev", "u1"), "aurora:own:dev:u1"),
+    "deleted_numbers_key": (keyspace.deleted_numbers_key("dev"), "aurora:deletedn:dev"),
+    "cursors_key": (keyspace.cursors_key("dev", "read"), "aurora:read:dev"),
     "tombstones_key": (keyspace.tombstones_key("dev"), "aurora:tombstones:dev"),
     "change_rate_key": (keyspace.change_rate_key("dev", "u1"), "aurora:changerate:dev:u1"),
     "attachment_withdrawn_key": (

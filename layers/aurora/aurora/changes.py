@@ -40,6 +40,8 @@ from aurora.errors import (
 from aurora.keyspace import (
     STREAM_KEY,
     change_rate_key,
+    deleted_numbers_key,
+    own_messages_key,
     reaction_counts_key,
     reactions_key,
     room_channel,
@@ -91,6 +93,7 @@ class Target:
     author: str  # user id
     deleted: bool
     attachment_urls: tuple[str, ...] = ()
+    n: int | None = None  # its number in the room (None: stored before numbers existed)
     # From MongoDB only (REST, older than the window): [[emoji, [user ids]]].
     stored_reactions: list[list[Any]] | None = None
 
@@ -162,7 +165,8 @@ def _interpret(replies: list[Any], target: str) -> Target | None:
             raise NotFoundError("No such message", code="not_found")
         frame = json.loads(fields["f"])
         urls = tuple(a["url"] for a in frame.get("attachments") or ())
-        return Target(frame["user_id"], deleted, urls)
+        number = int(fields["n"]) if "n" in fields else None
+        return Target(frame["user_id"], deleted, urls, number)
     if first and parse_id(target) >= parse_id(first[0][0]):
         raise NotFoundError("No such message", code="not_found")
     return None
@@ -184,26 +188,28 @@ def stored_target(db: Database, room: str, target: str) -> Target:
     """The message as MongoDB has it (REST, for what the window no longer holds)."""
     doc = db[messages.COLLECTION].find_one(
         {"_id": messages.stored_key(room, target)},
-        {"user_id": 1, "deleted": 1, "attachments": 1, "reactions": 1},
+        {"user_id": 1, "deleted": 1, "attachments": 1, "reactions": 1, "n": 1},
     )
     if doc is None:
         raise NotFoundError("No such message", code="not_found")
     urls = tuple(a["url"] for a in doc.get("attachments") or ())
     reactions = [[r["emoji"], list(r["users"])] for r in doc.get("reactions") or ()]
-    return Target(doc["user_id"], bool(doc.get("deleted")), urls, reactions)
+    return Target(doc["user_id"], bool(doc.get("deleted")), urls, doc.get("n"), reactions)
 
 
 # -- the change script ---------------------------------------------------------------------
 
 # KEYS: 1 stream, 2 room window, 3 tombstones, 4 change rate counter,
-#       5 the message's reactions (who reacted with what), 6 its counts.
+#       5 the message's reactions (who reacted with what), 6 its counts,
+#       7 the author's messages not counted as unread for them, 8 the room's
+#       deleted message numbers.
 # ARGV: 1 limit, 2 rate window ms, 3 channel, 4 frame prefix, 5 resume window
 #       length, 6 max backlog, 7 kind, 8 target id, 9 the entry's fields as a
 #       JSON array [name, value, ...], 10 prefix of the reaction keys (for
-#       the message leaving the window), then for a reaction: 11 user id,
-#       12 emoji, 13 "1" add / "0" remove, 14 per-user budget, 15 distinct
-#       emoji per message, 16 seed JSON [[emoji, [user ids]], ...] or "",
-#       17 seed lifetime (s).
+#       the message leaving the window), 11 the message's number or "",
+#       then for a reaction: 12 user id, 13 emoji, 14 "1" add / "0" remove,
+#       15 per-user budget, 16 distinct emoji per message, 17 seed JSON
+#       [[emoji, [user ids]], ...] or "", 18 seed lifetime (s).
 # Returns {1, id, frame} accepted, {0, retry_ms} rate limited, {3, backlog}
 # backpressure, {4} the target is deleted, {5} unchanged (a reaction added
 # twice, or removed when absent), {6} over the user's reaction budget, {7}
@@ -224,31 +230,31 @@ end
 if redis.call('ZSCORE', KEYS[3], ARGV[8]) then return {4} end
 local suffix = ''
 if ARGV[7] == 'react' then
-  local user, emoji, on = ARGV[11], ARGV[12], ARGV[13] == '1'
+  local user, emoji, on = ARGV[12], ARGV[13], ARGV[14] == '1'
   if redis.call('EXISTS', KEYS[5]) == 0 then
     -- 's' marks the state as present, even with no reaction left in it.
     redis.call('HSET', KEYS[5], 's', '1')
-    if ARGV[16] ~= '' then
+    if ARGV[17] ~= '' then
       -- An old message (REST): start from what the database has.
-      for _, r in ipairs(cjson.decode(ARGV[16])) do
+      for _, r in ipairs(cjson.decode(ARGV[17])) do
         redis.call('HSET', KEYS[6], r[1], #r[2])
         for _, u in ipairs(r[2]) do
           redis.call('HSET', KEYS[5], 'u:' .. u .. ':' .. r[1], '1')
           redis.call('HINCRBY', KEYS[5], 'n:' .. u, 1)
         end
       end
-      redis.call('EXPIRE', KEYS[5], ARGV[17])
-      redis.call('EXPIRE', KEYS[6], ARGV[17])
+      redis.call('EXPIRE', KEYS[5], ARGV[18])
+      redis.call('EXPIRE', KEYS[6], ARGV[18])
     end
   end
   local member = 'u:' .. user .. ':' .. emoji
   if on then
     if redis.call('HEXISTS', KEYS[5], member) == 1 then return {5} end
-    if tonumber(redis.call('HGET', KEYS[5], 'n:' .. user) or '0') >= tonumber(ARGV[14]) then
+    if tonumber(redis.call('HGET', KEYS[5], 'n:' .. user) or '0') >= tonumber(ARGV[15]) then
       return {6}
     end
     if redis.call('HEXISTS', KEYS[6], emoji) == 0
-        and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[15]) then
+        and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[16]) then
       return {7}
     end
     redis.call('HSET', KEYS[5], member, '1')
@@ -290,6 +296,11 @@ end
 if ARGV[7] == 'delete' then
   redis.call('ZADD', KEYS[3], ms, ARGV[8])
   redis.call('DEL', KEYS[5], KEYS[6])
+  -- Unread counts: a deleted message never counts.
+  if ARGV[11] ~= '' then
+    redis.call('ZREM', KEYS[7], ARGV[11])
+    redis.call('ZADD', KEYS[8], ARGV[11], ARGV[11])
+  end
 end
 -- A tombstone lives while its delete is in the window.
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
@@ -321,7 +332,8 @@ def _script_call(
 ) -> tuple[list[str], list[str | int]]:
     room, message = change.room, change.target
     keys = [STREAM_KEY, window_key(room), tombstones_key(room), change_rate_key(room, user_id),
-            reactions_key(room, message), reaction_counts_key(room, message)]  # fmt: skip
+            reactions_key(room, message), reaction_counts_key(room, message),
+            own_messages_key(room, target.author), deleted_numbers_key(room)]  # fmt: skip
     fields = change_fields(change.kind, room, user_id, username, message, change.text,
                            change.emoji, change.on)  # fmt: skip
     args: list[str | int] = [
@@ -335,6 +347,7 @@ def _script_call(
         message,
         json.dumps([part for pair in fields.items() for part in pair], ensure_ascii=False),
         reactions_key(room, ""),
+        "" if target.n is None else target.n,
     ]
     if change.kind == REACT:
         seed = target.stored_reactions

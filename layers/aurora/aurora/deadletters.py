@@ -15,10 +15,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import message_state, messages, untrusted_json
+from aurora import message_state, messages, receipts, untrusted_json
 from aurora.errors import ValidationError
 from aurora.keyspace import DEAD_LETTER_KEY
-from aurora.stream import ChangeEntry, parse_entry, parse_id
+from aurora.stream import CURSOR_KINDS, ChangeEntry, parse_entry, parse_id
 
 if TYPE_CHECKING:
     import redis
@@ -123,7 +123,10 @@ def replay(client: redis.Redis, db: Database, letter_id: str) -> ReplayResult:
         entry = parse_entry(letter.source_id, letter.fields)
     except ValidationError as exc:
         return ReplayResult(letter_id, "invalid", str(exc))
-    if isinstance(entry, ChangeEntry):
+    if isinstance(entry, ChangeEntry) and entry.kind in CURSOR_KINDS:
+        receipts.persist(db, [entry])
+        outcome = "applied"
+    elif isinstance(entry, ChangeEntry):
         # Idempotent as the drain applies it; kept for its message if that
         # is not stored (yet).
         _, parked = message_state.apply(db, [entry])

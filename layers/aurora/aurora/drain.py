@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import deadletters, message_state, messages, rooms
+from aurora import deadletters, message_state, messages, receipts, rooms
 from aurora.errors import ValidationError
 from aurora.keyspace import JOINS_STREAM_KEY, STREAM_KEY, room_members_key
-from aurora.stream import GROUP, ChangeEntry, next_id, parse_entry, parse_id
+from aurora.stream import CURSOR_KINDS, GROUP, ChangeEntry, next_id, parse_entry, parse_id
 
 if TYPE_CHECKING:
     import redis
@@ -45,7 +45,7 @@ class DrainSummary:
     drained: int = 0  # entries handled (stored, duplicate or dead-lettered) and acknowledged
     inserted: int = 0  # new documents in MongoDB
     duplicates: int = 0  # entries MongoDB already had (a crashed run's work)
-    changes: int = 0  # change entries (edit, delete) handled
+    changes: int = 0  # change entries (edit, delete, react, read, delivered) handled
     changed: int = 0  # message documents a change was written to
     parked: int = 0  # changes kept until their message is stored
     reclaimed: int = 0  # entries taken over from a crashed or timed-out run
@@ -233,7 +233,7 @@ class Drain:
         self, batch: list[Entry], poison: dict[str, deadletters.Reason] | None = None
     ) -> None:
         poison = dict(poison or {})
-        docs, doc_ids, changes = [], [], []
+        docs, doc_ids, changes, cursors = [], [], [], []
         for entry_id, fields in batch:
             if entry_id in poison:
                 continue
@@ -243,7 +243,7 @@ class Drain:
                 poison[entry_id] = deadletters.Reason(exc.code, str(exc))
                 continue
             if isinstance(entry, ChangeEntry):
-                changes.append(entry)
+                (cursors if entry.kind in CURSOR_KINDS else changes).append(entry)
             else:
                 docs.append(messages.document(entry))
                 doc_ids.append(entry_id)
@@ -257,6 +257,7 @@ class Drain:
         # messages, and changes parked before a message arrived are applied now.
         changed = message_state.apply_parked(self.db, [d["_id"] for d in stored])
         applied, parked = message_state.apply(self.db, changes)
+        receipts.persist(self.db, cursors)
 
         # Dead letters and the ack in one transaction: a crash leaves either
         # both undone (the entries are retried) or both done.
@@ -273,7 +274,7 @@ class Drain:
         self.summary.batches += 1
         self.summary.drained += len(batch)
         self.summary.inserted += inserted
-        self.summary.changes += len(changes)
+        self.summary.changes += len(changes) + len(cursors)
         self.summary.changed += changed + applied
         self.summary.parked += parked
         self.summary.duplicates += duplicates

@@ -56,6 +56,7 @@ def document(entry: StreamEntry) -> dict[str, Any]:
         "client_id": entry.client_id,
         "edited_at": None,
         "deleted": False,
+        "n": entry.n,  # its number in the room (`aurora.receipts`), None before numbers existed
         "reactions": [],  # [{emoji, users: [user ids]}] (`aurora.message_state`)
         "rev": 0,  # raised by every change written (`aurora.message_state`)
         "v": int(SCHEMA_VERSION),

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 from aurora.keyspace import (
     STREAM_KEY,
     idempotency_key,
+    own_messages_key,
     rate_key,
     reactions_key,
     room_channel,
+    room_counter_key,
     tombstones_key,
     window_key,
 )
@@ -35,10 +37,13 @@ if TYPE_CHECKING:
 
 EPHEMERAL_ID = "-"
 
-# KEYS: idempotency key (or ""), rate counter, stream, room window.
+# KEYS: idempotency key (or ""), rate counter, stream, room window, the
+#       room's message counter, the sender's unread-excluded messages there.
 # ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog,
 #       resume window length, frame suffix (`,"client_id":…}` or `}`), prefix
 #       of the room's reaction keys, then the stream entry's field/value pairs.
+# The room's counter numbers its messages (`n`, in the entry and the window):
+# unread counts are differences of these numbers (`aurora.receipts`).
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
 _SEND = """
@@ -58,9 +63,11 @@ if count > tonumber(ARGV[1]) then
   end
   return {0, ttl}
 end
-local fields = {}
+local n = redis.call('INCR', KEYS[5])
+local fields = {'n', n}
 for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('ZADD', KEYS[6], n, n)
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
 -- The message leaving the window takes its reactions (`aurora.changes`) with it.
 if redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[7]) then
@@ -71,10 +78,10 @@ if redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[7]) then
 end
 -- The window reuses the stream id. pcall: if the stream was ever recreated
 -- (ids went back), start the room's window afresh rather than fail half way.
-local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
+local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
 if type(ok) == 'table' and ok.err then
   redis.call('DEL', KEYS[4])
-  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
+  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
 end
 if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
 redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
@@ -155,7 +162,8 @@ class Sender:
         for name, value in fields.items():
             args += [name, value]
         idem = "" if client_id is None else idempotency_key(user_id, client_id)
-        keys = [idem, rate_key(room, user_id), STREAM_KEY, window_key(room)]
+        keys = [idem, rate_key(room, user_id), STREAM_KEY, window_key(room),
+                room_counter_key(room), own_messages_key(room, user_id)]  # fmt: skip
         result = await self._script(keys=keys, args=args)
         kind = int(result[0])
         if kind == 1:

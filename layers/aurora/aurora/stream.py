@@ -37,7 +37,10 @@ FIELDS_V1 = ("v", "room", "user_id", "username", "text")
 #   client_id    the sender's idempotency id (1-64 characters), absent when
 #                the send had none: stored, so a client can tell from history
 #                that a send it never saw acknowledged was stored
-OPTIONAL_FIELDS_V1 = ("attachments", "client_id")
+#   n            the message's number in its room (1, 2, … in order, from the
+#                room's counter): unread counts are differences of these
+#                (`aurora.receipts`); absent on entries queued before it existed
+OPTIONAL_FIELDS_V1 = ("attachments", "client_id", "n")
 MAX_CLIENT_ID_CHARS = 64  # the fan-out's `client_id` rule is this one too
 
 
@@ -51,6 +54,7 @@ def is_client_id(value: object) -> bool:
 MAX_ENTRY_BYTES = 15 * 1024 * 1024
 
 _ID = re.compile(r"(\d{1,20})-(\d{1,20})", re.ASCII)
+_NUMBER = re.compile(r"[1-9][0-9]{0,15}", re.ASCII)
 # Each part of a stream id is an unsigned 64-bit integer in Redis.
 MAX_ID_PART = 2**64 - 1
 
@@ -83,6 +87,7 @@ class StreamEntry:
     text: str
     attachments: tuple[dict[str, Any], ...] = ()
     client_id: str | None = None
+    n: int | None = None  # the message's number in its room
 
     @property
     def ts(self) -> int:
@@ -90,9 +95,10 @@ class StreamEntry:
         return parse_id(self.id)[0]
 
     def fields(self) -> dict[str, str]:
-        return entry_fields(
+        fields = entry_fields(
             self.room, self.user_id, self.username, self.text, self.attachments, self.client_id
         )
+        return fields if self.n is None else fields | {"n": str(self.n)}
 
     @classmethod
     def from_redis(cls, entry_id: str, fields: dict[str, Any] | None) -> StreamEntry:
@@ -109,6 +115,9 @@ class StreamEntry:
         client_id = fields.get("client_id")
         if client_id is not None and not is_client_id(client_id):
             raise ValidationError("Field client_id is not 1-64 characters", code="bad_client_id")
+        number = fields.get("n")
+        if number is not None and not (isinstance(number, str) and _NUMBER.fullmatch(number)):
+            raise ValidationError("Field n is not a message number", code="bad_number")
         present = [name for name in OPTIONAL_FIELDS_V1 if name in fields]
         size = 0
         for name in (*FIELDS_V1, *present):
@@ -130,12 +139,13 @@ class StreamEntry:
             text=fields["text"],
             attachments=attachments,
             client_id=client_id,
+            n=None if number is None else int(number),
         )
 
 
 # Change entries, schema version 2 (`aurora.changes`):
 #   v         "2"
-#   kind      edit | delete | react
+#   kind      edit | delete | react | read | delivered
 #   room      room id
 #   user_id   who made the change
 #   username  their username at the time
@@ -143,7 +153,10 @@ class StreamEntry:
 #   text      the new text (edit only)
 #   emoji     the reaction (react only; `aurora.emoji`)
 #   on        "1" added, "0" removed (react only)
-CHANGE_KINDS = ("edit", "delete", "react")
+#   n         the message's number in the room (read and delivered only:
+#             a cursor moved to `target`, `aurora.receipts`)
+CHANGE_KINDS = ("edit", "delete", "react", "read", "delivered")
+CURSOR_KINDS = ("read", "delivered")
 FIELDS_V2 = ("v", "kind", "room", "user_id", "username", "target")
 
 
@@ -158,14 +171,16 @@ class ChangeEntry:
     text: str = ""
     emoji: str = ""
     on: bool = True
+    n: int | None = None  # read, delivered: the cursor's message number
 
     @property
     def ts(self) -> int:
         return parse_id(self.id)[0]
 
     def fields(self) -> dict[str, str]:
-        return change_fields(self.kind, self.room, self.user_id, self.username, self.target,
-                             self.text, self.emoji, self.on)  # fmt: skip
+        fields = change_fields(self.kind, self.room, self.user_id, self.username, self.target,
+                               self.text, self.emoji, self.on)  # fmt: skip
+        return fields if self.n is None else fields | {"n": str(self.n)}
 
     @classmethod
     def from_redis(cls, entry_id: str, fields: dict[str, Any]) -> ChangeEntry:
@@ -186,6 +201,9 @@ class ChangeEntry:
         emoji, on = fields.get("emoji", ""), fields.get("on")
         if kind == "react" and (not isinstance(emoji, str) or not emoji or on not in ("0", "1")):
             raise ValidationError("Fields emoji and on are missing", code="missing_fields")
+        number = fields.get("n")
+        if kind in CURSOR_KINDS and not (isinstance(number, str) and _NUMBER.fullmatch(number)):
+            raise ValidationError("Field n is not a message number", code="bad_number")
         try:
             size = sum(len(str(value).encode("utf-8")) for value in fields.values())
         except UnicodeEncodeError:
@@ -194,7 +212,7 @@ class ChangeEntry:
             raise ValidationError(f"Entry of {size} bytes is too large", code="too_large")
         return cls(entry_id, kind, fields["room"], fields["user_id"], fields["username"], target,
                    text if kind == "edit" else "", emoji if kind == "react" else "",
-                   on != "0")  # fmt: skip
+                   on != "0", int(number) if kind in CURSOR_KINDS else None)  # fmt: skip
 
 
 def parse_entry(entry_id: str, fields: dict[str, Any] | None) -> StreamEntry | ChangeEntry:

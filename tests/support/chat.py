@@ -1,0 +1,117 @@
+"""Chat participants for integration tests: users with tokens, REST calls
+through a function as the emulator loads it, the drain run to idle, and
+WebSocket clients that fold what they receive into the state a user sees."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import connect
+
+from aurora import users
+from aurora.backends import database, redis_client
+from aurora.drain import Drain
+from aurora.settings import Settings
+from aurora.tokens import issue_token
+from local.runtime import LocalFunction
+from tests.support.events import call, event
+from tests.support.fanout import receive_json, send_json
+
+
+@dataclasses.dataclass
+class Person:
+    name: str
+    user_id: str
+    token: str
+
+
+def person(cfg: Settings, name: str) -> Person:
+    user_id = users.create_user(database(cfg), name, "not-a-real-hash")
+    return Person(name, user_id, issue_token(user_id, name, cfg))
+
+
+def rest(
+    fn: LocalFunction, method: str, path: str, who: Person, body=None, **query: str
+) -> tuple[int, dict]:
+    """(status, JSON body) of one request through the function."""
+    request = event("rooms", "http-v2", token=who.token)
+    request["rawPath"] = request["requestContext"]["http"]["path"] = path
+    request["requestContext"]["http"]["method"] = method
+    request["rawQueryString"] = urlencode(query)
+    request["queryStringParameters"] = query or None
+    request["body"] = body if body is None or isinstance(body, str) else json.dumps(body)
+    if body is not None:
+        request["headers"]["content-type"] = "application/json"
+    status, answer, _ = call(fn, request)
+    return status, answer
+
+
+def drain(cfg: Settings, **kwargs) -> None:
+    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20, **kwargs).run(
+        lambda: True, exit_when_idle=True
+    )
+
+
+class LiveState:
+    """What a client makes of the frames it receives: the client's fold."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, dict] = {}
+        self.frames: list[dict] = []
+
+    def see(self, frame: dict) -> None:
+        self.frames.append(frame)
+        match frame["type"]:
+            case "message":
+                self.messages[frame["id"]] = {"text": frame["text"], "deleted": False}
+            case "edit" if not self.messages[frame["message_id"]]["deleted"]:
+                self.messages[frame["message_id"]]["text"] = frame["text"]
+            case "delete":
+                self.messages[frame["message_id"]] = {"text": "", "deleted": True}
+
+
+class Client:
+    """One connection, joined to a room, folding what it receives."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.live = LiveState()
+        self._sent = 0
+
+    async def request(self, frame: dict) -> dict:
+        """Send with a fresh client_id; the answer (ack, error, rate_limited)."""
+        self._sent += 1
+        await send_json(self.ws, frame | {"client_id": f"c{self._sent}"})
+        while True:
+            got = await receive_json(self.ws)
+            if got["type"] in ("ack", "error", "rate_limited"):
+                return got
+            self.live.see(got)
+
+    async def join(self, room: str, since: str | None = None) -> dict:
+        """Join `room`; the `joined` frame (or the `error` refusing it)."""
+        await send_json(
+            self.ws, {"type": "join", "room": room} | ({"since": since} if since else {})
+        )
+        while True:
+            got = await receive_json(self.ws)
+            if got["type"] in ("joined", "error"):
+                return got
+            self.live.see(got)
+
+    async def read_until(self, last_id: str) -> None:
+        """Fold frames until the one with `last_id` has been seen."""
+        while not any(f.get("id") == last_id for f in self.live.frames):
+            self.live.see(await receive_json(self.ws))
+
+
+async def client(url: str, who: Person, room: str | None = None, since: str | None = None):
+    ws = await connect(url, subprotocols=["aurora.v1"])
+    await send_json(ws, {"type": "auth", "token": who.token})
+    assert (await receive_json(ws))["type"] == "ready"
+    joined = Client(ws)
+    if room is not None:
+        assert (await joined.join(room, since))["type"] == "joined"
+    return joined
