@@ -2,6 +2,7 @@
 
     python bench/fanout_load.py throughput --clients 1000 --rate 40 --seconds 20 [--repeat 5]
     python bench/fanout_load.py throughput ... --repeat 5 --against-stock
+    python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
@@ -12,7 +13,11 @@ throughput: N clients in one room, one sender at a fixed total rate. Reports
 deliveries/s, end-to-end latency p50/p99 (send time -> receive time, same
 clock), loss, the replica's CPU time per delivered frame (utime+stime from
 /proc over the measured window / frames it wrote, from its /metrics) and RSS
-per connection. With --against-stock each run is a pair, the replica with
+per connection. With --frames react the sender posts one message, then
+reacts to it at the rate (adding and removing a reaction in turn, so each
+one changes the counts and is broadcast): the CPU per delivered `react`
+frame, to compare with a message's (no latency: a reaction carries no send
+time). With --against-stock each run is a pair, the replica with
 websockets' stock broadcast() in its member loop (bench/stock_fanout.py) and
 then this one, and the figure compared is ours / stock.
 
@@ -85,6 +90,7 @@ def start_server(redis_url: str, port: int, log, stock: bool = False) -> subproc
         "FANOUT_HOST": "127.0.0.1",
         "FANOUT_PORT": str(port),
         "RATE_LIMIT_MESSAGES": "1000000",
+        "RATE_LIMIT_CHANGES": "1000000",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
@@ -187,6 +193,8 @@ class Receiver(asyncio.Protocol):
                     at = payload.find(b'"text":"') + 8
                     sent = int(payload[at : payload.index(b'"', at)])
                     self.latencies.append((now - sent) / 1e6)
+                elif payload.startswith(b'{"type":"react"'):
+                    self.received += 1
                 elif payload.startswith(b'{"type":"ready"'):
                     self.send(Opcode.TEXT, json.dumps({"type": "join", "room": ROOM}).encode())
                 elif payload.startswith(b'{"type":"joined"'):
@@ -229,20 +237,31 @@ def receivers(url: str, first_user: int, count: int, ready, stop, results) -> No
     loop.run_until_complete(main())
 
 
-def sender(url: str, rate: float, seconds: float, results) -> None:
-    """One client sending `rate` messages per second into the room."""
+def sender(url: str, rate: float, seconds: float, results, frames: str = "message") -> None:
+    """One client sending `rate` messages (or reactions) per second into the room."""
     loop = _pin_and_loop()
 
     async def main() -> None:
         ws = await _open(url, 10**9, True)
+        sent, frame = 0, None
+        if frames == "react":  # one message to react to, then only reactions
+            target = {"type": "message", "room": ROOM, "text": str(time.time_ns()),
+                      "client_id": "target"}  # fmt: skip
+            await ws.send(json.dumps(target))
+            while (reply := json.loads(await ws.recv()))["type"] != "ack":
+                pass
+            frame, sent = {"type": "react", "room": ROOM, "id": reply["id"], "emoji": "👍"}, 1
         drain = asyncio.ensure_future(_drain(ws))
-        interval, sent = 1.0 / rate, 0
-        start = time.monotonic()
+        interval, start, n = 1.0 / rate, time.monotonic(), 0
         while time.monotonic() - start < seconds:
-            await ws.send(json.dumps({"type": "message", "room": ROOM,
-                                      "text": str(time.time_ns())}))  # fmt: skip
+            if frame is None:
+                await ws.send(json.dumps({"type": "message", "room": ROOM,
+                                          "text": str(time.time_ns())}))  # fmt: skip
+            else:  # on, off, on, ...: each one changes the counts
+                await ws.send(json.dumps(frame | {"on": n % 2 == 0}))
             sent += 1
-            await asyncio.sleep(max(0.0, start + sent * interval - time.monotonic()))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
         drain.cancel()
         results.put(sent)
 
@@ -363,7 +382,9 @@ def throughput_once(args, stock: bool = False) -> float:
                            (url, stop, results), timeout=120)  # fmt: skip
         rss_connected = rss_bytes(server.pid)
         sent_q = ctx.Queue()
-        send_proc = ctx.Process(target=sender, args=(url, args.rate, args.seconds, sent_q))
+        send_proc = ctx.Process(
+            target=sender, args=(url, args.rate, args.seconds, sent_q, args.frames)
+        )
         send_proc.start()
         time.sleep(args.warmup)
         cpu0, out0, t0 = (
@@ -391,13 +412,14 @@ def throughput_once(args, stock: bool = False) -> float:
     latencies.sort()
     expected = sent * args.clients
     print(f"clients={args.clients} rate={args.rate}/s seconds={args.seconds} "
-          f"load-processes={args.processes}")  # fmt: skip
+          f"load-processes={args.processes} frames={args.frames}")  # fmt: skip
     print(f"messages sent={sent} deliveries expected={expected} received={received} "
           f"lost={expected - received}")  # fmt: skip
     print(f"deliveries/s (server, measured window)={deliveries / (t1 - t0):,.0f}")
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(f"latency ms p50={statistics.median(latencies):.1f} p99={p99:.1f} "
-          f"max={latencies[-1]:.1f}")  # fmt: skip
+    if latencies:
+        p99 = latencies[int(len(latencies) * 0.99) - 1]
+        print(f"latency ms p50={statistics.median(latencies):.1f} p99={p99:.1f} "
+              f"max={latencies[-1]:.1f}")  # fmt: skip
     user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     print(f"server CPU per delivered frame={(user + system) / deliveries * 1e6:.2f} us "
           f"(user {user / deliveries * 1e6:.2f} + system {system / deliveries * 1e6:.2f}; "
@@ -440,6 +462,8 @@ def main() -> None:
     t.add_argument("--warmup", type=float, default=3.0)
     t.add_argument("--processes", type=int, default=4, help="receiver processes")
     t.add_argument("--repeat", type=int, default=1, help="runs, each with a fresh replica")
+    t.add_argument("--frames", choices=("message", "react"), default="message",
+                   help="what the sender sends at the rate")  # fmt: skip
     t.add_argument("--against-stock", action="store_true",
                    help="before each run, the same with websockets' stock broadcast()")  # fmt: skip
     t.set_defaults(run=throughput)

@@ -25,7 +25,7 @@ from aurora.drain import ensure_group
 from aurora.errors import ForbiddenError
 from aurora.keyspace import STREAM_KEY, change_rate_key
 from aurora.settings import Settings
-from aurora.stream import GROUP, StreamEntry
+from aurora.stream import GROUP, StreamEntry, change_fields
 from local.runtime import LocalFunction
 from tests.support import ROOT
 from tests.support.chat import Client, Person, client, drain, person, rest
@@ -60,28 +60,26 @@ def stored_state(cfg: Settings) -> dict[str, dict]:
     return {m["id"]: {"text": m["text"], "deleted": bool(m.get("deleted"))} for m in page}
 
 
-# A drain in a process of its own that SIGKILLs itself on its third change
-# written to MongoDB: messages inserted, some changes applied, nothing acknowledged.
+# A drain in a process of its own, in batches of 5, that SIGKILLs itself the
+# first time it writes changes to stored messages: a batch's messages
+# inserted and its changes half done, nothing of it acknowledged.
 KILLED_MID_BATCH = """
 import os, signal, sys
 import pymongo.collection
 from aurora.backends import database, redis_client
-from aurora.drain import Drain, ensure_group
-from aurora.keyspace import STREAM_KEY, change_rate_key
-from aurora.errors import ForbiddenError
+from aurora.drain import Drain
 from aurora.settings import Settings
-from aurora.stream import GROUP, StreamEntry
 
-update_one, calls = pymongo.collection.Collection.update_one, []
-def dying(self, *args, **kwargs):
-    calls.append(1)
-    if len(calls) == 3:
+bulk_write = pymongo.collection.Collection.bulk_write
+def dying(self, requests, *args, **kwargs):
+    if self.name == "messages":
+        bulk_write(self, requests[:1], *args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)
-    return update_one(self, *args, **kwargs)
-pymongo.collection.Collection.update_one = dying
+    return bulk_write(self, requests, *args, **kwargs)
+pymongo.collection.Collection.bulk_write = dying
 settings = Settings(env="local", redis_url=sys.argv[1], mongo_url=sys.argv[2], mongo_db=sys.argv[3])
-Drain(redis_client(settings.redis_url), database(settings), consumer="killed", block_ms=10).run(
-    lambda: True, exit_when_idle=True)
+Drain(redis_client(settings.redis_url), database(settings), consumer="killed", block_ms=10,
+      batch_size=5).run(lambda: True, exit_when_idle=True)
 """
 
 
@@ -412,3 +410,16 @@ async def test_reacting_in_a_room_you_may_not_read_is_refused_on_both_paths(cfg,
     path = f"/api/rooms/{ROOM}/messages/{message}/reactions/👍"
     assert rest(api, "PUT", path, outsider)[0] == 403
     assert rest(api, "PUT", path, owner)[0] == 200
+
+
+def test_a_change_folded_into_a_message_already_stored_is_applied_to_the_stored_one(cfg):
+    """A crashed run stored the message; the next run reads it again with its
+    edit in the same batch: the edit reaches the stored document."""
+    r, db = redis_client(cfg.redis_url), database(cfg)
+    message_id = r.xadd(STREAM_KEY, StreamEntry("0-0", ROOM, "u1", "alice", "before", n=1).fields())
+    edit = change_fields("edit", ROOM, "u1", "alice", message_id, text="after")
+    r.xadd(STREAM_KEY, edit)
+    stored = messages.document(StreamEntry(message_id, ROOM, "u1", "alice", "before", n=1))
+    db[messages.COLLECTION].insert_one(stored)
+    drain(cfg)
+    assert stored_state(cfg) == {message_id: {"text": "after", "deleted": False}}

@@ -247,14 +247,21 @@ class Drain:
             else:
                 docs.append(messages.document(entry))
                 doc_ids.append(entry_id)
+        # Changes of messages in this batch go into their documents before
+        # the insert: most changes follow their message within a batch, and
+        # then cost no write of their own.
+        folded, changes = message_state.fold_into_new(docs, changes)
         inserted, duplicates, rejected = self._insert(docs, doc_ids)
         poison.update(rejected)
         stored = [d for d in docs if d["id"] not in rejected]
         # Duplicates count too: they may be a crashed run's batch whose rooms
         # were never recorded. `$max` makes doing it again harmless.
         rooms.record_activity(self.db, stored)
-        # Messages first, then changes: the batch's own changes find their
-        # messages, and changes parked before a message arrived are applied now.
+        # A message already stored (a crashed run's) or refused did not take
+        # its folded changes: they go the usual way (applied, or parked).
+        not_new = set(duplicates) | set(rejected)
+        changes += [c for d in docs if d["id"] in not_new for c in folded.get(d["_id"], ())]
+        # Then changes parked before their message arrived, then the rest.
         changed = message_state.apply_parked(self.db, [d["_id"] for d in stored])
         applied, parked = message_state.apply(self.db, changes)
         receipts.persist(self.db, cursors)
@@ -274,26 +281,26 @@ class Drain:
         self.summary.batches += 1
         self.summary.drained += len(batch)
         self.summary.inserted += inserted
-        self.summary.changes += len(changes) + len(cursors)
-        self.summary.changed += changed + applied
+        self.summary.changes += len(changes) + len(cursors) + sum(map(len, folded.values()))
+        self.summary.changed += changed + applied + len(folded)
         self.summary.parked += parked
-        self.summary.duplicates += duplicates
+        self.summary.duplicates += len(duplicates)
         self.summary.dead_lettered += len(poison)
         self.summary.max_lag_ms = max(self.summary.max_lag_ms, lag_ms)
 
     def _insert(
         self, docs: list[dict[str, Any]], ids: list[str]
-    ) -> tuple[int, int, dict[str, deadletters.Reason]]:
-        """(inserted, duplicates, rejected) for one unordered insert_many.
+    ) -> tuple[int, list[str], dict[str, deadletters.Reason]]:
+        """(inserted, ids already stored, rejected) for one unordered insert_many.
 
         Raises (so nothing is acknowledged) on anything that may be transient.
         """
         from pymongo.errors import BulkWriteError
 
         if not docs:
-            return 0, 0, {}
+            return 0, [], {}
         try:
-            return len(self.collection.insert_many(docs, ordered=False).inserted_ids), 0, {}
+            return len(self.collection.insert_many(docs, ordered=False).inserted_ids), [], {}
         except BulkWriteError as exc:
             details = exc.details
             errors = details.get("writeErrors", [])
@@ -301,10 +308,10 @@ class Drain:
                 e.get("code") in TRANSIENT_CODES for e in errors
             ):
                 raise
-            duplicates, rejected = 0, {}
+            duplicates, rejected = [], {}
             for error in errors:
                 if _is_duplicate_id(error):
-                    duplicates += 1
+                    duplicates.append(ids[error["index"]])
                 else:
                     # The database will refuse this document every time.
                     rejected[ids[error["index"]]] = deadletters.Reason(

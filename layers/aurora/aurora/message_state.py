@@ -98,6 +98,24 @@ class Reactions:
         return [{"emoji": e, "users": users} for e, users in self.users.items() if users]
 
 
+def fold_into_new(
+    docs: list[dict[str, Any]], changes: list[ChangeEntry]
+) -> tuple[dict[str, list[ChangeEntry]], list[ChangeEntry]]:
+    """Fold the changes whose message is among `docs` (about to be inserted)
+    into those documents: no write of their own. Returns the changes folded,
+    by message key (to apply again, with `apply`, to any message the insert
+    finds already stored or refuses), and the others."""
+    new = {doc["_id"]: doc for doc in docs}
+    folded: dict[str, list[ChangeEntry]] = defaultdict(list)
+    rest = []
+    for change in changes:
+        key = messages.stored_key(change.room, change.target)
+        (folded[key] if key in new else rest).append(change)
+    for key, batch in folded.items():
+        new[key] |= fold(new[key], batch)
+    return folded, rest
+
+
 def apply(db: Database, changes: list[ChangeEntry]) -> tuple[int, int]:
     """Apply a batch's changes; (documents changed, changes parked)."""
     if not changes:
@@ -115,13 +133,14 @@ def apply(db: Database, changes: list[ChangeEntry]) -> tuple[int, int]:
         arrived = _find(collection, missing)
         if arrived:
             apply_parked(db, list(arrived))
-    changed = sum(_write(collection, docs[key], by_target[key]) for key in docs)
+    changed = _write_all(collection, docs, by_target)
     return changed, sum(len(by_target[key]) for key in missing)
 
 
 def apply_parked(db: Database, keys: list[str]) -> int:
     """Apply the parked changes of these (just stored) messages, then unpark them."""
-    if not keys:
+    # Almost always empty: one cheap look before a query by many keys.
+    if not keys or db[PARKED].find_one({}, {"_id": 1}) is None:
         return 0
     parked = list(db[PARKED].find({"target": {"$in": keys}}))
     if not parked:
@@ -130,7 +149,7 @@ def apply_parked(db: Database, keys: list[str]) -> int:
     for row in parked:
         by_target[row["target"]].append(ChangeEntry.from_redis(row["id"], row["fields"]))
     docs = _find(db[messages.COLLECTION], list(by_target))
-    changed = sum(_write(db[messages.COLLECTION], docs[key], by_target[key]) for key in docs)
+    changed = _write_all(db[messages.COLLECTION], docs, by_target)
     db[PARKED].delete_many({"_id": {"$in": [row["_id"] for row in parked
                                             if row["target"] in docs]}})  # fmt: skip
     return changed
@@ -138,6 +157,31 @@ def apply_parked(db: Database, keys: list[str]) -> int:
 
 def _find(collection: Collection, keys: list[str]) -> dict[str, dict[str, Any]]:
     return {doc["_id"]: doc for doc in collection.find({"_id": {"$in": keys}}, _STATE)}
+
+
+def _write_all(
+    collection: Collection, docs: dict[str, dict[str, Any]], by_target: dict[str, list[Any]]
+) -> int:
+    """Write every document's folded changes in one round trip, each
+    conditional on its `rev`; the number of documents changed. If another run
+    changed one meanwhile, each is written again one by one: folding what is
+    already applied changes nothing, so this converges."""
+    from pymongo import UpdateOne
+
+    updates = []
+    for key, doc in docs.items():
+        update = fold(doc, by_target[key])
+        if update:
+            rev = doc.get("rev")
+            guard = {"$exists": False} if rev is None else rev
+            updates.append(UpdateOne({"_id": key, "rev": guard},
+                                     {"$set": update | {"rev": (rev or 0) + 1}}))  # fmt: skip
+    if not updates:
+        return 0
+    if collection.bulk_write(updates, ordered=False).matched_count == len(updates):
+        return len(updates)
+    fresh = _find(collection, list(docs))
+    return sum(_write(collection, fresh[key], by_target[key]) for key in fresh)
 
 
 def _write(collection: Collection, doc: dict[str, Any], changes: list[ChangeEntry]) -> int:

@@ -1,0 +1,125 @@
+"""Drain rate, message-only against a mix of messages and changes: queue N
+entries, time one run of the drain until the stream is empty, check what
+was stored.
+
+    .venv/bin/python bench/drain_mixed.py [--entries 20000] [--batch-size 500] [--lag 0,2000]
+
+The mix, per 10 entries: 5 messages, 1 edit, 2 reactions and 2 cursor
+moves (read, delivered) of messages `lag` messages back: 0, the messages
+just before them, as a busy room makes them (the drain folds those into the
+documents it inserts); 2,000, messages of earlier batches (each change is
+then a conditional update of a stored document). Starts its own redis-server and
+SecantusDB (standalone) in a temporary folder on ephemeral loopback ports,
+and stops them by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from pymongo import MongoClient
+
+from aurora import message_state, messages, receipts
+from aurora.drain import Drain
+from aurora.keyspace import STREAM_KEY
+from aurora.stream import StreamEntry, change_fields
+from local.servers import start_mongo, start_redis
+
+ROOM = "general"
+
+
+def queue_messages(r: redis.Redis, n: int) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        user = i % 50
+        entry = StreamEntry("0-0", ROOM, f"u{user}", f"user{user}", f"message {i}", n=i + 1)
+        pipe.xadd(STREAM_KEY, entry.fields())
+    pipe.execute()
+
+
+def queue_mixed(r: redis.Redis, n: int, lag: int) -> int:
+    """`n` entries, half of them changes of messages `lag` messages back (or
+    the first ones); the number of messages queued."""
+    ids: list[str] = []
+    count = 0
+    for start in range(0, n, 10):
+        pipe = r.pipeline(transaction=False)
+        for _ in range(5):
+            count += 1
+            user = count % 50
+            pipe.xadd(STREAM_KEY, StreamEntry("0-0", ROOM, f"u{user}", f"user{user}",
+                                              f"message {count}", n=count).fields())  # fmt: skip
+        ids += pipe.execute()
+        back = max(len(ids) - lag, 5)
+        recent = ids[back - 5 : back]
+        pipe = r.pipeline(transaction=False)
+        author = (back - 4) % 50  # the author of the first of the five
+        pipe.xadd(STREAM_KEY, change_fields("edit", ROOM, f"u{author}", "x", recent[0],
+                                            text="edited"))  # fmt: skip
+        for k, emoji in enumerate(("👍", "🎉")):
+            pipe.xadd(STREAM_KEY, change_fields("react", ROOM, f"u{k}", "x", recent[k + 1],
+                                                emoji=emoji))  # fmt: skip
+        for kind in ("read", "delivered"):
+            fields = change_fields(kind, ROOM, f"u{start % 50}", "x", recent[-1])
+            pipe.xadd(STREAM_KEY, fields | {"n": str(count)})
+        pipe.execute()
+    return count
+
+
+def timed(r: redis.Redis, db, batch_size: int) -> tuple[float, int]:
+    run = Drain(r, db, consumer="bench", batch_size=batch_size, block_ms=10)
+    started = time.perf_counter()
+    summary = run.run(lambda: True, exit_when_idle=True)
+    return time.perf_counter() - started, summary.drained
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--lag", default="0,2000", help="how far back the changes reach")
+    args = parser.parse_args()
+    n = args.entries - args.entries % 10
+
+    print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_proc = start_redis(Path(tmp) / "redis")
+        mongo_proc = start_mongo(Path(tmp) / "mongo")
+        try:
+            r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
+            mongo = MongoClient(mongo_proc.url)
+            print(f"{'run':>15} {'entries':>8} {'seconds':>8} {'entries/s':>10} {'ratio':>6}")
+            rates = {}
+            runs = ["message-only"] + [f"mixed lag={lag}" for lag in args.lag.split(",")]
+            for name in runs:
+                db = mongo[f"bench_{len(rates)}"]
+                messages.ensure_indexes(db)
+                message_state.ensure_indexes(db)
+                r.flushdb()
+                if name == "message-only":
+                    queue_messages(r, n)
+                    stored = n
+                else:
+                    stored = queue_mixed(r, n, int(name.split("=")[1]))
+                seconds, drained = timed(r, db, args.batch_size)
+                assert drained == n, (drained, n)
+                assert db[messages.COLLECTION].count_documents({}) == stored
+                if name != "message-only":
+                    assert db[messages.COLLECTION].count_documents({"edit_id": {"$exists": True}})
+                    assert db[receipts.CURSORS].count_documents({}) > 0
+                rates[name] = n / seconds
+                ratio = rates[name] / rates["message-only"]
+                print(f"{name:>15} {n:>8} {seconds:>8.2f} {rates[name]:>10.0f} {ratio:>6.2f}")
+                mongo.drop_database(db.name)
+        finally:
+            mongo_proc.stop()
+            redis_proc.stop()
+
+
+if __name__ == "__main__":
+    main()
