@@ -8,6 +8,12 @@ without being queued for persistence, or queued without being published.
 
 The room channel carries `"<id> <frame>"`: the id lets a replica drop what it
 already delivered after a reconnect; ephemeral frames (typing) use `-`.
+
+On a Redis Cluster the script's keys and the room's channel share the slot of
+the room's persistence partition (`aurora.keyspace.Layout`), and the frame is
+published with SPUBLISH: it travels to the node owning that slot only. A send
+retried after MOVED, ASK or a lost connection is safe when it carries a
+`client_id`: the idempotency key answers the retry with the first id.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora.keyspace import STREAM_KEY, idempotency_key, rate_key, room_channel, window_key
+from aurora.keyspace import SINGLE, Layout
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
 from aurora.stream import entry_fields, parse_id
@@ -28,9 +34,10 @@ if TYPE_CHECKING:
 EPHEMERAL_ID = "-"
 
 # KEYS: idempotency key (or ""), rate counter, stream, room window.
-# ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog,
-#       resume window length, frame suffix (`,"client_id":…}` or `}`), then the
-#       stream entry's field/value pairs.
+# ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog
+#       (of the room's partition), resume window length, frame suffix
+#       (`,"client_id":…}` or `}`), publish command (PUBLISH, or SPUBLISH on a
+#       cluster), then the stream entry's field/value pairs.
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
 _SEND = """
@@ -51,7 +58,7 @@ if count > tonumber(ARGV[1]) then
   return {0, ttl}
 end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
 -- The window reuses the stream id. pcall: if the stream was ever recreated
@@ -62,7 +69,7 @@ if type(ok) == 'table' and ok.err then
   redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
 end
 if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
-redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
+redis.call(ARGV[9], ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
 """
 
@@ -104,10 +111,14 @@ class Recent:
 class Sender:
     """Sends messages through the script; one per Redis client."""
 
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: Settings, layout: Layout = SINGLE
+    ) -> None:
         self._redis = client
         self._script = client.register_script(_SEND)
         self._settings = settings
+        self._layout = layout
+        self._publish = "SPUBLISH" if layout.cluster else "PUBLISH"
 
     async def send(
         self,
@@ -122,24 +133,30 @@ class Sender:
         """Accept one message. `attachments` must already be checked
         (`aurora.attachments.verify_attachments`): they are stored and
         broadcast as given."""
-        s = self._settings
+        s, keys_of = self._settings, self._layout
         checked = [dict(a) for a in attachments]
         fields = entry_fields(room, user_id, username, text, checked, client_id)
         suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
         args: list[str | int] = [
             s.rate_limit_messages,
             s.rate_limit_window_ms,
-            room_channel(room),
+            keys_of.room_channel(room),
             frame_prefix(room, user_id, username, text, checked),
             s.idempotency_ttl_seconds * 1000,
             s.max_backlog,
             s.resume_window,
             suffix,
+            self._publish,
         ]
         for name, value in fields.items():
             args += [name, value]
-        idem = "" if client_id is None else idempotency_key(user_id, client_id)
-        keys = [idem, rate_key(room, user_id), STREAM_KEY, window_key(room)]
+        idem = "" if client_id is None else keys_of.idempotency_key(room, user_id, client_id)
+        keys = [
+            idem,
+            keys_of.rate_key(room, user_id),
+            keys_of.room_stream_key(room),
+            keys_of.window_key(room),
+        ]
         result = await self._script(keys=keys, args=args)
         kind = int(result[0])
         if kind == 1:
@@ -152,15 +169,21 @@ class Sender:
 
     async def publish_ephemeral(self, room: str, frame: str) -> None:
         """A frame for the room's current members only (typing): not stored."""
-        await self._redis.publish(room_channel(room), f"{EPHEMERAL_ID} {frame}")
+        channel = self._layout.room_channel(room)
+        await self._redis.execute_command(self._publish, channel, f"{EPHEMERAL_ID} {frame}")
 
 
 async def recent(
-    client: redis.asyncio.Redis, room: str, since: str | None, *, window: int
+    client: redis.asyncio.Redis,
+    room: str,
+    since: str | None,
+    *,
+    window: int,
+    layout: Layout = SINGLE,
 ) -> Recent:
     """The room's messages after `since` (exclusive) from its resume window,
     and the window's newest id. `since=None` asks for the newest id only."""
-    key = window_key(room)
+    key = layout.window_key(room)
     if since is not None:
         parse_id(since)  # ValidationError for a malformed id
     async with client.pipeline(transaction=True) as pipe:
