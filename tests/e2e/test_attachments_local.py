@@ -72,9 +72,9 @@ def test_a_message_with_an_upload_goes_through_the_stacks_fanout_into_mongodb(lo
     try:
         messages = mongo["aurora"]["messages"]
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not messages.find_one({"_id": message["id"]}):
+        while time.monotonic() < deadline and not messages.find_one({"id": message["id"]}):
             time.sleep(0.2)
-        stored = messages.find_one({"_id": message["id"]})
+        stored = messages.find_one({"id": message["id"]})
     finally:
         mongo.close()
     assert stored is not None and stored["attachments"] == [grant["attachment"]]

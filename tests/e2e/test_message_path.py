@@ -49,7 +49,7 @@ def test_register_login_chat_and_the_drain_stores_the_message_exactly_once(local
     finally:
         mongo.close()
     assert len(docs) == 1
-    assert docs[0]["_id"] == got_bob["id"]
+    assert docs[0]["id"] == got_bob["id"]
 
 
 def test_the_api_refuses_junk_and_keeps_serving(local_stack):

@@ -62,7 +62,7 @@ def test_replay_stores_the_message_under_its_original_id_once(settings, letters,
     worn = deadletters.get_letter(r, letters["too_many_deliveries"])
     status, out, _ = cli(settings, capsys, "replay", worn.id)
     assert (status, out.split()) == (0, [worn.id, "stored"])
-    doc = database(settings)[messages.COLLECTION].find_one({"_id": worn.source_id})
+    doc = database(settings)[messages.COLLECTION].find_one({"id": worn.source_id})
     assert doc["text"] == "héllo"
     # The dead letter is gone; replaying it again finds nothing, stores nothing.
     status, out, _ = cli(settings, capsys, "replay", worn.id)

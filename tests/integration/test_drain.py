@@ -52,7 +52,7 @@ def until_idle(run: Drain):
 
 
 def stored(db) -> list[str]:
-    return [d["_id"] for d in db[messages.COLLECTION].find({}, {"_id": 1})]
+    return [d["id"] for d in db[messages.COLLECTION].find({}, {"id": 1})]
 
 
 def dead_letters(r) -> list[dict[str, str]]:
@@ -70,7 +70,7 @@ def test_every_queued_message_is_stored_once_and_acknowledged(r, db):
 def test_the_stored_document_is_the_message_model(r, db):
     (entry_id,) = queue(r, 1)
     until_idle(drain(r, db))
-    doc = db[messages.COLLECTION].find_one({"_id": entry_id})
+    doc = db[messages.COLLECTION].find_one({"id": entry_id})
     ms, seq = (int(part) for part in entry_id.split("-"))
     assert doc["ms"] == ms and doc["seq"] == seq
     assert int(doc["created_at"].timestamp() * 1000) == ms
@@ -413,7 +413,7 @@ def test_the_drain_records_each_rooms_newest_message_and_a_redelivery_changes_no
     assert recorded == expected
     # A crashed run's batch, stored again (duplicates) and older than what is
     # recorded, leaves each room's newest message in place.
-    docs = list(db[messages.COLLECTION].find({"_id": {"$in": older}}))
+    docs = list(db[messages.COLLECTION].find({"id": {"$in": older}}))
     rooms.record_activity(db, docs)
     rooms.record_activity(db, docs)
     again = {

@@ -99,7 +99,7 @@ def test_mongodb_down_for_20_seconds_while_chat_continues_loses_nothing(
 
     final = Drain(r, database(get_settings()), consumer="final", claim_idle_ms=0, block_ms=10)
     final.run(lambda: True, exit_when_idle=True)
-    stored = [d["_id"] for d in database(get_settings())[messages.COLLECTION].find({}, {"_id": 1})]
+    stored = [d["id"] for d in database(get_settings())[messages.COLLECTION].find({}, {"id": 1})]
     assert failures, "the runs during the outage should have failed"
     assert len(sent) > 20 * OUTAGE_SECONDS  # chat went on during the outage
     assert sorted(stored) == sorted(sent)  # all of it, once

@@ -73,7 +73,7 @@ def store(
         for i in range(n)
     ]  # fmt: skip
     db[messages.COLLECTION].insert_many(docs)
-    return [d["_id"] for d in docs]
+    return [d["id"] for d in docs]
 
 
 def ids(page: dict) -> list[str]:

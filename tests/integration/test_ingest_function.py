@@ -104,7 +104,7 @@ def test_by_default_a_run_keeps_draining_and_picks_up_messages_sent_while_it_run
     stored_after = time.monotonic() - started
     runner.join(15)
     fn.close()
-    assert sorted(d["_id"] for d in db[messages.COLLECTION].find()) == sorted(late)
+    assert sorted(d["id"] for d in db[messages.COLLECTION].find()) == sorted(late)
     assert stored_after < 2.0  # not waiting for the next run
     assert results[0]["inserted"] == 5
 

@@ -101,7 +101,7 @@ async def test_a_checked_attachment_reaches_every_client_and_is_stored_once(cfg,
     assert {"user": "alice", "text": "", "ts": seen_by_bob["ts"]}.items() <= seen_by_carol.items()
 
     (document,) = drain_into_mongo(cfg)
-    assert document["_id"] == message_id
+    assert document["id"] == message_id
     assert document["attachments"] == [attachment]
 
 

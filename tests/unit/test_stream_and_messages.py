@@ -59,7 +59,10 @@ def test_document_ids_sort_like_stream_ids_not_like_strings():
 
 def test_the_document_keeps_the_stream_id_and_the_later_fields():
     doc = messages.document(StreamEntry.from_redis("1700000000000-1", FIELDS))
-    assert doc["_id"] == "1700000000000-1"
+    assert (
+        doc["_id"] == messages.stored_key("general", "1700000000000-1") == "general/1700000000000-1"
+    )
+    assert doc["id"] == "1700000000000-1"
     assert doc["status"] == "sent"
     assert doc["attachments"] == []
     assert doc["deleted"] is False

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _BSON_MAX = 2**63 - 1
 SEARCH_MIN_CHARS, SEARCH_MAX_CHARS = 1, 100
 # Only what a page shows is read from the database.
-_FIELDS = {"room": 1, "user_id": 1, "username": 1, "text": 1, "attachments": 1, "ms": 1,
+_FIELDS = {"id": 1, "room": 1, "user_id": 1, "username": 1, "text": 1, "attachments": 1, "ms": 1,
            "client_id": 1}  # fmt: skip
 
 

@@ -1,9 +1,12 @@
 """The message document in MongoDB and the broadcast frame clients receive.
 
-`_id` is the stream id (so a re-delivered entry is a duplicate key, never a
-second document). Stream ids do not sort as strings ("…-10" < "…-9"), so
-each document also carries `ms` and `seq` as integers, and history is read
-in (`room`, `ms`, `seq`) order through one compound index.
+`_id` is `stored_key(room, id)`: the stream id is unique within its partition
+only (two partitions can hand out the same `<ms>-<seq>`), and a room lives in
+one partition, so room + id is unique and a re-delivered entry is still a
+duplicate key, never a second document. The id itself is kept in `id`.
+Stream ids do not sort as strings ("…-10" < "…-9"), so each document also
+carries `ms` and `seq` as integers, and history is read in (`room`, `ms`,
+`seq`) order through one compound index.
 """
 
 from __future__ import annotations
@@ -30,11 +33,17 @@ def ensure_indexes(db: Database) -> None:
     )
 
 
+def stored_key(room: str, message_id: str) -> str:
+    """A message's `_id`: its room, "/" (outside the room id rule), its id."""
+    return f"{room}/{message_id}"
+
+
 def document(entry: StreamEntry) -> dict[str, Any]:
     """The stored form of one accepted message."""
     ms, seq = parse_id(entry.id)
     return {
-        "_id": entry.id,
+        "_id": stored_key(entry.room, entry.id),
+        "id": entry.id,
         "ms": ms,
         "seq": seq,
         "room": entry.room,
@@ -92,7 +101,8 @@ def from_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     frame = frame_fields(
         doc["room"], doc["user_id"], doc["username"], doc["text"], doc.get("attachments") or ()
     )
-    frame |= {"id": doc["_id"], "ts": doc["ms"]}
+    # Documents stored before `id` existed have the stream id as `_id`.
+    frame |= {"id": doc.get("id") or doc["_id"], "ts": doc["ms"]}
     if doc.get("client_id"):  # as the broadcast: only when the send had one
         frame["client_id"] = doc["client_id"]
     return frame

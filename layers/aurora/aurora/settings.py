@@ -79,6 +79,13 @@ def _partition_counts(raw: str) -> tuple[int, ...]:
     return counts
 
 
+def _partition_indexes(raw: str) -> tuple[int, ...]:
+    indexes = tuple(int(item) for item in _items(raw))
+    if any(not 0 <= index < 256 for index in indexes):
+        raise ValueError("each must be a partition index from 0 to 255")
+    return indexes
+
+
 def _content_types(raw: str) -> tuple[str, ...]:
     return _items(raw.lower())
 
@@ -210,6 +217,12 @@ class Settings:
         (),
         "earlier partition counts whose streams the drain still empties after a change",
         parse=_partition_counts,
+    )
+    drain_partitions: tuple[int, ...] = setting(
+        "DRAIN_PARTITIONS",
+        (),
+        "the partitions this drain empties, e.g. 0,1,2 (empty: all; one schedule per group)",
+        parse=_partition_indexes,
     )
 
     # Fan-out server: listening, keepalive, per-connection and per-user limits.
