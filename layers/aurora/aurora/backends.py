@@ -117,6 +117,36 @@ def layout(settings: Settings) -> Layout:
     return Layout(cluster=cluster, partitions=partitions)
 
 
+def room_window_key(room: str) -> str:
+    """The room's resume window in this process's layout (REST functions,
+    which have no layout at hand: from `get_settings()`)."""
+    from aurora.settings import get_settings
+
+    return layout(get_settings()).window_key(room)
+
+
+def is_cluster(client: object) -> bool:
+    """Whether `client` (sync or asyncio) talks to a Redis Cluster."""
+    redis = sys.modules.get("redis")
+    return redis is not None and isinstance(
+        client, (redis.RedisCluster, redis.asyncio.RedisCluster)
+    )
+
+
+def slot_batches(client: object, keys: list[str], size: int) -> list[list[int]]:
+    """Positions of `keys` in batches of at most `size` for a script or a
+    transaction. On a cluster each batch also stays within one hash slot
+    (Redis refuses a script that crosses slots); elsewhere, runs of `size`."""
+    if not is_cluster(client):
+        return [list(range(i, min(i + size, len(keys)))) for i in range(0, len(keys), size)]
+    from redis.crc import key_slot
+
+    by_slot: dict[int, list[int]] = {}
+    for position, key in enumerate(keys):
+        by_slot.setdefault(key_slot(key.encode()), []).append(position)
+    return [group[i : i + size] for group in by_slot.values() for i in range(0, len(group), size)]
+
+
 # 12 partitions divide evenly over 1, 2, 3, 4, 6 or 12 masters.
 CLUSTER_PARTITIONS = 12
 
