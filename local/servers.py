@@ -195,6 +195,9 @@ def start_redis_cluster(
                 "--dir", str(node_dir),
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(node_dir / "nodes.conf"),
+                # The bus port defaults to port + 10000, which may be taken
+                # or above 65535 for an ephemeral port: one of its own.
+                "--cluster-port", str(free_port()),
                 "--cluster-node-timeout", "2000",
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",

@@ -56,7 +56,7 @@ def redis_url(request) -> Iterator[str]:
 
     if getattr(request, "param", "single") == "cluster":
         cluster = request.getfixturevalue("redis_cluster")
-        client = redis.RedisCluster.from_url(cluster.url)
+        client = redis.RedisCluster.from_url(cluster.url.replace(",", "/0,", 1).split(",")[0])
         client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
         client.close()
         yield cluster.url
@@ -66,6 +66,26 @@ def redis_url(request) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield server.url
+
+
+@pytest.fixture
+def redis_layout(settings: Settings):
+    """Where this test's Redis keeps messages and room keys (single or cluster)."""
+    from aurora.backends import layout
+
+    return layout(settings)
+
+
+def plain_client(url: str):
+    """A decoded client of the Redis at `url`, a RedisCluster for a cluster;
+    the caller closes it."""
+    import redis
+
+    from aurora.backends import redis_mode, redis_seeds
+
+    if redis_mode(url).cluster:
+        return redis.RedisCluster.from_url(redis_seeds(url)[0], decode_responses=True)
+    return redis.Redis.from_url(url, decode_responses=True)
 
 
 @pytest.fixture

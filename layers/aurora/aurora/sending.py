@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 EPHEMERAL_ID = "-"
 
-# KEYS: idempotency key (or ""), rate counter, stream, room window.
+# KEYS: rate counter, stream partition, room window, then the idempotency key
+#       when the send has a client_id (no placeholder: on a cluster every key
+#       must be in the room's slot).
 # ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog
 #       (of the room's partition), resume window length, frame suffix
 #       (`,"client_id":…}` or `}`), publish command (PUBLISH, or SPUBLISH on a
@@ -41,34 +43,35 @@ EPHEMERAL_ID = "-"
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
 _SEND = """
-if KEYS[1] ~= '' then
-  local seen = redis.call('GET', KEYS[1])
+local idem = KEYS[4]
+if idem then
+  local seen = redis.call('GET', idem)
   if seen then return {2, seen} end
 end
-local backlog = redis.call('XLEN', KEYS[3])
+local backlog = redis.call('XLEN', KEYS[2])
 if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
-local count = redis.call('INCR', KEYS[2])
-if count == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if count > tonumber(ARGV[1]) then
-  local ttl = redis.call('PTTL', KEYS[2])
+  local ttl = redis.call('PTTL', KEYS[1])
   if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
     ttl = tonumber(ARGV[2])
   end
   return {0, ttl}
 end
 local fields = {}
 for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
+local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
 -- The window reuses the stream id. pcall: if the stream was ever recreated
 -- (ids went back), start the room's window afresh rather than fail half way.
-local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
+local ok = redis.pcall('XADD', KEYS[3], 'MAXLEN', ARGV[7], id, 'f', frame)
 if type(ok) == 'table' and ok.err then
-  redis.call('DEL', KEYS[4])
-  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
+  redis.call('DEL', KEYS[3])
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], id, 'f', frame)
 end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
+if idem then redis.call('SET', idem, id, 'PX', ARGV[5]) end
 redis.call(ARGV[9], ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
 """
@@ -150,13 +153,13 @@ class Sender:
         ]
         for name, value in fields.items():
             args += [name, value]
-        idem = "" if client_id is None else keys_of.idempotency_key(room, user_id, client_id)
         keys = [
-            idem,
             keys_of.rate_key(room, user_id),
             keys_of.room_stream_key(room),
             keys_of.window_key(room),
         ]
+        if client_id is not None:
+            keys.append(keys_of.idempotency_key(room, user_id, client_id))
         result = await self._script(keys=keys, args=args)
         kind = int(result[0])
         if kind == 1:
