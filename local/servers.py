@@ -199,6 +199,9 @@ def start_redis_cluster(
                 # or above 65535 for an ephemeral port: one of its own.
                 "--cluster-port", str(free_port()),
                 "--cluster-node-timeout", "2000",
+                # A replica takes over however long its link was down: here
+                # availability beats the newest writes (docs/operations.md).
+                "--cluster-replica-validity-factor", "0",
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",
                 "--maxmemory-policy", "noeviction",
@@ -234,19 +237,26 @@ def start_redis_cluster(
 
 
 def _wait_cluster_ok(cli: str, nodes: list[ManagedProcess], timeout: float = 30.0) -> None:
-    """Until every node says `cluster_state:ok` (slots are agreed on)."""
+    """Until every node says `cluster_state:ok` (slots are agreed on) and
+    every replica has synchronised with its master (else it could not take
+    over from it)."""
+
+    def ask(node: ManagedProcess, *command: str) -> str:
+        return subprocess.run(
+            [cli, "-p", str(node.extra["port"]), *command],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = [
-            subprocess.run(
-                [cli, "-p", str(node.extra["port"]), "cluster", "info"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout
-            for node in nodes
-        ]
-        if all("cluster_state:ok" in state for state in states):
+        states = [ask(node, "cluster", "info") + ask(node, "info", "replication") for node in nodes]
+        if all(
+            "cluster_state:ok" in state
+            and ("role:slave" not in state or "master_link_status:up" in state)
+            for state in states
+        ):
             return
         time.sleep(0.1)
     raise TimeoutError("the Redis Cluster did not reach cluster_state:ok")
