@@ -42,7 +42,7 @@ EPHEMERAL_ID = "-"
 #       cluster), then the stream entry's field/value pairs.
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
-_SEND = """
+SEND_SCRIPT = """
 local idem = KEYS[4]
 if idem then
   local seen = redis.call('GET', idem)
@@ -118,7 +118,7 @@ class Sender:
         self, client: redis.asyncio.Redis, settings: Settings, layout: Layout = SINGLE
     ) -> None:
         self._redis = client
-        self._script = client.register_script(_SEND)
+        self._script = client.register_script(SEND_SCRIPT)
         self._settings = settings
         self._layout = layout
         self._publish = "SPUBLISH" if layout.cluster else "PUBLISH"
@@ -136,30 +136,9 @@ class Sender:
         """Accept one message. `attachments` must already be checked
         (`aurora.attachments.verify_attachments`): they are stored and
         broadcast as given."""
-        s, keys_of = self._settings, self._layout
-        checked = [dict(a) for a in attachments]
-        fields = entry_fields(room, user_id, username, text, checked, client_id)
-        suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
-        args: list[str | int] = [
-            s.rate_limit_messages,
-            s.rate_limit_window_ms,
-            keys_of.room_channel(room),
-            frame_prefix(room, user_id, username, text, checked),
-            s.idempotency_ttl_seconds * 1000,
-            s.max_backlog,
-            s.resume_window,
-            suffix,
-            self._publish,
-        ]
-        for name, value in fields.items():
-            args += [name, value]
-        keys = [
-            keys_of.rate_key(room, user_id),
-            keys_of.room_stream_key(room),
-            keys_of.window_key(room),
-        ]
-        if client_id is not None:
-            keys.append(keys_of.idempotency_key(room, user_id, client_id))
+        keys, args = script_call(
+            self._settings, self._layout, room, user_id, username, text, client_id, attachments
+        )
         result = await self._script(keys=keys, args=args)
         kind = int(result[0])
         if kind == 1:
@@ -174,6 +153,40 @@ class Sender:
         """A frame for the room's current members only (typing): not stored."""
         channel = self._layout.room_channel(room)
         await self._redis.execute_command(self._publish, channel, f"{EPHEMERAL_ID} {frame}")
+
+
+def script_call(
+    settings: Settings,
+    layout: Layout,
+    room: str,
+    user_id: str,
+    username: str,
+    text: str,
+    client_id: str | None = None,
+    attachments: Sequence[Mapping[str, Any]] = (),
+) -> tuple[list[str], list[str | int]]:
+    """The send script's KEYS and ARGV for one message (the `Sender`'s, and a
+    benchmark's that pipelines many)."""
+    checked = [dict(a) for a in attachments]
+    fields = entry_fields(room, user_id, username, text, checked, client_id)
+    suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
+    args: list[str | int] = [
+        settings.rate_limit_messages,
+        settings.rate_limit_window_ms,
+        layout.room_channel(room),
+        frame_prefix(room, user_id, username, text, checked),
+        settings.idempotency_ttl_seconds * 1000,
+        settings.max_backlog,
+        settings.resume_window,
+        suffix,
+        "SPUBLISH" if layout.cluster else "PUBLISH",
+    ]
+    for name, value in fields.items():
+        args += [name, value]
+    keys = [layout.rate_key(room, user_id), layout.room_stream_key(room), layout.window_key(room)]
+    if client_id is not None:
+        keys.append(layout.idempotency_key(room, user_id, client_id))
+    return keys, args
 
 
 async def recent(
