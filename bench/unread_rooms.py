@@ -25,7 +25,13 @@ import redis
 from pymongo import MongoClient
 
 from aurora import receipts, room_admin, rooms
-from aurora.keyspace import cursors_key, deleted_numbers_key, own_messages_key, room_counter_key
+from aurora.keyspace import (
+    SINGLE,
+    cursors_key,
+    deleted_numbers_key,
+    own_messages_key,
+    room_counter_key,
+)
 from aurora.tokens import Claims
 from local.servers import start_mongo, start_redis
 
@@ -69,7 +75,7 @@ def first_page(r: redis.Redis, db, limit: int) -> tuple[float, float, dict]:
     listed = room_admin.listing(db, claims, scope=None, cursor=None, limit=limit,
                                 max_time_ms=10_000)  # fmt: skip
     between = time.perf_counter()
-    page = receipts.with_unread(r, claims, listed)
+    page = receipts.with_unread(r, SINGLE, claims, listed)
     done = time.perf_counter()
     return (between - started) * 1000, (done - between) * 1000, page
 

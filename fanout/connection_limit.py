@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aurora.backends import slot_batches
 from aurora.keyspace import connections_key
 
 if TYPE_CHECKING:
@@ -91,12 +92,12 @@ class ConnectionLimit:
         """Extend every lease this replica holds (call every lease/3)."""
         await self._in_batches(self._renew, list(self.held.items()), self._lease_ms)
 
-    @staticmethod
-    async def _in_batches(script, items: list[tuple[str, str]], *args: object) -> None:
-        """`script` over (member, user id) pairs, a batch per round trip."""
-        for start in range(0, len(items), _BATCH):
-            batch = items[start : start + _BATCH]
+    async def _in_batches(self, script, items: list[tuple[str, str]], *args: object) -> None:
+        """`script` over (member, user id) pairs, a batch per round trip (on
+        a cluster, per hash slot too)."""
+        keys = [connections_key(user) for _, user in items]
+        for batch in slot_batches(self._redis, keys, _BATCH):
             await script(
-                keys=[connections_key(user) for _, user in batch],
-                args=[*args, *(member for member, _ in batch)],
+                keys=[keys[i] for i in batch],
+                args=[*args, *(items[i][0] for i in batch)],
             )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from aurora.keyspace import SINGLE, Layout
 from aurora.sending import EPHEMERAL_ID, recent
 from aurora.stream import parse_id
 from fanout.protocol import CLOSE_TOO_SLOW, joined_frame
@@ -56,9 +57,11 @@ class Hub:
         settings: Settings,
         metrics: Metrics,
         channels: Channels,
+        layout: Layout = SINGLE,
     ) -> None:
         self._redis = client  # commands (resume window reads)
         self._settings = settings
+        self._layout = layout
         self._metrics = metrics
         self._channels = channels
         self._rooms: dict[str, set[ServerConnection]] = {}
@@ -106,7 +109,9 @@ class Hub:
         try:
             if room not in self._rooms or not self._channels.connected:
                 await self._channels.subscribe(room)
-            missed = await recent(self._redis, room, since, window=self._settings.resume_window)
+            missed = await recent(
+                self._redis, room, since, window=self._settings.resume_window, layout=self._layout
+            )
         except BaseException:
             self._forget_pending(room, connection)
             raise

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from aurora.backends import async_redis_client, redis_unavailable
+from aurora.backends import async_redis_client, layout, redis_unavailable
 from aurora.changes import Changer
 from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
@@ -67,11 +67,16 @@ class FanoutServer:
         _redact_websockets_logs()
         self.settings = settings
         self.metrics = Metrics()
-        self.redis = async_redis_client(settings.redis_url)
+        self.redis = async_redis_client(settings.redis_url)  # detects a cluster
+        self.layout = layout(settings)
         self.revocations = RevocationWatch(self.redis, settings, self.metrics)
         self.access = RoomAccess(self.redis, settings)
-        self.subscriber = Subscriber(self.redis, settings, self.revocations, self.access)
-        self.hub = Hub(self.redis, settings, self.metrics, channels=self.subscriber)
+        self.subscriber = Subscriber(
+            self.redis, settings, self.revocations, self.access, layout=self.layout
+        )
+        self.hub = Hub(
+            self.redis, settings, self.metrics, channels=self.subscriber, layout=self.layout
+        )
         self.access.hub = self.hub
         self.limit = ConnectionLimit(
             self.redis,
@@ -83,9 +88,9 @@ class FanoutServer:
             settings=settings,
             metrics=self.metrics,
             hub=self.hub,
-            sender=Sender(self.redis, settings),
-            changer=Changer(self.redis, settings),
-            cursors=Cursors(self.redis, settings),
+            sender=Sender(self.redis, settings, self.layout),
+            changer=Changer(self.redis, settings, self.layout),
+            cursors=Cursors(self.redis, settings, self.layout),
             attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
             revocations=self.revocations,

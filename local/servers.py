@@ -150,3 +150,113 @@ def start_s3(data_dir: Path, port: int | None = None) -> ManagedProcess:
     process = _spawn("s3", args, data_dir / "s3.log")
     wait_for_port(port, process, timeout=60)
     return ManagedProcess("s3", process, f"http://127.0.0.1:{port}", data_dir / "s3.log")
+
+
+@dataclass
+class RedisClusterNodes:
+    """A Redis Cluster on loopback: masters and their replicas, each a
+    redis-server we started. `url` names every master as a seed node."""
+
+    nodes: list[ManagedProcess]
+    url: str
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.extra["port"] for node in self.nodes]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for node in self.nodes:
+            node.terminate()
+        for node in self.nodes:
+            node.wait(timeout)
+
+
+def start_redis_cluster(
+    data_dir: Path, *, masters: int = 3, replicas: int = 1, binary: str | None = None
+) -> RedisClusterNodes:
+    """`masters` cluster-mode redis-servers with `replicas` replicas each,
+    joined by `redis-cli --cluster create` (slots split evenly). The nodes
+    have the durability of `start_redis`; a replica is promoted when its
+    master is unreachable for `cluster-node-timeout` (2 s here)."""
+    binary = binary or redis_server_binary()
+    cli = shutil.which("redis-cli", path=str(Path(binary).parent)) or shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("redis-cli not found: `apt-get install redis-server` ships it")
+    nodes: list[ManagedProcess] = []
+    try:
+        for _ in range(masters * (1 + replicas)):
+            port = free_port()
+            node_dir = data_dir / f"node-{port}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            args = [
+                binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(node_dir),
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                # The bus port defaults to port + 10000, which may be taken
+                # or above 65535 for an ephemeral port: one of its own.
+                "--cluster-port", str(free_port()),
+                "--cluster-node-timeout", "2000",
+                # A replica takes over however long its link was down: here
+                # availability beats the newest writes (docs/operations.md).
+                "--cluster-replica-validity-factor", "0",
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--maxmemory-policy", "noeviction",
+                "--save", "",
+                "--daemonize", "no",
+            ]  # fmt: skip
+            process = _spawn("redis", args, node_dir / "redis.log")
+            nodes.append(
+                ManagedProcess(
+                    f"redis-{port}",
+                    process,
+                    f"redis://127.0.0.1:{port}/0",
+                    node_dir / "redis.log",
+                    {"port": port},
+                )
+            )
+        for node in nodes:
+            wait_for_port(node.extra["port"], node.process)
+        addresses = [f"127.0.0.1:{node.extra['port']}" for node in nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses,
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        _wait_cluster_ok(cli, nodes)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    # redis-cli makes the first `masters` addresses the masters.
+    seeds = ",".join(addresses[:masters])
+    return RedisClusterNodes(nodes, f"redis://{seeds}/0")
+
+
+def _wait_cluster_ok(cli: str, nodes: list[ManagedProcess], timeout: float = 30.0) -> None:
+    """Until every node says `cluster_state:ok` (slots are agreed on) and
+    every replica has synchronised with its master (else it could not take
+    over from it)."""
+
+    def ask(node: ManagedProcess, *command: str) -> str:
+        return subprocess.run(
+            [cli, "-p", str(node.extra["port"]), *command],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [ask(node, "cluster", "info") + ask(node, "info", "replication") for node in nodes]
+        if all(
+            "cluster_state:ok" in state
+            and ("role:slave" not in state or "master_link_status:up" in state)
+            for state in states
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the Redis Cluster did not reach cluster_state:ok")

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from local.servers import (
     _spawn,
     start_mongo,
     start_redis,
+    start_redis_cluster,
     start_s3,
     wait_for_port,
 )
@@ -52,6 +54,8 @@ class StackConfig:
     # Local speed-up: every Schedule event runs this often instead of its rate().
     schedule_seconds: float = 2.0
     log_level: str = "INFO"
+    # A Redis Cluster of 3 masters and 3 replicas instead of one redis-server.
+    redis_cluster: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -77,8 +81,15 @@ def parse_args(argv: list[str] | None) -> StackConfig:
         type=str.upper,
         help="the console's level (DEBUG shows health checks too)",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=env.get("AURORA_REDIS_CLUSTER", "") == "1",
+        help="run on a Redis Cluster (3 masters, 3 replicas; its data lasts one run)",
+    )
     args = parser.parse_args(argv)
     return StackConfig(
+        redis_cluster=args.redis_cluster,
         host=args.host,
         api_port=args.api_port,
         ws_port=args.ws_port,
@@ -129,7 +140,13 @@ class LocalStack:
     def start_backends(self) -> dict[str, str]:
         data = self.config.data_dir
         redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
+        if not redis_url and self.config.redis_cluster:
+            # Ephemeral ports: each run makes a new cluster, so no old one lingers.
+            shutil.rmtree(data / "redis-cluster", ignore_errors=True)
+            cluster = start_redis_cluster(data / "redis-cluster")
+            self.children.extend(cluster.nodes)
+            redis_url = cluster.url
+        elif not redis_url:
             redis = start_redis(data / "redis")
             self.children.append(redis)
             redis_url = redis.url

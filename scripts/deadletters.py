@@ -13,11 +13,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from aurora.backends import database, redis_client
+from aurora.backends import database, layout, redis_client
 from aurora.deadletters import get_letter, list_letters, printable_json, replay
-from aurora.errors import AuroraError
-from aurora.keyspace import DEAD_LETTER_KEY
+from aurora.drain import partitions_of
+from aurora.errors import AuroraError, ValidationError
 from aurora.settings import Settings, get_settings
+from aurora.stream import parse_id
 
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
@@ -48,25 +49,58 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     client = redis_client(settings.redis_url)
+    # One dead-letter stream per partition; with several, an id is written
+    # `<partition>/<id>` (ids are unique per stream only).
+    dead = {
+        p.name: p.dead for p in partitions_of(layout(settings), settings.stream_partitions_before)
+    }
+
+    def label(name: str, letter_id: str) -> str:
+        return letter_id if len(dead) == 1 else f"{name}/{letter_id}"
+
+    def locate(ref: str) -> tuple[str, str]:
+        """(dead-letter key, id) of `ref`; a bare id is looked up everywhere."""
+        name, _, letter_id = ref.rpartition("/")
+        parse_id(letter_id)  # invalid_id, before any lookup
+        if name:
+            if name not in dead:
+                raise ValidationError(f"No partition {name[:50]!r}", code="invalid_id")
+            return dead[name], letter_id
+        for key in dead.values():
+            if get_letter(client, letter_id, key=key) is not None:
+                return key, letter_id
+        return next(iter(dead.values())), letter_id
+
     if args.command == "list":
-        for letter in list_letters(client, limit=args.limit):
-            print(f"{letter.id}\t{letter.source_id}\t{letter.code}\t{letter.reason}")
-        print(f"{client.xlen(DEAD_LETTER_KEY)} dead letter(s)", file=sys.stderr)
+        total = 0
+        for name, key in dead.items():
+            for letter in list_letters(client, limit=args.limit, key=key):
+                print(
+                    f"{label(name, letter.id)}\t{letter.source_id}\t{letter.code}\t{letter.reason}"
+                )
+            total += client.xlen(key)
+        print(f"{total} dead letter(s)", file=sys.stderr)
         return 0
     if args.command == "show":
-        letter = get_letter(client, args.id)
+        key, letter_id = locate(args.id)
+        letter = get_letter(client, letter_id, key=key)
         if letter is None:
             print(f"no dead letter {args.id}", file=sys.stderr)
             return 1
         print(printable_json(letter.as_dict()))
         return 0
-    ids = args.ids or [letter.id for letter in list_letters(client, limit=10**9)]
+    refs = args.ids or [
+        label(name, letter.id)
+        for name, key in dead.items()
+        for letter in list_letters(client, limit=10**9, key=key)
+    ]
     db = database(settings)
     failed = 0
-    for letter_id in ids:
-        result = replay(client, db, letter_id)
+    for ref in refs:
+        key, letter_id = locate(ref)
+        result = replay(client, db, letter_id, key=key)
         failed += result.outcome in ("invalid", "not_found")
-        print(f"{result.letter_id}\t{result.outcome}\t{result.detail}".rstrip())
+        print(f"{ref}\t{result.outcome}\t{result.detail}".rstrip())
     return 1 if failed else 0
 
 

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from aurora.settings import Settings
-from local.servers import ManagedProcess, start_mongo, start_redis
+from local.servers import (
+    ManagedProcess,
+    RedisClusterNodes,
+    start_mongo,
+    start_redis,
+    start_redis_cluster,
+)
 from tests.support.servers import redis_binaries
 from tests.support.settings import DUMMY_AWS_SESSION, TEST_SECRET
 
@@ -23,21 +29,63 @@ def redis_server(tmp_path_factory) -> Iterator[ManagedProcess]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[RedisClusterNodes]:
+    """3 masters and 3 replicas on loopback (a few seconds, once per run)."""
+    cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory) -> Iterator[ManagedProcess]:
     server = start_mongo(tmp_path_factory.mktemp("mongo"))
     yield server
     server.stop()
 
 
+# Tests that must hold on both kinds of Redis take this mark: they run once
+# on a single Redis and once on the cluster, through the same fixtures.
+on_single_and_cluster = pytest.mark.parametrize("redis_url", ["single", "cluster"], indirect=True)
+
+
 @pytest.fixture
-def redis_url(redis_server: ManagedProcess) -> Iterator[str]:
-    """A clean Redis database for each test."""
+def redis_url(request) -> Iterator[str]:
+    """A clean Redis for each test: a single redis-server, or the cluster
+    when the test is parametrized with "cluster" (`on_single_and_cluster`)."""
     import redis
 
-    client = redis.Redis.from_url(redis_server.url)
+    if getattr(request, "param", "single") == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        client = redis.RedisCluster.from_url(cluster.url.replace(",", "/0,", 1).split(",")[0])
+        client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+        client.close()
+        yield cluster.url
+        return
+    server = request.getfixturevalue("redis_server")
+    client = redis.Redis.from_url(server.url)
     client.flushdb()
     client.close()
-    yield redis_server.url
+    yield server.url
+
+
+@pytest.fixture
+def redis_layout(settings: Settings):
+    """Where this test's Redis keeps messages and room keys (single or cluster)."""
+    from aurora.backends import layout
+
+    return layout(settings)
+
+
+def plain_client(url: str):
+    """A decoded client of the Redis at `url`, a RedisCluster for a cluster;
+    the caller closes it."""
+    import redis
+
+    from aurora.backends import redis_mode, redis_seeds
+
+    if redis_mode(url).cluster:
+        return redis.RedisCluster.from_url(redis_seeds(url)[0], decode_responses=True)
+    return redis.Redis.from_url(url, decode_responses=True)
 
 
 @pytest.fixture

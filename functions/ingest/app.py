@@ -3,9 +3,10 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import single_metric
 
-from aurora.backends import database, redis_client
-from aurora.drain import Drain, DrainSummary
+from aurora.backends import database, layout, redis_client
+from aurora.drain import Drain, DrainSummary, partitions_of
 from aurora.settings import get_settings
 
 logger = Logger(service="ingest")
@@ -17,6 +18,7 @@ metrics = Metrics(service="ingest")  # namespace from POWERTOOLS_METRICS_NAMESPA
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     settings = get_settings()
     summary = DrainSummary()
+    drain = None
 
     def keep_going() -> bool:
         return context.get_remaining_time_in_millis() > settings.drain_safety_margin_ms
@@ -31,6 +33,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
             claim_idle_ms=settings.drain_claim_idle_ms,
             max_deliveries=settings.drain_max_deliveries,
             trim_interval_ms=settings.drain_trim_interval_ms,
+            partitions=partitions_of(
+                layout(settings), settings.stream_partitions_before, settings.drain_partitions
+            ),
         )
         summary = drain.summary
         drain.run(keep_going, exit_when_idle=settings.drain_exit_when_idle)
@@ -44,6 +49,27 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     finally:
         for name, unit, value in summary.metrics():
             metrics.add_metric(name=name, unit=unit, value=value)
+        if drain is not None and len(drain.by_partition) > 1:
+            _publish_per_partition(drain)
     # An idle run is routine: keep it quiet.
     (logger.info if summary.drained else logger.debug)("drain finished", extra=summary.as_dict())
     return summary.as_dict()
+
+
+# What the alarms need to tell one stuck partition from a slow drain.
+PER_PARTITION = ("PersistenceLag", "Backlog", "DeadLettered")
+
+
+def _publish_per_partition(drain: Drain) -> None:
+    """The partition's lag, backlog and dead letters, with a `partition`
+    dimension (one EMF record each; the totals above keep `service` only)."""
+    for partition, part_summary in drain.by_partition.items():
+        for name, unit, value in part_summary.metrics():
+            if name in PER_PARTITION:
+                with single_metric(
+                    name=name,
+                    unit=unit,
+                    value=value,
+                    default_dimensions={"service": "ingest", "partition": partition},
+                ):
+                    pass

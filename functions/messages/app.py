@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from fastapi import Body, Query
 
 from aurora import changes, history, receipts, room_admin
-from aurora.backends import database, redis_client
+from aurora.backends import database, layout, redis_client
 from aurora.emoji import check_emoji
 from aurora.http import User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
@@ -77,7 +77,7 @@ def mark_read(room: str, body: receipts.ReadRequest, user: User) -> dict:
 @app.get("/api/rooms/{room}/receipts", responses=CHANGES)
 def read_by(room: str, user: User) -> dict:
     room = history.check_access(user, room)
-    return {"receipts": receipts.read_by(_stores()[1], room)}
+    return {"receipts": receipts.read_by(_stores()[1], layout(get_settings()), room)}
 
 
 @app.get("/api/search", responses=ERRORS)
@@ -110,7 +110,7 @@ def list_rooms(
             database(settings), user, scope=scope, cursor=cursor, limit=size,
             max_time_ms=settings.history_query_max_ms,
         )  # fmt: skip
-    return receipts.with_unread(redis_client(settings.redis_url), user, listed)
+    return receipts.with_unread(redis_client(settings.redis_url), layout(settings), user, listed)
 
 
 @app.post("/api/rooms", status_code=201, responses=error_responses(400, 401, 409, 429, 503))

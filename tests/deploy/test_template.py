@@ -205,11 +205,13 @@ def test_functions_join_the_vpc_only_when_subnets_are_given(transformed):
 
 
 def test_the_alarms_watch_drain_lag_backlog_dead_letters_and_errors(transformed, fanout_template):
-    watched = {
-        a["Properties"]["MetricName"]
-        for a in of_type(transformed, "AWS::CloudWatch::Alarm").values()
-    }
+    alarms = of_type(transformed, "AWS::CloudWatch::Alarm").values()
+    watched = {a["Properties"]["MetricName"] for a in alarms if "MetricName" in a["Properties"]}
     assert watched == {"PersistenceLag", "Backlog", "DeadLettered", "Errors"}
+    # And the worst partition's lag, which the totals can hide.
+    (query,) = [a["Properties"]["Metrics"][0]["Expression"] for a in alarms
+                if "Metrics" in a["Properties"]]  # fmt: skip
+    assert "MAX(PersistenceLag)" in query and "partition" in query
     fanout = {
         a["Properties"]["MetricName"]
         for a in of_type(fanout_template, "AWS::CloudWatch::Alarm").values()
@@ -403,3 +405,17 @@ def test_metrics_and_readiness_answer_404_on_the_public_listener(fanout_template
     assert action["FixedResponseConfig"]["StatusCode"] == "404"
     health = resources["TargetGroup"]["Properties"]["HealthCheckPath"]
     assert health not in condition["PathPatternConfig"]["Values"]
+
+
+def test_senders_and_the_drain_get_one_partition_count(template, fanout_template):
+    """The functions (Globals) and the fan-out tasks read STREAM_PARTITIONS
+    from the same parameter: a mismatch would strand messages."""
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["STREAM_PARTITIONS"] == {"Ref": "StreamPartitions"}
+    nested = template["Resources"]["FanoutService"]["Properties"]["Parameters"]
+    assert nested["StreamPartitions"] == {"Ref": "StreamPartitions"}
+    (task,) = of_type(fanout_template, "AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert {"Name": "STREAM_PARTITIONS", "Value": {"Ref": "StreamPartitions"}} in container[
+        "Environment"
+    ]

@@ -22,6 +22,13 @@ def local_stack(tmp_path_factory) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="module")
+def cluster_stack(tmp_path_factory) -> Iterator[dict]:
+    """A stack started with `--redis-cluster` (AURORA_REDIS_CLUSTER=1)."""
+    with running_stack(tmp_path_factory.mktemp("aurora-cluster"), AURORA_REDIS_CLUSTER="1") as urls:
+        yield urls
+
+
+@pytest.fixture(scope="module")
 def small_window_stack(tmp_path_factory) -> Iterator[dict]:
     """A stack of its own whose rooms keep only 5 messages for resume (so a
     short absence outruns the window), whose resends are deduplicated for 2 s

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 from pymongo import MongoClient
 from websockets.asyncio.client import connect
 
@@ -21,7 +22,9 @@ def register_and_login(api: str, username: str) -> str:
     return response.json()["token"]
 
 
-def test_register_login_chat_and_the_drain_stores_the_message_exactly_once(local_stack):
+@pytest.mark.parametrize("stack", ["local_stack", "cluster_stack"])
+def test_register_login_chat_and_the_drain_stores_the_message_exactly_once(stack, request):
+    local_stack = request.getfixturevalue(stack)
     api, ws = local_stack["api_url"], local_stack["ws_url"]
     alice = register_and_login(api, f"alice-{uuid.uuid4().hex[:6]}")
     bob = register_and_login(api, f"bob-{uuid.uuid4().hex[:6]}")

@@ -14,6 +14,7 @@ from aurora.settings import Settings
 from local.buckets import ensure_bucket
 from local.runtime import LocalFunction
 from local.servers import free_port
+from tests.conftest import plain_client
 from tests.support.events import template_function
 from tests.support.settings import DUMMY_AWS
 
@@ -52,7 +53,7 @@ def auth(app_env: Settings) -> Iterator[LocalFunction]:
 
 @pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
-    """A plain Redis client on the test's database, replies decoded."""
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    """A plain Redis client on the test's database (or cluster), replies decoded."""
+    client = plain_client(settings.redis_url)
     yield client
     client.close()

@@ -8,29 +8,36 @@ import pytest
 
 from aurora import deadletters, messages
 from aurora.backends import database
-from aurora.drain import Drain, ensure_group
-from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
+from aurora.drain import Drain, ensure_group, partitions_of
+from aurora.keyspace import DEAD_LETTER_KEY
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry
 from scripts import deadletters as deadletters_cli
+from tests.conftest import on_single_and_cluster
 from tests.support import run_script
 
 
 @pytest.fixture
-def letters(r, settings: Settings) -> dict[str, str]:
+def letters(r, settings: Settings, redis_layout) -> dict[str, str]:
     """Two dead letters: a valid message that wore out its deliveries, and a
-    malformed entry. Returns {code: dead-letter id}."""
-    ensure_group(r)
+    malformed entry. Returns {code: dead-letter id as the CLI names it}."""
+    stream = redis_layout.room_stream_key("general")
+    partition = redis_layout.partition_of("general")
+    ensure_group(r, redis_layout.stream_keys())
     entry = StreamEntry(id="0-0", room="general", user_id="u1", username="alice", text="héllo")
-    worn = r.xadd(STREAM_KEY, entry.fields())
-    r.xreadgroup(GROUP, "died-1", {STREAM_KEY: ">"})
-    r.xclaim(STREAM_KEY, GROUP, "died-2", 0, [worn])
-    r.xadd(STREAM_KEY, {"v": "1", "room": "general", "text": "<script>"})
+    worn = r.xadd(stream, entry.fields())
+    r.xreadgroup(GROUP, "died-1", {stream: ">"})
+    r.xclaim(stream, GROUP, "died-2", 0, [worn])
+    r.xadd(stream, {"v": "1", "room": "general", "text": "<script>"})
     drain = Drain(
-        r, database(settings), consumer="d", block_ms=10, claim_idle_ms=0, max_deliveries=1
-    )
+        r, database(settings), consumer="d", block_ms=10, claim_idle_ms=0, max_deliveries=1,
+        partitions=partitions_of(redis_layout),
+    )  # fmt: skip
     assert drain.run(lambda: True, exit_when_idle=True).dead_lettered == 2
-    return {d.code: d.id for d in deadletters.list_letters(r)}
+    # With several partitions the CLI writes `<partition>/<id>`.
+    prefix = "" if redis_layout.partitions == 1 else f"{partition}/"
+    key = redis_layout.dead_letter_key(partition)
+    return {d.code: prefix + d.id for d in deadletters.list_letters(r, key=key)}
 
 
 def cli(settings: Settings, capsys, *argv: str) -> tuple[int, str, str]:
@@ -39,6 +46,7 @@ def cli(settings: Settings, capsys, *argv: str) -> tuple[int, str, str]:
     return status, out, err
 
 
+@on_single_and_cluster
 def test_list_shows_one_line_per_dead_letter_with_its_reason(settings, letters, capsys):
     status, out, err = cli(settings, capsys, "list")
     assert status == 0
@@ -50,6 +58,7 @@ def test_list_shows_one_line_per_dead_letter_with_its_reason(settings, letters, 
     assert "2 dead letter(s)" in err
 
 
+@on_single_and_cluster
 def test_show_prints_the_original_entry_as_json(settings, letters, capsys):
     status, out, _ = cli(settings, capsys, "show", letters["missing_fields"])
     shown = json.loads(out)
@@ -58,15 +67,16 @@ def test_show_prints_the_original_entry_as_json(settings, letters, capsys):
     assert shown["code"] == "missing_fields"
 
 
-def test_replay_stores_the_message_under_its_original_id_once(settings, letters, r, capsys):
-    worn = deadletters.get_letter(r, letters["too_many_deliveries"])
-    status, out, _ = cli(settings, capsys, "replay", worn.id)
-    assert (status, out.split()) == (0, [worn.id, "stored"])
-    doc = database(settings)[messages.COLLECTION].find_one({"id": worn.source_id})
+@on_single_and_cluster
+def test_replay_stores_the_message_under_its_original_id_once(settings, letters, capsys):
+    worn = letters["too_many_deliveries"]
+    status, out, _ = cli(settings, capsys, "replay", worn)
+    assert (status, out.split()) == (0, [worn, "stored"])
+    doc = database(settings)[messages.COLLECTION].find_one({"room": "general"})
     assert doc["text"] == "héllo"
     # The dead letter is gone; replaying it again finds nothing, stores nothing.
-    status, out, _ = cli(settings, capsys, "replay", worn.id)
-    assert (status, out.split()) == (1, [worn.id, "not_found"])
+    status, out, _ = cli(settings, capsys, "replay", worn)
+    assert (status, out.split()) == (1, [worn, "not_found"])
     assert database(settings)[messages.COLLECTION].count_documents({}) == 1
 
 

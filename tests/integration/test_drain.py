@@ -13,10 +13,11 @@ import redis
 
 from aurora import messages
 from aurora.backends import database
-from aurora.drain import Drain, ensure_group
-from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
+from aurora.drain import Drain, ensure_group, partitions_of
+from aurora.keyspace import SINGLE, STREAM_KEY, Layout
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry
+from tests.conftest import on_single_and_cluster
 from tests.support import ROOT
 
 
@@ -29,7 +30,9 @@ def db(settings: Settings):
     return database(settings)
 
 
-def queue(r, n: int, room: str = "general", text: str = "m{i}") -> list[str]:
+def queue(
+    r, n: int, room: str = "general", text: str = "m{i}", layout: Layout = SINGLE
+) -> list[str]:
     ids: list[str] = []
     for start in range(0, n, 10_000):
         pipe = r.pipeline(transaction=False)
@@ -37,14 +40,14 @@ def queue(r, n: int, room: str = "general", text: str = "m{i}") -> list[str]:
             entry = StreamEntry(
                 id="0-0", room=room, user_id="u1", username="alice", text=text.format(i=i)
             )
-            pipe.xadd(STREAM_KEY, entry.fields())
+            pipe.xadd(layout.room_stream_key(room), entry.fields())
         ids += pipe.execute()
     return ids
 
 
-def drain(r, db, name: str = "run", **kwargs) -> Drain:
+def drain(r, db, name: str = "run", layout: Layout = SINGLE, **kwargs) -> Drain:
     kwargs.setdefault("block_ms", 10)
-    return Drain(r, db, consumer=name, **kwargs)
+    return Drain(r, db, consumer=name, partitions=partitions_of(layout), **kwargs)
 
 
 def until_idle(run: Drain):
@@ -55,16 +58,18 @@ def stored(db) -> list[str]:
     return [d["id"] for d in db[messages.COLLECTION].find({}, {"id": 1})]
 
 
-def dead_letters(r) -> list[dict[str, str]]:
-    return [fields for _, fields in r.xrange(DEAD_LETTER_KEY)]
+def dead_letters(r, layout: Layout = SINGLE, room: str = "general") -> list[dict[str, str]]:
+    key = layout.dead_letter_key(layout.partition_of(room))
+    return [fields for _, fields in r.xrange(key)]
 
 
-def test_every_queued_message_is_stored_once_and_acknowledged(r, db):
-    ids = queue(r, 1200)
-    summary = until_idle(drain(r, db, batch_size=500))
+@on_single_and_cluster
+def test_every_queued_message_is_stored_once_and_acknowledged(r, db, redis_layout):
+    ids = queue(r, 1200, layout=redis_layout)
+    summary = until_idle(drain(r, db, batch_size=500, layout=redis_layout))
     assert sorted(stored(db)) == sorted(ids)
     assert (summary.inserted, summary.batches) == (1200, 3)
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    assert r.xpending(redis_layout.room_stream_key("general"), GROUP)["pending"] == 0
 
 
 def test_the_stored_document_is_the_message_model(r, db):
@@ -106,15 +111,25 @@ from aurora.backends import database
 from aurora.drain import Drain
 from aurora.settings import Settings
 
-redis.client.Pipeline.execute = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+import redis.cluster
+from aurora.backends import layout, redis_client
+from aurora.drain import partitions_of
+
+die = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+redis.client.Pipeline.execute = redis.cluster.ClusterPipeline.execute = die
 settings = Settings(env="local", redis_url=sys.argv[1], mongo_url=sys.argv[2], mongo_db=sys.argv[3])
-client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-Drain(client, database(settings), consumer="killed", block_ms=10).run(lambda: True)
+parts = partitions_of(layout(settings))
+Drain(redis_client(settings.redis_url), database(settings), consumer="killed", block_ms=10,
+      partitions=parts).run(lambda: True)
 """
 
 
-def test_a_run_killed_between_insert_and_ack_loses_and_duplicates_nothing(r, db, settings):
-    ids = queue(r, 30)
+@on_single_and_cluster
+def test_a_run_killed_between_insert_and_ack_loses_and_duplicates_nothing(
+    r, db, settings, redis_layout
+):
+    stream = redis_layout.room_stream_key("general")
+    ids = queue(r, 30, layout=redis_layout)
     child = [sys.executable, "-c", KILLED_BETWEEN_INSERT_AND_ACK]
     done = subprocess.run(
         [*child, settings.redis_url, settings.mongo_url, settings.mongo_db],
@@ -125,13 +140,13 @@ def test_a_run_killed_between_insert_and_ack_loses_and_duplicates_nothing(r, db,
     )
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert len(stored(db)) == 30  # inserted...
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 30  # ...never acknowledged
+    assert r.xpending(stream, GROUP)["pending"] == 30  # ...never acknowledged
 
-    summary = until_idle(drain(r, db, name="next", claim_idle_ms=0))
+    summary = until_idle(drain(r, db, name="next", claim_idle_ms=0, layout=redis_layout))
     assert (summary.reclaimed, summary.duplicates, summary.inserted) == (30, 30, 0)
     assert sorted(stored(db)) == sorted(ids)
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
-    assert dead_letters(r) == []
+    assert r.xpending(stream, GROUP)["pending"] == 0
+    assert dead_letters(r, redis_layout) == []
 
 
 def test_pending_entries_of_a_live_run_are_not_reclaimed_before_the_visibility_timeout(r, db):
@@ -162,36 +177,40 @@ def test_a_run_fails_without_taking_entries_while_mongodb_is_unreachable(r, sett
     assert summary.inserted == 20
 
 
-def test_a_malformed_entry_is_dead_lettered_and_does_not_block_the_rest(r, db):
-    good = queue(r, 3)
-    bad = r.xadd(STREAM_KEY, {"v": "1", "room": "general"})  # no user, no text
-    alien = r.xadd(STREAM_KEY, {"v": "99", "payload": "{not json"})
-    summary = until_idle(drain(r, db))
+@on_single_and_cluster
+def test_a_malformed_entry_is_dead_lettered_and_does_not_block_the_rest(r, db, redis_layout):
+    stream = redis_layout.room_stream_key("general")
+    good = queue(r, 3, layout=redis_layout)
+    bad = r.xadd(stream, {"v": "1", "room": "general"})  # no user, no text
+    alien = r.xadd(stream, {"v": "99", "payload": "{not json"})
+    summary = until_idle(drain(r, db, layout=redis_layout))
     assert sorted(stored(db)) == sorted(good)
     assert summary.dead_lettered == 2
-    letters = dead_letters(r)
+    letters = dead_letters(r, redis_layout)
     assert [(d["source_id"], d["code"]) for d in letters] == [
         (bad, "missing_fields"),
         (alien, "bad_version"),
     ]
     assert "Missing fields" in letters[0]["reason"]
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    assert r.xpending(stream, GROUP)["pending"] == 0
 
 
-def test_an_entry_delivered_too_many_times_is_dead_lettered(r, db):
-    ensure_group(r)
-    (poison,) = queue(r, 1)
+@on_single_and_cluster
+def test_an_entry_delivered_too_many_times_is_dead_lettered(r, db, redis_layout):
+    stream = redis_layout.room_stream_key("general")
+    ensure_group(r, redis_layout.stream_keys())
+    (poison,) = queue(r, 1, layout=redis_layout)
     # Three runs took it and died: each delivery counts.
-    r.xreadgroup(GROUP, "died-1", {STREAM_KEY: ">"})
-    r.xclaim(STREAM_KEY, GROUP, "died-2", 0, [poison])
-    r.xclaim(STREAM_KEY, GROUP, "died-3", 0, [poison])
-    fresh = queue(r, 2)
-    summary = until_idle(drain(r, db, claim_idle_ms=0, max_deliveries=3))
+    r.xreadgroup(GROUP, "died-1", {stream: ">"})
+    r.xclaim(stream, GROUP, "died-2", 0, [poison])
+    r.xclaim(stream, GROUP, "died-3", 0, [poison])
+    fresh = queue(r, 2, layout=redis_layout)
+    summary = until_idle(drain(r, db, claim_idle_ms=0, max_deliveries=3, layout=redis_layout))
     assert (summary.reclaimed, summary.dead_lettered, summary.inserted) == (1, 1, 2)
     assert sorted(stored(db)) == sorted(fresh)
-    ((letter),) = dead_letters(r)
+    ((letter),) = dead_letters(r, redis_layout)
     assert (letter["source_id"], letter["code"]) == (poison, "too_many_deliveries")
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
+    assert r.xpending(stream, GROUP)["pending"] == 0
 
 
 def test_a_document_the_database_rejects_is_dead_lettered_and_the_rest_stored(r, db):

@@ -14,11 +14,12 @@ import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from aurora.keyspace import STREAM_KEY
 from aurora.sending import Sender
+from tests.conftest import on_single_and_cluster, plain_client
 from tests.support.fanout import receive_json, replica, settle, token_for
 
 
+@on_single_and_cluster
 async def test_a_message_reaches_every_client_in_the_room(settings):
     async with replica(settings) as (url, _):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice, \
@@ -32,20 +33,24 @@ async def test_a_message_reaches_every_client_in_the_room(settings):
     assert got_bob["ts"] == int(got_bob["id"].split("-")[0])
 
 
-async def test_every_accepted_message_is_queued_for_persistence_under_its_id(settings):
+@on_single_and_cluster
+async def test_every_accepted_message_is_queued_for_persistence_under_its_id(
+    settings, redis_layout
+):
     async with replica(settings) as (url, _):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:
             await settle()
             await alice.send(json.dumps({"text": "keep me"}))
             frame = await receive_json(alice)
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    ((entry_id, fields),) = r.xrange(STREAM_KEY)
+    r = plain_client(settings.redis_url)
+    ((entry_id, fields),) = r.xrange(redis_layout.room_stream_key("general"))
     r.close()
     assert entry_id == frame["id"]
     assert fields == {"v": "1", "room": "general", "user_id": "id-alice", "username": "alice",
                       "text": "keep me", "n": "1"}  # fmt: skip
 
 
+@on_single_and_cluster
 async def test_a_message_sent_to_one_replica_reaches_clients_of_another(settings):
     async with replica(settings) as (url_a, _), replica(settings) as (url_b, _):
         async with connect(f"{url_a}/?token={token_for(settings, 'alice')}") as alice, \
@@ -55,6 +60,7 @@ async def test_a_message_sent_to_one_replica_reaches_clients_of_another(settings
             assert (await receive_json(bob))["text"] == "across"
 
 
+@on_single_and_cluster
 async def test_the_fourth_message_in_a_second_is_rate_limited(settings):
     async with replica(settings) as (url, _):
         async with connect(f"{url}/?token={token_for(settings, 'alice')}") as alice:

@@ -24,6 +24,7 @@ from aurora.keyspace import STREAM_KEY, room_channel, window_key
 from aurora.sending import Sender
 from aurora.tokens import issue_token
 from fanout.connection_limit import ConnectionLimit
+from tests.conftest import on_single_and_cluster, plain_client
 from tests.support.fanout import (
     receive_json,
     replica,
@@ -193,7 +194,10 @@ async def test_typing_reaches_the_room_and_is_not_stored(settings):
 # -- the send script: idempotency, backpressure --------------------------------------
 
 
-async def test_a_message_sent_twice_with_one_client_id_is_stored_and_broadcast_once(settings):
+@on_single_and_cluster
+async def test_a_message_sent_twice_with_one_client_id_is_stored_and_broadcast_once(
+    settings, redis_layout
+):
     async with replica(settings) as (url, _):
         alice = await v1(url, settings, "alice")
         await join(alice, "dev")
@@ -214,8 +218,8 @@ async def test_a_message_sent_twice_with_one_client_id_is_stored_and_broadcast_o
     messages = [f for f in frames if f["type"] == "message"]
     assert len(messages) == 1 and [a["id"] for a in acks] == [messages[0]["id"]] * 2
     assert [a["duplicate"] for a in acks] == [False, True]
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    [(entry_id, fields)] = r.xrange(STREAM_KEY)
+    r = plain_client(settings.redis_url)
+    [(entry_id, fields)] = r.xrange(redis_layout.room_stream_key("dev"))
     assert entry_id == messages[0]["id"] and fields["client_id"] == "abc"  # stored with it
     r.close()
 
@@ -243,6 +247,7 @@ async def test_sends_over_the_backlog_bound_get_backpressure_and_are_not_stored(
 # -- resume -------------------------------------------------------------------------
 
 
+@on_single_and_cluster
 async def test_a_rejoin_with_since_replays_exactly_what_was_missed_then_live(settings):
     fast = dataclasses.replace(settings, rate_limit_messages=100)
     async with replica(fast) as (url, _):

@@ -24,6 +24,7 @@ from aurora.sessions import revocation_notice
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, find_revoked_async, verify_token
 from local.runtime import LocalFunction
+from tests.conftest import on_single_and_cluster
 from tests.support.events import call, event
 from tests.support.fanout import receive_json, replica, send_json, settle, token_for
 
@@ -96,6 +97,7 @@ def session_key(settings: Settings, token: str) -> str:
     return keyspace.session_key(verify_token(token, settings).session_id)
 
 
+@on_single_and_cluster
 async def test_logout_closes_that_sessions_sockets_on_every_replica_and_no_other(
     auth, notices_only
 ):
@@ -119,6 +121,7 @@ async def test_logout_closes_that_sessions_sockets_on_every_replica_and_no_other
         assert await revoked_metric(url_b) == {"notice": 1.0, "sweep": 0.0}
 
 
+@on_single_and_cluster
 async def test_a_password_change_closes_every_session_of_the_user_on_every_replica(
     auth, notices_only
 ):

@@ -68,7 +68,7 @@ def test_every_public_name_of_the_keyspace_is_pinned():
         for name, value in vars(keyspace).items()
         if not name.startswith("_") and (isinstance(value, str) or inspect.isfunction(value))
     }
-    assert public - {"room_of_channel"} == set(PINNED)
+    assert public - {"room_of_channel", "dataclass", "lru_cache"} == set(PINNED)
 
 
 def test_a_room_channel_names_its_room():
@@ -81,3 +81,78 @@ def test_a_rooms_mirror_keys_share_one_cluster_slot():
         keyspace.room_info_key("a:b"), keyspace.room_members_key("a:b"),
         keyspace.room_bans_key("a:b"))}  # fmt: skip
     assert tags == {"a:b"}
+
+
+# -- the cluster layout: names are stored data there too ------------------------
+
+CLUSTER = keyspace.Layout(cluster=True, partitions=12)
+PINNED_CLUSTER = {
+    "stream_key": (CLUSTER.stream_key(0), "aurora:messages:{m0.54}"),
+    "dead_letter_key": (CLUSTER.dead_letter_key(11), "aurora:messages:dead:{m11.43}"),
+    "partition_of": (CLUSTER.partition_of("dev"), 9),
+    "window_key": (CLUSTER.window_key("dev"), "aurora:window:{m9.47}:dev"),
+    "rate_key": (CLUSTER.rate_key("dev", "u1"), "aurora:rate:{m9.47}:dev:u1"),
+    "idempotency_key": (
+        CLUSTER.idempotency_key("dev", "u1", "c-9"),
+        "aurora:idem:{m9.47}:dev:u1:c-9",
+    ),
+    "room_channel": (CLUSTER.room_channel("dev"), "aurora:room:{m9.47}:dev"),
+    # Partitions on a single Redis: only the streams are renamed.
+    "single_partitioned_stream": (
+        keyspace.Layout(partitions=4).stream_key(1),
+        "aurora:messages:{m1}",
+    ),
+    "single_partitioned_window": (
+        keyspace.Layout(partitions=4).window_key("dev"),
+        "aurora:window:dev",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_CLUSTER))
+def test_each_cluster_name_is_unchanged(name):
+    built, stored = PINNED_CLUSTER[name]
+    assert built == stored
+
+
+def test_the_single_layout_keeps_the_original_names():
+    single = keyspace.SINGLE
+    assert single.stream_keys() == [keyspace.STREAM_KEY]
+    assert single.dead_letter_key(0) == keyspace.DEAD_LETTER_KEY
+    assert single.window_key("dev") == keyspace.window_key("dev")
+    assert single.rate_key("dev", "u1") == keyspace.rate_key("dev", "u1")
+    assert single.idempotency_key("dev", "u1", "c") == keyspace.idempotency_key("u1", "c")
+    assert single.room_channel("dev") == keyspace.room_channel("dev")
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 12, 16, 256])
+def test_every_key_of_a_room_is_in_its_partition_slot(partitions):
+    """So the send script (rate, idempotency, stream, window, channel) runs on one node."""
+    from redis.crc import key_slot
+
+    layout = keyspace.Layout(cluster=True, partitions=partitions)
+    for room in ("dev", "a:b.c", "dm:" + "f" * 40, "x" * 64):
+        slots = {
+            key_slot(name.encode())
+            for name in (
+                layout.room_stream_key(room),
+                layout.dead_letter_key(layout.partition_of(room)),
+                layout.window_key(room),
+                layout.rate_key(room, "u1"),
+                layout.idempotency_key(room, "u1", "c"),
+                layout.room_channel(room),
+            )
+        }
+        assert len(slots) == 1
+        assert layout.room_of_channel(layout.room_channel(room)) == room
+
+
+@pytest.mark.parametrize("partitions", [3, 12, 48, 256])
+def test_partitions_take_equal_shares_of_the_slot_space(partitions):
+    """Partition i hashes into the i-th of P equal slot ranges, so P a multiple
+    of the master count spreads partitions evenly over evenly split masters."""
+    from redis.crc import key_slot
+
+    for i in range(partitions):
+        slot = key_slot(keyspace.Layout(cluster=True, partitions=partitions).stream_key(i).encode())
+        assert i * 16384 // partitions <= slot < (i + 1) * 16384 // partitions

@@ -130,6 +130,9 @@ def test_a_value_out_of_its_type_or_bounds_is_refused_by_its_variable_name(name,
         Settings.from_env({"AURORA_ENV": "local", name: value})
 
 
+PARTITION_LISTS = ("stream_partitions_before", "drain_partitions")
+
+
 def test_every_field_is_read_from_its_declared_variable():
     """One declaration per field: a value set under its name arrives in the field."""
     samples = {int: "7", float: "7.5", bool: "true", str: "http://localhost:1"}
@@ -137,6 +140,8 @@ def test_every_field_is_read_from_its_declared_variable():
         kind = type(declared.default)
         if isinstance(declared.default, tuple):
             raw, expected = "a/b, c/d", ("a/b", "c/d")
+            if declared.name in PARTITION_LISTS:
+                raw, expected = "1, 2", (1, 2)
         else:
             raw = samples[kind]
             expected = kind(raw) if kind in (int, float) else raw == "true" if kind is bool else raw
@@ -148,7 +153,12 @@ def test_every_field_is_read_from_its_declared_variable():
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://:token@cache.example.com:6379/0", "redis://10.0.0.5:6379/0"],
+    [
+        "redis://:token@cache.example.com:6379/0",
+        "redis://10.0.0.5:6379/0",
+        # Several seed nodes: every one must be on this host.
+        "redis://127.0.0.1:7000,10.0.0.5:7001/0",
+    ],
 )
 def test_a_plain_redis_url_to_another_host_is_refused_outside_local_mode(url):
     """It may carry an AUTH token, and every message crosses it: TLS (rediss://)."""
@@ -163,4 +173,24 @@ def test_a_plain_redis_url_to_another_host_is_refused_outside_local_mode(url):
      "redis://localhost/0", "unix:///run/redis.sock"],
 )  # fmt: skip
 def test_tls_or_a_redis_on_this_host_is_accepted_outside_local_mode(url):
+    assert Settings.from_env({"REDIS_URL": url, "JWT_SECRET": "x" * 32}).redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("STREAM_PARTITIONS", "257"),
+        ("STREAM_PARTITIONS", "-1"),
+        ("STREAM_PARTITIONS_BEFORE", "0"),
+        ("STREAM_PARTITIONS_BEFORE", "4, x"),
+        ("DRAIN_PARTITIONS", "256"),
+    ],
+)
+def test_partition_settings_out_of_bounds_are_refused(name, raw):
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({"AURORA_ENV": "local", name: raw})
+
+
+def test_seed_nodes_on_this_host_need_no_tls():
+    url = "redis://127.0.0.1:7000,localhost:7001,[::1]:7002/0"
     assert Settings.from_env({"REDIS_URL": url, "JWT_SECRET": "x" * 32}).redis_url == url

@@ -7,12 +7,16 @@ MongoDB, makes sure the indexes exist (once per process start, not per call).
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
-from aurora.errors import UnavailableError
+from aurora.errors import ConfigurationError, UnavailableError
+from aurora.keyspace import Layout
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,18 +24,149 @@ if TYPE_CHECKING:
     import redis.asyncio
     from pymongo.database import Database
 
+log = logging.getLogger("aurora.backends")
+
 _index_lock = threading.Lock()
 _indexed: set[tuple[str, str]] = set()
 _mongo_clients: list = []  # what _mongo_client made, for close_database_clients()
 
 
-@lru_cache(maxsize=8)
-def redis_client(url: str) -> redis.Redis:
-    """A synchronous Redis client (connection pool) for Lambda handlers."""
+# Cluster mode needs sharded pub/sub (SPUBLISH/SSUBSCRIBE), new in Redis 7.0.
+MIN_CLUSTER_VERSION = (7, 0)
+
+_modes: dict[str, RedisMode] = {}
+_modes_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RedisMode:
+    """What the Redis at a URL is, found once per process at start."""
+
+    cluster: bool
+    version: str
+
+    @property
+    def name(self) -> str:
+        return "cluster" if self.cluster else "single"
+
+
+def redis_seeds(url: str) -> list[str]:
+    """One URL per seed node of `REDIS_URL`. The URL may name several nodes
+    of one cluster, comma-separated, with one set of credentials and options:
+    `rediss://user:pass@node-a:6379,node-b:6379,node-c:6379/0`. A process
+    that starts while one of them is down still finds the cluster."""
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return [url]
+    prefix = auth + "@" if auth else ""
+    return [
+        urlunsplit(parts._replace(netloc=prefix + host.strip()))
+        for host in hosts.split(",")
+        if host.strip()
+    ]
+
+
+def redis_mode(url: str) -> RedisMode:
+    """Cluster or single Redis, asked of the first seed that answers
+    (`INFO`), once per process; logged. ConfigurationError for a cluster
+    older than Redis 7; UnavailableError when no seed answers."""
+    mode = _modes.get(url)
+    if mode is not None:
+        return mode
     import redis
 
-    return redis.Redis.from_url(
-        url,
+    with _modes_lock:
+        if url in _modes:
+            return _modes[url]
+        failure: Exception | None = None
+        for seed in redis_seeds(url):
+            probe = redis.Redis.from_url(seed, socket_connect_timeout=3, socket_timeout=3,
+                                         decode_responses=True)  # fmt: skip
+            try:
+                info = probe.info("server") | probe.info("cluster")
+                break
+            except (redis.RedisError, OSError) as exc:
+                failure = exc
+            finally:
+                probe.close()
+        else:
+            raise UnavailableError("No Redis node of REDIS_URL answers") from failure
+        version = str(info.get("redis_version", "0"))
+        mode = RedisMode(cluster=bool(int(info.get("cluster_enabled", 0))), version=version)
+        if mode.cluster and _version(version) < MIN_CLUSTER_VERSION:
+            raise ConfigurationError(
+                f"REDIS_URL names a Redis Cluster running Redis {version}: cluster mode "
+                "needs Redis 7.0 or later (sharded pub/sub). Upgrade the cluster, or use "
+                "a single Redis (6.2 or later)."
+            )
+        log.info("redis mode", extra={"mode": mode.name, "redis_version": version})
+        _modes[url] = mode
+        return mode
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
+def layout(settings: Settings) -> Layout:
+    """The deployment's key layout: the Redis mode and the partition count
+    (`STREAM_PARTITIONS`; 0 chooses 1 on a single Redis, 12 on a cluster)."""
+    cluster = redis_mode(settings.redis_url).cluster
+    partitions = settings.stream_partitions or (CLUSTER_PARTITIONS if cluster else 1)
+    return Layout(cluster=cluster, partitions=partitions)
+
+
+def room_window_key(room: str) -> str:
+    """The room's resume window in this process's layout (REST functions,
+    which have no layout at hand: from `get_settings()`)."""
+    from aurora.settings import get_settings
+
+    return layout(get_settings()).window_key(room)
+
+
+def is_cluster(client: object) -> bool:
+    """Whether `client` (sync or asyncio) talks to a Redis Cluster."""
+    redis = sys.modules.get("redis")
+    return redis is not None and isinstance(
+        client, (redis.RedisCluster, redis.asyncio.RedisCluster)
+    )
+
+
+def slot_batches(client: object, keys: list[str], size: int) -> list[list[int]]:
+    """Positions of `keys` in batches of at most `size` for a script or a
+    transaction. On a cluster each batch also stays within one hash slot
+    (Redis refuses a script that crosses slots); elsewhere, runs of `size`."""
+    if not is_cluster(client):
+        return [list(range(i, min(i + size, len(keys)))) for i in range(0, len(keys), size)]
+    from redis.crc import key_slot
+
+    by_slot: dict[int, list[int]] = {}
+    for position, key in enumerate(keys):
+        by_slot.setdefault(key_slot(key.encode()), []).append(position)
+    return [group[i : i + size] for group in by_slot.values() for i in range(0, len(group), size)]
+
+
+# 12 partitions divide evenly over 1, 2, 3, 4, 6 or 12 masters.
+CLUSTER_PARTITIONS = 12
+
+
+def _cluster_kwargs(url: str) -> dict:
+    """The seeds after the first, as startup nodes: `from_url` takes one."""
+    nodes = []
+    for seed in redis_seeds(url)[1:]:
+        parts = urlsplit(seed)
+        nodes.append((parts.hostname, parts.port or 6379))
+    return {"startup_nodes": nodes} if nodes else {}
+
+
+@lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    """A synchronous Redis client (connection pool) for Lambda handlers: a
+    `RedisCluster` when the URL names a cluster, the same commands either way."""
+    import redis
+
+    options = dict(
         decode_responses=True,
         # Bytes that are not UTF-8 (written by something other than our send
         # script) must not make a whole reply unreadable: they decode to
@@ -40,15 +175,36 @@ def redis_client(url: str) -> redis.Redis:
         socket_connect_timeout=5,
         health_check_interval=30,
     )
+    if redis_mode(url).cluster:
+        from redis.cluster import ClusterNode
+
+        nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
+        return redis.RedisCluster.from_url(
+            redis_seeds(url)[0], startup_nodes=nodes or None, **options
+        )
+    return redis.Redis.from_url(url, **options)
 
 
 def async_redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.Redis:
     """An asyncio Redis client for the fan-out container (one per event loop).
 
     Its pool is bounded and blocking: a burst of commands (thousands of clients
-    connecting at once) waits for a free connection instead of failing."""
+    connecting at once) waits for a free connection instead of failing. On a
+    cluster, a `RedisCluster` with as many connections per node."""
     import redis.asyncio
 
+    if redis_mode(url).cluster:
+        from redis.asyncio.cluster import ClusterNode
+
+        nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
+        return redis.asyncio.RedisCluster.from_url(
+            redis_seeds(url)[0],
+            startup_nodes=nodes or None,
+            max_connections=max_connections,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

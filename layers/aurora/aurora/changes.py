@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from aurora import attachments, membership, messages, rooms
+from aurora.backends import layout as deployment_layout
 from aurora.backends import redis_unavailable
 from aurora.errors import (
     ConflictError,
@@ -37,17 +38,7 @@ from aurora.errors import (
     UnavailableError,
     ValidationError,
 )
-from aurora.keyspace import (
-    STREAM_KEY,
-    change_rate_key,
-    deleted_numbers_key,
-    own_messages_key,
-    reaction_counts_key,
-    reactions_key,
-    room_channel,
-    tombstones_key,
-    window_key,
-)
+from aurora.keyspace import SINGLE, Layout
 from aurora.sending import Accepted, Backpressure, RateLimited
 from aurora.stream import change_fields, parse_id
 
@@ -148,10 +139,11 @@ def check_allowed(change: Change, user_id: str, target: Target, standing: Standi
 # -- finding the message in Redis ------------------------------------------------------
 
 
-def _queue_lookup(pipe: Any, room: str, target: str) -> None:
-    pipe.xrange(window_key(room), min=target, max=target)
-    pipe.zscore(tombstones_key(room), target)
-    pipe.xrange(window_key(room), count=1)
+def _queue_lookup(pipe: Any, layout: Layout, room: str, target: str) -> None:
+    window = layout.window_key(room)
+    pipe.xrange(window, min=target, max=target)
+    pipe.zscore(layout.tombstones_key(room), target)
+    pipe.xrange(window, count=1)
 
 
 def _interpret(replies: list[Any], target: str) -> Target | None:
@@ -172,15 +164,17 @@ def _interpret(replies: list[Any], target: str) -> Target | None:
     return None
 
 
-def lookup(client: redis.Redis, room: str, target: str) -> Target | None:
+def lookup(client: redis.Redis, room: str, target: str, layout: Layout = SINGLE) -> Target | None:
     pipe = client.pipeline(transaction=False)
-    _queue_lookup(pipe, room, target)
+    _queue_lookup(pipe, layout, room, target)
     return _interpret(pipe.execute(), target)
 
 
-async def lookup_async(client: redis.asyncio.Redis, room: str, target: str) -> Target | None:
+async def lookup_async(
+    client: redis.asyncio.Redis, room: str, target: str, layout: Layout = SINGLE
+) -> Target | None:
     async with client.pipeline(transaction=False) as pipe:
-        _queue_lookup(pipe, room, target)
+        _queue_lookup(pipe, layout, room, target)
         return _interpret(await pipe.execute(), target)
 
 
@@ -207,9 +201,11 @@ def stored_target(db: Database, room: str, target: str) -> Target:
 #       length, 6 max backlog, 7 kind, 8 target id, 9 the entry's fields as a
 #       JSON array [name, value, ...], 10 prefix of the reaction keys (for
 #       the message leaving the window), 11 the message's number or "",
-#       then for a reaction: 12 user id, 13 emoji, 14 "1" add / "0" remove,
-#       15 per-user budget, 16 distinct emoji per message, 17 seed JSON
-#       [[emoji, [user ids]], ...] or "", 18 seed lifetime (s).
+#       12 publish command (PUBLISH, or SPUBLISH on a cluster), then for a
+#       reaction: 13 user id, 14 emoji, 15 "1" add / "0" remove, 16 per-user
+#       budget, 17 distinct emoji per message, 18 seed JSON
+#       [[emoji, [user ids]], ...] or "", 19 seed lifetime (s).
+# On a cluster every key is in the room's partition slot (`Layout`).
 # Returns {1, id, frame} accepted, {0, retry_ms} rate limited, {3, backlog}
 # backpressure, {4} the target is deleted, {5} unchanged (a reaction added
 # twice, or removed when absent), {6} over the user's reaction budget, {7}
@@ -230,31 +226,31 @@ end
 if redis.call('ZSCORE', KEYS[3], ARGV[8]) then return {4} end
 local suffix = ''
 if ARGV[7] == 'react' then
-  local user, emoji, on = ARGV[12], ARGV[13], ARGV[14] == '1'
+  local user, emoji, on = ARGV[13], ARGV[14], ARGV[15] == '1'
   if redis.call('EXISTS', KEYS[5]) == 0 then
     -- 's' marks the state as present, even with no reaction left in it.
     redis.call('HSET', KEYS[5], 's', '1')
-    if ARGV[17] ~= '' then
+    if ARGV[18] ~= '' then
       -- An old message (REST): start from what the database has.
-      for _, r in ipairs(cjson.decode(ARGV[17])) do
+      for _, r in ipairs(cjson.decode(ARGV[18])) do
         redis.call('HSET', KEYS[6], r[1], #r[2])
         for _, u in ipairs(r[2]) do
           redis.call('HSET', KEYS[5], 'u:' .. u .. ':' .. r[1], '1')
           redis.call('HINCRBY', KEYS[5], 'n:' .. u, 1)
         end
       end
-      redis.call('EXPIRE', KEYS[5], ARGV[18])
-      redis.call('EXPIRE', KEYS[6], ARGV[18])
+      redis.call('EXPIRE', KEYS[5], ARGV[19])
+      redis.call('EXPIRE', KEYS[6], ARGV[19])
     end
   end
   local member = 'u:' .. user .. ':' .. emoji
   if on then
     if redis.call('HEXISTS', KEYS[5], member) == 1 then return {5} end
-    if tonumber(redis.call('HGET', KEYS[5], 'n:' .. user) or '0') >= tonumber(ARGV[15]) then
+    if tonumber(redis.call('HGET', KEYS[5], 'n:' .. user) or '0') >= tonumber(ARGV[16]) then
       return {6}
     end
     if redis.call('HEXISTS', KEYS[6], emoji) == 0
-        and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[16]) then
+        and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[17]) then
       return {7}
     end
     redis.call('HSET', KEYS[5], member, '1')
@@ -307,7 +303,7 @@ local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
 if first then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.match(first[1], '^(%d+)'))
 end
-redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
+redis.call(ARGV[12], ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
 """
 
@@ -328,26 +324,34 @@ def frame_prefix(change: Change, user_id: str, username: str) -> str:
 
 
 def _script_call(
-    settings: Settings, change: Change, user_id: str, username: str, target: Target
+    settings: Settings,
+    layout: Layout,
+    change: Change,
+    user_id: str,
+    username: str,
+    target: Target,
 ) -> tuple[list[str], list[str | int]]:
     room, message = change.room, change.target
-    keys = [STREAM_KEY, window_key(room), tombstones_key(room), change_rate_key(room, user_id),
-            reactions_key(room, message), reaction_counts_key(room, message),
-            own_messages_key(room, target.author), deleted_numbers_key(room)]  # fmt: skip
+    keys = [layout.room_stream_key(room), layout.window_key(room), layout.tombstones_key(room),
+            layout.change_rate_key(room, user_id), layout.reactions_key(room, message),
+            layout.reaction_counts_key(room, message),
+            layout.own_messages_key(room, target.author),
+            layout.deleted_numbers_key(room)]  # fmt: skip
     fields = change_fields(change.kind, room, user_id, username, message, change.text,
                            change.emoji, change.on)  # fmt: skip
     args: list[str | int] = [
         settings.rate_limit_changes,
         settings.rate_limit_changes_window_ms,
-        room_channel(room),
+        layout.room_channel(room),
         frame_prefix(change, user_id, username),
         settings.resume_window,
         settings.max_backlog,
         change.kind,
         message,
         json.dumps([part for pair in fields.items() for part in pair], ensure_ascii=False),
-        reactions_key(room, ""),
+        layout.reactions_key(room, ""),
         "" if target.n is None else target.n,
+        "SPUBLISH" if layout.cluster else "PUBLISH",
     ]
     if change.kind == REACT:
         seed = target.stored_reactions
@@ -391,10 +395,13 @@ def _outcome(change: Change, result: list[Any], settings: Settings) -> Outcome:
 class Changer:
     """Changes over the fan-out: Redis only. One per Redis client."""
 
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: Settings, layout: Layout = SINGLE
+    ) -> None:
         self._redis = client
         self._script = client.register_script(_CHANGE)
         self._settings = settings
+        self._layout = layout
 
     async def change(
         self, change: Change, *, user_id: str, username: str, standing: Standing
@@ -403,13 +410,13 @@ class Changer:
         the message, NotFoundError, ForbiddenError, ConflictError (`deleted`,
         `too_many_reactions`)."""
         parse_id(change.target)
-        found = await lookup_async(self._redis, change.room, change.target)
+        found = await lookup_async(self._redis, change.room, change.target, self._layout)
         if found is None:
             raise UseRest()
         check_allowed(change, user_id, found, standing)
         if change.kind == DELETE and found.deleted:
             return Unchanged(), found
-        keys, args = _script_call(self._settings, change, user_id, username, found)
+        keys, args = _script_call(self._settings, self._layout, change, user_id, username, found)
         result = await self._script(keys=keys, args=args)
         return _outcome(change, result, self._settings), found
 
@@ -421,13 +428,14 @@ def change_over_rest(
     """The REST twin: the window first (a message not yet in MongoDB is
     there), then MongoDB for an older one."""
     parse_id(change.target)
-    found = lookup(client, change.room, change.target)
+    layout = deployment_layout(settings)
+    found = lookup(client, change.room, change.target, layout)
     if found is None:
         found = stored_target(db, change.room, change.target)
     check_allowed(change, user_id, found, standing)
     if change.kind == DELETE and found.deleted:
         return Unchanged(), found
-    keys, args = _script_call(settings, change, user_id, username, found)
+    keys, args = _script_call(settings, layout, change, user_id, username, found)
     script = client.register_script(_CHANGE)
     return _outcome(change, script(keys=keys, args=args), settings), found
 

@@ -2,7 +2,8 @@
 reason, and what the operator's CLI (`scripts/deadletters.py`) does with them:
 list, inspect and replay.
 
-Each dead letter is one entry of `DEAD_LETTER_KEY` with the fields
+Each dead letter is one entry of `DEAD_LETTER_KEY` (of its partition's
+dead-letter stream, `Layout.dead_letter_key`, when there are partitions) with the fields
 `source_id` (the original stream id, which stays the message id), `code`,
 `reason` and `fields` (the original entry as JSON). Replay writes the message
 straight into MongoDB under its original id, so replaying twice, or
@@ -68,10 +69,12 @@ def record(
     source_id: str,
     fields: dict[str, Any] | None,
     reason: Reason,
+    *,
+    key: str = DEAD_LETTER_KEY,
 ) -> None:
     """Queue one dead letter on `pipe` (the drain's ack transaction)."""
     pipe.xadd(
-        DEAD_LETTER_KEY,
+        key,
         {
             "source_id": source_id,
             "code": reason.code,
@@ -92,14 +95,18 @@ def printable_json(value: Any) -> str:
     return text
 
 
-def list_letters(client: redis.Redis, *, limit: int = 100) -> list[DeadLetter]:
+def list_letters(
+    client: redis.Redis, *, limit: int = 100, key: str = DEAD_LETTER_KEY
+) -> list[DeadLetter]:
     """The oldest `limit` dead letters."""
-    return [DeadLetter.from_redis(i, raw) for i, raw in client.xrange(DEAD_LETTER_KEY, count=limit)]
+    return [DeadLetter.from_redis(i, raw) for i, raw in client.xrange(key, count=limit)]
 
 
-def get_letter(client: redis.Redis, letter_id: str) -> DeadLetter | None:
+def get_letter(
+    client: redis.Redis, letter_id: str, *, key: str = DEAD_LETTER_KEY
+) -> DeadLetter | None:
     parse_id(letter_id)  # a clear ValidationError instead of a Redis syntax error
-    found = client.xrange(DEAD_LETTER_KEY, min=letter_id, max=letter_id)
+    found = client.xrange(key, min=letter_id, max=letter_id)
     return DeadLetter.from_redis(*found[0]) if found else None
 
 
@@ -110,13 +117,15 @@ class ReplayResult:
     detail: str = ""
 
 
-def replay(client: redis.Redis, db: Database, letter_id: str) -> ReplayResult:
+def replay(
+    client: redis.Redis, db: Database, letter_id: str, *, key: str = DEAD_LETTER_KEY
+) -> ReplayResult:
     """Store one dead letter's message under its original id (or apply its
     change), then remove the dead letter. An entry that is still invalid
     stays dead-lettered."""
     from pymongo.errors import DuplicateKeyError
 
-    letter = get_letter(client, letter_id)
+    letter = get_letter(client, letter_id, key=key)
     if letter is None:
         return ReplayResult(letter_id, "not_found")
     try:
@@ -141,5 +150,5 @@ def replay(client: redis.Redis, db: Database, letter_id: str) -> ReplayResult:
         message_state.apply_parked(db, [doc["_id"]])
     # Removed only once the database has it: a crash here means a replay
     # again, which is a duplicate key, not a second message.
-    client.xdel(DEAD_LETTER_KEY, letter_id)
+    client.xdel(key, letter_id)
     return ReplayResult(letter_id, outcome)

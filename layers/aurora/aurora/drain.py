@@ -10,6 +10,14 @@ stored: already stored, not lost, not stored twice; changes applied again
 change nothing. Entries that can never be stored (unparseable, rejected by
 the database, or delivered too many times) are dead-lettered and
 acknowledged in one transaction, so they never block the pipeline.
+
+The stream may be P partitions (`aurora.keyspace.Layout`); each has its own
+consumer group, dead letters, reclaim and trimming, all within its own hash
+slot. One run divides its time between them in rounds: each round gives every
+partition at most one batch (a flooded partition cannot starve the others);
+a round that found nothing anywhere waits for new entries on one partition,
+a different one each time, for `block_ms / P`. The stored key is room + id
+(`messages.stored_key`): ids are unique per partition only.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aurora import deadletters, message_state, messages, receipts, rooms
 from aurora.errors import ValidationError
-from aurora.keyspace import JOINS_STREAM_KEY, STREAM_KEY, room_members_key
+from aurora.keyspace import JOINS_STREAM_KEY, SINGLE, Layout, room_members_key
 from aurora.stream import CURSOR_KINDS, GROUP, ChangeEntry, next_id, parse_entry, parse_id
 
 if TYPE_CHECKING:
@@ -35,6 +43,43 @@ if TYPE_CHECKING:
 TRANSIENT_CODES = frozenset({6, 7, 11, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435})
 
 Entry = tuple[str, dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of the persistence stream and its dead letters."""
+
+    name: str  # "0".."P-1"; "before:<P>:<i>" for a layout being retired
+    stream: str
+    dead: str
+
+
+def partitions_of(
+    layout: Layout, before: tuple[int, ...] = (), only: tuple[int, ...] = ()
+) -> list[Partition]:
+    """The layout's partitions (or `only` these, `DRAIN_PARTITIONS`: one
+    schedule per group), then, for the group that drains all, those of
+    earlier partition counts (`STREAM_PARTITIONS_BEFORE`) still to be
+    emptied after a change."""
+    found = [
+        Partition(str(i), layout.stream_key(i), layout.dead_letter_key(i))
+        for i in range(layout.partitions)
+        if not only or i in only
+    ]
+    if only:
+        return found
+    streams = {p.stream for p in found}
+    for count in before:
+        old = Layout(cluster=layout.cluster, partitions=count)
+        for i in range(count):
+            if old.stream_key(i) not in streams:
+                streams.add(old.stream_key(i))
+                found.append(
+                    Partition(f"before:{count}:{i}", old.stream_key(i), old.dead_letter_key(i))
+                )
+    return found
+
+
 DELETED = deadletters.Reason("empty_entry", "Entry has no fields (deleted?)")
 
 
@@ -60,6 +105,14 @@ class DrainSummary:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: DrainSummary) -> None:
+        """Fold a partition's summary into this total."""
+        for name, value in asdict(other).items():
+            if name == "max_lag_ms":
+                self.max_lag_ms = max(self.max_lag_ms, value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
     @property
     def mean_batch_size(self) -> float:
         return self.drained / self.batches if self.batches else 0.0
@@ -81,8 +134,9 @@ class DrainSummary:
         ]
 
 
-def ensure_group(client: redis.Redis) -> None:
-    """Create the consumer group (and the stream) if they do not exist.
+def ensure_group(client: redis.Redis, streams: list[str] | None = None) -> None:
+    """Create the consumer group (and the stream) if they do not exist, on
+    every partition and the joins stream.
 
     Cheap enough to run on every invocation, and it must: a Redis that lost
     its data (no AOF) comes back without the group, and a group recreated at
@@ -90,7 +144,7 @@ def ensure_group(client: redis.Redis) -> None:
     """
     import redis
 
-    for key in (STREAM_KEY, JOINS_STREAM_KEY):
+    for key in (*(streams or SINGLE.stream_keys()), JOINS_STREAM_KEY):
         try:
             client.xgroup_create(key, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -99,7 +153,7 @@ def ensure_group(client: redis.Redis) -> None:
 
 
 class Drain:
-    """One run of the drain, as one consumer of the group."""
+    """One run of the drain, as one consumer of the group of every partition."""
 
     def __init__(
         self,
@@ -112,6 +166,7 @@ class Drain:
         claim_idle_ms: int = 30_000,
         max_deliveries: int = 5,
         trim_interval_ms: int = 1000,
+        partitions: list[Partition] | None = None,
     ) -> None:
         self.redis = client
         self.db = db
@@ -122,56 +177,92 @@ class Drain:
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self.trim_interval_ms = trim_interval_ms
+        self.partitions = partitions or partitions_of(SINGLE)
+        # Each partition's own account; `summary` is their total.
+        self.by_partition = {p.name: DrainSummary() for p in self.partitions}
         self.summary = DrainSummary()
-        self._last_trim = 0.0
-        self._last_reclaim = 0.0
+        self._last_trim = dict.fromkeys(self.by_partition, 0.0)
+        self._last_reclaim = dict.fromkeys(self.by_partition, 0.0)
+        self._waits = 0  # which partition the next idle round waits on
 
     def run(self, keep_going: Callable[[], bool], *, exit_when_idle: bool = False) -> DrainSummary:
         """Drain while `keep_going()` says so; with `exit_when_idle`, stop at
-        the first empty read instead (cheaper, more lag)."""
+        the first round that finds every partition empty instead (cheaper,
+        more lag)."""
         # An unreachable database fails the run before it takes any entry, so
         # an outage does not count as deliveries towards the poison limit.
         self.db.command("ping")
-        ensure_group(self.redis)
+        ensure_group(self.redis, [p.stream for p in self.partitions])
         try:
-            self._reclaim()
+            for part in self.partitions:
+                self._reclaim(part)
             self._store_joins(reclaim=True)
             while keep_going():
                 self._store_joins()
-                batch = self._read()
-                if batch:
-                    self._store(batch)
-                elif exit_when_idle:
-                    break
-                self._trim(every_ms=self.trim_interval_ms)
-                # A long run also takes over what an overlapping run left
-                # behind when it died, instead of leaving it to the next run.
-                if (time.monotonic() - self._last_reclaim) * 1000 >= self.claim_idle_ms:
-                    self._reclaim()
-                    self._store_joins(reclaim=True)
-            self._trim()
+                found = False
+                for part in self.partitions:  # one round: at most a batch each
+                    if not keep_going():
+                        break
+                    batch = self._read(part, block_ms=None)
+                    if batch:
+                        self._store(part, batch)
+                        found = True
+                    self._housekeeping(part)
+                if not found:
+                    if exit_when_idle:
+                        break
+                    self._wait_for_entries()
+            for part in self.partitions:
+                self._trim(part)
         finally:
+            self._total()
             self._forget_consumer()
         return self.summary
 
+    def _wait_for_entries(self) -> None:
+        """Every partition was empty: block on one (a different one each
+        time), so an idle run costs one command per wait, not P."""
+        part = self.partitions[self._waits % len(self.partitions)]
+        self._waits += 1
+        block = self.block_ms // len(self.partitions) if self.block_ms else 0
+        batch = self._read(part, block_ms=max(block, 1) if self.block_ms else None)
+        if batch:
+            self._store(part, batch)
+
+    def _housekeeping(self, part: Partition) -> None:
+        self._trim(part, every_ms=self.trim_interval_ms)
+        # A long run also takes over what an overlapping run left behind
+        # when it died, instead of leaving it to the next run.
+        if (time.monotonic() - self._last_reclaim[part.name]) * 1000 >= self.claim_idle_ms:
+            self._reclaim(part)
+            self._store_joins(reclaim=True)
+
+    def _total(self) -> None:
+        total = DrainSummary()
+        for summary in self.by_partition.values():
+            total.add(summary)
+        for name, value in asdict(total).items():
+            setattr(self.summary, name, value)
+
     # -- reading -------------------------------------------------------------
 
-    def _read(self) -> list[Entry]:
+    def _read(self, part: Partition, *, block_ms: int | None) -> list[Entry]:
         reply = self.redis.xreadgroup(
-            GROUP, self.consumer, {STREAM_KEY: ">"}, count=self.batch_size, block=self.block_ms
+            GROUP, self.consumer, {part.stream: ">"}, count=self.batch_size, block=block_ms
         )
         return reply[0][1] if reply else []
 
-    def _reclaim(self) -> None:
+    def _reclaim(self, part: Partition) -> None:
         """Take over entries a crashed run left pending, then store them.
 
         Entries delivered more than `max_deliveries` times are poison: some
         run died on each of them, so they are dead-lettered, not retried.
         """
         start = "0-0"
+        summary = self.by_partition[part.name]
         while True:
             reply = self.redis.xautoclaim(
-                STREAM_KEY,
+                part.stream,
                 GROUP,
                 self.consumer,
                 min_idle_time=self.claim_idle_ms,
@@ -184,13 +275,13 @@ class Drain:
             # from the pending list and lists their ids. Either way the
             # message is gone: say so in a dead letter.
             if any(entry_id is None for entry_id, _ in claimed):
-                claimed = self._name_the_deleted(claimed)
+                claimed = self._name_the_deleted(part, claimed)
             for entry_id in reply[2] if len(reply) > 2 else []:
-                deadletters.record(self.redis, entry_id, None, DELETED)
-                self.summary.dead_lettered += 1
+                deadletters.record(self.redis, entry_id, None, DELETED, key=part.dead)
+                summary.dead_lettered += 1
             if claimed:
-                self.summary.reclaimed += len(claimed)
-                deliveries = self._deliveries([entry_id for entry_id, _ in claimed])
+                summary.reclaimed += len(claimed)
+                deliveries = self._deliveries(part, [entry_id for entry_id, _ in claimed])
                 worn_out = {
                     entry_id: deadletters.Reason(
                         "too_many_deliveries", f"Delivered {deliveries[entry_id]} times"
@@ -198,27 +289,27 @@ class Drain:
                     for entry_id, _ in claimed
                     if deliveries.get(entry_id, 0) > self.max_deliveries
                 }
-                self._store(claimed, worn_out)
+                self._store(part, claimed, worn_out)
             if start == "0-0":
-                self._last_reclaim = time.monotonic()
+                self._last_reclaim[part.name] = time.monotonic()
                 return
 
-    def _name_the_deleted(self, claimed: list[Entry]) -> list[Entry]:
+    def _name_the_deleted(self, part: Partition, claimed: list[Entry]) -> list[Entry]:
         """Redis 6.2: find the ids of the (None, None) entries we now own
         (everything this consumer holds that came back without an id), so
         they are dead-lettered as empty entries and acknowledged."""
         present = [(entry_id, fields) for entry_id, fields in claimed if entry_id is not None]
         known = {entry_id for entry_id, _ in present}
         mine = self.redis.xpending_range(
-            STREAM_KEY, GROUP, min="-", max="+", count=len(claimed), consumername=self.consumer
+            part.stream, GROUP, min="-", max="+", count=len(claimed), consumername=self.consumer
         )
         return present + [(p["message_id"], None) for p in mine if p["message_id"] not in known]
 
-    def _deliveries(self, ids: list[str]) -> dict[str, int]:
+    def _deliveries(self, part: Partition, ids: list[str]) -> dict[str, int]:
         """How many times each of these entries (now ours) has been delivered."""
         ordered = sorted(ids, key=parse_id)
         pending = self.redis.xpending_range(
-            STREAM_KEY,
+            part.stream,
             GROUP,
             min=ordered[0],
             max=ordered[-1],
@@ -230,7 +321,10 @@ class Drain:
     # -- storing -------------------------------------------------------------
 
     def _store(
-        self, batch: list[Entry], poison: dict[str, deadletters.Reason] | None = None
+        self,
+        part: Partition,
+        batch: list[Entry],
+        poison: dict[str, deadletters.Reason] | None = None,
     ) -> None:
         poison = dict(poison or {})
         docs, doc_ids, changes, cursors = [], [], [], []
@@ -266,27 +360,30 @@ class Drain:
         applied, parked = message_state.apply(self.db, changes)
         receipts.persist(self.db, cursors)
 
-        # Dead letters and the ack in one transaction: a crash leaves either
-        # both undone (the entries are retried) or both done.
+        # Dead letters and the ack in one transaction (one slot: the
+        # partition's): a crash leaves either both undone (the entries are
+        # retried) or both done.
         fields_of = dict(batch)
         pipe = self.redis.pipeline(transaction=True)
         for entry_id, reason in poison.items():
-            deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason)
+            deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason, key=part.dead)
         # Acknowledge only now that the database has the batch.
-        pipe.xack(STREAM_KEY, GROUP, *fields_of)
+        pipe.xack(part.stream, GROUP, *fields_of)
         pipe.execute()
 
         oldest_ms = min(parse_id(entry_id)[0] for entry_id in fields_of)
         lag_ms = int(time.time() * 1000) - oldest_ms
-        self.summary.batches += 1
-        self.summary.drained += len(batch)
-        self.summary.inserted += inserted
-        self.summary.changes += len(changes) + len(cursors) + sum(map(len, folded.values()))
-        self.summary.changed += changed + applied + len(folded)
-        self.summary.parked += parked
-        self.summary.duplicates += len(duplicates)
-        self.summary.dead_lettered += len(poison)
-        self.summary.max_lag_ms = max(self.summary.max_lag_ms, lag_ms)
+        summary = self.by_partition[part.name]
+        summary.batches += 1
+        summary.drained += len(batch)
+        summary.inserted += inserted
+        summary.changes += len(changes) + len(cursors) + sum(map(len, folded.values()))
+        summary.changed += changed + applied + len(folded)
+        summary.parked += parked
+        summary.duplicates += len(duplicates)
+        summary.dead_lettered += len(poison)
+        summary.max_lag_ms = max(summary.max_lag_ms, lag_ms)
+        self._total()
 
     def _insert(
         self, docs: list[dict[str, Any]], ids: list[str]
@@ -361,7 +458,7 @@ class Drain:
 
     # -- retention -----------------------------------------------------------
 
-    def _trim(self, every_ms: int = 0) -> None:
+    def _trim(self, part: Partition, every_ms: int = 0) -> None:
         """Drop entries every group has acknowledged, and nothing newer.
 
         Not atomic, and need not be: between reading the floor and trimming,
@@ -369,14 +466,15 @@ class Drain:
         delivered (always above the group's last-delivered id).
         """
         now = time.monotonic()
-        if every_ms and (now - self._last_trim) * 1000 < every_ms:
+        if every_ms and (now - self._last_trim[part.name]) * 1000 < every_ms:
             return
-        self._last_trim = now
+        self._last_trim[part.name] = now
         floor = None
-        for group in self.redis.xinfo_groups(STREAM_KEY):
+        summary = self.by_partition[part.name]
+        for group in self.redis.xinfo_groups(part.stream):
             if group["name"] == GROUP:
-                self.summary.backlog = group["pending"] + (group.get("lag") or 0)
-            pending = self.redis.xpending(STREAM_KEY, group["name"])
+                summary.backlog = group["pending"] + (group.get("lag") or 0)
+            pending = self.redis.xpending(part.stream, group["name"])
             if pending["pending"]:
                 candidate = pending["min"]
             else:
@@ -385,7 +483,8 @@ class Drain:
             if floor is None or parse_id(candidate) < parse_id(floor):
                 floor = candidate
         if floor is not None:
-            self.summary.trimmed += self.redis.xtrim(STREAM_KEY, minid=floor)
+            summary.trimmed += self.redis.xtrim(part.stream, minid=floor)
+        self._total()
 
     def _forget_consumer(self) -> None:
         """Remove this run's consumer from the group if it holds nothing.
@@ -395,7 +494,7 @@ class Drain:
         """
         import redis
 
-        for key in (STREAM_KEY, JOINS_STREAM_KEY):
+        for key in (*(p.stream for p in self.partitions), JOINS_STREAM_KEY):
             try:
                 consumers = self.redis.xinfo_consumers(key, GROUP)
                 mine = [c for c in consumers if c["name"] == self.consumer]

@@ -9,6 +9,10 @@ fixed names are constants.
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
 # -- messages: accepted, queued for the database, replayed on resume --------------
 
 # Stream: every accepted message, schema in `aurora.stream`; the entry id is the
@@ -243,3 +247,141 @@ def registrations_key(digest: str) -> str:
     """String (counter): registrations from one network. Written by
     `aurora.throttling`; expires `REGISTRATION_WINDOW_SECONDS` after the first."""
     return f"aurora:throttle:register:{digest}"
+
+
+# -- Redis Cluster: one slot per persistence partition ---------------------------
+# The send script is one atomic script, so every key it touches must be in one
+# hash slot. A room's keys cannot carry `{room}` for that: the partition stream
+# it appends to is shared by many rooms. So on a cluster a room's window, rate
+# counters, idempotency keys and channel carry the hash tag of the room's
+# partition, as do the partition's stream and dead letters: P partitions are P
+# slots, chosen to spread evenly over the slot space (so over the masters of a
+# cluster whose slots are split evenly). The membership mirror keeps `{room}`:
+# it is read on its own (one round trip for the room's three keys), never by
+# the send script. On a single Redis with one partition every name is the one
+# above, unchanged.
+
+CLUSTER_SLOTS = 16384
+
+
+@lru_cache(maxsize=512)
+def partition_tag(partition: int, partitions: int) -> str:
+    """The hash tag of partition `partition` of `partitions`: the first of
+    `m<i>`, `m<i>.1`, `m<i>.2`, ... whose slot falls in the i-th equal share
+    of the 16,384 slots. Deterministic: every process finds the same tags."""
+    from redis.crc import key_slot
+
+    low = partition * CLUSTER_SLOTS // partitions
+    high = (partition + 1) * CLUSTER_SLOTS // partitions
+    n = 0
+    while True:
+        tag = f"m{partition}" if n == 0 else f"m{partition}.{n}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+        n += 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a deployment's messages and room keys live: on a cluster or
+    not, over how many persistence partitions (fixed per deployment,
+    `STREAM_PARTITIONS`; docs/operations.md says how to change it)."""
+
+    cluster: bool = False
+    partitions: int = 1
+
+    @property
+    def tagged(self) -> bool:
+        """Whether names carry partition hash tags (anything but the original
+        single stream)."""
+        return self.cluster or self.partitions > 1
+
+    def partition_of(self, room: str) -> int:
+        """The room's partition: CRC-32 of its id, modulo P (stable across
+        processes and versions, unlike Python's `hash`)."""
+        return zlib.crc32(room.encode()) % self.partitions if self.partitions > 1 else 0
+
+    def stream_key(self, partition: int) -> str:
+        """Stream: partition `partition` of the persistence stream (as
+        `STREAM_KEY`; `aurora:messages:{<tag>}` once there are partitions)."""
+        if not self.tagged:
+            return STREAM_KEY
+        return f"{STREAM_KEY}:{{{partition_tag(partition, self.partitions)}}}"
+
+    def dead_letter_key(self, partition: int) -> str:
+        """Stream: the partition's dead letters (as `DEAD_LETTER_KEY`), in the
+        partition's slot: a dead letter is written with the ack it replaces."""
+        if not self.tagged:
+            return DEAD_LETTER_KEY
+        return f"{DEAD_LETTER_KEY}:{{{partition_tag(partition, self.partitions)}}}"
+
+    def stream_keys(self) -> list[str]:
+        return [self.stream_key(p) for p in range(self.partitions)]
+
+    def room_stream_key(self, room: str) -> str:
+        return self.stream_key(self.partition_of(room))
+
+    def _in_room_slot(self, name: str, room: str) -> str:
+        """`name` (ending in ":") then the room's partition tag, on a cluster."""
+        if not self.cluster:
+            return name
+        return f"{name}{{{partition_tag(self.partition_of(room), self.partitions)}}}:"
+
+    def window_key(self, room: str) -> str:
+        """As `window_key`, in the room's partition slot on a cluster."""
+        return self._in_room_slot("aurora:window:", room) + room
+
+    def rate_key(self, room: str, user_id: str) -> str:
+        """As `rate_key`, in the room's partition slot on a cluster."""
+        return self._in_room_slot("aurora:rate:", room) + f"{room}:{user_id}"
+
+    def idempotency_key(self, room: str, user_id: str, client_id: str) -> str:
+        """As `idempotency_key`; on a cluster in the room's partition slot and
+        so per room (client ids are unique per message anyway)."""
+        if not self.cluster:
+            return idempotency_key(user_id, client_id)
+        return self._in_room_slot("aurora:idem:", room) + f"{room}:{user_id}:{client_id}"
+
+    # The keys of a message's life after it is sent (`aurora.changes`,
+    # `aurora.receipts`): touched by the send, change and read scripts, so on a
+    # cluster in the room's partition slot too. Same meaning as the module's
+    # functions of the same names.
+
+    def tombstones_key(self, room: str) -> str:
+        return self._in_room_slot("aurora:tombstones:", room) + room
+
+    def reactions_key(self, room: str, message_id: str) -> str:
+        return self._in_room_slot("aurora:reactions:", room) + f"{room}:{message_id}"
+
+    def reaction_counts_key(self, room: str, message_id: str) -> str:
+        return f"{self.reactions_key(room, '')}counts:{message_id}"
+
+    def room_counter_key(self, room: str) -> str:
+        return self._in_room_slot("aurora:count:", room) + room
+
+    def own_messages_key(self, room: str, user_id: str) -> str:
+        return self._in_room_slot("aurora:own:", room) + f"{room}:{user_id}"
+
+    def deleted_numbers_key(self, room: str) -> str:
+        return self._in_room_slot("aurora:deletedn:", room) + room
+
+    def cursors_key(self, room: str, kind: str) -> str:
+        return self._in_room_slot(f"aurora:{kind}:", room) + room
+
+    def change_rate_key(self, room: str, user_id: str) -> str:
+        return self._in_room_slot("aurora:changerate:", room) + f"{room}:{user_id}"
+
+    def room_channel(self, room: str) -> str:
+        """As `room_channel`; on a cluster a shard channel (SPUBLISH) in the
+        room's partition slot, so a broadcast travels to one node only."""
+        return self._in_room_slot(_ROOM_CHANNEL, room) + room
+
+    def room_of_channel(self, channel: str) -> str:
+        """The room a `room_channel()` name is for."""
+        name = channel[len(_ROOM_CHANNEL) :]
+        if self.cluster and name.startswith("{"):
+            name = name[name.index("}:") + 2 :]
+        return name
+
+
+SINGLE = Layout()  # one Redis, one stream: the original names

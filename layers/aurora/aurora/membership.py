@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora.backends import redis_client, redis_unavailable
+from aurora.backends import is_cluster, redis_client, redis_unavailable, room_window_key
 from aurora.errors import ForbiddenError, ValidationError
 from aurora.keyspace import (
     JOINS_STREAM_KEY,
@@ -129,7 +129,9 @@ _JOIN = """
 local info = redis.call('HMGET', KEYS[1], 'visibility', 'deleted')
 if (info[1] and info[1] ~= 'public') or info[2] == '1' then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], 'member') == 0 then return 0 end
-redis.call('XADD', KEYS[3], '*', 'room', ARGV[2], 'user_id', ARGV[1], 'username', ARGV[3])
+if KEYS[3] then
+  redis.call('XADD', KEYS[3], '*', 'room', ARGV[2], 'user_id', ARGV[1], 'username', ARGV[3])
+end
 return 1
 """
 
@@ -139,8 +141,17 @@ async def record_join_async(
 ) -> bool:
     """Make the user a member of a public room they joined over the WebSocket
     (the fan-out, which never talks to MongoDB: the drain persists the join)."""
-    keys = [room_info_key(room), room_members_key(room), JOINS_STREAM_KEY]
-    return bool(await client.eval(_JOIN, len(keys), *keys, user_id, room, username))
+    if not is_cluster(client):
+        keys = [room_info_key(room), room_members_key(room), JOINS_STREAM_KEY]
+        return bool(await client.eval(_JOIN, len(keys), *keys, user_id, room, username))
+    # On a cluster the joins stream is in another slot than the room: the
+    # queueing follows the mirror's write. Lost only if this process dies in
+    # between; `rebuild_mirror` would then drop the membership, never add one.
+    keys = [room_info_key(room), room_members_key(room)]
+    if not await client.eval(_JOIN, len(keys), *keys, user_id, room, username):
+        return False
+    await client.xadd(JOINS_STREAM_KEY, {"room": room, "user_id": user_id, "username": username})
+    return True
 
 
 def check_download(
@@ -233,8 +244,14 @@ class Mirror:
         self._apply(
             None,
             lambda p: p.hset(room_info_key(room), "deleted", "1"),
-            lambda p: p.delete(room_members_key(room), room_bans_key(room), window_key(room)),
+            lambda p: p.delete(room_members_key(room), room_bans_key(room)),
+            lambda p: None if is_cluster(self._client) else p.delete(window_key(room)),
         )
+        if is_cluster(self._client):
+            # The window is in the slot of the room's partition: deleted after
+            # the transaction; until then it only holds old frames.
+            with redis_unavailable("Saved, but the change is not live yet: retry"):
+                self._client.delete(room_window_key(room))
 
 
 def rebuild_mirror(db: Database, client: redis.Redis) -> int:

@@ -1,11 +1,13 @@
 """The message document in MongoDB and the broadcast frame clients receive.
 
-`_id` is `stored_key(room, id)`: the room and the stream id, so a
-re-delivered entry is a duplicate key, never a second document, and a
-message is found by the pair clients name it by (room, id). The stream id
-alone is kept in `id`. Stream ids do not sort as strings ("…-10" < "…-9"),
-so each document also carries `ms` and `seq` as integers, and history is
-read in (`room`, `ms`, `seq`) order through one compound index.
+`_id` is `stored_key(room, id)`: the stream id is unique within its partition
+only (two partitions can hand out the same `<ms>-<seq>`), and a room lives in
+one partition, so room + id is unique and a re-delivered entry is still a
+duplicate key, never a second document; and a message is found by the pair
+clients name it by. The id itself is kept in `id`.
+Stream ids do not sort as strings ("…-10" < "…-9"), so each document also
+carries `ms` and `seq` as integers, and history is read in (`room`, `ms`,
+`seq`) order through one compound index.
 """
 
 from __future__ import annotations

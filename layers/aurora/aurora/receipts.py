@@ -30,17 +30,10 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from aurora import membership, messages, rooms
+from aurora.backends import layout as deployment_layout
 from aurora.backends import redis_unavailable
 from aurora.errors import ConflictError, ForbiddenError, NotFoundError
-from aurora.keyspace import (
-    STREAM_KEY,
-    cursors_key,
-    deleted_numbers_key,
-    own_messages_key,
-    room_channel,
-    room_counter_key,
-    window_key,
-)
+from aurora.keyspace import SINGLE, Layout
 from aurora.stream import change_fields, parse_id
 
 if TYPE_CHECKING:
@@ -110,7 +103,7 @@ end
 local read, delivered = id_of(KEYS[1]), id_of(KEYS[2])
 local function json(v) if v == '' then return 'null' end return '"' .. v .. '"' end
 -- Published like typing ("-": no id), so resume never replays it.
-redis.call('PUBLISH', ARGV[5], '- ' .. ARGV[6] .. ',"read":' .. json(read)
+redis.call(ARGV[9], ARGV[5], '- ' .. ARGV[6] .. ',"read":' .. json(read)
   .. ',"delivered":' .. json(delivered) .. '}')
 return {1, read, delivered}
 """
@@ -135,17 +128,18 @@ def _number_in_window(replies: list[Any], message_id: str) -> int | None:
 
 
 def _move_call(
-    settings: Settings, room: str, user_id: str, username: str, message_id: str, number: int,
-    kind: str,
+    settings: Settings, layout: Layout, room: str, user_id: str, username: str, message_id: str,
+    number: int, kind: str,
 ) -> tuple[list[str], list[str | int]]:  # fmt: skip
-    keys = [cursors_key(room, READ), cursors_key(room, DELIVERED),
-            own_messages_key(room, user_id), STREAM_KEY]  # fmt: skip
+    keys = [layout.cursors_key(room, READ), layout.cursors_key(room, DELIVERED),
+            layout.own_messages_key(room, user_id), layout.room_stream_key(room)]  # fmt: skip
     fields = change_fields(kind, room, user_id, username, message_id)
     fields["n"] = str(number)
     flat = [part for pair in fields.items() for part in pair]
-    args: list[str | int] = [user_id, number, message_id, kind, room_channel(room),
+    args: list[str | int] = [user_id, number, message_id, kind, layout.room_channel(room),
                              receipt_prefix(room, user_id, username), json.dumps(flat),
-                             settings.max_backlog]  # fmt: skip
+                             settings.max_backlog,
+                             "SPUBLISH" if layout.cluster else "PUBLISH"]  # fmt: skip
     return keys, args
 
 
@@ -158,10 +152,13 @@ def _moved(result: list[Any]) -> Moved | None:
 class Cursors:
     """Cursor moves over the fan-out: Redis only. One per Redis client."""
 
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: Settings, layout: Layout = SINGLE
+    ) -> None:
         self._redis = client
         self._script = client.register_script(_MOVE)
         self._settings = settings
+        self._layout = layout
 
     async def move(
         self, room: str, user_id: str, username: str, message_id: str, kind: str
@@ -169,14 +166,15 @@ class Cursors:
         """Move the user's cursor forward to `message_id` (None: it was
         already there or beyond). UseRest for a message older than the window."""
         parse_id(message_id)
+        window = self._layout.window_key(room)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xrange(window_key(room), min=message_id, max=message_id)
-            pipe.xrange(window_key(room), count=1)
+            pipe.xrange(window, min=message_id, max=message_id)
+            pipe.xrange(window, count=1)
             number = _number_in_window(await pipe.execute(), message_id)
         if number is None:
             raise UseRest()
-        keys, args = _move_call(self._settings, room, user_id, username, message_id, number,
-                                kind)  # fmt: skip
+        keys, args = _move_call(self._settings, self._layout, room, user_id, username, message_id,
+                                number, kind)  # fmt: skip
         return _moved(await self._script(keys=keys, args=args))
 
 
@@ -186,9 +184,11 @@ def move_over_rest(
 ) -> Moved | None:  # fmt: skip
     """`POST /api/rooms/{room}/read`: the window first, then MongoDB."""
     parse_id(message_id)
+    layout = deployment_layout(settings)
+    window = layout.window_key(room)
     pipe = client.pipeline(transaction=False)
-    pipe.xrange(window_key(room), min=message_id, max=message_id)
-    pipe.xrange(window_key(room), count=1)
+    pipe.xrange(window, min=message_id, max=message_id)
+    pipe.xrange(window, count=1)
     number = _number_in_window(pipe.execute(), message_id)
     if number is None:
         doc = db[messages.COLLECTION].find_one(
@@ -197,7 +197,7 @@ def move_over_rest(
         if doc is None or doc.get("n") is None:
             raise NotFoundError("No such message", code="not_found")
         number = doc["n"]
-    keys, args = _move_call(settings, room, user_id, username, message_id, number, READ)
+    keys, args = _move_call(settings, layout, room, user_id, username, message_id, number, READ)
     return _moved(client.register_script(_MOVE)(keys=keys, args=args))
 
 
@@ -223,14 +223,17 @@ def read_over_rest(
         moved = move_over_rest(db, client, settings, room, claims.user_id, claims.username,
                                message_id)  # fmt: skip
         if moved is None:
-            return {"moved": False, **read_by_anyone(client, room, [claims.user_id])[0]}
+            cursors = read_by_anyone(client, deployment_layout(settings), room, [claims.user_id])
+            return {"moved": False, **cursors[0]}
     return {"moved": True, "read": moved.read, "delivered": moved.delivered}
 
 
-def with_unread(client: redis.Redis, claims: Claims, listed: dict[str, Any]) -> dict[str, Any]:
+def with_unread(
+    client: redis.Redis, layout: Layout, claims: Claims, listed: dict[str, Any]
+) -> dict[str, Any]:
     """`GET /api/rooms`' page with each room's `unread` and the caller's `read` cursor."""
     with redis_unavailable():
-        counts = unread(client, claims.user_id, [r["room"] for r in listed["rooms"]])
+        counts = unread(client, layout, claims.user_id, [r["room"] for r in listed["rooms"]])
     for room in listed["rooms"]:
         room |= counts[room["room"]]
     return listed
@@ -247,21 +250,23 @@ def _parse(value: str | None) -> tuple[int, str | None]:
     return int(number), message_id
 
 
-def unread(client: redis.Redis, user_id: str, rooms: list[str]) -> dict[str, dict[str, Any]]:
+def unread(
+    client: redis.Redis, layout: Layout, user_id: str, rooms: list[str]
+) -> dict[str, dict[str, Any]]:
     """{room: {"unread": n, "read": <message id> | None}} for the caller, in
     two pipelined round trips whatever the number of rooms."""
     if not rooms:
         return {}
     pipe = client.pipeline(transaction=False)
     for room in rooms:
-        pipe.get(room_counter_key(room))
-        pipe.hget(cursors_key(room, READ), user_id)
+        pipe.get(layout.room_counter_key(room))
+        pipe.hget(layout.cursors_key(room, READ), user_id)
     first = pipe.execute()
     cursors = [_parse(first[2 * i + 1]) for i in range(len(rooms))]
     pipe = client.pipeline(transaction=False)
     for room, (number, _) in zip(rooms, cursors, strict=True):
-        pipe.zcount(own_messages_key(room, user_id), f"({number}", "+inf")
-        pipe.zcount(deleted_numbers_key(room), f"({number}", "+inf")
+        pipe.zcount(layout.own_messages_key(room, user_id), f"({number}", "+inf")
+        pipe.zcount(layout.deleted_numbers_key(room), f"({number}", "+inf")
     second = pipe.execute()
     answer = {}
     for i, room in enumerate(rooms):
@@ -272,24 +277,26 @@ def unread(client: redis.Redis, user_id: str, rooms: list[str]) -> dict[str, dic
     return answer
 
 
-def read_by_anyone(client: redis.Redis, room: str, users: list[str]) -> list[dict[str, Any]]:
+def read_by_anyone(
+    client: redis.Redis, layout: Layout, room: str, users: list[str]
+) -> list[dict[str, Any]]:
     """These users' cursors in the room: [{read, delivered}]."""
     pipe = client.pipeline(transaction=False)
     for user in users:
-        pipe.hget(cursors_key(room, READ), user)
-        pipe.hget(cursors_key(room, DELIVERED), user)
+        pipe.hget(layout.cursors_key(room, READ), user)
+        pipe.hget(layout.cursors_key(room, DELIVERED), user)
     found = pipe.execute()
     return [{"read": _parse(found[2 * i])[1], "delivered": _parse(found[2 * i + 1])[1]}
             for i in range(len(users))]  # fmt: skip
 
 
-def read_by(client: redis.Redis, room: str) -> list[dict[str, Any]]:
+def read_by(client: redis.Redis, layout: Layout, room: str) -> list[dict[str, Any]]:
     """Every reader's cursors in the room: [{user_id, read, delivered}];
     ConflictError `room_too_large` over READ_BY_MAX_MEMBERS readers."""
     pipe = client.pipeline(transaction=False)
-    pipe.hlen(cursors_key(room, DELIVERED))
-    pipe.hgetall(cursors_key(room, READ))
-    pipe.hgetall(cursors_key(room, DELIVERED))
+    pipe.hlen(layout.cursors_key(room, DELIVERED))
+    pipe.hgetall(layout.cursors_key(room, READ))
+    pipe.hgetall(layout.cursors_key(room, DELIVERED))
     size, reads, deliveries = pipe.execute()
     if size > READ_BY_MAX_MEMBERS:
         raise ConflictError(

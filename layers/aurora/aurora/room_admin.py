@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import pydantic
 
 from aurora import membership, rooms, throttling, users
+from aurora.backends import is_cluster, room_window_key
 from aurora.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from aurora.keyspace import room_members_key, window_key
 from aurora.membership import ADMIN, DIRECT, MEMBER, MEMBERS_ONLY, OWNER, PUBLIC, Mirror
@@ -87,7 +88,8 @@ def _taken(db: Database, client: redis.Redis, room: str) -> bool:
         return True
     if db[rooms.MEMBERSHIPS].find_one({"room": room}, {"_id": 1}) is not None:
         return True
-    return bool(client.exists(window_key(room), room_members_key(room)))
+    window = room_window_key(room) if is_cluster(client) else window_key(room)
+    return bool(client.exists(window, room_members_key(room)))
 
 
 def create(

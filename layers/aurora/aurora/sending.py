@@ -8,6 +8,12 @@ without being queued for persistence, or queued without being published.
 
 The room channel carries `"<id> <frame>"`: the id lets a replica drop what it
 already delivered after a reconnect; ephemeral frames (typing) use `-`.
+
+On a Redis Cluster the script's keys and the room's channel share the slot of
+the room's persistence partition (`aurora.keyspace.Layout`), and the frame is
+published with SPUBLISH: it travels to the node owning that slot only. A send
+retried after MOVED, ASK or a lost connection is safe when it carries a
+`client_id`: the idempotency key answers the retry with the first id.
 """
 
 from __future__ import annotations
@@ -17,17 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora.keyspace import (
-    STREAM_KEY,
-    idempotency_key,
-    own_messages_key,
-    rate_key,
-    reactions_key,
-    room_channel,
-    room_counter_key,
-    tombstones_key,
-    window_key,
-)
+from aurora.keyspace import SINGLE, Layout
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
 from aurora.stream import entry_fields, parse_id
@@ -37,54 +33,59 @@ if TYPE_CHECKING:
 
 EPHEMERAL_ID = "-"
 
-# KEYS: idempotency key (or ""), rate counter, stream, room window, the
-#       room's message counter, the sender's unread-excluded messages there.
-# ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog,
-#       resume window length, frame suffix (`,"client_id":…}` or `}`), prefix
-#       of the room's reaction keys, then the stream entry's field/value pairs.
+# KEYS: rate counter, stream partition, room window, the room's message
+#       counter, the sender's unread-excluded messages there, then the
+#       idempotency key when the send has a client_id (no placeholder: on a
+#       cluster every key must be in the room's slot).
+# ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog
+#       (of the room's partition), resume window length, frame suffix
+#       (`,"client_id":…}` or `}`), publish command (PUBLISH, or SPUBLISH on a
+#       cluster), prefix of the room's reaction keys, then the stream entry's
+#       field/value pairs.
 # The room's counter numbers its messages (`n`, in the entry and the window):
 # unread counts are differences of these numbers (`aurora.receipts`).
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
-_SEND = """
-if KEYS[1] ~= '' then
-  local seen = redis.call('GET', KEYS[1])
+SEND_SCRIPT = """
+local idem = KEYS[6]
+if idem then
+  local seen = redis.call('GET', idem)
   if seen then return {2, seen} end
 end
-local backlog = redis.call('XLEN', KEYS[3])
+local backlog = redis.call('XLEN', KEYS[2])
 if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
-local count = redis.call('INCR', KEYS[2])
-if count == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if count > tonumber(ARGV[1]) then
-  local ttl = redis.call('PTTL', KEYS[2])
+  local ttl = redis.call('PTTL', KEYS[1])
   if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
     ttl = tonumber(ARGV[2])
   end
   return {0, ttl}
 end
-local n = redis.call('INCR', KEYS[5])
+local n = redis.call('INCR', KEYS[4])
 local fields = {'n', n}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
-redis.call('ZADD', KEYS[6], n, n)
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('ZADD', KEYS[5], n, n)
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
 -- The message leaving the window takes its reactions (`aurora.changes`) with it.
-if redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[7]) then
-  local oldest = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', 1)[1]
+if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[7]) then
+  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
   if oldest then
-    redis.call('DEL', ARGV[9] .. oldest[1], ARGV[9] .. 'counts:' .. oldest[1])
+    redis.call('DEL', ARGV[10] .. oldest[1], ARGV[10] .. 'counts:' .. oldest[1])
   end
 end
 -- The window reuses the stream id. pcall: if the stream was ever recreated
 -- (ids went back), start the room's window afresh rather than fail half way.
-local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
+local ok = redis.pcall('XADD', KEYS[3], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
 if type(ok) == 'table' and ok.err then
-  redis.call('DEL', KEYS[4])
-  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
+  redis.call('DEL', KEYS[3])
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
 end
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
-redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
+if idem then redis.call('SET', idem, id, 'PX', ARGV[5]) end
+redis.call(ARGV[9], ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
 """
 
@@ -126,10 +127,14 @@ class Recent:
 class Sender:
     """Sends messages through the script; one per Redis client."""
 
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: Settings, layout: Layout = SINGLE
+    ) -> None:
         self._redis = client
-        self._script = client.register_script(_SEND)
+        self._script = client.register_script(SEND_SCRIPT)
         self._settings = settings
+        self._layout = layout
+        self._publish = "SPUBLISH" if layout.cluster else "PUBLISH"
 
     async def send(
         self,
@@ -144,26 +149,9 @@ class Sender:
         """Accept one message. `attachments` must already be checked
         (`aurora.attachments.verify_attachments`): they are stored and
         broadcast as given."""
-        s = self._settings
-        checked = [dict(a) for a in attachments]
-        fields = entry_fields(room, user_id, username, text, checked, client_id)
-        suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
-        args: list[str | int] = [
-            s.rate_limit_messages,
-            s.rate_limit_window_ms,
-            room_channel(room),
-            frame_prefix(room, user_id, username, text, checked),
-            s.idempotency_ttl_seconds * 1000,
-            s.max_backlog,
-            s.resume_window,
-            suffix,
-            reactions_key(room, ""),
-        ]
-        for name, value in fields.items():
-            args += [name, value]
-        idem = "" if client_id is None else idempotency_key(user_id, client_id)
-        keys = [idem, rate_key(room, user_id), STREAM_KEY, window_key(room),
-                room_counter_key(room), own_messages_key(room, user_id)]  # fmt: skip
+        keys, args = script_call(
+            self._settings, self._layout, room, user_id, username, text, client_id, attachments
+        )
         result = await self._script(keys=keys, args=args)
         kind = int(result[0])
         if kind == 1:
@@ -176,16 +164,58 @@ class Sender:
 
     async def publish_ephemeral(self, room: str, frame: str) -> None:
         """A frame for the room's current members only (typing): not stored."""
-        await self._redis.publish(room_channel(room), f"{EPHEMERAL_ID} {frame}")
+        channel = self._layout.room_channel(room)
+        await self._redis.execute_command(self._publish, channel, f"{EPHEMERAL_ID} {frame}")
+
+
+def script_call(
+    settings: Settings,
+    layout: Layout,
+    room: str,
+    user_id: str,
+    username: str,
+    text: str,
+    client_id: str | None = None,
+    attachments: Sequence[Mapping[str, Any]] = (),
+) -> tuple[list[str], list[str | int]]:
+    """The send script's KEYS and ARGV for one message (the `Sender`'s, and a
+    benchmark's that pipelines many)."""
+    checked = [dict(a) for a in attachments]
+    fields = entry_fields(room, user_id, username, text, checked, client_id)
+    suffix = "}" if client_id is None else f',"client_id":{_json_str(client_id)}}}'
+    args: list[str | int] = [
+        settings.rate_limit_messages,
+        settings.rate_limit_window_ms,
+        layout.room_channel(room),
+        frame_prefix(room, user_id, username, text, checked),
+        settings.idempotency_ttl_seconds * 1000,
+        settings.max_backlog,
+        settings.resume_window,
+        suffix,
+        "SPUBLISH" if layout.cluster else "PUBLISH",
+        layout.reactions_key(room, ""),
+    ]
+    for name, value in fields.items():
+        args += [name, value]
+    keys = [layout.rate_key(room, user_id), layout.room_stream_key(room), layout.window_key(room),
+            layout.room_counter_key(room), layout.own_messages_key(room, user_id)]  # fmt: skip
+    if client_id is not None:
+        keys.append(layout.idempotency_key(room, user_id, client_id))
+    return keys, args
 
 
 async def recent(
-    client: redis.asyncio.Redis, room: str, since: str | None, *, window: int
+    client: redis.asyncio.Redis,
+    room: str,
+    since: str | None,
+    *,
+    window: int,
+    layout: Layout = SINGLE,
 ) -> Recent:
     """The room's messages and changes after `since` (exclusive) from its
     resume window, without deleted messages (`aurora.changes`), and the
     window's newest id. `since=None` asks for the newest id only."""
-    key = window_key(room)
+    key = layout.window_key(room)
     if since is not None:
         parse_id(since)  # ValidationError for a malformed id
     async with client.pipeline(transaction=True) as pipe:
@@ -194,7 +224,7 @@ async def recent(
             pipe.xrange(key, min="(" + since, max="+")
             pipe.xlen(key)
             pipe.xrange(key, count=1)
-            pipe.zrange(tombstones_key(room), 0, -1)
+            pipe.zrange(layout.tombstones_key(room), 0, -1)
         replies = await pipe.execute()
     newest = replies[0][0][0] if replies[0] else None
     if since is None:

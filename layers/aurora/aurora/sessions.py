@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aurora import tokens, users
+from aurora.backends import is_cluster
 from aurora.errors import AuthenticationError
 from aurora.keyspace import REVOCATIONS_CHANNEL, revoked_key, session_key, user_sessions_key
 from aurora.settings import Settings
@@ -85,7 +86,7 @@ def open_session(
     session_id, secret = secrets.token_hex(16), _new_secret()
     key = session_key(session_id)
     index = user_sessions_key(user_id)
-    with client.pipeline(transaction=True) as pipe:
+    with _writes(client) as pipe:
         pipe.hset(
             key, mapping={"secret_hash": _hash(secret), "user_id": user_id, "username": username}
         )
@@ -97,11 +98,11 @@ def open_session(
     if count > settings.max_sessions_per_user:
         # Bounded memory per user however often they log in: the oldest sessions end.
         oldest = client.zrange(index, 0, count - settings.max_sessions_per_user - 1)
-        with client.pipeline(transaction=True) as pipe:
-            pipe.delete(*(session_key(sid) for sid in oldest))
+        with _writes(client) as pipe:
+            for sid in oldest:
+                pipe.delete(session_key(sid))
             pipe.zrem(index, *oldest)
-            pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(user_id, "session_limit"))
-            pipe.execute()
+            _then_notice(client, pipe, revocation_notice(user_id, "session_limit"))
     access = tokens.issue_token(user_id, username, settings, session_id=session_id)
     return SessionTokens(access, f"{session_id}.{secret}")
 
@@ -139,13 +140,12 @@ def end_session(client: redis.Redis, settings: Settings, claims: tokens.Claims) 
     """Logout: refuse this access token until it expires, end its session (its
     refresh token and every access token it issued) and tell the replicas, in
     one transaction."""
-    with client.pipeline(transaction=True) as pipe:
+    with _writes(client) as pipe:
         _revoke_access_token(pipe, settings, claims)
         if claims.session_id:
             pipe.delete(session_key(claims.session_id))
             pipe.zrem(user_sessions_key(claims.user_id), claims.session_id)
-        pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, "logout"))
-        pipe.execute()
+        _then_notice(client, pipe, revocation_notice(claims.user_id, "logout"))
 
 
 def end_all_sessions(
@@ -171,7 +171,39 @@ def end_all_sessions(
         pipe.publish(REVOCATIONS_CHANNEL, revocation_notice(claims.user_id, reason))
         return len(session_ids)
 
+    if is_cluster(client):
+        # The user's sessions are in many slots: no transaction can hold
+        # them. The writes, then the notice; a session opened meanwhile
+        # survives this call (the next one ends it).
+        session_ids = client.zrange(index, 0, -1)
+        with client.pipeline(transaction=False) as pipe:
+            for sid in session_ids:
+                pipe.delete(session_key(sid))
+            pipe.delete(index)
+            _revoke_access_token(pipe, settings, claims)
+            _then_notice(client, pipe, revocation_notice(claims.user_id, reason))
+        return len(session_ids)
     return client.transaction(end_all, index, value_from_callable=True)
+
+
+def _writes(client: redis.Redis) -> redis.client.Pipeline:
+    """A MULTI transaction on a single Redis. On a cluster the keys of one
+    change (a session, the user's index, a revoked jti) are in different
+    slots, which no transaction spans: a plain pipeline, and the notice
+    only after its writes (`_then_notice`), so a replica that re-checks on
+    the notice finds them."""
+    return client.pipeline(transaction=not is_cluster(client))
+
+
+def _then_notice(client: redis.Redis, pipe: redis.client.Pipeline, notice: str) -> None:
+    """Execute `pipe` with the revocation notice: inside the transaction on a
+    single Redis, after the writes on a cluster."""
+    if is_cluster(client):
+        pipe.execute()
+        client.publish(REVOCATIONS_CHANNEL, notice)
+    else:
+        pipe.publish(REVOCATIONS_CHANNEL, notice)
+        pipe.execute()
 
 
 def _revoke_access_token(

@@ -72,6 +72,20 @@ def _items(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _partition_counts(raw: str) -> tuple[int, ...]:
+    counts = tuple(int(item) for item in _items(raw))
+    if any(not 1 <= count <= 256 for count in counts):
+        raise ValueError("each must be a partition count from 1 to 256")
+    return counts
+
+
+def _partition_indexes(raw: str) -> tuple[int, ...]:
+    indexes = tuple(int(item) for item in _items(raw))
+    if any(not 0 <= index < 256 for index in indexes):
+        raise ValueError("each must be a partition index from 0 to 255")
+    return indexes
+
+
 def _content_types(raw: str) -> tuple[str, ...]:
     return _items(raw.lower())
 
@@ -200,6 +214,27 @@ class Settings:
         "persistence stream length at which sends get `backpressure`",
         limit=True,
         ge=1,
+    )
+
+    stream_partitions: int = setting(
+        "STREAM_PARTITIONS",
+        0,
+        "persistence stream partitions, fixed per deployment (0: 1 on a single Redis, "
+        "12 on a cluster)",
+        ge=0,
+        le=256,
+    )
+    stream_partitions_before: tuple[int, ...] = setting(
+        "STREAM_PARTITIONS_BEFORE",
+        (),
+        "earlier partition counts whose streams the drain still empties after a change",
+        parse=_partition_counts,
+    )
+    drain_partitions: tuple[int, ...] = setting(
+        "DRAIN_PARTITIONS",
+        (),
+        "the partitions this drain empties, e.g. 0,1,2 (empty: all; one schedule per group)",
+        parse=_partition_indexes,
     )
 
     # Fan-out server: listening, keepalive, per-connection and per-user limits.
@@ -371,7 +406,14 @@ class Settings:
                     f"BCRYPT_ROUNDS must be >= {MIN_BCRYPT_ROUNDS} outside local mode"
                 )
             redis = urlsplit(self.redis_url)
-            if redis.scheme not in ("rediss", "unix") and redis.hostname not in _LOOPBACK_HOSTS:
+            # Several seed nodes are comma-separated `host:port`s (aurora.backends).
+            hosts = [
+                urlsplit(f"//{node}").hostname
+                for node in redis.netloc.rpartition("@")[2].split(",")
+            ]
+            if redis.scheme not in ("rediss", "unix") and not all(
+                host in _LOOPBACK_HOSTS for host in hosts
+            ):
                 # The URL may carry an AUTH token, and every message crosses it.
                 raise ConfigurationError(
                     "REDIS_URL must use TLS (rediss://) outside local mode, "

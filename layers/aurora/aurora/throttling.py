@@ -14,7 +14,7 @@ import hashlib
 import ipaddress
 from typing import TYPE_CHECKING
 
-from aurora.backends import redis_unavailable
+from aurora.backends import redis_unavailable, slot_batches
 from aurora.errors import RateLimitedError
 from aurora.keyspace import (
     login_failures_key,
@@ -84,16 +84,27 @@ def check_login(client: redis.Redis, settings: Settings, username: str, ip: str)
     """RateLimitedError if this username from this IP, or this IP, failed too often."""
     limits = [settings.login_failures_per_user_ip, settings.login_failures_per_ip]
     with redis_unavailable():
-        wait_ms = client.register_script(_CHECK)(keys=_login_keys(username, ip), args=limits)
+        keys = _login_keys(username, ip)
+        # One call on a single Redis; on a cluster one per slot (the two
+        # counters are in different slots).
+        wait_ms = max(
+            client.register_script(_CHECK)(
+                keys=[keys[i] for i in batch], args=[limits[i] for i in batch]
+            )
+            for batch in slot_batches(client, keys, len(keys))
+        )
     if wait_ms:
         raise RateLimitedError(int(wait_ms), "Too many failed logins, retry later")
 
 
 def record_login_failure(client: redis.Redis, settings: Settings, username: str, ip: str) -> None:
     with redis_unavailable():
-        client.register_script(_HIT)(
-            keys=_login_keys(username, ip), args=[settings.login_failure_window_seconds * 1000]
-        )
+        keys = _login_keys(username, ip)
+        for batch in slot_batches(client, keys, len(keys)):
+            client.register_script(_HIT)(
+                keys=[keys[i] for i in batch],
+                args=[settings.login_failure_window_seconds * 1000],
+            )
 
 
 def clear_login_failures(client: redis.Redis, username: str, ip: str) -> None:

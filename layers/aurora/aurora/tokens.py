@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from aurora.backends import redis_unavailable
+from aurora.backends import redis_unavailable, slot_batches
 from aurora.errors import AuthenticationError
 from aurora.keyspace import revoked_key, session_key
 from aurora.secrets import jwt_secrets
@@ -239,13 +239,17 @@ async def find_revoked_async(client: redis.asyncio.Redis, accepted: Sequence[Cla
         return []
     with redis_unavailable("Cannot check tokens now, retry"):
         async with client.pipeline(transaction=False) as pipe:
-            for start in range(0, len(keys), _KEYS_PER_CALL):
-                chunk = keys[start : start + _KEYS_PER_CALL]
+            batches = slot_batches(client, keys, _KEYS_PER_CALL)
+            for batch in batches:
                 # EVAL, not EVALSHA: a pipeline with scripts would first ask
                 # Redis whether they are loaded, a second round trip.
-                pipe.eval(_EXISTS_EACH, len(chunk), *chunk)
+                pipe.eval(_EXISTS_EACH, len(batch), *(keys[i] for i in batch))
             replies = await pipe.execute()
-    exists = dict(zip(keys, "".join(replies), strict=True))
+    exists = {
+        keys[i]: flag
+        for batch, reply in zip(batches, replies, strict=True)
+        for i, flag in zip(batch, reply, strict=True)
+    }
     return [
         exists[revoked_key(claims.token_id)] == "1"
         or (bool(claims.session_id) and exists[session_key(claims.session_id)] == "0")
