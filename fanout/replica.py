@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from aurora.budget import SendBudget
     from aurora.sending import Sender
     from aurora.settings import Settings
     from aurora.tokens import Claims
@@ -27,6 +28,7 @@ class Replica:
     metrics: Metrics
     hub: Hub  # rooms, joins, broadcasts
     sender: Sender  # the send script, typing
+    budget: SendBudget  # each user's sends across all rooms, taken before the room's script
     attachments: AttachmentCheck
     limit: ConnectionLimit  # the per-user connection cap
     revocations: RevocationWatch  # closes a connection whose token is revoked

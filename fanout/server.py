@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from aurora.backends import async_redis_client, redis_unavailable
+from aurora.budget import SendBudget
 from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
 from aurora.secrets import jwt_secrets
@@ -82,6 +83,7 @@ class FanoutServer:
             metrics=self.metrics,
             hub=self.hub,
             sender=Sender(self.redis, settings),
+            budget=SendBudget(self.redis, settings),
             attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
             revocations=self.revocations,

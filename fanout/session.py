@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from aurora.backends import redis_unavailable
-from aurora.errors import AuroraError, AuthenticationError, UnavailableError
+from aurora.errors import AuroraError, AuthenticationError, RateLimitedError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
 
@@ -166,6 +167,8 @@ class Session:
                 if command is None:
                     return None
                 return await self._dispatch(command)
+        except RateLimitedError as exc:  # a budget: the connection stays, the client waits
+            return p.rate_limited_frame(exc.retry_after_ms, client_id=_answering(command, raw))
         except AuroraError as exc:
             return p.error_frame(exc.code, exc.message, client_id=_answering(command, raw))
 
@@ -226,6 +229,12 @@ class Session:
             return p.error_frame(
                 "not_joined", f"Join {command.room!r} first", client_id=command.client_id
             )
+        # The user's budget across all rooms first: it also bounds the S3
+        # checks below, which cost a HEAD per attachment.
+        over = await replica.budget.take(self.claims.user_id, _message_bytes(command))
+        if over is not None:
+            replica.metrics.rate_limited.inc()
+            return p.rate_limited_frame(over.retry_after_ms, client_id=command.client_id)
         # Before the script: a refused attachment (or S3 out of reach) raises
         # an AuroraError, answered with an `error` frame; nothing is stored.
         attachments = await replica.attachments.verify(command.attachments, self.claims.user_id)
@@ -276,6 +285,14 @@ class Session:
         self.claims = self.connection.claims = claims
         self._schedule_expiry()
         return p.ready_frame(claims.username, claims.user_id)
+
+
+def _message_bytes(command: p.SendMessage) -> int:
+    """What a send costs the byte budget: its text and attachments, encoded."""
+    size = len(command.text.encode())
+    if command.attachments:
+        size += len(json.dumps(command.attachments, separators=(",", ":")))
+    return size
 
 
 def _answering(command: p.ClientFrame | None, raw: str | bytes) -> str | None:

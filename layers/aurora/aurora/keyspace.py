@@ -41,7 +41,8 @@ def window_key(room: str) -> str:
     """Stream: the room's resume window, the last `RESUME_WINDOW` broadcast
     frames (field `f`), ids equal to the persistence stream's. Written and
     trimmed exactly (`MAXLEN`) by the send script; read by the fan-out on
-    `join` and after a reconnect. No expiry; the drain never touches it."""
+    `join` and after a reconnect. Expires `RESUME_WINDOW_TTL_SECONDS` after
+    the room's last message; the drain never touches it."""
     return f"aurora:window:{room}"
 
 
@@ -49,6 +50,14 @@ def rate_key(room: str, user_id: str) -> str:
     """String (counter): the user's sends to the room in the current window.
     Written by the send script; expires after `RATE_LIMIT_WINDOW_MS`."""
     return f"aurora:rate:{room}:{user_id}"
+
+
+def budget_key(user_id: str) -> str:
+    """Hash: the user's send budget across every room, two token buckets
+    (`m` messages, `b` bytes, `t` last refill in ms). Written by
+    `aurora.budget`; expires once both buckets would be full again. Hash
+    tag `{user_id}`: one Cluster slot per user."""
+    return f"aurora:budget:{{{user_id}}}"
 
 
 def idempotency_key(user_id: str, client_id: str) -> str:

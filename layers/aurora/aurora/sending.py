@@ -1,10 +1,13 @@
 """Accepting a chat message, in one Redis round trip.
 
-One server-side script does, atomically: the idempotency check (a repeated
-`client_id` returns the first message's id), the backlog bound, the rate
-limit, the append to the persistence stream, the append to the room's resume
-window and the publish to the room's channel. So a message is never published
-without being queued for persistence, or queued without being published.
+After the sender's budget across all rooms (`aurora.budget`, the user's own
+keys, taken by the caller first), one server-side script does, atomically: the
+idempotency check (a repeated `client_id` returns the first message's id),
+the backlog bound (entries and bytes), the per-room rate limit, the append to
+the persistence stream, the append to the room's resume window (which expires
+once the room has been quiet for `RESUME_WINDOW_TTL_SECONDS`) and the publish
+to the room's channel. So a message is never published without being queued
+for persistence, or queued without being published.
 
 The room channel carries `"<id> <frame>"`: the id lets a replica drop what it
 already delivered after a reconnect; ephemeral frames (typing) use `-`.
@@ -29,8 +32,9 @@ EPHEMERAL_ID = "-"
 
 # KEYS: idempotency key (or ""), rate counter, stream, room window.
 # ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog,
-#       resume window length, frame suffix (`,"client_id":…}` or `}`), then the
-#       stream entry's field/value pairs.
+#       resume window length, frame suffix (`,"client_id":…}` or `}`), resume
+#       window lifetime ms, max backlog bytes, then the stream entry's
+#       field/value pairs.
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
 # limited, {3, backlog} backpressure.
 _SEND = """
@@ -40,6 +44,11 @@ if KEYS[1] ~= '' then
 end
 local backlog = redis.call('XLEN', KEYS[3])
 if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
+-- Bytes too: entries may be small or 16 KiB. MEMORY USAGE samples a few
+-- nodes of the stream, so this costs the same at any length.
+if backlog > 0 and redis.call('MEMORY', 'USAGE', KEYS[3]) >= tonumber(ARGV[10]) then
+  return {3, backlog}
+end
 local count = redis.call('INCR', KEYS[2])
 if count == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 if count > tonumber(ARGV[1]) then
@@ -51,7 +60,7 @@ if count > tonumber(ARGV[1]) then
   return {0, ttl}
 end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[3], '*', unpack(fields))
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
 -- The window reuses the stream id. pcall: if the stream was ever recreated
@@ -61,6 +70,7 @@ if type(ok) == 'table' and ok.err then
   redis.call('DEL', KEYS[4])
   redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], id, 'f', frame)
 end
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
 if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'PX', ARGV[5]) end
 redis.call('PUBLISH', ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
@@ -135,6 +145,8 @@ class Sender:
             s.max_backlog,
             s.resume_window,
             suffix,
+            s.resume_window_ttl_seconds * 1000,
+            s.max_backlog_bytes,
         ]
         for name, value in fields.items():
             args += [name, value]

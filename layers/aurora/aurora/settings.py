@@ -169,6 +169,29 @@ class Settings:
     rate_limit_window_ms: int = setting(
         "RATE_LIMIT_WINDOW_MS", 1000, "window of the send rate", limit=True, ge=1
     )
+    # The per-user budget across all rooms (`aurora.budget`), checked before
+    # the per-room limit above: one account sending to many rooms cannot fill
+    # Redis. Token buckets: the rate is sustained, the burst may come at once.
+    user_messages_per_second: float = setting(
+        "USER_MESSAGES_PER_SECOND",
+        10.0,
+        "messages per user per second, all rooms",
+        limit=True,
+        gt=0,
+    )
+    user_message_burst: int = setting(
+        "USER_MESSAGE_BURST", 20, "messages per user at once, all rooms", limit=True, ge=1
+    )
+    user_bytes_per_window: int = setting(
+        "USER_BYTES_PER_WINDOW",
+        256 * 1024,
+        "message bytes per user per USER_BYTES_WINDOW_SECONDS, all rooms",
+        limit=True,
+        ge=1,
+    )
+    user_bytes_window_seconds: int = setting(
+        "USER_BYTES_WINDOW_SECONDS", 10, "window of USER_BYTES_PER_WINDOW", limit=True, ge=1
+    )
     max_text_chars: int = setting(
         "MAX_TEXT_CHARS", 4000, "characters of one message's text", limit=True, ge=1
     )
@@ -181,6 +204,20 @@ class Settings:
     )
     resume_window: int = setting(
         "RESUME_WINDOW", 500, "recent messages kept per room for resume", limit=True, ge=1
+    )
+    resume_window_ttl_seconds: int = setting(
+        "RESUME_WINDOW_TTL_SECONDS",
+        24 * 3600,
+        "a room's resume window is dropped after this long without a message",
+        limit=True,
+        ge=1,
+    )
+    max_backlog_bytes: int = setting(
+        "MAX_BACKLOG_BYTES",
+        256 * 1024 * 1024,
+        "persistence stream bytes (Redis's estimate) at which sends get `backpressure`",
+        limit=True,
+        ge=1,
     )
     max_backlog: int = setting(
         "MAX_BACKLOG",
