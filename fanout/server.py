@@ -203,6 +203,7 @@ class FanoutServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.subscriber.close()
+        self.replica.attachments.close()
         await self.redis.aclose()
 
     async def _keepalive(self, server: Server) -> None:

@@ -19,6 +19,8 @@ from aurora.backends import redis_unavailable
 from aurora.errors import AuroraError, AuthenticationError, RateLimitedError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
+from fanout.frame_limit import FrameLimiter
+from fanout.typing import TypingRelay
 
 if TYPE_CHECKING:
     from aurora.tokens import Claims
@@ -28,13 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("aurora.fanout")
 
 MAX_ROOMS_PER_CONNECTION = 100
-TYPING_MIN_INTERVAL_S = 1.0  # a repeated typing=true more often than this is not relayed
 _RETRY = "unavailable, retry"  # the close reason when Redis cannot admit a connection
 
 
 class Session:
     # One per connection: slots keep it small at 10,000 connections.
-    __slots__ = ("_expiry", "_typing_sent", "claims", "connection", "replica", "v0")
+    __slots__ = ("_expiry", "_frames", "_typing", "claims", "connection", "replica", "v0")
 
     def __init__(self, replica: Replica, connection: FanoutConnection) -> None:
         self.replica = replica
@@ -44,7 +45,8 @@ class Session:
         # clients are put in `general` and get no v1-only frames.
         self.v0 = connection.subprotocol != p.SUBPROTOCOL
         self._expiry: asyncio.TimerHandle | None = None
-        self._typing_sent: dict[str, float] | None = None  # made on first use
+        self._frames = FrameLimiter(replica.settings)
+        self._typing: TypingRelay | None = None  # made on the first `typing` frame
 
     async def run(self) -> None:
         replica, connection = self.replica, self.connection
@@ -64,10 +66,16 @@ class Session:
                 else:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
                 while True:  # recv() rather than `async for`: one frame less per connection
-                    reply = await self._on_frame(await connection.recv())
+                    raw = await connection.recv()
+                    if self._frames.flooding():
+                        await self._refuse(p.CLOSE_FLOOD, "too many frames", "flood")
+                        return
+                    reply = await self._on_frame(raw)
                     if reply is not None:
                         await connection.send(reply)
             finally:
+                if self._typing is not None:
+                    self._typing.close()
                 replica.metrics.connections.dec()
                 replica.revocations.discard(self)
                 if self._expiry is not None:
@@ -163,17 +171,22 @@ class Session:
         command = None
         try:
             with redis_unavailable("Not done: Redis is unreachable, retry"):
-                command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
+                try:
+                    command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
+                finally:  # a frame that does not parse counts too
+                    wait = self._frames.take(None if command is None else command.type)
+                if wait:
+                    raise RateLimitedError(wait, "Too many frames")
                 if command is None:
                     return None
                 return await self._dispatch(command)
-        except RateLimitedError as exc:  # a budget: the connection stays, the client waits
+        except RateLimitedError as exc:  # a limit: the connection stays, the client waits
             return p.rate_limited_frame(exc.retry_after_ms, client_id=_answering(command, raw))
         except AuroraError as exc:
             return p.error_frame(exc.code, exc.message, client_id=_answering(command, raw))
 
     async def _dispatch(self, command: p.ClientFrame) -> str | None:
-        replica, connection = self.replica, self.connection
+        replica, connection, settings = self.replica, self.connection, self.replica.settings
         match command:
             case p.SendMessage():
                 return await self._send(command)
@@ -181,25 +194,28 @@ class Session:
                 return await self._join(room, since)
             case p.Leave(room=room):
                 await replica.hub.leave(connection, room)
+                if self._typing is not None:
+                    self._typing.forget(room)
                 return p.left_frame(room)
             case p.Typing(room=room, typing=typing):
                 if not (await replica.access.standing(self.claims, room)).may_read:
                     return p.error_frame("forbidden", f"You may not write to {room!r}")
                 if not replica.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
-                now = time.monotonic()
-                sent = self._typing_sent = self._typing_sent or {}
-                if typing and now - sent.get(room, 0.0) < TYPING_MIN_INTERVAL_S:
-                    return None
-                sent[room] = now if typing else 0.0
-                frame = p.typing_frame(room, self.claims.username, self.claims.user_id, typing)
-                await replica.sender.publish_ephemeral(room, frame)
+                if self._typing is None:
+                    self._typing = TypingRelay(self._publish_typing, settings.typing_interval_ms)
+                await self._typing.update(room, typing)
                 return None
             case p.Ping():
                 return p.PONG
             case p.Auth(token=token):
                 return await self._reauthenticate(token)
         return None  # unreachable: parse_client_frame returns only the types above
+
+    async def _publish_typing(self, room: str, typing: bool) -> None:
+        frame = p.typing_frame(room, self.claims.username, self.claims.user_id, typing)
+        with redis_unavailable():
+            await self.replica.sender.publish_ephemeral(room, frame)
 
     async def _join(self, room: str, since: str | None) -> str | None:
         replica, connection = self.replica, self.connection

@@ -253,6 +253,28 @@ class Settings:
         limit=True,
         ge=1,
     )
+    # Inbound frames per connection, every type (`fanout.frame_limit`): over
+    # the bucket a frame gets `rate_limited`; a flood is closed with 1008.
+    # The burst covers a reconnect that rejoins 100 rooms at once.
+    inbound_frames_per_second: float = setting(
+        "INBOUND_FRAMES_PER_SECOND", 30.0, "frames one connection may send per second",
+        limit=True, gt=0,
+    )  # fmt: skip
+    inbound_frame_burst: int = setting(
+        "INBOUND_FRAME_BURST", 150, "frames one connection may send at once", limit=True, ge=1
+    )
+    flood_frames_per_second: int = setting(
+        "FLOOD_FRAMES_PER_SECOND", 200, "frames per second that count as a flood", limit=True,
+        ge=1,
+    )  # fmt: skip
+    flood_seconds: int = setting(
+        "FLOOD_SECONDS", 5, "seconds of flood in a row before the connection is closed (1008)",
+        limit=True, ge=1,
+    )  # fmt: skip
+    typing_interval_ms: int = setting(
+        "TYPING_INTERVAL_MS", 1000, "one `typing` frame per connection and room this often",
+        limit=True, ge=1,
+    )  # fmt: skip
     max_connections_per_user: int = setting(
         "MAX_CONNECTIONS_PER_USER",
         10,
@@ -328,6 +350,10 @@ class Settings:
         "content types an attachment may have",
         parse=_content_types,
     )
+    attachment_check_threads: int = setting(
+        "ATTACHMENT_CHECK_THREADS", 4, "threads of the fan-out's attachment checks (S3 HEAD)",
+        limit=True, ge=1, le=64,
+    )  # fmt: skip
     attachment_url_ttl_seconds: int = setting(
         "ATTACHMENT_URL_TTL_SECONDS",
         300,
