@@ -209,7 +209,9 @@ def test_the_alarms_watch_drain_lag_backlog_dead_letters_and_errors(transformed,
         a["Properties"]["MetricName"]
         for a in of_type(transformed, "AWS::CloudWatch::Alarm").values()
     }
-    assert watched == {"PersistenceLag", "Backlog", "DeadLettered", "Errors"}
+    assert watched == {
+        "PersistenceLag", "Backlog", "DeadLettered", "Errors", "DatabaseMemoryUsagePercentage"
+    }  # fmt: skip
     fanout = {
         a["Properties"]["MetricName"]
         for a in of_type(fanout_template, "AWS::CloudWatch::Alarm").values()
@@ -403,3 +405,51 @@ def test_metrics_and_readiness_answer_404_on_the_public_listener(fanout_template
     assert action["FixedResponseConfig"]["StatusCode"] == "404"
     health = resources["TargetGroup"]["Properties"]["HealthCheckPath"]
     assert health not in condition["PathPatternConfig"]["Values"]
+
+
+def test_redis_memory_is_alarmed_when_the_elasticache_node_is_named(transformed, template):
+    """Redis runs noeviction: full means every write fails, so it is watched."""
+    alarm = transformed["Resources"]["RedisMemoryAlarm"]
+    assert alarm["Condition"] == "WithRedisMemoryAlarm"
+    props = alarm["Properties"]
+    assert props["Namespace"] == "AWS/ElastiCache"
+    assert props["Dimensions"] == [
+        {"Name": "CacheClusterId", "Value": {"Ref": "RedisCacheClusterId"}}
+    ]
+    assert props["TreatMissingData"] == "breaching"  # a Redis that stops reporting is news
+    assert 50 <= template["Parameters"]["RedisMemoryAlarmPercent"]["Default"] <= 80
+
+
+def test_every_route_throttle_names_a_deployed_route_and_the_costly_ones_are_set(template):
+    api = template["Resources"]["HttpApi"]["Properties"]
+    routes = {
+        f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}"
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+        for e in r["Properties"].get("Events", {}).values()
+        if e["Type"] == "HttpApi"
+    }
+    throttled = api["RouteSettings"]
+    assert set(throttled) <= routes  # a key naming no route fails the deployment
+    assert {"POST /api/auth/login", "POST /api/auth/register", "GET /api/search"} <= set(throttled)
+    default = api["DefaultRouteSettings"]["ThrottlingRateLimit"]
+    # Login is never the weak point: a shared bucket one client could empty for everyone.
+    assert throttled["POST /api/auth/login"]["ThrottlingRateLimit"] >= default
+    assert throttled["GET /api/search"]["ThrottlingRateLimit"] < default
+
+
+def test_an_optional_per_ip_rate_rule_guards_the_websocket_load_balancer(template, fanout_template):
+    assert template["Parameters"]["EdgeRateLimitPerIp"]["Default"] == 0  # off: WAF costs money
+    passed = template["Resources"]["FanoutService"]["Properties"]["Parameters"]
+    assert passed["EdgeRateLimitPerIp"] == {"Ref": "EdgeRateLimitPerIp"}
+    resources = fanout_template["Resources"]
+    acl, association = resources["EdgeRateLimit"], resources["EdgeRateLimitAssociation"]
+    assert acl["Condition"] == association["Condition"] == "WithEdgeRateLimit"
+    assert fanout_template["Conditions"]["WithEdgeRateLimit"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "EdgeRateLimitPerIp"}, "0"]}]
+    }
+    (rule,) = acl["Properties"]["Rules"]
+    assert rule["Action"] == {"Block": {}}
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert rate == {"Limit": {"Ref": "EdgeRateLimitPerIp"}, "AggregateKeyType": "IP"}
+    assert association["Properties"]["ResourceArn"] == {"Ref": "LoadBalancer"}

@@ -1,4 +1,5 @@
-"""The per-user send budget: what one account may send across all its rooms.
+"""Per-user budgets in Redis: what one account may send across all its rooms,
+and how often it may read history, search or list rooms over REST.
 
 Two token buckets kept together in one hash of the user's own
 (`keyspace.budget_key`, hash-tagged by the user id): messages
@@ -23,10 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aurora.keyspace import budget_key
+from aurora.backends import redis_unavailable
+from aurora.errors import RateLimitedError
+from aurora.keyspace import budget_key, reads_key
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
+    import redis
     import redis.asyncio
 
 # KEYS[1]: the user's budget hash {m: message tokens, b: byte tokens, t: ms}.
@@ -89,3 +93,22 @@ class SendBudget:
             keys=[budget_key(user_id)], args=[*self._args, size, self._ttl_ms]
         )
         return OverBudget(retry_after_ms=int(wait)) if int(wait) > 0 else None
+
+
+def take_read(client: redis.Redis, settings: Settings, caller: str) -> None:
+    """One history, search or room-listing request by `caller` (a user id):
+    RateLimitedError past `READS_PER_SECOND`, bursts of `READ_BURST`. Those
+    routes read MongoDB, search by scanning a room: one bucket for all three,
+    so no client can keep the database busy for everyone else.
+
+    One bucket is the send script with a free second one (cost 0)."""
+    rate, burst = settings.reads_per_second, settings.read_burst
+    ttl_ms = int(burst * 1000 / rate) + 1000
+    with redis_unavailable():
+        wait = int(
+            client.register_script(_TAKE)(
+                keys=[reads_key(caller)], args=[rate / 1000, burst, 1, 1, 0, ttl_ms]
+            )
+        )
+    if wait > 0:
+        raise RateLimitedError(wait, "Too many requests, retry later")

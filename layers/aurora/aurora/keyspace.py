@@ -60,6 +60,13 @@ def budget_key(user_id: str) -> str:
     return f"aurora:budget:{{{user_id}}}"
 
 
+def reads_key(user_id: str) -> str:
+    """Hash: the user's REST read budget (history, search, room listing), one
+    token bucket in the fields of `budget_key`. Written by `aurora.budget`;
+    expires once the bucket would be full again."""
+    return f"aurora:reads:{{{user_id}}}"
+
+
 def idempotency_key(user_id: str, client_id: str) -> str:
     """String: the id of the user's first send with this `client_id`. Written
     by the send script; expires after `IDEMPOTENCY_TTL_SECONDS`."""

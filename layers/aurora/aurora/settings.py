@@ -322,6 +322,15 @@ class Settings:
     history_page_max: int = setting(
         "HISTORY_PAGE_MAX", 100, "messages per page at most", limit=True, ge=1
     )
+    # One budget per user for history, search and room listing (`aurora.budget`).
+    reads_per_second: float = setting(
+        "READS_PER_SECOND", 5.0, "history, search and room-listing requests per user per second",
+        limit=True, gt=0,
+    )  # fmt: skip
+    read_burst: int = setting(
+        "READ_BURST", 20, "history, search and room-listing requests per user at once",
+        limit=True, ge=1,
+    )  # fmt: skip
     history_query_max_ms: int = setting(
         "HISTORY_QUERY_MAX_MS",
         2000,
