@@ -18,6 +18,7 @@ PINNED = {
     "rate_key": (keyspace.rate_key("dev", "u1"), "aurora:rate:dev:u1"),
     "budget_key": (keyspace.budget_key("u1"), "aurora:budget:{u1}"),
     "reads_key": (keyspace.reads_key("u1"), "aurora:reads:{u1}"),
+    "storage_key": (keyspace.storage_key("u1"), "aurora:storage:{u1}"),
     "idempotency_key": (keyspace.idempotency_key("u1", "c-9"), "aurora:idem:u1:c-9"),
     "connections_key": (keyspace.connections_key("u1"), "aurora:conns:u1"),
     "session_key": (keyspace.session_key("ab12"), "aurora:session:ab12"),

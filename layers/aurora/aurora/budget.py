@@ -1,5 +1,6 @@
 """Per-user budgets in Redis: what one account may send across all its rooms,
-and how often it may read history, search or list rooms over REST.
+how often it may read history, search or list rooms over REST, and how many
+bytes of attachments it may store.
 
 Two token buckets kept together in one hash of the user's own
 (`keyspace.budget_key`, hash-tagged by the user id): messages
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aurora.backends import redis_unavailable
-from aurora.errors import RateLimitedError
-from aurora.keyspace import budget_key, reads_key
+from aurora.errors import ForbiddenError, RateLimitedError
+from aurora.keyspace import budget_key, reads_key, storage_key
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
@@ -112,3 +113,26 @@ def take_read(client: redis.Redis, settings: Settings, caller: str) -> None:
         )
     if wait > 0:
         raise RateLimitedError(wait, "Too many requests, retry later")
+
+
+# KEYS[1]: the user's stored bytes; ARGV: this upload's bytes, the budget.
+# Adds the upload if it fits (returns the new total), else -1 (nothing added).
+_STORE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+
+
+def take_storage(client: redis.Redis, settings: Settings, user_id: str, size: int) -> None:
+    """Count an upload of `size` bytes against the user's attachment storage
+    (`ATTACHMENT_STORAGE_PER_USER`), when its upload link is granted: whatever
+    the user then uploads, their files never take more. ForbiddenError
+    `storage_quota_exceeded` (nothing counted) past it."""
+    limit = settings.attachment_storage_per_user
+    with redis_unavailable():
+        total = int(client.register_script(_STORE)(keys=[storage_key(user_id)], args=[size, limit]))
+    if total < 0:
+        raise ForbiddenError(
+            f"Attachment storage of {limit} bytes used up", code="storage_quota_exceeded"
+        )

@@ -121,6 +121,13 @@ def attachment_rooms_key(url_digest: str) -> str:
     return f"aurora:attachment:{url_digest}:rooms"
 
 
+def storage_key(user_id: str) -> str:
+    """String (counter): bytes of attachment uploads granted to the user, the
+    storage budget's use. Written by `aurora.budget` when an upload link is
+    granted; no expiry (attachments are kept), hash tag `{user_id}`."""
+    return f"aurora:storage:{{{user_id}}}"
+
+
 def room_creations_key(user_id: str) -> str:
     """String (counter): rooms the user created in the current window.
     Written by `aurora.throttling`; expires after one minute."""

@@ -359,6 +359,10 @@ class Settings:
         "content types an attachment may have",
         parse=_content_types,
     )
+    attachment_storage_per_user: int = setting(
+        "ATTACHMENT_STORAGE_PER_USER", 1024**3, "bytes of attachments one user may upload in all",
+        limit=True, ge=1,
+    )  # fmt: skip
     attachment_check_threads: int = setting(
         "ATTACHMENT_CHECK_THREADS", 4, "threads of the fan-out's attachment checks (S3 HEAD)",
         limit=True, ge=1, le=64,
