@@ -68,7 +68,8 @@ class Session:
                 while True:  # recv() rather than `async for`: one frame less per connection
                     raw = await connection.recv()
                     if self._frames.flooding():
-                        await self._refuse(p.CLOSE_FLOOD, "too many frames", "flood")
+                        replica.metrics.flood_disconnects.inc()
+                        await connection.close(p.CLOSE_FLOOD, "too many frames")
                         return
                     reply = await self._on_frame(raw)
                     if reply is not None:

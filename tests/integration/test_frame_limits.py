@@ -82,7 +82,7 @@ async def test_frames_over_the_connection_limit_get_rate_limited_and_the_connect
 
 async def test_a_sustained_flood_of_frames_is_closed_with_1008(settings):
     s = dataclasses.replace(settings, flood_frames_per_second=50, flood_seconds=2)
-    async with replica(s) as (url, _):
+    async with replica(s) as (url, server):
         alice = await v1(url, s, "alice")
         drained = asyncio.create_task(frames_for(alice, 6))  # keep reading the answers
         with contextlib.suppress(ConnectionClosed):
@@ -93,6 +93,7 @@ async def test_a_sustained_flood_of_frames_is_closed_with_1008(settings):
         await drained
         code = alice.close_code
     assert code == 1008
+    assert server.metrics.flood_disconnects._value.get() == 1
 
 
 async def test_a_join_replay_is_bounded_by_the_send_buffer(settings):
