@@ -9,7 +9,9 @@ would cost more than the frames.
 
 `UNLIMITED_TYPES` is the one place a frame type opts out of the bucket (never
 of the flood detector): frames whose refusal would lose state the client
-cannot resend cheaply.
+cannot resend cheaply. `UNANSWERED_TYPES` are frames the server never
+answers (clients match answers to frames in order): over the bucket they are
+dropped without a `rate_limited`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from aurora.settings import Settings
 # Read receipts must never be refused by a rate limit (they are coalesced by
 # their own handler instead).
 UNLIMITED_TYPES = frozenset({"read"})
+# Typing is relayed, never answered; a dropped one is superseded within a second.
+UNANSWERED_TYPES = frozenset({"typing"})
 
 
 class FrameLimiter:

@@ -19,7 +19,7 @@ from aurora.backends import redis_unavailable
 from aurora.errors import AuroraError, AuthenticationError, RateLimitedError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from fanout import protocol as p
-from fanout.frame_limit import FrameLimiter
+from fanout.frame_limit import UNANSWERED_TYPES, FrameLimiter
 from fanout.typing import TypingRelay
 
 if TYPE_CHECKING:
@@ -175,8 +175,11 @@ class Session:
                 try:
                     command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
                 finally:  # a frame that does not parse counts too
-                    wait = self._frames.take(None if command is None else command.type)
+                    frame_type = None if command is None else command.type
+                    wait = self._frames.take(frame_type)
                 if wait:
+                    if frame_type in UNANSWERED_TYPES:
+                        return None
                     raise RateLimitedError(wait, "Too many frames")
                 if command is None:
                     return None

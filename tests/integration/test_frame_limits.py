@@ -156,3 +156,21 @@ async def test_attachment_checks_have_a_pool_of_their_own(settings):
         await asyncio.gather(*busy)
         check.close()
     assert outcome == "invalid_attachment"
+
+
+async def test_typing_over_the_frame_limit_is_dropped_without_an_answer(settings):
+    """Typing is never answered, so a refusal must not be either: clients pair
+    answers with the frames they sent, in order."""
+    s = dataclasses.replace(settings, inbound_frames_per_second=1.0, inbound_frame_burst=3)
+    async with replica(s) as (url, _):
+        alice = await v1(url, s, "alice")
+        await join(alice, "dev")
+        for i in range(8):  # two within the burst, six over it
+            await send_json(alice, {"type": "typing", "room": "dev", "typing": i % 2 == 0})
+        await asyncio.sleep(1.1)  # a token for the ping
+        await send_json(alice, {"type": "ping"})
+        got = []
+        while not got or got[-1]["type"] != "pong":
+            got.append(await receive_json(alice))
+        await alice.close()
+    assert {f["type"] for f in got} == {"typing", "pong"}  # relays, then the ping's answer
