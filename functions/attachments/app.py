@@ -31,7 +31,7 @@ def download_link(user: User, url: Annotated[str, Query(min_length=1, max_length
     settings = get_settings()
     client, signer = attachments.clients(settings)
     membership.check_download(url, user, settings, client, redis_client(settings.redis_url))
-    return attachments.download_link(url, settings, client, signer)
+    return attachments.download_link(url, settings, client, signer, caller=user.user_id)
 
 
 handler = lambda_handler(app, logger)

@@ -384,3 +384,17 @@ def test_past_the_storage_budget_no_upload_link_is_granted(function, app_env, mo
     assert call(function, body | {"size": 5000}, alice)[1]["code"] == "attachment_too_large"
     assert call(function, body | {"size": 20}, alice)[0] == 200
     assert call(function, body, mallory)[0] == 200
+
+
+def test_before_the_check_only_the_uploaders_link_reaches_the_upload(cfg, s3):
+    """Their page shows the message it is sending before the server checked
+    it; anyone else's link names the checked file, which does not exist yet."""
+    grant = ask(cfg, s3)
+    upload(grant, PNG)
+    url = grant["attachment"]["url"]
+    mine = attachments.download_link(url, cfg, s3, caller=ALICE)
+    theirs = attachments.download_link(url, cfg, s3, caller=MALLORY)
+    assert httpx.get(mine["url"]).content == PNG
+    assert httpx.get(theirs["url"]).status_code in (403, 404)  # S3 answers 403 without List
+    attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3)
+    assert httpx.get(attachments.download_link(url, cfg, s3, caller=MALLORY)["url"]).content == PNG

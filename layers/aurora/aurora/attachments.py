@@ -341,12 +341,19 @@ def verify_attachments(
     return [verify_attachment(item, user_id, settings, client) for item in items]
 
 
-def download_link(url: str, settings: Settings, client: Any, signer: Any = None) -> dict[str, Any]:
+def download_link(
+    url: str, settings: Settings, client: Any, signer: Any = None, *, caller: str | None = None
+) -> dict[str, Any]:
     """A short-lived GET link for an attachment URL of ours (the bucket is private),
-    signed by `signer` (default `client`) for the browser's address."""
+    signed by `signer` (default `client`) for the browser's address. The
+    uploader (`caller`) of a file not checked yet gets their own upload: their
+    page shows a message it is sending before the server has checked it."""
     key = key_from_url(settings, url, client)
     if key is None:
         raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    own = caller is not None and key.startswith(f"{KEY_PREFIX}/{caller}/")
+    if own and _head(client, settings, key) is None:
+        key = pending_key(key)
     link = (signer or client).generate_presigned_url(
         "get_object",
         Params={
