@@ -89,8 +89,15 @@ def start_server(redis_url: str, port: int, log, stock: bool = False) -> subproc
         "JWT_SECRET": SECRET,
         "FANOUT_HOST": "127.0.0.1",
         "FANOUT_PORT": str(port),
+        # One sender stands for many users here: no per-user or per-connection limit.
         "RATE_LIMIT_MESSAGES": "1000000",
         "RATE_LIMIT_CHANGES": "1000000",
+        "USER_MESSAGES_PER_SECOND": "1000000",
+        "USER_MESSAGE_BURST": "1000000",
+        "USER_BYTES_PER_WINDOW": str(2**40),
+        "INBOUND_FRAMES_PER_SECOND": "1000000",
+        "INBOUND_FRAME_BURST": "1000000",
+        "FLOOD_FRAMES_PER_SECOND": "1000000",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]

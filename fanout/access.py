@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from aurora import membership, untrusted_json
+from aurora import membership, throttling, untrusted_json
 from aurora.backends import redis_unavailable
 from aurora.errors import UnavailableError
 from aurora.membership import Standing
@@ -40,6 +40,7 @@ MAX_CACHED_ROOMS = 50_000  # past this the cache starts afresh (a sweep refills 
 class RoomAccess:
     def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
         self._redis = client
+        self._settings = settings
         self._interval = settings.membership_check_seconds
         self.hub: Hub | None = None  # set by the server once the hub exists
         self._cache: dict[str, dict[str, Standing]] = {}  # room -> user id -> standing
@@ -74,6 +75,13 @@ class RoomAccess:
         if found.role is not None or found.visibility in membership.MEMBERS_ONLY:
             return
         with redis_unavailable("Cannot record the join now, retry"):
+            if found.visibility is None and not await membership.room_in_use_async(
+                self._redis, room
+            ):
+                # RateLimitedError past ROOM_CREATIONS_PER_MINUTE: nothing recorded.
+                await throttling.take_room_creation_async(
+                    self._redis, self._settings, claims.user_id
+                )
             await membership.record_join_async(self._redis, room, claims.user_id, claims.username)
         cached = self._cache.get(room)
         if cached is not None and claims.user_id in cached:

@@ -127,14 +127,16 @@ class Hub:
         self._last_id.setdefault(
             room, parse_id(missed.newest) if missed.newest is not None else (0, 0)
         )
-        frames = missed.frames
+        replay, complete = self._fit_replay(connection, missed.frames)
         if announce:
             self._write(
-                connection, joined_frame(room, recovered=missed.complete, missed=len(frames))
+                connection,
+                joined_frame(room, recovered=missed.complete and complete, missed=len(replay)),
             )
+        if connection.protocol.state is State.OPEN:
+            connection.transport.write(b"".join(replay))
         newest = parse_id(since) if since is not None else (0, 0)
-        for message_id, frame in frames:
-            self._write(connection, frame)
+        for message_id, _ in missed.frames:
             newest = max(newest, parse_id(message_id))
         for message_id, frame in buffered:
             if message_id == EPHEMERAL_ID or parse_id(message_id) > newest:
@@ -143,6 +145,27 @@ class Hub:
         self._joined.setdefault(connection, set()).add(room)
         if connection.protocol.state is State.OPEN and connection not in self._slow:
             self._writers.setdefault(room, {})[connection] = connection.transport
+
+    def _fit_replay(
+        self, connection: ServerConnection, frames: list[tuple[str, str]]
+    ) -> tuple[list[bytes], bool]:
+        """The newest of `frames` that fit in half the connection's send-buffer
+        limit (what it has queued already counted), encoded, oldest first;
+        and whether that is all of them. A replay of the whole resume window
+        (500 messages of up to 16 KiB) written at once to a client that is
+        not reading would go far past the limit: the client gets what fits
+        with `recovered: false` and pages the rest from the history API."""
+        room = self._settings.max_send_buffer_bytes // 2
+        if connection.transport is not None:
+            room -= connection.transport.get_write_buffer_size()
+        fitted: list[bytes] = []
+        for _, frame in reversed(frames):
+            data = encode(frame)
+            room -= len(data)
+            if room < 0:
+                return fitted[::-1], False
+            fitted.append(data)
+        return fitted[::-1], True
 
     async def leave(self, connection: ServerConnection, room: str) -> None:
         members = self._rooms.get(room)

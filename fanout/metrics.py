@@ -29,6 +29,11 @@ class Metrics:
         self.slow_disconnects = Counter(
             "aurora_fanout_slow_disconnects", "Clients closed with 4008 (too slow)", registry=r
         )
+        self.flood_disconnects = Counter(
+            "aurora_fanout_flood_disconnects",
+            "Clients closed with 1008 (a sustained flood of frames)",
+            registry=r,
+        )
         self.revoked = Counter(
             "aurora_fanout_revoked",
             "Connections closed with 4001 because their token or session was revoked,"

@@ -34,6 +34,7 @@ CLOSE_FORBIDDEN = ForbiddenError.close_code  # 4003: e.g. re-auth as another use
 CLOSE_TOO_MANY_CONNECTIONS = RateLimitedError.close_code  # 4029: the user's cap, all replicas
 CLOSE_UNAVAILABLE = UnavailableError.close_code  # 1011: Redis unreachable; retry
 CLOSE_TOO_SLOW = 4008  # the send buffer stayed over its limit
+CLOSE_FLOOD = 1008  # policy violation: a sustained flood of frames (`fanout.frame_limit`)
 CLOSE_NO_PONG = 1011  # no pong to the previous keepalive ping
 CLOSE_SERVER_RESTART = 1012  # reconnect, to this or another replica
 

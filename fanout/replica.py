@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from aurora.budget import SendBudget
     from aurora.changes import Changer
     from aurora.receipts import Cursors
     from aurora.sending import Sender
@@ -31,6 +32,7 @@ class Replica:
     sender: Sender  # the send script, typing
     changer: Changer  # edits, deletes, reactions
     cursors: Cursors  # delivered and read
+    budget: SendBudget  # each user's sends across all rooms, taken before the room's script
     attachments: AttachmentCheck
     limit: ConnectionLimit  # the per-user connection cap
     revocations: RevocationWatch  # closes a connection whose token is revoked

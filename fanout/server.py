@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from aurora.backends import async_redis_client, layout, redis_unavailable
+from aurora.budget import SendBudget
 from aurora.changes import Changer
 from aurora.errors import AuroraError, UnavailableError
 from aurora.origins import is_allowed_origin
@@ -91,6 +92,7 @@ class FanoutServer:
             sender=Sender(self.redis, settings, self.layout),
             changer=Changer(self.redis, settings, self.layout),
             cursors=Cursors(self.redis, settings, self.layout),
+            budget=SendBudget(self.redis, settings),
             attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
             revocations=self.revocations,
@@ -210,6 +212,7 @@ class FanoutServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.subscriber.close()
+        self.replica.attachments.close()
         await self.redis.aclose()
 
     async def _keepalive(self, server: Server) -> None:

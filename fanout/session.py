@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -16,10 +17,12 @@ from websockets.protocol import State
 
 from aurora.backends import redis_unavailable
 from aurora.changes import DELETE, EDIT, REACT, Change, Unchanged
-from aurora.errors import AuroraError, AuthenticationError, UnavailableError
+from aurora.errors import AuroraError, AuthenticationError, RateLimitedError, UnavailableError
 from aurora.sending import Accepted, Backpressure, Duplicate, RateLimited
 from aurora.stream import parse_id
 from fanout import protocol as p
+from fanout.frame_limit import UNANSWERED_TYPES, FrameLimiter
+from fanout.typing import TypingRelay
 
 if TYPE_CHECKING:
     from aurora.tokens import Claims
@@ -29,13 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("aurora.fanout")
 
 MAX_ROOMS_PER_CONNECTION = 100
-TYPING_MIN_INTERVAL_S = 1.0  # a repeated typing=true more often than this is not relayed
 _RETRY = "unavailable, retry"  # the close reason when Redis cannot admit a connection
 
 
 class Session:
     # One per connection: slots keep it small at 10,000 connections.
-    __slots__ = ("_cursors", "_expiry", "_typing_sent", "claims", "connection", "replica", "v0")
+    __slots__ = (
+        "_cursors", "_expiry", "_frames", "_typing", "claims", "connection", "replica", "v0"
+    )  # fmt: skip
 
     def __init__(self, replica: Replica, connection: FanoutConnection) -> None:
         self.replica = replica
@@ -45,10 +49,11 @@ class Session:
         # clients are put in `general` and get no v1-only frames.
         self.v0 = connection.subprotocol != p.SUBPROTOCOL
         self._expiry: asyncio.TimerHandle | None = None
-        self._typing_sent: dict[str, float] | None = None  # made on first use
         # The newest cursor this connection moved, per (room, kind): a stale
         # or repeated one is dropped here, without a round trip.
         self._cursors: dict[tuple[str, str], tuple[int, int]] | None = None
+        self._frames = FrameLimiter(replica.settings)
+        self._typing: TypingRelay | None = None  # made on the first `typing` frame
 
     async def run(self) -> None:
         replica, connection = self.replica, self.connection
@@ -68,10 +73,17 @@ class Session:
                 else:
                     await connection.send(p.ready_frame(self.claims.username, self.claims.user_id))
                 while True:  # recv() rather than `async for`: one frame less per connection
-                    reply = await self._on_frame(await connection.recv())
+                    raw = await connection.recv()
+                    if self._frames.flooding():
+                        replica.metrics.flood_disconnects.inc()
+                        await connection.close(p.CLOSE_FLOOD, "too many frames")
+                        return
+                    reply = await self._on_frame(raw)
                     if reply is not None:
                         await connection.send(reply)
             finally:
+                if self._typing is not None:
+                    self._typing.close()
                 replica.metrics.connections.dec()
                 replica.revocations.discard(self)
                 if self._expiry is not None:
@@ -167,15 +179,25 @@ class Session:
         command = None
         try:
             with redis_unavailable("Not done: Redis is unreachable, retry"):
-                command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
+                try:
+                    command = p.parse_client_frame(raw, max_text_chars=settings.max_text_chars)
+                finally:  # a frame that does not parse counts too
+                    frame_type = None if command is None else command.type
+                    wait = self._frames.take(frame_type)
+                if wait:
+                    if frame_type in UNANSWERED_TYPES:
+                        return None
+                    raise RateLimitedError(wait, "Too many frames")
                 if command is None:
                     return None
                 return await self._dispatch(command)
+        except RateLimitedError as exc:  # a limit: the connection stays, the client waits
+            return p.rate_limited_frame(exc.retry_after_ms, client_id=_answering(command, raw))
         except AuroraError as exc:
             return p.error_frame(exc.code, exc.message, client_id=_answering(command, raw))
 
     async def _dispatch(self, command: p.ClientFrame) -> str | None:
-        replica, connection = self.replica, self.connection
+        replica, connection, settings = self.replica, self.connection, self.replica.settings
         match command:
             case p.SendMessage():
                 return await self._send(command)
@@ -187,25 +209,28 @@ class Session:
                 return await self._join(room, since)
             case p.Leave(room=room):
                 await replica.hub.leave(connection, room)
+                if self._typing is not None:
+                    self._typing.forget(room)
                 return p.left_frame(room)
             case p.Typing(room=room, typing=typing):
                 if not (await replica.access.standing(self.claims, room)).may_read:
                     return p.error_frame("forbidden", f"You may not write to {room!r}")
                 if not replica.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
-                now = time.monotonic()
-                sent = self._typing_sent = self._typing_sent or {}
-                if typing and now - sent.get(room, 0.0) < TYPING_MIN_INTERVAL_S:
-                    return None
-                sent[room] = now if typing else 0.0
-                frame = p.typing_frame(room, self.claims.username, self.claims.user_id, typing)
-                await replica.sender.publish_ephemeral(room, frame)
+                if self._typing is None:
+                    self._typing = TypingRelay(self._publish_typing, settings.typing_interval_ms)
+                await self._typing.update(room, typing)
                 return None
             case p.Ping():
                 return p.PONG
             case p.Auth(token=token):
                 return await self._reauthenticate(token)
         return None  # unreachable: parse_client_frame returns only the types above
+
+    async def _publish_typing(self, room: str, typing: bool) -> None:
+        frame = p.typing_frame(room, self.claims.username, self.claims.user_id, typing)
+        with redis_unavailable():
+            await self.replica.sender.publish_ephemeral(room, frame)
 
     async def _join(self, room: str, since: str | None) -> str | None:
         replica, connection = self.replica, self.connection
@@ -235,6 +260,12 @@ class Session:
             return p.error_frame(
                 "not_joined", f"Join {command.room!r} first", client_id=command.client_id
             )
+        # The user's budget across all rooms first: it also bounds the S3
+        # checks below, which cost a HEAD per attachment.
+        over = await replica.budget.take(self.claims.user_id, _message_bytes(command))
+        if over is not None:
+            replica.metrics.rate_limited.inc()
+            return p.rate_limited_frame(over.retry_after_ms, client_id=command.client_id)
         # Before the script: a refused attachment (or S3 out of reach) raises
         # an AuroraError, answered with an `error` frame; nothing is stored.
         attachments = await replica.attachments.verify(command.attachments, self.claims.user_id)
@@ -277,6 +308,12 @@ class Session:
         command's `client_id`."""
         replica, claims = self.replica, self.claims
         change = _change_of(command)
+        # Changes spend the sender's budget across all rooms too (then their
+        # own per-room rate, in the change script).
+        over = await replica.budget.take(claims.user_id, len((change.text or "").encode()))
+        if over is not None:
+            replica.metrics.rate_limited.inc()
+            return p.rate_limited_frame(over.retry_after_ms, client_id=command.client_id)
         outcome, target = await replica.changer.change(
             change, user_id=claims.user_id, username=claims.username,
             standing=await replica.access.standing(claims, command.room),
@@ -346,6 +383,14 @@ def _change_of(command: p.Edit | p.Delete | p.React) -> Change:
         case p.React(room=room, id=target, emoji=emoji, on=on):
             return Change(REACT, room, target, emoji=emoji, on=on)
     return Change(DELETE, command.room, command.id)
+
+
+def _message_bytes(command: p.SendMessage) -> int:
+    """What a send costs the byte budget: its text and attachments, encoded."""
+    size = len(command.text.encode())
+    if command.attachments:
+        size += len(json.dumps(command.attachments, separators=(",", ":")))
+    return size
 
 
 def _answering(command: p.ClientFrame | None, raw: str | bytes) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aurora.attachments import (
@@ -20,10 +21,15 @@ from aurora.attachments import (
     withdraw_async,
 )
 from aurora.backends import redis_unavailable
+from aurora.errors import UnavailableError
 from aurora.settings import Settings
 
 if TYPE_CHECKING:
     import redis.asyncio
+
+# Checks waiting for a thread, per thread, before more are refused `unavailable`:
+# a slow S3 holds a few seconds of sends, not an unbounded queue.
+QUEUED_PER_THREAD = 16
 
 
 class AttachmentCheck:
@@ -33,14 +39,30 @@ class AttachmentCheck:
         self._client: Any = None
         # boto3's client factory is not thread-safe: the first checks may race.
         self._lock = threading.Lock()
+        # A pool of their own: a slow S3 never starves the loop's default
+        # executor (DNS lookups, other blocking work), and the other way round.
+        threads = settings.attachment_check_threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="attachment-check")
+        self._room = threads * (1 + QUEUED_PER_THREAD)  # checks in flight at most
 
     async def verify(self, items: list[Any] | None, user_id: str) -> list[Attachment]:
         """The message's attachments, checked; `AuroraError` if one is refused
         (`ValidationError`) or S3 cannot be asked (`UnavailableError`)."""
         if not items:
             return []
-        # Blocking network I/O (one HEAD per attachment): never on the loop.
-        return await asyncio.to_thread(self._verify, items, user_id)
+        if self._room <= 0:
+            raise UnavailableError("Attachment checks are busy, retry")
+        self._room -= 1
+        try:
+            # Blocking network I/O (one HEAD per attachment): never on the loop.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._verify, items, user_id)
+        finally:
+            self._room += 1
+
+    def close(self) -> None:
+        """Let running checks finish; start no more."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def posted(self, room: str, attachments: list[Attachment]) -> None:
         """Record the room a message carrying these files was accepted in: the

@@ -237,7 +237,7 @@ function onFrame(conn, raw) {
       handlers.ack(frame);
       break;
     case "rate_limited":
-      handlers.rateLimited(reply(conn), frame);
+      onRateLimited(conn, reply(conn), frame);
       break;
     case "error":
       onError(conn, reply(conn), frame);
@@ -296,6 +296,28 @@ function replayed(conn) {
   const gap = conn.gap || null;
   conn.gap = null;
   handlers.replayed(gap);
+}
+
+// A limit answered a request (docs/protocol.md): a send waits in the outbox;
+// a join or a re-auth is asked again once the wait is over; a ping was
+// answered all the same (the server is there).
+function onRateLimited(conn, request, frame) {
+  if (request.kind === "message") {
+    handlers.rateLimited(request, frame);
+    return;
+  }
+  const wait = Math.max(100, Number(frame.retry_after_ms) || RETRY_MS);
+  if (request.kind === "ping") {
+    conn.pingSentAt = 0;
+  } else if (request.kind === "join") {
+    const again = () => {
+      if (current !== conn) return;
+      send(conn, { type: "join", room: ROOM, since: conn.since || "0-0" }, { kind: "join" });
+    };
+    conn.timers.push(setTimeout(again, wait));
+  } else if (request.kind === "auth") {
+    conn.timers.push(setTimeout(() => current === conn && reauthAgain(conn), wait));
+  }
 }
 
 function onError(conn, request, frame) {

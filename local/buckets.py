@@ -1,5 +1,6 @@
 """The attachments bucket on the local S3 (moto or LocalStack), created on start
-with the CORS rule a browser upload from the local page needs."""
+with the CORS rule a browser upload from the local page needs, and the
+cloud's expiry of uploads nobody posted (moto stores it without applying it)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ def ensure_bucket(env: Mapping[str, str]) -> None:
                     "AllowedOrigins": ["http://localhost:*", "http://127.0.0.1:*"],
                     "AllowedHeaders": ["*"],
                     "MaxAgeSeconds": 600,
+                }
+            ]
+        },
+    )
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-pending-uploads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "pending/"},
+                    "Expiration": {"Days": 1},
                 }
             ]
         },

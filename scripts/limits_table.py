@@ -25,8 +25,6 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "limits.md"
 FIXED: list[tuple[str, Any, str]] = [
     ("rooms one connection may join", session.MAX_ROOMS_PER_CONNECTION,
      "fanout/session.py `MAX_ROOMS_PER_CONNECTION`"),
-    ("seconds between relayed `typing` frames per room", session.TYPING_MIN_INTERVAL_S,
-     "fanout/session.py `TYPING_MIN_INTERVAL_S`"),
     ("characters of a `client_id`", stream.MAX_CLIENT_ID_CHARS,
      "aurora/stream.py `MAX_CLIENT_ID_CHARS`"),
     ("bytes of one stream entry the drain will store", stream.MAX_ENTRY_BYTES,

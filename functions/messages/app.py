@@ -11,7 +11,7 @@ from fastapi import Body, Query
 from aurora import changes, history, receipts, room_admin
 from aurora.backends import database, layout, redis_client
 from aurora.emoji import check_emoji
-from aurora.http import User, create_api, error_responses, lambda_handler
+from aurora.http import Reader, User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
 
 logger = Logger(service="messages")
@@ -21,6 +21,7 @@ app = create_api("AuroraChat messages")
 Cursor = Annotated[str | None, Query(description="a message id")]
 Limit = Annotated[str | None, Query(description="page size (default 50, max 100)")]
 ERRORS = error_responses(400, 401, 403, 503)
+READS = error_responses(400, 401, 403, 429, 503)
 CHANGES = error_responses(400, 401, 403, 404, 409, 503)
 MESSAGE_CHANGES = error_responses(400, 401, 403, 404, 409, 429, 503)
 
@@ -30,9 +31,9 @@ def _stores():
     return database(settings), redis_client(settings.redis_url)
 
 
-@app.get("/api/rooms/{room}/messages", responses=ERRORS)
+@app.get("/api/rooms/{room}/messages", responses=READS)
 def room_messages(
-    room: str, user: User, before: Cursor = None, after: Cursor = None, limit: Limit = None
+    room: str, user: Reader, before: Cursor = None, after: Cursor = None, limit: Limit = None
 ) -> dict:
     settings = get_settings()
     room = history.check_access(user, room)
@@ -80,9 +81,9 @@ def read_by(room: str, user: User) -> dict:
     return {"receipts": receipts.read_by(_stores()[1], layout(get_settings()), room)}
 
 
-@app.get("/api/search", responses=ERRORS)
+@app.get("/api/search", responses=READS)
 def search(
-    user: User,
+    user: Reader,
     room: str | None = None,
     q: Annotated[str | None, Query(description="1-100 characters, matched literally")] = None,
     before: Cursor = None,
@@ -96,9 +97,9 @@ def search(
     )
 
 
-@app.get("/api/rooms", responses=ERRORS)
+@app.get("/api/rooms", responses=READS)
 def list_rooms(
-    user: User,
+    user: Reader,
     limit: Limit = None,
     scope: Annotated[str | None, Query(description="'public': browse public rooms")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,

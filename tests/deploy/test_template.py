@@ -188,12 +188,16 @@ def test_each_function_may_do_only_what_it_needs(transformed):
     assert any("MongoUriSecretArn" in r for r in messages_reads)
     s3 = {"s3:PutObject", "s3:GetObject"}
     assert s3 <= actions("AttachmentsFunction") <= secret_reads | s3
-    # The attachments function reads only the JWT secret, and S3 only under attachments/.
+    # The attachments function reads only the JWT secret; in S3 it presigns
+    # uploads under pending/ and downloads of checked files under attachments/.
     attach = [r for _, r in granted["AttachmentsFunction"]]
     assert not any("MongoUriSecretArn" in r for r in attach)
+    s3_grants = {(a, r) for a, r in granted["AttachmentsFunction"] if "s3:" in a}
+    assert {a for a, _ in s3_grants} == {"s3:PutObject", "s3:GetObject"}
+    (put,) = [r for a, r in s3_grants if a == "s3:PutObject"]
+    assert put.endswith("/pending/*'}")  # uploads land under pending/ only
     # The drain never verifies a token: no JWT secret for it.
     assert not any("JwtSecretArn" in r for _, r in granted["IngestFunction"])
-    assert all("attachments/*" in r for a, r in granted["AttachmentsFunction"] if "s3:" in a)
 
 
 def test_functions_join_the_vpc_only_when_subnets_are_given(transformed):
@@ -207,7 +211,9 @@ def test_functions_join_the_vpc_only_when_subnets_are_given(transformed):
 def test_the_alarms_watch_drain_lag_backlog_dead_letters_and_errors(transformed, fanout_template):
     alarms = of_type(transformed, "AWS::CloudWatch::Alarm").values()
     watched = {a["Properties"]["MetricName"] for a in alarms if "MetricName" in a["Properties"]}
-    assert watched == {"PersistenceLag", "Backlog", "DeadLettered", "Errors"}
+    assert watched == {
+        "PersistenceLag", "Backlog", "DeadLettered", "Errors", "DatabaseMemoryUsagePercentage"
+    }  # fmt: skip
     # And the worst partition's lag, which the totals can hide.
     (query,) = [a["Properties"]["Metrics"][0]["Expression"] for a in alarms
                 if "Metrics" in a["Properties"]]  # fmt: skip
@@ -273,17 +279,22 @@ def test_samconfig_has_default_dev_and_prod_and_no_secret():
             assert secret not in overrides, (env, secret)
 
 
-def test_the_fanout_task_may_only_read_attachment_objects_and_its_secrets(fanout_template):
-    """It checks a message's attachments with HEAD (s3:GetObject), and reads its
-    two secrets, nothing else."""
+def test_the_fanout_task_may_only_check_and_promote_uploads_and_read_its_secrets(fanout_template):
+    """It checks a message's attachments with HEAD (s3:GetObject) under pending/
+    and attachments/, copies a checked upload to attachments/ (s3:PutObject
+    there only), and reads its two secrets, nothing else."""
     resources = fanout_template["Resources"]
     task = resources["TaskDefinition"]["Properties"]
     assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
-    statement, secrets, parameter = statements(resources["TaskRole"])
+    read, write, secrets, parameter = statements(resources["TaskRole"])
     assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
     assert parameter["Action"] == ["ssm:GetParameter"]  # when the JWT secret is in SSM
-    assert statement["Action"] == ["s3:GetObject"]
-    assert statement["Resource"]["Fn::Sub"].endswith("${AttachmentsBucket}/attachments/*")
+    assert read["Action"] == ["s3:GetObject"]
+    assert [r["Fn::Sub"].rsplit("}", 1)[1] for r in read["Resource"]] == [
+        "/pending/*", "/attachments/*"
+    ]  # fmt: skip
+    assert write["Action"] == ["s3:PutObject"]
+    assert write["Resource"]["Fn::Sub"].endswith("${AttachmentsBucket}/attachments/*")
     (container,) = task["ContainerDefinitions"]
     assert {"ATTACHMENTS_BUCKET", "ATTACHMENT_MAX_BYTES"} <= {e for e in container_env(container)}
 
@@ -320,7 +331,7 @@ def test_the_fanout_reads_and_refreshes_its_secrets_as_the_functions_do(template
     assert env["JWT_SECRET_PARAMETER"] == {"Fn::Sub": "/${JwtSecretParameterName}"}
     assert env["REDIS_URL_SECRET_ID"] == {"Ref": "RedisUrlSecretArn"}
     assert not {"JWT_SECRET", "REDIS_URL"} & set(env)
-    (_, secrets, parameter) = statements(resources["TaskRole"])
+    (*_, secrets, parameter) = statements(resources["TaskRole"])
     assert secrets["Resource"] == [
         {"Ref": "RedisUrlSecretArn"},
         {"Fn::If": ["UseJwtSecretArn", {"Ref": "JwtSecretArn"}, {"Ref": "AWS::NoValue"}]},
@@ -419,3 +430,57 @@ def test_senders_and_the_drain_get_one_partition_count(template, fanout_template
     assert {"Name": "STREAM_PARTITIONS", "Value": {"Ref": "StreamPartitions"}} in container[
         "Environment"
     ]
+
+
+def test_redis_memory_is_alarmed_when_the_elasticache_node_is_named(transformed, template):
+    """Redis runs noeviction: full means every write fails, so it is watched."""
+    alarm = transformed["Resources"]["RedisMemoryAlarm"]
+    assert alarm["Condition"] == "WithRedisMemoryAlarm"
+    props = alarm["Properties"]
+    assert props["Namespace"] == "AWS/ElastiCache"
+    assert props["Dimensions"] == [
+        {"Name": "CacheClusterId", "Value": {"Ref": "RedisCacheClusterId"}}
+    ]
+    assert props["TreatMissingData"] == "breaching"  # a Redis that stops reporting is news
+    assert 50 <= template["Parameters"]["RedisMemoryAlarmPercent"]["Default"] <= 80
+
+
+def test_every_route_throttle_names_a_deployed_route_and_the_costly_ones_are_set(template):
+    api = template["Resources"]["HttpApi"]["Properties"]
+    routes = {
+        f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}"
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+        for e in r["Properties"].get("Events", {}).values()
+        if e["Type"] == "HttpApi"
+    }
+    throttled = api["RouteSettings"]
+    assert set(throttled) <= routes  # a key naming no route fails the deployment
+    assert {"POST /api/auth/login", "POST /api/auth/register", "GET /api/search"} <= set(throttled)
+    default = api["DefaultRouteSettings"]["ThrottlingRateLimit"]
+    # Login is never the weak point: a shared bucket one client could empty for everyone.
+    assert throttled["POST /api/auth/login"]["ThrottlingRateLimit"] >= default
+    assert throttled["GET /api/search"]["ThrottlingRateLimit"] < default
+
+
+def test_an_optional_per_ip_rate_rule_guards_the_websocket_load_balancer(template, fanout_template):
+    assert template["Parameters"]["EdgeRateLimitPerIp"]["Default"] == 0  # off: WAF costs money
+    passed = template["Resources"]["FanoutService"]["Properties"]["Parameters"]
+    assert passed["EdgeRateLimitPerIp"] == {"Ref": "EdgeRateLimitPerIp"}
+    resources = fanout_template["Resources"]
+    acl, association = resources["EdgeRateLimit"], resources["EdgeRateLimitAssociation"]
+    assert acl["Condition"] == association["Condition"] == "WithEdgeRateLimit"
+    assert fanout_template["Conditions"]["WithEdgeRateLimit"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "EdgeRateLimitPerIp"}, "0"]}]
+    }
+    (rule,) = acl["Properties"]["Rules"]
+    assert rule["Action"] == {"Block": {}}
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert rate == {"Limit": {"Ref": "EdgeRateLimitPerIp"}, "AggregateKeyType": "IP"}
+    assert association["Properties"]["ResourceArn"] == {"Ref": "LoadBalancer"}
+
+
+def test_uploads_nobody_posted_expire(template):
+    rules = template["Resources"]["AttachmentsBucket"]["Properties"]["LifecycleConfiguration"]
+    (pending,) = [r for r in rules["Rules"] if r.get("Prefix") == "pending/"]
+    assert pending["Status"] == "Enabled" and pending["ExpirationInDays"] == 1

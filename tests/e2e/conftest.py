@@ -37,6 +37,7 @@ def small_window_stack(tmp_path_factory) -> Iterator[dict]:
     history fast)."""
     data_dir = tmp_path_factory.mktemp("aurora-small-window")
     small = {"RESUME_WINDOW": "5", "IDEMPOTENCY_TTL_SECONDS": "2", "RATE_LIMIT_MESSAGES": "10000"}
+    small |= {"USER_MESSAGES_PER_SECOND": "10000", "USER_MESSAGE_BURST": "10000"}
     small |= {"ATTACHMENT_URL_TTL_SECONDS": "5"}
     with running_stack(data_dir, **small) as urls:
         yield urls

@@ -56,6 +56,8 @@ def replicas(settings, tmp_path) -> Iterator[list[Replica]]:
         "JWT_SECRET": settings.jwt_secret,
         "FANOUT_HOST": "127.0.0.1",
         "RATE_LIMIT_MESSAGES": "1000",
+        "USER_MESSAGES_PER_SECOND": "1000",
+        "USER_MESSAGE_BURST": "1000",
         "MAX_CONNECTIONS_PER_USER": "2",
         "CONNECTION_LEASE_SECONDS": "1",
     }

@@ -159,6 +159,7 @@ def test_a_message_carries_a_bounded_list_of_checked_attachments(cfg, s3):
 def test_a_download_link_serves_the_stored_file_as_a_download(cfg, s3):
     grant = ask(cfg, s3)
     upload(grant, PNG)
+    attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3)  # as posting it does
     link = attachments.download_link(grant["attachment"]["url"], cfg, s3)
     response = httpx.get(link["url"])
     assert response.status_code == 200 and response.content == PNG
@@ -241,6 +242,8 @@ def test_the_link_endpoint_needs_a_token_and_one_of_our_urls(function, app_env, 
     body = {"filename": "cat.png", "content_type": "image/png", "size": len(PNG)}
     _, grant = call(function, body, token)
     upload(grant, PNG)
+    settings = dataclasses.replace(app_env, s3_endpoint_url=str(s3.meta.endpoint_url))
+    attachments.verify_attachment(grant["attachment"], ALICE, settings, s3)  # as posting it does
     query = urlencode({"url": grant["attachment"]["url"]})
     status, link = call(function, None, token, query=query)
     assert status == 200
@@ -325,3 +328,73 @@ def test_the_function_signs_for_the_public_address_it_is_given(
     status, link = call(function, None, token, query=urlencode({"url": grant["attachment"]["url"]}))
     assert status == 200 and link["url"].startswith(f"{public_endpoint}/")
     assert httpx.get(link["url"]).content == PNG
+
+
+# --- the upload is not the file: type-derived names, immutability, budget ----
+
+
+def test_the_stored_name_takes_its_extension_from_the_declared_type(cfg, s3):
+    grant = ask(cfg, s3, filename="invoice.html")  # declared image/png
+    assert grant["attachment"]["filename"] == "invoice.png"
+    assert grant["attachment"]["url"].endswith("/invoice.png")
+    assert attachments.stored_filename("photo.JPEG", "image/jpeg") == "photo.jpg"
+    assert attachments.stored_filename("notes", "text/plain") == "notes.txt"
+    assert attachments.stored_filename("x.exe", "application/x-custom") == "x.bin"
+
+
+def test_uploads_land_under_pending_and_only_a_check_makes_the_file(cfg, s3):
+    import base64
+
+    grant = ask(cfg, s3)
+    key = attachments.key_from_url(cfg, grant["attachment"]["url"], s3)
+    policy = json.loads(base64.b64decode(grant["upload"]["fields"]["policy"]))
+    assert {"key": attachments.pending_key(key)} in policy["conditions"]
+    assert grant["upload"]["fields"]["key"].startswith("pending/")
+    upload(grant, PNG)
+    bucket = cfg.attachments_bucket
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount") == 0
+    attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == PNG
+
+
+def test_a_file_replaced_after_it_was_accepted_is_never_what_a_message_names(cfg, s3):
+    """The presigned form stays usable for its lifetime: a second POST replaces
+    the upload, but the checked file was copied once and is never replaced."""
+    grant = ask(cfg, s3)
+    upload(grant, PNG)
+    attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3)
+    swapped = b"\x89PNG\r\n\x1a\n" + b"\xff" * 24  # same size and type, other content
+    upload(grant, swapped)
+    again = attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3)  # a resend
+    link = attachments.download_link(grant["attachment"]["url"], cfg, s3)
+    assert again.size == len(PNG) and httpx.get(link["url"]).content == PNG
+
+
+def test_past_the_storage_budget_no_upload_link_is_granted(function, app_env, monkeypatch):
+    from aurora.settings import get_settings
+
+    monkeypatch.setenv("ATTACHMENT_STORAGE_PER_USER", "100")
+    get_settings.cache_clear()
+    alice, mallory = issue_token(ALICE, "alice", app_env), issue_token(MALLORY, "mallory", app_env)
+    body = {"filename": "cat.png", "content_type": "image/png", "size": 40}
+    answers = [call(function, body, alice) for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 403]
+    assert answers[2][1]["code"] == "storage_quota_exceeded"
+    # A refused request costs nothing; another user has a budget of their own.
+    assert call(function, body | {"size": 5000}, alice)[1]["code"] == "attachment_too_large"
+    assert call(function, body | {"size": 20}, alice)[0] == 200
+    assert call(function, body, mallory)[0] == 200
+
+
+def test_before_the_check_only_the_uploaders_link_reaches_the_upload(cfg, s3):
+    """Their page shows the message it is sending before the server checked
+    it; anyone else's link names the checked file, which does not exist yet."""
+    grant = ask(cfg, s3)
+    upload(grant, PNG)
+    url = grant["attachment"]["url"]
+    mine = attachments.download_link(url, cfg, s3, caller=ALICE)
+    theirs = attachments.download_link(url, cfg, s3, caller=MALLORY)
+    assert httpx.get(mine["url"]).content == PNG
+    assert httpx.get(theirs["url"]).status_code in (403, 404)  # S3 answers 403 without List
+    attachments.verify_attachment(grant["attachment"], ALICE, cfg, s3)
+    assert httpx.get(attachments.download_link(url, cfg, s3, caller=MALLORY)["url"]).content == PNG

@@ -28,7 +28,14 @@ FANOUT_LAYERS = [
     {"fanout.replica", "fanout.subscriber", "fanout.connection"},
     {"fanout.access"},  # room access: the cache, expelling refused members
     {"fanout.hub", "fanout.revocation"},
-    {"fanout.protocol", "fanout.metrics", "fanout.connection_limit", "fanout.upload_check"},
+    {
+        "fanout.protocol",
+        "fanout.metrics",
+        "fanout.connection_limit",
+        "fanout.upload_check",
+        "fanout.frame_limit",
+        "fanout.typing",
+    },
 ]
 
 # Installed for the REST functions only (fanout/requirements.txt has none of them).

@@ -2,10 +2,17 @@
 attachment must pass before the message may carry it.
 
 Clients upload straight to S3 with a presigned POST whose policy pins the
-content type and the exact size. S3 enforces that policy; moto (the local
-S3) does not, so `verify_attachment` never trusts the upload: it reads the
-stored object's size and content type (HEAD) and compares them with the
+key, the content type and the exact size. S3 enforces that policy; moto (the
+local S3) does not, so `verify_attachment` never trusts the upload: it reads
+the stored object's size and content type (HEAD) and compares them with the
 limits and with what the message claims.
+
+An upload lands under `pending/`; the URL a message carries names the same
+path under `attachments/`, where only the servers write. The first check of
+an upload copies exactly the object it checked (by ETag) to that key, once
+(the copy refuses to replace an existing object): replacing the pending file
+afterwards changes nothing a message names. Pending uploads nobody posted
+expire by the bucket's lifecycle rule (`template.yaml`).
 """
 
 from __future__ import annotations
@@ -28,11 +35,24 @@ if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-KEY_PREFIX = "attachments"
+KEY_PREFIX = "attachments"  # checked files, written by the servers only
+PENDING_PREFIX = "pending"  # uploads, written by browsers through presigned POSTs
 MAX_PER_MESSAGE = 5
 MAX_FILENAME_CHARS = 120
 MAX_IMAGE_SIDE = 65_535  # pixels
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# The extension a stored file gets, from its declared type, never from the
+# name the client sent: a PNG named `page.html` is stored as `page.png`.
+# Types allowed by ATTACHMENT_CONTENT_TYPES but not listed here get `.bin`.
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "application/pdf": "pdf",
+    "text/plain": "txt",
+}
 
 
 class UploadRequest(pydantic.BaseModel):
@@ -116,6 +136,18 @@ def safe_filename(name: str) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+def stored_filename(name: str, content_type: str) -> str:
+    """The client's file name made safe, with the extension of its type."""
+    stem = safe_filename(name)
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return f"{stem or 'file'}.{EXTENSIONS.get(content_type.lower(), 'bin')}"
+
+
+def pending_key(key: str) -> str:
+    """Where the upload for the checked key `attachments/…` is POSTed."""
+    return f"{PENDING_PREFIX}/{key[len(KEY_PREFIX) + 1 :]}"
+
+
 def _check_type_and_size(content_type: str, size: int, settings: Settings) -> None:
     if content_type.lower() not in settings.attachment_content_types:
         raise ValidationError(
@@ -148,6 +180,11 @@ def key_from_url(settings: Settings, url: str, client: Any) -> str | None:
     return key
 
 
+def check_request(request: UploadRequest, settings: Settings) -> None:
+    """ValidationError if the declared type or size may not be uploaded."""
+    _check_type_and_size(request.content_type.lower(), request.size, settings)
+
+
 def create_upload(
     request: UploadRequest, user_id: str, settings: Settings, client: Any, signer: Any = None
 ) -> dict[str, Any]:
@@ -159,11 +196,11 @@ def create_upload(
     one every server checks it against, so the fan-out needs no public address."""
     content_type = request.content_type.lower()
     _check_type_and_size(content_type, request.size, settings)
-    filename = safe_filename(request.filename)
+    filename = stored_filename(request.filename, content_type)
     key = f"{KEY_PREFIX}/{user_id}/{uuid.uuid4().hex}/{filename}"
     post = (signer or client).generate_presigned_post(
         Bucket=settings.attachments_bucket,
-        Key=key,
+        Key=pending_key(key),
         Fields={"Content-Type": content_type},
         Conditions=[
             {"Content-Type": content_type},
@@ -205,21 +242,38 @@ def verify_attachment(
         raise ValidationError(
             "Attachment filename does not match its URL", code="invalid_attachment"
         )
+    head = _head(client, settings, key)
+    if head is None:  # not checked yet: check the upload, then make it the file
+        upload = _head(client, settings, pending_key(key))
+        if upload is None:
+            raise ValidationError(
+                "Attachment was not uploaded (or has expired)", code="attachment_not_found"
+            )
+        _check_stored(upload, attachment, settings)
+        if _promote(client, settings, key, upload):
+            return attachment
+        head = _head(client, settings, key)  # another check promoted it first
+        if head is None:
+            raise _changed()
+    _check_stored(head, attachment, settings)
+    return attachment
 
+
+def _head(client: Any, settings: Settings, key: str) -> dict[str, Any] | None:
+    """The stored object's metadata; None if there is none."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        head = client.head_object(Bucket=settings.attachments_bucket, Key=key)
+        return client.head_object(Bucket=settings.attachments_bucket, Key=key)
     except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status in (403, 404):
-            raise ValidationError(
-                "Attachment was not uploaded (or has expired)", code="attachment_not_found"
-            ) from None
+        if _status(exc) in (403, 404):
+            return None
         raise UnavailableError("Attachment storage is unavailable") from None
     except BotoCoreError:
         raise UnavailableError("Attachment storage is unavailable") from None
 
+
+def _check_stored(head: dict[str, Any], attachment: Attachment, settings: Settings) -> None:
     stored_type = str(head.get("ContentType", "")).split(";")[0].strip().lower()
     stored_size = int(head.get("ContentLength", -1))
     # The stored object is the truth: S3 enforces the POST policy, moto does not.
@@ -229,7 +283,48 @@ def verify_attachment(
             "Attachment does not match the uploaded file (size or type)",
             code="attachment_mismatch",
         )
-    return attachment
+
+
+def _promote(client: Any, settings: Settings, key: str, upload: dict[str, Any]) -> bool:
+    """Copy the checked upload (that very content: its ETag) to `key`, unless
+    `key` exists already (False: another check got there first). An upload
+    replaced while it was being checked is refused."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, etag = settings.attachments_bucket, upload["ETag"]
+    try:
+        copied = client.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": pending_key(key)},
+            CopySourceIfMatch=etag,  # the content that was checked, or nothing
+            IfNoneMatch="*",  # a checked file is never replaced
+            MetadataDirective="REPLACE",
+            ContentType=str(upload.get("ContentType", "")),
+        )
+    except ClientError as exc:
+        if _status(exc) == 412:  # the upload changed, or the file exists: look again
+            return False
+        if _status(exc) in (403, 404):
+            raise _changed() from None
+        raise UnavailableError("Attachment storage is unavailable") from None
+    except BotoCoreError:
+        raise UnavailableError("Attachment storage is unavailable") from None
+    if copied["CopyObjectResult"]["ETag"] != etag:
+        # A store that ignored the condition (moto does) copied other content.
+        client.delete_object(Bucket=bucket, Key=key)
+        raise _changed()
+    return True
+
+
+def _status(exc: Any) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def _changed() -> ValidationError:
+    return ValidationError(
+        "Attachment was replaced while it was being checked", code="attachment_mismatch"
+    )
 
 
 def verify_attachments(
@@ -247,12 +342,19 @@ def verify_attachments(
     return [verify_attachment(item, user_id, settings, client) for item in items]
 
 
-def download_link(url: str, settings: Settings, client: Any, signer: Any = None) -> dict[str, Any]:
+def download_link(
+    url: str, settings: Settings, client: Any, signer: Any = None, *, caller: str | None = None
+) -> dict[str, Any]:
     """A short-lived GET link for an attachment URL of ours (the bucket is private),
-    signed by `signer` (default `client`) for the browser's address."""
+    signed by `signer` (default `client`) for the browser's address. The
+    uploader (`caller`) of a file not checked yet gets their own upload: their
+    page shows a message it is sending before the server has checked it."""
     key = key_from_url(settings, url, client)
     if key is None:
         raise ValidationError("Not an attachment URL of this service", code="invalid_attachment")
+    own = caller is not None and key.startswith(f"{KEY_PREFIX}/{caller}/")
+    if own and _head(client, settings, key) is None:
+        key = pending_key(key)
     link = (signer or client).generate_presigned_url(
         "get_object",
         Params={

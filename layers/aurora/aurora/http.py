@@ -146,6 +146,20 @@ def authenticated(
 User = Annotated[tokens.Claims, Depends(authenticated)]
 
 
+def read_budgeted(user: User) -> tokens.Claims:
+    """FastAPI dependency: `User`, and one request taken from the caller's read
+    budget (429 `rate_limited` with Retry-After past it)."""
+    from aurora.budget import take_read
+
+    settings = get_settings()
+    take_read(redis_client(settings.redis_url), settings, user.user_id)
+    return user
+
+
+# The caller of a route that reads MongoDB at length (history, search, listing).
+Reader = Annotated[tokens.Claims, Depends(read_budgeted)]
+
+
 def without_stage(event: dict[str, Any]) -> dict[str, Any]:
     """The event as the routes expect it. An HTTP API (2.0) stage other than
     `$default` prefixes every path it sends with its name (`/dev/api/...`)

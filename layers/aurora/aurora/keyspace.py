@@ -45,7 +45,8 @@ def window_key(room: str) -> str:
     """Stream: the room's resume window, the last `RESUME_WINDOW` broadcast
     frames (field `f`), ids equal to the persistence stream's. Written and
     trimmed exactly (`MAXLEN`) by the send script; read by the fan-out on
-    `join` and after a reconnect. No expiry; the drain never touches it."""
+    `join` and after a reconnect. Expires `RESUME_WINDOW_TTL_SECONDS` after
+    the room's last message; the drain never touches it."""
     return f"aurora:window:{room}"
 
 
@@ -119,6 +120,21 @@ def rate_key(room: str, user_id: str) -> str:
     return f"aurora:rate:{room}:{user_id}"
 
 
+def budget_key(user_id: str) -> str:
+    """Hash: the user's send budget across every room, two token buckets
+    (`m` messages, `b` bytes, `t` last refill in ms). Written by
+    `aurora.budget`; expires once both buckets would be full again. Hash
+    tag `{user_id}`: one Cluster slot per user."""
+    return f"aurora:budget:{{{user_id}}}"
+
+
+def reads_key(user_id: str) -> str:
+    """Hash: the user's REST read budget (history, search, room listing), one
+    token bucket in the fields of `budget_key`. Written by `aurora.budget`;
+    expires once the bucket would be full again."""
+    return f"aurora:reads:{{{user_id}}}"
+
+
 def idempotency_key(user_id: str, client_id: str) -> str:
     """String: the id of the user's first send with this `client_id`. Written
     by the send script; expires after `IDEMPOTENCY_TTL_SECONDS`."""
@@ -178,6 +194,13 @@ def attachment_withdrawn_key(url_digest: str) -> str:
     download link is refused to everyone from then on. Written by
     `aurora.attachments.withdraw*` after the delete was accepted. No expiry."""
     return f"aurora:attachment:{url_digest}:withdrawn"
+
+
+def storage_key(user_id: str) -> str:
+    """String (counter): bytes of attachment uploads granted to the user, the
+    storage budget's use. Written by `aurora.budget` when an upload link is
+    granted; no expiry (attachments are kept), hash tag `{user_id}`."""
+    return f"aurora:storage:{{{user_id}}}"
 
 
 def room_creations_key(user_id: str) -> str:

@@ -121,6 +121,12 @@ async def may_access_async(claims: Claims, room: str, client: redis.asyncio.Redi
     return found.may_read
 
 
+async def room_in_use_async(client: redis.asyncio.Redis, room: str) -> bool:
+    """Whether the room was created, or anybody is a member: a join of any
+    other id brings a new room into being (and counts as creating one)."""
+    return bool(await client.exists(room_info_key(room), room_members_key(room)))
+
+
 # KEYS: room info, members, joins stream; ARGV: user id, room, username.
 # A public room's join: the member (if not one already) in the mirror and
 # queued for MongoDB together. Only for a public room (never private,

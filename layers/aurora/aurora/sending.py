@@ -1,10 +1,13 @@
 """Accepting a chat message, in one Redis round trip.
 
-One server-side script does, atomically: the idempotency check (a repeated
-`client_id` returns the first message's id), the backlog bound, the rate
-limit, the append to the persistence stream, the append to the room's resume
-window and the publish to the room's channel. So a message is never published
-without being queued for persistence, or queued without being published.
+After the sender's budget across all rooms (`aurora.budget`, the user's own
+keys, taken by the caller first), one server-side script does, atomically: the
+idempotency check (a repeated `client_id` returns the first message's id),
+the backlog bound (entries and bytes), the per-room rate limit, the append to
+the persistence stream, the append to the room's resume window (which expires
+once the room has been quiet for `RESUME_WINDOW_TTL_SECONDS`) and the publish
+to the room's channel. So a message is never published without being queued
+for persistence, or queued without being published.
 
 The room channel carries `"<id> <frame>"`: the id lets a replica drop what it
 already delivered after a reconnect; ephemeral frames (typing) use `-`.
@@ -40,8 +43,8 @@ EPHEMERAL_ID = "-"
 # ARGV: limit, window ms, channel, frame prefix, idempotency ttl ms, max backlog
 #       (of the room's partition), resume window length, frame suffix
 #       (`,"client_id":…}` or `}`), publish command (PUBLISH, or SPUBLISH on a
-#       cluster), prefix of the room's reaction keys, then the stream entry's
-#       field/value pairs.
+#       cluster), prefix of the room's reaction keys, resume window lifetime
+#       ms, max backlog bytes, then the stream entry's field/value pairs.
 # The room's counter numbers its messages (`n`, in the entry and the window):
 # unread counts are differences of these numbers (`aurora.receipts`).
 # Returns {1, id, frame} accepted, {2, id} duplicate, {0, retry_ms} rate
@@ -54,6 +57,11 @@ if idem then
 end
 local backlog = redis.call('XLEN', KEYS[2])
 if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
+-- Bytes too: entries may be small or 16 KiB. MEMORY USAGE samples a few
+-- nodes of the stream, so this costs the same at any length.
+if backlog > 0 and redis.call('MEMORY', 'USAGE', KEYS[2]) >= tonumber(ARGV[12]) then
+  return {3, backlog}
+end
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if count > tonumber(ARGV[1]) then
@@ -66,7 +74,7 @@ if count > tonumber(ARGV[1]) then
 end
 local n = redis.call('INCR', KEYS[4])
 local fields = {'n', n}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('ZADD', KEYS[5], n, n)
 local frame = ARGV[4] .. ',"id":"' .. id .. '","ts":' .. string.match(id, '^(%d+)') .. ARGV[8]
@@ -84,6 +92,7 @@ if type(ok) == 'table' and ok.err then
   redis.call('DEL', KEYS[3])
   redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], id, 'f', frame, 'n', n)
 end
+redis.call('PEXPIRE', KEYS[3], ARGV[11])
 if idem then redis.call('SET', idem, id, 'PX', ARGV[5]) end
 redis.call(ARGV[9], ARGV[3], id .. ' ' .. frame)
 return {1, id, frame}
@@ -194,6 +203,8 @@ def script_call(
         suffix,
         "SPUBLISH" if layout.cluster else "PUBLISH",
         layout.reactions_key(room, ""),
+        settings.resume_window_ttl_seconds * 1000,
+        settings.max_backlog_bytes,
     ]
     for name, value in fields.items():
         args += [name, value]

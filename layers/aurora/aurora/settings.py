@@ -195,6 +195,29 @@ class Settings:
         "MAX_REACTIONS_PER_USER", 10, "distinct reactions of one user on one message", limit=True,
         ge=1, le=50,
     )  # fmt: skip
+    # The per-user budget across all rooms (`aurora.budget`), checked before
+    # the per-room limit above: one account sending to many rooms cannot fill
+    # Redis. Token buckets: the rate is sustained, the burst may come at once.
+    user_messages_per_second: float = setting(
+        "USER_MESSAGES_PER_SECOND",
+        10.0,
+        "messages per user per second, all rooms",
+        limit=True,
+        gt=0,
+    )
+    user_message_burst: int = setting(
+        "USER_MESSAGE_BURST", 20, "messages per user at once, all rooms", limit=True, ge=1
+    )
+    user_bytes_per_window: int = setting(
+        "USER_BYTES_PER_WINDOW",
+        256 * 1024,
+        "message bytes per user per USER_BYTES_WINDOW_SECONDS, all rooms",
+        limit=True,
+        ge=1,
+    )
+    user_bytes_window_seconds: int = setting(
+        "USER_BYTES_WINDOW_SECONDS", 10, "window of USER_BYTES_PER_WINDOW", limit=True, ge=1
+    )
     max_text_chars: int = setting(
         "MAX_TEXT_CHARS", 4000, "characters of one message's text", limit=True, ge=1
     )
@@ -207,6 +230,20 @@ class Settings:
     )
     resume_window: int = setting(
         "RESUME_WINDOW", 500, "recent messages kept per room for resume", limit=True, ge=1
+    )
+    resume_window_ttl_seconds: int = setting(
+        "RESUME_WINDOW_TTL_SECONDS",
+        24 * 3600,
+        "a room's resume window is dropped after this long without a message",
+        limit=True,
+        ge=1,
+    )
+    max_backlog_bytes: int = setting(
+        "MAX_BACKLOG_BYTES",
+        256 * 1024 * 1024,
+        "persistence stream bytes (Redis's estimate) at which sends get `backpressure`",
+        limit=True,
+        ge=1,
     )
     max_backlog: int = setting(
         "MAX_BACKLOG",
@@ -263,6 +300,28 @@ class Settings:
         limit=True,
         ge=1,
     )
+    # Inbound frames per connection, every type (`fanout.frame_limit`): over
+    # the bucket a frame gets `rate_limited`; a flood is closed with 1008.
+    # The burst covers a reconnect that rejoins 100 rooms at once.
+    inbound_frames_per_second: float = setting(
+        "INBOUND_FRAMES_PER_SECOND", 30.0, "frames one connection may send per second",
+        limit=True, gt=0,
+    )  # fmt: skip
+    inbound_frame_burst: int = setting(
+        "INBOUND_FRAME_BURST", 150, "frames one connection may send at once", limit=True, ge=1
+    )
+    flood_frames_per_second: int = setting(
+        "FLOOD_FRAMES_PER_SECOND", 200, "frames per second that count as a flood", limit=True,
+        ge=1,
+    )  # fmt: skip
+    flood_seconds: int = setting(
+        "FLOOD_SECONDS", 5, "seconds of flood in a row before the connection is closed (1008)",
+        limit=True, ge=1,
+    )  # fmt: skip
+    typing_interval_ms: int = setting(
+        "TYPING_INTERVAL_MS", 1000, "one `typing` frame per connection and room this often",
+        limit=True, ge=1,
+    )  # fmt: skip
     max_connections_per_user: int = setting(
         "MAX_CONNECTIONS_PER_USER",
         10,
@@ -310,6 +369,15 @@ class Settings:
     history_page_max: int = setting(
         "HISTORY_PAGE_MAX", 100, "messages per page at most", limit=True, ge=1
     )
+    # One budget per user for history, search and room listing (`aurora.budget`).
+    reads_per_second: float = setting(
+        "READS_PER_SECOND", 5.0, "history, search and room-listing requests per user per second",
+        limit=True, gt=0,
+    )  # fmt: skip
+    read_burst: int = setting(
+        "READ_BURST", 20, "history, search and room-listing requests per user at once",
+        limit=True, ge=1,
+    )  # fmt: skip
     history_query_max_ms: int = setting(
         "HISTORY_QUERY_MAX_MS",
         2000,
@@ -338,6 +406,14 @@ class Settings:
         "content types an attachment may have",
         parse=_content_types,
     )
+    attachment_storage_per_user: int = setting(
+        "ATTACHMENT_STORAGE_PER_USER", 1024**3, "bytes of attachments one user may upload in all",
+        limit=True, ge=1,
+    )  # fmt: skip
+    attachment_check_threads: int = setting(
+        "ATTACHMENT_CHECK_THREADS", 4, "threads of the fan-out's attachment checks (S3 HEAD)",
+        limit=True, ge=1, le=64,
+    )  # fmt: skip
     attachment_url_ttl_seconds: int = setting(
         "ATTACHMENT_URL_TTL_SECONDS",
         300,

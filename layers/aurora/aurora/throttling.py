@@ -27,6 +27,7 @@ from aurora.users import username_key
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
 # KEYS: counters; ARGV: their limits. The longest wait (ms) among the counters
 # at their limit, 0 if none is.
@@ -124,10 +125,26 @@ def take_registration(client: redis.Redis, settings: Settings, ip: str) -> None:
             raise RateLimitedError(max(1, wait_ms), "Too many registrations, retry later")
 
 
+_CREATIONS_WINDOW_MS = 60_000
+_TOO_MANY_ROOMS = "Too many rooms created, retry later"
+
+
 def take_room_creation(client: redis.Redis, settings: Settings, user_id: str) -> None:
     """Count one room creation by this user; RateLimitedError past the budget."""
     key = room_creations_key(user_id)
     with redis_unavailable():
-        (count,) = client.register_script(_HIT)(keys=[key], args=[60_000])
+        (count,) = client.register_script(_HIT)(keys=[key], args=[_CREATIONS_WINDOW_MS])
         if count > settings.room_creations_per_minute:
-            raise RateLimitedError(max(1, client.pttl(key)), "Too many rooms created, retry later")
+            raise RateLimitedError(max(1, client.pttl(key)), _TOO_MANY_ROOMS)
+
+
+async def take_room_creation_async(
+    client: redis.asyncio.Redis, settings: Settings, user_id: str
+) -> None:
+    """The same budget, for the fan-out: a WebSocket join of a room id nobody
+    has used yet brings the room into being, and counts as creating it."""
+    key = room_creations_key(user_id)
+    with redis_unavailable():
+        (count,) = await client.eval(_HIT, 1, key, _CREATIONS_WINDOW_MS)
+        if count > settings.room_creations_per_minute:
+            raise RateLimitedError(max(1, await client.pttl(key)), _TOO_MANY_ROOMS)
