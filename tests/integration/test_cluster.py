@@ -158,7 +158,7 @@ def test_a_flooded_partition_does_not_starve_the_others(r, db):
 async def test_rooms_on_every_master_reach_clients_of_another_replica(settings, redis_layout):
     """Sharded pub/sub: each room's broadcast travels from the master owning
     its slot; the receiving replica holds one subscription link per master."""
-    fast = dataclasses.replace(settings, rate_limit_messages=100)
+    fast = dataclasses.replace(settings, rate_limit_messages=100, user_message_burst=10_000)
     client = plain_client(settings.redis_url)
     rooms = [room for owned in rooms_by_master(client, redis_layout).values() for room in owned]
     client.close()
@@ -201,7 +201,9 @@ async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
     refused meanwhile are retried with the same client_id."""
     seed = own_cluster.ports[0]
     url = f"redis://127.0.0.1:{seed}/0"
-    fast = dataclasses.replace(settings, redis_url=url, rate_limit_messages=1000)
+    fast = dataclasses.replace(
+        settings, redis_url=url, rate_limit_messages=1000, user_message_burst=10_000
+    )
     client = plain_client(url)
     lay = layout(fast)
     owners = rooms_by_master(client, lay)

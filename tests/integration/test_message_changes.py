@@ -44,7 +44,9 @@ def cfg(app_env: Settings, monkeypatch) -> Iterator[Settings]:
 
     monkeypatch.setenv("RESUME_WINDOW", "40")
     get_settings.cache_clear()
-    yield dataclasses.replace(app_env, resume_window=40, rate_limit_messages=1000)
+    yield dataclasses.replace(
+        app_env, resume_window=40, rate_limit_messages=1000, user_message_burst=10_000
+    )
     get_settings.cache_clear()
 
 

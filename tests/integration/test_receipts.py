@@ -21,7 +21,7 @@ from tests.support.fanout import receive_json, replica
 
 @pytest.fixture
 def cfg(app_env: Settings) -> Settings:
-    return dataclasses.replace(app_env, rate_limit_messages=1000)
+    return dataclasses.replace(app_env, rate_limit_messages=1000, user_message_burst=10_000)
 
 
 @pytest.fixture
