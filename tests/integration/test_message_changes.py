@@ -405,6 +405,10 @@ async def test_reacting_in_a_room_you_may_not_read_is_refused_on_both_paths(cfg,
         x = await client(url, outsider, room=None)
         frame = {"type": "react", "room": ROOM, "id": message, "emoji": "👍", "on": True}
         assert (await x.request(frame))["code"] == "forbidden"
+        # Refused before any lookup: an outsider learns nothing of the room's ids.
+        for probe in ("1-1", message, f"{message}9"):
+            reply = await x.request({"type": "delete", "room": ROOM, "id": probe})
+            assert reply["code"] == "forbidden", reply
         for who in (o, x):
             await who.ws.close()
     path = f"/api/rooms/{ROOM}/messages/{message}/reactions/👍"

@@ -403,6 +403,8 @@ class Changer:
         the message, NotFoundError, ForbiddenError, ConflictError (`deleted`,
         `too_many_reactions`)."""
         parse_id(change.target)
+        if not standing.may_read:  # before the lookup: says nothing of the room's ids
+            raise ForbiddenError("You may not write to this room")
         found = await lookup_async(self._redis, change.room, change.target)
         if found is None:
             raise UseRest()
@@ -421,6 +423,8 @@ def change_over_rest(
     """The REST twin: the window first (a message not yet in MongoDB is
     there), then MongoDB for an older one."""
     parse_id(change.target)
+    if not standing.may_read:  # before the lookup: says nothing of the room's ids
+        raise ForbiddenError("You may not write to this room")
     found = lookup(client, change.room, change.target)
     if found is None:
         found = stored_target(db, change.room, change.target)
