@@ -60,6 +60,12 @@ def stored_state(cfg: Settings) -> dict[str, dict]:
     return {m["id"]: {"text": m["text"], "deleted": bool(m.get("deleted"))} for m in page}
 
 
+def stored_reactions(cfg: Settings) -> dict[str, list[dict]]:
+    page = history.page(database(cfg), ROOM, cfg, limit=100)["messages"]
+    return {m["id"]: [{"emoji": r["emoji"], "count": r["count"]} for r in m["reactions"]]
+            for m in page if m.get("reactions")}  # fmt: skip
+
+
 # A drain in a process of its own, in batches of 5, that SIGKILLs itself the
 # first time it writes changes to stored messages: a batch's messages
 # inserted and its changes half done, nothing of it acknowledged.
@@ -100,6 +106,13 @@ async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mi
             (b, {"type": "edit", "id": ids[6], "text": "bob's, edited"}),
             (a, {"type": "edit", "id": ids[3], "text": "m3, edited"}),
             (b, {"type": "delete", "id": ids[6]}),
+            (b, {"type": "react", "id": ids[3], "emoji": "👍", "on": True}),
+            (a, {"type": "react", "id": ids[3], "emoji": "👍", "on": True}),
+            (a, {"type": "react", "id": ids[3], "emoji": "🎉", "on": True}),
+            (b, {"type": "react", "id": ids[4], "emoji": "👀", "on": True}),
+            (b, {"type": "react", "id": ids[3], "emoji": "👍", "on": False}),
+            (a, {"type": "react", "id": ids[5], "emoji": "👍", "on": True}),
+            (a, {"type": "delete", "id": ids[5]}),
         ]
         last = ""
         for who, frame in script:
@@ -126,11 +139,20 @@ async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mi
 
     stored = stored_state(cfg)
     assert a.live.messages == b.live.messages == c.live.messages == stored
+    reactions = stored_reactions(cfg)
+    assert a.live.reactions == b.live.reactions == c.live.reactions == reactions
+    assert reactions == {
+        ids[3]: [{"emoji": "🎉", "count": 1}, {"emoji": "👍", "count": 1}],
+        ids[4]: [{"emoji": "👀", "count": 1}],
+    }
     assert stored[ids[0]] == {"text": "m0, edited twice", "deleted": False}
-    assert stored[ids[1]] == stored[ids[2]] == stored[ids[6]] == {"text": "", "deleted": True}
+    assert stored[ids[1]] == stored[ids[2]] == stored[ids[5]] == stored[ids[6]] == {
+        "text": "", "deleted": True,
+    }  # fmt: skip
     # Resume never replays a deleted message's text, nor its edits.
     replayed = json.dumps(c.live.frames)
     assert "m1" not in replayed and "m2" not in replayed and "bob's" not in replayed
+    assert "m5" not in replayed
     assert database(cfg)[message_state.PARKED].count_documents({}) == 0
 
 
