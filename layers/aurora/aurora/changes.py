@@ -124,11 +124,10 @@ def may_edit(user_id: str, target: Target) -> bool:
 
 
 def may_delete(user_id: str, target: Target, standing: Standing) -> bool:
-    """The one delete rule: the author, or the room's owner or an admin.
-    (Operators: `membership.may_moderate`, where it exists, is the hook
-    point to add here, and only here.)"""
+    """The one delete rule: the author, or the room's owner or an admin."""
     if user_id == target.author:
         return True
+    # operators: may_moderate (membership.may_moderate joins the rule here, and only here)
     return standing.role in (membership.OWNER, membership.ADMIN)
 
 
