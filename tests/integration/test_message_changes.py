@@ -333,20 +333,32 @@ _bodies = st.one_of(
     st.sampled_from(["{not json", "[]", "null", '"x"', "1e999"]),
     st.fixed_dictionaries({}, optional={
         "text": st.one_of(st.text(max_size=30), st.integers(), st.none(), st.just("x" * 5000)),
+        "id": st.one_of(_ids, st.integers(), st.none()),
         "extra": st.text(max_size=5),
     }),
 )  # fmt: skip
 
 
+_routes = st.sampled_from([
+    ("PATCH", "/api/rooms/{room}/messages/{id}"), ("DELETE", "/api/rooms/{room}/messages/{id}"),
+    ("PUT", "/api/rooms/{room}/messages/{id}/reactions/{emoji}"),
+    ("DELETE", "/api/rooms/{room}/messages/{id}/reactions/{emoji}"),
+    ("POST", "/api/rooms/{room}/read"), ("GET", "/api/rooms/{room}/receipts"),
+])  # fmt: skip
+_emoji = st.sampled_from(
+    ["👍", "%F0%9F%91%8D", ":+1:", "", "x" * 70, "🏳️‍🌈", "%00", "..", "👍" * 17]
+)
+
+
 def test_no_input_makes_a_message_change_route_answer_5xx(cfg, api):
     alice = person(cfg, "alice")
 
-    @hypothesis_settings(max_examples=80, deadline=None, database=None,
+    @hypothesis_settings(max_examples=60, deadline=None, database=None,
                          suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(st.sampled_from(["PATCH", "DELETE"]), st.sampled_from([ROOM, "a b", "dm:x", "a" * 65]),
-           _ids, _bodies)  # fmt: skip
-    def check(method, room, message_id, body):
-        path = f"/api/rooms/{room}/messages/{message_id}"
+    @given(_routes, st.sampled_from([ROOM, "a b", "dm:x", "a" * 65]), _ids, _emoji, _bodies)
+    def check(route, room, message_id, emoji, body):
+        method, template = route
+        path = template.format(room=room, id=message_id, emoji=emoji)
         status, answer = rest(api, method, path, alice, body)
         assert status < 500, (method, path, body, answer)
         if status >= 400:
