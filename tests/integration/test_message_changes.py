@@ -23,7 +23,7 @@ from aurora import attachments, history, membership, message_state, messages, mi
 from aurora.backends import database, redis_client
 from aurora.drain import ensure_group
 from aurora.errors import ForbiddenError
-from aurora.keyspace import STREAM_KEY, change_rate_key
+from aurora.keyspace import STREAM_KEY, change_rate_key, window_key
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry, change_fields
 from local.runtime import LocalFunction
@@ -190,7 +190,7 @@ async def test_only_the_author_edits_and_the_author_owner_or_admin_deletes_on_bo
         await author.ws.close()
     drain(cfg)
     # REST, on messages only MongoDB has (the window is gone).
-    redis_client(cfg.redis_url).delete(f"aurora:window:{ROOM}")
+    redis_client(cfg.redis_url).delete(window_key(ROOM))
     for i, (role, who) in enumerate(everyone.items()):
         path = f"/api/rooms/{ROOM}/messages/{sent[2 * i]}"
         edited = rest(api, "PATCH", path, who, {"text": "changed again"})
@@ -415,7 +415,7 @@ async def test_reactions_count_once_within_a_budget_live_and_in_history(cfg, api
     ]  # fmt: skip
 
     # Over REST, on a message older than the window: counted from MongoDB.
-    redis_client(cfg.redis_url).delete(f"aurora:window:{ROOM}")
+    redis_client(cfg.redis_url).delete(window_key(ROOM))
     path = f"/api/rooms/{ROOM}/messages/{message}/reactions"
     assert rest(api, "PUT", f"{path}/👍", bob)[0] == 200
     assert rest(api, "PUT", f"{path}/👍", bob)[1]["unchanged"] is True

@@ -45,13 +45,19 @@ def window_key(room: str) -> str:
     return f"aurora:window:{room}"
 
 
+# The keys of a message's life after sending (`aurora.changes`,
+# `aurora.receipts`) carry the room as hash tag `{room}`, as the membership
+# mirror's do: the change and read scripts touch only their room's slot
+# (besides the persistence stream).
+
+
 def tombstones_key(room: str) -> str:
     """Sorted set: ids of the room's messages deleted while their delete is in
     the resume window (score: the delete's milliseconds). Written and trimmed
     by the change script (`aurora.changes`); read by resume, which drops those
     messages' frames and edits. Members leave once their delete leaves the
     window."""
-    return f"aurora:tombstones:{room}"
+    return f"aurora:tombstones:{{{room}}}"
 
 
 def reactions_key(room: str, message_id: str) -> str:
@@ -61,7 +67,7 @@ def reactions_key(room: str, message_id: str) -> str:
     (`aurora.changes`); deleted by the send and change scripts when the
     message leaves the window, and with the message. Counted afresh from
     MongoDB for an older message (REST): then it expires after an hour."""
-    return f"aurora:reactions:{room}:{message_id}"
+    return f"aurora:reactions:{{{room}}}:{message_id}"
 
 
 def reaction_counts_key(room: str, message_id: str) -> str:
@@ -76,7 +82,7 @@ def room_counter_key(room: str) -> str:
     """String (counter): the number of the room's newest message (`n`: 1, 2,
     …, in order). Written (INCR) by the send script; no expiry. Unread
     counts are differences of these numbers (`aurora.receipts`)."""
-    return f"aurora:count:{room}"
+    return f"aurora:count:{{{room}}}"
 
 
 def own_messages_key(room: str, user_id: str) -> str:
@@ -84,14 +90,14 @@ def own_messages_key(room: str, user_id: str) -> str:
     are after their read cursor and not deleted (they never count as
     unread for them). Written by the send script (ZADD), the change script
     (a delete removes one) and the read script (trims up to the cursor)."""
-    return f"aurora:own:{room}:{user_id}"
+    return f"aurora:own:{{{room}}}:{user_id}"
 
 
 def deleted_numbers_key(room: str) -> str:
     """Sorted set: the numbers (`n`) of the room's deleted messages (they
     never count as unread). Written by the change script; no expiry (one
     small entry per deleted message)."""
-    return f"aurora:deletedn:{room}"
+    return f"aurora:deletedn:{{{room}}}"
 
 
 def cursors_key(room: str, kind: str) -> str:
@@ -99,14 +105,14 @@ def cursors_key(room: str, kind: str) -> str:
     the user has read (`kind` "read") or their client received
     ("delivered"). Only moves forward. Written by the read script
     (`aurora.receipts`); no expiry; persisted to MongoDB by the drain."""
-    return f"aurora:{kind}:{room}"
+    return f"aurora:{kind}:{{{room}}}"
 
 
 def change_rate_key(room: str, user_id: str) -> str:
     """String (counter): the user's changes (edit, delete) to the room's
     messages in the current window. Written by the change script; expires
     after `RATE_LIMIT_CHANGES_WINDOW_MS`."""
-    return f"aurora:changerate:{room}:{user_id}"
+    return f"aurora:changerate:{{{room}}}:{user_id}"
 
 
 def rate_key(room: str, user_id: str) -> str:
