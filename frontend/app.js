@@ -4,6 +4,7 @@
 // textContent, never as HTML.
 
 import { closeAccount, initAccount } from "./account.js";
+import { applyChange } from "./changes.js";
 import { initComposer, focusComposer, resetComposer } from "./composer.js";
 import { loadConfig } from "./config.js";
 import { initHistory, resetHistory, startGapFill } from "./history.js";
@@ -98,6 +99,7 @@ function onSessionStored() {
 setSessionHooks({ tokenChanged: reauth, left: leaveSession });
 setFrameHandlers({
   message: receive,
+  change: applyChange,
   ack: onAck,
   rateLimited: onRateLimited,
   refused: onRefused,

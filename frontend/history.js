@@ -1,6 +1,7 @@
 // Reads from the history API: scrollback (*Load older messages*) and the
 // messages missed beyond the resume window after a reconnect (the gap).
 
+import { showStoredState } from "./changes.js";
 import { GAP_PAGE, HISTORY_PAGE } from "./config.js";
 import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId, ROOM } from "./protocol.js";
@@ -62,6 +63,7 @@ function insertStored(frame) {
   if (pending) pending.remove();
   const item = renderFrame(frame, { own, attachments: true });
   item.dataset.id = frame.id;
+  showStoredState(item, frame);
   insertInIdOrder(item, id);
   advanceNewest(frame.id);
   return true;

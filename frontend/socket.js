@@ -23,7 +23,8 @@ let reconnectTimer = null;
 // What the page does with the room's frames (see setFrameHandlers).
 let handlers = null;
 
-// message(frame): a `message` of the room, live or replayed; ack(frame);
+// message(frame): a `message` of the room, live or replayed; change(frame):
+// an `edit`, `delete` or `react` of one of its messages; ack(frame);
 // rateLimited(request, frame) and refused(request, code, text): answers to a
 // send; replayed(gap): the `missed` messages after a join are in, with
 // {after: an id} if the resume window no longer reached back to the last one shown.
@@ -230,6 +231,14 @@ function onFrame(conn, raw) {
     case "message":
       if (frame.room !== ROOM) break;
       handlers.message(frame);
+      if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
+      break;
+    case "edit":
+    case "delete":
+    case "react":
+      if (frame.room !== ROOM) break;
+      handlers.change(frame);
+      // Changes are replayed with the messages, and counted in `missed`.
       if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
       break;
     case "ack":

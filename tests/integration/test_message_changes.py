@@ -23,7 +23,7 @@ from aurora import attachments, history, membership, message_state, messages, mi
 from aurora.backends import database, redis_client
 from aurora.drain import ensure_group
 from aurora.errors import ForbiddenError
-from aurora.keyspace import STREAM_KEY, change_rate_key
+from aurora.keyspace import STREAM_KEY, change_rate_key, window_key
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry, change_fields
 from local.runtime import LocalFunction
@@ -60,6 +60,12 @@ def api(cfg: Settings) -> Iterator[LocalFunction]:
 def stored_state(cfg: Settings) -> dict[str, dict]:
     page = history.page(database(cfg), ROOM, cfg, limit=100)["messages"]
     return {m["id"]: {"text": m["text"], "deleted": bool(m.get("deleted"))} for m in page}
+
+
+def stored_reactions(cfg: Settings) -> dict[str, list[dict]]:
+    page = history.page(database(cfg), ROOM, cfg, limit=100)["messages"]
+    return {m["id"]: [{"emoji": r["emoji"], "count": r["count"]} for r in m["reactions"]]
+            for m in page if m.get("reactions")}  # fmt: skip
 
 
 # A drain in a process of its own, in batches of 5, that SIGKILLs itself the
@@ -102,6 +108,13 @@ async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mi
             (b, {"type": "edit", "id": ids[6], "text": "bob's, edited"}),
             (a, {"type": "edit", "id": ids[3], "text": "m3, edited"}),
             (b, {"type": "delete", "id": ids[6]}),
+            (b, {"type": "react", "id": ids[3], "emoji": "👍", "on": True}),
+            (a, {"type": "react", "id": ids[3], "emoji": "👍", "on": True}),
+            (a, {"type": "react", "id": ids[3], "emoji": "🎉", "on": True}),
+            (b, {"type": "react", "id": ids[4], "emoji": "👀", "on": True}),
+            (b, {"type": "react", "id": ids[3], "emoji": "👍", "on": False}),
+            (a, {"type": "react", "id": ids[5], "emoji": "👍", "on": True}),
+            (a, {"type": "delete", "id": ids[5]}),
         ]
         last = ""
         for who, frame in script:
@@ -128,11 +141,20 @@ async def test_live_clients_resume_and_history_converge_with_the_drain_killed_mi
 
     stored = stored_state(cfg)
     assert a.live.messages == b.live.messages == c.live.messages == stored
+    reactions = stored_reactions(cfg)
+    assert a.live.reactions == b.live.reactions == c.live.reactions == reactions
+    assert reactions == {
+        ids[3]: [{"emoji": "🎉", "count": 1}, {"emoji": "👍", "count": 1}],
+        ids[4]: [{"emoji": "👀", "count": 1}],
+    }
     assert stored[ids[0]] == {"text": "m0, edited twice", "deleted": False}
-    assert stored[ids[1]] == stored[ids[2]] == stored[ids[6]] == {"text": "", "deleted": True}
+    assert stored[ids[1]] == stored[ids[2]] == stored[ids[5]] == stored[ids[6]] == {
+        "text": "", "deleted": True,
+    }  # fmt: skip
     # Resume never replays a deleted message's text, nor its edits.
     replayed = json.dumps(c.live.frames)
     assert "m1" not in replayed and "m2" not in replayed and "bob's" not in replayed
+    assert "m5" not in replayed
     assert database(cfg)[message_state.PARKED].count_documents({}) == 0
 
 
@@ -170,7 +192,7 @@ async def test_only_the_author_edits_and_the_author_owner_or_admin_deletes_on_bo
         await author.ws.close()
     drain(cfg)
     # REST, on messages only MongoDB has (the window is gone).
-    redis_client(cfg.redis_url).delete(f"aurora:window:{ROOM}")
+    redis_client(cfg.redis_url).delete(window_key(ROOM))
     for i, (role, who) in enumerate(everyone.items()):
         path = f"/api/rooms/{ROOM}/messages/{sent[2 * i]}"
         edited = rest(api, "PATCH", path, who, {"text": "changed again"})
@@ -313,20 +335,32 @@ _bodies = st.one_of(
     st.sampled_from(["{not json", "[]", "null", '"x"', "1e999"]),
     st.fixed_dictionaries({}, optional={
         "text": st.one_of(st.text(max_size=30), st.integers(), st.none(), st.just("x" * 5000)),
+        "id": st.one_of(_ids, st.integers(), st.none()),
         "extra": st.text(max_size=5),
     }),
 )  # fmt: skip
 
 
+_routes = st.sampled_from([
+    ("PATCH", "/api/rooms/{room}/messages/{id}"), ("DELETE", "/api/rooms/{room}/messages/{id}"),
+    ("PUT", "/api/rooms/{room}/messages/{id}/reactions/{emoji}"),
+    ("DELETE", "/api/rooms/{room}/messages/{id}/reactions/{emoji}"),
+    ("POST", "/api/rooms/{room}/read"), ("GET", "/api/rooms/{room}/receipts"),
+])  # fmt: skip
+_emoji = st.sampled_from(
+    ["👍", "%F0%9F%91%8D", ":+1:", "", "x" * 70, "🏳️‍🌈", "%00", "..", "👍" * 17]
+)
+
+
 def test_no_input_makes_a_message_change_route_answer_5xx(cfg, api):
     alice = person(cfg, "alice")
 
-    @hypothesis_settings(max_examples=80, deadline=None, database=None,
+    @hypothesis_settings(max_examples=60, deadline=None, database=None,
                          suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(st.sampled_from(["PATCH", "DELETE"]), st.sampled_from([ROOM, "a b", "dm:x", "a" * 65]),
-           _ids, _bodies)  # fmt: skip
-    def check(method, room, message_id, body):
-        path = f"/api/rooms/{room}/messages/{message_id}"
+    @given(_routes, st.sampled_from([ROOM, "a b", "dm:x", "a" * 65]), _ids, _emoji, _bodies)
+    def check(route, room, message_id, emoji, body):
+        method, template = route
+        path = template.format(room=room, id=message_id, emoji=emoji)
         status, answer = rest(api, method, path, alice, body)
         assert status < 500, (method, path, body, answer)
         if status >= 400:
@@ -383,7 +417,7 @@ async def test_reactions_count_once_within_a_budget_live_and_in_history(cfg, api
     ]  # fmt: skip
 
     # Over REST, on a message older than the window: counted from MongoDB.
-    redis_client(cfg.redis_url).delete(f"aurora:window:{ROOM}")
+    redis_client(cfg.redis_url).delete(window_key(ROOM))
     path = f"/api/rooms/{ROOM}/messages/{message}/reactions"
     assert rest(api, "PUT", f"{path}/👍", bob)[0] == 200
     assert rest(api, "PUT", f"{path}/👍", bob)[1]["unchanged"] is True
@@ -407,6 +441,10 @@ async def test_reacting_in_a_room_you_may_not_read_is_refused_on_both_paths(cfg,
         x = await client(url, outsider, room=None)
         frame = {"type": "react", "room": ROOM, "id": message, "emoji": "👍", "on": True}
         assert (await x.request(frame))["code"] == "forbidden"
+        # Refused before any lookup: an outsider learns nothing of the room's ids.
+        for probe in ("1-1", message, f"{message}9"):
+            reply = await x.request({"type": "delete", "room": ROOM, "id": probe})
+            assert reply["code"] == "forbidden", reply
         for who in (o, x):
             await who.ws.close()
     path = f"/api/rooms/{ROOM}/messages/{message}/reactions/👍"

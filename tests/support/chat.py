@@ -59,6 +59,7 @@ class LiveState:
 
     def __init__(self) -> None:
         self.messages: dict[str, dict] = {}
+        self.reactions: dict[str, list[dict]] = {}  # message id -> [{emoji, count}], when any
         self.frames: list[dict] = []
 
     def see(self, frame: dict) -> None:
@@ -70,6 +71,11 @@ class LiveState:
                 self.messages[frame["message_id"]]["text"] = frame["text"]
             case "delete":
                 self.messages[frame["message_id"]] = {"text": "", "deleted": True}
+                self.reactions.pop(frame["message_id"], None)
+            case "react" if frame["reactions"]:
+                self.reactions[frame["message_id"]] = frame["reactions"]
+            case "react":
+                self.reactions.pop(frame["message_id"], None)
 
 
 class Client:

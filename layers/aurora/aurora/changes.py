@@ -115,11 +115,10 @@ def may_edit(user_id: str, target: Target) -> bool:
 
 
 def may_delete(user_id: str, target: Target, standing: Standing) -> bool:
-    """The one delete rule: the author, or the room's owner or an admin.
-    (Operators: `membership.may_moderate`, where it exists, is the hook
-    point to add here, and only here.)"""
+    """The one delete rule: the author, or the room's owner or an admin."""
     if user_id == target.author:
         return True
+    # operators: may_moderate (membership.may_moderate joins the rule here, and only here)
     return standing.role in (membership.OWNER, membership.ADMIN)
 
 
@@ -410,6 +409,8 @@ class Changer:
         the message, NotFoundError, ForbiddenError, ConflictError (`deleted`,
         `too_many_reactions`)."""
         parse_id(change.target)
+        if not standing.may_read:  # before the lookup: says nothing of the room's ids
+            raise ForbiddenError("You may not write to this room")
         found = await lookup_async(self._redis, change.room, change.target, self._layout)
         if found is None:
             raise UseRest()
@@ -428,6 +429,8 @@ def change_over_rest(
     """The REST twin: the window first (a message not yet in MongoDB is
     there), then MongoDB for an older one."""
     parse_id(change.target)
+    if not standing.may_read:  # before the lookup: says nothing of the room's ids
+        raise ForbiddenError("You may not write to this room")
     layout = deployment_layout(settings)
     found = lookup(client, change.room, change.target, layout)
     if found is None:

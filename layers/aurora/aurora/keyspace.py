@@ -50,13 +50,19 @@ def window_key(room: str) -> str:
     return f"aurora:window:{room}"
 
 
+# The keys of a message's life after sending (`aurora.changes`,
+# `aurora.receipts`) carry the room as hash tag `{room}`, as the membership
+# mirror's do. The scripts that touch them also append to the persistence
+# stream: on a cluster `Layout` names them in the room's partition slot.
+
+
 def tombstones_key(room: str) -> str:
     """Sorted set: ids of the room's messages deleted while their delete is in
     the resume window (score: the delete's milliseconds). Written and trimmed
     by the change script (`aurora.changes`); read by resume, which drops those
     messages' frames and edits. Members leave once their delete leaves the
     window."""
-    return f"aurora:tombstones:{room}"
+    return f"aurora:tombstones:{{{room}}}"
 
 
 def reactions_key(room: str, message_id: str) -> str:
@@ -66,7 +72,7 @@ def reactions_key(room: str, message_id: str) -> str:
     (`aurora.changes`); deleted by the send and change scripts when the
     message leaves the window, and with the message. Counted afresh from
     MongoDB for an older message (REST): then it expires after an hour."""
-    return f"aurora:reactions:{room}:{message_id}"
+    return f"aurora:reactions:{{{room}}}:{message_id}"
 
 
 def reaction_counts_key(room: str, message_id: str) -> str:
@@ -81,7 +87,7 @@ def room_counter_key(room: str) -> str:
     """String (counter): the number of the room's newest message (`n`: 1, 2,
     …, in order). Written (INCR) by the send script; no expiry. Unread
     counts are differences of these numbers (`aurora.receipts`)."""
-    return f"aurora:count:{room}"
+    return f"aurora:count:{{{room}}}"
 
 
 def own_messages_key(room: str, user_id: str) -> str:
@@ -89,14 +95,14 @@ def own_messages_key(room: str, user_id: str) -> str:
     are after their read cursor and not deleted (they never count as
     unread for them). Written by the send script (ZADD), the change script
     (a delete removes one) and the read script (trims up to the cursor)."""
-    return f"aurora:own:{room}:{user_id}"
+    return f"aurora:own:{{{room}}}:{user_id}"
 
 
 def deleted_numbers_key(room: str) -> str:
     """Sorted set: the numbers (`n`) of the room's deleted messages (they
     never count as unread). Written by the change script; no expiry (one
     small entry per deleted message)."""
-    return f"aurora:deletedn:{room}"
+    return f"aurora:deletedn:{{{room}}}"
 
 
 def cursors_key(room: str, kind: str) -> str:
@@ -104,14 +110,14 @@ def cursors_key(room: str, kind: str) -> str:
     the user has read (`kind` "read") or their client received
     ("delivered"). Only moves forward. Written by the read script
     (`aurora.receipts`); no expiry; persisted to MongoDB by the drain."""
-    return f"aurora:{kind}:{room}"
+    return f"aurora:{kind}:{{{room}}}"
 
 
 def change_rate_key(room: str, user_id: str) -> str:
     """String (counter): the user's changes (edit, delete) to the room's
     messages in the current window. Written by the change script; expires
     after `RATE_LIMIT_CHANGES_WINDOW_MS`."""
-    return f"aurora:changerate:{room}:{user_id}"
+    return f"aurora:changerate:{{{room}}}:{user_id}"
 
 
 def rate_key(room: str, user_id: str) -> str:
@@ -366,33 +372,38 @@ class Layout:
         return self._in_room_slot("aurora:idem:", room) + f"{room}:{user_id}:{client_id}"
 
     # The keys of a message's life after it is sent (`aurora.changes`,
-    # `aurora.receipts`): touched by the send, change and read scripts, so on a
-    # cluster in the room's partition slot too. Same meaning as the module's
-    # functions of the same names.
+    # `aurora.receipts`): the send, change and read scripts touch them with
+    # the partition stream, so on a cluster they move to the room's partition
+    # slot too; elsewhere they are the module's names of the same function.
+
+    def _life_key(self, single: str, kind: str, room: str, rest: str = "") -> str:
+        if not self.cluster:
+            return single
+        return self._in_room_slot(f"aurora:{kind}:", room) + room + rest
 
     def tombstones_key(self, room: str) -> str:
-        return self._in_room_slot("aurora:tombstones:", room) + room
+        return self._life_key(tombstones_key(room), "tombstones", room)
 
     def reactions_key(self, room: str, message_id: str) -> str:
-        return self._in_room_slot("aurora:reactions:", room) + f"{room}:{message_id}"
+        return self._life_key(reactions_key(room, message_id), "reactions", room, f":{message_id}")
 
     def reaction_counts_key(self, room: str, message_id: str) -> str:
         return f"{self.reactions_key(room, '')}counts:{message_id}"
 
     def room_counter_key(self, room: str) -> str:
-        return self._in_room_slot("aurora:count:", room) + room
+        return self._life_key(room_counter_key(room), "count", room)
 
     def own_messages_key(self, room: str, user_id: str) -> str:
-        return self._in_room_slot("aurora:own:", room) + f"{room}:{user_id}"
+        return self._life_key(own_messages_key(room, user_id), "own", room, f":{user_id}")
 
     def deleted_numbers_key(self, room: str) -> str:
-        return self._in_room_slot("aurora:deletedn:", room) + room
+        return self._life_key(deleted_numbers_key(room), "deletedn", room)
 
     def cursors_key(self, room: str, kind: str) -> str:
-        return self._in_room_slot(f"aurora:{kind}:", room) + room
+        return self._life_key(cursors_key(room, kind), kind, room)
 
     def change_rate_key(self, room: str, user_id: str) -> str:
-        return self._in_room_slot("aurora:changerate:", room) + f"{room}:{user_id}"
+        return self._life_key(change_rate_key(room, user_id), "changerate", room, f":{user_id}")
 
     def room_channel(self, room: str) -> str:
         """As `room_channel`; on a cluster a shard channel (SPUBLISH) in the

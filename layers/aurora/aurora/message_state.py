@@ -1,4 +1,4 @@
-"""Applying changes (edit, delete) to stored messages: the drain's half of
+"""Applying changes (edit, delete, react) to stored messages: the drain's half of
 `aurora.changes`.
 
 The rules, which make any replay, any order and any overlap of drain runs
