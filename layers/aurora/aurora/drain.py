@@ -13,8 +13,9 @@ The stream may be P partitions (`aurora.keyspace.Layout`); each has its own
 consumer group, dead letters, reclaim and trimming, all within its own hash
 slot. One run divides its time between them in rounds: each round gives every
 partition at most one batch (a flooded partition cannot starve the others);
-a round that found nothing anywhere waits for new entries on one partition,
-a different one each time, for `block_ms / P`. The stored key is room + id
+a round that found nothing anywhere waits for new entries: on one Redis with
+one blocking read of every partition, on a cluster (where a read spans one
+slot) 50 ms on each partition in turn. The stored key is room + id
 (`messages.stored_key`): ids are unique per partition only.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora import deadletters, messages, rooms
+from aurora.backends import is_cluster
 from aurora.errors import ValidationError
 from aurora.keyspace import JOINS_STREAM_KEY, SINGLE, Layout, room_members_key
 from aurora.stream import GROUP, StreamEntry, next_id, parse_id
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 TRANSIENT_CODES = frozenset({6, 7, 11, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435})
 
 Entry = tuple[str, dict[str, Any] | None]
+# An idle run on a cluster waits this long on one partition, then the next:
+# a new entry elsewhere waits at most about this (x P only when all are idle).
+CLUSTER_WAIT_MS = 50
 
 
 @dataclass(frozen=True)
@@ -192,16 +197,19 @@ class Drain:
             self._store_joins(reclaim=True)
             while keep_going():
                 self._store_joins()
-                found = False
-                for part in self.partitions:  # one round: at most a batch each
+                # One round: at most a batch of each partition, stored together.
+                work = []
+                for part in self.partitions:
                     if not keep_going():
                         break
                     batch = self._read(part, block_ms=None)
                     if batch:
-                        self._store(part, batch)
-                        found = True
+                        work.append((part, batch, {}))
+                if work:
+                    self._store_many(work)
+                for part in self.partitions:
                     self._housekeeping(part)
-                if not found:
+                if not work:
                     if exit_when_idle:
                         break
                     self._wait_for_entries()
@@ -213,12 +221,24 @@ class Drain:
         return self.summary
 
     def _wait_for_entries(self) -> None:
-        """Every partition was empty: block on one (a different one each
-        time), so an idle run costs one command per wait, not P."""
+        """Every partition was empty: wait for the next entry. On one Redis,
+        one blocking read of every partition at once; on a cluster (a read
+        spans one slot) a short one on each partition in turn."""
+        if not self.block_ms:
+            return
+        if not is_cluster(self.redis) or len(self.partitions) == 1:
+            streams = {part.stream: ">" for part in self.partitions}
+            reply = self.redis.xreadgroup(
+                GROUP, self.consumer, streams, count=self.batch_size, block=self.block_ms
+            )
+            by_stream = {part.stream: part for part in self.partitions}
+            work = [(by_stream[stream], batch, {}) for stream, batch in reply or [] if batch]
+            if work:
+                self._store_many(work)
+            return
         part = self.partitions[self._waits % len(self.partitions)]
         self._waits += 1
-        block = self.block_ms // len(self.partitions) if self.block_ms else 0
-        batch = self._read(part, block_ms=max(block, 1) if self.block_ms else None)
+        batch = self._read(part, block_ms=max(1, min(self.block_ms, CLUSTER_WAIT_MS)))
         if batch:
             self._store(part, batch)
 
@@ -319,57 +339,70 @@ class Drain:
         batch: list[Entry],
         poison: dict[str, deadletters.Reason] | None = None,
     ) -> None:
-        poison = dict(poison or {})
-        docs, doc_ids = [], []
-        for entry_id, fields in batch:
-            if entry_id in poison:
-                continue
-            try:
-                docs.append(messages.document(StreamEntry.from_redis(entry_id, fields)))
-                doc_ids.append(entry_id)
-            except ValidationError as exc:
-                poison[entry_id] = deadletters.Reason(exc.code, str(exc))
-        inserted, duplicates, rejected = self._insert(docs, doc_ids)
-        poison.update(rejected)
+        self._store_many([(part, batch, dict(poison or {}))])
+
+    def _store_many(
+        self, work: list[tuple[Partition, list[Entry], dict[str, deadletters.Reason]]]
+    ) -> None:
+        """Store the batches of several partitions with one insert_many (one
+        database round trip per round, however many partitions had entries),
+        then acknowledge each partition's batch in its own transaction."""
+        docs: list[dict[str, Any]] = []
+        owner: list[int] = []  # the position in `work` of each document
+        for position, (_, batch, poison) in enumerate(work):
+            for entry_id, fields in batch:
+                if entry_id in poison:
+                    continue
+                try:
+                    docs.append(messages.document(StreamEntry.from_redis(entry_id, fields)))
+                    owner.append(position)
+                except ValidationError as exc:
+                    poison[entry_id] = deadletters.Reason(exc.code, str(exc))
+        duplicate, rejected = self._insert(docs)
         # Duplicates count too: they may be a crashed run's batch whose rooms
         # were never recorded. `$max` makes doing it again harmless.
-        rooms.record_activity(self.db, (d for d in docs if d["id"] not in rejected))
+        rooms.record_activity(self.db, (d for i, d in enumerate(docs) if i not in rejected))
+        for index, reason in rejected.items():
+            work[owner[index]][2][docs[index]["id"]] = reason
 
-        # Dead letters and the ack in one transaction (one slot: the
-        # partition's): a crash leaves either both undone (the entries are
-        # retried) or both done.
-        fields_of = dict(batch)
-        pipe = self.redis.pipeline(transaction=True)
-        for entry_id, reason in poison.items():
-            deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason, key=part.dead)
-        # Acknowledge only now that the database has the batch.
-        pipe.xack(part.stream, GROUP, *fields_of)
-        pipe.execute()
+        now_ms = int(time.time() * 1000)
+        for position, (part, batch, poison) in enumerate(work):
+            # Dead letters and the ack in one transaction (one slot: the
+            # partition's): a crash leaves either both undone (the entries
+            # are retried) or both done.
+            fields_of = dict(batch)
+            pipe = self.redis.pipeline(transaction=True)
+            for entry_id, reason in poison.items():
+                deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason, key=part.dead)
+            # Acknowledge only now that the database has the batch.
+            pipe.xack(part.stream, GROUP, *fields_of)
+            pipe.execute()
 
-        oldest_ms = min(parse_id(entry_id)[0] for entry_id in fields_of)
-        lag_ms = int(time.time() * 1000) - oldest_ms
-        summary = self.by_partition[part.name]
-        summary.batches += 1
-        summary.drained += len(batch)
-        summary.inserted += inserted
-        summary.duplicates += duplicates
-        summary.dead_lettered += len(poison)
-        summary.max_lag_ms = max(summary.max_lag_ms, lag_ms)
+            mine = [i for i, p in enumerate(owner) if p == position]
+            duplicates = sum(1 for i in mine if i in duplicate)
+            summary = self.by_partition[part.name]
+            summary.batches += 1
+            summary.drained += len(batch)
+            summary.inserted += len(mine) - duplicates - sum(1 for i in mine if i in rejected)
+            summary.duplicates += duplicates
+            summary.dead_lettered += len(poison)
+            oldest_ms = min(parse_id(entry_id)[0] for entry_id in fields_of)
+            summary.max_lag_ms = max(summary.max_lag_ms, now_ms - oldest_ms)
         self._total()
 
-    def _insert(
-        self, docs: list[dict[str, Any]], ids: list[str]
-    ) -> tuple[int, int, dict[str, deadletters.Reason]]:
-        """(inserted, duplicates, rejected) for one unordered insert_many.
+    def _insert(self, docs: list[dict[str, Any]]) -> tuple[set[int], dict[int, deadletters.Reason]]:
+        """The positions of the duplicates and of the rejected documents of
+        one unordered insert_many.
 
         Raises (so nothing is acknowledged) on anything that may be transient.
         """
         from pymongo.errors import BulkWriteError
 
         if not docs:
-            return 0, 0, {}
+            return set(), {}
         try:
-            return len(self.collection.insert_many(docs, ordered=False).inserted_ids), 0, {}
+            self.collection.insert_many(docs, ordered=False)
+            return set(), {}
         except BulkWriteError as exc:
             details = exc.details
             errors = details.get("writeErrors", [])
@@ -377,17 +410,17 @@ class Drain:
                 e.get("code") in TRANSIENT_CODES for e in errors
             ):
                 raise
-            duplicates, rejected = 0, {}
+            duplicate, rejected = set(), {}
             for error in errors:
                 if _is_duplicate_id(error):
-                    duplicates += 1
+                    duplicate.add(error["index"])
                 else:
                     # The database will refuse this document every time.
-                    rejected[ids[error["index"]]] = deadletters.Reason(
+                    rejected[error["index"]] = deadletters.Reason(
                         "rejected_by_database",
                         f"MongoDB error {error.get('code')}: {error.get('errmsg', '')}"[:500],
                     )
-            return details.get("nInserted", len(docs) - len(errors)), duplicates, rejected
+            return duplicate, rejected
 
     # -- joins of public rooms (the fan-out's, from JOINS_STREAM_KEY) ---------
 
