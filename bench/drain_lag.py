@@ -8,7 +8,7 @@ from its stream id (Redis's clock when it was accepted) to the moment its
 batch was acknowledged, i.e. known to be in MongoDB.
 
     # rate(1 minute), timeout 70 s, 75 s of chat: covers one hand-over
-    .venv/bin/python bench/drain_lag.py
+    .venv/bin/python bench/drain_lag.py [--partitions 4]
 
 Starts its own redis-server and SecantusDB in a temporary folder on
 ephemeral loopback ports, and stops them by pid. Lambda cold starts are not
@@ -29,8 +29,8 @@ import redis
 from pymongo import MongoClient
 
 from aurora import messages
-from aurora.drain import Drain, Entry
-from aurora.keyspace import STREAM_KEY
+from aurora.drain import Drain, Entry, partitions_of
+from aurora.keyspace import Layout
 from aurora.stream import StreamEntry, parse_id
 from local.servers import start_mongo, start_redis
 
@@ -40,13 +40,14 @@ class TimedDrain(Drain):
 
     lags: list[float]
 
-    def _store(self, batch: list[Entry], poison=None) -> None:
-        super()._store(batch, poison)
+    def _store_many(self, work: list[tuple[object, list[Entry], dict]]) -> None:
+        super()._store_many(work)
         now_ms = time.time() * 1000
-        self.lags.extend(now_ms - parse_id(entry_id)[0] for entry_id, _ in batch)
+        for _, batch, _ in work:
+            self.lags.extend(now_ms - parse_id(entry_id)[0] for entry_id, _ in batch)
 
 
-def produce(r: redis.Redis, rate: int, duration: float, sent: list[str]) -> None:
+def produce(r: redis.Redis, rate: int, duration: float, sent: list[str], layout: Layout) -> None:
     tick = 0.01
     per_tick = max(1, round(rate * tick))
     start = time.monotonic()
@@ -55,7 +56,9 @@ def produce(r: redis.Redis, rate: int, duration: float, sent: list[str]) -> None
         due = int(elapsed * rate) + per_tick
         pipe = r.pipeline(transaction=False)
         for i in range(n, due):
-            pipe.xadd(STREAM_KEY, StreamEntry("0-0", "general", "u1", "alice", f"m{i}").fields())
+            room = f"room-{i % 100}"  # over every partition
+            entry = StreamEntry("0-0", room, "u1", "alice", f"m{i}")
+            pipe.xadd(layout.room_stream_key(room), entry.fields())
         sent.extend(pipe.execute())
         n = due
         time.sleep(max(0.0, start + n / rate - time.monotonic()))
@@ -71,7 +74,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--block-ms", type=int, default=1000)
     parser.add_argument("--exit-when-idle", action="store_true")
+    parser.add_argument("--partitions", type=int, default=1, help="stream partitions")
     args = parser.parse_args()
+    layout = Layout(partitions=args.partitions)
 
     with tempfile.TemporaryDirectory() as tmp:
         redis_proc = start_redis(Path(tmp) / "redis")
@@ -84,13 +89,16 @@ def main() -> None:
             sent: list[str] = []
             runs: list[threading.Thread] = []
             stopping = threading.Event()
-            producer = threading.Thread(target=produce, args=(r, args.rate, args.duration, sent))
+            producer = threading.Thread(
+                target=produce, args=(r, args.rate, args.duration, sent, layout)
+            )
 
             def one_run(n: int) -> None:
                 deadline = time.monotonic() + args.timeout
                 run = TimedDrain(
-                    r, db, consumer=f"run-{n}", batch_size=args.batch_size, block_ms=args.block_ms
-                )
+                    r, db, consumer=f"run-{n}", batch_size=args.batch_size,
+                    block_ms=args.block_ms, partitions=partitions_of(layout),
+                )  # fmt: skip
                 run.lags = lags
                 run.run(
                     lambda: deadline - time.monotonic() > args.margin and not stopping.is_set(),
@@ -121,7 +129,8 @@ def main() -> None:
             print(
                 f"rate {args.rate}/s for {args.duration:.0f} s, schedule {args.schedule:.0f} s, "
                 f"timeout {args.timeout:.0f} s, margin {args.margin:.0f} s, "
-                f"batch {args.batch_size}, exit_when_idle={args.exit_when_idle}"
+                f"batch {args.batch_size}, exit_when_idle={args.exit_when_idle}, "
+                f"partitions {args.partitions}"
             )
             print(f"runs started: {n + 1}; sent {len(sent)}; stored {stored}")
             print(f"lag ms: p50 {q[49]:.0f}  p90 {q[89]:.0f}  p99 {q[98]:.0f}  max {max(lags):.0f}")

@@ -20,10 +20,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from aurora.backends import async_redis_client, layout, redis_unavailable
+from aurora.backends import (
+    async_redis_client,
+    async_redis_client_for_single,
+    layout,
+    redis_mode,
+    redis_unavailable,
+)
 from aurora.budget import SendBudget
 from aurora.changes import Changer
-from aurora.errors import AuroraError, UnavailableError
+from aurora.errors import AuroraError, ConfigurationError, UnavailableError
+from aurora.keyspace import SINGLE
 from aurora.origins import is_allowed_origin
 from aurora.receipts import Cursors
 from aurora.secrets import jwt_secrets
@@ -68,8 +75,19 @@ class FanoutServer:
         _redact_websockets_logs()
         self.settings = settings
         self.metrics = Metrics()
-        self.redis = async_redis_client(settings.redis_url)  # detects a cluster
-        self.layout = layout(settings)
+        try:
+            self.redis = async_redis_client(settings.redis_url)  # detects a cluster
+            self.layout = layout(settings)
+            self._mode_known = True
+        except UnavailableError:
+            # Redis is down at start: serve as a single Redis (not ready until
+            # it answers); `_learn_mode` restarts this replica if it turns out
+            # to be a cluster.
+            log.warning("redis unreachable at start; its mode is found once it answers")
+            self.redis = async_redis_client_for_single(settings.redis_url)
+            self.layout = SINGLE
+            self._mode_known = False
+        self._restart_reason: str | None = None
         self.revocations = RevocationWatch(self.redis, settings, self.metrics)
         self.access = RoomAccess(self.redis, settings)
         self.subscriber = Subscriber(
@@ -144,7 +162,7 @@ class FanoutServer:
     async def _readiness(self, connection: ServerConnection) -> Response:
         try:
             await asyncio.wait_for(self.redis.ping(), 1.0)
-            ready = self.subscriber.connected
+            ready = self.subscriber.connected and self._mode_known
         except Exception:  # any failure means "not ready", never a crash
             ready = False
         if ready:
@@ -166,6 +184,7 @@ class FanoutServer:
     # -- lifecycle ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Future, ready: asyncio.Future | None = None) -> None:
+        mode = None if self._mode_known else asyncio.create_task(self._learn_mode(stop))
         subscriber = asyncio.create_task(self.subscriber.run(self.hub))
         renewer = asyncio.create_task(self._renew_leases())
         revocations = asyncio.create_task(self.revocations.run())
@@ -207,13 +226,35 @@ class FanoutServer:
                 return_exceptions=True,
             )
             await server.wait_closed()
-        for task in (subscriber, renewer, revocations, access):
+        for task in (subscriber, renewer, revocations, access, mode):
+            if task is None:
+                continue
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.subscriber.close()
         self.replica.attachments.close()
         await self.redis.aclose()
+        if self._restart_reason:
+            raise ConfigurationError(self._restart_reason)
+
+    async def _learn_mode(self, stop: asyncio.Future) -> None:
+        """Ask Redis its mode until it answers. A single Redis: carry on (this
+        replica already serves as one). A cluster: stop, and exit with the
+        reason, so that the restarted replica starts in cluster mode."""
+        while True:
+            try:
+                mode = await asyncio.to_thread(redis_mode, self.settings.redis_url)
+            except UnavailableError:
+                await asyncio.sleep(1.0)
+                continue
+            if mode.cluster:
+                self._restart_reason = "REDIS_URL is a cluster, unreachable at start: restart"
+                if not stop.done():
+                    stop.set_result(None)
+            else:
+                self._mode_known = True
+            return
 
     async def _keepalive(self, server: Server) -> None:
         """Ping every open connection each interval; close (1011) those whose

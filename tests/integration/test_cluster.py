@@ -211,7 +211,7 @@ async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
     victim = next(n for n in own_cluster.nodes if victim_address.endswith(f":{n.extra['port']}"))
 
     acked: dict[str, str] = {}  # client_id -> id
-    retries = 0
+    retries, slowest = 0, 0.0
     async with replica(fast) as (url_a, _), replica(fast) as (url_b, _):
         alice, bob = await v1(url_a, fast, "alice"), await v1(url_b, fast, "bob")
         await join(bob, room)
@@ -230,7 +230,8 @@ async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
             client_id = f"c{i}"
             if i == 10:
                 os.kill(victim.pid, signal.SIGKILL)
-            deadline = time.monotonic() + 30
+            asked = time.monotonic()
+            deadline = asked + 30
             while client_id not in acked:
                 assert time.monotonic() < deadline, f"{client_id} never accepted"
                 await send_json(alice, {"type": "message", "room": room, "text": f"m{i}",
@@ -240,6 +241,7 @@ async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
                     reply = await receive_json(alice, timeout=15)
                 if reply["type"] == "ack":
                     acked[client_id] = reply["id"]
+                    slowest = max(slowest, time.monotonic() - asked)
                 else:
                     assert reply["code"] == "unavailable", reply
                     retries += 1
@@ -256,7 +258,9 @@ async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
         for ws in (alice, bob, late):
             await ws.close()
 
-    assert retries > 0, "the kill happened while alice was sending"
+    # The failover happened mid-conversation: sends were refused (and
+    # retried), or held by the client's own retries until the promotion.
+    assert retries > 0 or slowest > 1.0, (retries, slowest)
     seen = live | resumed | {"c0": acked["c0"]}
     assert {c: seen.get(c) for c in acked} == acked  # delivered, under the acked id
 

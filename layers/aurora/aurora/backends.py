@@ -193,18 +193,25 @@ def async_redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.
     cluster, a `RedisCluster` with as many connections per node."""
     import redis.asyncio
 
-    if redis_mode(url).cluster:
-        from redis.asyncio.cluster import ClusterNode
+    if not redis_mode(url).cluster:
+        return async_redis_client_for_single(url, max_connections=max_connections)
+    from redis.asyncio.cluster import ClusterNode
 
-        nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
-        return redis.asyncio.RedisCluster.from_url(
-            redis_seeds(url)[0],
-            startup_nodes=nodes or None,
-            max_connections=max_connections,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
+    nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
+    return redis.asyncio.RedisCluster.from_url(
+        redis_seeds(url)[0],
+        startup_nodes=nodes or None,
+        max_connections=max_connections,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def async_redis_client_for_single(url: str, *, max_connections: int = 64) -> redis.asyncio.Redis:
+    """The asyncio client of a single Redis, without asking its mode."""
+    import redis.asyncio
+
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -15,8 +15,9 @@ The stream may be P partitions (`aurora.keyspace.Layout`); each has its own
 consumer group, dead letters, reclaim and trimming, all within its own hash
 slot. One run divides its time between them in rounds: each round gives every
 partition at most one batch (a flooded partition cannot starve the others);
-a round that found nothing anywhere waits for new entries on one partition,
-a different one each time, for `block_ms / P`. The stored key is room + id
+a round that found nothing anywhere waits for new entries: on one Redis with
+one blocking read of every partition, on a cluster (where a read spans one
+slot) 50 ms on each partition in turn. The stored key is room + id
 (`messages.stored_key`): ids are unique per partition only.
 """
 
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora import deadletters, message_state, messages, receipts, rooms
+from aurora.backends import is_cluster
 from aurora.errors import ValidationError
 from aurora.keyspace import JOINS_STREAM_KEY, SINGLE, Layout, room_members_key
 from aurora.stream import CURSOR_KINDS, GROUP, ChangeEntry, next_id, parse_entry, parse_id
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 TRANSIENT_CODES = frozenset({6, 7, 11, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435})
 
 Entry = tuple[str, dict[str, Any] | None]
+# An idle run on a cluster waits this long on one partition, then the next:
+# a new entry elsewhere waits at most about this (x P only when all are idle).
+CLUSTER_WAIT_MS = 50
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,7 @@ class Drain:
         # Each partition's own account; `summary` is their total.
         self.by_partition = {p.name: DrainSummary() for p in self.partitions}
         self.summary = DrainSummary()
+        self._round_changes = DrainSummary()  # what no one partition did alone
         self._last_trim = dict.fromkeys(self.by_partition, 0.0)
         self._last_reclaim = dict.fromkeys(self.by_partition, 0.0)
         self._waits = 0  # which partition the next idle round waits on
@@ -199,16 +205,19 @@ class Drain:
             self._store_joins(reclaim=True)
             while keep_going():
                 self._store_joins()
-                found = False
-                for part in self.partitions:  # one round: at most a batch each
+                # One round: at most a batch of each partition, stored together.
+                work = []
+                for part in self.partitions:
                     if not keep_going():
                         break
                     batch = self._read(part, block_ms=None)
                     if batch:
-                        self._store(part, batch)
-                        found = True
+                        work.append((part, batch, {}))
+                if work:
+                    self._store_many(work)
+                for part in self.partitions:
                     self._housekeeping(part)
-                if not found:
+                if not work:
                     if exit_when_idle:
                         break
                     self._wait_for_entries()
@@ -220,12 +229,24 @@ class Drain:
         return self.summary
 
     def _wait_for_entries(self) -> None:
-        """Every partition was empty: block on one (a different one each
-        time), so an idle run costs one command per wait, not P."""
+        """Every partition was empty: wait for the next entry. On one Redis,
+        one blocking read of every partition at once; on a cluster (a read
+        spans one slot) a short one on each partition in turn."""
+        if not self.block_ms:
+            return
+        if not is_cluster(self.redis) or len(self.partitions) == 1:
+            streams = {part.stream: ">" for part in self.partitions}
+            reply = self.redis.xreadgroup(
+                GROUP, self.consumer, streams, count=self.batch_size, block=self.block_ms
+            )
+            by_stream = {part.stream: part for part in self.partitions}
+            work = [(by_stream[stream], batch, {}) for stream, batch in reply or [] if batch]
+            if work:
+                self._store_many(work)
+            return
         part = self.partitions[self._waits % len(self.partitions)]
         self._waits += 1
-        block = self.block_ms // len(self.partitions) if self.block_ms else 0
-        batch = self._read(part, block_ms=max(block, 1) if self.block_ms else None)
+        batch = self._read(part, block_ms=max(1, min(self.block_ms, CLUSTER_WAIT_MS)))
         if batch:
             self._store(part, batch)
 
@@ -241,6 +262,7 @@ class Drain:
         total = DrainSummary()
         for summary in self.by_partition.values():
             total.add(summary)
+        total.add(self._round_changes)
         for name, value in asdict(total).items():
             setattr(self.summary, name, value)
 
@@ -326,78 +348,99 @@ class Drain:
         batch: list[Entry],
         poison: dict[str, deadletters.Reason] | None = None,
     ) -> None:
-        poison = dict(poison or {})
-        docs, doc_ids, changes, cursors = [], [], [], []
-        for entry_id, fields in batch:
-            if entry_id in poison:
-                continue
-            try:
-                entry = parse_entry(entry_id, fields)
-            except ValidationError as exc:
-                poison[entry_id] = deadletters.Reason(exc.code, str(exc))
-                continue
-            if isinstance(entry, ChangeEntry):
-                (cursors if entry.kind in CURSOR_KINDS else changes).append(entry)
-            else:
-                docs.append(messages.document(entry))
-                doc_ids.append(entry_id)
-        # Changes of messages in this batch go into their documents before
+        self._store_many([(part, batch, dict(poison or {}))])
+
+    def _store_many(
+        self, work: list[tuple[Partition, list[Entry], dict[str, deadletters.Reason]]]
+    ) -> None:
+        """Store the batches of several partitions with one insert_many (one
+        database round trip per round, however many partitions had entries),
+        apply their changes, then acknowledge each partition's batch in its
+        own transaction."""
+        docs: list[dict[str, Any]] = []
+        owner: list[int] = []  # the position in `work` of each document
+        changes: list[ChangeEntry] = []
+        cursors: list[ChangeEntry] = []
+        changes_of = [0] * len(work)  # change entries per position in `work`
+        for position, (_, batch, poison) in enumerate(work):
+            for entry_id, fields in batch:
+                if entry_id in poison:
+                    continue
+                try:
+                    entry = parse_entry(entry_id, fields)
+                except ValidationError as exc:
+                    poison[entry_id] = deadletters.Reason(exc.code, str(exc))
+                    continue
+                if isinstance(entry, ChangeEntry):
+                    (cursors if entry.kind in CURSOR_KINDS else changes).append(entry)
+                    changes_of[position] += 1
+                else:
+                    docs.append(messages.document(entry))
+                    owner.append(position)
+        # Changes of messages in this round go into their documents before
         # the insert: most changes follow their message within a batch, and
-        # then cost no write of their own.
+        # then cost no write of their own. (Rooms never share documents, so
+        # mixing partitions changes nothing to the order within a room.)
         folded, changes = message_state.fold_into_new(docs, changes)
-        inserted, duplicates, rejected = self._insert(docs, doc_ids)
-        poison.update(rejected)
-        stored = [d for d in docs if d["id"] not in rejected]
+        duplicate, rejected = self._insert(docs)
+        for index, reason in rejected.items():
+            work[owner[index]][2][docs[index]["id"]] = reason
+        stored = [d for i, d in enumerate(docs) if i not in rejected]
         # Duplicates count too: they may be a crashed run's batch whose rooms
         # were never recorded. `$max` makes doing it again harmless.
         rooms.record_activity(self.db, stored)
         # A message already stored (a crashed run's) or refused did not take
         # its folded changes: they go the usual way (applied, or parked).
-        not_new = set(duplicates) | set(rejected)
-        changes += [c for d in docs if d["id"] in not_new for c in folded.get(d["_id"], ())]
+        not_new = duplicate | set(rejected)
+        changes += [c for i, d in enumerate(docs) if i in not_new for c in folded.get(d["_id"], ())]
         # Then changes parked before their message arrived, then the rest.
         changed = message_state.apply_parked(self.db, [d["_id"] for d in stored])
         applied, parked = message_state.apply(self.db, changes)
         receipts.persist(self.db, cursors)
+        # Documents written and changes parked are the round's, not one
+        # partition's: counted in the run's total only.
+        self._round_changes.changed += changed + applied + len(folded)
+        self._round_changes.parked += parked
 
-        # Dead letters and the ack in one transaction (one slot: the
-        # partition's): a crash leaves either both undone (the entries are
-        # retried) or both done.
-        fields_of = dict(batch)
-        pipe = self.redis.pipeline(transaction=True)
-        for entry_id, reason in poison.items():
-            deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason, key=part.dead)
-        # Acknowledge only now that the database has the batch.
-        pipe.xack(part.stream, GROUP, *fields_of)
-        pipe.execute()
+        now_ms = int(time.time() * 1000)
+        for position, (part, batch, poison) in enumerate(work):
+            # Dead letters and the ack in one transaction (one slot: the
+            # partition's): a crash leaves either both undone (the entries
+            # are retried) or both done.
+            fields_of = dict(batch)
+            pipe = self.redis.pipeline(transaction=True)
+            for entry_id, reason in poison.items():
+                deadletters.record(pipe, entry_id, fields_of.get(entry_id), reason, key=part.dead)
+            # Acknowledge only now that the database has the batch.
+            pipe.xack(part.stream, GROUP, *fields_of)
+            pipe.execute()
 
-        oldest_ms = min(parse_id(entry_id)[0] for entry_id in fields_of)
-        lag_ms = int(time.time() * 1000) - oldest_ms
-        summary = self.by_partition[part.name]
-        summary.batches += 1
-        summary.drained += len(batch)
-        summary.inserted += inserted
-        summary.changes += len(changes) + len(cursors) + sum(map(len, folded.values()))
-        summary.changed += changed + applied + len(folded)
-        summary.parked += parked
-        summary.duplicates += len(duplicates)
-        summary.dead_lettered += len(poison)
-        summary.max_lag_ms = max(summary.max_lag_ms, lag_ms)
+            mine = [i for i, p in enumerate(owner) if p == position]
+            duplicates = sum(1 for i in mine if i in duplicate)
+            summary = self.by_partition[part.name]
+            summary.batches += 1
+            summary.drained += len(batch)
+            summary.inserted += len(mine) - duplicates - sum(1 for i in mine if i in rejected)
+            summary.duplicates += duplicates
+            summary.changes += changes_of[position]
+            summary.dead_lettered += len(poison)
+            oldest_ms = min(parse_id(entry_id)[0] for entry_id in fields_of)
+            summary.max_lag_ms = max(summary.max_lag_ms, now_ms - oldest_ms)
         self._total()
 
-    def _insert(
-        self, docs: list[dict[str, Any]], ids: list[str]
-    ) -> tuple[int, list[str], dict[str, deadletters.Reason]]:
-        """(inserted, ids already stored, rejected) for one unordered insert_many.
+    def _insert(self, docs: list[dict[str, Any]]) -> tuple[set[int], dict[int, deadletters.Reason]]:
+        """The positions of the duplicates and of the rejected documents of
+        one unordered insert_many.
 
         Raises (so nothing is acknowledged) on anything that may be transient.
         """
         from pymongo.errors import BulkWriteError
 
         if not docs:
-            return 0, [], {}
+            return set(), {}
         try:
-            return len(self.collection.insert_many(docs, ordered=False).inserted_ids), [], {}
+            self.collection.insert_many(docs, ordered=False)
+            return set(), {}
         except BulkWriteError as exc:
             details = exc.details
             errors = details.get("writeErrors", [])
@@ -405,17 +448,17 @@ class Drain:
                 e.get("code") in TRANSIENT_CODES for e in errors
             ):
                 raise
-            duplicates, rejected = [], {}
+            duplicate, rejected = set(), {}
             for error in errors:
                 if _is_duplicate_id(error):
-                    duplicates.append(ids[error["index"]])
+                    duplicate.add(error["index"])
                 else:
                     # The database will refuse this document every time.
-                    rejected[ids[error["index"]]] = deadletters.Reason(
+                    rejected[error["index"]] = deadletters.Reason(
                         "rejected_by_database",
                         f"MongoDB error {error.get('code')}: {error.get('errmsg', '')}"[:500],
                     )
-            return details.get("nInserted", len(docs) - len(errors)), duplicates, rejected
+            return duplicate, rejected
 
     # -- joins of public rooms (the fan-out's, from JOINS_STREAM_KEY) ---------
 
