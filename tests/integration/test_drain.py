@@ -261,16 +261,24 @@ def test_a_fully_drained_stream_is_trimmed_empty(r, db):
 
 
 def test_the_stream_stays_bounded_while_a_long_run_drains_steady_chat(r, db):
-    """Trimming happens during a run, not only at its end."""
+    """Trimming happens during a run, not only at its end: what the group has
+    acknowledged leaves the stream within a trim interval or so. (What is
+    not acknowledged yet stays, by design: how fast the drain catches up
+    depends on the machine, and is not what this checks.)"""
     ensure_group(r)
     deadline = time.monotonic() + 3.0
     produced: list[str] = []
-    lengths: list[int] = []
+    acknowledged_kept: list[int] = []
 
     def chat() -> None:
         while time.monotonic() < deadline - 0.5:
             produced.extend(queue(r, 50))  # ~2,500 msg/s
-            lengths.append(r.xlen(STREAM_KEY))
+            pipe = r.pipeline(transaction=True)
+            pipe.xlen(STREAM_KEY)
+            pipe.xinfo_groups(STREAM_KEY)
+            length, groups = pipe.execute()
+            (group,) = [g for g in groups if g["name"] == GROUP]
+            acknowledged_kept.append(length - group["pending"] - (group["lag"] or 0))
             time.sleep(0.02)
 
     producer = threading.Thread(target=chat)
@@ -282,7 +290,7 @@ def test_the_stream_stays_bounded_while_a_long_run_drains_steady_chat(r, db):
     assert sorted(stored(db)) == sorted(produced)
     assert summary.trimmed >= len(produced) // 2
     # Never more than a fraction of what went through.
-    assert max(lengths) < len(produced) / 4
+    assert max(acknowledged_kept) < len(produced) / 4
 
 
 def test_a_hundred_thousand_queued_messages_are_all_stored_exactly_once(r, db):
