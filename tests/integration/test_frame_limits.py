@@ -177,3 +177,55 @@ async def test_typing_over_the_frame_limit_is_dropped_without_an_answer(settings
             got.append(await receive_json(alice))
         await alice.close()
     assert {f["type"] for f in got} == {"typing", "pong"}  # relays, then the ping's answer
+
+
+async def test_attachment_checks_beyond_their_queue_are_refused_at_once(settings, dummy_aws):
+    """An S3 that accepts connections and never answers: one thread's worth
+    of checks in flight and its queue full, the next check is `unavailable`
+    without waiting, and the others end once S3 goes away."""
+    import socket
+
+    from aurora import attachments
+    from aurora.errors import UnavailableError
+    from fanout.upload_check import QUEUED_PER_THREAD
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        silent.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(silent.accept()[0])
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    s = dataclasses.replace(settings, s3_endpoint_url=endpoint, attachment_check_threads=1)
+    attachments.s3_client.cache_clear()
+    check = AttachmentCheck(s)
+    key = "attachments/id-alice/k/cat.png"
+    item = {"url": attachments.object_url(s, key, attachments.s3_client(endpoint)),
+            "file_type": "image/png", "size": 1, "filename": "cat.png"}  # fmt: skip
+    waiting = [
+        asyncio.create_task(check.verify([item], "id-alice")) for _ in range(1 + QUEUED_PER_THREAD)
+    ]
+    await asyncio.sleep(0.2)
+    try:
+        async with asyncio.timeout(1):
+            try:
+                await check.verify([item], "id-alice")
+            except UnavailableError as refused:
+                outcome = refused.message
+    finally:
+        stop.set()
+        holder.join()
+        silent.close()
+        for connection in held:
+            connection.close()
+        ended = await asyncio.gather(*waiting, return_exceptions=True)
+        check.close()
+        attachments.s3_client.cache_clear()
+    assert outcome == "Attachment checks are busy, retry"
+    assert all(isinstance(e, UnavailableError) for e in ended)
