@@ -16,7 +16,7 @@ from typing import Any
 
 from aurora import accounts, attachments, history, rooms, sessions, stream, tokens, users
 from aurora.settings import MAX_PRESIGNED_URL_SECONDS, declarations
-from fanout import session
+from fanout import frame_limit, session, upload_check
 from local import gateway
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "limits.md"
@@ -25,6 +25,10 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "limits.md"
 FIXED: list[tuple[str, Any, str]] = [
     ("rooms one connection may join", session.MAX_ROOMS_PER_CONNECTION,
      "fanout/session.py `MAX_ROOMS_PER_CONNECTION`"),
+    ("attachment checks waiting per check thread (then `unavailable`)",
+     upload_check.QUEUED_PER_THREAD, "fanout/upload_check.py `QUEUED_PER_THREAD`"),
+    ("frame types outside the per-connection frame limit (not the flood close)",
+     ", ".join(sorted(frame_limit.UNLIMITED_TYPES)), "fanout/frame_limit.py `UNLIMITED_TYPES`"),
     ("characters of a `client_id`", stream.MAX_CLIENT_ID_CHARS,
      "aurora/stream.py `MAX_CLIENT_ID_CHARS`"),
     ("bytes of one stream entry the drain will store", stream.MAX_ENTRY_BYTES,

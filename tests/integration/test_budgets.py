@@ -19,9 +19,11 @@ from tests.support.fanout import receive_json, replica, send_json
 async def test_one_user_sending_to_many_rooms_is_held_to_the_burst_and_stays_connected(settings):
     """The per-room limit (3/s) never triggers: one message to each of 25
     rooms; the budget across rooms lets the burst of 20 through, then answers
-    `rate_limited` with a wait, and the connection keeps working."""
-    async with replica(settings) as (url, _):
-        alice = await v1(url, settings, "alice")
+    `rate_limited` with a wait, and the connection keeps working. (The refill
+    is slowed so that a slow machine's pace adds no message to the burst.)"""
+    s = dataclasses.replace(settings, user_messages_per_second=0.1)
+    async with replica(s) as (url, _):
+        alice = await v1(url, s, "alice")
         rooms = [f"spread-{i}" for i in range(25)]
         for room in rooms:
             await join(alice, room)
@@ -38,7 +40,7 @@ async def test_one_user_sending_to_many_rooms_is_held_to_the_burst_and_stays_con
         await alice.close()
     kinds = [a["type"] for a in answers]
     assert kinds == ["ack"] * 20 + ["rate_limited"] * 5
-    assert all(0 < a["retry_after_ms"] <= 200 for a in answers[20:])
+    assert all(0 < a["retry_after_ms"] <= 10_000 for a in answers[20:])
     assert [a["client_id"] for a in answers[20:]] == [f"c{i}" for i in range(20, 25)]
 
 
@@ -57,13 +59,15 @@ async def test_the_byte_budget_refuses_what_the_message_budget_would_allow(setti
 
 async def test_a_budget_refusal_debits_nothing(settings):
     s = dataclasses.replace(settings, user_message_burst=2, user_messages_per_second=0.001)
+    s = dataclasses.replace(s, user_bytes_window_seconds=10**6)  # no refill meanwhile, to speak of
     client = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True)
     budget = SendBudget(client, s)
     taken = [await budget.take("u2", 10) for _ in range(5)]
     state = await client.hgetall(budget_key("u2"))
     await client.aclose()
     assert taken[:2] == [None, None] and all(t is not None for t in taken[2:])
-    assert float(state["m"]) < 1 and float(state["b"]) == s.user_bytes_per_window - 20
+    assert float(state["m"]) < 1
+    assert s.user_bytes_per_window - 20 <= float(state["b"]) < s.user_bytes_per_window - 19
 
 
 async def test_joining_fresh_rooms_is_a_creation_budget_and_joining_used_rooms_is_free(settings):
@@ -110,3 +114,23 @@ async def test_the_backlog_is_bounded_in_bytes_as_well_as_entries(settings):
     assert isinstance(outcomes[-1], Backpressure)
     assert 64 * 1024 <= used < 64 * 1024 + 2 * 4096 + 4096
     assert len(outcomes) < 25  # refused after about 16 entries, not 40
+
+
+def test_windows_written_before_expiries_existed_get_the_expiry_they_would_have_had(settings):
+    from scripts import resume_windows
+
+    s = dataclasses.replace(settings, resume_window_ttl_seconds=3600)
+    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    now_ms = int(r.time()[0]) * 1000
+    r.xadd(window_key("long-quiet"), {"f": "{}"}, id=f"{now_ms - 7200 * 1000}-0")
+    r.xadd(window_key("recent"), {"f": "{}"}, id=f"{now_ms - 600 * 1000}-0")
+    r.xadd(window_key("has-one"), {"f": "{}"}, id=f"{now_ms}-0")
+    r.pexpire(window_key("has-one"), 5_000)
+    assert resume_windows.expire_windows(s) == 2
+    assert resume_windows.main(["expire"], s) == 0  # again: nothing changes
+    quiet_ttl = r.pttl(window_key("long-quiet"))
+    recent_ttl, kept_ttl = r.pttl(window_key("recent")), r.pttl(window_key("has-one"))
+    r.close()
+    assert quiet_ttl in (-2, 0, 1)  # quiet for 2 h with a 1 h lifetime: gone within 1 ms
+    assert 2_990_000 < recent_ttl <= 3_000_000  # 50 minutes of its hour left
+    assert 0 < kept_ttl <= 5_000  # an expiry a send set is left alone
