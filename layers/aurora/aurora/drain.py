@@ -1,8 +1,8 @@
 """The persistence drain: moves accepted messages from the Redis stream into
 MongoDB through a consumer group, in batches, exactly once in the database.
 
-Order of operations for each batch: read -> insert_many(ordered=False) ->
-XACK. A crash before the ack leaves the entries pending; a later run claims
+Order of operations for each batch: read -> insert_many(ordered=False),
+journaled -> XACK. A crash before the ack leaves the entries pending; a later run claims
 them back (XAUTOCLAIM) and inserts them again, which MongoDB answers with
 duplicate-key errors for what was already stored: already stored, not lost,
 not stored twice. Entries that can never be stored (unparseable, rejected by
@@ -106,9 +106,13 @@ class Drain:
         max_deliveries: int = 5,
         trim_interval_ms: int = 1000,
     ) -> None:
+        from pymongo import WriteConcern
+
         self.redis = client
-        self.db = db
-        self.collection = db[messages.COLLECTION]
+        # Acknowledged in Redis only once journaled: a write MongoDB has only
+        # in memory is lost if it crashes, and the stream entry with it.
+        self.db = db.with_options(write_concern=WriteConcern(j=True))
+        self.collection = self.db[messages.COLLECTION]
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
