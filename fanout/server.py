@@ -28,6 +28,7 @@ from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
 from fanout.access import RoomAccess
+from fanout.admission import Admission
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
@@ -71,6 +72,7 @@ class FanoutServer:
         self.subscriber = Subscriber(self.redis, settings, self.revocations, self.access)
         self.hub = Hub(self.redis, settings, self.metrics, channels=self.subscriber)
         self.access.hub = self.hub
+        self.admission = Admission(settings.admissions_per_second)
         self.limit = ConnectionLimit(
             self.redis,
             cap=settings.max_connections_per_user,
@@ -112,6 +114,11 @@ class FanoutServer:
                 [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
             )
             return Response(http.HTTPStatus.OK, "OK", headers, body)
+        if not self.admission.admit():  # before any work: a reconnect storm waits outside
+            self.metrics.rejected.labels("busy").inc()
+            response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "busy, retry\n")
+            response.headers["Retry-After"] = "1"
+            return response
         if not is_allowed_origin(request.headers.get("Origin"), self.settings):
             self.metrics.rejected.labels("origin").inc()
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
@@ -166,7 +173,9 @@ class FanoutServer:
             process_request=self.process_request,
             select_subprotocol=self.select_subprotocol,
             # Tells the hub when a connection stops being a broadcast target.
-            create_connection=functools.partial(FanoutConnection, self.hub),
+            create_connection=functools.partial(
+                FanoutConnection, self.hub, self.settings.socket_send_buffer_bytes
+            ),
             # Timeouts: pings keep load balancers (60 s idle) from cutting us
             # off; one task pings everyone (see _keepalive), not one per connection.
             ping_interval=None,

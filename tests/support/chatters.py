@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class Chatter:
     token: str
     room: str
     rate: float = 0.0  # messages per second while connected (0: only reads)
+    padding: int = 0  # characters added to each message's text
+    small_window: bool = False  # a 4 KiB receive buffer: stops the flow as soon as it stops reading
     url_index: int = 0
     received: Counter = field(default_factory=Counter)  # message id -> deliveries
     acked: dict[str, str] = field(default_factory=dict)  # client_id -> message id
@@ -70,6 +73,7 @@ class Chatter:
             try:
                 async with connect(
                     url,
+                    sock=await self._socket(url) if self.small_window else None,
                     subprotocols=["aurora.v1", f"bearer.{self.token}"],
                     open_timeout=10,
                     close_timeout=2,
@@ -94,6 +98,15 @@ class Chatter:
             self.url_index += 1  # the next replica (the load balancer's choice)
             await asyncio.sleep(backoff(attempt))
             attempt += 1
+
+    @staticmethod
+    async def _socket(url: str) -> socket.socket:
+        host, port = url.removeprefix("ws://").rsplit(":", 1)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        return sock
 
     async def _session(self, ws: ClientConnection) -> None:
         ready = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -145,8 +158,9 @@ class Chatter:
             await asyncio.sleep(interval * (0.5 + random.random()))
 
     def _message(self, client_id: str) -> str:
+        text = client_id + " " + "x" * self.padding if self.padding else client_id
         return json.dumps(
-            {"type": "message", "room": self.room, "text": client_id, "client_id": client_id}
+            {"type": "message", "room": self.room, "text": text, "client_id": client_id}
         )
 
     # -- for the tests -------------------------------------------------------------
@@ -179,6 +193,7 @@ class Fleet:
         rate: float,
         room: str,
         prefix: str = "chatter",
+        padding: int = 0,
     ) -> Fleet:
         chatters = []
         for i in range(senders + readers):
@@ -190,6 +205,7 @@ class Fleet:
                     token=issue_token(f"id-{name}", name, settings),
                     room=room,
                     rate=rate if i < senders else 0.0,
+                    padding=padding,
                     url_index=i,  # spread over the replicas
                 )
             )
