@@ -110,8 +110,10 @@ class Drain:
 
         self.redis = client
         # Acknowledged in Redis only once journaled: a write MongoDB has only
-        # in memory is lost if it crashes, and the stream entry with it.
-        self.db = db.with_options(write_concern=WriteConcern(j=True))
+        # in memory is lost if it crashes, and the stream entry with it. (The
+        # URL's own write concern, e.g. w=majority, is kept.)
+        journaled = WriteConcern(**(db.write_concern.document | {"j": True}))
+        self.db = db.with_options(write_concern=journaled)
         self.collection = self.db[messages.COLLECTION]
         self.consumer = consumer
         self.batch_size = batch_size
