@@ -14,11 +14,9 @@ import signal
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from aurora.backends import async_redis_client, redis_unavailable
 from aurora.errors import AuroraError, UnavailableError
@@ -32,8 +30,9 @@ from fanout.admission import Admission
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
+from fanout.keepalive import keepalive as pings
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
-from fanout.protocol import BEARER_PREFIX, CLOSE_NO_PONG, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
 from fanout.replica import Replica
 from fanout.revocation import RevocationWatch
 from fanout.session import Session
@@ -177,7 +176,7 @@ class FanoutServer:
                 FanoutConnection, self.hub, self.settings.socket_send_buffer_bytes
             ),
             # Timeouts: pings keep load balancers (60 s idle) from cutting us
-            # off; one task pings everyone (see _keepalive), not one per connection.
+            # off; one task pings everyone (fanout/keepalive.py), not one per connection.
             ping_interval=None,
             close_timeout=3,
             # Limits: a deep accept queue absorbs reconnect storms (a replica died).
@@ -193,7 +192,11 @@ class FanoutServer:
             log.info("fan-out listening", extra={"host": self.settings.fanout_host, "port": port})
             if ready is not None:
                 ready.set_result(port)
-            keepalive = asyncio.create_task(self._keepalive(server))
+            keepalive = asyncio.create_task(
+                pings(
+                    server, self.settings.ping_interval_seconds, self.settings.max_send_buffer_bytes
+                )
+            )
             await stop
             keepalive.cancel()
             # Stop accepting, free the clients' connection slots in a few round
@@ -211,30 +214,6 @@ class FanoutServer:
                 await task
         await self.subscriber.close()
         await self.redis.aclose()
-
-    async def _keepalive(self, server: Server) -> None:
-        """Ping every open connection each interval; close (1011) those whose
-        previous ping got no pong. One task for all connections: a task per
-        connection (the library's default) costs ~1.5 KiB each at 10,000."""
-        interval = self.settings.ping_interval_seconds
-        waiting: dict[ServerConnection, asyncio.Future] = {}
-        while True:
-            await asyncio.sleep(interval)
-            silent = [c for c, pong in waiting.items() if not pong.done()]
-            await asyncio.gather(
-                *(c.close(CLOSE_NO_PONG, "keepalive ping timeout") for c in silent),
-                return_exceptions=True,
-            )
-            waiting = {}
-            limit = self.settings.max_send_buffer_bytes
-            for connection in list(server.connections):
-                # Skip the closing and the slow (a ping would wait for their buffer).
-                if (
-                    connection.protocol.state is State.OPEN
-                    and connection.transport.get_write_buffer_size() <= limit
-                ):
-                    with contextlib.suppress(ConnectionClosed, RuntimeError):
-                        waiting[connection] = await connection.ping()
 
     async def _release_leases(self) -> None:
         try:
