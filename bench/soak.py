@@ -49,6 +49,7 @@ class Load:
         self.urls, self.clients, self.rate, self.settings = urls, clients, rate, settings
         self.delivered = 0
         self.latencies: list[float] = []
+        self.closed = 0  # connections the server closed (none expected)
         self.running = True
 
     def _token(self, i: int) -> str:
@@ -68,6 +69,8 @@ class Load:
                 if frame.get("type") == "message":
                     self.delivered += 1
                     self.latencies.append(time.time() * 1000 - float(frame["text"]))
+        if self.running:
+            self.closed += 1
 
     async def sender(self, ws, rate: float) -> None:
         while self.running:
@@ -81,7 +84,8 @@ class Load:
             batch = range(start, min(start + 50, self.clients))
             sockets += await asyncio.gather(*(self._open(i) for i in batch))
         senders = [await self._open(self.clients + i) for i in range(len(self.urls))]
-        tasks = [asyncio.create_task(self.reader(ws)) for ws in sockets]
+        # Senders read too: a client that stops reading is cut off (4008).
+        tasks = [asyncio.create_task(self.reader(ws)) for ws in sockets + senders]
         tasks += [asyncio.create_task(self.sender(ws, self.rate / len(senders))) for ws in senders]
         await until.wait()
         self.running = False
@@ -98,7 +102,7 @@ async def soak(args, urls, pids, r, settings) -> None:
     started = time.monotonic()
     samples = []
     print("minute  delivered/s  p99 ms  " + "  ".join(f"RSS{i} MiB" for i in range(len(pids)))
-          + "  redis MiB  stream")  # fmt: skip
+          + "  redis MiB  stream  closed")  # fmt: skip
     while time.monotonic() - started < args.minutes * 60:
         await asyncio.sleep(args.interval)
         delivered, load.delivered = load.delivered, 0
@@ -110,7 +114,8 @@ async def soak(args, urls, pids, r, settings) -> None:
         samples.append((minute, rss))
         print(f"{minute:6.1f}  {delivered / args.interval:11,.0f}  {p99:6.1f}  "
               + "  ".join(f"{x:8.1f}" for x in rss)
-              + f"  {memory:9.1f}  {r.xlen(STREAM_KEY):6}", flush=True)  # fmt: skip
+              + f"  {memory:9.1f}  {r.xlen(STREAM_KEY):6}  {load.closed:6}",
+              flush=True)  # fmt: skip
     done.set()
     await runner
     after_two = [s for s in samples if s[0] >= 2] or samples
