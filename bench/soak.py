@@ -137,7 +137,9 @@ def main() -> None:
         data = Path(tmp)
         redis_server = new_redis(data / "redis")
         mongo = start_mongo(data / "mongo", free_port())
-        env = stack_env(redis_server.url, mongo.url, "soak", RATE_LIMIT_MESSAGES="1000000")
+        # The shipped resume window (the tests' is larger), the send rate out of the way.
+        env = stack_env(redis_server.url, mongo.url, "soak", RESUME_WINDOW="500",
+                        RATE_LIMIT_MESSAGES="1000000")  # fmt: skip
         replicas = start_replicas(2, data, env)
         drain = drain_process(env, data / "drain.log")
         settings = Settings(env="local", redis_url=redis_server.url, jwt_secret=TEST_SECRET)

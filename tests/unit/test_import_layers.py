@@ -25,10 +25,16 @@ FANOUT_LAYERS = [
     {"fanout.__main__"},
     {"fanout.server"},  # handshake, lifecycle, wiring
     {"fanout.session"},  # one client's frames
-    {"fanout.replica", "fanout.subscriber", "fanout.connection"},
+    {"fanout.replica", "fanout.subscriber", "fanout.connection", "fanout.keepalive"},
     {"fanout.access"},  # room access: the cache, expelling refused members
     {"fanout.hub", "fanout.revocation"},
-    {"fanout.protocol", "fanout.metrics", "fanout.connection_limit", "fanout.upload_check"},
+    {
+        "fanout.protocol",
+        "fanout.metrics",
+        "fanout.connection_limit",
+        "fanout.upload_check",
+        "fanout.admission",
+    },
 ]
 
 # Installed for the REST functions only (fanout/requirements.txt has none of them).
