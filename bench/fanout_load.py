@@ -98,6 +98,8 @@ def start_server(redis_url: str, port: int, log, stock: bool = False) -> subproc
         "INBOUND_FRAMES_PER_SECOND": "1000000",
         "INBOUND_FRAME_BURST": "1000000",
         "FLOOD_FRAMES_PER_SECOND": "1000000",
+        # Capacity is measured here, not admission: every connection at once.
+        "ADMISSIONS_PER_SECOND": "1000000",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
@@ -423,10 +425,11 @@ def throughput_once(args, stock: bool = False) -> float:
     print(f"messages sent={sent} deliveries expected={expected} received={received} "
           f"lost={expected - received}")  # fmt: skip
     print(f"deliveries/s (server, measured window)={deliveries / (t1 - t0):,.0f}")
-    if latencies:
+    if latencies:  # reactions carry no send time
         p99 = latencies[int(len(latencies) * 0.99) - 1]
+        p999 = latencies[int(len(latencies) * 0.999) - 1]
         print(f"latency ms p50={statistics.median(latencies):.1f} p99={p99:.1f} "
-              f"max={latencies[-1]:.1f}")  # fmt: skip
+              f"p99.9={p999:.1f} max={latencies[-1]:.1f} (p99.9/p99={p999 / p99:.2f})")  # fmt: skip
     user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     print(f"server CPU per delivered frame={(user + system) / deliveries * 1e6:.2f} us "
           f"(user {user / deliveries * 1e6:.2f} + system {system / deliveries * 1e6:.2f}; "
@@ -448,7 +451,16 @@ def hold(args) -> None:
         time.sleep(args.hold)
         open_now = metric(port, "aurora_fanout_connections")
         rss_full = rss_bytes(server.pid)
-        stopped_in = stop_replica(server)  # with every connection still open
+        if args.wave:  # the connections close; the replica stays
+            stop.set()
+            for proc in procs:
+                proc.join(60)
+            deadline = time.monotonic() + 60
+            while metric(port, "aurora_fanout_connections") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2)
+            rss_after = rss_bytes(server.pid)
+        stopped_in = stop_replica(server)  # with every connection still open (unless --wave)
         stop.set()
         for proc in procs:
             proc.join(60)
@@ -456,7 +468,11 @@ def hold(args) -> None:
           f"(opened in {took:.1f} s, held {args.hold} s)")  # fmt: skip
     print(f"server RSS idle={rss_idle / 2**20:.1f} MiB with connections={rss_full / 2**20:.1f} MiB")
     print(f"server RSS per connection={(rss_full - rss_idle) / args.connections / 1024:.1f} KiB")
-    print(f"SIGTERM to exit with {open_now:.0f} connections open: {stopped_in:.1f} s")
+    if args.wave:
+        print(f"server RSS after the wave closed={rss_after / 2**20:.1f} MiB "
+              f"({(rss_after - rss_idle) / rss_idle * 100:+.1f}% of idle)")  # fmt: skip
+    else:
+        print(f"SIGTERM to exit with {open_now:.0f} connections open: {stopped_in:.1f} s")
 
 
 def main() -> None:
@@ -478,6 +494,8 @@ def main() -> None:
     h.add_argument("--connections", type=int, default=10_000)
     h.add_argument("--processes", type=int, default=10)
     h.add_argument("--hold", type=float, default=5.0)
+    h.add_argument("--wave", action="store_true",
+                   help="then close them all and report the RSS the replica keeps")  # fmt: skip
     h.set_defaults(run=hold)
     args = parser.parse_args()
     args.run(args)

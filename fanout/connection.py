@@ -15,12 +15,23 @@ moment either stops being true:
 - the transport calls `pause_writing` when its buffer goes over the limit
   (`write_limit` = MAX_SEND_BUFFER_BYTES): `hub.too_slow(self)`.
 
+The kernel's own send buffer comes first: Linux grows it, for a client
+that stops reading, to ~3 MiB before the transport buffers a byte. It is
+fixed (SOCKET_SEND_BUFFER_BYTES) so that a stalled client is found after a
+known amount of data, and holds no more of the host's memory than that.
+
 Broadcasts are whole frames written between websockets' own frames, so this
 connection never sends fragmented messages.
+
+Memory: two of the library's per-connection queues are deques, 760 bytes
+each even when empty (a deque allocates a 64-slot block up front); they
+hold at most a few items here, so they become lists (56 bytes):
+~1.4 KiB of an idle connection's ~12 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -31,13 +42,37 @@ if TYPE_CHECKING:
     from fanout.hub import Hub
 
 
+class ShortQueue(list):
+    """The deque operations websockets uses, on a list: for queues that hold
+    a handful of items (frames received but not yet read: at most
+    `max_queue`; writers waiting for the buffer to drain)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+    def extendleft(self, items: Any) -> None:
+        for item in items:  # as deque.extendleft: each one goes to the front
+            self.insert(0, item)
+
+
 class FanoutConnection(ServerConnection):
-    def __init__(self, hub: Hub, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, hub: Hub, send_buffer: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.drain_waiters = ShortQueue()
         self.hub = hub
+        self.send_buffer = send_buffer
         # Set by the handshake when the upgrade carried a valid token (URL or
         # subprotocol); None means the first frame must be `auth`.
         self.claims: Claims | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.recv_messages.frames.queue = ShortQueue()
+        sock = transport.get_extra_info("socket")
+        if self.send_buffer and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
 
     def send_data(self) -> None:
         super().send_data()

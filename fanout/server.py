@@ -14,11 +14,9 @@ import signal
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from aurora.backends import (
     async_redis_client,
@@ -38,11 +36,13 @@ from aurora.sending import Sender
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, authenticate_async
 from fanout.access import RoomAccess
+from fanout.admission import Admission
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
+from fanout.keepalive import keepalive as pings
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
-from fanout.protocol import BEARER_PREFIX, CLOSE_NO_PONG, CLOSE_SERVER_RESTART, SUBPROTOCOL
+from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
 from fanout.replica import Replica
 from fanout.revocation import RevocationWatch
 from fanout.session import Session
@@ -97,6 +97,7 @@ class FanoutServer:
             self.redis, settings, self.metrics, channels=self.subscriber, layout=self.layout
         )
         self.access.hub = self.hub
+        self.admission = Admission(settings.admissions_per_second)
         self.limit = ConnectionLimit(
             self.redis,
             cap=settings.max_connections_per_user,
@@ -141,6 +142,11 @@ class FanoutServer:
                 [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
             )
             return Response(http.HTTPStatus.OK, "OK", headers, body)
+        if not self.admission.admit():  # before any work: a reconnect storm waits outside
+            self.metrics.rejected.labels("busy").inc()
+            response = connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "busy, retry\n")
+            response.headers["Retry-After"] = "1"
+            return response
         if not is_allowed_origin(request.headers.get("Origin"), self.settings):
             self.metrics.rejected.labels("origin").inc()
             return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
@@ -196,9 +202,11 @@ class FanoutServer:
             process_request=self.process_request,
             select_subprotocol=self.select_subprotocol,
             # Tells the hub when a connection stops being a broadcast target.
-            create_connection=functools.partial(FanoutConnection, self.hub),
+            create_connection=functools.partial(
+                FanoutConnection, self.hub, self.settings.socket_send_buffer_bytes
+            ),
             # Timeouts: pings keep load balancers (60 s idle) from cutting us
-            # off; one task pings everyone (see _keepalive), not one per connection.
+            # off; one task pings everyone (fanout/keepalive.py), not one per connection.
             ping_interval=None,
             close_timeout=3,
             # Limits: a deep accept queue absorbs reconnect storms (a replica died).
@@ -214,7 +222,11 @@ class FanoutServer:
             log.info("fan-out listening", extra={"host": self.settings.fanout_host, "port": port})
             if ready is not None:
                 ready.set_result(port)
-            keepalive = asyncio.create_task(self._keepalive(server))
+            keepalive = asyncio.create_task(
+                pings(
+                    server, self.settings.ping_interval_seconds, self.settings.max_send_buffer_bytes
+                )
+            )
             await stop
             keepalive.cancel()
             # Stop accepting, free the clients' connection slots in a few round
@@ -255,30 +267,6 @@ class FanoutServer:
             else:
                 self._mode_known = True
             return
-
-    async def _keepalive(self, server: Server) -> None:
-        """Ping every open connection each interval; close (1011) those whose
-        previous ping got no pong. One task for all connections: a task per
-        connection (the library's default) costs ~1.5 KiB each at 10,000."""
-        interval = self.settings.ping_interval_seconds
-        waiting: dict[ServerConnection, asyncio.Future] = {}
-        while True:
-            await asyncio.sleep(interval)
-            silent = [c for c, pong in waiting.items() if not pong.done()]
-            await asyncio.gather(
-                *(c.close(CLOSE_NO_PONG, "keepalive ping timeout") for c in silent),
-                return_exceptions=True,
-            )
-            waiting = {}
-            limit = self.settings.max_send_buffer_bytes
-            for connection in list(server.connections):
-                # Skip the closing and the slow (a ping would wait for their buffer).
-                if (
-                    connection.protocol.state is State.OPEN
-                    and connection.transport.get_write_buffer_size() <= limit
-                ):
-                    with contextlib.suppress(ConnectionClosed, RuntimeError):
-                        waiting[connection] = await connection.ping()
 
     async def _release_leases(self) -> None:
         try:

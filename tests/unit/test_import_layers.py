@@ -25,7 +25,7 @@ FANOUT_LAYERS = [
     {"fanout.__main__"},
     {"fanout.server"},  # handshake, lifecycle, wiring
     {"fanout.session"},  # one client's frames
-    {"fanout.replica", "fanout.subscriber", "fanout.connection"},
+    {"fanout.replica", "fanout.subscriber", "fanout.connection", "fanout.keepalive"},
     {"fanout.access"},  # room access: the cache, expelling refused members
     {"fanout.hub", "fanout.revocation"},
     {
@@ -35,6 +35,7 @@ FANOUT_LAYERS = [
         "fanout.upload_check",
         "fanout.frame_limit",
         "fanout.typing",
+        "fanout.admission",
     },
 ]
 

@@ -2,7 +2,7 @@
 MongoDB through a consumer group, in batches, exactly once in the database.
 
 Order of operations for each batch: read -> insert_many(ordered=False) of
-the messages -> apply the changes (edit, delete: `aurora.message_state`,
+the messages, journaled -> apply the changes (edit, delete: `aurora.message_state`,
 idempotent and in id order) -> XACK. A crash before the ack leaves the
 entries pending; a later run claims them back (XAUTOCLAIM) and inserts them
 again, which MongoDB answers with duplicate-key errors for what was already
@@ -173,9 +173,15 @@ class Drain:
         trim_interval_ms: int = 1000,
         partitions: list[Partition] | None = None,
     ) -> None:
+        from pymongo import WriteConcern
+
         self.redis = client
-        self.db = db
-        self.collection = db[messages.COLLECTION]
+        # Acknowledged in Redis only once journaled: a write MongoDB has only
+        # in memory is lost if it crashes, and the stream entry with it. (The
+        # URL's own write concern, e.g. w=majority, is kept.)
+        journaled = WriteConcern(**(db.write_concern.document | {"j": True}))
+        self.db = db.with_options(write_concern=journaled)
+        self.collection = self.db[messages.COLLECTION]
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms

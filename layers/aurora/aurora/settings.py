@@ -322,10 +322,24 @@ class Settings:
         "TYPING_INTERVAL_MS", 1000, "one `typing` frame per connection and room this often",
         limit=True, ge=1,
     )  # fmt: skip
+    socket_send_buffer_bytes: int = setting(
+        "SOCKET_SEND_BUFFER_BYTES",
+        64 * 1024,
+        "kernel send buffer of one connection (0: the kernel's autotuning, up to MBs)",
+        limit=True,
+        ge=0,
+    )
     max_connections_per_user: int = setting(
         "MAX_CONNECTIONS_PER_USER",
         10,
         "open WebSockets per user, across every replica",
+        limit=True,
+        ge=1,
+    )
+    admissions_per_second: int = setting(
+        "ADMISSIONS_PER_SECOND",
+        1000,
+        "new WebSockets one replica accepts per second (bursts as large); more get 503",
         limit=True,
         ge=1,
     )
