@@ -1,13 +1,14 @@
 """Messages function: rooms (create, list, details, change, delete, members,
-bans), direct rooms, a room's history, search in a room. Wiring only; the rules live in
-`aurora.room_admin` and `aurora.history`."""
+bans), direct rooms, blocks, presence, the audit log, a room's history, search
+in a room. Wiring only; the rules live in `aurora.room_admin`, `aurora.blocks`,
+`aurora.presence`, `aurora.audit` and `aurora.history`."""
 
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from fastapi import Body, Query
 
-from aurora import history, room_admin
+from aurora import audit, blocks, history, presence, room_admin
 from aurora.backends import database, redis_client
 from aurora.http import User, create_api, error_responses, lambda_handler
 from aurora.settings import get_settings
@@ -116,6 +117,50 @@ def ban(room: str, username: str, user: User) -> dict:
 @app.delete("/api/rooms/{room}/bans/{username}", responses=CHANGES)
 def unban(room: str, username: str, user: User) -> dict:
     return room_admin.unban(*_stores(), user, room, username)
+
+
+@app.get("/api/rooms/{room}/presence", responses=ERRORS)
+def room_presence(
+    room: str,
+    user: User,
+    limit: Limit = None,
+    cursor: Annotated[str | None, Query(description="next of the previous page")] = None,
+) -> dict:
+    settings = get_settings()
+    room = history.check_access(user, room)
+    size = history.parse_limit(limit, settings)
+    return presence.page(redis_client(settings.redis_url), room, cursor, size)
+
+
+@app.get("/api/blocks", responses=error_responses(401, 503))
+def list_blocks(user: User) -> dict:
+    return blocks.listing(_stores()[0], get_settings(), user)
+
+
+@app.put("/api/blocks/{username}", responses=error_responses(400, 401, 404, 409, 503))
+def block(username: str, user: User) -> dict:
+    return blocks.block(*_stores(), get_settings(), user, username)
+
+
+@app.delete("/api/blocks/{username}", responses=error_responses(400, 401, 404, 503))
+def unblock(username: str, user: User) -> dict:
+    return blocks.unblock(*_stores(), user, username)
+
+
+@app.get("/api/audit", responses=ERRORS)
+def audit_log(
+    user: User,
+    limit: Limit = None,
+    room: Annotated[str | None, Query(description="only this room's entries")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict:
+    settings = get_settings()
+    size = history.parse_limit(limit, settings)
+    with history.bounded():
+        return audit.page(
+            database(settings), user, room=room, cursor=cursor, limit=size,
+            max_time_ms=settings.history_query_max_ms,
+        )  # fmt: skip
 
 
 handler = lambda_handler(app, logger)

@@ -37,6 +37,12 @@ PINNED = {
         "aurora:attachment:d4:rooms",
     ),
     "room_creations_key": (keyspace.room_creations_key("u1"), "aurora:throttle:rooms:u1"),
+    "blocks_key": (keyspace.blocks_key("u1"), "aurora:blocks:{u1}"),
+    "presence_key": (keyspace.presence_key("dev"), "aurora:presence:{dev}"),
+    "presence_holders_key": (
+        keyspace.presence_holders_key("dev", "u1"),
+        "aurora:presence:{dev}:u1",
+    ),
 }
 
 
@@ -64,5 +70,6 @@ def test_a_rooms_mirror_keys_share_one_cluster_slot():
     """Hash-tagged by room: the membership check is one round trip on one node."""
     tags = {key.split("{")[1].split("}")[0] for key in (
         keyspace.room_info_key("a:b"), keyspace.room_members_key("a:b"),
-        keyspace.room_bans_key("a:b"))}  # fmt: skip
+        keyspace.room_bans_key("a:b"), keyspace.presence_key("a:b"),
+        keyspace.presence_holders_key("a:b", "u1"))}  # fmt: skip
     assert tags == {"a:b"}
