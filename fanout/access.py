@@ -14,6 +14,7 @@ reads MongoDB.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,7 @@ class RoomAccess:
             await membership.record_join_async(self._redis, room, claims.user_id, claims.username)
         cached = self._cache.get(room)
         if cached is not None and claims.user_id in cached:
-            cached[claims.user_id] = Standing(found.visibility, found.deleted, membership.MEMBER,
-                                              found.banned)  # fmt: skip
+            cached[claims.user_id] = dataclasses.replace(found, role=membership.MEMBER)
 
     def _remember(self, room: str, user_id: str, found: Standing) -> None:
         if len(self._cache) >= MAX_CACHED_ROOMS and room not in self._cache:

@@ -213,7 +213,7 @@ class Session:
                     self._typing.forget(room)
                 return p.left_frame(room)
             case p.Typing(room=room, typing=typing):
-                if not (await replica.access.standing(self.claims, room)).may_read:
+                if not (await replica.access.standing(self.claims, room)).may_post:
                     return p.error_frame("forbidden", f"You may not write to {room!r}")
                 if not replica.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
@@ -252,7 +252,7 @@ class Session:
 
     async def _send(self, command: p.SendMessage) -> str | None:
         replica = self.replica
-        if not (await replica.access.standing(self.claims, command.room)).may_read:
+        if not (await replica.access.standing(self.claims, command.room)).may_post:
             return p.error_frame(
                 "forbidden", f"You may not write to {command.room!r}", client_id=command.client_id
             )

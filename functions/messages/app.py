@@ -1,14 +1,16 @@
 """Messages function: rooms (create, list, details, change, delete, members,
-bans), direct rooms, a room's history, search in a room, editing and deleting
-a message. Wiring only; the rules live in `aurora.room_admin`,
-`aurora.history` and `aurora.changes`."""
+bans), direct rooms, blocks, presence, the audit log, a room's history, search
+in a room, changing a message (edit, delete, reactions) and read cursors.
+Wiring only; the rules live in `aurora.room_admin`, `aurora.blocks`,
+`aurora.presence`, `aurora.audit`, `aurora.history`, `aurora.changes` and
+`aurora.receipts`."""
 
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from fastapi import Body, Query
 
-from aurora import changes, history, receipts, room_admin
+from aurora import audit, blocks, changes, history, presence, receipts, room_admin
 from aurora.backends import database, layout, redis_client
 from aurora.emoji import check_emoji
 from aurora.http import Reader, User, create_api, error_responses, lambda_handler
@@ -163,6 +165,50 @@ def ban(room: str, username: str, user: User) -> dict:
 @app.delete("/api/rooms/{room}/bans/{username}", responses=CHANGES)
 def unban(room: str, username: str, user: User) -> dict:
     return room_admin.unban(*_stores(), user, room, username)
+
+
+@app.get("/api/rooms/{room}/presence", responses=ERRORS)
+def room_presence(
+    room: str,
+    user: User,
+    limit: Limit = None,
+    cursor: Annotated[str | None, Query(description="next of the previous page")] = None,
+) -> dict:
+    settings = get_settings()
+    room = history.check_access(user, room)
+    size = history.parse_limit(limit, settings)
+    return presence.page(redis_client(settings.redis_url), room, cursor, size)
+
+
+@app.get("/api/blocks", responses=error_responses(401, 503))
+def list_blocks(user: User) -> dict:
+    return blocks.listing(_stores()[0], get_settings(), user)
+
+
+@app.put("/api/blocks/{username}", responses=error_responses(400, 401, 404, 409, 503))
+def block(username: str, user: User) -> dict:
+    return blocks.block(*_stores(), get_settings(), user, username)
+
+
+@app.delete("/api/blocks/{username}", responses=error_responses(400, 401, 404, 503))
+def unblock(username: str, user: User) -> dict:
+    return blocks.unblock(*_stores(), user, username)
+
+
+@app.get("/api/audit", responses=ERRORS)
+def audit_log(
+    user: User,
+    limit: Limit = None,
+    room: Annotated[str | None, Query(description="only this room's entries")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict:
+    settings = get_settings()
+    size = history.parse_limit(limit, settings)
+    with history.bounded():
+        return audit.page(
+            database(settings), user, room=room, cursor=cursor, limit=size,
+            max_time_ms=settings.history_query_max_ms,
+        )  # fmt: skip
 
 
 handler = lambda_handler(app, logger)

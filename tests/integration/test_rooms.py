@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from websockets.asyncio.client import connect
 
-from aurora import attachments, membership, users
+from aurora import attachments, blocks, membership
 from aurora.backends import database, redis_client
-from aurora.drain import Drain
-from aurora.keyspace import room_members_key, window_key
+from aurora.keyspace import blocks_key, room_members_key, window_key
 from aurora.settings import Settings
-from aurora.tokens import issue_token
 from local.runtime import LocalFunction
-from tests.support.events import call, event, template_function
+from tests.support.events import template_function
 from tests.support.fanout import receive_json, replica, send_json
+from tests.support.rooms import Person, answer, client, drain, link, person, rest
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
 ROOM = "board"
@@ -62,67 +58,6 @@ def files(cfg: Settings) -> Iterator[LocalFunction]:
     fn = template_function("AttachmentsFunction", concurrency=1)
     yield fn
     fn.close()
-
-
-@dataclasses.dataclass
-class Person:
-    name: str
-    user_id: str
-    token: str
-
-
-def person(cfg: Settings, name: str) -> Person:
-    user_id = users.create_user(database(cfg), name, "not-a-real-hash")
-    return Person(name, user_id, issue_token(user_id, name, cfg))
-
-
-def rest(
-    fn: LocalFunction, method: str, path: str, who: Person | None, body=None, **query: str
-) -> tuple[int, dict]:
-    """One request through the function, from the sample event of its routes."""
-    request = event("rooms", "http-v2", token=who.token if who else None)
-    request["rawPath"] = request["requestContext"]["http"]["path"] = path
-    request["requestContext"]["http"]["method"] = method
-    request["rawQueryString"] = urlencode(query)
-    request["queryStringParameters"] = query or None
-    if body is not None:
-        request["body"] = body if isinstance(body, str) else json.dumps(body)
-        request["headers"]["content-type"] = "application/json"
-    status, answer, _ = call(fn, request)
-    return status, answer
-
-
-def link(fn: LocalFunction, who: Person, url: str) -> int:
-    request = event("attachments", "http-v2", token=who.token)
-    request["rawPath"] = request["requestContext"]["http"]["path"] = "/api/attachments/link"
-    request["requestContext"]["http"]["method"] = "GET"
-    request["rawQueryString"] = urlencode({"url": url})
-    request["queryStringParameters"] = {"url": url}
-    request["body"] = None
-    return call(fn, request)[0]
-
-
-def drain(cfg: Settings) -> None:
-    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20).run(
-        lambda: True, exit_when_idle=True
-    )
-
-
-async def client(url: str, who: Person):
-    ws = await connect(url)
-    await send_json(ws, {"type": "auth", "token": who.token})
-    assert (await receive_json(ws))["type"] == "ready"
-    return ws
-
-
-async def answer(ws, who: Person, timeout: float = 3.0) -> dict:
-    """The next frame that answers this client (ack, error, joined, left, its own typing)."""
-    while True:
-        frame = await receive_json(ws, timeout)
-        if frame["type"] in ("ack", "error", "joined", "left", "pong"):
-            return frame
-        if frame["type"] == "typing" and frame["user_id"] == who.user_id:
-            return frame
 
 
 async def ws_cells(url: str, who: Person, since: str) -> dict[str, bool]:
@@ -367,6 +302,7 @@ def test_the_mirror_is_rebuilt_from_mongodb(cfg, api):
     )
     assert rest(api, "PUT", "/api/rooms/vault/members/bob", owner)[0] == 200
     assert rest(api, "PUT", "/api/rooms/vault/bans/eve", owner)[0] == 200
+    assert rest(api, "PUT", "/api/blocks/eve", bob)[0] == 200
     cache = redis_client(cfg.redis_url)
 
     def standings() -> list[membership.Standing]:
@@ -376,7 +312,9 @@ def test_the_mirror_is_rebuilt_from_mongodb(cfg, api):
     cache.flushdb()
     assert [s.may_read for s in standings()] == [True, True, True]  # lost: open to all
     assert membership.rebuild_mirror(database(cfg), cache) >= 1
+    assert blocks.rebuild_mirror(database(cfg), cache) == 1
     assert standings() == before
+    assert cache.smembers(blocks_key(bob.user_id)) == {eve.user_id}
     assert [s.may_read for s in before] == [True, True, False]
 
 

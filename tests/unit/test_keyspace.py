@@ -55,6 +55,12 @@ PINNED = {
         keyspace.attachment_withdrawn_key("d5"),
         "aurora:attachment:d5:withdrawn",
     ),
+    "blocks_key": (keyspace.blocks_key("u1"), "aurora:blocks:{u1}"),
+    "presence_key": (keyspace.presence_key("dev"), "aurora:presence:{dev}"),
+    "presence_holders_key": (
+        keyspace.presence_holders_key("dev", "u1"),
+        "aurora:presence:{dev}:u1",
+    ),
 }
 
 
@@ -82,7 +88,8 @@ def test_a_rooms_mirror_keys_share_one_cluster_slot():
     """Hash-tagged by room: the membership check is one round trip on one node."""
     tags = {key.split("{")[1].split("}")[0] for key in (
         keyspace.room_info_key("a:b"), keyspace.room_members_key("a:b"),
-        keyspace.room_bans_key("a:b"))}  # fmt: skip
+        keyspace.room_bans_key("a:b"), keyspace.presence_key("a:b"),
+        keyspace.presence_holders_key("a:b", "u1"))}  # fmt: skip
     assert tags == {"a:b"}
 
 
@@ -144,6 +151,15 @@ def test_every_key_of_a_room_is_in_its_partition_slot(partitions):
                 layout.rate_key(room, "u1"),
                 layout.idempotency_key(room, "u1", "c"),
                 layout.room_channel(room),
+                # and what the change and read scripts touch
+                layout.tombstones_key(room),
+                layout.reactions_key(room, "1-0"),
+                layout.reaction_counts_key(room, "1-0"),
+                layout.room_counter_key(room),
+                layout.own_messages_key(room, "u1"),
+                layout.deleted_numbers_key(room),
+                layout.cursors_key(room, "read"),
+                layout.change_rate_key(room, "u1"),
             )
         }
         assert len(slots) == 1

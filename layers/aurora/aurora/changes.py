@@ -114,12 +114,10 @@ def may_edit(user_id: str, target: Target) -> bool:
     return user_id == target.author
 
 
-def may_delete(user_id: str, target: Target, standing: Standing) -> bool:
-    """The one delete rule: the author, or the room's owner or an admin."""
-    if user_id == target.author:
-        return True
-    # operators: may_moderate (membership.may_moderate joins the rule here, and only here)
-    return standing.role in (membership.OWNER, membership.ADMIN)
+def may_delete(user_id: str, room: str, target: Target, standing: Standing) -> bool:
+    """The one delete rule: the author, or whoever moderates the room (its
+    owner and admins; operators in a public room: `membership.may_moderate`)."""
+    return user_id == target.author or membership.may_moderate(user_id, room, standing)
 
 
 def check_allowed(change: Change, user_id: str, target: Target, standing: Standing) -> None:
@@ -129,7 +127,7 @@ def check_allowed(change: Change, user_id: str, target: Target, standing: Standi
         raise ForbiddenError("You may not write to this room")
     if change.kind == EDIT and not may_edit(user_id, target):
         raise ForbiddenError("Only the author edits a message")
-    if change.kind == DELETE and not may_delete(user_id, target, standing):
+    if change.kind == DELETE and not may_delete(user_id, change.room, target, standing):
         raise ForbiddenError("Only the author, the room's owner or an admin deletes a message")
     if change.kind != DELETE and target.deleted:
         raise ConflictError("The message is deleted", code="deleted")

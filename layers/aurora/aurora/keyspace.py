@@ -188,6 +188,36 @@ MEMBERSHIP_CHANNEL = "aurora:membership"
 JOINS_STREAM_KEY = "aurora:joins"
 
 
+def blocks_key(user_id: str) -> str:
+    """Set: the user ids this user blocked. Written by `aurora.blocks` after
+    MongoDB (with a membership notice for the pair's direct room), read by the
+    membership rule for direct rooms; no expiry (at most `MAX_BLOCKS_PER_USER`),
+    rebuilt from MongoDB by `blocks.rebuild_mirror`. Hash tag: the user."""
+    return f"aurora:blocks:{{{user_id}}}"
+
+
+# -- presence: who is online in a room (`fanout.presence`) -------------------------
+# Both keys of one room share its hash tag `{room}`; every write is a script
+# on that slot. Entries carry their own expiry: a replica refreshes what it
+# holds every third of `PRESENCE_TTL_SECONDS`, so a dead replica's entries
+# lapse within it and the live replicas' sweeps announce them offline.
+
+
+def presence_key(room: str) -> str:
+    """Sorted set: `"<user_id> <username>"` -> expiry (Redis time, ms), one per
+    online user whatever their number of connections. Written by the fan-out's
+    presence scripts (hold, release, sweep); the key expires with its newest
+    entry, so an empty room leaves nothing behind."""
+    return f"aurora:presence:{{{room}}}"
+
+
+def presence_holders_key(room: str, user_id: str) -> str:
+    """Hash: replica id -> expiry (ms) of the replicas holding a connection of
+    this user in this room (a user is offline when the last one lets go).
+    Written by the presence scripts; the key expires with its newest entry."""
+    return f"aurora:presence:{{{room}}}:{user_id}"
+
+
 def attachment_rooms_key(url_digest: str) -> str:
     """Set: the rooms a message carrying this attachment was accepted in
     (digest: SHA-256 of the attachment URL). Written by the fan-out after the

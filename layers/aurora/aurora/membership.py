@@ -11,17 +11,20 @@ notice in one `MULTI`, so a replica that hears the notice reads the new state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aurora import operators
 from aurora.backends import is_cluster, redis_client, redis_unavailable, room_window_key
 from aurora.errors import ForbiddenError, ValidationError
 from aurora.keyspace import (
     JOINS_STREAM_KEY,
     MEMBERSHIP_CHANNEL,
     attachment_rooms_key,
+    blocks_key,
     room_bans_key,
     room_info_key,
     room_members_key,
@@ -52,6 +55,8 @@ class Standing:
     deleted: bool
     role: str | None  # None: not a member
     banned: bool
+    # A direct room only: the other member blocked this user (`aurora.blocks`).
+    blocked: bool = False
 
     @property
     def may_read(self) -> bool:
@@ -59,6 +64,12 @@ class Standing:
         if self.deleted or self.banned:
             return False
         return self.visibility not in MEMBERS_ONLY or self.role is not None
+
+    @property
+    def may_post(self) -> bool:
+        """May read, and is not blocked by the other member of a direct room:
+        a blocked user still reads the shared history, never adds to it."""
+        return self.may_read and not self.blocked
 
     @property
     def refusal(self) -> str:
@@ -70,41 +81,80 @@ class Standing:
         return "removed"
 
 
+def may_moderate(claims_or_user_id: Claims | str, room: str, standing: Standing) -> bool:
+    """The one moderation rule: may this user ban, remove, or delete others'
+    messages in `room`? Its owner and admins may; so may an operator, in any
+    public room (`general` and other open rooms included), never in a private
+    or direct one (what is said there is its members' business)."""
+    if standing.deleted:
+        return False
+    if standing.role in (OWNER, ADMIN):
+        return True
+    return standing.visibility not in MEMBERS_ONLY and operators.is_operator(claims_or_user_id)
+
+
 def _queue(pipe: Any, room: str, user_id: str) -> None:
     pipe.hmget(room_info_key(room), "visibility", "deleted")
     pipe.hget(room_members_key(room), user_id)
     pipe.sismember(room_bans_key(room), user_id)
+    if room.startswith(RESERVED_PREFIX):
+        pipe.hkeys(room_members_key(room))  # the other member, whose blocks count
 
 
-def _read(replies: list[Any], rooms: list[str]) -> list[Standing]:
-    found = []
-    for i, room in enumerate(rooms):
-        (visibility, deleted), role, banned = replies[3 * i : 3 * i + 3]
-        if visibility is None and room.startswith(RESERVED_PREFIX):
+def _read(replies: list[Any], pairs: list[tuple[str, str]]) -> tuple[list[Standing], dict]:
+    """The standings, and for direct rooms {index: the other member's id}."""
+    found, peers, i = [], {}, 0
+    for room, user_id in pairs:
+        (visibility, deleted), role, banned = replies[i : i + 3]
+        i += 3
+        if room.startswith(RESERVED_PREFIX):
             # A direct room is never open, even one the mirror does not know.
-            visibility = DIRECT
+            visibility = visibility or DIRECT
+            others = [member for member in replies[i] if member != user_id]
+            i += 1
+            if role is not None and others:
+                peers[len(found)] = others[0]
         found.append(Standing(visibility, deleted == "1", role, bool(banned)))
+    return found, peers
+
+
+def _blocked(found: list[Standing], peers: dict, replies: list[Any]) -> list[Standing]:
+    for (index, _), blocked in zip(peers.items(), replies, strict=True):
+        if blocked:
+            found[index] = dataclasses.replace(found[index], blocked=True)
     return found
 
 
 def standing(client: redis.Redis, room: str, user_id: str) -> Standing:
-    """The user's standing in the room, in one round trip (sync)."""
+    """The user's standing in the room, in one round trip (sync; two for a
+    direct room, whose other member's blocks are in that member's slot)."""
     with redis_unavailable("Cannot check room membership now, retry"):
         pipe = client.pipeline(transaction=False)
         _queue(pipe, room, user_id)
-        return _read(pipe.execute(), [room])[0]
+        found, peers = _read(pipe.execute(), [(room, user_id)])
+        if peers:
+            (peer,) = peers.values()
+            found = _blocked(found, peers, [client.sismember(blocks_key(peer), user_id)])
+        return found[0]
 
 
 async def standings_async(
     client: redis.asyncio.Redis, pairs: list[tuple[str, str]]
 ) -> list[Standing]:
-    """The standing of each (room, user_id), in one round trip (async)."""
+    """The standing of each (room, user_id), in one round trip (async; a
+    second one when direct rooms are among them)."""
     if not pairs:
         return []
     async with client.pipeline(transaction=False) as pipe:
         for room, user_id in pairs:
             _queue(pipe, room, user_id)
-        return _read(await pipe.execute(), [room for room, _ in pairs])
+        found, peers = _read(await pipe.execute(), pairs)
+    if not peers:
+        return found
+    async with client.pipeline(transaction=False) as pipe:
+        for index, peer in peers.items():
+            pipe.sismember(blocks_key(peer), pairs[index][1])
+        return _blocked(found, peers, await pipe.execute())
 
 
 def may_access(claims: Claims, room: str) -> bool:
@@ -185,7 +235,7 @@ def check_download(
 # -- the mirror's writes (REST, after MongoDB) -----------------------------------------
 
 
-def _notice(room: str, user_id: str | None = None) -> str:
+def notice(room: str, user_id: str | None = None) -> str:
     body = {"room": room} if user_id is None else {"room": room, "user_id": user_id}
     return json.dumps(body, separators=(",", ":"))
 
@@ -202,7 +252,7 @@ class Mirror:
             pipe = self._client.pipeline(transaction=True)
             for write in writes:
                 write(pipe)
-            pipe.publish(MEMBERSHIP_CHANNEL, _notice(self.room, user_id))
+            pipe.publish(MEMBERSHIP_CHANNEL, notice(self.room, user_id))
             pipe.execute()
 
     def set_info(self, **fields: str) -> None:
@@ -262,8 +312,9 @@ class Mirror:
 
 def rebuild_mirror(db: Database, client: redis.Redis) -> int:
     """Write the mirror again from MongoDB (a Redis that lost its data, or was
-    replaced): every created room's info, every membership and ban. Each room
-    is written in one transaction with its notice. Returns the rooms written."""
+    replaced): every created room's info, every membership and ban (blocks:
+    `blocks.rebuild_mirror`). Each room is written in one transaction with
+    its notice. Returns the rooms written."""
     from aurora import rooms
 
     members: dict[str, dict[str, str]] = {}
@@ -292,7 +343,7 @@ def rebuild_mirror(db: Database, client: redis.Redis) -> int:
                 pipe.hset(room_members_key(room), mapping=members[room])
             if bans.get(room):
                 pipe.sadd(room_bans_key(room), *bans[room])
-            pipe.publish(MEMBERSHIP_CHANNEL, _notice(room))
+            pipe.publish(MEMBERSHIP_CHANNEL, notice(room))
             pipe.execute()
         written += 1
     return written

@@ -8,14 +8,13 @@ with a notice (`membership.Mirror`), so every fan-out replica applies it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 
-from aurora import membership, rooms, throttling, users
+from aurora import audit, blocks, membership, operators, rooms, throttling, users
 from aurora.backends import is_cluster, room_window_key
 from aurora.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from aurora.keyspace import room_members_key, window_key
@@ -112,6 +111,7 @@ def create(
         raise ConflictError("That room id is taken", code="room_exists") from None
     _upsert_member(db, room, claims.user_id, claims.username, OWNER)
     Mirror(client, room).create(body.visibility, claims.user_id, title)
+    audit.record(db, claims, "room.create", room, visibility=body.visibility)
     return {"room": rooms.view(doc, room, OWNER)}
 
 
@@ -123,13 +123,6 @@ def _upsert_member(db: Database, room: str, user_id: str, username: str, role: s
     )
 
 
-def direct_room(first: str, second: str) -> str:
-    """The id of the direct room of two users: the same whoever asks, in the
-    reserved prefix, within the room id rule (a digest of the sorted ids)."""
-    pair = "\0".join(sorted((first, second)))
-    return rooms.RESERVED_PREFIX + hashlib.sha256(pair.encode()).hexdigest()[:40]
-
-
 def open_direct(
     db: Database, client: redis.Redis, claims: Claims, body: NewDirect
 ) -> dict[str, Any]:
@@ -137,7 +130,9 @@ def open_direct(
     user_id, name = _target(db, body.username)
     if user_id == claims.user_id:
         raise ValidationError("A direct room is with someone else", code="self_direct")
-    room = direct_room(claims.user_id, user_id)
+    if blocks.blocks(db, user_id, claims.user_id):
+        raise ForbiddenError("This user does not accept direct messages from you")
+    room = rooms.direct_room(claims.user_id, user_id)
     doc = _upsert_direct(db, room, claims.user_id, user_id)
     _upsert_member(db, room, claims.user_id, claims.username, MEMBER)
     _upsert_member(db, room, user_id, name, MEMBER)
@@ -275,6 +270,7 @@ def change(
         db[rooms.COLLECTION].update_one({"_id": room}, {"$set": update})
         doc |= update
         Mirror(client, room).set_info(**update)
+        audit.record(db, claims, "room.change", room, **update)
     return {"room": rooms.view(doc, room, role)}
 
 
@@ -286,6 +282,7 @@ def delete(db: Database, client: redis.Redis, claims: Claims, room: str) -> dict
     db[rooms.MEMBERSHIPS].delete_many({"room": room})
     db[rooms.BANS].delete_many({"room": room})
     Mirror(client, room).delete()
+    audit.record(db, claims, "room.delete", room)
     return {"ok": True}
 
 
@@ -317,15 +314,45 @@ def put_member(
         mirror.set_info(owner=user_id)
         mirror.set_role(claims.user_id, ADMIN)
     mirror.set_role(user_id, body.role)
+    audit.record(db, claims, "member.put", room, target=(user_id, name), role=body.role)
     return {"member": {"user": name, "user_id": user_id, "role": body.role}}
+
+
+def _moderated(db: Database, claims: Claims, room: object) -> tuple[str, str | None]:
+    """(room, caller's role) when the caller may moderate the room
+    (`membership.may_moderate`: its owner or admins, or an operator in a
+    public room, `general` included), judged from MongoDB; 403 otherwise."""
+    room = rooms.check_room(room)
+    doc = db[rooms.COLLECTION].find_one({"_id": room}, {"visibility": 1, "deleted": 1})
+    role = _membership(db, room, claims.user_id)
+    visibility = None if doc is None else doc.get("visibility")
+    if visibility is None and room.startswith(rooms.RESERVED_PREFIX):
+        visibility = DIRECT
+    deleted = bool(doc and doc.get("deleted"))
+    standing = membership.Standing(visibility, deleted, role, banned=False)
+    if not membership.may_moderate(claims, room, standing):
+        raise ForbiddenError("Only the room's owner or admins, or an operator, may do this")
+    return room, role
+
+
+def _outranks(claims: Claims, role: str | None, target_id: str, target_role: str | None) -> bool:
+    """Whether a moderator may remove or ban this target: nobody the owner, nor
+    themselves; admins only the owner or an operator; operators nobody an operator."""
+    if target_role == OWNER or target_id == claims.user_id:
+        return False
+    if operators.is_operator(target_id):
+        return False
+    if target_role == ADMIN:
+        return role == OWNER or operators.is_operator(claims)
+    return True
 
 
 def remove_member(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str
 ) -> dict[str, Any]:
-    """Remove `username` (owner, admins), or leave (yourself)."""
+    """Remove `username` (owner, admins, operators in public rooms), or leave (yourself)."""
     room = rooms.check_room(room)
-    user_id, _ = _target(db, username)
+    user_id, name = _target(db, username)
     if user_id == claims.user_id:
         current = _membership(db, room, user_id)
         if current is None:
@@ -333,24 +360,26 @@ def remove_member(
         if current == OWNER:
             raise ConflictError("Hand the room over before leaving", code="owner_must_hand_over")
     else:
-        room, role, _ = _managed(db, claims, room, OWNER, ADMIN)
+        room, role = _moderated(db, claims, room)
         current = _membership(db, room, user_id)
         if current is None:
             raise NotFoundError("Not a member of this room", code="not_a_member")
-        if current == OWNER or (current == ADMIN and role != OWNER):
+        if not _outranks(claims, role, user_id, current):
             raise ForbiddenError("Only the owner removes admins; nobody removes the owner")
     db[rooms.MEMBERSHIPS].delete_one({"room": room, "user_id": user_id})
     Mirror(client, room).remove(user_id)
+    if user_id != claims.user_id:
+        audit.record(db, claims, "member.remove", room, target=(user_id, name))
     return {"ok": True}
 
 
 def ban(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str
 ) -> dict[str, Any]:
-    room, role, _ = _managed(db, claims, room, OWNER, ADMIN)
+    room, role = _moderated(db, claims, room)
     user_id, name = _target(db, username)
     current = _membership(db, room, user_id)
-    if current == OWNER or (current == ADMIN and role != OWNER) or user_id == claims.user_id:
+    if not _outranks(claims, role, user_id, current):
         raise ForbiddenError("Only the owner bans admins; nobody bans the owner")
     db[rooms.BANS].update_one(
         {"room": room, "user_id": user_id},
@@ -359,14 +388,16 @@ def ban(
     )
     db[rooms.MEMBERSHIPS].delete_one({"room": room, "user_id": user_id})
     Mirror(client, room).ban(user_id)
+    audit.record(db, claims, "ban.put", room, target=(user_id, name))
     return {"ok": True}
 
 
 def unban(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str
 ) -> dict[str, Any]:
-    room, _, _ = _managed(db, claims, room, OWNER, ADMIN)
-    user_id, _ = _target(db, username)
+    room, _ = _moderated(db, claims, room)
+    user_id, name = _target(db, username)
     db[rooms.BANS].delete_one({"room": room, "user_id": user_id})
     Mirror(client, room).unban(user_id)
+    audit.record(db, claims, "ban.delete", room, target=(user_id, name))
     return {"ok": True}

@@ -13,6 +13,7 @@ same document (no counters: a redelivery would double them).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ _ROOM = re.compile(ROOM_PATTERN)
 COLLECTION = "rooms"
 MEMBERSHIPS = "memberships"
 BANS = "bans"
+# Moderation and room administration, newest first (`aurora.audit`).
+AUDIT = "audit"
 # The room every client of the original protocol is in: open to all, always.
 DEFAULT_ROOM = "general"
 # Prefix of direct-message rooms: nobody may create or join one by its id.
@@ -48,6 +51,13 @@ def check_room(room: object) -> str:
     return room
 
 
+def direct_room(first: str, second: str) -> str:
+    """The id of the direct room of two users: the same whoever asks, in the
+    reserved prefix, within the room id rule (a digest of the sorted ids)."""
+    pair = "\0".join(sorted((first, second)))
+    return RESERVED_PREFIX + hashlib.sha256(pair.encode()).hexdigest()[:40]
+
+
 def ensure_indexes(db: Database) -> None:
     db[COLLECTION].create_index([("last", -1)], name="last_activity", background=True)
     for name in (MEMBERSHIPS, BANS):
@@ -55,6 +65,8 @@ def ensure_indexes(db: Database) -> None:
             [("room", 1), ("user_id", 1)], unique=True, name="room_user", background=True
         )
     db[MEMBERSHIPS].create_index([("user_id", 1)], name="by_user", background=True)
+    # Newest first overall is `_id` itself; one room's entries, this.
+    db[AUDIT].create_index([("room", 1), ("_id", -1)], name="room_newest", background=True)
 
 
 # A room with no stored message yet: sorts after every room that has one.

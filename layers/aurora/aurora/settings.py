@@ -403,6 +403,20 @@ class Settings:
     room_creations_per_minute: int = setting(
         "ROOM_CREATIONS_PER_MINUTE", 30, "rooms one user may create per minute", limit=True, ge=1
     )
+    # Operators moderate every public room (`general` included) and read the
+    # audit log: user ids, never usernames (a name can be registered by anyone).
+    operators: tuple[str, ...] = setting(
+        "AURORA_OPERATORS", (), "user ids of operators (comma-separated)"
+    )
+    max_blocks_per_user: int = setting(
+        "MAX_BLOCKS_PER_USER", 1000, "users one user may block", limit=True, ge=1
+    )
+    # Presence: an online entry lives this long unless its replica refreshes it
+    # (every third of it), so a dead replica's users go offline within it.
+    presence_ttl_seconds: float = setting(
+        "PRESENCE_TTL_SECONDS", 45.0, "a dead replica's users go offline within this",
+        limit=True, ge=1, le=60,
+    )  # fmt: skip
     # Fan-out replicas re-check every joined connection's room access this
     # often, so a lost membership notice is still enforced within this bound.
     membership_check_seconds: float = setting(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
 COLLECTION = "users"
+BLOCKS = "blocks"  # who blocked whom: `aurora.blocks`
 
 # The one username rule, for registration, login, lookups and token claims:
 # ASCII letters, digits and `_ . -` only, so a name holds no control,
@@ -43,6 +44,10 @@ def username_key(username: str) -> str:
 
 def ensure_indexes(db: Database) -> None:
     db[COLLECTION].create_index("username_key", unique=True, name="username_key_unique")
+    # Who blocked whom (`aurora.blocks`): one entry per pair.
+    db[BLOCKS].create_index(
+        [("user_id", 1), ("blocked_id", 1)], unique=True, name="user_blocked", background=True
+    )
 
 
 def create_user(db: Database, username: str, password_hash: str) -> str:
