@@ -62,7 +62,7 @@ const nearView = new IntersectionObserver(
       if (load) load();
     }
   },
-  { root: $("messages"), rootMargin: "50% 0px" },
+  { root: $("lists"), rootMargin: "50% 0px" }, // the shown room's list is in there
 );
 
 function whenNear(element, load) {
