@@ -85,8 +85,11 @@ export function openRoom(room) {
     list.remove();
   }
   setActive(room);
-  // The read mark is where "New messages" starts; it stays while the room shows.
-  state.readMark = readCursor(room);
+  // "New messages" goes above the first message not read when the room
+  // opens, and stays there while it shows; none if all was read.
+  const cursor = readCursor(room);
+  state.readMark = newer(state.newestId, cursor) ? cursor : null;
+  state.newFrom = state.unread ? state.unreadFrom : null;
   const label = roomLabel(state);
   state.list.id = "messages";
   state.list.dataset.testid = "messages";
@@ -161,6 +164,7 @@ export function arrived(frame) {
     const reading = state === active() && document.visibilityState === "visible" && atNewest(state.list);
     if (reading) markRead(state, frame.id);
     else {
+      if (!state.unread) state.unreadFrom = frame.id;
       state.unread += 1;
       const mentioned = mentions(String(frame.text || ""), currentSession() ? currentSession().username : "");
       if (mentioned) state.mentioned = true;

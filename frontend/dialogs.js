@@ -10,6 +10,9 @@ let onClosed = null;
 
 export function initDialogs() {
   dialog.addEventListener("close", () => {
+    // The event comes after close(): the dialog may be open again meanwhile,
+    // with other content (a page opened in place of another).
+    if (dialog.open) return;
     dialog.replaceChildren();
     const after = onClosed;
     onClosed = null;
@@ -25,8 +28,9 @@ export function initDialogs() {
 // Open the template `templateId`, labelled by its element `titleId`; answers
 // a finder of its elements by id.
 export function openDialog(templateId, titleId, closed = null) {
+  // In place of one open already, focus still goes back where it was before it.
+  if (!dialog.open) returnFocus = document.activeElement;
   closeDialog();
-  returnFocus = document.activeElement;
   onClosed = closed;
   dialog.replaceChildren($(templateId).content.cloneNode(true));
   dialog.setAttribute("aria-labelledby", titleId);

@@ -248,6 +248,7 @@ export function insertInIdOrder(state, item, id) {
 export function arrange(state) {
   const list = state.list;
   const mark = parseId(state.readMark);
+  const from = parseId(state.newFrom);
   let previous = null; // the previous message
   let unreadSeen = false;
   for (const node of Array.from(list.children)) {
@@ -260,7 +261,8 @@ export function arrange(state) {
     const day = node.dataset.day;
     const newDay = !previous || previous.dataset.day !== day;
     const id = parseId(node.dataset.id);
-    const firstUnread = Boolean(mark && id && !unreadSeen && compareIds(id, mark) > 0 && !node.classList.contains("own"));
+    const unread = id && ((mark && compareIds(id, mark) > 0) || (from && compareIds(id, from) >= 0));
+    const firstUnread = Boolean(unread && !unreadSeen && !node.classList.contains("own"));
     if (firstUnread) unreadSeen = true;
     placeDivider(list, node, "day-divider", newDay ? day : null, () => dayName(dayFromKey(day), "long"));
     placeDivider(list, node, "new-divider", firstUnread ? "new" : null, () => "New messages");

@@ -44,7 +44,11 @@ function newState(room) {
     autoTop: -1, // where the page's own last scroll left the list
     unread: 0,
     mentioned: false,
-    readMark: null, // where the "new messages" divider goes, fixed when the room opens
+    // The "new messages" divider, fixed when the room opens: above the first
+    // message after readMark, or from newFrom (the first counted unread).
+    readMark: null,
+    newFrom: null,
+    unreadFrom: null, // the first message counted in `unread`
     typing: new Map(), // user_id -> {user, until}
     presence: null, // {count, online: Map user_id -> user, more} once the server says
   };
