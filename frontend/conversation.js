@@ -47,6 +47,7 @@ let typingTimer = null;
 
 export function initConversation() {
   lists.addEventListener("scroll", onScroll, { capture: true, passive: true });
+  lists.addEventListener("keydown", onListKey);
   jumpButton.addEventListener("click", () => {
     const state = active();
     if (!state) return;
@@ -112,6 +113,25 @@ export function openRoom(room) {
   readIfAtNewest(state);
   roomsChanged(room);
   return state;
+}
+
+// In the message list, ↑ and ↓ go from author to author (each name opens
+// what can be done with that person: Enter), Home and End to the first and last.
+function onListKey(event) {
+  const state = active();
+  if (!state || !["ArrowUp", "ArrowDown", "Home", "End"].includes(event.key)) return;
+  const names = Array.from(state.list.querySelectorAll(".message:not(.continued) .meta .user"));
+  if (!names.length) return;
+  const at = names.indexOf(document.activeElement);
+  if (at < 0 && (event.key === "Home" || event.key === "End")) return; // the list itself scrolls
+  event.preventDefault();
+  let next;
+  if (event.key === "Home") next = 0;
+  else if (event.key === "End") next = names.length - 1;
+  else if (at < 0) next = event.key === "ArrowUp" ? names.length - 1 : 0;
+  else next = Math.max(0, Math.min(names.length - 1, at + (event.key === "ArrowUp" ? -1 : 1)));
+  names[next].focus();
+  names[next].closest(".message").scrollIntoView({ block: "nearest" });
 }
 
 function atNewest(list) {

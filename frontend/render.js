@@ -67,6 +67,9 @@ export function renderMessage({ user, userId = "", text, attachments, ts, own, m
   name.dataset.user = user;
   if (userId) name.dataset.userId = userId;
   name.setAttribute("aria-haspopup", "dialog");
+  // Not a tab stop of its own (a long list would be hundreds): the list is,
+  // and the arrow keys move between names in it (conversation.js).
+  name.tabIndex = -1;
   name.textContent = user;
   meta.appendChild(name);
 
@@ -78,7 +81,10 @@ export function renderMessage({ user, userId = "", text, attachments, ts, own, m
   if (mention && mentions(text, mention)) item.classList.add("mentions-me");
 
   item.append(meta, body);
-  if (attachments.length) item.appendChild(renderAttachments(attachments));
+  if (attachments.length) {
+    item.classList.add("has-files");
+    item.appendChild(renderAttachments(attachments));
+  }
   return item;
 }
 
