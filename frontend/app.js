@@ -7,12 +7,35 @@ import { closeAccount, initAccount } from "./account.js";
 import { applyChange } from "./changes.js";
 import { initComposer, focusComposer, resetComposer } from "./composer.js";
 import { loadConfig } from "./config.js";
-import { initHistory, resetHistory, startGapFill } from "./history.js";
+import {
+  arrived,
+  clearConversation,
+  initConversation,
+  openRoom,
+  presenceFrame,
+  typingFrame,
+} from "./conversation.js";
+import { closeDialog } from "./dialogs.js";
+import { fillView, initHistory, startGapFill } from "./history.js";
 import { focusUsername, hideSignIn, initLogin, showAuthError, showSignIn } from "./login.js";
-import { clearOutbox, flushOutbox, onAck, onRateLimited, onRefused, receive, restoreOutbox } from "./outbox.js";
-import { clearList } from "./render.js";
+import {
+  clearOutbox,
+  dropRoom,
+  flushOutbox,
+  onAck,
+  onRateLimited,
+  onRefused,
+  receive,
+  restoreOutbox,
+} from "./outbox.js";
+import { initPeople } from "./people.js";
+import { DEFAULT_ROOM } from "./protocol.js";
+import { setReader } from "./render.js";
 import { request } from "./rest.js";
+import { initRoomDialogs } from "./roomdialogs.js";
+import { active, allRooms, forgetRoom, forgetRooms, knownRoom, loadReadCursors, roomLabel, roomsChanged } from "./rooms.js";
 import { closeSearch, initSearch } from "./search.js";
+import { initSidebar, relist, roomsToJoin, startRooms, stopRooms } from "./sidebar.js";
 import {
   beginSession,
   currentSession,
@@ -25,10 +48,10 @@ import {
   storedSession,
   useToken,
 } from "./session.js";
-import { disconnect, reauth, reconnectNow, setFrameHandlers, startConnecting } from "./socket.js";
+import { disconnect, leaveRoom, reauth, reconnectNow, setFrameHandlers, startConnecting } from "./socket.js";
 import { SESSION_KEY } from "./storage.js";
 import { initTheme } from "./theme.js";
-import { $, hideNotice, setStatus } from "./ui.js";
+import { $, hideNotice, setStatus, showNotice } from "./ui.js";
 
 const chatView = $("chat-view");
 const sessionBar = $("session");
@@ -42,22 +65,53 @@ function startSession(session) {
   }
   beginSession(session);
   whoami.textContent = session.username;
+  setReader(session.username);
+  loadReadCursors(session.username);
   hideSignIn();
   chatView.hidden = false;
   sessionBar.hidden = false;
+  startRooms();
+  openRoom(DEFAULT_ROOM);
   restoreOutbox();
   startConnecting();
   focusComposer();
 }
 
+// Taken out of a room, or left it: it goes from the sidebar, with a notice;
+// what was still to be sent there fails.
+function roomGone(room, message) {
+  const state = knownRoom(room);
+  if (!state) return;
+  const label = roomLabel(state);
+  dropRoom(room, `you are no longer in ${label}`);
+  leaveRoom(room);
+  const shown = state === active();
+  forgetRoom(room);
+  if (shown) {
+    // #general, unless that is the room gone (banned from it): then another.
+    const next = room === DEFAULT_ROOM ? allRooms()[0] : { room: DEFAULT_ROOM };
+    if (next) openRoom(next.room);
+  }
+  roomsChanged(room);
+  showNotice(message || `You can no longer read ${label}.`, { error: true, sticky: false });
+}
+
+const GONE = {
+  removed: (label) => `You were removed from ${label}.`,
+  banned: (label) => `You were banned from ${label}.`,
+  deleted: (label) => `${label} was deleted.`,
+};
+
 // This tab leaves the session, ended here or in another tab.
 function leaveSession(message) {
   forgetSession();
   closeAccount();
+  closeDialog();
   disconnect();
-  clearList();
   clearOutbox();
-  resetHistory();
+  stopRooms();
+  clearConversation();
+  forgetRooms();
   closeSearch();
   resetComposer();
   hideNotice();
@@ -98,15 +152,27 @@ function onSessionStored() {
 
 setSessionHooks({ tokenChanged: reauth, left: leaveSession });
 setFrameHandlers({
-  message: receive,
+  message(frame) {
+    if (receive(frame)) arrived(frame);
+  },
   change: applyChange,
   ack: onAck,
   rateLimited: onRateLimited,
   refused: onRefused,
-  replayed(gap) {
-    if (gap) startGapFill(gap); // the outbox waits for it
+  replayed(room, gap) {
+    const state = knownRoom(room);
+    if (gap && state) startGapFill(state, gap); // the outbox waits for it
+    else if (state) fillView(state);
     flushOutbox();
   },
+  typing: typingFrame,
+  presence: presenceFrame,
+  gone(room, reason) {
+    const state = knownRoom(room);
+    const say = GONE[reason];
+    roomGone(room, state && say ? say(roomLabel(state)) : "");
+  },
+  rooms: roomsToJoin,
 });
 
 initTheme();
@@ -118,6 +184,10 @@ initComposer();
 initHistory();
 initSearch();
 initAccount();
+initConversation();
+initSidebar();
+initRoomDialogs({ left: roomGone });
+initPeople();
 logoutButton.addEventListener("click", () => logout());
 window.addEventListener("storage", (event) => {
   if (event.key === SESSION_KEY || event.key === null) onSessionStored(); // null: storage cleared
@@ -125,7 +195,10 @@ window.addEventListener("storage", (event) => {
 window.addEventListener("online", () => reconnectNow());
 // Background tabs run timers late: catch up on a refresh that is due.
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && currentSession()) scheduleRefresh();
+  if (document.visibilityState === "visible" && currentSession()) {
+    scheduleRefresh();
+    relist();
+  }
 });
 
 async function init() {

@@ -4,7 +4,7 @@
 
 import { LINK_EARLY } from "./config.js";
 import { apiGet } from "./session.js";
-import { $, formatSize, showNotice, textElement } from "./ui.js";
+import { formatSize, showNotice, textElement } from "./ui.js";
 
 // What a message may carry, as far as rendering needs; the server checked the rest.
 export function validAttachments(list) {
@@ -51,23 +51,39 @@ export function renderAttachments(attachments) {
 // list's height above or below it), not when it is rendered: a long history
 // does not fetch every image it holds. The element stays observed if its
 // message is replaced (our own, when its broadcast arrives).
+// Each room's list scrolls on its own, so each has its own observer (a root
+// margin counts only around the root, not around the scrolling list inside it).
 const nearTasks = new WeakMap(); // observed element -> what to do once it is near
-const nearView = new IntersectionObserver(
-  (entries) => {
-    for (const entry of entries) {
-      if (!entry.isIntersecting) continue;
-      nearView.unobserve(entry.target);
-      const load = nearTasks.get(entry.target);
-      nearTasks.delete(entry.target);
-      if (load) load();
-    }
-  },
-  { root: $("messages"), rootMargin: "50% 0px" },
-);
+const observers = new WeakMap(); // a room's message list -> its observer
+let viewObserver = null; // for an element in no list: near the viewport
 
+function near(entries, observer) {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    observer.unobserve(entry.target);
+    const load = nearTasks.get(entry.target);
+    nearTasks.delete(entry.target);
+    if (load) load();
+  }
+}
+
+function observerFor(list) {
+  if (!list) {
+    viewObserver = viewObserver || new IntersectionObserver(near, { rootMargin: "50% 0px" });
+    return viewObserver;
+  }
+  let observer = observers.get(list);
+  if (!observer) {
+    observer = new IntersectionObserver(near, { root: list, rootMargin: "50% 0px" });
+    observers.set(list, observer);
+  }
+  return observer;
+}
+
+// Observed once its message is in its list (it is rendered before it goes in).
 function whenNear(element, load) {
   nearTasks.set(element, load);
-  nearView.observe(element);
+  queueMicrotask(() => observerFor(element.closest(".messages")).observe(element));
 }
 
 // An image shows inline once its message comes near the view, with its file

@@ -3,11 +3,13 @@
 // message's list item.
 
 import { appendLinkedText, shownItem } from "./render.js";
+import { knownRoom } from "./rooms.js";
 
 // An `edit`, `delete` or `react` frame: the message it names, if shown, changes.
 // One not shown (older than what is loaded) is read from history when loaded.
 export function applyChange(frame) {
-  const item = typeof frame.message_id === "string" ? shownItem(frame.message_id) : null;
+  const state = knownRoom(frame.room);
+  const item = state && typeof frame.message_id === "string" ? shownItem(state, frame.message_id) : null;
   if (!item || item.classList.contains("deleted")) return;
   if (frame.type === "delete") showDeleted(item);
   else if (frame.type === "edit" && typeof frame.text === "string") showEdited(item, frame.text);

@@ -5,7 +5,9 @@
 import { flushOutbox, queueMessage, saveOutbox } from "./outbox.js";
 import { isBlank, MAX_ATTACHMENTS, MAX_FRAME_BYTES, messageFrame, newClientId } from "./protocol.js";
 import { request } from "./rest.js";
+import { active, roomLabel } from "./rooms.js";
 import { currentSession } from "./session.js";
+import { sendTyping } from "./socket.js";
 import { $, formatSize, showNotice, textElement } from "./ui.js";
 
 const form = $("composer");
@@ -15,6 +17,10 @@ const attachButton = $("attach");
 const attachInput = $("attach-input");
 const attachError = $("attach-error");
 const stagedList = $("staged");
+
+const TYPING_REPEAT_MS = 3000; // "still typing", while keys keep coming
+const TYPING_IDLE_MS = 5000; // no key for this long: no longer typing
+let typingIn = null; // {room, sentAt, idle timer} while this user is typing
 
 // Files chosen for the next message, uploading or uploaded, in order:
 // {attachment (once granted), xhr (while uploading), done, chip}.
@@ -32,6 +38,8 @@ export function initComposer() {
       if (!sendButton.disabled) form.requestSubmit();
     }
   });
+  input.addEventListener("input", () => (isBlank(input.value) ? stopTyping() : typing()));
+  input.addEventListener("blur", () => stopTyping());
   attachButton.addEventListener("click", () => attachInput.click());
   attachInput.addEventListener("change", () => chooseFiles(Array.from(attachInput.files)));
 }
@@ -42,9 +50,41 @@ export function focusComposer() {
 
 // Signed out: nothing typed or chosen stays.
 export function resetComposer() {
+  stopTyping();
   clearStaged();
   showAttachError("");
   input.value = "";
+}
+
+// Another room shows: what was typed stays with its room, as a draft.
+export function switchDraft(from, to) {
+  stopTyping();
+  if (from) from.draft = input.value;
+  input.value = to ? to.draft : "";
+  input.placeholder = to ? `Message ${roomLabel(to)}` : "Message";
+}
+
+// The room's members see "… is typing": said once, repeated while keys keep
+// coming, taken back after a pause, on sending, or on leaving the box.
+function typing() {
+  const state = active();
+  if (!state) return;
+  const now = Date.now();
+  if (typingIn && typingIn.room !== state.room) stopTyping();
+  if (!typingIn) typingIn = { room: state.room, sentAt: 0, idle: null };
+  if (now - typingIn.sentAt > TYPING_REPEAT_MS) {
+    typingIn.sentAt = now;
+    sendTyping(state.room, true);
+  }
+  clearTimeout(typingIn.idle);
+  typingIn.idle = setTimeout(stopTyping, TYPING_IDLE_MS);
+}
+
+function stopTyping() {
+  if (!typingIn) return;
+  clearTimeout(typingIn.idle);
+  sendTyping(typingIn.room, false);
+  typingIn = null;
 }
 
 // Text, the files uploaded for it, or both. Nothing is sent while a file is
@@ -55,15 +95,19 @@ function submitMessage() {
   // With attachments, blank text is allowed and sent as "".
   const text = isBlank(input.value) ? "" : input.value;
   if (!text && !attachments.length) return;
+  const state = active();
+  if (!state) return;
   const clientId = newClientId();
-  const frame = JSON.stringify(messageFrame(text, attachments, clientId));
+  const frame = JSON.stringify(messageFrame(state.room, text, attachments, clientId));
   if (new TextEncoder().encode(frame).length > MAX_FRAME_BYTES) {
     showNotice("That message is too long to send.", { error: true });
     return;
   }
-  queueMessage(text, attachments, clientId);
+  stopTyping();
+  queueMessage(state.room, text, attachments, clientId);
   saveOutbox();
   input.value = "";
+  state.draft = "";
   clearStaged();
   showAttachError("");
   input.focus();

@@ -1,10 +1,11 @@
-// Reads from the history API: scrollback (*Load older messages*) and the
-// messages missed beyond the resume window after a reconnect (the gap).
+// Reads from the history API, per room: scrollback (scrolling up, or *Load
+// older messages*), the newest page of a room opened with nothing shown, and
+// the messages missed beyond the resume window after a reconnect (the gap).
 
 import { showStoredState } from "./changes.js";
 import { GAP_PAGE, HISTORY_PAGE } from "./config.js";
 import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
-import { compareIds, parseId, ROOM } from "./protocol.js";
+import { compareIds, parseId } from "./protocol.js";
 import {
   advanceNewest,
   firstShownAfter,
@@ -12,38 +13,44 @@ import {
   keepingScroll,
   oldestShownId,
   renderFrame,
+  scrollToEnd,
   shownItem,
   trimMessages,
 } from "./render.js";
+import { active, roomLabel } from "./rooms.js";
 import { apiGet, currentSession, isOwn } from "./session.js";
 import { $ } from "./ui.js";
 
 const loadOlderButton = $("load-older");
 const retryGapButton = $("retry-gap");
 const status = $("history-status");
-
-// Replaced when the list is cleared, so an answer to a request made before is
-// dropped. `gap`: messages missed beyond the resume window, still to be read:
-// {after: the last id read}.
-let history = fresh();
-
-function fresh() {
-  return { loading: false, end: false, gap: null, filling: false };
-}
+const lists = $("lists"); // where the shown room's list is
+const NEAR_TOP_PX = 600; // scrolled this close to the top, the page before is read
 
 export function initHistory() {
-  loadOlderButton.addEventListener("click", () => loadOlder());
-  retryGapButton.addEventListener("click", () => fillGap());
+  loadOlderButton.addEventListener("click", () => active() && loadOlder(active()));
+  retryGapButton.addEventListener("click", () => active() && fillGap(active()));
+  // Infinite scroll: near the top of the list, the page before is read
+  // (scroll events do not bubble; a capturing listener sees every list's).
+  lists.addEventListener(
+    "scroll",
+    (event) => {
+      const state = active();
+      if (state && event.target === state.list && state.list.scrollTop < NEAR_TOP_PX) loadOlder(state);
+    },
+    { capture: true, passive: true },
+  );
 }
 
-export function resetHistory() {
-  history = fresh();
-  showHistoryStatus("");
+// The room shows now: its bar, and its newest page if nothing is shown yet.
+export function showHistoryOf(state) {
+  showHistoryStatus(state.history.end ? beginning(state) : "");
   updateHistoryBar();
+  if (!state.list.querySelector(".message") && !state.history.end) loadOlder(state);
 }
 
-function roomMessages(query) {
-  return apiGet(`/api/rooms/${encodeURIComponent(ROOM)}/messages?${new URLSearchParams(query)}`);
+function roomMessages(state, query) {
+  return apiGet(`/api/rooms/${encodeURIComponent(state.room)}/messages?${new URLSearchParams(query)}`);
 }
 
 // The messages of a history or search page, as far as they are objects.
@@ -53,9 +60,9 @@ export function storedMessages(page) {
 
 // A stored message (the history API's answer), put among those shown in id
 // order; false if it is shown already or has no id.
-function insertStored(frame) {
+function insertStored(state, frame) {
   const id = parseId(frame.id);
-  if (!id || shownItem(frame.id)) return false;
+  if (!id || shownItem(state, frame.id)) return false;
   const own = isOwn(frame);
   // One of our sends that was stored though we never saw it acknowledged:
   // the stored copy, put in its place below, replaces the pending one.
@@ -64,92 +71,117 @@ function insertStored(frame) {
   const item = renderFrame(frame, { own, attachments: true });
   item.dataset.id = frame.id;
   showStoredState(item, frame);
-  insertInIdOrder(item, id);
-  advanceNewest(frame.id);
+  insertInIdOrder(state, item, id);
+  advanceNewest(state, frame.id);
   return true;
 }
 
+const beginning = (state) => `This is the beginning of ${roomLabel(state)}.`;
+
 // Scrollback: the page of stored messages just older than the oldest shown.
-async function loadOlder() {
-  const reading = history;
+export async function loadOlder(state) {
+  const reading = state.history;
   if (reading.loading || reading.end || !currentSession()) return;
   reading.loading = true;
+  reading.failed = false;
   updateHistoryBar();
-  showHistoryStatus("Loading older messages…");
-  const before = oldestShownId();
+  if (state === active()) showHistoryStatus("Loading older messages…");
+  const before = oldestShownId(state);
+  const empty = !before;
   try {
-    const page = await roomMessages({ limit: HISTORY_PAGE, ...(before && { before }) });
-    if (history !== reading) return; // cleared meanwhile (signed out)
-    keepingScroll(() => {
-      storedMessages(page).forEach(insertStored);
+    const page = await roomMessages(state, { limit: HISTORY_PAGE, ...(before && { before }) });
+    if (state.history !== reading) return; // started over meanwhile
+    keepingScroll(state, () => {
+      storedMessages(page).forEach((frame) => insertStored(state, frame));
       // The bar above the list changes height at the end: inside, so it counts.
       reading.end = !page.next_before;
       reading.loading = false;
-      updateHistoryBar();
-      showHistoryStatus(reading.end ? "This is the beginning of #general." : "");
+      if (state === active()) {
+        updateHistoryBar();
+        showHistoryStatus(reading.end ? beginning(state) : "");
+      }
     });
+    // A room's first page shows its newest messages.
+    if (empty && state.list.isConnected) scrollToEnd(state);
   } catch (error) {
-    if (history === reading) showHistoryStatus(`Could not load older messages: ${error.message}`, true);
+    reading.failed = true; // not read again by itself: the button tries again
+    if (state.history === reading && state === active()) {
+      showHistoryStatus(`Could not load older messages: ${error.message}`, true);
+    }
   } finally {
     reading.loading = false;
-    updateHistoryBar();
+    if (state === active()) updateHistoryBar();
   }
+  fillView(state);
+}
+
+// A list too short to scroll cannot be scrolled up into its history: its
+// older pages are read until it fills the view (or the room's beginning).
+export function fillView(state) {
+  const list = state.list;
+  const history = state.history;
+  if (state !== active() || history.loading || history.end || history.failed) return;
+  if (list.scrollHeight <= list.clientHeight + 1) loadOlder(state);
 }
 
 // After a `joined` with recovered: false: read the messages missed, then send
 // the outbox (which waits meanwhile; see holdOutbox).
-export function startGapFill(gap) {
-  history.gap = gap;
-  fillGap();
+export function startGapFill(state, gap) {
+  state.history.gap = gap;
+  fillGap(state);
 }
 
 // The messages between the last one shown before and the first one shown
 // after it (the window's replay), read oldest first. Ids are the dedupe key:
 // whatever else arrives meanwhile shows once.
-async function fillGap() {
-  const reading = history;
+async function fillGap(state) {
+  const reading = state.history;
   const gap = reading.gap;
   if (!gap || reading.filling || !currentSession()) return;
   // Nothing older than the replay is shown any more (the list keeps its newest
   // MAX_MESSAGES): there is no hole, and scrollback reads the rest.
-  const oldest = parseId(oldestShownId());
+  const oldest = parseId(oldestShownId(state));
   if (!oldest || compareIds(oldest, parseId(gap.after)) > 0) {
     reading.gap = null;
     return;
   }
   reading.filling = true;
   holdOutbox(reading);
-  updateHistoryBar();
-  showHistoryStatus("Loading the messages you missed…");
+  if (state === active()) {
+    updateHistoryBar();
+    showHistoryStatus("Loading the messages you missed…");
+  }
   try {
     for (;;) {
-      const page = await roomMessages({ after: gap.after, limit: GAP_PAGE });
-      if (history !== reading) return;
-      const until = firstShownAfter(parseId(gap.after));
+      const page = await roomMessages(state, { after: gap.after, limit: GAP_PAGE });
+      if (state.history !== reading) return;
+      const until = firstShownAfter(state, parseId(gap.after));
       const messages = storedMessages(page);
       const upTo = until ? messages.findIndex((m) => compareIds(parseId(m.id) || [0, 0], until) >= 0) : -1;
-      keepingScroll(() => {
-        messages.slice(0, upTo < 0 ? messages.length : upTo).forEach(insertStored);
-        trimMessages();
+      keepingScroll(state, () => {
+        messages.slice(0, upTo < 0 ? messages.length : upTo).forEach((frame) => insertStored(state, frame));
+        trimMessages(state);
       });
       if (upTo >= 0 || !page.next_after) break;
       gap.after = page.next_after;
     }
     if (reading.gap === gap) reading.gap = null;
-    showHistoryStatus("");
+    if (state === active()) showHistoryStatus("");
   } catch (error) {
-    if (history !== reading) return;
+    if (state.history !== reading || state !== active()) return;
     showHistoryStatus(`Could not load the messages you missed: ${error.message}`, true);
   } finally {
     reading.filling = false;
-    updateHistoryBar();
+    if (state === active()) updateHistoryBar();
     releaseOutbox(reading); // and sends it
   }
   // Another resume without recovery while this one was read: its turn.
-  if (history === reading && reading.gap && reading.gap !== gap) fillGap();
+  if (state.history === reading && reading.gap && reading.gap !== gap) fillGap(state);
 }
 
 function updateHistoryBar() {
+  const state = active();
+  const history = state ? state.history : { end: true, loading: false, gap: null };
   loadOlderButton.hidden = history.end;
   loadOlderButton.disabled = history.loading;
   retryGapButton.hidden = !history.gap || history.filling;

@@ -6,12 +6,13 @@ import { validAttachments } from "./attachments.js";
 import { RETRY_MS } from "./config.js";
 import { messageFrame, parseId, RETRYABLE_ERRORS } from "./protocol.js";
 import { advanceNewest, insertItem, renderFrame, renderMessage, setItemState } from "./render.js";
-import { currentSession, isOwn } from "./session.js";
+import { knownRoom, roomState } from "./rooms.js";
+import { currentSession, isOwn, ownUserId } from "./session.js";
 import { joinedConnection, send } from "./socket.js";
 import { PENDING_KEY, readStorage, writeStorage } from "./storage.js";
 import { showNotice } from "./ui.js";
 
-// In the order typed: client_id -> {clientId, text, attachments, item, conn}.
+// In the order typed: client_id -> {clientId, room, text, attachments, item, conn}.
 // `conn` is the connection it was last sent on; a new connection resends it.
 const outbox = new Map();
 // Our messages already acknowledged whose broadcast has not arrived yet:
@@ -23,20 +24,21 @@ const holds = new Set(); // what the outbox waits for (see holdOutbox)
 
 // A message shows at once, marked as sending, and stays in the outbox until
 // its ack or broadcast arrives, across reconnects and reloads.
-export function queueMessage(text, attachments, clientId) {
-  const item = renderMessage({ user: currentSession().username, text, attachments, own: true });
+export function queueMessage(room, text, attachments, clientId) {
+  const user = currentSession().username;
+  const item = renderMessage({ user, userId: ownUserId() || "", text, attachments, own: true });
   item.classList.add("pending");
   item.dataset.clientId = clientId;
   setItemState(item, "Sending…");
-  insertItem(item, true);
-  outbox.set(clientId, { clientId, text, attachments, item, conn: null });
+  insertItem(roomState(room), item, true);
+  outbox.set(clientId, { clientId, room, text, attachments, item, conn: null });
 }
 
 // Messages typed before a reload are still owed to the server.
 export function restoreOutbox() {
-  for (const { client_id: clientId, text, attachments } of readStorage(PENDING_KEY) || []) {
-    if (typeof clientId === "string" && typeof text === "string") {
-      queueMessage(text, validAttachments(attachments), clientId);
+  for (const { client_id: clientId, room, text, attachments } of readStorage(PENDING_KEY) || []) {
+    if (typeof clientId === "string" && typeof text === "string" && typeof room === "string") {
+      queueMessage(room, text, validAttachments(attachments), clientId);
     }
   }
 }
@@ -44,6 +46,7 @@ export function restoreOutbox() {
 export function saveOutbox() {
   const entries = Array.from(outbox.values(), (m) => ({
     client_id: m.clientId,
+    room: m.room,
     text: m.text,
     attachments: m.attachments,
   }));
@@ -73,10 +76,10 @@ export function releaseOutbox(holder) {
   flushOutbox();
 }
 
-// Send, in the order typed, what has not been sent on this connection yet.
+// Send, in the order typed, what has not been sent on this connection yet,
+// to each room the connection has joined (and replayed).
 export function flushOutbox() {
-  const conn = joinedConnection();
-  if (!conn || holds.size) return;
+  if (holds.size) return;
   const wait = holdUntil - Date.now();
   if (wait > 0) {
     clearTimeout(holdTimer);
@@ -84,9 +87,10 @@ export function flushOutbox() {
     return;
   }
   for (const message of outbox.values()) {
-    if (message.conn === conn) continue;
+    const conn = joinedConnection(message.room);
+    if (!conn || message.conn === conn) continue;
     message.conn = conn;
-    const frame = messageFrame(message.text, message.attachments, message.clientId);
+    const frame = messageFrame(message.room, message.text, message.attachments, message.clientId);
     send(conn, frame, { kind: "message", clientId: message.clientId });
   }
 }
@@ -144,11 +148,18 @@ function fail(clientId, reason) {
   showNotice(`Message not sent: ${reason}`, { error: true });
 }
 
-// A `message` frame, live or replayed. Our own replaces its pending copy, so
-// nothing shows twice.
+// A room we can no longer send to (removed, left): what was owed there fails.
+export function dropRoom(room, reason) {
+  for (const message of Array.from(outbox.values())) if (message.room === room) fail(message.clientId, reason);
+}
+
+// A `message` frame, live or replayed, into its room's list. Our own replaces
+// its pending copy, so nothing shows twice. Answers whether it was new.
 export function receive(frame) {
+  const state = knownRoom(frame.room);
+  if (!state) return false;
   const id = parseId(frame.id);
-  if (id && !advanceNewest(frame.id)) return;
+  if (id && !advanceNewest(state, frame.id)) return false;
   const own = isOwn(frame);
   const clientId = own && typeof frame.client_id === "string" ? frame.client_id : null;
   let item = null;
@@ -159,8 +170,12 @@ export function receive(frame) {
   // Our own pending copy already shows (and has fetched) the attachments: keep them.
   const shown = item && item.querySelector(".attachments");
   const fresh = renderFrame(frame, { own, attachments: !shown });
-  if (shown) fresh.appendChild(shown);
+  if (shown) {
+    fresh.classList.add("has-files");
+    fresh.appendChild(shown);
+  }
   if (id) fresh.dataset.id = frame.id;
   if (item) item.remove();
-  insertItem(fresh, own);
+  insertItem(state, fresh, own);
+  return true;
 }

@@ -1,7 +1,9 @@
-// What protocol v1 (docs/protocol.md) fixes: the room, the subprotocol, close
-// codes, frame limits, message ids and the `message` frame.
+// What protocol v1 (docs/protocol.md) fixes: the room id rule, the
+// subprotocol, close codes, frame limits, message ids and the `message` frame.
 
-export const ROOM = "general";
+export const DEFAULT_ROOM = "general"; // open after signing in
+export const ROOM_RULE = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const MAX_JOINED = 100; // rooms on one connection (`too_many_rooms` above)
 export const SUBPROTOCOL = "aurora.v1";
 export const CLOSE = { AUTH: 4001, FORBIDDEN: 4003, TOO_SLOW: 4008, TOO_MANY: 4029 };
 export const MAX_FRAME_BYTES = 16 * 1024; // the server closes the connection (1009) above this
@@ -31,8 +33,13 @@ export function isBlank(text) {
   return !text.replace(/[\s\x1c-\x1f\x85]/g, "");
 }
 
-export function messageFrame(text, attachments, clientId) {
-  const frame = { type: "message", room: ROOM, text, client_id: clientId };
+// A direct room (`POST /api/dms`): ids in the reserved `dm:` prefix.
+export function isDirect(room) {
+  return room.startsWith("dm:");
+}
+
+export function messageFrame(room, text, attachments, clientId) {
+  const frame = { type: "message", room, text, client_id: clientId };
   if (attachments.length) frame.attachments = attachments;
   return frame;
 }

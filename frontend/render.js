@@ -1,60 +1,75 @@
-// The list of messages: each as a list item built with textContent only, put
-// in id order, at most MAX_MESSAGES of them; and the newest id shown, which
-// the next join resumes from.
+// A room's list of messages: each as a list item built with textContent only,
+// put in id order, grouped by author and time, with day and "new messages"
+// dividers, at most MAX_MESSAGES of them while the reader is at the newest;
+// and the newest id shown, which the next join resumes from.
 
 import { renderAttachments, validAttachments } from "./attachments.js";
 import { MAX_MESSAGES } from "./config.js";
 import { compareIds, parseId } from "./protocol.js";
-import { $ } from "./ui.js";
 
-const list = $("messages");
-let newestId = null; // the newest message id shown: `since` of the next join
+// Messages of one author less than this apart are shown as one group.
+const GROUP_MS = 5 * 60 * 1000;
 
-export function newestShownId() {
-  return newestId;
+export function newestShownId(state) {
+  return state.newestId;
 }
 
-// Record `id` as the newest shown if it is newer than the newest; answers
-// whether it was. A room's messages arrive in id order: one that is not newer
-// was shown.
-export function advanceNewest(id) {
-  const last = parseId(newestId);
+// Record `id` as the newest shown in the room if it is newer than the newest;
+// answers whether it was. A room's messages arrive in id order: one that is
+// not newer was shown.
+export function advanceNewest(state, id) {
+  const last = parseId(state.newestId);
   if (last && compareIds(parseId(id), last) <= 0) return false;
-  newestId = id;
+  state.newestId = id;
   return true;
 }
 
 // Not an id the server knows: the next join starts from the room's window.
-export function forgetNewest() {
-  newestId = null;
+export function forgetNewest(state) {
+  state.newestId = null;
 }
 
-export function clearList() {
-  list.replaceChildren();
-  newestId = null;
+let reader = ""; // the signed-in user's name: "@reader" is highlighted
+
+export function setReader(name) {
+  reader = name;
 }
 
 // A `message` frame, or a stored message (the same shape), as a list item.
 export function renderFrame(frame, { own, attachments }) {
   return renderMessage({
     user: typeof frame.user === "string" ? frame.user : "unknown",
+    userId: typeof frame.user_id === "string" ? frame.user_id : "",
     text: typeof frame.text === "string" ? frame.text : "",
     attachments: attachments ? validAttachments(frame.attachments) : [],
     ts: Number(frame.ts),
     own,
+    mention: own ? null : reader,
   });
 }
 
-export function renderMessage({ user, text, attachments, ts, own }) {
+export function renderMessage({ user, userId = "", text, attachments, ts, own, mention = null }) {
   const item = document.createElement("li");
   item.className = own ? "message own" : "message";
-  // Its day, for the dividers (markDays); one still sending is today's.
-  item.dataset.day = dayKey(new Date(Number.isFinite(ts) && ts > 0 ? ts : Date.now()));
+  // Its day, for the dividers, and its author and time, for the groups
+  // (arrange); one still sending is today's and now.
+  const when = Number.isFinite(ts) && ts > 0 ? ts : Date.now();
+  item.dataset.day = dayKey(new Date(when));
+  item.dataset.ts = String(when);
+  item.dataset.author = userId || `name:${user}`;
 
   const meta = document.createElement("div");
   meta.className = "meta";
-  const name = document.createElement("span");
+  // The author's name opens what can be done with that person (people.js).
+  const name = document.createElement("button");
+  name.type = "button";
   name.className = "user";
+  name.dataset.user = user;
+  if (userId) name.dataset.userId = userId;
+  name.setAttribute("aria-haspopup", "dialog");
+  // Not a tab stop of its own (a long list would be hundreds): the list is,
+  // and the arrow keys move between names in it (conversation.js).
+  name.tabIndex = -1;
   name.textContent = user;
   meta.appendChild(name);
 
@@ -62,10 +77,14 @@ export function renderMessage({ user, text, attachments, ts, own }) {
 
   const body = document.createElement("p");
   body.className = "text";
-  appendLinkedText(body, text);
+  appendLinkedText(body, text, mention);
+  if (mention && mentions(text, mention)) item.classList.add("mentions-me");
 
   item.append(meta, body);
-  if (attachments.length) item.appendChild(renderAttachments(attachments));
+  if (attachments.length) {
+    item.classList.add("has-files");
+    item.appendChild(renderAttachments(attachments));
+  }
   return item;
 }
 
@@ -120,7 +139,36 @@ function trimAddress(address) {
   }
 }
 
-export function appendLinkedText(container, text) {
+// "@name" of the reader, as a whole word, case as typed or not.
+function mentionPattern(name) {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(^|[^A-Za-z0-9_.-])(@${escaped})(?![A-Za-z0-9_-])`, "gi");
+}
+
+export function mentions(text, name) {
+  return Boolean(name) && mentionPattern(name).test(text);
+}
+
+// Text with the reader's "@name" in <mark>: still text nodes only.
+function appendMarked(container, text, name) {
+  if (!name) {
+    container.append(text);
+    return;
+  }
+  let at = 0;
+  for (const match of text.matchAll(mentionPattern(name))) {
+    const start = match.index + match[1].length;
+    container.append(text.slice(at, start));
+    const mark = document.createElement("mark");
+    mark.className = "mention";
+    mark.textContent = match[2];
+    container.appendChild(mark);
+    at = start + match[2].length;
+  }
+  container.append(text.slice(at));
+}
+
+export function appendLinkedText(container, text, mention = null) {
   let at = 0;
   for (const match of text.matchAll(WEB_ADDRESS)) {
     const address = trimAddress(match[0]);
@@ -131,7 +179,7 @@ export function appendLinkedText(container, text) {
       continue;
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") continue;
-    container.append(text.slice(at, match.index));
+    appendMarked(container, text.slice(at, match.index), mention);
     const link = document.createElement("a");
     link.className = "text-link";
     link.href = url.href;
@@ -141,7 +189,7 @@ export function appendLinkedText(container, text) {
     container.appendChild(link);
     at = match.index + address.length;
   }
-  container.append(text.slice(at));
+  appendMarked(container, text.slice(at), mention);
 }
 
 export function setItemState(item, text) {
@@ -159,79 +207,129 @@ export function setItemState(item, text) {
 }
 
 // Confirmed messages go in arrival (= id) order above the ones still sending.
-export function insertItem(item, scroll) {
-  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+// A list that shows, and was at its newest, stays at its newest.
+export function insertItem(state, item, scroll) {
+  const list = state.list;
   const firstPending = item.classList.contains("pending") ? null : list.querySelector(".pending");
   list.insertBefore(item, firstPending);
-  trimMessages(); // and the day dividers
-  if (nearBottom || scroll) list.scrollTop = list.scrollHeight;
+  trimMessages(state); // and the dividers and groups
+  if (scroll) state.stuck = true;
+  if (list.isConnected && state.stuck) scrollToEnd(state);
+}
+
+// A list at its newest stays there as messages come (state.stuck), until the
+// reader scrolls up. Scrolls the page makes itself are told apart from the
+// reader's by where they left the list (state.autoTop): sizes settling after
+// a scroll (content-visibility) must not count as the reader's.
+export function scrollToEnd(state) {
+  state.stuck = true;
+  const stick = (frames) => {
+    if (!state.stuck || !state.list.isConnected) return;
+    state.list.scrollTop = state.list.scrollHeight;
+    state.autoTop = state.list.scrollTop;
+    // Messages that come into view get their real height only at the next
+    // frames (content-visibility): the end moves, the list follows it.
+    if (frames > 0) requestAnimationFrame(() => stick(frames - 1));
+  };
+  stick(3);
 }
 
 // A stored message's item, put among those shown in id order (above the ones
 // still sending).
-export function insertInIdOrder(item, id) {
+export function insertInIdOrder(state, item, id) {
+  const list = state.list;
   const later = Array.from(list.querySelectorAll(".message[data-id]")).find(
     (other) => compareIds(parseId(other.dataset.id), id) > 0,
   );
   list.insertBefore(item, later || list.querySelector(".pending"));
-  markDays();
+  arrange(state);
 }
 
-// A divider above the first message of each day ("Today", "Yesterday",
-// "Monday 3 December"), kept right after every change to the list (messages
-// arrive out of order: scrollback, the gap fill). Dividers that are still
-// right stay in place: keepingScroll may be holding one as its anchor.
-export function markDays() {
-  let previous = null;
+// Kept right after every change to the list (messages arrive out of order:
+// scrollback, the gap fill): a divider above the first message of each day
+// ("Today", "Yesterday", "Monday 3 December"), the "New messages" divider
+// above the first message after the read mark, and each message marked as
+// continuing its author's group or not. Dividers that are still right stay
+// in place: keepingScroll may be holding one as its anchor.
+export function arrange(state) {
+  const list = state.list;
+  const mark = parseId(state.readMark);
+  const from = parseId(state.newFrom);
+  let previous = null; // the previous message
+  let unreadSeen = false;
   for (const node of Array.from(list.children)) {
-    if (node.classList.contains("day-divider")) {
-      const next = node.nextElementSibling;
-      if (!next || !next.classList.contains("message")) node.remove();
+    if (!node.classList.contains("message")) {
+      let next = node.nextElementSibling;
+      while (next && !next.classList.contains("message")) next = next.nextElementSibling;
+      if (!next) node.remove();
       continue;
     }
     const day = node.dataset.day;
-    const before = node.previousElementSibling;
-    const divider = before && before.classList.contains("day-divider") ? before : null;
-    if (day === previous) {
-      if (divider) divider.remove();
-      continue;
-    }
-    previous = day;
-    if (divider && divider.dataset.day === day) continue;
-    if (divider) divider.remove();
-    const when = dayFromKey(day);
-    const heading = document.createElement("li");
-    heading.className = "day-divider";
-    heading.dataset.day = day;
-    heading.textContent = dayName(when, "long");
-    list.insertBefore(heading, node);
+    const newDay = !previous || previous.dataset.day !== day;
+    const id = parseId(node.dataset.id);
+    const unread = id && ((mark && compareIds(id, mark) > 0) || (from && compareIds(id, from) >= 0));
+    const firstUnread = Boolean(unread && !unreadSeen && !node.classList.contains("own"));
+    if (firstUnread) unreadSeen = true;
+    placeDivider(list, node, "day-divider", newDay ? day : null, () => dayName(dayFromKey(day), "long"));
+    placeDivider(list, node, "new-divider", firstUnread ? "new" : null, () => "New messages");
+    const continued =
+      !newDay &&
+      !firstUnread &&
+      previous.dataset.author === node.dataset.author &&
+      Number(node.dataset.ts) - Number(previous.dataset.ts) < GROUP_MS;
+    node.classList.toggle("continued", continued);
+    previous = node;
   }
 }
 
-// The oldest go first, so what stays shown has no hole (scrollback reloads them).
-export function trimMessages() {
+// The divider of `kind` right above `node`: there with `key`, or not at all.
+// Above a message, a day divider comes first, then the new-messages one.
+function placeDivider(list, node, kind, key, text) {
+  let found = null;
+  for (let at = node.previousElementSibling; at && !at.classList.contains("message"); at = at.previousElementSibling) {
+    if (at.classList.contains(kind)) found = at;
+  }
+  if (found && found.dataset.key === key) return;
+  if (found) found.remove();
+  if (key === null) return;
+  const divider = document.createElement("li");
+  divider.className = kind;
+  divider.dataset.key = key;
+  if (kind === "day-divider") divider.dataset.day = key;
+  divider.textContent = text();
+  // A day divider goes above a new-messages divider already there.
+  const newDivider = node.previousElementSibling;
+  const before = kind === "day-divider" && newDivider && newDivider.classList.contains("new-divider") ? newDivider : node;
+  list.insertBefore(divider, before);
+}
+
+// The oldest go first, so what stays shown has no hole (scrollback reloads
+// them) — unless the reader has scrolled up to read them.
+export function trimMessages(state) {
+  const list = state.list;
   let count = list.querySelectorAll(".message").length;
-  while (count > MAX_MESSAGES) {
+  while (count > MAX_MESSAGES && state.stuck) {
     const oldest = list.querySelector(".message:not(.pending)");
     if (!oldest) break;
     oldest.remove();
+    state.history.end = false; // scrollback reads them again
     count -= 1;
   }
-  markDays();
+  arrange(state);
 }
 
 // The list item of a message id, if it is shown (ids are digits and a dash).
-export function shownItem(id) {
-  return list.querySelector(`.message[data-id="${id}"]`);
+export function shownItem(state, id) {
+  return state.list.querySelector(`.message[data-id="${id}"]`);
 }
 
-export function oldestShownId() {
-  const item = list.querySelector(".message[data-id]");
+export function oldestShownId(state) {
+  const item = state.list.querySelector(".message[data-id]");
   return item ? item.dataset.id : null;
 }
 
-export function firstShownAfter(id) {
-  for (const item of list.querySelectorAll(".message[data-id]")) {
+export function firstShownAfter(state, id) {
+  for (const item of state.list.querySelectorAll(".message[data-id]")) {
     const shown = parseId(item.dataset.id);
     if (compareIds(shown, id) > 0) return shown;
   }
@@ -240,14 +338,29 @@ export function firstShownAfter(id) {
 
 // Insert messages without moving what the reader is looking at: the first
 // item in view stays where it is on the screen.
-export function keepingScroll(insert) {
+export function keepingScroll(state, insert) {
+  const list = state.list;
+  if (!list.isConnected) {
+    insert();
+    return;
+  }
   const top = list.getBoundingClientRect().top;
-  // A message, not a day divider: a divider stays at the top of its day
+  // A message, not a divider: a divider stays at the top of its day
   // while older messages of that day go in below it.
   const anchor = Array.from(list.querySelectorAll(".message")).find(
     (item) => item.getBoundingClientRect().bottom > top,
   );
   const before = anchor && anchor.getBoundingClientRect().top;
   insert();
-  if (anchor && anchor.isConnected) list.scrollTop += anchor.getBoundingClientRect().top - before;
+  if (!anchor) return;
+  // Again over the next frames: messages that come into view get their real
+  // height only then (content-visibility), and those above the anchor move it.
+  const hold = (frames) => {
+    if (!anchor.isConnected) return;
+    const drift = anchor.getBoundingClientRect().top - before;
+    if (Math.abs(drift) >= 1) list.scrollTop += drift;
+    state.autoTop = list.scrollTop;
+    if (frames > 0) requestAnimationFrame(() => hold(frames - 1));
+  };
+  hold(3);
 }

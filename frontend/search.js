@@ -1,10 +1,11 @@
-// Search in the room (`/api/search`): newest results first in a panel above
+// Search in the room shown (`/api/search`): newest results first in a panel above
 // the messages, one page at a time.
 
 import { HISTORY_PAGE } from "./config.js";
 import { storedMessages } from "./history.js";
-import { isBlank, ROOM } from "./protocol.js";
+import { isBlank } from "./protocol.js";
 import { renderFrame } from "./render.js";
+import { active } from "./rooms.js";
 import { apiGet, isOwn } from "./session.js";
 import { $ } from "./ui.js";
 
@@ -34,7 +35,9 @@ export function initSearch() {
 function search() {
   const q = input.value;
   if (isBlank(q)) return;
-  shown = { q, before: null, count: 0, loading: false };
+  const state = active();
+  if (!state) return;
+  shown = { q, room: state.room, before: null, count: 0, loading: false };
   panel.hidden = false;
   results.replaceChildren();
   updateSearchMore();
@@ -49,7 +52,7 @@ async function searchPage() {
   found.loading = true; // More results stays enabled (and focused): a click meanwhile is ignored
   showSearchStatus(found.count ? "Loading more results…" : "Searching…");
   try {
-    const query = new URLSearchParams({ room: ROOM, q: found.q, limit: HISTORY_PAGE });
+    const query = new URLSearchParams({ room: found.room, q: found.q, limit: HISTORY_PAGE });
     if (found.before) query.set("before", found.before);
     const page = await apiGet(`/api/search?${query}`);
     if (shown !== found) return; // a newer search, or closed

@@ -29,6 +29,10 @@ export function setUserId(id) {
   userId = id;
 }
 
+export function ownUserId() {
+  return userId;
+}
+
 // A message (live, stored or found) this user sent.
 export function isOwn(frame) {
   return userId !== null && frame.user_id === userId;
@@ -226,13 +230,18 @@ export function useToken(s) {
   hooks.tokenChanged(s);
 }
 
-// A GET on the API with the session's token. A refused token (401) goes
+// A GET on the API with the session's token.
+export function apiGet(path) {
+  return apiRequest("GET", path);
+}
+
+// A request to the API with the session's token. A refused token (401) goes
 // through the page's refresh, once, and the request is repeated.
-export async function apiGet(path) {
+export async function apiRequest(method, path, body = undefined) {
   for (let renewed = false; ; renewed = true) {
     if (!session) throw new Error("Signed out.");
     try {
-      return await request("GET", path, { token: session.token });
+      return await request(method, path, { token: session.token, body });
     } catch (error) {
       if (error.status !== 401 || renewed) throw error;
       const outcome = await refreshSession();

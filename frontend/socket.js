@@ -1,6 +1,7 @@
-// The WebSocket connection: connect with the token as a subprotocol, join the
-// room from the newest message shown, answer frames in order, keep it alive,
-// and reconnect (refreshing the token when it is refused) when it drops.
+// The WebSocket connection: connect with the token as a subprotocol, join
+// every room of the sidebar from the newest message shown in it, answer
+// frames in order, keep it alive, and reconnect (refreshing the token when it
+// is refused) with jittered backoff when it drops.
 
 import {
   BACKOFF_MAX_MS,
@@ -11,30 +12,65 @@ import {
   RETRY_MS,
   wsUrl,
 } from "./config.js";
-import { CLOSE, ROOM, SUBPROTOCOL } from "./protocol.js";
+import { CLOSE, MAX_JOINED, SUBPROTOCOL } from "./protocol.js";
 import { forgetNewest, newestShownId } from "./render.js";
+import { knownRoom } from "./rooms.js";
 import { currentSession, endSession, expired, refreshSession, setUserId } from "./session.js";
 import { setStatus, showNotice } from "./ui.js";
 
-let current = null; // the connection: {ws, opened, ready, joined, replaying, inflight, ...}
+let current = null; // the connection: {ws, opened, ready, rooms, inflight, ...}
 let attempt = 0; // reconnections since the last `ready`: the backoff's exponent
 let authRetried = false; // a 4001 (or refused upgrade) gets one refresh, then login
 let reconnectTimer = null;
 // What the page does with the room's frames (see setFrameHandlers).
 let handlers = null;
 
-// message(frame): a `message` of the room, live or replayed; change(frame):
+// message(frame): a `message` of a room, live or replayed; change(frame):
 // an `edit`, `delete` or `react` of one of its messages; ack(frame);
 // rateLimited(request, frame) and refused(request, code, text): answers to a
-// send; replayed(gap): the `missed` messages after a join are in, with
-// {after: an id} if the resume window no longer reached back to the last one shown.
+// send; replayed(room, gap): the `missed` messages after a join are in, with
+// {after: an id} if the resume window no longer reached back to the last one
+// shown; typing(frame), presence(frame); gone(room, reason): a room this
+// user may no longer read (`left` with a reason, or a join refused);
+// rooms(): the rooms to join, in order of preference.
 export function setFrameHandlers(given) {
   handlers = given;
 }
 
-// A connection that may carry messages: joined, its replay in.
-export function joinedConnection() {
-  return current && current.joined && current.replaying === 0 ? current : null;
+// The connection, if it may carry messages to `room`: joined, its replay in.
+export function joinedConnection(room) {
+  const joined = current && current.rooms.get(room);
+  return joined && joined.joined && joined.replaying === 0 ? current : null;
+}
+
+export function connected() {
+  return Boolean(current && current.ready);
+}
+
+// Join a room on the open connection (a room just created, opened or
+// joined), from the newest message shown in it, else from `since`.
+export function joinRoom(room, since = null) {
+  const conn = current;
+  if (!conn || !conn.ready || conn.rooms.has(room) || conn.rooms.size >= MAX_JOINED) return;
+  const state = knownRoom(room);
+  const shown = state && newestShownId(state);
+  const from = shown || since;
+  conn.rooms.set(room, { joined: false, replaying: 0, since: shown || null });
+  send(conn, { type: "join", room, ...(from && { since: from }) }, { kind: "join", room });
+}
+
+// Stop receiving a room on this connection (membership is the API's).
+export function leaveRoom(room) {
+  const conn = current;
+  if (!conn || !conn.rooms.has(room)) return;
+  conn.rooms.delete(room);
+  send(conn, { type: "leave", room }, { kind: "leave", room });
+}
+
+// Tell the room's members whether this user is typing (not stored).
+export function sendTyping(room, typing) {
+  const conn = joinedConnection(room);
+  if (conn) send(conn, { type: "typing", room, typing });
 }
 
 export function startConnecting() {
@@ -69,7 +105,7 @@ function connect() {
     scheduleReconnect();
     return;
   }
-  const conn = { ws, opened: false, ready: false, joined: false, replaying: 0, inflight: [], timers: [] };
+  const conn = { ws, opened: false, ready: false, rooms: new Map(), inflight: [], timers: [] };
   current = conn;
 
   ws.addEventListener("open", () => {
@@ -228,19 +264,23 @@ function onFrame(conn, raw) {
       reply(conn);
       onJoined(conn, frame);
       break;
-    case "message":
-      if (frame.room !== ROOM) break;
+    case "message": {
+      const joined = conn.rooms.get(frame.room);
+      if (!joined) break;
       handlers.message(frame);
-      if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
+      if (joined.replaying > 0 && --joined.replaying === 0) replayed(frame.room, joined);
       break;
+    }
     case "edit":
     case "delete":
-    case "react":
-      if (frame.room !== ROOM) break;
+    case "react": {
+      const joined = conn.rooms.get(frame.room);
+      if (!joined) break;
       handlers.change(frame);
       // Changes are replayed with the messages, and counted in `missed`.
-      if (conn.replaying > 0 && --conn.replaying === 0) replayed(conn);
+      if (joined.replaying > 0 && --joined.replaying === 0) replayed(frame.room, joined);
       break;
+    }
     case "ack":
       reply(conn);
       handlers.ack(frame);
@@ -255,8 +295,17 @@ function onFrame(conn, raw) {
       reply(conn);
       conn.pingSentAt = 0;
       break;
+    case "left":
+      onLeft(conn, frame);
+      break;
+    case "typing":
+      if (conn.rooms.has(frame.room)) handlers.typing(frame);
+      break;
+    case "presence":
+      if (conn.rooms.has(frame.room)) handlers.presence(frame);
+      break;
     default:
-      break; // typing, left, and anything newer
+      break; // anything newer
   }
 }
 
@@ -266,9 +315,10 @@ function onReady(conn, frame) {
   authRetried = false;
   if (typeof frame.user_id === "string") setUserId(frame.user_id);
   setStatus("connecting", "Joining…");
-  // From the last message shown; with none yet, the room's recent window.
-  conn.since = newestShownId();
-  send(conn, { type: "join", room: ROOM, since: conn.since || "0-0" }, { kind: "join" });
+  // Each room from the last message shown in it; the room open now with none
+  // shown from its recent window, the others from their read cursor (what
+  // came since counts as unread) or from now on.
+  for (const { room, since } of handlers.rooms()) joinRoom(room, since);
   conn.heartbeat = setInterval(() => heartbeat(conn), HEARTBEAT_MS);
 }
 
@@ -282,29 +332,42 @@ function heartbeat(conn) {
 }
 
 function onJoined(conn, frame) {
-  if (frame.room !== ROOM) return;
-  conn.joined = true;
+  const joined = conn.rooms.get(frame.room);
+  if (!joined) return;
+  joined.joined = true;
   setStatus("online", "Connected");
   // The window no longer reaches back to the last message shown: what lies
   // between it and the first message replayed is read from the history API.
-  if (frame.recovered === false && conn.since) conn.gap = { after: conn.since };
+  if (frame.recovered === false && joined.since) joined.gap = { after: joined.since };
   // The `missed` messages follow. The outbox is sent after them: one of ours
   // that the server stored before the line dropped shows up there and is
   // settled, not resent (a resend is deduplicated only for IDEMPOTENCY_TTL_SECONDS).
-  conn.replaying = Math.max(0, Number(frame.missed) || 0);
-  if (conn.replaying) {
+  joined.replaying = Math.max(0, Number(frame.missed) || 0);
+  if (joined.replaying) {
     const giveUp = () => {
-      conn.replaying = 0; // should not happen; better a deduplicated resend than none
-      replayed(conn);
+      if (!joined.replaying) return;
+      joined.replaying = 0; // should not happen; better a deduplicated resend than none
+      replayed(frame.room, joined);
     };
     conn.timers.push(setTimeout(giveUp, READY_TIMEOUT_MS));
-  } else replayed(conn);
+  } else replayed(frame.room, joined);
 }
 
-function replayed(conn) {
-  const gap = conn.gap || null;
-  conn.gap = null;
-  handlers.replayed(gap);
+function replayed(room, joined) {
+  const gap = joined.gap || null;
+  joined.gap = null;
+  handlers.replayed(room, gap);
+}
+
+// Taken out of a room (removed, banned, deleted), or a `leave` answered.
+function onLeft(conn, frame) {
+  if (typeof frame.room !== "string") return;
+  if (!frame.reason) {
+    reply(conn); // the answer to our `leave`
+    return;
+  }
+  conn.rooms.delete(frame.room);
+  handlers.gone(frame.room, String(frame.reason));
 }
 
 // A limit answered a request (docs/protocol.md): a send waits in the outbox;
@@ -337,8 +400,15 @@ function onError(conn, request, frame) {
     return;
   }
   if (request.kind === "join" && code === "invalid_id") {
-    forgetNewest(); // not an id this server knows: start from its window
-    send(conn, { type: "join", room: ROOM, since: "0-0" }, { kind: "join" });
+    const state = knownRoom(request.room);
+    if (state) forgetNewest(state); // not an id this server knows: start from its window
+    send(conn, { type: "join", room: request.room, since: "0-0" }, request);
+    return;
+  }
+  if (request.kind === "join") {
+    conn.rooms.delete(request.room);
+    if (code === "forbidden") handlers.gone(request.room, "forbidden");
+    else showNotice(`Could not open ${request.room}: ${text}`, { error: true });
     return;
   }
   if (request.kind === "auth") {

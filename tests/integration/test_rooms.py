@@ -333,9 +333,13 @@ async def test_a_direct_room_is_one_per_pair_whoever_asks_and_nobody_else_gets_i
     assert rest(api, "POST", "/api/dms", alice, {"username": "nobody"})[0] == 404
     details = rest(api, "GET", f"/api/rooms/{dm}", bob)[1]["room"]
     assert {m["user"] for m in details["members"]} == {"alice", "bob"}
-    for who in (alice, bob):
+    for who, other in ((alice, bob), (bob, alice)):
         listed = rest(api, "GET", "/api/rooms", who)[1]["rooms"]
         assert [(r["room"], r["visibility"]) for r in listed] == [(dm, "direct")]
+        # Named after the other person, in the listing and the details.
+        peer = {"user": other.name, "user_id": other.user_id}
+        assert listed[0]["with"] == peer
+        assert rest(api, "GET", f"/api/rooms/{dm}", who)[1]["room"]["with"] == peer
     # A third user: refused on every REST path, and can't be let in.
     assert rest(api, "GET", f"/api/rooms/{dm}/messages", eve)[0] == 403
     assert rest(api, "GET", "/api/search", eve, room=dm, q="x")[0] == 403

@@ -208,11 +208,28 @@ def listing(
         )
         roles = {doc["room"]: doc["role"] for doc in mine}
     page = [rooms.view(doc, doc["_id"], roles.get(doc["_id"])) for doc in docs]
+    _name_peers(db, claims, page)
     last_doc = docs[-1] if more else None
     next_cursor = (
         None if last_doc is None else f"{last_doc.get('last', rooms.NO_ACTIVITY)}~{last_doc['_id']}"
     )
     return {"rooms": page, "next_cursor": next_cursor}
+
+
+def _name_peers(db: Database, claims: Claims, page: list[dict[str, Any]]) -> None:
+    """Each direct room's other person as `with: {user, user_id}`, so a client
+    names the room after them (one query for the page)."""
+    direct = [entry["room"] for entry in page if entry["visibility"] == DIRECT]
+    if not direct:
+        return
+    others = db[rooms.MEMBERSHIPS].find(
+        {"room": {"$in": direct}, "user_id": {"$ne": claims.user_id}},
+        {"room": 1, "user_id": 1, "username": 1},
+    )
+    peers = {m["room"]: {"user": m.get("username"), "user_id": m["user_id"]} for m in others}
+    for entry in page:
+        if entry["room"] in peers:
+            entry["with"] = peers[entry["room"]]
 
 
 def details(db: Database, claims: Claims, room: str) -> dict[str, Any]:
@@ -229,6 +246,7 @@ def details(db: Database, claims: Claims, room: str) -> dict[str, Any]:
             {"user": m.get("username"), "user_id": m["user_id"], "role": m["role"]}
             for m in db[rooms.MEMBERSHIPS].find({"room": room}, sort=[("joined_at", 1)])
         ]
+    _name_peers(db, claims, [answer])
     return {"room": answer}
 
 

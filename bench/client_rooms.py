@@ -1,0 +1,149 @@
+"""How fast the browser client switches rooms and scrolls a long one, in
+Debian's Chromium against the local stack: a signed-in page is given ROOMS
+rooms of PER_ROOM messages each (rendered by the client's own modules, as a
+replay would), and one room of LONG messages.
+
+Prints: the time from choosing a room in the sidebar to the next painted
+frame (median and worst over every switch), and, while the long room is
+scrolled from its newest message to its oldest, the main-thread tasks over
+50 ms (PerformanceObserver "longtask") and the longest frame.
+
+    python bench/client_rooms.py --rooms 50 --per-room 200 --long 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(ROOT))
+
+# Build the rooms inside the page with its own modules: each message goes
+# through renderFrame, the lists are arranged once (dividers, groups).
+FILL = """async ({ rooms, perRoom, long }) => {
+  const { roomState, roomsChanged } = await import("./rooms.js");
+  const { renderFrame, arrange } = await import("./render.js");
+  const fill = (room, count) => {
+    const state = roomState(room);
+    state.lastId = `${Date.now()}-0`;
+    const start = Date.now() - count * 30000;
+    const items = [];
+    for (let i = 0; i < count; i += 1) {
+      const ts = start + i * 30000;
+      const frame = { id: `${ts}-0`, room, user: `user${i % 7}`, user_id: `u${i % 7}`,
+                      text: `message ${i} in ${room}: ` + "words ".repeat(i % 40), ts };
+      const item = renderFrame(frame, { own: false, attachments: false });
+      item.dataset.id = frame.id;
+      items.push(item);
+    }
+    state.list.append(...items);
+    state.newestId = `${start + (count - 1) * 30000}-0`;
+    state.history.end = true;
+    arrange(state);
+  };
+  for (let r = 0; r < rooms; r += 1) fill(`bench-${r}`, perRoom);
+  fill("bench-long", long);
+  roomsChanged("bench-long");
+}"""
+
+# For comparison: every message laid out, in every room's list.
+RENDER_ALL = """async () => {
+  const { allRooms } = await import("./rooms.js");
+  for (const state of allRooms()) {
+    for (const item of state.list.querySelectorAll(".message")) {
+      item.style.contentVisibility = "visible";
+    }
+  }
+}"""
+
+SWITCH = """async (rooms) => {
+  const times = [];
+  const frame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+  for (const room of rooms) {
+    const button = document.querySelector(`#sidebar button[data-room="${room}"]`);
+    const start = performance.now();
+    button.click();
+    await frame();
+    times.push(performance.now() - start);
+  }
+  return times;
+}"""
+
+SCROLL = """async () => {
+  const long = [];
+  new PerformanceObserver((list) => long.push(...list.getEntries().map((e) => e.duration)))
+    .observe({ type: "longtask", buffered: false });
+  const list = document.getElementById("messages");
+  let worstFrame = 0;
+  let last = performance.now();
+  while (list.scrollTop > 0) {
+    list.scrollTop = Math.max(0, list.scrollTop - list.clientHeight);
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+    const now = performance.now();
+    worstFrame = Math.max(worstFrame, now - last);
+    last = now;
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  return { long, worstFrame, height: list.scrollHeight, items: list.children.length };
+}"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rooms", type=int, default=50)
+    parser.add_argument("--per-room", type=int, default=200)
+    parser.add_argument("--long", type=int, default=10000)
+    parser.add_argument(
+        "--render-all", action="store_true", help="lay out every message (no content-visibility)"
+    )
+    args = parser.parse_args()
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, register
+    from tests.support.servers import running_stack
+
+    with (
+        tempfile.TemporaryDirectory() as data,
+        running_stack(Path(data)) as stack,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(stack["frontend_url"])
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        register(page, f"bench_{uuid.uuid4().hex[:8]}")
+        fill = {"rooms": args.rooms, "perRoom": args.per_room, "long": args.long}
+        page.evaluate(FILL, fill)
+        if args.render_all:
+            page.evaluate(RENDER_ALL)
+        page.wait_for_timeout(300)
+        rooms = [f"bench-{r}" for r in range(args.rooms)] * 2
+        switches = sorted(page.evaluate(SWITCH, rooms))
+        page.evaluate(SWITCH, ["bench-long"])
+        page.wait_for_timeout(300)
+        scroll = page.evaluate(SCROLL)
+        browser.close()
+    figures = {
+        "machine": f"{platform.machine()}, {platform.system()}, Chromium headless",
+        "rooms": args.rooms,
+        "render_all": args.render_all,
+        "messages_per_room": args.per_room,
+        "switch_to_paint_ms_median": round(switches[len(switches) // 2], 1),
+        "switch_to_paint_ms_worst": round(switches[-1], 1),
+        "long_room_messages": args.long,
+        "scroll_long_tasks_over_50ms": len(scroll["long"]),
+        "scroll_longest_task_ms": round(max(scroll["long"], default=0), 1),
+        "scroll_longest_frame_ms": round(scroll["worstFrame"], 1),
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

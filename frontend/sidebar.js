@@ -1,0 +1,154 @@
+// The rooms sidebar: the user's rooms and direct rooms, most recent activity
+// first, each with its unread count; the rooms are read from `GET /api/rooms`
+// at the start and now and then after (an invitation shows up there), and
+// every room listed is joined on the connection. Alt+ArrowUp / Alt+ArrowDown
+// switch rooms from anywhere.
+
+import { openRoom, updateTitle } from "./conversation.js";
+import { DEFAULT_ROOM } from "./protocol.js";
+import { active, allRooms, applyListing, byActivity, onRoomsChanged, readCursor, roomLabel, roomState } from "./rooms.js";
+import { apiGet, currentSession } from "./session.js";
+import { joinRoom } from "./socket.js";
+import { $, textElement } from "./ui.js";
+
+const roomList = $("room-list");
+const dmList = $("dm-list");
+const dmHint = $("dm-hint");
+const notifyButton = $("notify");
+
+const LISTING_PAGES = 4; // of the API's page size: the rooms a sidebar lists
+const RELIST_MS = 30000; // rooms the user was invited to appear within this
+let relistTimer = null;
+let drawPending = false;
+
+export function initSidebar() {
+  onRoomsChanged(() => {
+    // Many changes in one task (a replay): drawn once, before the next frame.
+    if (drawPending) return;
+    drawPending = true;
+    requestAnimationFrame(() => {
+      drawPending = false;
+      drawSidebar();
+    });
+  });
+  for (const list of [roomList, dmList]) {
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-room]");
+      if (button) openRoom(button.dataset.room);
+    });
+  }
+  document.addEventListener("keydown", (event) => {
+    if (!event.altKey || (event.key !== "ArrowUp" && event.key !== "ArrowDown") || !currentSession()) return;
+    event.preventDefault();
+    switchBy(event.key === "ArrowUp" ? -1 : 1);
+  });
+  // Permission is asked only when the person chooses to.
+  notifyButton.addEventListener("click", async () => {
+    await Notification.requestPermission();
+    updateNotifyButton();
+  });
+  updateNotifyButton();
+}
+
+function updateNotifyButton() {
+  notifyButton.hidden = !("Notification" in window) || Notification.permission !== "default";
+}
+
+// Signed in: #general, then the user's rooms as the API lists them.
+export async function startRooms() {
+  roomState(DEFAULT_ROOM);
+  drawSidebar();
+  await relist();
+}
+
+export function stopRooms() {
+  clearTimeout(relistTimer);
+  roomList.replaceChildren();
+  dmList.replaceChildren();
+}
+
+// Read the user's rooms again: new ones are joined (their unread messages
+// since the read cursor replayed).
+export async function relist() {
+  clearTimeout(relistTimer);
+  const session = currentSession();
+  try {
+    let cursor = null;
+    for (let page = 0; page < LISTING_PAGES; page += 1) {
+      const answer = await apiGet(`/api/rooms${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`);
+      if (currentSession() !== session) return;
+      for (const entry of Array.isArray(answer.rooms) ? answer.rooms : []) {
+        const state = applyListing(entry);
+        if (state) joinRoom(state.room, readCursor(state.room));
+      }
+      cursor = typeof answer.next_cursor === "string" ? answer.next_cursor : null;
+      if (!cursor) break;
+    }
+  } catch {
+    // Offline or refused: the sidebar keeps what it has, and tries again.
+  }
+  if (currentSession() !== session) return;
+  drawSidebar();
+  relistTimer = setTimeout(relist, RELIST_MS);
+}
+
+// The rooms to join on a new connection, the one shown first.
+export function roomsToJoin() {
+  const shown = active();
+  const ordered = allRooms().sort((a, b) => (a === shown ? -1 : b === shown ? 1 : byActivity(a, b)));
+  return ordered.map((state) => ({
+    room: state.room,
+    since: state === shown && !state.newestId ? "0-0" : readCursor(state.room),
+  }));
+}
+
+function switchBy(step) {
+  const order = [...sorted(false), ...sorted(true)];
+  const at = order.indexOf(active());
+  const next = order[(at + step + order.length) % order.length];
+  if (!next) return;
+  openRoom(next.room);
+  const button = document.querySelector(`#sidebar button[data-room="${CSS.escape(next.room)}"]`);
+  if (button) button.focus();
+}
+
+function sorted(direct) {
+  return allRooms()
+    .filter((state) => (state.visibility === "direct") === direct)
+    .sort(byActivity);
+}
+
+export function drawSidebar() {
+  const focused = document.activeElement && document.activeElement.closest("#sidebar button[data-room]");
+  const focusedRoom = focused ? focused.dataset.room : null;
+  roomList.replaceChildren(...sorted(false).map(roomItem));
+  const direct = sorted(true);
+  dmList.replaceChildren(...direct.map(roomItem));
+  dmHint.hidden = direct.length > 0;
+  if (focusedRoom) {
+    const again = document.querySelector(`#sidebar button[data-room="${CSS.escape(focusedRoom)}"]`);
+    if (again) again.focus();
+  }
+  updateTitle();
+}
+
+function roomItem(state) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "room-link";
+  button.dataset.room = state.room;
+  if (state === active()) button.setAttribute("aria-current", "page");
+  if (state.visibility === "private") button.classList.add("private");
+  button.appendChild(textElement("span", "room-label", roomLabel(state)));
+  if (state.visibility === "private") button.appendChild(textElement("span", "visually-hidden", " (private)"));
+  if (state.unread && state !== active()) {
+    const badge = textElement("span", state.mentioned ? "badge badge-mention" : "badge", String(state.unread));
+    badge.dataset.testid = "unread";
+    button.append(badge, textElement("span", "visually-hidden", state.unread === 1 ? " unread message" : " unread messages"));
+    button.classList.add("has-unread");
+  }
+  item.appendChild(button);
+  return item;
+}
+

@@ -1,0 +1,141 @@
+"""Rooms in the browser client, three people in Debian's Chromium against the
+local stack: a private room created, an invitation, unread badges and the
+tab's title, the typing indicator, a removal; a direct message started from
+a person's name; and the rooms' dialogs pass axe-core in both themes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from tests.e2e.test_browser_quality import SIZES, serious_violations
+from tests.support.browser import WAIT_MS, expect, message, register, say, unique
+
+
+def sidebar(page):
+    return page.get_by_role("navigation", name="Rooms")
+
+
+def room_button(page, text: str):
+    return sidebar(page).locator("button[data-room]").filter(has_text=text)
+
+
+def create_room(page, room: str, private: bool) -> None:
+    sidebar(page).get_by_role("button", name="New room").click()
+    dialog = page.get_by_role("dialog", name="New room")
+    dialog.get_by_label("Room name").fill(room)
+    if private:
+        dialog.get_by_label("Private").check()
+    dialog.get_by_role("button", name="Create").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("heading", name=f"#{room}")).to_be_visible()
+
+
+def test_a_private_room_invites_chats_counts_unread_and_removes(open_page) -> None:
+    """Ana makes a private room and invites Ben; Cat, not invited, never sees
+    its name or messages. Ben, in #general, sees an unread badge and the count
+    in the tab's title, which clear when he opens the room at the new-messages
+    divider; he sees Ana typing; removed, the room leaves his sidebar with a notice."""
+    names = {who: unique(who) for who in ("ana", "ben", "cat")}
+    ana, ben, cat = (open_page() for _ in range(3))
+    for page, who in ((ana, "ana"), (ben, "ben"), (cat, "cat")):
+        register(page, names[who])
+        expect(page.get_by_role("heading", name="#general")).to_be_visible()
+    room = f"plans-{uuid.uuid4().hex[:8]}"
+    create_room(ana, room, private=True)
+    expect(room_button(ana, room)).to_have_attribute("aria-current", "page")
+
+    ana.get_by_role("button", name="Room", exact=True).click()
+    info = ana.get_by_role("dialog", name=f"#{room}")
+    info.get_by_label("Invite by username").fill(names["ben"])
+    info.get_by_role("button", name="Invite").click()
+    expect(info.locator(".member").filter(has_text=names["ben"])).to_have_count(1)
+    info.get_by_role("button", name="Close").click()
+
+    ben.reload()  # the listing brings the invitation (otherwise within 30 s)
+    expect(room_button(ben, room)).to_be_visible(timeout=WAIT_MS)
+    expect(ben.get_by_role("heading", name="#general")).to_be_visible()
+    texts = [f"first {uuid.uuid4().hex}", f"@{names['ben']} second {uuid.uuid4().hex}"]
+    for text in texts:
+        say(ana, text)
+    badge = room_button(ben, room).locator(".badge")
+    expect(badge).to_have_text("2", timeout=WAIT_MS)
+    expect(badge).to_have_class(re.compile("badge-mention"))  # he was mentioned
+    assert ben.title().startswith("(2) ")
+
+    room_button(ben, room).click()
+    expect(ben.get_by_role("heading", name=f"#{room}")).to_be_visible()
+    expect(message(ben, texts[1])).to_have_count(1)
+    expect(ben.locator("#messages .new-divider")).to_have_text("New messages")
+    expect(message(ben, texts[1]).locator("mark.mention")).to_have_text(f"@{names['ben']}")
+    expect(badge).to_have_count(0)
+    expect(ben).to_have_title(re.compile(r"^AuroraChat$"))
+    # The draft typed in a room waits there while another room shows.
+    ben.get_by_label("Message", exact=True).fill("half a thought")
+    room_button(ben, "#general").click()
+    expect(ben.get_by_label("Message", exact=True)).to_have_value("")
+    room_button(ben, room).click()
+    expect(ben.get_by_label("Message", exact=True)).to_have_value("half a thought")
+
+    ana.get_by_label("Message", exact=True).press_sequentially("thinking")
+    expect(ben.get_by_test_id("typing")).to_have_text(f"{names['ana']} is typing…")
+
+    # Cat, never invited: not a trace of the room in his page.
+    cat.wait_for_timeout(300)
+    html = cat.content()
+    assert room not in html and texts[0] not in html
+
+    ana.get_by_role("button", name="Room", exact=True).click()
+    info = ana.get_by_role("dialog", name=f"#{room}")
+    info.get_by_role("button", name=f"Remove {names['ben']}").click()
+    expect(info.locator(".member").filter(has_text=names["ben"])).to_have_count(0)
+    expect(ben.locator("#notice")).to_have_text(f"You were removed from #{room}.", timeout=WAIT_MS)
+    expect(room_button(ben, room)).to_have_count(0)
+    expect(ben.get_by_role("heading", name="#general")).to_be_visible()
+
+
+def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -> None:
+    """Ana chooses Ben's name on his message, then Direct message: the room
+    opens named after Ben; Ben finds it under Ana's name."""
+    ana_name, ben_name = unique("ana"), unique("ben")
+    ana, ben = open_page(), open_page()
+    register(ana, ana_name)
+    register(ben, ben_name)
+    hello = f"hello all {uuid.uuid4().hex}"
+    say(ben, hello)
+    message(ana, hello).get_by_role("button", name=ben_name).click()
+    ana.get_by_role("dialog", name=ben_name).get_by_role("button", name="Direct message").click()
+    expect(ana.get_by_role("heading", name=f"@{ben_name}")).to_be_visible()
+    private = f"just us {uuid.uuid4().hex}"
+    say(ana, private)
+    expect(message(ana, private)).to_have_attribute("data-id", re.compile("-"))
+    ben.reload()
+    direct = ben.get_by_role("list", name="Direct messages").get_by_role("button")
+    expect(direct).to_have_text(re.compile(f"^@{ana_name}"), timeout=WAIT_MS)
+    direct.click()
+    expect(message(ben, private)).to_have_count(1)
+
+
+def test_the_rooms_dialogs_pass_axe_in_both_themes(open_page, tmp_path) -> None:
+    """New room, public rooms and a room's page: nothing serious for axe-core,
+    light on a desktop and dark on a phone."""
+    found = {}
+    for theme, size in (("light", "desktop"), ("dark", "phone")):
+        page = open_page(viewport=SIZES[size], color_scheme=theme)
+        register(page, unique("axe"))
+        create_room(page, f"axe-{uuid.uuid4().hex[:8]}", private=False)
+        for name, opener in (
+            ("New room", "New room"),
+            ("Public rooms", "Browse public rooms"),
+        ):
+            page.get_by_role("button", name=opener).click()
+            expect(page.get_by_role("dialog", name=name)).to_be_visible()
+            found[f"{name} {theme}-{size}"] = serious_violations(page)
+            page.keyboard.press("Escape")
+            expect(page.get_by_role("dialog")).to_be_hidden()
+        page.get_by_role("button", name="Room", exact=True).click()
+        expect(page.locator("#room-dialog")).to_be_visible()
+        found[f"room {theme}-{size}"] = serious_violations(page)
+        page.keyboard.press("Escape")
+        found[f"chat with rooms {theme}-{size}"] = serious_violations(page)
+    assert {screen: v for screen, v in found.items() if v} == {}
