@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from aurora import attachments, history, membership, message_state, messages, migrations
+from aurora import attachments, audit, history, membership, message_state, messages, migrations
 from aurora.backends import database, redis_client
 from aurora.drain import ensure_group
 from aurora.errors import ForbiddenError
 from aurora.keyspace import STREAM_KEY, change_rate_key, window_key
 from aurora.settings import Settings
-from aurora.stream import GROUP, StreamEntry, change_fields
+from aurora.stream import GROUP, StreamEntry, change_fields, parse_entry
 from local.runtime import LocalFunction
 from tests.support import ROOT
 from tests.support.chat import Client, Person, client, drain, person, rest
@@ -206,6 +206,49 @@ async def test_only_the_author_edits_and_the_author_owner_or_admin_deletes_on_bo
                      (role, "ws_delete"): may_delete[role],
                      (role, "rest_delete"): may_delete[role]}  # fmt: skip
     assert seen == expected
+    # Deleting someone else's message is moderation: in the audit log, once
+    # the drain has it, whichever path it took; the author's own is not.
+    drain(cfg)
+    logged = database(cfg)[audit.COLLECTION].find({"action": "message.delete"})
+    assert sorted((e["actor"]["user"], e["target"]["user"], e["room"]) for e in logged) == sorted(
+        [("owner", "author", ROOM)] * 2 + [("admin", "author", ROOM)] * 2
+    )
+
+
+async def test_an_operator_deletes_in_a_public_room_and_the_audit_log_says_so_once(
+    cfg, monkeypatch
+):
+    from aurora.settings import get_settings
+
+    author, oper, member = person(cfg, "author"), person(cfg, "oper"), person(cfg, "member")
+    monkeypatch.setenv("AURORA_OPERATORS", oper.user_id)
+    get_settings.cache_clear()
+    async with replica(cfg) as (url, _):
+        a = await client(url, author, "general")
+        ids = []
+        for i in range(3):
+            frame = {"type": "message", "room": "general", "text": f"t{i}"}
+            ids.append((await a.request(frame))["id"])
+        o, m = await client(url, oper, room=None), await client(url, member, room=None)
+        assert (await o.request({"type": "delete", "room": "general", "id": ids[0]}))[
+            "type"
+        ] == "ack"
+        refused = await m.request({"type": "delete", "room": "general", "id": ids[1]})
+        assert refused["code"] == "forbidden"
+        assert (await a.request({"type": "delete", "room": "general", "id": ids[2]}))[
+            "type"
+        ] == "ack"
+    queued = [parse_entry(i, f) for i, f in redis_client(cfg.redis_url).xrange(STREAM_KEY)]
+    drain(cfg)
+    # The same deletes applied again (a crashed run's batch) log nothing twice.
+    audit.record_message_deletes(
+        database(cfg), [e for e in queued if getattr(e, "kind", None) == "delete"]
+    )
+    logged = list(database(cfg)[audit.COLLECTION].find())
+    assert [(e["action"], e["actor"]["user_id"], e["operator"], e["target"]["user_id"],
+             e["detail"]["message_id"]) for e in logged] == [
+        ("message.delete", oper.user_id, True, author.user_id, ids[0])
+    ]  # fmt: skip
 
 
 async def test_a_change_is_refused_with_a_clear_code_and_nothing_is_queued(cfg, api):

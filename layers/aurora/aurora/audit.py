@@ -11,16 +11,18 @@ the pages returns each entry once, whatever is appended meanwhile.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aurora import operators, rooms
+from aurora import messages, operators, rooms
 from aurora.errors import ForbiddenError, ValidationError
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
+    from aurora.stream import ChangeEntry
     from aurora.tokens import Claims
 
 COLLECTION = rooms.AUDIT  # its index: `rooms.ensure_indexes`
@@ -56,6 +58,47 @@ def record(
     if detail:
         entry["detail"] = detail
     db[COLLECTION].insert_one(entry)
+
+
+def record_message_deletes(db: Database, deletes: list[ChangeEntry]) -> None:
+    """Log the deletes of others' messages (moderation) among `deletes`, which
+    the drain has just applied: a delete travels the message path (the
+    fan-out never writes MongoDB), so this is where it is first in the
+    database, whichever way it was made. An entry's `_id` is derived from the
+    delete's stream id (its second, then a digest): a replayed batch writes
+    nothing twice, and pages keep their time order."""
+    from bson import ObjectId
+    from pymongo.errors import BulkWriteError
+
+    by_key = {messages.stored_key(d.room, d.target): d for d in deletes}
+    if not by_key:
+        return
+    authors = db[messages.COLLECTION].find(
+        {"_id": {"$in": list(by_key)}}, {"user_id": 1, "username": 1}
+    )
+    rows = []
+    for doc in authors:
+        delete = by_key[doc["_id"]]
+        if doc["user_id"] == delete.user_id:
+            continue  # the author's own delete is not moderation
+        digest = hashlib.blake2b(f"{delete.room}/{delete.id}".encode(), digest_size=8).digest()
+        rows.append({
+            "_id": ObjectId((delete.ts // 1000).to_bytes(4, "big") + digest),
+            "at": datetime.fromtimestamp(delete.ts / 1000, tz=UTC),
+            "actor": {"user": delete.username, "user_id": delete.user_id},
+            "operator": operators.is_operator(delete.user_id),
+            "action": "message.delete",
+            "room": delete.room,
+            "target": {"user_id": doc["user_id"], "user": doc["username"]},
+            "detail": {"message_id": delete.target},
+        })  # fmt: skip
+    if not rows:
+        return
+    try:
+        db[COLLECTION].insert_many(rows, ordered=False)
+    except BulkWriteError as exc:  # logged by a run that crashed before its ack
+        if any(e.get("code") != messages.DUPLICATE_KEY for e in exc.details["writeErrors"]):
+            raise
 
 
 def page(

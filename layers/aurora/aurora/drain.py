@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import deadletters, message_state, messages, receipts, rooms
+from aurora import audit, deadletters, message_state, messages, receipts, rooms
 from aurora.backends import is_cluster
 from aurora.errors import ValidationError
 from aurora.keyspace import JOINS_STREAM_KEY, SINGLE, Layout, room_members_key
@@ -403,6 +403,9 @@ class Drain:
         changed = message_state.apply_parked(self.db, [d["_id"] for d in stored])
         applied, parked = message_state.apply(self.db, changes)
         receipts.persist(self.db, cursors)
+        deletes = [c for c in changes if c.kind == "delete"]
+        deletes += [c for batch in folded.values() for c in batch if c.kind == "delete"]
+        audit.record_message_deletes(self.db, deletes)
         # Documents written and changes parked are the round's, not one
         # partition's: counted in the run's total only.
         self._round_changes.changed += changed + applied + len(folded)
