@@ -272,3 +272,30 @@ async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
     assert sorted(d["client_id"] for d in stored) == sorted(acked)  # each once
     assert {d["client_id"]: d["id"] for d in stored} == acked
     client.close()
+
+
+async def test_a_replica_started_before_its_cluster_answers_restarts_itself(settings, tmp_path):
+    """Down at start, Redis's mode is unknown: the replica serves as if single,
+    never ready; once a cluster answers it stops with the reason (and its
+    supervisor starts it again, in cluster mode)."""
+    from fanout.server import FanoutServer
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = FanoutServer(dataclasses.replace(settings, redis_url=url, fanout_port=0,
+                                              fanout_host="127.0.0.1"))  # fmt: skip
+    loop = asyncio.get_running_loop()
+    stop, ready = loop.create_future(), loop.create_future()
+    task = asyncio.create_task(server.run(stop, ready))
+    await asyncio.wait_for(ready, 10)
+    args = [redis_binaries()[0], "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(tmp_path), "--save", "", "--cluster-enabled", "yes",
+            "--cluster-port", str(free_port()),
+            "--cluster-config-file", str(tmp_path / "nodes.conf")]  # fmt: skip
+    node = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with pytest.raises(ConfigurationError, match="cluster"):
+            await asyncio.wait_for(task, 15)
+    finally:
+        node.terminate()
+        node.wait(10)

@@ -9,6 +9,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from aurora.keyspace import REVOCATIONS_CHANNEL
+from tests.conftest import on_single_and_cluster
 from tests.support.fanout import (
     eventually,
     receive_json,
@@ -42,6 +43,7 @@ async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_o
             assert (await receive_json(alice))["text"] == "still delivered"
 
 
+@on_single_and_cluster
 async def test_a_message_published_while_the_subscriber_is_down_is_replayed(settings):
     """Even in a room where nothing had been said yet."""
     async with replica(settings) as (url, server):
@@ -56,7 +58,8 @@ async def test_a_message_published_while_the_subscriber_is_down_is_replayed(sett
                 await reconnect(hub)
 
             subscriber._connect = held_reconnect
-            await subscriber._pubsub.connection.disconnect()  # the subscriber loses Redis
+            for link in list(subscriber._links.values()):  # the subscriber loses Redis
+                await link.pubsub.connection.disconnect()
             await eventually(lambda: not subscriber.connected, "the subscriber did not notice")
 
             await alice.send(json.dumps({"text": "said while nobody listened"}))
