@@ -10,6 +10,7 @@ import { loadConfig } from "./config.js";
 import { initHistory, resetHistory, startGapFill } from "./history.js";
 import { focusUsername, hideSignIn, initLogin, showAuthError, showSignIn } from "./login.js";
 import { clearOutbox, flushOutbox, onAck, onRateLimited, onRefused, receive, restoreOutbox } from "./outbox.js";
+import { noteShown } from "./receipts.js";
 import { clearList } from "./render.js";
 import { request } from "./rest.js";
 import { closeSearch, initSearch } from "./search.js";
@@ -98,7 +99,10 @@ function onSessionStored() {
 
 setSessionHooks({ tokenChanged: reauth, left: leaveSession });
 setFrameHandlers({
-  message: receive,
+  message(frame) {
+    receive(frame);
+    noteShown();
+  },
   change: applyChange,
   ack: onAck,
   rateLimited: onRateLimited,
@@ -106,6 +110,7 @@ setFrameHandlers({
   replayed(gap) {
     if (gap) startGapFill(gap); // the outbox waits for it
     flushOutbox();
+    noteShown();
   },
 });
 
@@ -125,7 +130,10 @@ window.addEventListener("storage", (event) => {
 window.addEventListener("online", () => reconnectNow());
 // Background tabs run timers late: catch up on a refresh that is due.
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && currentSession()) scheduleRefresh();
+  if (document.visibilityState === "visible" && currentSession()) {
+    scheduleRefresh();
+    noteShown();
+  }
 });
 
 async function init() {
