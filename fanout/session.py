@@ -204,7 +204,8 @@ class Session:
             case p.Edit() | p.Delete() | p.React():
                 return await self._change(command)
             case p.Read(type=kind, room=room, id=message_id):
-                return await self._move_cursor(kind, room, message_id)
+                await self._move_cursor(kind, room, message_id)
+                return None
             case p.Join(room=room, since=since):
                 return await self._join(room, since)
             case p.Leave(room=room):
@@ -342,23 +343,29 @@ class Session:
                 )  # fmt: skip
         return None
 
-    async def _move_cursor(self, kind: str, room: str, message_id: str) -> str | None:
-        """`read` and `delivered` are never rate limited: they are coalesced.
-        A cursor at or behind this connection's last one is dropped here, and
-        one that does not move the member's cursor writes nothing."""
+    async def _move_cursor(self, kind: str, room: str, message_id: str) -> None:
+        """`read` and `delivered` are never answered (so a client may send
+        them between requests whose answers it matches in order), never rate
+        limited: coalesced. A cursor at or behind this connection's last one
+        is dropped here; one that cannot move (a room the user may not read,
+        an id the window does not hold) is dropped too, and one that does not
+        move the member's cursor writes nothing. A well-formed frame is
+        answered by nothing but the `receipt` its move publishes."""
         replica = self.replica
         position = parse_id(message_id)
         sent = self._cursors = self._cursors or {}
         if position <= sent.get((room, kind), (-1, -1)):
-            return None
-        if not (await replica.access.standing(self.claims, room)).may_read:
-            return p.error_frame("forbidden", f"You may not read {room!r}")
-        await replica.cursors.move(room, self.claims.user_id, self.claims.username, message_id,
-                                   kind)  # fmt: skip
+            return
+        try:
+            if not (await replica.access.standing(self.claims, room)).may_read:
+                return
+            await replica.cursors.move(room, self.claims.user_id, self.claims.username,
+                                       message_id, kind)  # fmt: skip
+        except AuroraError:  # not_found, use_rest, unavailable: a later move catches up
+            return
         if len(sent) >= MAX_ROOMS_PER_CONNECTION * 2:
             sent.clear()
         sent[(room, kind)] = position
-        return None  # the receipt reaches the room, this connection included
 
     async def _reauthenticate(self, token: str) -> str:
         """A fresh token on an open connection extends it; another user's is refused."""

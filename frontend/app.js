@@ -30,6 +30,7 @@ import {
 } from "./outbox.js";
 import { initPeople } from "./people.js";
 import { DEFAULT_ROOM } from "./protocol.js";
+import { noteShown } from "./receipts.js";
 import { setReader } from "./render.js";
 import { request } from "./rest.js";
 import { initRoomDialogs } from "./roomdialogs.js";
@@ -154,6 +155,7 @@ setSessionHooks({ tokenChanged: reauth, left: leaveSession });
 setFrameHandlers({
   message(frame) {
     if (receive(frame)) arrived(frame);
+    noteShown();
   },
   change: applyChange,
   ack: onAck,
@@ -164,6 +166,7 @@ setFrameHandlers({
     if (gap && state) startGapFill(state, gap); // the outbox waits for it
     else if (state) fillView(state);
     flushOutbox();
+    noteShown();
   },
   typing: typingFrame,
   presence: presenceFrame,
@@ -198,6 +201,7 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible" && currentSession()) {
     scheduleRefresh();
     relist();
+    noteShown();
   }
 });
 

@@ -92,11 +92,6 @@ class Target:
 Outcome = Accepted | Unchanged | RateLimited | Backpressure
 
 
-class UseRest(ConflictError):
-    code = "use_rest"
-    message = "This message is older than the live window; change it over REST"
-
-
 def check_edit_text(text: str, max_text_chars: int) -> None:
     """An edit's text: not blank (delete the message instead), within the
     message limit (`MAX_TEXT_CHARS`)."""
@@ -403,15 +398,17 @@ class Changer:
     async def change(
         self, change: Change, *, user_id: str, username: str, standing: Standing
     ) -> tuple[Outcome, Target]:
-        """Check and make one change; UseRest when the window no longer holds
-        the message, NotFoundError, ForbiddenError, ConflictError (`deleted`,
-        `too_many_reactions`)."""
+        """Check and make one change. Refusals raise: ForbiddenError,
+        NotFoundError, ConflictError (`use_rest` when the window no longer
+        holds the message, `deleted`, `too_many_reactions`)."""
         parse_id(change.target)
         if not standing.may_read:  # before the lookup: says nothing of the room's ids
             raise ForbiddenError("You may not write to this room")
         found = await lookup_async(self._redis, change.room, change.target, self._layout)
         if found is None:
-            raise UseRest()
+            raise ConflictError(
+                "This message is older than the live window; change it over REST", code="use_rest"
+            )
         check_allowed(change, user_id, found, standing)
         if change.kind == DELETE and found.deleted:
             return Unchanged(), found

@@ -58,11 +58,6 @@ class Moved:
     delivered: str | None
 
 
-class UseRest(ConflictError):
-    code = "use_rest"
-    message = "This message is older than the live window; mark it read over REST"
-
-
 # KEYS: 1 read cursors, 2 delivered cursors, 3 the user's own messages not
 #       counted as unread, 4 the persistence stream.
 # ARGV: 1 user id, 2 message number, 3 message id, 4 kind (read | delivered),
@@ -164,7 +159,8 @@ class Cursors:
         self, room: str, user_id: str, username: str, message_id: str, kind: str
     ) -> Moved | None:
         """Move the user's cursor forward to `message_id` (None: it was
-        already there or beyond). UseRest for a message older than the window."""
+        already there or beyond); ConflictError `use_rest` for a message
+        older than the window."""
         parse_id(message_id)
         window = self._layout.window_key(room)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -172,7 +168,10 @@ class Cursors:
             pipe.xrange(window, count=1)
             number = _number_in_window(await pipe.execute(), message_id)
         if number is None:
-            raise UseRest()
+            raise ConflictError(
+                "This message is older than the live window; mark it read over REST",
+                code="use_rest",
+            )
         keys, args = _move_call(self._settings, self._layout, room, user_id, username, message_id,
                                 number, kind)  # fmt: skip
         return _moved(await self._script(keys=keys, args=args))
