@@ -2,7 +2,7 @@
 #   make run    install what the local stack needs, then run it (python -m local)
 #   make test   install what the tests need (system packages too, as root), then run them
 # And:
-#   make bench         a short run of every benchmark (about a minute): checks they
+#   make bench         a short run of every benchmark (about two minutes): checks they
 #                      work; the figures in docs/benchmarks.md come from the full
 #                      commands written there, on an otherwise idle machine
 #   make requirements  rewrite the requirements files from pyproject.toml
@@ -60,7 +60,9 @@ bench: $(VENV)/.installed-local
 	$(PY) bench/history.py --messages 500 --runs 5
 	$(PY) bench/revocation_sweep.py 100
 	$(PY) bench/fanout_load.py throughput --clients 10 --rate 20 --seconds 4 --warmup 1 --processes 1 --against-stock
-	$(PY) bench/fanout_load.py hold --connections 50 --processes 1 --hold 1
+	$(PY) bench/fanout_load.py hold --connections 50 --processes 1 --hold 1 --wave
+	$(PY) bench/soak.py --minutes 0.5 --interval 10 --clients 20 --rate 5
+	$(PY) bench/faults.py --connections 100 --restart-clients 100 --admissions 50 -k "replica_killed or restarted"
 
 requirements:
 	$(PYTHON) scripts/requirements.py --write

@@ -23,14 +23,18 @@ known amount of data, and holds no more of the host's memory than that.
 Broadcasts are whole frames written between websockets' own frames, so this
 connection never sends fragmented messages.
 
-Memory: two of the library's per-connection queues are deques, 760 bytes
-each even when empty (a deque allocates a 64-slot block up front); they
-hold at most a few items here, so they become lists (56 bytes):
-~1.4 KiB of an idle connection's ~12 (docs/benchmarks.md).
+Memory (an idle connection's RSS, docs/benchmarks.md): two of the
+library's per-connection queues are deques, 760 bytes each even when empty
+(a deque allocates a 64-slot block up front); they hold at most a few items
+here, so they become lists (56 bytes). The library also wraps its logger in
+an adapter per connection (~600 bytes with its dictionaries) only to name
+the connection in its log records, which our log formats never print: every
+connection shares the plain logger.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,9 @@ from websockets.protocol import State
 if TYPE_CHECKING:
     from aurora.tokens import Claims
     from fanout.hub import Hub
+
+
+_LOG = logging.getLogger("websockets.server")  # where the token redaction filter is
 
 
 class ShortQueue(list):
@@ -58,9 +65,15 @@ class ShortQueue(list):
 
 
 class FanoutConnection(ServerConnection):
+    # Ours in slots: the library's own 27 attributes fit in a key-sharing
+    # instance dictionary (~300 bytes); 30 would not, and each connection's
+    # dictionary would cost 1,584 bytes.
+    __slots__ = ("claims", "hub", "send_buffer")
+
     def __init__(self, hub: Hub, send_buffer: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.drain_waiters = ShortQueue()
+        self.logger = self.protocol.logger = _LOG
         self.hub = hub
         self.send_buffer = send_buffer
         # Set by the handshake when the upgrade carried a valid token (URL or

@@ -25,6 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 from aurora.keyspace import revoked_key, room_channel
 from aurora.settings import Settings
 from aurora.tokens import issue_token, key_id
+from local.servers import free_port
 from tests.support.faults import RedisServer, Replica, new_redis, stack_env
 from tests.support.settings import TEST_SECRET
 
@@ -60,7 +61,7 @@ def target(tmp_path_factory) -> Iterator[Target]:
     redis_server = new_redis(data / "redis")
     # The per-room send rate is not under test here (the injection test sends fast).
     env = stack_env(redis_server.url, RATE_LIMIT_MESSAGES="1000")
-    replica = Replica("fanout-attacked", _free_port(), data, env=env).start()
+    replica = Replica("fanout-attacked", free_port(), data, env=env).start()
     settings_ = Settings(env="local", redis_url=redis_server.url, jwt_secret=TEST_SECRET)
     stop = threading.Event()
     victim = threading.Thread(target=_victim_chat, args=(redis_server, stop), daemon=True)
@@ -74,12 +75,6 @@ def target(tmp_path_factory) -> Iterator[Target]:
     redis_server.stop()
     assert alive, "the replica died:\n" + log[-3000:]
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
-
-
-def _free_port() -> int:
-    from local.servers import free_port
-
-    return free_port()
 
 
 def _victim_chat(redis_server: RedisServer, stop: threading.Event) -> None:

@@ -16,8 +16,8 @@ from tests.support.faults import ROOM, make_stack
 SENDERS, READERS, RATE = 12, 12, 2.0  # 24 msg/s into one room read by 24 clients
 # Small enough for CI; `python bench/faults.py` runs the same tests at full scale.
 MANY = int(os.environ.get("FAULTS_CONNECTIONS", "400"))  # opened at once
-ADMISSIONS = int(os.environ.get("FAULTS_ADMISSIONS_PER_SECOND", "100"))  # per replica
-ADMISSION_CLIENTS = int(os.environ.get("FAULTS_RESTART_CLIENTS", "300"))
+ADMISSIONS = int(os.environ.get("FAULTS_ADMISSIONS_PER_SECOND", "60"))  # per replica
+ADMISSION_CLIENTS = int(os.environ.get("FAULTS_RESTART_CLIENTS", "200"))
 SLOW_DISCONNECTS = "aurora_fanout_slow_disconnects_total"
 
 
