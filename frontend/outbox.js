@@ -170,10 +170,7 @@ export function receive(frame) {
   // Our own pending copy already shows (and has fetched) the attachments: keep them.
   const shown = item && item.querySelector(".attachments");
   const fresh = renderFrame(frame, { own, attachments: !shown });
-  if (shown) {
-    fresh.classList.add("has-files");
-    fresh.appendChild(shown);
-  }
+  if (shown) fresh.appendChild(shown);
   if (id) fresh.dataset.id = frame.id;
   if (item) item.remove();
   insertItem(state, fresh, own);

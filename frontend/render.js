@@ -81,10 +81,7 @@ export function renderMessage({ user, userId = "", text, attachments, ts, own, m
   if (mention && mentions(text, mention)) item.classList.add("mentions-me");
 
   item.append(meta, body);
-  if (attachments.length) {
-    item.classList.add("has-files");
-    item.appendChild(renderAttachments(attachments));
-  }
+  if (attachments.length) item.appendChild(renderAttachments(attachments));
   return item;
 }
 
@@ -220,15 +217,14 @@ export function insertItem(state, item, scroll) {
 // A list at its newest stays there as messages come (state.stuck), until the
 // reader scrolls up. Scrolls the page makes itself are told apart from the
 // reader's by where they left the list (state.autoTop): sizes settling after
-// a scroll (content-visibility) must not count as the reader's.
+// a scroll must not count as the reader's.
 export function scrollToEnd(state) {
   state.stuck = true;
   const stick = (frames) => {
     if (!state.stuck || !state.list.isConnected) return;
     state.list.scrollTop = state.list.scrollHeight;
     state.autoTop = state.list.scrollTop;
-    // Messages that come into view get their real height only at the next
-    // frames (content-visibility): the end moves, the list follows it.
+    // Sizes may settle over the next frames: the end moves, the list follows.
     if (frames > 0) requestAnimationFrame(() => stick(frames - 1));
   };
   stick(3);
@@ -353,8 +349,7 @@ export function keepingScroll(state, insert) {
   const before = anchor && anchor.getBoundingClientRect().top;
   insert();
   if (!anchor) return;
-  // Again over the next frames: messages that come into view get their real
-  // height only then (content-visibility), and those above the anchor move it.
+  // Again over the next frames: images and fonts may still settle sizes above it.
   const hold = (frames) => {
     if (!anchor.isConnected) return;
     const drift = anchor.getBoundingClientRect().top - before;

@@ -151,6 +151,15 @@ export function readCursor(room) {
   return parseId(id) ? id : null;
 }
 
+// Where a room not shown is joined from, so that what comes after counts as
+// unread and nothing is missed across a reconnect: its read cursor; a room
+// never read here starts read at the newest message the listing knew of;
+// one without any, from the start of its resume window ("0-0": all of it is new).
+export function unreadSince(state) {
+  if (!readCursor(state.room) && state.lastId) markRead(state, state.lastId);
+  return readCursor(state.room) || "0-0";
+}
+
 // Moves only forward.
 export function markRead(state, id) {
   if (!newer(id, readCursors[state.room])) return false;

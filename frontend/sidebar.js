@@ -6,7 +6,16 @@
 
 import { openRoom, updateTitle } from "./conversation.js";
 import { DEFAULT_ROOM } from "./protocol.js";
-import { active, allRooms, applyListing, byActivity, onRoomsChanged, readCursor, roomLabel, roomState } from "./rooms.js";
+import {
+  active,
+  allRooms,
+  applyListing,
+  byActivity,
+  onRoomsChanged,
+  roomLabel,
+  roomState,
+  unreadSince,
+} from "./rooms.js";
 import { apiGet, currentSession } from "./session.js";
 import { joinRoom } from "./socket.js";
 import { $, textElement } from "./ui.js";
@@ -79,7 +88,7 @@ export async function relist() {
       if (currentSession() !== session) return;
       for (const entry of Array.isArray(answer.rooms) ? answer.rooms : []) {
         const state = applyListing(entry);
-        if (state) joinRoom(state.room, readCursor(state.room));
+        if (state) joinRoom(state.room, unreadSince(state));
       }
       cursor = typeof answer.next_cursor === "string" ? answer.next_cursor : null;
       if (!cursor) break;
@@ -98,7 +107,7 @@ export function roomsToJoin() {
   const ordered = allRooms().sort((a, b) => (a === shown ? -1 : b === shown ? 1 : byActivity(a, b)));
   return ordered.map((state) => ({
     room: state.room,
-    since: state === shown && !state.newestId ? "0-0" : readCursor(state.room),
+    since: state === shown ? "0-0" : unreadSince(state), // the shown room: its recent window
   }));
 }
 

@@ -133,16 +133,19 @@ def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_s
     steps, steady = 0, False
     while status.text_content() != beginning:
         count = messages.count()
-        first = page.locator("#messages .message[data-id]").first.element_handle()
+        if not steps % 2:  # the reader scrolls to the top…
+            page.eval_on_selector("#messages", "list => { list.scrollTop = 0; }")
+        # …or uses the button: either way, the message at the top of the view
+        # (its first with its bottom below the list's top) stays where it is.
+        first = page.evaluate_handle(
+            "() => { const list = document.getElementById('messages');"
+            " const top = list.getBoundingClientRect().top;"
+            " return Array.from(list.querySelectorAll('.message'))"
+            ".find((m) => m.getBoundingClientRect().bottom > top); }"
+        )
+        top = first.evaluate("item => item.getBoundingClientRect().top")
         if steps % 2:
-            top = first.evaluate("item => item.getBoundingClientRect().top")
             page.locator("#load-older").click()
-        else:  # the reader scrolls to the top
-            top = page.eval_on_selector(
-                "#messages",
-                "list => { list.scrollTop = 0;"
-                " return list.querySelector('.message[data-id]').getBoundingClientRect().top; }",
-            )
         wait_until(
             page,
             lambda count=count: messages.count() > count or status.text_content() == beginning,

@@ -9,7 +9,16 @@ import re
 import uuid
 
 from tests.e2e.test_browser_quality import SIZES, serious_violations
-from tests.support.browser import WAIT_MS, expect, message, register, say, unique
+from tests.support.browser import (
+    WAIT_MS,
+    expect,
+    message,
+    register,
+    route_through_lines,
+    say,
+    unique,
+    wait_for_lines,
+)
 
 
 def sidebar(page):
@@ -92,6 +101,49 @@ def test_a_private_room_invites_chats_counts_unread_and_removes(open_page) -> No
     expect(ben.locator("#notice")).to_have_text(f"You were removed from #{room}.", timeout=WAIT_MS)
     expect(room_button(ben, room)).to_have_count(0)
     expect(ben.get_by_role("heading", name="#general")).to_be_visible()
+
+
+def test_every_room_resumes_after_a_reconnect_with_nothing_lost_or_twice(
+    open_page, local_stack
+) -> None:
+    """Ana is in #general and in a public room; her line is cut (a replica
+    restarting) while Ben writes in both and she writes in the room: once
+    back, each room shows every message once, and the one she typed is sent."""
+    ana, ben = open_page(), open_page()
+    lines, _ = route_through_lines(ana, local_stack["ws_url"])
+    register(ana, unique("ana"))
+    register(ben, unique("ben"))
+    room = f"resume-{uuid.uuid4().hex[:8]}"
+    create_room(ana, room, private=False)
+    ben.get_by_role("button", name="Browse public rooms").click()
+    ben.get_by_role("dialog", name="Public rooms").get_by_role(
+        "button", name=f"Join #{room}"
+    ).click()
+    expect(ben.get_by_role("heading", name=f"#{room}")).to_be_visible()
+    before = f"before {uuid.uuid4().hex}"
+    say(ben, before)
+    expect(message(ana, before)).to_have_count(1, timeout=WAIT_MS)
+
+    first = wait_for_lines(ana, lines, 1)
+    first.drop = True  # what Ana says from here is lost with the line
+    mine = f"typed as the line fails {uuid.uuid4().hex}"
+    say(ana, mine)
+    first.cut(1012, "replica restarting")
+    missed_room = f"missed in the room {uuid.uuid4().hex}"
+    say(ben, missed_room)
+    room_button(ben, "#general").click()
+    missed_general = f"missed in general {uuid.uuid4().hex}"
+    say(ben, missed_general)
+    wait_for_lines(ana, lines, 2)
+    expect(ana.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    for text in (before, mine, missed_room):
+        expect(message(ana, text)).to_have_count(1, timeout=WAIT_MS)
+    expect(ana.locator("#messages .pending")).to_have_count(0, timeout=WAIT_MS)
+    expect(room_button(ana, "#general").locator(".badge")).to_have_text("1")
+    room_button(ana, "#general").click()
+    expect(message(ana, missed_general)).to_have_count(1)
+    room_button(ben, room).click()
+    expect(message(ben, mine)).to_have_count(1, timeout=WAIT_MS)
 
 
 def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -> None:
