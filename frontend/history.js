@@ -46,6 +46,7 @@ export function showHistoryOf(state) {
   showHistoryStatus(state.history.end ? beginning(state) : "");
   updateHistoryBar();
   if (!state.list.querySelector(".message") && !state.history.end) loadOlder(state);
+  else fillView(state);
 }
 
 function roomMessages(state, query) {

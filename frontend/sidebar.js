@@ -150,7 +150,7 @@ function roomItem(state) {
   if (state === active()) button.setAttribute("aria-current", "page");
   if (state.visibility === "private") button.classList.add("private");
   button.appendChild(textElement("span", "room-label", roomLabel(state)));
-  if (state.visibility === "private") button.appendChild(textElement("span", "visually-hidden", " (private)"));
+  if (state.visibility === "private") button.appendChild(textElement("span", "room-tag", "private"));
   if (state.unread && state !== active()) {
     const badge = textElement("span", state.mentioned ? "badge badge-mention" : "badge", String(state.unread));
     badge.dataset.testid = "unread";

@@ -5,8 +5,12 @@ a person's name; and the rooms' dialogs pass axe-core in both themes."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
+from pathlib import Path
+
+import pytest
 
 from tests.e2e.test_browser_quality import SIZES, serious_violations
 from tests.support.browser import (
@@ -19,6 +23,15 @@ from tests.support.browser import (
     unique,
     wait_for_lines,
 )
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the screens are saved: `AURORA_SCREENSHOTS`, else a temporary folder."""
+    folder = os.environ.get("AURORA_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def sidebar(page):
@@ -40,7 +53,7 @@ def create_room(page, room: str, private: bool) -> None:
     expect(page.get_by_role("heading", name=f"#{room}")).to_be_visible()
 
 
-def test_a_private_room_invites_chats_counts_unread_and_removes(open_page) -> None:
+def test_a_private_room_invites_chats_counts_unread_and_removes(open_page, screenshots) -> None:
     """Ana makes a private room and invites Ben; Cat, not invited, never sees
     its name or messages. Ben, in #general, sees an unread badge and the count
     in the tab's title, which clear when he opens the room at the new-messages
@@ -88,6 +101,7 @@ def test_a_private_room_invites_chats_counts_unread_and_removes(open_page) -> No
 
     ana.get_by_label("Message", exact=True).press_sequentially("thinking")
     expect(ben.get_by_test_id("typing")).to_have_text(f"{names['ana']} is typing…")
+    ben.screenshot(path=screenshots / "rooms-light-desktop.png")
 
     # Cat, never invited: not a trace of the room in his page.
     cat.wait_for_timeout(300)
@@ -168,7 +182,7 @@ def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -
     expect(message(ben, private)).to_have_count(1)
 
 
-def test_the_rooms_dialogs_pass_axe_in_both_themes(open_page, tmp_path) -> None:
+def test_the_rooms_dialogs_pass_axe_in_both_themes(open_page, screenshots) -> None:
     """New room, public rooms and a room's page: nothing serious for axe-core,
     light on a desktop and dark on a phone."""
     found = {}
@@ -183,11 +197,14 @@ def test_the_rooms_dialogs_pass_axe_in_both_themes(open_page, tmp_path) -> None:
             page.get_by_role("button", name=opener).click()
             expect(page.get_by_role("dialog", name=name)).to_be_visible()
             found[f"{name} {theme}-{size}"] = serious_violations(page)
+            shot = name.lower().replace(" ", "-")
+            page.screenshot(path=screenshots / f"{shot}-{theme}-{size}.png")
             page.keyboard.press("Escape")
             expect(page.get_by_role("dialog")).to_be_hidden()
         page.get_by_role("button", name="Room", exact=True).click()
         expect(page.locator("#room-dialog")).to_be_visible()
         found[f"room {theme}-{size}"] = serious_violations(page)
+        page.screenshot(path=screenshots / f"room-page-{theme}-{size}.png")
         page.keyboard.press("Escape")
         found[f"chat with rooms {theme}-{size}"] = serious_violations(page)
     assert {screen: v for screen, v in found.items() if v} == {}
