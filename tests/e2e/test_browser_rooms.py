@@ -5,6 +5,7 @@ a person's name; and the rooms' dialogs pass axe-core in both themes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -208,3 +209,72 @@ def test_the_rooms_dialogs_pass_axe_in_both_themes(open_page, screenshots) -> No
         page.keyboard.press("Escape")
         found[f"chat with rooms {theme}-{size}"] = serious_violations(page)
     assert {screen: v for screen, v in found.items() if v} == {}
+
+
+def test_the_online_panel_follows_presence_frames_and_hides(open_page, local_stack) -> None:
+    """The presence frames of the shared contract (a list after `joined`, then
+    changes) fill the `Online` landmark beside the conversation: names as
+    buttons, the count with what is not listed; the panel hides and shows
+    again with its button. Frames are put on the page's line by the test."""
+    page = open_page(viewport=SIZES["desktop"])
+    lines, _ = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("ola"))
+    line = wait_for_lines(page, lines, 1)
+    panel = page.get_by_role("complementary", name="Online")
+    expect(panel).to_contain_text("Nobody's presence has been reported yet.")
+    online = [{"user": f"p{i}", "user_id": f"id{i}"} for i in range(3)]
+    snapshot = {"type": "presence", "room": "general", "count": 60, "online": online, "more": True}
+    line.route.send(json.dumps(snapshot))
+    expect(panel.get_by_role("button")).to_have_text(["p0", "p1", "p2"])
+    expect(panel).to_contain_text("(60)")
+    expect(panel).to_contain_text("and 57 more")
+    change = {"type": "presence", "room": "general", "count": 59, "user": "p1"}
+    line.route.send(json.dumps(change | {"user_id": "id1", "status": "offline"}))
+    expect(panel.get_by_role("button")).to_have_text(["p0", "p2"])
+    expect(panel).to_contain_text("(59)")
+    toggle = page.get_by_role("button", name="Online", exact=True)
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    toggle.click()
+    expect(panel).to_be_hidden()
+    toggle.click()
+    expect(panel).to_be_visible()
+
+
+def test_a_keyboard_alone_makes_a_room_and_switches_rooms(open_page) -> None:
+    """Tab to New room, type the name, Enter creates it; Alt+↓ / Alt+↑ switch
+    rooms from the message box; ↑ in the message list reaches an author's name,
+    Enter on it opens their page, Escape closes it back to the name."""
+    page = open_page()
+    name = unique("kim")
+    register(page, name)
+    keys = page.keyboard
+    for _ in range(30):
+        if page.evaluate("document.activeElement.id") == "new-room":
+            break
+        keys.press("Shift+Tab")
+    else:
+        raise AssertionError("Tab never reached New room")
+    keys.press("Enter")
+    expect(page.get_by_label("Room name")).to_be_focused()
+    room = f"keys-{uuid.uuid4().hex[:8]}"
+    keys.type(room)
+    keys.press("Enter")
+    expect(page.get_by_role("heading", name=f"#{room}")).to_be_visible()
+    composer = page.get_by_label("Message", exact=True)
+    composer.focus()
+    keys.type(f"hello from {name}")
+    keys.press("Enter")
+    expect(message(page, f"hello from {name}")).to_have_attribute("data-id", re.compile("-"))
+    composer.focus()
+    keys.press("Alt+ArrowDown")
+    expect(page.get_by_role("heading", name="#general")).to_be_visible()
+    keys.press("Alt+ArrowUp")
+    expect(page.get_by_role("heading", name=f"#{room}")).to_be_visible()
+    page.locator("#messages").focus()
+    keys.press("ArrowUp")
+    author = page.locator("#messages .user").last
+    expect(author).to_be_focused()
+    keys.press("Enter")
+    expect(page.get_by_role("dialog", name=name)).to_be_visible()
+    keys.press("Escape")
+    expect(author).to_be_focused()
