@@ -11,6 +11,7 @@ import {
   allRooms,
   applyListing,
   byActivity,
+  knownRoom,
   onRoomsChanged,
   roomLabel,
   roomState,
@@ -28,6 +29,7 @@ const notifyButton = $("notify");
 const LISTING_PAGES = 4; // of the API's page size: the rooms a sidebar lists
 const RELIST_MS = 30000; // rooms the user was invited to appear within this
 let relistTimer = null;
+let listedOnce = false; // the user's rooms were listed once in this session
 let drawPending = false;
 
 export function initSidebar() {
@@ -72,6 +74,7 @@ export async function startRooms() {
 
 export function stopRooms() {
   clearTimeout(relistTimer);
+  listedOnce = false;
   roomList.replaceChildren();
   dmList.replaceChildren();
 }
@@ -87,12 +90,16 @@ export async function relist() {
       const answer = await apiGet(`/api/rooms${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`);
       if (currentSession() !== session) return;
       for (const entry of Array.isArray(answer.rooms) ? answer.rooms : []) {
+        // A room that appears after the first listing (an invitation, a
+        // direct message someone else started) is new: all of it is unread.
+        const fresh = listedOnce && entry && typeof entry.room === "string" && !knownRoom(entry.room);
         const state = applyListing(entry);
-        if (state) joinRoom(state.room, unreadSince(state));
+        if (state) joinRoom(state.room, fresh ? "0-0" : unreadSince(state));
       }
       cursor = typeof answer.next_cursor === "string" ? answer.next_cursor : null;
       if (!cursor) break;
     }
+    listedOnce = true;
   } catch {
     // Offline or refused: the sidebar keeps what it has, and tries again.
   }

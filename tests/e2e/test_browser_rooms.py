@@ -163,7 +163,8 @@ def test_every_room_resumes_after_a_reconnect_with_nothing_lost_or_twice(
 
 def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -> None:
     """Ana chooses Ben's name on his message, then Direct message: the room
-    opens named after Ben; Ben finds it under Ana's name."""
+    opens named after Ben; Ben finds it under Ana's name, with her message
+    unread, once his rooms are listed again."""
     ana_name, ben_name = unique("ana"), unique("ben")
     ana, ben = open_page(), open_page()
     register(ana, ana_name)
@@ -176,9 +177,12 @@ def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -
     private = f"just us {uuid.uuid4().hex}"
     say(ana, private)
     expect(message(ana, private)).to_have_attribute("data-id", re.compile("-"))
-    ben.reload()
+    # Ben's tab comes back into view: the rooms are listed again, and the new
+    # direct room shows under Ana's name, its message unread.
+    ben.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     direct = ben.get_by_role("list", name="Direct messages").get_by_role("button")
     expect(direct).to_have_text(re.compile(f"^@{ana_name}"), timeout=WAIT_MS)
+    expect(direct.locator(".badge")).to_have_text("1")
     direct.click()
     expect(message(ben, private)).to_have_count(1)
 
