@@ -314,6 +314,28 @@ export function trimMessages(state) {
   arrange(state);
 }
 
+// The reader went far back: the newest messages go instead, so the list
+// stays a window of MAX_MESSAGES around what is read, in both directions.
+// Nothing older than the window's end is lost: scrolling down reads them again.
+export function trimNewest(state) {
+  const list = state.list;
+  let count = list.querySelectorAll(".message").length;
+  while (count > MAX_MESSAGES) {
+    const items = list.querySelectorAll(".message[data-id]:not(.pending)");
+    const newest = items[items.length - 1];
+    if (!newest) break;
+    newest.remove();
+    state.tail = state.tail || { held: [] };
+    count -= 1;
+  }
+  arrange(state);
+}
+
+export function newestInList(state) {
+  const items = state.list.querySelectorAll(".message[data-id]");
+  return items.length ? items[items.length - 1].dataset.id : null;
+}
+
 // The list item of a message id, if it is shown (ids are digits and a dash).
 export function shownItem(state, id) {
   return state.list.querySelector(`.message[data-id="${id}"]`);

@@ -41,6 +41,10 @@ function newState(room) {
     draft: "",
     scrollTop: 0, // where the reader left the list, unless `stuck`
     stuck: true, // at the newest, and staying there as messages come (render.js)
+    // Set while the list's end is behind the room's newest message (the
+    // reader went far back, and the newest were dropped from the list): the
+    // messages arriving meanwhile wait in `held` (history.js).
+    tail: null,
     autoTop: -1, // where the page's own last scroll left the list
     unread: 0,
     mentioned: false,
