@@ -2,6 +2,7 @@
 // uploads at once (the API grants a presigned POST, the browser posts it
 // straight to S3), and Send waits until every upload is done.
 
+import { backToNewest } from "./history.js";
 import { flushOutbox, queueMessage, saveOutbox } from "./outbox.js";
 import { isBlank, MAX_ATTACHMENTS, MAX_FRAME_BYTES, messageFrame, newClientId } from "./protocol.js";
 import { request } from "./rest.js";
@@ -104,6 +105,7 @@ function submitMessage() {
     return;
   }
   stopTyping();
+  backToNewest(state); // a message goes below the newest: the list goes back there
   queueMessage(state.room, text, attachments, clientId);
   saveOutbox();
   input.value = "";

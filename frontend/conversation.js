@@ -4,7 +4,7 @@
 // "Jump to newest".
 
 import { switchDraft } from "./composer.js";
-import { showHistoryOf } from "./history.js";
+import { backToNewest, showHistoryOf } from "./history.js";
 import { DEFAULT_ROOM } from "./protocol.js";
 import { arrange, mentions, scrollToEnd } from "./render.js";
 import {
@@ -51,6 +51,7 @@ export function initConversation() {
   jumpButton.addEventListener("click", () => {
     const state = active();
     if (!state) return;
+    backToNewest(state);
     scrollToNewest(state);
     state.list.focus();
   });
@@ -147,20 +148,20 @@ function onScroll(event) {
   const state = active();
   if (!state || event.target !== state.list) return;
   // The reader's scroll, not the page's own: at the newest or not.
-  if (Math.abs(state.list.scrollTop - state.autoTop) > 1) state.stuck = atNewest(state.list);
+  if (Math.abs(state.list.scrollTop - state.autoTop) > 1) state.stuck = !state.tail && atNewest(state.list);
   updateJump(state);
   readIfAtNewest(state);
 }
 
 function updateJump(state) {
   const list = state.list;
-  jumpButton.hidden = list.scrollHeight - list.scrollTop - list.clientHeight < list.clientHeight;
+  jumpButton.hidden = !state.tail && list.scrollHeight - list.scrollTop - list.clientHeight < list.clientHeight;
 }
 
 // The room shows, the tab is visible and the newest message is in view: all
 // of it is read.
 function readIfAtNewest(state) {
-  if (document.visibilityState !== "visible" || state !== active() || !atNewest(state.list)) return;
+  if (document.visibilityState !== "visible" || state !== active() || state.tail || !atNewest(state.list)) return;
   const newest = state.newestId;
   const changed = (newest && markRead(state, newest)) || state.unread || state.mentioned;
   state.unread = 0;
@@ -181,7 +182,8 @@ export function arrived(frame) {
   if (isOwn(frame)) {
     markRead(state, frame.id); // what one wrote is read
   } else if (newer(frame.id, readCursor(state.room))) {
-    const reading = state === active() && document.visibilityState === "visible" && atNewest(state.list);
+    const reading =
+      state === active() && document.visibilityState === "visible" && !state.tail && atNewest(state.list);
     if (reading) markRead(state, frame.id);
     else {
       if (!state.unread) state.unreadFrom = frame.id;

@@ -6,7 +6,6 @@ import { $ } from "./ui.js";
 
 const dialog = $("room-dialog");
 let returnFocus = null;
-let onClosed = null;
 
 export function initDialogs() {
   dialog.addEventListener("close", () => {
@@ -14,9 +13,6 @@ export function initDialogs() {
     // with other content (a page opened in place of another).
     if (dialog.open) return;
     dialog.replaceChildren();
-    const after = onClosed;
-    onClosed = null;
-    if (after) after();
     if (returnFocus && returnFocus.isConnected) returnFocus.focus();
     returnFocus = null;
   });
@@ -27,23 +23,23 @@ export function initDialogs() {
 
 // Open the template `templateId`, labelled by its element `titleId`; answers
 // a finder of its elements by id.
-export function openDialog(templateId, titleId, closed = null) {
+export function openDialog(templateId, titleId) {
   // In place of one open already, focus still goes back where it was before it.
   if (!dialog.open) returnFocus = document.activeElement;
   closeDialog();
-  onClosed = closed;
   dialog.replaceChildren($(templateId).content.cloneNode(true));
   dialog.setAttribute("aria-labelledby", titleId);
   dialog.showModal();
   return (id) => dialog.querySelector(`#${id}`);
 }
 
-export function closeDialog() {
-  if (dialog.open) dialog.close();
+// The open dialog's Close (or Cancel) button.
+export function closeButton() {
+  return dialog.querySelector("[data-close]");
 }
 
-export function dialogOpen(templateTitleId) {
-  return dialog.open && dialog.getAttribute("aria-labelledby") === templateTitleId;
+export function closeDialog() {
+  if (dialog.open) dialog.close();
 }
 
 export function show(element, message) {

@@ -3,7 +3,7 @@
 // the messages missed beyond the resume window after a reconnect (the gap).
 
 import { showStoredState } from "./changes.js";
-import { GAP_PAGE, HISTORY_PAGE } from "./config.js";
+import { GAP_PAGE, HISTORY_PAGE, MAX_MESSAGES } from "./config.js";
 import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId } from "./protocol.js";
 import {
@@ -13,9 +13,11 @@ import {
   keepingScroll,
   oldestShownId,
   renderFrame,
+  newestInList,
   scrollToEnd,
   shownItem,
   trimMessages,
+  trimNewest,
 } from "./render.js";
 import { active, roomLabel } from "./rooms.js";
 import { apiGet, currentSession, isOwn } from "./session.js";
@@ -30,13 +32,19 @@ const NEAR_TOP_PX = 600; // scrolled this close to the top, the page before is r
 export function initHistory() {
   loadOlderButton.addEventListener("click", () => active() && loadOlder(active()));
   retryGapButton.addEventListener("click", () => active() && fillGap(active()));
-  // Infinite scroll: near the top of the list, the page before is read
-  // (scroll events do not bubble; a capturing listener sees every list's).
+  // Infinite scroll: near the top of the list, the page before is read; near
+  // its end, when the newest were dropped, the page after (scroll events do
+  // not bubble; a capturing listener sees every list's).
   lists.addEventListener(
     "scroll",
     (event) => {
       const state = active();
-      if (state && event.target === state.list && state.list.scrollTop < NEAR_TOP_PX) loadOlder(state);
+      if (!state || event.target !== state.list) return;
+      const list = state.list;
+      if (list.scrollTop < NEAR_TOP_PX) loadOlder(state);
+      else if (state.tail && list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_TOP_PX) {
+        loadNewer(state);
+      }
     },
     { capture: true, passive: true },
   );
@@ -47,6 +55,7 @@ export function showHistoryOf(state) {
   showHistoryStatus(state.history.end ? beginning(state) : "");
   updateHistoryBar();
   if (!state.list.querySelector(".message") && !state.history.end) loadOlder(state);
+  else fillView(state);
 }
 
 function roomMessages(state, query) {
@@ -93,6 +102,7 @@ export async function loadOlder(state) {
     if (state.history !== reading) return; // started over meanwhile
     keepingScroll(state, () => {
       storedMessages(page).forEach((frame) => insertStored(state, frame));
+      if (!state.stuck) trimNewest(state); // far back: the list keeps a window
       // The bar above the list changes height at the end: inside, so it counts.
       reading.end = !page.next_before;
       reading.loading = false;
@@ -122,6 +132,64 @@ export function fillView(state) {
   const history = state.history;
   if (state !== active() || history.loading || history.end || history.failed) return;
   if (list.scrollHeight <= list.clientHeight + 1) loadOlder(state);
+}
+
+// Back down towards the newest, after the newest were dropped: the page of
+// stored messages after the list's end, the oldest dropped to keep the
+// window; at the stored end, the messages that arrived meanwhile (held).
+async function loadNewer(state) {
+  const reading = state.history;
+  const after = newestInList(state);
+  if (!state.tail || reading.loadingNewer || !after || !currentSession()) return;
+  reading.loadingNewer = true;
+  try {
+    const page = await roomMessages(state, { after, limit: HISTORY_PAGE });
+    if (state.history !== reading || !state.tail) return;
+    keepingScroll(state, () => {
+      storedMessages(page).forEach((frame) => insertStored(state, frame));
+      if (!page.next_after) rejoinTail(state);
+      trimOldest(state);
+    });
+  } catch (error) {
+    if (state === active()) showHistoryStatus(`Could not load newer messages: ${error.message}`, true);
+  } finally {
+    reading.loadingNewer = false;
+  }
+}
+
+// The list reaches the newest again: what arrived meanwhile goes in.
+function rejoinTail(state) {
+  const held = state.tail ? state.tail.held : [];
+  state.tail = null;
+  held.forEach((frame) => insertStored(state, frame));
+}
+
+// Over the window while going down: the oldest go (scrolling up reads them again).
+function trimOldest(state) {
+  const list = state.list;
+  let count = list.querySelectorAll(".message").length;
+  while (count > MAX_MESSAGES) {
+    const oldest = list.querySelector(".message:not(.pending)");
+    if (!oldest) break;
+    oldest.remove();
+    state.history.end = false;
+    count -= 1;
+  }
+}
+
+// *Jump to newest* (or a send) while the newest were dropped: the list starts
+// again from the messages that arrived meanwhile and the stored page before them.
+export function backToNewest(state) {
+  if (!state.tail) return;
+  for (const node of Array.from(state.list.children)) {
+    if (!node.classList.contains("pending")) node.remove();
+  }
+  const held = state.tail.held;
+  state.tail = null;
+  state.history = { loading: false, end: false, gap: null, filling: false };
+  held.forEach((frame) => insertStored(state, frame));
+  scrollToEnd(state);
+  loadOlder(state);
 }
 
 // After a `joined` with recovered: false: read the messages missed, then send

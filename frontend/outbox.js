@@ -3,7 +3,7 @@
 // stores them, kept in this tab's storage across reloads.
 
 import { validAttachments } from "./attachments.js";
-import { RETRY_MS } from "./config.js";
+import { MAX_MESSAGES, RETRY_MS } from "./config.js";
 import { messageFrame, parseId, RETRYABLE_ERRORS } from "./protocol.js";
 import { advanceNewest, insertItem, renderFrame, renderMessage, setItemState } from "./render.js";
 import { knownRoom, roomState } from "./rooms.js";
@@ -162,6 +162,11 @@ export function receive(frame) {
   if (id && !advanceNewest(state, frame.id)) return false;
   const own = isOwn(frame);
   const clientId = own && typeof frame.client_id === "string" ? frame.client_id : null;
+  // The list's end is behind the newest (the reader is far back): it waits.
+  if (state.tail && !(clientId && outbox.has(clientId))) {
+    if (state.tail.held.push(frame) > MAX_MESSAGES) state.tail.held.shift();
+    return true;
+  }
   let item = null;
   if (clientId) {
     item = settle(clientId, frame.id) || echoes.get(clientId) || null;
@@ -170,10 +175,7 @@ export function receive(frame) {
   // Our own pending copy already shows (and has fetched) the attachments: keep them.
   const shown = item && item.querySelector(".attachments");
   const fresh = renderFrame(frame, { own, attachments: !shown });
-  if (shown) {
-    fresh.classList.add("has-files");
-    fresh.appendChild(shown);
-  }
+  if (shown) fresh.appendChild(shown);
   if (id) fresh.dataset.id = frame.id;
   if (item) item.remove();
   insertItem(state, fresh, own);

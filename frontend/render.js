@@ -81,10 +81,7 @@ export function renderMessage({ user, userId = "", text, attachments, ts, own, m
   if (mention && mentions(text, mention)) item.classList.add("mentions-me");
 
   item.append(meta, body);
-  if (attachments.length) {
-    item.classList.add("has-files");
-    item.appendChild(renderAttachments(attachments));
-  }
+  if (attachments.length) item.appendChild(renderAttachments(attachments));
   return item;
 }
 
@@ -220,15 +217,14 @@ export function insertItem(state, item, scroll) {
 // A list at its newest stays there as messages come (state.stuck), until the
 // reader scrolls up. Scrolls the page makes itself are told apart from the
 // reader's by where they left the list (state.autoTop): sizes settling after
-// a scroll (content-visibility) must not count as the reader's.
+// a scroll must not count as the reader's.
 export function scrollToEnd(state) {
   state.stuck = true;
   const stick = (frames) => {
     if (!state.stuck || !state.list.isConnected) return;
     state.list.scrollTop = state.list.scrollHeight;
     state.autoTop = state.list.scrollTop;
-    // Messages that come into view get their real height only at the next
-    // frames (content-visibility): the end moves, the list follows it.
+    // Sizes may settle over the next frames: the end moves, the list follows.
     if (frames > 0) requestAnimationFrame(() => stick(frames - 1));
   };
   stick(3);
@@ -318,6 +314,28 @@ export function trimMessages(state) {
   arrange(state);
 }
 
+// The reader went far back: the newest messages go instead, so the list
+// stays a window of MAX_MESSAGES around what is read, in both directions.
+// Nothing older than the window's end is lost: scrolling down reads them again.
+export function trimNewest(state) {
+  const list = state.list;
+  let count = list.querySelectorAll(".message").length;
+  while (count > MAX_MESSAGES) {
+    const items = list.querySelectorAll(".message[data-id]:not(.pending)");
+    const newest = items[items.length - 1];
+    if (!newest) break;
+    newest.remove();
+    state.tail = state.tail || { held: [] };
+    count -= 1;
+  }
+  arrange(state);
+}
+
+export function newestInList(state) {
+  const items = state.list.querySelectorAll(".message[data-id]");
+  return items.length ? items[items.length - 1].dataset.id : null;
+}
+
 // The list item of a message id, if it is shown (ids are digits and a dash).
 export function shownItem(state, id) {
   return state.list.querySelector(`.message[data-id="${id}"]`);
@@ -353,8 +371,7 @@ export function keepingScroll(state, insert) {
   const before = anchor && anchor.getBoundingClientRect().top;
   insert();
   if (!anchor) return;
-  // Again over the next frames: messages that come into view get their real
-  // height only then (content-visibility), and those above the anchor move it.
+  // Again over the next frames: images and fonts may still settle sizes above it.
   const hold = (frames) => {
     if (!anchor.isConnected) return;
     const drift = anchor.getBoundingClientRect().top - before;

@@ -4,7 +4,7 @@
 // decides (docs: README, "Rooms people own").
 
 import { openRoom } from "./conversation.js";
-import { closeDialog, initDialogs, openDialog, show } from "./dialogs.js";
+import { closeButton, closeDialog, initDialogs, openDialog, show } from "./dialogs.js";
 import { DEFAULT_ROOM, ROOM_RULE } from "./protocol.js";
 import { active, applyListing, roomLabel, roomsChanged } from "./rooms.js";
 import { apiGet, apiRequest, currentSession } from "./session.js";
@@ -90,7 +90,10 @@ function openBrowse() {
     }
   };
   more.addEventListener("click", page);
-  page().then(() => (list.querySelector("button") || find("browse-title").parentElement.querySelector("button")).focus());
+  page().then(() => {
+    const first = list.isConnected && (list.querySelector("button") || closeButton());
+    if (first) first.focus();
+  });
 }
 
 function browseItem(entry) {
@@ -184,7 +187,7 @@ export async function openRoomInfo(room) {
       leftRoom(room, `You left ${roomLabel(state)}.`);
     }
   });
-  (find("invite-name") && !find("invite-form").hidden ? find("invite-name") : find("room-info-title").nextElementSibling).focus();
+  (find("invite-form").hidden ? closeButton() : find("invite-name")).focus();
 }
 
 function memberItem(member, { role, me, room, act, reopen }) {

@@ -41,6 +41,10 @@ function newState(room) {
     draft: "",
     scrollTop: 0, // where the reader left the list, unless `stuck`
     stuck: true, // at the newest, and staying there as messages come (render.js)
+    // Set while the list's end is behind the room's newest message (the
+    // reader went far back, and the newest were dropped from the list): the
+    // messages arriving meanwhile wait in `held` (history.js).
+    tail: null,
     autoTop: -1, // where the page's own last scroll left the list
     unread: 0,
     mentioned: false,
@@ -149,6 +153,15 @@ export function loadReadCursors(username) {
 export function readCursor(room) {
   const id = readCursors[room];
   return parseId(id) ? id : null;
+}
+
+// Where a room not shown is joined from, so that what comes after counts as
+// unread and nothing is missed across a reconnect: its read cursor; a room
+// never read here starts read at the newest message the listing knew of;
+// one without any, from the start of its resume window ("0-0": all of it is new).
+export function unreadSince(state) {
+  if (!readCursor(state.room) && state.lastId) markRead(state, state.lastId);
+  return readCursor(state.room) || "0-0";
 }
 
 // Moves only forward.

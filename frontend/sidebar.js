@@ -6,7 +6,17 @@
 
 import { openRoom, updateTitle } from "./conversation.js";
 import { DEFAULT_ROOM } from "./protocol.js";
-import { active, allRooms, applyListing, byActivity, onRoomsChanged, readCursor, roomLabel, roomState } from "./rooms.js";
+import {
+  active,
+  allRooms,
+  applyListing,
+  byActivity,
+  knownRoom,
+  onRoomsChanged,
+  roomLabel,
+  roomState,
+  unreadSince,
+} from "./rooms.js";
 import { apiGet, currentSession } from "./session.js";
 import { joinRoom } from "./socket.js";
 import { $, textElement } from "./ui.js";
@@ -19,6 +29,7 @@ const notifyButton = $("notify");
 const LISTING_PAGES = 4; // of the API's page size: the rooms a sidebar lists
 const RELIST_MS = 30000; // rooms the user was invited to appear within this
 let relistTimer = null;
+let listedOnce = false; // the user's rooms were listed once in this session
 let drawPending = false;
 
 export function initSidebar() {
@@ -63,6 +74,7 @@ export async function startRooms() {
 
 export function stopRooms() {
   clearTimeout(relistTimer);
+  listedOnce = false;
   roomList.replaceChildren();
   dmList.replaceChildren();
 }
@@ -78,12 +90,16 @@ export async function relist() {
       const answer = await apiGet(`/api/rooms${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`);
       if (currentSession() !== session) return;
       for (const entry of Array.isArray(answer.rooms) ? answer.rooms : []) {
+        // A room that appears after the first listing (an invitation, a
+        // direct message someone else started) is new: all of it is unread.
+        const fresh = listedOnce && entry && typeof entry.room === "string" && !knownRoom(entry.room);
         const state = applyListing(entry);
-        if (state) joinRoom(state.room, readCursor(state.room));
+        if (state) joinRoom(state.room, fresh ? "0-0" : unreadSince(state));
       }
       cursor = typeof answer.next_cursor === "string" ? answer.next_cursor : null;
       if (!cursor) break;
     }
+    listedOnce = true;
   } catch {
     // Offline or refused: the sidebar keeps what it has, and tries again.
   }
@@ -98,7 +114,7 @@ export function roomsToJoin() {
   const ordered = allRooms().sort((a, b) => (a === shown ? -1 : b === shown ? 1 : byActivity(a, b)));
   return ordered.map((state) => ({
     room: state.room,
-    since: state === shown && !state.newestId ? "0-0" : readCursor(state.room),
+    since: state === shown ? "0-0" : unreadSince(state), // the shown room: its recent window
   }));
 }
 
@@ -141,7 +157,7 @@ function roomItem(state) {
   if (state === active()) button.setAttribute("aria-current", "page");
   if (state.visibility === "private") button.classList.add("private");
   button.appendChild(textElement("span", "room-label", roomLabel(state)));
-  if (state.visibility === "private") button.appendChild(textElement("span", "visually-hidden", " (private)"));
+  if (state.visibility === "private") button.appendChild(textElement("span", "room-tag", "private"));
   if (state.unread && state !== active()) {
     const badge = textElement("span", state.mentioned ? "badge badge-mention" : "badge", String(state.unread));
     badge.dataset.testid = "unread";

@@ -315,9 +315,9 @@ function onReady(conn, frame) {
   authRetried = false;
   if (typeof frame.user_id === "string") setUserId(frame.user_id);
   setStatus("connecting", "Joining…");
-  // Each room from the last message shown in it; the room open now with none
-  // shown from its recent window, the others from their read cursor (what
-  // came since counts as unread) or from now on.
+  // Each room from the last message shown in it; with none shown, the room
+  // open now from its recent window, the others from where they were read
+  // (what came since counts as unread; see rooms.unreadSince).
   for (const { room, since } of handlers.rooms()) joinRoom(room, since);
   conn.heartbeat = setInterval(() => heartbeat(conn), HEARTBEAT_MS);
 }

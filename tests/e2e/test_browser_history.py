@@ -133,16 +133,19 @@ def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_s
     steps, steady = 0, False
     while status.text_content() != beginning:
         count = messages.count()
-        first = page.locator("#messages .message[data-id]").first.element_handle()
+        if not steps % 2:  # the reader scrolls to the top…
+            page.eval_on_selector("#messages", "list => { list.scrollTop = 0; }")
+        # …or uses the button: either way, the message at the top of the view
+        # (its first with its bottom below the list's top) stays where it is.
+        first = page.evaluate_handle(
+            "() => { const list = document.getElementById('messages');"
+            " const top = list.getBoundingClientRect().top;"
+            " return Array.from(list.querySelectorAll('.message'))"
+            ".find((m) => m.getBoundingClientRect().bottom > top); }"
+        )
+        top = first.evaluate("item => item.getBoundingClientRect().top")
         if steps % 2:
-            top = first.evaluate("item => item.getBoundingClientRect().top")
             page.locator("#load-older").click()
-        else:  # the reader scrolls to the top
-            top = page.eval_on_selector(
-                "#messages",
-                "list => { list.scrollTop = 0;"
-                " return list.querySelector('.message[data-id]').getBoundingClientRect().top; }",
-            )
         wait_until(
             page,
             lambda count=count: messages.count() > count or status.text_content() == beginning,
@@ -162,6 +165,53 @@ def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_s
     assert ids == stored_ids(local_stack, session_token(page))  # every one, once
     shown = page.locator("#messages .message .text").all_text_contents()
     assert [t for t in shown if t in texts] == texts
+
+
+def test_far_back_the_list_keeps_a_window_and_comes_back_to_the_newest(
+    open_page, local_stack
+) -> None:
+    """Scrolled 600 messages back, the list holds at most about 500 (the
+    newest are dropped); a message arriving meanwhile waits; scrolling down
+    reads the dropped ones again, then it; up again, *Jump to newest* goes
+    straight back. Every message once, in id order, all along."""
+    texts = [f"long {i} {uuid.uuid4().hex}" for i in range(600)]
+    write(local_stack, texts)
+    page = open_page()
+    register(page, unique("deep"))
+    expect(message(page, texts[-1])).to_have_count(1, timeout=WAIT_MS)
+    messages = page.locator("#messages .message")
+    jump = page.get_by_role("button", name="Jump to newest")
+
+    def scroll_until(shown: str, to: str) -> None:
+        for _ in range(60):
+            if message(page, shown).count():
+                return
+            page.eval_on_selector("#messages", f"list => {{ list.scrollTop = {to}; }}")
+            page.wait_for_timeout(150)
+        raise AssertionError(f"never reached {shown}")
+
+    scroll_until(texts[0], "0")
+    assert messages.count() <= 560
+    expect(message(page, texts[-1])).to_have_count(0)  # dropped on the way up
+    assert_in_id_order_once(shown_ids(page))
+    live = f"while far back {uuid.uuid4().hex}"
+    write(local_stack, [live])
+    expect(jump).to_be_visible()
+    expect(message(page, live)).to_have_count(0)
+
+    scroll_until(live, "list.scrollHeight")
+    assert messages.count() <= 560
+    expect(message(page, texts[0])).to_have_count(0)  # dropped on the way down
+    assert_in_id_order_once(shown_ids(page))
+
+    scroll_until(texts[100], "0")
+    expect(message(page, live)).to_have_count(0)
+    jump.click()
+    expect(message(page, live)).to_have_count(1, timeout=WAIT_MS)
+    expect(message(page, texts[-1])).to_have_count(1)
+    ids = shown_ids(page)
+    assert_in_id_order_once(ids)
+    assert len(ids) <= 560
 
 
 def test_a_long_absence_is_filled_in_order_without_duplicates(open_page, local_stack) -> None:
