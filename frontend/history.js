@@ -7,6 +7,7 @@ import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId } from "./protocol.js";
 import {
   advanceNewest,
+  arrange,
   firstShownAfter,
   insertInIdOrder,
   keepingScroll,
@@ -78,9 +79,15 @@ function insertStored(state, frame) {
   if (pending) pending.remove();
   const item = renderFrame(frame, { own, attachments: true });
   item.dataset.id = frame.id;
-  insertInIdOrder(state, item, id);
+  insertInIdOrder(state, item, id, { arranged: false });
   advanceNewest(state, frame.id);
   return true;
+}
+
+// A page of stored messages into the list, arranged once.
+function insertPage(state, frames) {
+  frames.forEach((frame) => insertStored(state, frame));
+  arrange(state);
 }
 
 const beginning = (state) => `This is the beginning of ${roomLabel(state)}.`;
@@ -99,7 +106,7 @@ export async function loadOlder(state) {
     const page = await roomMessages(state, { limit: HISTORY_PAGE, ...(before && { before }) });
     if (state.history !== reading) return; // started over meanwhile
     keepingScroll(state, () => {
-      storedMessages(page).forEach((frame) => insertStored(state, frame));
+      insertPage(state, storedMessages(page));
       if (!state.stuck) trimNewest(state); // far back: the list keeps a window
       // The bar above the list changes height at the end: inside, so it counts.
       reading.end = !page.next_before;
@@ -144,7 +151,7 @@ async function loadNewer(state) {
     const page = await roomMessages(state, { after, limit: HISTORY_PAGE });
     if (state.history !== reading || !state.tail) return;
     keepingScroll(state, () => {
-      storedMessages(page).forEach((frame) => insertStored(state, frame));
+      insertPage(state, storedMessages(page));
       if (!page.next_after) rejoinTail(state);
       trimOldest(state);
     });
@@ -159,7 +166,7 @@ async function loadNewer(state) {
 function rejoinTail(state) {
   const held = state.tail ? state.tail.held : [];
   state.tail = null;
-  held.forEach((frame) => insertStored(state, frame));
+  insertPage(state, held);
 }
 
 // Over the window while going down: the oldest go (scrolling up reads them again).
@@ -173,6 +180,7 @@ function trimOldest(state) {
     state.history.end = false;
     count -= 1;
   }
+  arrange(state);
 }
 
 // *Jump to newest* (or a send) while the newest were dropped: the list starts
@@ -185,7 +193,7 @@ export function backToNewest(state) {
   const held = state.tail.held;
   state.tail = null;
   state.history = { loading: false, end: false, gap: null, filling: false };
-  held.forEach((frame) => insertStored(state, frame));
+  insertPage(state, held);
   scrollToEnd(state);
   loadOlder(state);
 }
@@ -225,7 +233,7 @@ async function fillGap(state) {
       const messages = storedMessages(page);
       const upTo = until ? messages.findIndex((m) => compareIds(parseId(m.id) || [0, 0], until) >= 0) : -1;
       keepingScroll(state, () => {
-        messages.slice(0, upTo < 0 ? messages.length : upTo).forEach((frame) => insertStored(state, frame));
+        insertPage(state, messages.slice(0, upTo < 0 ? messages.length : upTo));
         trimMessages(state);
       });
       if (upTo >= 0 || !page.next_after) break;
