@@ -8,7 +8,12 @@ frame (median and worst over every switch), and, while the long room is
 scrolled from its newest message to its oldest, the main-thread tasks over
 50 ms (PerformanceObserver "longtask") and the longest frame.
 
+With --stored N, the app's own path instead: N messages are sent to a room
+and stored, and the page scrolls up through them as a reader would (pages
+from the history API, the list a window of about 500), counting the same.
+
     python bench/client_rooms.py --rooms 50 --per-room 200 --long 10000
+    python bench/client_rooms.py --stored 10000
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import platform
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -96,17 +102,100 @@ SCROLL = """async () => {
 }"""
 
 
+# Scroll to the top again and again until the room's beginning shows.
+SCROLL_BACK = """async () => {
+  const long = [];
+  new PerformanceObserver((list) => long.push(...list.getEntries().map((e) => e.duration)))
+    .observe({ type: "longtask", buffered: false });
+  const status = document.getElementById("history-status");
+  const started = performance.now();
+  let most = 0;
+  const done = () => status.textContent.startsWith("This is the beginning");
+  while (!done() && performance.now() - started < 600000) {
+    const list = document.getElementById("messages");
+    list.scrollTop = 0;
+    most = Math.max(most, list.querySelectorAll(".message").length);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { long, most, seconds: (performance.now() - started) / 1000 };
+}"""
+
+
+def store(stack: dict, room: str, count: int) -> None:
+    """Send `count` messages to `room` as a new user; back once all are stored."""
+    import httpx
+    from websockets.sync.client import connect
+
+    creds = {"username": f"writer_{uuid.uuid4().hex[:8]}", "password": "correct-horse-battery"}
+    api = stack["api_url"]
+    httpx.post(f"{api}/api/auth/register", json=creds, timeout=10).raise_for_status()
+    token = httpx.post(f"{api}/api/auth/login", json=creds, timeout=10).json()["token"]
+    with connect(stack["ws_url"], subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
+        ws.recv(10)
+        ws.send(json.dumps({"type": "join", "room": room}))
+        ws.recv(10)
+        for i in range(count):
+            ws.send(json.dumps({"type": "message", "room": room, "text": f"stored {i}"}))
+        seen = 0
+        while seen < count:
+            if json.loads(ws.recv(30)).get("type") == "message":
+                seen += 1
+    auth = {"Authorization": f"Bearer {token}"}
+    while True:  # the drain stores them about a second later
+        page = httpx.get(f"{api}/api/rooms/{room}/messages", params={"limit": 1}, headers=auth)
+        if page.json()["messages"] and page.json()["messages"][0]["text"] == f"stored {count - 1}":
+            return
+        time.sleep(0.5)
+
+
+def scroll_stored(count: int) -> dict:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, register
+    from tests.support.servers import running_stack
+
+    quick = {"RATE_LIMIT_MESSAGES": "1000000"}
+    with (
+        tempfile.TemporaryDirectory() as data,
+        running_stack(Path(data), **quick) as stack,
+        sync_playwright() as p,
+    ):
+        store(stack, "general", count)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(stack["frontend_url"])
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        register(page, f"bench_{uuid.uuid4().hex[:8]}")
+        expect(page.locator("#messages .message").first).to_be_visible()
+        result = page.evaluate(SCROLL_BACK)
+        browser.close()
+    return {
+        "machine": f"{platform.machine()}, {platform.system()}, Chromium headless",
+        "stored_messages": count,
+        "seconds_to_the_beginning": round(result["seconds"], 1),
+        "most_messages_in_the_list": result["most"],
+        "long_tasks_over_50ms": len(result["long"]),
+        "longest_task_ms": round(max(result["long"], default=0), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", type=int, default=50)
     parser.add_argument("--per-room", type=int, default=200)
     parser.add_argument("--long", type=int, default=10000)
     parser.add_argument(
+        "--stored", type=int, default=0, help="scroll back through N stored messages instead"
+    )
+    parser.add_argument(
         "--skip-offscreen",
         action="store_true",
         help="for comparison: content-visibility: auto on every message",
     )
     args = parser.parse_args()
+    if args.stored:
+        print(json.dumps(scroll_stored(args.stored), indent=2))
+        return
 
     from playwright.sync_api import expect, sync_playwright
 

@@ -8,6 +8,7 @@ import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId } from "./protocol.js";
 import {
   advanceNewest,
+  arrange,
   firstShownAfter,
   insertInIdOrder,
   keepingScroll,
@@ -80,9 +81,15 @@ function insertStored(state, frame) {
   const item = renderFrame(frame, { own, attachments: true });
   item.dataset.id = frame.id;
   showStoredState(item, frame);
-  insertInIdOrder(state, item, id);
+  insertInIdOrder(state, item, id, { arranged: false });
   advanceNewest(state, frame.id);
   return true;
+}
+
+// A page of stored messages into the list, arranged once.
+function insertPage(state, frames) {
+  frames.forEach((frame) => insertStored(state, frame));
+  arrange(state);
 }
 
 const beginning = (state) => `This is the beginning of ${roomLabel(state)}.`;
@@ -101,7 +108,7 @@ export async function loadOlder(state) {
     const page = await roomMessages(state, { limit: HISTORY_PAGE, ...(before && { before }) });
     if (state.history !== reading) return; // started over meanwhile
     keepingScroll(state, () => {
-      storedMessages(page).forEach((frame) => insertStored(state, frame));
+      insertPage(state, storedMessages(page));
       if (!state.stuck) trimNewest(state); // far back: the list keeps a window
       // The bar above the list changes height at the end: inside, so it counts.
       reading.end = !page.next_before;
@@ -146,7 +153,7 @@ async function loadNewer(state) {
     const page = await roomMessages(state, { after, limit: HISTORY_PAGE });
     if (state.history !== reading || !state.tail) return;
     keepingScroll(state, () => {
-      storedMessages(page).forEach((frame) => insertStored(state, frame));
+      insertPage(state, storedMessages(page));
       if (!page.next_after) rejoinTail(state);
       trimOldest(state);
     });
@@ -161,7 +168,7 @@ async function loadNewer(state) {
 function rejoinTail(state) {
   const held = state.tail ? state.tail.held : [];
   state.tail = null;
-  held.forEach((frame) => insertStored(state, frame));
+  insertPage(state, held);
 }
 
 // Over the window while going down: the oldest go (scrolling up reads them again).
@@ -175,6 +182,7 @@ function trimOldest(state) {
     state.history.end = false;
     count -= 1;
   }
+  arrange(state);
 }
 
 // *Jump to newest* (or a send) while the newest were dropped: the list starts
@@ -187,7 +195,7 @@ export function backToNewest(state) {
   const held = state.tail.held;
   state.tail = null;
   state.history = { loading: false, end: false, gap: null, filling: false };
-  held.forEach((frame) => insertStored(state, frame));
+  insertPage(state, held);
   scrollToEnd(state);
   loadOlder(state);
 }
@@ -227,7 +235,7 @@ async function fillGap(state) {
       const messages = storedMessages(page);
       const upTo = until ? messages.findIndex((m) => compareIds(parseId(m.id) || [0, 0], until) >= 0) : -1;
       keepingScroll(state, () => {
-        messages.slice(0, upTo < 0 ? messages.length : upTo).forEach((frame) => insertStored(state, frame));
+        insertPage(state, messages.slice(0, upTo < 0 ? messages.length : upTo));
         trimMessages(state);
       });
       if (upTo >= 0 || !page.next_after) break;

@@ -231,14 +231,14 @@ export function scrollToEnd(state) {
 }
 
 // A stored message's item, put among those shown in id order (above the ones
-// still sending).
-export function insertInIdOrder(state, item, id) {
+// still sending). A batch passes `arranged: false` and arranges once at the end.
+export function insertInIdOrder(state, item, id, { arranged = true } = {}) {
   const list = state.list;
   const later = Array.from(list.querySelectorAll(".message[data-id]")).find(
     (other) => compareIds(parseId(other.dataset.id), id) > 0,
   );
   list.insertBefore(item, later || list.querySelector(".pending"));
-  arrange(state);
+  if (arranged) arrange(state);
 }
 
 // Kept right after every change to the list (messages arrive out of order:

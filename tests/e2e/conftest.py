@@ -33,11 +33,12 @@ def small_window_stack(tmp_path_factory) -> Iterator[dict]:
     """A stack of its own whose rooms keep only 5 messages for resume (so a
     short absence outruns the window), whose resends are deduplicated for 2 s
     only (so it also outruns that), whose download links live 5 s (so a page
-    outlives them), and with no practical rate limit (so tests can write
-    history fast)."""
+    outlives them), and with no practical rate or frame limit (so tests can
+    write history fast)."""
     data_dir = tmp_path_factory.mktemp("aurora-small-window")
     small = {"RESUME_WINDOW": "5", "IDEMPOTENCY_TTL_SECONDS": "2", "RATE_LIMIT_MESSAGES": "10000"}
     small |= {"USER_MESSAGES_PER_SECOND": "10000", "USER_MESSAGE_BURST": "10000"}
+    small |= {"INBOUND_FRAMES_PER_SECOND": "10000", "INBOUND_FRAME_BURST": "10000"}
     small |= {"ATTACHMENT_URL_TTL_SECONDS": "5"}
     with running_stack(data_dir, **small) as urls:
         yield urls
