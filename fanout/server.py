@@ -32,6 +32,7 @@ from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
+from fanout.presence import Presence
 from fanout.protocol import BEARER_PREFIX, CLOSE_NO_PONG, CLOSE_SERVER_RESTART, SUBPROTOCOL
 from fanout.replica import Replica
 from fanout.revocation import RevocationWatch
@@ -67,17 +68,25 @@ class FanoutServer:
         self.metrics = Metrics()
         self.redis = async_redis_client(settings.redis_url)
         self.revocations = RevocationWatch(self.redis, settings, self.metrics)
+        replica_id = uuid.uuid4().hex[:12]
         self.access = RoomAccess(self.redis, settings)
-        self.subscriber = Subscriber(self.redis, settings, self.revocations, self.access)
+        self.presence = Presence(self.redis, settings, replica_id)
+        self.subscriber = Subscriber(
+            self.redis, settings, self.revocations, self.access, self.presence
+        )
         self.hub = Hub(self.redis, settings, self.metrics, channels=self.subscriber)
         self.access.hub = self.hub
+        self.access.presence = self.presence
+        self.hub.presence = self.presence
+        self.presence.deliver = self.hub.write_presence
+        self.presence.hidden = self.access.is_blocked
         self.limit = ConnectionLimit(
             self.redis,
             cap=settings.max_connections_per_user,
             lease_seconds=settings.connection_lease_seconds,
         )
         self.replica = Replica(
-            id=uuid.uuid4().hex[:12],
+            id=replica_id,
             settings=settings,
             metrics=self.metrics,
             hub=self.hub,
@@ -87,6 +96,7 @@ class FanoutServer:
             revocations=self.revocations,
             authenticate=self.authenticate,
             access=self.access,
+            presence=self.presence,
         )
 
     async def authenticate(self, token: object) -> Claims:
@@ -159,6 +169,7 @@ class FanoutServer:
         renewer = asyncio.create_task(self._renew_leases())
         revocations = asyncio.create_task(self.revocations.run())
         access = asyncio.create_task(self.access.run())
+        presence = asyncio.create_task(self.presence.run())
         async with serve(
             self.handle,
             self.settings.fanout_host,
@@ -191,12 +202,15 @@ class FanoutServer:
             # trips (not one per client), then ask them to reconnect elsewhere.
             server.close(close_connections=False)
             await self._release_leases()
+            await self.presence.release_all()  # its users go offline now, not at expiry
             await asyncio.gather(
                 *(c.close(CLOSE_SERVER_RESTART, "server restart") for c in server.connections),
                 return_exceptions=True,
             )
             await server.wait_closed()
-        for task in (subscriber, renewer, revocations, access):
+        self.presence.stop()
+        await asyncio.wait([presence], timeout=5)
+        for task in (subscriber, renewer, revocations, access, presence):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -70,10 +70,13 @@ HOLD = (
 local ttl = tonumber(ARGV[3])
 local expiry = now + ttl
 redis.call('HSET', KEYS[2], ARGV[2], expiry)
-redis.call('PEXPIRE', KEYS[2], ttl)
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ttl)
+-- Each key lives as long as its newest entry (only ever extended: replicas
+-- may run with different TTLs while a setting changes).
+for _, key in ipairs(KEYS) do
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
 if old and tonumber(old) > now then return 0 end
 announce(ARGV[4], ARGV[5], ARGV[1], 'online', now)
 return 1
@@ -151,29 +154,44 @@ def _person(entry: str) -> dict[str, str]:
     return {"user": username, "user_id": user_id}
 
 
-def hold_args(room: str, user_id: str, username: str, replica: str, ttl_ms: int) -> list[Any]:
+class Scripts:
+    """The presence scripts on one client: EVALSHA from the first call on
+    (a pipeline loads any the server lacks before it runs)."""
+
+    def __init__(self, client: Any) -> None:
+        self.hold = client.register_script(HOLD)
+        self.release = client.register_script(RELEASE)
+        self.sweep = client.register_script(SWEEP)
+        self.page = client.register_script(_PAGE)
+
+
+Call = tuple[list[str], list[Any]]  # a script's keys and arguments
+
+
+def hold_call(room: str, user_id: str, username: str, replica: str, ttl_ms: int) -> Call:
     keys = [presence_key(room), presence_holders_key(room, user_id)]
-    return [HOLD, 2, *keys, member(user_id, username), replica, ttl_ms, room_channel(room), room]
+    return keys, [member(user_id, username), replica, ttl_ms, room_channel(room), room]
 
 
-def release_args(room: str, user_id: str, username: str, replica: str) -> list[Any]:
+def release_call(room: str, user_id: str, username: str, replica: str) -> Call:
     keys = [presence_key(room), presence_holders_key(room, user_id)]
-    return [RELEASE, 2, *keys, member(user_id, username), replica, room_channel(room), room]
+    return keys, [member(user_id, username), replica, room_channel(room), room]
 
 
-def sweep_args(room: str) -> list[Any]:
-    return [SWEEP, 1, presence_key(room), room_channel(room), room, SWEEP_BATCH]
+def sweep_call(room: str) -> Call:
+    return [presence_key(room)], [room_channel(room), room, SWEEP_BATCH]
 
 
-def snapshot_frame(room: str, count: int, first: list[str]) -> dict[str, Any]:
-    return {"type": "presence", "room": room, "count": count,
-            "online": [_person(e) for e in first], "more": count > len(first)}  # fmt: skip
+def snapshot_call(room: str) -> Call:
+    return [presence_key(room)], ["0", SNAPSHOT_SIZE, "1"]
 
 
-async def snapshot_async(client: redis.asyncio.Redis, room: str) -> dict[str, Any]:
-    """The frame written after `joined`: the count and at most SNAPSHOT_SIZE online."""
-    _, count, first = await client.eval(_PAGE, 1, presence_key(room), "0", SNAPSHOT_SIZE, "1")
-    return snapshot_frame(room, int(count), first)
+def snapshot_frame(room: str, reply: list[Any]) -> dict[str, Any]:
+    """The frame written after `joined`, from the reply to `snapshot_call`:
+    the room's online count and at most SNAPSHOT_SIZE of them."""
+    _, count, first = reply
+    return {"type": "presence", "room": room, "count": int(count),
+            "online": [_person(e) for e in first], "more": int(count) > len(first)}  # fmt: skip
 
 
 def page(client: redis.Redis, room: str, cursor: str | None, limit: int) -> dict[str, Any]:
@@ -184,8 +202,8 @@ def page(client: redis.Redis, room: str, cursor: str | None, limit: int) -> dict
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise ValidationError("Invalid cursor", code="invalid_cursor")
     with redis_unavailable("Cannot read presence now, retry"):
-        following, count, live = client.eval(
-            _PAGE, 1, presence_key(room), cursor or "0", limit, "0"
+        following, count, live = Scripts(client).page(
+            keys=[presence_key(room)], args=[cursor or "0", limit, "0"]
         )
     answer: dict[str, Any] = {"online": [_person(e) for e in live], "count": int(count)}
     if following != "0":
