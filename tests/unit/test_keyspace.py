@@ -38,6 +38,7 @@ PINNED = {
     ),
     "room_creations_key": (keyspace.room_creations_key("u1"), "aurora:throttle:rooms:u1"),
     "blocks_key": (keyspace.blocks_key("u1"), "aurora:blocks:{u1}"),
+    "room_lock_key": (keyspace.room_lock_key("dev"), "aurora:lock:{dev}"),
     "presence_key": (keyspace.presence_key("dev"), "aurora:presence:{dev}"),
     "presence_holders_key": (
         keyspace.presence_holders_key("dev", "u1"),

@@ -85,6 +85,14 @@ def room_bans_key(room: str) -> str:
     return f"aurora:bans:{{{room}}}"
 
 
+def room_lock_key(room: str) -> str:
+    """String: held (SET NX PX) while one membership change of the room is
+    written to MongoDB and then the mirror, so two changes at once (an invite
+    and a removal) reach both in the same order. Written by
+    `membership.room_lock`; expires after `ROOM_LOCK_MS` should its holder die."""
+    return f"aurora:lock:{{{room}}}"
+
+
 # Channel: `{"room", "user_id"?}` after every membership change, published by
 # `aurora.membership` after the mirror is written; subscribed by every fan-out
 # replica, which drops its cached answers for the room and re-checks its local
