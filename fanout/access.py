@@ -22,7 +22,7 @@ from aurora import membership, throttling, untrusted_json
 from aurora.backends import redis_unavailable
 from aurora.errors import UnavailableError
 from aurora.membership import Standing
-from aurora.rooms import check_room
+from aurora.rooms import RESERVED_PREFIX, check_room
 from fanout.protocol import left_frame
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from aurora.settings import Settings
     from aurora.tokens import Claims
     from fanout.hub import Hub
+    from fanout.presence import Presence
 
 log = logging.getLogger("aurora.fanout")
 
@@ -44,6 +45,7 @@ class RoomAccess:
         self._settings = settings
         self._interval = settings.membership_check_seconds
         self.hub: Hub | None = None  # set by the server once the hub exists
+        self.presence: Presence | None = None  # told when a standing is re-read
         self._cache: dict[str, dict[str, Standing]] = {}  # room -> user id -> standing
         # Bumped by each notice for the room: an answer read across a bump is not cached.
         self._generation: dict[str, int] = {}
@@ -87,6 +89,12 @@ class RoomAccess:
         cached = self._cache.get(room)
         if cached is not None and claims.user_id in cached:
             cached[claims.user_id] = dataclasses.replace(found, role=membership.MEMBER)
+
+    def is_blocked(self, room: str, user_id: str) -> bool:
+        """The cached answer: is the user blocked by the other member of this
+        direct room? (Then presence keeps them out of it.)"""
+        found = self._cache.get(room, {}).get(user_id)
+        return found is not None and found.blocked
 
     def _remember(self, room: str, user_id: str, found: Standing) -> None:
         if len(self._cache) >= MAX_CACHED_ROOMS and room not in self._cache:
@@ -161,6 +169,8 @@ class RoomAccess:
             standing = found[(room, connection.claims.user_id)]
             if not standing.may_read:
                 await self.expel(connection, room, standing.refusal)
+            elif self.presence is not None and room.startswith(RESERVED_PREFIX):
+                self.presence.recheck(room, connection.claims.user_id)  # blocked or not
 
     async def expel(self, connection: ServerConnection, room: str, reason: str) -> None:
         """Out of the room at once (no more frames from it), told why."""

@@ -50,6 +50,14 @@ class Channels(Protocol):
     async def unsubscribe(self, room: str) -> None: ...
 
 
+class RoomPresence(Protocol):
+    """Presence as the hub tells it who is in which room (`fanout.presence`)."""
+
+    def enter(self, connection: ServerConnection, room: str) -> None: ...
+
+    def exit(self, connection: ServerConnection, room: str) -> None: ...
+
+
 class Hub:
     def __init__(
         self,
@@ -76,6 +84,12 @@ class Hub:
         self._pending: dict[str, dict[ServerConnection, list[tuple[str, str]]]] = {}
         self._last_id: dict[str, tuple[int, int]] = {}  # newest id delivered per room
         self._slow: set[ServerConnection] = set()  # being closed with 4008
+        # Clients of the original protocol (joined without `joined`): no presence frames.
+        self._quiet: set[ServerConnection] = set()
+        # Joins waiting for their presence snapshot: changes wait here, so the
+        # snapshot comes first and they after it (`write_snapshot`).
+        self._before_snapshot: dict[tuple[ServerConnection, str], list[bytes]] = {}
+        self.presence: RoomPresence | None = None  # set by the server
 
     # -- membership ------------------------------------------------------------------
 
@@ -145,6 +159,10 @@ class Hub:
         self._joined.setdefault(connection, set()).add(room)
         if connection.protocol.state is State.OPEN and connection not in self._slow:
             self._writers.setdefault(room, {})[connection] = connection.transport
+        if not announce:
+            self._quiet.add(connection)
+        if self.presence is not None:
+            self.presence.enter(connection, room)
 
     def _fit_replay(
         self, connection: ServerConnection, frames: list[tuple[str, str]]
@@ -173,10 +191,14 @@ class Hub:
             return
         members.discard(connection)
         self._stop_writing(connection, room)
+        if self.presence is not None:
+            self.presence.exit(connection, room)
+        self._before_snapshot.pop((connection, room), None)
         rooms = self._joined[connection]
         rooms.discard(room)
         if not rooms:
             del self._joined[connection]
+            self._quiet.discard(connection)
         if not members and not self._pending.get(room):
             del self._rooms[room]
             self._last_id.pop(room, None)
@@ -240,6 +262,36 @@ class Hub:
             waiting.extend(fresh)
         if self._writers.get(room):
             self._metrics.messages_out.inc(self._write_to_members(room, fresh))
+
+    def write_presence(self, room: str, user_id: str, frame: str) -> None:
+        """A change of `user_id`'s presence to the room's other members, framed
+        once (not to clients of the original protocol, which never had them)."""
+        writers = self._writers.get(room)
+        if not writers:
+            return
+        data = encode(frame)
+        waiting = self._before_snapshot
+        for connection, transport in tuple(writers.items()):
+            if connection in self._quiet or connection.claims.user_id == user_id:
+                continue
+            if waiting and (connection, room) in waiting:
+                waiting[(connection, room)].append(data)
+            else:
+                transport.write(data)
+
+    def await_snapshot(self, connection: ServerConnection, room: str) -> None:
+        """Presence changes for this connection in this room wait for its snapshot."""
+        self._before_snapshot[(connection, room)] = []
+
+    def write_snapshot(self, connection: ServerConnection, room: str, frame: str | None) -> None:
+        """The snapshot (if it could be read), then the changes that waited."""
+        waited = self._before_snapshot.pop((connection, room), [])
+        if not self.is_member(connection, room) or connection.protocol.state is not State.OPEN:
+            return
+        if frame is not None:
+            self._write(connection, frame)
+        for data in waited:
+            connection.transport.write(data)
 
     def _write_to_members(self, room: str, fresh: list[tuple[str, str]]) -> int:
         """The hot loop: frame once, one write per member; returns the frames

@@ -232,4 +232,10 @@ def typing_frame(room: str, user: str, user_id: str, typing: bool) -> str:
                   "typing": typing})  # fmt: skip
 
 
+def presence_frame(snapshot: dict[str, Any]) -> str:
+    """After `joined`: `{"type": "presence", "room", "count", "online": [{"user",
+    "user_id"}] (at most 50), "more"}` (`aurora.presence.snapshot_frame`)."""
+    return _dump(snapshot)
+
+
 PONG = _dump({"type": "pong"})

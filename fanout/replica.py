@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fanout.connection_limit import ConnectionLimit
     from fanout.hub import Hub
     from fanout.metrics import Metrics
+    from fanout.presence import Presence
     from fanout.revocation import RevocationWatch
     from fanout.upload_check import AttachmentCheck
 
@@ -42,3 +43,5 @@ class Replica:
     # Who may read which room (`aurora.membership`, cached): asked on join,
     # send and typing; takes refused members out of their rooms.
     access: RoomAccess
+    # Who is online in which room: the snapshot a join writes after `joined`.
+    presence: Presence

@@ -42,6 +42,7 @@ from fanout.connection_limit import ConnectionLimit
 from fanout.hub import Hub
 from fanout.keepalive import keepalive as pings
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
+from fanout.presence import Presence
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
 from fanout.replica import Replica
 from fanout.revocation import RevocationWatch
@@ -89,14 +90,21 @@ class FanoutServer:
             self._mode_known = False
         self._restart_reason: str | None = None
         self.revocations = RevocationWatch(self.redis, settings, self.metrics)
+        replica_id = uuid.uuid4().hex[:12]
         self.access = RoomAccess(self.redis, settings)
+        self.presence = Presence(self.redis, settings, replica_id, self.layout)
         self.subscriber = Subscriber(
-            self.redis, settings, self.revocations, self.access, layout=self.layout
-        )
+            self.redis, settings, self.revocations, self.access, self.presence,
+            layout=self.layout,
+        )  # fmt: skip
         self.hub = Hub(
             self.redis, settings, self.metrics, channels=self.subscriber, layout=self.layout
         )
         self.access.hub = self.hub
+        self.access.presence = self.presence
+        self.hub.presence = self.presence
+        self.presence.deliver = self.hub.write_presence
+        self.presence.hidden = self.access.is_blocked
         self.admission = Admission(settings.admissions_per_second)
         self.limit = ConnectionLimit(
             self.redis,
@@ -104,7 +112,7 @@ class FanoutServer:
             lease_seconds=settings.connection_lease_seconds,
         )
         self.replica = Replica(
-            id=uuid.uuid4().hex[:12],
+            id=replica_id,
             settings=settings,
             metrics=self.metrics,
             hub=self.hub,
@@ -117,6 +125,7 @@ class FanoutServer:
             revocations=self.revocations,
             authenticate=self.authenticate,
             access=self.access,
+            presence=self.presence,
         )
 
     async def authenticate(self, token: object) -> Claims:
@@ -195,6 +204,7 @@ class FanoutServer:
         renewer = asyncio.create_task(self._renew_leases())
         revocations = asyncio.create_task(self.revocations.run())
         access = asyncio.create_task(self.access.run())
+        presence = asyncio.create_task(self.presence.run())
         async with serve(
             self.handle,
             self.settings.fanout_host,
@@ -233,12 +243,15 @@ class FanoutServer:
             # trips (not one per client), then ask them to reconnect elsewhere.
             server.close(close_connections=False)
             await self._release_leases()
+            await self.presence.release_all()  # its users go offline now, not at expiry
             await asyncio.gather(
                 *(c.close(CLOSE_SERVER_RESTART, "server restart") for c in server.connections),
                 return_exceptions=True,
             )
             await server.wait_closed()
-        for task in (subscriber, renewer, revocations, access, mode):
+        self.presence.stop()
+        await asyncio.wait([presence], timeout=5)
+        for task in (subscriber, renewer, revocations, access, presence, mode):
             if task is None:
                 continue
             task.cancel()

@@ -244,12 +244,19 @@ class Session:
         if len(replica.hub.rooms_of(connection)) >= MAX_ROOMS_PER_CONNECTION:
             return p.error_frame("too_many_rooms", "Leave a room first")
         await replica.access.record_join(self.claims, room, standing)
-        await replica.hub.join(connection, room, since)
-        if replica.access.generation(room) != before:
-            # The room's membership changed while this join was on its way:
-            # the re-check covers this connection too, now that it is in.
-            replica.access.recheck_soon(room)
-        return None  # `joined` and the replay were written by the hub
+        replica.hub.await_snapshot(connection, room)
+        snapshot = None
+        try:
+            await replica.hub.join(connection, room, since)  # writes `joined`, the replay
+            if replica.access.generation(room) != before:
+                # The room's membership changed while this join was on its way:
+                # the re-check covers this connection too, now that it is in.
+                replica.access.recheck_soon(room)
+            with contextlib.suppress(UnavailableError):  # without it, the changes still come
+                snapshot = p.presence_frame(await replica.presence.snapshot(room))
+        finally:
+            replica.hub.write_snapshot(connection, room, snapshot)
+        return None
 
     async def _send(self, command: p.SendMessage) -> str | None:
         replica = self.replica

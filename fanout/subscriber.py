@@ -1,7 +1,8 @@
 """The replica's one Redis pub/sub subscriber: it follows the channels of the
 rooms with local members, the revocation channel and the membership channel,
-and routes each message by its channel (a room's frames to the hub, a
-revocation notice to the revocation watch, a membership notice to room access).
+and routes each message by its channel (a room's frames to the hub, its
+presence changes to presence, a revocation notice to the revocation watch, a
+membership notice to room access).
 
 Redis pub/sub is at-most-once: after losing its Redis connection the
 subscriber reconnects, resubscribes, replays from each room's resume window
@@ -32,12 +33,14 @@ from redis.backoff import NoBackoff
 from aurora.backends import redis_seeds, redis_unavailable
 from aurora.errors import UnavailableError
 from aurora.keyspace import MEMBERSHIP_CHANNEL, REVOCATIONS_CHANNEL, SINGLE, Layout
-from aurora.sending import recent
+from aurora.presence import FRAME_PREFIX as PRESENCE_FRAME
+from aurora.sending import EPHEMERAL_ID, recent
 
 if TYPE_CHECKING:
     from aurora.settings import Settings
     from fanout.access import RoomAccess
     from fanout.hub import Hub
+    from fanout.presence import Presence
     from fanout.revocation import RevocationWatch
 
 log = logging.getLogger("aurora.fanout")
@@ -69,6 +72,7 @@ class Subscriber:
         settings: Settings,
         revocations: RevocationWatch,
         access: RoomAccess,
+        presence: Presence,
         *,
         layout: Layout = SINGLE,
     ) -> None:
@@ -76,6 +80,7 @@ class Subscriber:
         self._settings = settings
         self._revocations = revocations
         self._access = access
+        self._presence = presence
         self._layout = layout
         self._links: dict[str, _Link] = {}  # by node address ("" on a single Redis)
         self._failure: asyncio.Future | None = None  # a reader's error ends the connection
@@ -172,7 +177,10 @@ class Subscriber:
                 elif kind in ("message", "smessage"):
                     room = self._layout.room_of_channel(message["channel"])
                     message_id, _, frame = message["data"].partition(" ")
-                    batch.setdefault(room, []).append((message_id, frame))
+                    if message_id == EPHEMERAL_ID and frame.startswith(PRESENCE_FRAME):
+                        self._presence.change(room, frame)  # coalesced there
+                    else:
+                        batch.setdefault(room, []).append((message_id, frame))
                     count += 1
                 elif kind == "sunsubscribe" and self._still_wanted(hub, message["channel"]):
                     # A node drops shard subscriptions of a slot it gave away.

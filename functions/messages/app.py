@@ -177,7 +177,7 @@ def room_presence(
     settings = get_settings()
     room = history.check_access(user, room)
     size = history.parse_limit(limit, settings)
-    return presence.page(redis_client(settings.redis_url), room, cursor, size)
+    return presence.page(redis_client(settings.redis_url), layout(settings), room, cursor, size)
 
 
 @app.get("/api/blocks", responses=error_responses(401, 503))

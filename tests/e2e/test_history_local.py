@@ -32,7 +32,10 @@ def test_a_message_sent_over_the_websocket_is_then_in_the_rooms_history(local_st
             await ws.send(json.dumps({"type": "join", "room": "general"}))
             assert json.loads(await ws.recv())["type"] == "joined"
             await ws.send(json.dumps({"type": "message", "room": "general", "text": text}))
-            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+            while True:  # presence frames (who is online) come too: skipped
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if frame["type"] != "presence":
+                    return frame
 
     broadcast = asyncio.run(send())
     assert broadcast["type"] == "message" and broadcast["text"] == text, broadcast

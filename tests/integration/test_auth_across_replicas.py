@@ -70,13 +70,17 @@ async def test_a_replica_that_cannot_reach_redis_refuses_with_503_not_an_open_do
     await invoke(auth, "register", body=ALICE)
     session = await login(auth)
     async with replica(settings) as (url, server):
-        server.redis = redis.asyncio.Redis.from_url(
-            f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5
+        original, server.redis = (
+            server.redis,
+            redis.asyncio.Redis.from_url(
+                f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5
+            ),
         )
         try:
             assert await connects(url, session["token"]) == 503
         finally:
             await server.redis.aclose()
+            server.redis = original  # closed by the shutdown, with what still uses it
 
 
 async def test_failed_logins_are_counted_across_auth_containers(auth, app_env):

@@ -236,6 +236,8 @@ async def test_an_injection_shaped_filename_is_carried_as_inert_text(cfg, s3):
         await send_json(alice, {"type": "message", "room": "dev", "text": hostile,
                                 "attachments": [attachment]})  # fmt: skip
         raw = await alice.recv()
+        while json.loads(raw)["type"] == "presence":  # who is online, after `joined`
+            raw = await alice.recv()
         await alice.close()
     assert refused["code"] == "invalid_attachment"
     frame = json.loads(raw)

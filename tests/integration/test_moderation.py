@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from aurora import membership, rooms
+from aurora.backends import database, redis_client
+from aurora.keyspace import window_key
 from aurora.settings import Settings, get_settings
 from local.runtime import LocalFunction
 from tests.support.events import template_function
@@ -163,3 +169,77 @@ def test_blocks_are_listed_bounded_and_checked(cfg, api, monkeypatch):
     assert rest(api, "DELETE", "/api/blocks/bob", alice)[0] == 200
     assert rest(api, "PUT", "/api/blocks/dave", alice)[0] == 200
     assert rest(api, "GET", "/api/blocks", None)[0] == 401
+
+
+def test_an_invite_and_a_removal_at_once_leave_mongodb_and_the_mirror_agreeing(
+    cfg, api, monkeypatch
+):
+    owner, admin, bob = person(cfg, "owner"), person(cfg, "admin"), person(cfg, "bob")
+    den = {"room": "den", "visibility": "private"}
+    assert rest(api, "POST", "/api/rooms", owner, den)[0] == 201
+    assert rest(api, "PUT", "/api/rooms/den/members/admin", owner, {"role": "admin"})[0] == 200
+    # The invite dawdles between its MongoDB write and its mirror write: the
+    # removal, sent meanwhile, must not slip in between.
+    real = membership.Mirror.set_role
+
+    def slow_set_role(self, user_id: str, role: str) -> None:
+        time.sleep(0.4)
+        real(self, user_id, role)
+
+    monkeypatch.setattr(membership.Mirror, "set_role", slow_set_role)
+    with ThreadPoolExecutor(2) as pool:
+        invite = pool.submit(rest, api, "PUT", "/api/rooms/den/members/bob", owner)
+        time.sleep(0.15)
+        remove = pool.submit(rest, api, "DELETE", "/api/rooms/den/members/bob", admin)
+        assert invite.result()[0] == 200 and remove.result()[0] == 200
+    stored = database(cfg)[rooms.MEMBERSHIPS].find_one({"room": "den", "user_id": bob.user_id})
+    mirrored = membership.standing(redis_client(cfg.redis_url), "den", bob.user_id).may_read
+    assert (stored, mirrored) == (None, False)
+
+
+async def test_a_ban_while_messages_are_in_flight_stops_them_at_once(cfg, api):
+    owner, bob = person(cfg, "owner"), person(cfg, "bob")
+    assert rest(api, "POST", "/api/rooms", owner, {"room": "club"})[0] == 201
+    fast = dataclasses.replace(cfg, rate_limit_messages=100_000)
+    async with replica(fast) as (url_a, _), replica(fast) as (url_b, _):
+        watcher, ws = await client(url_a, owner), await client(url_b, bob)
+        for conn, who in ((watcher, owner), (ws, bob)):
+            await send_json(conn, {"type": "join", "room": "club"})
+            assert (await answer(conn, who))["type"] == "joined"
+        await asyncio.sleep(0.1)
+        acked, refused, left = [], 0, None
+
+        async def flood() -> None:
+            nonlocal refused, left
+            for i in itertools.count():  # until refused: the ban's request may be slow
+                await send_json(ws, {"type": "message", "room": "club", "text": f"m{i}",
+                                     "client_id": f"c{i}"})  # fmt: skip
+                got = await answer(ws, bob)
+                if got["type"] == "ack":
+                    assert left is None, "accepted after the connection was taken out"
+                    acked.append(got["id"])
+                elif got["type"] == "left":
+                    left = got
+                    got = await answer(ws, bob)
+                if got["type"] == "error":
+                    assert got["code"] in ("forbidden", "not_joined"), got
+                    refused += 1
+                    if refused >= 5:
+                        return
+
+        flooding = asyncio.create_task(flood())
+        await asyncio.sleep(0.2)
+        banned = asyncio.get_running_loop().time()
+        status = await asyncio.to_thread(
+            lambda: rest(api, "PUT", "/api/rooms/club/bans/bob", owner)[0]
+        )
+        assert status == 200
+        await asyncio.wait_for(flooding, 20)
+        assert left == {"type": "left", "room": "club", "reason": "banned"}
+        assert acked and asyncio.get_running_loop().time() - banned < 20
+        # Nothing of bob's was taken after the last ack he got.
+        window = redis_client(cfg.redis_url).xrange(window_key("club"))
+        stored = [entry_id for entry_id, fields in window if bob.user_id in fields["f"]]
+        assert stored[-1] == acked[-1]
+        for conn in (watcher, ws):
+            await conn.close()

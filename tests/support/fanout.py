@@ -33,8 +33,15 @@ def token_for(settings: Settings, name: str) -> str:
     return issue_token(f"id-{name}", name, settings)
 
 
-async def receive_json(ws, timeout: float = 5.0) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+async def receive_json(ws, timeout: float = 5.0, *, presence: bool = False) -> dict:
+    """The next frame within `timeout`. Presence frames (written after every
+    `joined`, then as people come and go) are skipped unless asked for: most
+    tests are about something else."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if presence or frame.get("type") != "presence":
+                return frame
 
 
 async def send_json(ws, frame: dict) -> None:

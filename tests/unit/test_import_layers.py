@@ -27,7 +27,7 @@ FANOUT_LAYERS = [
     {"fanout.session"},  # one client's frames
     {"fanout.replica", "fanout.subscriber", "fanout.connection", "fanout.keepalive"},
     {"fanout.access"},  # room access: the cache, expelling refused members
-    {"fanout.hub", "fanout.revocation"},
+    {"fanout.hub", "fanout.revocation", "fanout.presence"},
     {
         "fanout.protocol",
         "fanout.metrics",

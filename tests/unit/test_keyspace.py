@@ -56,6 +56,7 @@ PINNED = {
         "aurora:attachment:d5:withdrawn",
     ),
     "blocks_key": (keyspace.blocks_key("u1"), "aurora:blocks:{u1}"),
+    "room_lock_key": (keyspace.room_lock_key("dev"), "aurora:lock:{dev}"),
     "presence_key": (keyspace.presence_key("dev"), "aurora:presence:{dev}"),
     "presence_holders_key": (
         keyspace.presence_holders_key("dev", "u1"),
@@ -160,6 +161,9 @@ def test_every_key_of_a_room_is_in_its_partition_slot(partitions):
                 layout.deleted_numbers_key(room),
                 layout.cursors_key(room, "read"),
                 layout.change_rate_key(room, "u1"),
+                # and the presence scripts, which publish on the room's channel
+                layout.presence_key(room),
+                layout.presence_holders_key(room, "u1"),
             )
         }
         assert len(slots) == 1

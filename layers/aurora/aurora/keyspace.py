@@ -175,6 +175,14 @@ def room_bans_key(room: str) -> str:
     return f"aurora:bans:{{{room}}}"
 
 
+def room_lock_key(room: str) -> str:
+    """String: held (SET NX PX) while one membership change of the room is
+    written to MongoDB and then the mirror, so two changes at once (an invite
+    and a removal) reach both in the same order. Written by
+    `membership.room_lock`; expires after `ROOM_LOCK_MS` should its holder die."""
+    return f"aurora:lock:{{{room}}}"
+
+
 # Channel: `{"room", "user_id"?}` after every membership change, published by
 # `aurora.membership` after the mirror is written; subscribed by every fan-out
 # replica, which drops its cached answers for the room and re-checks its local
@@ -402,38 +410,50 @@ class Layout:
         return self._in_room_slot("aurora:idem:", room) + f"{room}:{user_id}:{client_id}"
 
     # The keys of a message's life after it is sent (`aurora.changes`,
-    # `aurora.receipts`): the send, change and read scripts touch them with
-    # the partition stream, so on a cluster they move to the room's partition
-    # slot too; elsewhere they are the module's names of the same function.
+    # `aurora.receipts`) and of presence (`aurora.presence`): scripts touch
+    # them with the partition stream or the room's shard channel, so on a
+    # cluster they move to the room's partition slot too. Elsewhere they are
+    # the module's names of the same function.
 
-    def _life_key(self, single: str, kind: str, room: str, rest: str = "") -> str:
+    def _in_partition(self, name: str, room: str) -> str:
+        """`name` (which carries `{room}`) in the room's partition slot on a
+        cluster: the partition's tag goes first, so it is the hash tag, and
+        the room's braces stay, so names of different rooms stay apart."""
         if not self.cluster:
-            return single
-        return self._in_room_slot(f"aurora:{kind}:", room) + room + rest
+            return name
+        prefix, _, rest = name.partition("{")
+        tag = partition_tag(self.partition_of(room), self.partitions)
+        return f"{prefix}{{{tag}}}:{{{rest}"
 
     def tombstones_key(self, room: str) -> str:
-        return self._life_key(tombstones_key(room), "tombstones", room)
+        return self._in_partition(tombstones_key(room), room)
 
     def reactions_key(self, room: str, message_id: str) -> str:
-        return self._life_key(reactions_key(room, message_id), "reactions", room, f":{message_id}")
+        return self._in_partition(reactions_key(room, message_id), room)
 
     def reaction_counts_key(self, room: str, message_id: str) -> str:
         return f"{self.reactions_key(room, '')}counts:{message_id}"
 
     def room_counter_key(self, room: str) -> str:
-        return self._life_key(room_counter_key(room), "count", room)
+        return self._in_partition(room_counter_key(room), room)
 
     def own_messages_key(self, room: str, user_id: str) -> str:
-        return self._life_key(own_messages_key(room, user_id), "own", room, f":{user_id}")
+        return self._in_partition(own_messages_key(room, user_id), room)
 
     def deleted_numbers_key(self, room: str) -> str:
-        return self._life_key(deleted_numbers_key(room), "deletedn", room)
+        return self._in_partition(deleted_numbers_key(room), room)
 
     def cursors_key(self, room: str, kind: str) -> str:
-        return self._life_key(cursors_key(room, kind), kind, room)
+        return self._in_partition(cursors_key(room, kind), room)
 
     def change_rate_key(self, room: str, user_id: str) -> str:
-        return self._life_key(change_rate_key(room, user_id), "changerate", room, f":{user_id}")
+        return self._in_partition(change_rate_key(room, user_id), room)
+
+    def presence_key(self, room: str) -> str:
+        return self._in_partition(presence_key(room), room)
+
+    def presence_holders_key(self, room: str, user_id: str) -> str:
+        return self._in_partition(presence_holders_key(room, user_id), room)
 
     def room_channel(self, room: str) -> str:
         """As `room_channel`; on a cluster a shard channel (SPUBLISH) in the

@@ -11,15 +11,18 @@ notice in one `MULTI`, so a replica that hears the notice reads the new state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora import operators
 from aurora.backends import is_cluster, redis_client, redis_unavailable, room_window_key
-from aurora.errors import ForbiddenError, ValidationError
+from aurora.errors import ForbiddenError, UnavailableError, ValidationError
 from aurora.keyspace import (
     JOINS_STREAM_KEY,
     MEMBERSHIP_CHANNEL,
@@ -27,6 +30,7 @@ from aurora.keyspace import (
     blocks_key,
     room_bans_key,
     room_info_key,
+    room_lock_key,
     room_members_key,
     window_key,
 )
@@ -233,6 +237,28 @@ def check_download(
 
 
 # -- the mirror's writes (REST, after MongoDB) -----------------------------------------
+
+ROOM_LOCK_MS = 5000  # longer than any one change takes; a dead holder's lock lapses
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+
+@contextlib.contextmanager
+def room_lock(client: redis.Redis, room: str, wait_s: float = 3.0) -> Iterator[None]:
+    """One membership change of `room` at a time, across function instances:
+    MongoDB and the mirror are written in the same order by everyone (else an
+    invite and a removal at once could leave MongoDB saying "out" and the
+    mirror "in"). UnavailableError if the room stays busy."""
+    token, deadline = uuid.uuid4().hex, time.monotonic() + wait_s
+    with redis_unavailable("The room is busy, retry"):
+        while not client.set(room_lock_key(room), token, nx=True, px=ROOM_LOCK_MS):
+            if time.monotonic() > deadline:
+                raise UnavailableError("The room is busy, retry")
+            time.sleep(0.01)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(UnavailableError), redis_unavailable():
+            client.eval(_UNLOCK, 1, room_lock_key(room), token)
 
 
 def notice(room: str, user_id: str | None = None) -> str:

@@ -6,7 +6,8 @@ by its expiry in Redis time; who holds it (`presence_holders_key`) is kept per
 replica, so a user with tabs on two replicas goes offline only when the last
 one closes. Every write is one script on the room's slot: O(1) in the room's
 size (a user's holders are at most the replicas). A change of a user's status
-is published on the room's channel, in the script, as an ephemeral frame:
+is published on the room's channel, in the script, as an ephemeral frame
+(on a cluster with SPUBLISH, the keys in the room's partition slot: `Layout`):
 
     {"type":"presence","room","count","user","user_id","status":"online"|"offline"}
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aurora.backends import redis_unavailable
 from aurora.errors import ValidationError
-from aurora.keyspace import presence_holders_key, presence_key, room_channel
+from aurora.keyspace import SINGLE, Layout
 from aurora.sending import EPHEMERAL_ID
 
 if TYPE_CHECKING:
@@ -47,10 +48,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # ephemeral id; `count` is of unexpired entries.
 _ANNOUNCE = (
     """
-local function announce(channel, room, member, status, now)
+local function announce(publish, channel, room, member, status, now)
   local space = string.find(member, ' ', 1, true)
   local count = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-  redis.call('PUBLISH', channel, '"""
+  redis.call(publish, channel, '"""
     + EPHEMERAL_ID
     + """ {"type":"presence","room":'
     .. cjson.encode(room) .. ',"count":' .. count
@@ -61,7 +62,8 @@ end
 """
 )
 
-# KEYS: online set, holders; ARGV: member, replica, ttl ms, channel, room.
+# KEYS: online set, holders; ARGV: member, replica, ttl ms, channel, room,
+# publish command (PUBLISH, or SPUBLISH on a cluster).
 # Hold (or refresh) this replica's claim; announce `online` if the user was not.
 HOLD = (
     _NOW
@@ -70,17 +72,20 @@ HOLD = (
 local ttl = tonumber(ARGV[3])
 local expiry = now + ttl
 redis.call('HSET', KEYS[2], ARGV[2], expiry)
-redis.call('PEXPIRE', KEYS[2], ttl)
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ttl)
+-- Each key lives as long as its newest entry (only ever extended: replicas
+-- may run with different TTLs while a setting changes).
+for _, key in ipairs(KEYS) do
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
 if old and tonumber(old) > now then return 0 end
-announce(ARGV[4], ARGV[5], ARGV[1], 'online', now)
+announce(ARGV[6], ARGV[4], ARGV[5], ARGV[1], 'online', now)
 return 1
 """
 )
 
-# KEYS: online set, holders; ARGV: member, replica, channel, room.
+# KEYS: online set, holders; ARGV: member, replica, channel, room, publish command.
 # Let go of this replica's claim; announce `offline` if nobody else holds one.
 RELEASE = (
     _NOW
@@ -103,12 +108,12 @@ if newest > 0 then
 end
 redis.call('DEL', KEYS[2])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-announce(ARGV[3], ARGV[4], ARGV[1], 'offline', now)
+announce(ARGV[5], ARGV[3], ARGV[4], ARGV[1], 'offline', now)
 return 1
 """
 )
 
-# KEYS: online set; ARGV: channel, room, batch. Remove lapsed entries (their
+# KEYS: online set; ARGV: channel, room, batch, publish command. Remove lapsed entries (their
 # replica died or lost Redis) and announce each `offline`.
 SWEEP = (
     _NOW
@@ -116,7 +121,7 @@ SWEEP = (
     + """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(gone) do redis.call('ZREM', KEYS[1], member) end
-for _, member in ipairs(gone) do announce(ARGV[1], ARGV[2], member, 'offline', now) end
+for _, member in ipairs(gone) do announce(ARGV[4], ARGV[1], ARGV[2], member, 'offline', now) end
 return #gone
 """
 )
@@ -151,32 +156,60 @@ def _person(entry: str) -> dict[str, str]:
     return {"user": username, "user_id": user_id}
 
 
-def hold_args(room: str, user_id: str, username: str, replica: str, ttl_ms: int) -> list[Any]:
-    keys = [presence_key(room), presence_holders_key(room, user_id)]
-    return [HOLD, 2, *keys, member(user_id, username), replica, ttl_ms, room_channel(room), room]
+class Scripts:
+    """The presence scripts on one client: EVALSHA from the first call on
+    (a pipeline loads any the server lacks before it runs)."""
+
+    def __init__(self, client: Any) -> None:
+        self.hold = client.register_script(HOLD)
+        self.release = client.register_script(RELEASE)
+        self.sweep = client.register_script(SWEEP)
+        self.page = client.register_script(_PAGE)
 
 
-def release_args(room: str, user_id: str, username: str, replica: str) -> list[Any]:
-    keys = [presence_key(room), presence_holders_key(room, user_id)]
-    return [RELEASE, 2, *keys, member(user_id, username), replica, room_channel(room), room]
+Call = tuple[list[str], list[Any]]  # a script's keys and arguments
 
 
-def sweep_args(room: str) -> list[Any]:
-    return [SWEEP, 1, presence_key(room), room_channel(room), room, SWEEP_BATCH]
+def _publish(layout: Layout) -> str:
+    return "SPUBLISH" if layout.cluster else "PUBLISH"
 
 
-def snapshot_frame(room: str, count: int, first: list[str]) -> dict[str, Any]:
-    return {"type": "presence", "room": room, "count": count,
-            "online": [_person(e) for e in first], "more": count > len(first)}  # fmt: skip
+def hold_call(
+    room: str, user_id: str, username: str, replica: str, ttl_ms: int, layout: Layout = SINGLE
+) -> Call:
+    keys = [layout.presence_key(room), layout.presence_holders_key(room, user_id)]
+    return keys, [member(user_id, username), replica, ttl_ms, layout.room_channel(room), room,
+                  _publish(layout)]  # fmt: skip
 
 
-async def snapshot_async(client: redis.asyncio.Redis, room: str) -> dict[str, Any]:
-    """The frame written after `joined`: the count and at most SNAPSHOT_SIZE online."""
-    _, count, first = await client.eval(_PAGE, 1, presence_key(room), "0", SNAPSHOT_SIZE, "1")
-    return snapshot_frame(room, int(count), first)
+def release_call(
+    room: str, user_id: str, username: str, replica: str, layout: Layout = SINGLE
+) -> Call:
+    keys = [layout.presence_key(room), layout.presence_holders_key(room, user_id)]
+    return keys, [member(user_id, username), replica, layout.room_channel(room), room,
+                  _publish(layout)]  # fmt: skip
 
 
-def page(client: redis.Redis, room: str, cursor: str | None, limit: int) -> dict[str, Any]:
+def sweep_call(room: str, layout: Layout = SINGLE) -> Call:
+    return [layout.presence_key(room)], [layout.room_channel(room), room, SWEEP_BATCH,
+                                         _publish(layout)]  # fmt: skip
+
+
+def snapshot_call(room: str, layout: Layout = SINGLE) -> Call:
+    return [layout.presence_key(room)], ["0", SNAPSHOT_SIZE, "1"]
+
+
+def snapshot_frame(room: str, reply: list[Any]) -> dict[str, Any]:
+    """The frame written after `joined`, from the reply to `snapshot_call`:
+    the room's online count and at most SNAPSHOT_SIZE of them."""
+    _, count, first = reply
+    return {"type": "presence", "room": room, "count": int(count),
+            "online": [_person(e) for e in first], "more": int(count) > len(first)}  # fmt: skip
+
+
+def page(
+    client: redis.Redis, layout: Layout, room: str, cursor: str | None, limit: int
+) -> dict[str, Any]:
     """`GET /api/rooms/{room}/presence`: `{"online", "count", "next"?}`. Pages
     follow a ZSCAN cursor: everyone online throughout is listed at least once,
     whoever comes and goes meanwhile; a page holds about `limit` (a small
@@ -184,8 +217,8 @@ def page(client: redis.Redis, room: str, cursor: str | None, limit: int) -> dict
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise ValidationError("Invalid cursor", code="invalid_cursor")
     with redis_unavailable("Cannot read presence now, retry"):
-        following, count, live = client.eval(
-            _PAGE, 1, presence_key(room), cursor or "0", limit, "0"
+        following, count, live = Scripts(client).page(
+            keys=[layout.presence_key(room)], args=[cursor or "0", limit, "0"]
         )
     answer: dict[str, Any] = {"online": [_person(e) for e in live], "count": int(count)}
     if following != "0":

@@ -8,7 +8,9 @@ with a notice (`membership.Mirror`), so every fan-out replica applies it.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -279,6 +281,19 @@ def _managed(db: Database, claims: Claims, room: object, *roles: str) -> tuple[s
 # -- changing -------------------------------------------------------------------------
 
 
+def _one_change_at_a_time(change: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A membership change of one room (checks, MongoDB, mirror) under the
+    room's lock: concurrent changes land in MongoDB and the mirror alike."""
+
+    @functools.wraps(change)
+    def serialized(db: Database, client: redis.Redis, claims: Claims, room: str, *rest: Any):
+        with membership.room_lock(client, rooms.check_room(room)):
+            return change(db, client, claims, room, *rest)
+
+    return serialized
+
+
+@_one_change_at_a_time
 def change(
     db: Database, client: redis.Redis, claims: Claims, room: str, body: RoomChange
 ) -> dict[str, Any]:
@@ -292,6 +307,7 @@ def change(
     return {"room": rooms.view(doc, room, role)}
 
 
+@_one_change_at_a_time
 def delete(db: Database, client: redis.Redis, claims: Claims, room: str) -> dict[str, Any]:
     room, _, _ = _managed(db, claims, room, OWNER)
     db[rooms.COLLECTION].update_one(
@@ -311,6 +327,7 @@ def _target(db: Database, username: str) -> tuple[str, str]:
     return str(user["_id"]), user["username"]
 
 
+@_one_change_at_a_time
 def put_member(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str, body: MemberChange
 ) -> dict[str, Any]:
@@ -365,6 +382,7 @@ def _outranks(claims: Claims, role: str | None, target_id: str, target_role: str
     return True
 
 
+@_one_change_at_a_time
 def remove_member(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str
 ) -> dict[str, Any]:
@@ -391,6 +409,7 @@ def remove_member(
     return {"ok": True}
 
 
+@_one_change_at_a_time
 def ban(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str
 ) -> dict[str, Any]:
@@ -410,6 +429,7 @@ def ban(
     return {"ok": True}
 
 
+@_one_change_at_a_time
 def unban(
     db: Database, client: redis.Redis, claims: Claims, room: str, username: str
 ) -> dict[str, Any]:

@@ -1,0 +1,171 @@
+"""Rooms and presence benchmarks: prints figures, asserts nothing (docs/benchmarks.md).
+
+    python bench/rooms_presence.py join --online 10000 --joins 50
+    python bench/rooms_presence.py listing --rooms 1000 --requests 20
+
+join: a room with N users online (held by another replica), then a client of
+one replica (`python -m fanout`, a process) joins and leaves it again and
+again: the time from sending `join` to reading the presence snapshot, and
+the snapshot's size in bytes (bounded: at most 50 members).
+
+listing: one user member of N rooms on SecantusDB (the embedded store), then
+`GET /api/rooms` (first page, the default size) through the messages
+function's real handler: the time per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "aurora")]
+
+from aurora.settings import Settings  # noqa: E402
+from aurora.tokens import issue_token  # noqa: E402
+from local.servers import free_port, start_mongo, start_redis, wait_for_port  # noqa: E402
+
+SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"  # noqa: S105 - local only
+
+
+def figures(name: str, samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (f"{name}: n={len(samples)} p50={statistics.median(samples):.2f} ms "
+            f"p99={p99:.2f} ms max={ordered[-1]:.2f} ms")  # fmt: skip
+
+
+def seed_online(redis_url: str, room: str, count: int) -> None:
+    import redis
+
+    from aurora import presence
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    scripts = presence.Scripts(client)
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        keys, args = presence.hold_call(room, f"u{i:06d}", f"fan{i}", "elsewhere", 600_000)
+        scripts.hold(keys=keys, args=args, client=pipe)
+    pipe.execute()
+
+
+async def joins(url: str, token: str, room: str, count: int) -> tuple[list[float], int]:
+    from websockets.asyncio.client import connect
+
+    took, size = [], 0
+    async with connect(url, subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        for _ in range(count):
+            started = time.perf_counter()
+            await ws.send(json.dumps({"type": "join", "room": room}))
+            while True:
+                raw = await ws.recv()
+                if json.loads(raw)["type"] == "presence":
+                    break
+            took.append((time.perf_counter() - started) * 1000)
+            size = len(raw)
+            await ws.send(json.dumps({"type": "leave", "room": room}))
+            while json.loads(await ws.recv())["type"] != "left":
+                pass
+    return took, size
+
+
+def run_join(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_server = start_redis(Path(tmp))
+        port = free_port()
+        env = os.environ | {"AURORA_ENV": "local", "REDIS_URL": redis_server.url,
+                            "JWT_SECRET": SECRET, "FANOUT_HOST": "127.0.0.1",
+                            "FANOUT_PORT": str(port),
+                            "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}"}  # fmt: skip
+        replica = subprocess.Popen([sys.executable, "-m", "fanout"], cwd=ROOT, env=env,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_for_port(port, replica, timeout=30)
+            started = time.perf_counter()
+            seed_online(redis_server.url, "stadium", args.online)
+            print(f"seeded {args.online} online in {time.perf_counter() - started:.1f} s")
+            token = issue_token("bench-user", "bencher", Settings(env="local", jwt_secret=SECRET))
+            took, size = asyncio.run(joins(f"ws://127.0.0.1:{port}", token, "stadium", args.joins))
+            print(figures(f"join -> snapshot, {args.online} online", took[1:]))
+            print(f"snapshot frame: {size} bytes")
+        finally:
+            replica.terminate()
+            replica.wait(10)
+            redis_server.stop()
+
+
+def run_listing(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_server, mongo = start_redis(Path(tmp) / "r"), start_mongo(Path(tmp) / "m")
+        os.environ |= {"AURORA_ENV": "local", "REDIS_URL": redis_server.url,
+                       "MONGO_URL": mongo.url, "MONGO_DB": "bench", "JWT_SECRET": SECRET,
+                       "POWERTOOLS_METRICS_NAMESPACE": "Bench"}  # fmt: skip
+        try:
+            from aurora import rooms
+            from aurora.backends import database
+            from aurora.settings import get_settings
+            from tests.support.events import call, event, template_function
+
+            settings = dataclasses.replace(get_settings())
+            db = database(settings)
+            docs = [{"_id": f"room-{i}", "visibility": "public", "title": "", "owner": "x",
+                     "deleted": False, "last": rooms.activity_key(1_700_000_000_000 + i, 0),
+                     "last_ts": 1_700_000_000_000 + i} for i in range(args.rooms)]  # fmt: skip
+            db[rooms.COLLECTION].insert_many(docs)
+            db[rooms.MEMBERSHIPS].insert_many(
+                [
+                    {
+                        "room": d["_id"],
+                        "user_id": "bench-user",
+                        "role": "member",
+                        "username": "bencher",
+                    }
+                    for d in docs
+                ]
+            )
+            token = issue_token("bench-user", "bencher", settings)
+            fn = template_function("MessagesFunction", concurrency=1)
+            request = event("rooms", "http-v2", token=token)
+            request["rawPath"] = request["requestContext"]["http"]["path"] = "/api/rooms"
+            request["requestContext"]["http"]["method"] = "GET"
+            request["rawQueryString"], request["queryStringParameters"] = "", None
+            took = []
+            for _ in range(args.requests + 1):
+                started = time.perf_counter()
+                status, body, _ = call(fn, request)
+                took.append((time.perf_counter() - started) * 1000)
+                if status != 200 or len(body["rooms"]) != settings.history_page_default:
+                    print(f"answered {status}: {body}")
+            fn.close()
+            print(figures(f"GET /api/rooms first page, member of {args.rooms} rooms", took[1:]))
+        finally:
+            mongo.stop()
+            redis_server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    j = sub.add_parser("join", help="presence snapshot on join, N online")
+    j.add_argument("--online", type=int, default=10_000)
+    j.add_argument("--joins", type=int, default=50)
+    listing = sub.add_parser("listing", help="GET /api/rooms for a member of N rooms")
+    listing.add_argument("--rooms", type=int, default=1000)
+    listing.add_argument("--requests", type=int, default=20)
+    args = parser.parse_args()
+    {"join": run_join, "listing": run_listing}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
