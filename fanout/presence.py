@@ -169,7 +169,8 @@ class Presence:
 
     async def _call(self, pipe: Any, op: str, room: str, user_id: str, name: str) -> None:
         if op == "barrier":  # everything before it is done
-            pipe.ping()
+            # Any cheap command will do; a cluster pipeline refuses PING (no key).
+            pipe.exists(self._layout.presence_key(""))
             return
         if op == "snapshot":
             keys, args = presence.snapshot_call(room, self._layout)

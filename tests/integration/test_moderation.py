@@ -200,7 +200,12 @@ def test_an_invite_and_a_removal_at_once_leave_mongodb_and_the_mirror_agreeing(
 async def test_a_ban_while_messages_are_in_flight_stops_them_at_once(cfg, api):
     owner, bob = person(cfg, "owner"), person(cfg, "bob")
     assert rest(api, "POST", "/api/rooms", owner, {"room": "club"})[0] == 201
-    fast = dataclasses.replace(cfg, rate_limit_messages=100_000)
+    # One sender floods: no send, budget or frame limit stops it before the ban.
+    fast = dataclasses.replace(
+        cfg, rate_limit_messages=100_000, user_message_burst=100_000,
+        user_messages_per_second=100_000.0, inbound_frame_burst=100_000,
+        inbound_frames_per_second=100_000.0, flood_frames_per_second=100_000,
+    )  # fmt: skip
     async with replica(fast) as (url_a, _), replica(fast) as (url_b, _):
         watcher, ws = await client(url_a, owner), await client(url_b, bob)
         for conn, who in ((watcher, owner), (ws, bob)):
