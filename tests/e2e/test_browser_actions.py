@@ -1,0 +1,168 @@
+"""A message's life as people use it, in Debian's Chromium against the local
+stack: edit, delete and react from a message's actions, seen live by the
+other person; receipts in a direct room; unread counts kept by the server."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_browser_quality import log_in, serious_violations
+from tests.e2e.test_browser_rooms import sidebar
+from tests.support.browser import WAIT_MS, expect, message, register, say, unique
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the screens are saved: `AURORA_SCREENSHOTS`, else a temporary folder."""
+    folder = os.environ.get("AURORA_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def chip(item, name: str):
+    """A reaction chip, named by its emoji and count."""
+    return item.get_by_role("button", name=name, exact=True)
+
+
+def actions(item):
+    return item.get_by_role("group", name="Message actions")
+
+
+def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, screenshots) -> None:
+    """Ana's own message offers Edit, Delete and React, Ben's view of it only
+    React; Escape cancels an edit, Enter saves it; reactions are chips named
+    "👍 2", each person's own pressed, toggled by a click; a delete leaves a
+    tombstone. Ben sees every change live; axe finds nothing serious."""
+    ana, ben = open_page(), open_page()
+    register(ana, unique("ana"))
+    register(ben, unique("ben"))
+    text = f"first draft {uuid.uuid4().hex}"
+    say(ana, text)
+    mine, theirs = message(ana, text), message(ben, text)
+    expect(mine).to_have_attribute("data-id", re.compile("-"), timeout=WAIT_MS)
+    expect(theirs).to_have_count(1, timeout=WAIT_MS)
+
+    # Who sees what: the author all three, another member only React.
+    mine.hover()
+    for name in ("Edit", "Delete", "React"):
+        expect(actions(mine).get_by_role("button", name=name, exact=True)).to_be_visible()
+    theirs.hover()
+    expect(actions(theirs).get_by_role("button", name="React")).to_be_visible()
+    for name in ("Edit", "Delete"):
+        expect(theirs.get_by_role("button", name=name, exact=True)).to_have_count(0)
+
+    # Edit: the text selected and focused; Escape cancels, Enter saves.
+    mine.hover()
+    actions(mine).get_by_role("button", name="Edit").click()
+    editor = mine.get_by_role("textbox", name="Edit message")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value(text)
+    assert editor.evaluate("e => [e.selectionStart, e.selectionEnd]") == [0, len(text)]
+    editor.press("Escape")
+    expect(editor).to_have_count(0)
+    expect(mine.locator(".text")).to_have_text(text)
+    expect(mine.locator(".edited")).to_have_count(0)
+
+    edited = f"second thought {uuid.uuid4().hex}"
+    mine.hover()
+    actions(mine).get_by_role("button", name="Edit").click()
+    editor.fill(edited)
+    editor.press("Enter")
+    now = message(ben, edited)
+    expect(now).to_have_count(1, timeout=WAIT_MS)
+    expect(now.locator(".edited")).to_have_text("edited")
+    mine = message(ana, edited)
+    expect(mine.locator(".edited")).to_have_text("edited")
+
+    # React: the picker's buttons are the emoji alone; chips "👍 1", "👍 2".
+    now.hover()
+    actions(now).get_by_role("button", name="React").click()
+    picker = now.get_by_role("group", name="Reactions")
+    expect(picker.get_by_role("button", name="🎉")).to_be_visible()
+    picker.get_by_role("button", name="👍", exact=True).click()
+    expect(picker).to_have_count(0)
+    expect(chip(now, "👍 1")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+    expect(chip(mine, "👍 1")).to_have_attribute("aria-pressed", "false", timeout=WAIT_MS)
+    chip(mine, "👍 1").click()
+    expect(chip(mine, "👍 2")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+    expect(chip(now, "👍 2")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+    chip(now, "👍 2").click()  # Ben takes his back
+    expect(chip(now, "👍 1")).to_have_attribute("aria-pressed", "false", timeout=WAIT_MS)
+    expect(chip(mine, "👍 1")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+
+    # The actions and the picker, open, for the screenshot and for axe.
+    mine.hover()
+    actions(mine).get_by_role("button", name="React").click()
+    expect(mine.get_by_role("group", name="Reactions")).to_be_visible()
+    ana.screenshot(path=screenshots / "message-actions-light-desktop.png")
+    if os.environ.get("AURORA_SCREENSHOTS"):
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        ana.screenshot(path=DOCS_SCREENSHOTS / "message-actions.png")
+    assert serious_violations(ana) == []
+    mine.get_by_role("group", name="Reactions").get_by_role("button", name="🎉").press("Escape")
+    expect(mine.get_by_role("group", name="Reactions")).to_have_count(0)
+    expect(actions(mine).get_by_role("button", name="React")).to_be_focused()
+
+    # Delete: a tombstone on both pages, no actions left on it.
+    message_id = mine.get_attribute("data-id")
+    actions(mine).get_by_role("button", name="Delete").click()
+    gone = ben.locator(f'#messages .message[data-id="{message_id}"]')
+    expect(gone.locator(".text")).to_have_text("Message deleted", timeout=WAIT_MS)
+    expect(gone.locator(".reactions")).to_have_count(0)
+    tombstone = ana.locator(f'#messages .message[data-id="{message_id}"]')
+    expect(tombstone.locator(".text")).to_have_text("Message deleted")
+    gone.hover()
+    expect(gone.get_by_role("button", name="React")).to_have_count(0)
+
+
+def test_a_direct_message_goes_sent_delivered_read_and_unread_counts_are_the_servers(
+    open_page,
+) -> None:
+    """Ana writes to Ben: her message shows Sent, Delivered once his page has
+    it, Read once he has seen it. His unread count comes from the server: a
+    fresh browser shows it, and once read it stays cleared across a reload."""
+    ana_name, ben_name = unique("ana"), unique("ben")
+    ana, ben = open_page(), open_page()
+    register(ana, ana_name)
+    register(ben, ben_name)
+    hello = f"hello all {uuid.uuid4().hex}"
+    say(ben, hello)
+    message(ana, hello).get_by_role("button", name=ben_name).click()
+    ana.get_by_role("dialog", name=ben_name).get_by_role("button", name="Direct message").click()
+    expect(ana.get_by_role("heading", name=f"@{ben_name}")).to_be_visible()
+    texts = [f"just us {n} {uuid.uuid4().hex}" for n in range(2)]
+    for text in texts:
+        say(ana, text)
+    last = message(ana, texts[1])
+    expect(last.locator(".receipt-state")).to_have_text("Sent", timeout=WAIT_MS)
+
+    # Ben's tab comes into view: the listing brings the direct room, with
+    # both messages unread; his page has them: delivered.
+    ben.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    direct = ben.get_by_role("list", name="Direct messages").get_by_role("button")
+    expect(direct.locator(".badge")).to_have_text("2", timeout=WAIT_MS)
+    expect(last.locator(".receipt-state")).to_have_text("Delivered", timeout=WAIT_MS)
+
+    # Another browser of Ben's, with nothing of his in it: the server's count.
+    elsewhere = open_page()
+    log_in(elsewhere, ben_name)
+    other_direct = elsewhere.get_by_role("list", name="Direct messages").get_by_role("button")
+    expect(other_direct.locator(".badge")).to_have_text("2", timeout=WAIT_MS)
+
+    direct.click()
+    expect(message(ben, texts[1])).to_be_visible()
+    expect(last.locator(".receipt-state")).to_have_text("Read", timeout=WAIT_MS)
+    expect(message(ana, texts[0]).locator(".receipt-state")).to_have_text("Read")
+    # Read in one browser is read in the other, after a reload too.
+    elsewhere.reload()
+    expect(sidebar(elsewhere).locator("button[data-room]").first).to_be_visible(timeout=WAIT_MS)
+    expect(other_direct).to_have_text(re.compile(f"^@{ana_name}"), timeout=WAIT_MS)
+    expect(other_direct.locator(".badge")).to_have_count(0)
