@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.test_browser_quality import log_in, serious_violations
 from tests.e2e.test_browser_rooms import sidebar
-from tests.support.browser import WAIT_MS, expect, message, register, say, unique
+from tests.support.browser import WAIT_MS, expect, message, register, say, unique, wait_until
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -42,8 +42,9 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     "👍 2", each person's own pressed, toggled by a click; a delete leaves a
     tombstone. Ben sees every change live; axe finds nothing serious."""
     ana, ben = open_page(), open_page()
+    ben_name = unique("ben")
     register(ana, unique("ana"))
-    register(ben, unique("ben"))
+    register(ben, ben_name)
     text = f"first draft {uuid.uuid4().hex}"
     say(ana, text)
     mine, theirs = message(ana, text), message(ben, text)
@@ -97,6 +98,25 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     chip(now, "👍 2").click()  # Ben takes his back
     expect(chip(now, "👍 1")).to_have_attribute("aria-pressed", "false", timeout=WAIT_MS)
     expect(chip(mine, "👍 1")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+
+    # From the keyboard: the author's name, then → along the actions.
+    mine.locator(".meta .user").focus()
+    mine.locator(".meta .user").press("ArrowRight")
+    expect(actions(mine).get_by_role("button", name="React")).to_be_focused()
+    ana.keyboard.press("ArrowRight")
+    expect(actions(mine).get_by_role("button", name="Edit")).to_be_focused()
+    ana.keyboard.press("Enter")
+    expect(mine.get_by_role("textbox", name="Edit message")).to_be_focused()
+    ana.keyboard.press("Escape")
+    expect(actions(mine).get_by_role("button", name="Edit")).to_be_focused()
+
+    # Ben has the message on screen: "Seen by" him on Ana's, on hover.
+    def seen_by_ben() -> bool:
+        ana.mouse.move(0, 0)
+        mine.hover()
+        return f"Seen by {ben_name}" in (mine.get_attribute("title") or "")
+
+    wait_until(ana, seen_by_ben, "Ana's page never showed that Ben had seen the message")
 
     # The actions and the picker, open, for the screenshot and for axe.
     mine.hover()
