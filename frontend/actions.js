@@ -112,7 +112,7 @@ function onKey(event) {
   next.focus();
 }
 
-// -- the reaction picker: one per page, under the message it is for
+// -- the reaction picker: one open at a time, under the message it is for
 
 function togglePicker(item, button) {
   const open = item.querySelector(".picker");
@@ -132,7 +132,7 @@ function togglePicker(item, button) {
   }
   item.classList.add("picking");
   button.setAttribute("aria-expanded", "true");
-  button.closest(".actions").after(picker);
+  item.appendChild(picker); // under the text and the chips
   picker.querySelector("button").focus();
 }
 

@@ -15,8 +15,6 @@ from tests.e2e.test_browser_quality import log_in, serious_violations
 from tests.e2e.test_browser_rooms import sidebar
 from tests.support.browser import WAIT_MS, expect, message, register, say, unique, wait_until
 
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
 
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
@@ -123,9 +121,6 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     actions(mine).get_by_role("button", name="React").click()
     expect(mine.get_by_role("group", name="Reactions")).to_be_visible()
     ana.screenshot(path=screenshots / "message-actions-light-desktop.png")
-    if os.environ.get("AURORA_SCREENSHOTS"):
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        ana.screenshot(path=DOCS_SCREENSHOTS / "message-actions.png")
     assert serious_violations(ana) == []
     mine.get_by_role("group", name="Reactions").get_by_role("button", name="🎉").press("Escape")
     expect(mine.get_by_role("group", name="Reactions")).to_have_count(0)
