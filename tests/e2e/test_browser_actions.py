@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_browser_quality import log_in, serious_violations
-from tests.e2e.test_browser_rooms import sidebar
+from tests.e2e.test_browser_rooms import create_room, sidebar
 from tests.support.browser import WAIT_MS, expect, message, register, say, unique, wait_until
 
 
@@ -35,28 +35,47 @@ def actions(item):
 
 
 def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, screenshots) -> None:
-    """Ana's own message offers Edit, Delete and React, Ben's view of it only
-    React; Escape cancels an edit, Enter saves it; reactions are chips named
-    "👍 2", each person's own pressed, toggled by a click; a delete leaves a
-    tombstone. Ben sees every change live; axe finds nothing serious."""
+    """In Ana's public room, each person's actions follow who they are: the
+    author has Edit, Delete and React, the owner also Delete on Ben's, Ben
+    only React on hers. Escape cancels an edit, Enter saves it; reactions are
+    chips named "👍 2", each person's own pressed, toggled by a click; a
+    delete leaves a tombstone. The other sees every change live; axe finds
+    nothing serious."""
     ana, ben = open_page(), open_page()
     ben_name = unique("ben")
     register(ana, unique("ana"))
     register(ben, ben_name)
-    text = f"first draft {uuid.uuid4().hex}"
+    room = f"actions-{uuid.uuid4().hex[:8]}"
+    create_room(ana, room, private=False)
+    ben.get_by_role("button", name="Browse public rooms").click()
+    ben.get_by_role("dialog", name="Public rooms").get_by_role(
+        "button", name=f"Join #{room}"
+    ).click()
+    expect(ben.get_by_role("heading", name=f"#{room}")).to_be_visible()
+    text, bens = f"first draft {uuid.uuid4().hex}", f"from ben {uuid.uuid4().hex}"
+    say(ben, bens)
     say(ana, text)
     mine, theirs = message(ana, text), message(ben, text)
     expect(mine).to_have_attribute("data-id", re.compile("-"), timeout=WAIT_MS)
     expect(theirs).to_have_count(1, timeout=WAIT_MS)
+    expect(message(ana, bens)).to_have_count(1, timeout=WAIT_MS)
 
-    # Who sees what: the author all three, another member only React.
-    mine.hover()
-    for name in ("Edit", "Delete", "React"):
-        expect(actions(mine).get_by_role("button", name=name, exact=True)).to_be_visible()
-    theirs.hover()
-    expect(actions(theirs).get_by_role("button", name="React")).to_be_visible()
-    for name in ("Edit", "Delete"):
-        expect(theirs.get_by_role("button", name=name, exact=True)).to_have_count(0)
+    # Who sees what, as data: (page, message, the actions offered).
+    everything = {"React", "Edit", "Delete"}
+    offered = [
+        (ana, mine, everything),  # her own
+        (ben, theirs, {"React"}),  # another member's
+        (ana, message(ana, bens), {"React", "Delete"}),  # the owner, on a member's
+        (ben, message(ben, bens), everything),
+    ]
+    for _page, item, names in offered:
+        item.hover()
+        for name in everything:
+            button = actions(item).get_by_role("button", name=name, exact=True)
+            if name in names:
+                expect(button).to_be_visible()
+            else:
+                expect(button).to_have_count(0)
 
     # Edit: the text selected and focused; Escape cancels, Enter saves.
     mine.hover()
@@ -136,6 +155,13 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     expect(tombstone.locator(".text")).to_have_text("Message deleted")
     gone.hover()
     expect(gone.get_by_role("button", name="React")).to_have_count(0)
+
+    # The owner deletes Ben's message: gone from his page too.
+    bens_item = message(ana, bens)
+    bens_item.hover()
+    actions(bens_item).get_by_role("button", name="Delete").click()
+    expect(message(ben, bens)).to_have_count(0, timeout=WAIT_MS)
+    expect(ben.locator("#messages .message.deleted")).to_have_count(2)
 
 
 def test_a_direct_message_goes_sent_delivered_read_and_unread_counts_are_the_servers(
