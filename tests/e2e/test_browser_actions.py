@@ -13,7 +13,17 @@ import pytest
 
 from tests.e2e.test_browser_quality import log_in, serious_violations
 from tests.e2e.test_browser_rooms import create_room, sidebar
-from tests.support.browser import WAIT_MS, expect, message, register, say, unique, wait_until
+from tests.support.browser import (
+    WAIT_MS,
+    expect,
+    message,
+    register,
+    route_through_lines,
+    say,
+    unique,
+    wait_for_lines,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +217,38 @@ def test_a_direct_message_goes_sent_delivered_read_and_unread_counts_are_the_ser
     expect(sidebar(elsewhere).locator("button[data-room]").first).to_be_visible(timeout=WAIT_MS)
     expect(other_direct).to_have_text(re.compile(f"^@{ana_name}"), timeout=WAIT_MS)
     expect(other_direct.locator(".badge")).to_have_count(0)
+
+
+def test_changes_made_while_the_socket_is_down_go_over_rest(open_page, local_stack) -> None:
+    """Ana's WebSocket is cut and stays down (what the server says is held
+    back): her edit and her reaction go to the REST twins, and Ben, still
+    connected, sees both live."""
+    ana, ben = open_page(), open_page()
+    lines, new_lines = route_through_lines(ana, local_stack["ws_url"])
+    register(ana, unique("ana"))
+    register(ben, unique("ben"))
+    text = f"said online {uuid.uuid4().hex}"
+    say(ana, text)
+    expect(message(ben, text)).to_have_count(1, timeout=WAIT_MS)
+    mine = message(ana, text)
+    expect(mine).to_have_attribute("data-id", re.compile("-"), timeout=WAIT_MS)
+
+    new_lines["hold"] = True  # the next connections never hear `ready`
+    wait_for_lines(ana, lines, 1).cut(1012, "replica restarting")
+    expect(ana.locator("#status")).not_to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+    edited = f"edited offline {uuid.uuid4().hex}"
+    mine.hover()
+    actions(mine).get_by_role("button", name="Edit").click()
+    mine.get_by_role("textbox", name="Edit message").fill(edited)
+    mine.get_by_role("textbox", name="Edit message").press("Enter")
+    seen = message(ben, edited)
+    expect(seen).to_have_count(1, timeout=WAIT_MS)
+    expect(seen.locator(".edited")).to_have_text("edited")
+
+    mine = message(ana, edited)
+    mine.hover()
+    actions(mine).get_by_role("button", name="React").click()
+    mine.get_by_role("group", name="Reactions").get_by_role("button", name="🎉").click()
+    expect(chip(seen, "🎉 1")).to_be_visible(timeout=WAIT_MS)
+    assert not any(f.get("type") in ("edit", "react") for line in lines for f in line.from_page)
