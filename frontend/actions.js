@@ -46,6 +46,7 @@ function offerActions(target) {
   fresh.className = "actions";
   fresh.setAttribute("role", "group");
   fresh.setAttribute("aria-label", "Message actions");
+  fresh.setAttribute("aria-live", "off"); // the list is a live region: controls are not news
   fresh.dataset.kinds = kinds.join();
   for (const kind of kinds) {
     const button = document.createElement("button");
@@ -122,6 +123,7 @@ function togglePicker(item, button) {
   picker.className = "picker";
   picker.setAttribute("role", "group");
   picker.setAttribute("aria-label", "Reactions");
+  picker.setAttribute("aria-live", "off");
   for (const emoji of REACTIONS) {
     const choice = document.createElement("button");
     choice.type = "button";

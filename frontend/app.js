@@ -172,6 +172,7 @@ setFrameHandlers({
     else if (state) fillView(state);
     flushOutbox();
     noteShown();
+    if (state) labelDirect(state);
   },
   typing: typingFrame,
   presence: presenceFrame,
