@@ -125,6 +125,7 @@ export function openRoom(room) {
 function onListKey(event) {
   const state = active();
   if (!state || !["ArrowUp", "ArrowDown", "Home", "End"].includes(event.key)) return;
+  if (event.target.closest("textarea, input")) return; // editing a message: the keys are the editor's
   const names = Array.from(state.list.querySelectorAll(".message:not(.continued) .meta .user"));
   if (!names.length) return;
   const at = names.indexOf(document.activeElement);

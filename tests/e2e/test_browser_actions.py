@@ -102,6 +102,8 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     edited = f"second thought {uuid.uuid4().hex}"
     mine.hover()
     actions(mine).get_by_role("button", name="Edit").click()
+    editor.press("ArrowUp")  # the editor's own keys, not the list's
+    expect(editor).to_be_focused()
     editor.fill(edited)
     editor.press("Enter")
     now = message(ben, edited)
@@ -212,6 +214,7 @@ def test_a_direct_message_goes_sent_delivered_read_and_unread_counts_are_the_ser
     expect(message(ben, texts[1])).to_be_visible()
     expect(last.locator(".receipt-state")).to_have_text("Read", timeout=WAIT_MS)
     expect(message(ana, texts[0]).locator(".receipt-state")).to_have_text("Read")
+    assert serious_violations(ana) == []
     # Read in one browser is read in the other, after a reload too.
     elsewhere.reload()
     expect(sidebar(elsewhere).locator("button[data-room]").first).to_be_visible(timeout=WAIT_MS)
