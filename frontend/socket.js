@@ -137,8 +137,12 @@ function connect() {
 // sends it again on the next connection.
 function detach(conn) {
   if (current === conn) current = null;
-  // Changes waiting for an answer will not get one on this connection.
-  for (const request of conn.inflight) if (request.kind === "change") request.reject(changeError("offline", "Not connected."));
+  // Changes waiting for an answer will not get one on this connection: they
+  // go over REST, which is safe to repeat (an edit to the same text, a delete
+  // of a deleted message, an explicit on/off reaction change nothing more).
+  for (const request of conn.inflight) {
+    if (request.kind === "change") request.reject(changeError("offline", "Not connected."));
+  }
   conn.timers.forEach((timer) => clearTimeout(timer));
   clearInterval(conn.heartbeat);
 }
