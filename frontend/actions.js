@@ -72,7 +72,7 @@ function onClick(event) {
   else if (action && action.dataset.action === "delete") remove(state, item);
   else if (action && action.dataset.action === "react") togglePicker(item, action);
   else if (emoji) {
-    closePicker();
+    closePicker({ focus: true });
     react(state, item, emoji.dataset.emoji, !isMine(item, emoji.dataset.emoji));
   } else if (chip) react(state, item, chip.dataset.emoji, !isMine(item, chip.dataset.emoji));
 }
@@ -92,10 +92,7 @@ function onKey(event) {
   }
   if (event.key === "Escape" && event.target.closest(".picker")) {
     event.stopPropagation();
-    const item = event.target.closest(".message");
-    closePicker();
-    const react = item.querySelector('.actions [data-action="react"]');
-    if (react) react.focus();
+    closePicker({ focus: true });
     return;
   }
   // ← and → move along the message's controls: its name, its actions, its
@@ -138,12 +135,15 @@ function togglePicker(item, button) {
   picker.querySelector("button").focus();
 }
 
-function closePicker() {
+// `focus`: back to its React button, moved there before the picker goes
+// (focus inside the message is what keeps the bar shown).
+function closePicker({ focus = false } = {}) {
   for (const picker of lists.querySelectorAll(".picker")) {
     const item = picker.closest(".message");
-    item.classList.remove("picking");
     const button = item.querySelector('.actions [data-action="react"]');
     if (button) button.setAttribute("aria-expanded", "false");
+    if (button && focus) button.focus();
+    item.classList.remove("picking");
     picker.remove();
   }
 }
@@ -172,9 +172,12 @@ function closeEditor(item, { focus = false } = {}) {
   const body = item.querySelector(".text");
   if (body) body.hidden = false;
   if (focus) {
+    // Focus left with the editor: the bar is held shown until it is back.
+    item.classList.add("actions-held");
     offerActions(item);
     const edit = item.querySelector('.actions [data-action="edit"]');
     if (edit) edit.focus();
+    item.classList.remove("actions-held");
   }
 }
 

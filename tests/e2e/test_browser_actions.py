@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser_quality import log_in, serious_violations
+from tests.e2e.test_browser_quality import SIZES, log_in, serious_violations
 from tests.e2e.test_browser_rooms import create_room, sidebar
 from tests.support.browser import (
     WAIT_MS,
@@ -136,6 +136,7 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     expect(actions(mine).get_by_role("button", name="Edit")).to_be_focused()
     ana.keyboard.press("Enter")
     expect(mine.get_by_role("textbox", name="Edit message")).to_be_focused()
+    ana.mouse.move(0, 0)  # keyboard only: nothing hovered
     ana.keyboard.press("Escape")
     expect(actions(mine).get_by_role("button", name="Edit")).to_be_focused()
 
@@ -153,6 +154,16 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     expect(mine.get_by_role("group", name="Reactions")).to_be_visible()
     ana.screenshot(path=screenshots / "message-actions-light-desktop.png")
     assert serious_violations(ana) == []
+    # Dark on a phone: the same controls, nothing serious either.
+    ana.emulate_media(color_scheme="dark")
+    ana.set_viewport_size(SIZES["phone"])
+    mine.get_by_role("group", name="Reactions").scroll_into_view_if_needed()
+    mine.hover()
+    expect(mine.get_by_role("group", name="Reactions")).to_be_visible()
+    ana.screenshot(path=screenshots / "message-actions-dark-phone.png")
+    assert serious_violations(ana) == []
+    ana.emulate_media(color_scheme="light")
+    ana.set_viewport_size(SIZES["desktop"])
     mine.get_by_role("group", name="Reactions").get_by_role("button", name="🎉").press("Escape")
     expect(mine.get_by_role("group", name="Reactions")).to_have_count(0)
     expect(actions(mine).get_by_role("button", name="React")).to_be_focused()
