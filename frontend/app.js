@@ -4,6 +4,7 @@
 // textContent, never as HTML.
 
 import { closeAccount, initAccount } from "./account.js";
+import { initActions } from "./actions.js";
 import { applyChange } from "./changes.js";
 import { initComposer, focusComposer, resetComposer } from "./composer.js";
 import { loadConfig } from "./config.js";
@@ -30,7 +31,7 @@ import {
 } from "./outbox.js";
 import { initPeople } from "./people.js";
 import { DEFAULT_ROOM } from "./protocol.js";
-import { noteShown } from "./receipts.js";
+import { initReceipts, labelDirect, noteReceived, noteShown, receiptFrame } from "./receipts.js";
 import { setReader } from "./render.js";
 import { request } from "./rest.js";
 import { initRoomDialogs } from "./roomdialogs.js";
@@ -45,6 +46,7 @@ import {
   forgetSession,
   saveSession,
   scheduleRefresh,
+  isOwn,
   setSessionHooks,
   storedSession,
   useToken,
@@ -155,8 +157,11 @@ setSessionHooks({ tokenChanged: reauth, left: leaveSession });
 setFrameHandlers({
   message(frame) {
     if (receive(frame)) arrived(frame);
-    noteShown();
+    noteReceived(frame);
+    const state = knownRoom(frame.room);
+    if (state && isOwn(frame)) labelDirect(state);
   },
+  receipt: receiptFrame,
   change: applyChange,
   ack: onAck,
   rateLimited: onRateLimited,
@@ -167,6 +172,7 @@ setFrameHandlers({
     else if (state) fillView(state);
     flushOutbox();
     noteShown();
+    if (state) labelDirect(state);
   },
   typing: typingFrame,
   presence: presenceFrame,
@@ -188,6 +194,8 @@ initHistory();
 initSearch();
 initAccount();
 initConversation();
+initActions();
+initReceipts();
 initSidebar();
 initRoomDialogs({ left: roomGone });
 initPeople();

@@ -20,6 +20,7 @@ import {
   setActive,
   newer,
 } from "./rooms.js";
+import { loadCursors, noteShown, sendRead } from "./receipts.js";
 import { closeSearch } from "./search.js";
 import { currentSession, isOwn } from "./session.js";
 import { joinRoom } from "./socket.js";
@@ -81,6 +82,7 @@ export function openRoom(room) {
   const state = roomState(room);
   if (previous === state && state.list.isConnected) return state;
   if (previous && previous.list.isConnected) {
+    sendRead(previous); // what was on screen there was read
     const list = previous.list;
     previous.scrollTop = list.scrollTop;
     list.removeAttribute("id");
@@ -112,6 +114,8 @@ export function openRoom(room) {
   showPresence();
   updateJump(state);
   readIfAtNewest(state);
+  loadCursors(state);
+  noteShown();
   roomsChanged(room);
   return state;
 }
@@ -121,6 +125,7 @@ export function openRoom(room) {
 function onListKey(event) {
   const state = active();
   if (!state || !["ArrowUp", "ArrowDown", "Home", "End"].includes(event.key)) return;
+  if (event.target.closest("textarea, input")) return; // editing a message: the keys are the editor's
   const names = Array.from(state.list.querySelectorAll(".message:not(.continued) .meta .user"));
   if (!names.length) return;
   const at = names.indexOf(document.activeElement);
@@ -151,6 +156,7 @@ function onScroll(event) {
   if (Math.abs(state.list.scrollTop - state.autoTop) > 1) state.stuck = !state.tail && atNewest(state.list);
   updateJump(state);
   readIfAtNewest(state);
+  noteShown();
 }
 
 function updateJump(state) {
@@ -181,7 +187,7 @@ export function arrived(frame) {
   }
   if (isOwn(frame)) {
     markRead(state, frame.id); // what one wrote is read
-  } else if (newer(frame.id, readCursor(state.room))) {
+  } else if (newer(frame.id, readCursor(state.room)) && newer(frame.id, state.countedTo)) {
     const reading =
       state === active() && document.visibilityState === "visible" && !state.tail && atNewest(state.list);
     if (reading) markRead(state, frame.id);

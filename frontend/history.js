@@ -80,7 +80,7 @@ function insertStored(state, frame) {
   if (pending) pending.remove();
   const item = renderFrame(frame, { own, attachments: true });
   item.dataset.id = frame.id;
-  showStoredState(item, frame);
+  showStoredState(item, frame, state.room);
   insertInIdOrder(state, item, id, { arranged: false });
   advanceNewest(state, frame.id);
   return true;

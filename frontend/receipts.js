@@ -1,29 +1,163 @@
-// The read cursor (docs/protocol.md, "Delivered and read"): the newest
-// message shown in the open room is sent as `read` while the page is
-// visible, at most once a second. The server never answers it, so it never
-// disturbs the matching of replies to requests.
+// Delivered and read (docs/protocol.md, "Delivered and read"). The page sends
+// `delivered` in batches (the newest message received in each room, at most
+// once a second) and `read` for the newest message that has really been on
+// screen in the open room while the tab is visible, also when the reader
+// switches rooms. The server never answers either, so they never disturb the
+// matching of replies to requests. Other members' cursors come back as
+// `receipt` frames: in a direct room each of my messages shows Sent ->
+// Delivered -> Read; in a small room a message's "Seen by" shows on hover.
 
-import { newestShownId } from "./render.js";
-import { active } from "./rooms.js";
+import { compareIds, isDirect, parseId } from "./protocol.js";
+import { active, knownRoom, markRead } from "./rooms.js";
+import { apiGet, isOwn, ownUserId } from "./session.js";
 import { joinedConnection, send } from "./socket.js";
 
 const INTERVAL_MS = 1000;
+const SEEN_BY_SHOWN = 10; // names in a "Seen by" title; the rest counted
 let timer = null;
-const lastSent = new Map(); // room -> the id last sent as read
+const sentRead = new Map(); // room -> the id last sent as read
+const received = new Map(); // room -> the newest id received from others
+const sentDelivered = new Map(); // room -> the id last sent as delivered
 
-// Something new is shown (or the page is seen again): send the cursor soon.
+export function initReceipts() {
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") flush(); // what arrived is delivered
+  });
+  document.getElementById("lists").addEventListener("pointerover", (event) => {
+    const item = event.target.closest && event.target.closest(".message[data-id]");
+    const state = active();
+    if (item && state && !isDirect(state.room)) item.title = seenBy(state, item.dataset.id);
+  });
+}
+
+// Something new is shown (or the page is seen again, or scrolled): send soon.
 export function noteShown() {
   if (timer === null) timer = setTimeout(flush, INTERVAL_MS);
 }
 
+// A message of someone else's reached this page: delivered, in the next batch.
+export function noteReceived(frame) {
+  if (isOwn(frame) || !parseId(frame.id)) return;
+  if (later(frame.id, received.get(frame.room))) received.set(frame.room, frame.id);
+  noteShown();
+}
+
+function later(id, than) {
+  const a = parseId(id);
+  const b = parseId(than);
+  return Boolean(a) && (!b || compareIds(a, b) > 0);
+}
+
 function flush() {
   timer = null;
-  if (document.visibilityState !== "visible") return; // sent when the page is seen again
+  for (const [room, id] of received) {
+    const conn = joinedConnection(room);
+    if (!conn || !later(id, sentDelivered.get(room))) continue;
+    send(conn, { type: "delivered", room, id });
+    sentDelivered.set(room, id);
+  }
   const state = active();
-  if (!state) return;
+  if (state) sendRead(state);
+}
+
+// The newest message of the open room on screen now, as `read`.
+export function sendRead(state) {
+  if (document.visibilityState !== "visible" || !state.list.isConnected) return;
+  const id = newestOnScreen(state.list);
   const conn = joinedConnection(state.room);
-  const id = newestShownId(state);
-  if (!conn || !id || id === lastSent.get(state.room)) return;
+  if (!conn || !id || !later(id, sentRead.get(state.room))) return;
   send(conn, { type: "read", room: state.room, id });
-  lastSent.set(state.room, id);
+  sentRead.set(state.room, id);
+  markRead(state, id);
+}
+
+// From the end of the list up, the first message whose box meets the list's
+// visible box (the newest shown is usually at the end: a few steps).
+function newestOnScreen(list) {
+  const view = list.getBoundingClientRect();
+  const items = list.querySelectorAll(".message[data-id]");
+  for (let at = items.length - 1; at >= 0; at -= 1) {
+    const box = items[at].getBoundingClientRect();
+    if (box.top >= view.bottom) continue;
+    return box.bottom > view.top && box.height > 0 ? items[at].dataset.id : null;
+  }
+  return null;
+}
+
+// -- other members' cursors
+
+// A `receipt` frame: that member's cursors in the room, now.
+export function receiptFrame(frame) {
+  const state = knownRoom(frame.room);
+  if (!state || typeof frame.user_id !== "string") return;
+  remember(state, frame.user_id, frame.read, frame.delivered, frame.user);
+  if (isDirect(state.room)) labelDirect(state);
+}
+
+function remember(state, userId, read, delivered, user = null) {
+  state.cursors = state.cursors || new Map();
+  const known = state.cursors.get(userId) || {};
+  state.cursors.set(userId, {
+    read: parseId(read) ? read : known.read || null,
+    delivered: parseId(delivered) ? delivered : known.delivered || null,
+    user: typeof user === "string" ? user : known.user || null,
+  });
+}
+
+// A room opened: its members' cursors read once (rooms of up to 100 readers).
+export async function loadCursors(state) {
+  if (state.cursorsLoaded) return;
+  state.cursorsLoaded = true;
+  try {
+    const answer = await apiGet(`/api/rooms/${encodeURIComponent(state.room)}/receipts`);
+    for (const entry of Array.isArray(answer) ? answer : answer.receipts || []) {
+      if (entry && typeof entry.user_id === "string") remember(state, entry.user_id, entry.read, entry.delivered);
+    }
+  } catch {
+    // Too large a room, or offline: live receipts still come.
+  }
+  if (isDirect(state.room)) labelDirect(state);
+}
+
+// In a direct room: each of my messages Sent, Delivered or Read, from the
+// other member's cursors.
+export function labelDirect(state) {
+  if (!isDirect(state.room)) return;
+  const me = ownUserId();
+  let peer = null;
+  for (const [userId, cursor] of state.cursors || []) if (userId !== me) peer = cursor;
+  for (const item of state.list.querySelectorAll(".message.own[data-id]:not(.deleted)")) {
+    const id = parseId(item.dataset.id);
+    let stage = "Sent";
+    if (peer && parseId(peer.read) && compareIds(parseId(peer.read), id) >= 0) stage = "Read";
+    else if (peer && parseId(peer.delivered) && compareIds(parseId(peer.delivered), id) >= 0) stage = "Delivered";
+    let label = item.querySelector(".receipt-state");
+    if (!label) {
+      label = document.createElement("span");
+      label.className = "receipt-state";
+      item.querySelector(".meta").appendChild(label);
+    }
+    if (label.textContent !== stage) label.textContent = stage;
+  }
+}
+
+// "Seen by Ana, Ben" for a message: the members whose read cursor is at or past it.
+function seenBy(state, id) {
+  const at = parseId(id);
+  if (!at || !state.cursors) return "";
+  const names = [];
+  const me = ownUserId();
+  for (const [userId, cursor] of state.cursors) {
+    if (userId === me || !parseId(cursor.read) || compareIds(parseId(cursor.read), at) < 0) continue;
+    names.push(cursor.user || nameOf(state, userId) || "someone");
+  }
+  if (!names.length) return "";
+  const shown = names.slice(0, SEEN_BY_SHOWN).join(", ");
+  return names.length > SEEN_BY_SHOWN ? `Seen by ${shown} and ${names.length - SEEN_BY_SHOWN} more` : `Seen by ${shown}`;
+}
+
+function nameOf(state, userId) {
+  if (state.presence && state.presence.online.has(userId)) return state.presence.online.get(userId);
+  const author = state.list.querySelector(`.user[data-user-id="${CSS.escape(userId)}"]`);
+  return author ? author.dataset.user : null;
 }

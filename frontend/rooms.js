@@ -53,6 +53,11 @@ function newState(room) {
     readMark: null,
     newFrom: null,
     unreadFrom: null, // the first message counted in `unread`
+    // The server's `unread` (GET /api/rooms) counts up to its `last_id`:
+    // only what arrives after it is counted here.
+    countedTo: null,
+    cursors: null, // user_id -> {read, delivered, user}: other members' cursors
+    cursorsLoaded: false,
     typing: new Map(), // user_id -> {user, until}
     presence: null, // {count, online: Map user_id -> user, more} once the server says
   };
@@ -110,6 +115,14 @@ export function applyListing(entry) {
   if (parseId(entry.last_id) && newer(entry.last_id, state.lastId)) {
     state.lastId = entry.last_id;
     state.lastTs = Number(entry.last_ts) || state.lastTs;
+  }
+  // Read state is the server's (read on another device counts); this
+  // browser's cursors are only its cache. The open room is being read here.
+  if (parseId(entry.read)) markRead(state, entry.read);
+  if (Number.isInteger(entry.unread) && entry.unread >= 0 && activeRoom !== state.room) {
+    state.unread = entry.unread;
+    if (!state.unread) state.mentioned = false;
+    state.countedTo = parseId(entry.last_id) ? entry.last_id : state.countedTo;
   }
   return state;
 }

@@ -12,7 +12,7 @@ import {
   RETRY_MS,
   wsUrl,
 } from "./config.js";
-import { CLOSE, MAX_JOINED, SUBPROTOCOL } from "./protocol.js";
+import { CLOSE, MAX_JOINED, SUBPROTOCOL, newClientId } from "./protocol.js";
 import { forgetNewest, newestShownId } from "./render.js";
 import { knownRoom } from "./rooms.js";
 import { currentSession, endSession, expired, refreshSession, setUserId } from "./session.js";
@@ -32,6 +32,7 @@ let handlers = null;
 // {after: an id} if the resume window no longer reached back to the last one
 // shown; typing(frame), presence(frame); gone(room, reason): a room this
 // user may no longer read (`left` with a reason, or a join refused);
+// receipt(frame): a member's delivered and read cursors moved;
 // rooms(): the rooms to join, in order of preference.
 export function setFrameHandlers(given) {
   handlers = given;
@@ -136,6 +137,12 @@ function connect() {
 // sends it again on the next connection.
 function detach(conn) {
   if (current === conn) current = null;
+  // Changes waiting for an answer will not get one on this connection: they
+  // go over REST, which is safe to repeat (an edit to the same text, a delete
+  // of a deleted message, an explicit on/off reaction change nothing more).
+  for (const request of conn.inflight) {
+    if (request.kind === "change") request.reject(changeError("offline", "Not connected."));
+  }
   conn.timers.forEach((timer) => clearTimeout(timer));
   clearInterval(conn.heartbeat);
 }
@@ -243,6 +250,26 @@ export function send(conn, frame, request) {
   if (request) conn.inflight.push(request);
 }
 
+// An edit, delete or react frame (docs/protocol.md, "Changing a message"):
+// resolves with its `ack`, rejects with an Error carrying the refusal's
+// `code` ("offline" when no connection could carry it).
+export function sendChange(frame) {
+  const conn = current;
+  if (!conn || !conn.ready || conn.ws.readyState !== WebSocket.OPEN) {
+    return Promise.reject(changeError("offline", "Not connected."));
+  }
+  const clientId = newClientId();
+  return new Promise((resolve, reject) => {
+    send(conn, { ...frame, client_id: clientId }, { kind: "change", resolve, reject });
+  });
+}
+
+function changeError(code, text) {
+  const error = new Error(text);
+  error.code = code;
+  return error;
+}
+
 function reply(conn) {
   return conn.inflight.shift() || { kind: "none" };
 }
@@ -281,9 +308,14 @@ function onFrame(conn, raw) {
       if (joined.replaying > 0 && --joined.replaying === 0) replayed(frame.room, joined);
       break;
     }
-    case "ack":
-      reply(conn);
-      handlers.ack(frame);
+    case "ack": {
+      const request = reply(conn);
+      if (request.kind === "change") request.resolve(frame);
+      else handlers.ack(frame);
+      break;
+    }
+    case "receipt":
+      if (conn.rooms.has(frame.room)) handlers.receipt(frame);
       break;
     case "rate_limited":
       onRateLimited(conn, reply(conn), frame);
@@ -374,6 +406,10 @@ function onLeft(conn, frame) {
 // a join or a re-auth is asked again once the wait is over; a ping was
 // answered all the same (the server is there).
 function onRateLimited(conn, request, frame) {
+  if (request.kind === "change") {
+    request.reject(changeError("rate_limited", "Too many changes at once; try again in a moment."));
+    return;
+  }
   if (request.kind === "message") {
     handlers.rateLimited(request, frame);
     return;
@@ -397,6 +433,10 @@ function onError(conn, request, frame) {
   const text = typeof frame.message === "string" && frame.message ? frame.message : code;
   if (request.kind === "message") {
     handlers.refused(request, code, text);
+    return;
+  }
+  if (request.kind === "change") {
+    request.reject(changeError(code, text));
     return;
   }
   if (request.kind === "join" && code === "invalid_id") {
