@@ -3,7 +3,9 @@ on ephemeral ports with its data in a temporary folder."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -88,3 +90,12 @@ def open_page(browser: Browser, local_stack: dict) -> Iterator[Callable[[], Page
     for context in contexts:
         context.close()
     assert errors == []
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the screens are saved: `AURORA_SCREENSHOTS`, else a temporary folder."""
+    folder = os.environ.get("AURORA_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -4,12 +4,8 @@ other person; receipts in a direct room; unread counts kept by the server."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
-from pathlib import Path
-
-import pytest
 
 from tests.e2e.test_browser_quality import SIZES, log_in, serious_violations
 from tests.e2e.test_browser_rooms import create_room, sidebar
@@ -24,15 +20,6 @@ from tests.support.browser import (
     wait_for_lines,
     wait_until,
 )
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    """Where the screens are saved: `AURORA_SCREENSHOTS`, else a temporary folder."""
-    folder = os.environ.get("AURORA_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def chip(item, name: str):

@@ -7,11 +7,9 @@ screenshot in `AURORA_SCREENSHOTS` (a temporary folder unless set)."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -30,14 +28,6 @@ from tests.support.files import png
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 740}}
 # 200 % zoom of a 1280 x 800 window: the page lays out for half the CSS pixels.
 ZOOMED = {"width": 640, "height": 400}
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    folder = os.environ.get("AURORA_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture

@@ -6,12 +6,8 @@ a person's name; and the rooms' dialogs pass axe-core in both themes."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
-from pathlib import Path
-
-import pytest
 
 from tests.e2e.test_browser_quality import SIZES, serious_violations
 from tests.support.browser import (
@@ -24,15 +20,6 @@ from tests.support.browser import (
     unique,
     wait_for_lines,
 )
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    """Where the screens are saved: `AURORA_SCREENSHOTS`, else a temporary folder."""
-    folder = os.environ.get("AURORA_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def sidebar(page):

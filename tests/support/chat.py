@@ -1,57 +1,15 @@
-"""Chat participants for integration tests: users with tokens, REST calls
-through a function as the emulator loads it, the drain run to idle, and
-WebSocket clients that fold what they receive into the state a user sees."""
+"""Chat participants for integration tests: WebSocket clients that fold what
+they receive into the state a user sees, beside the people, REST calls and
+drain of `tests.support.rooms`."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from urllib.parse import urlencode
-
 from websockets.asyncio.client import connect
 
-from aurora import users
-from aurora.backends import database, redis_client
-from aurora.drain import Drain
-from aurora.settings import Settings
-from aurora.tokens import issue_token
-from local.runtime import LocalFunction
-from tests.support.events import call, event
 from tests.support.fanout import receive_json, send_json
+from tests.support.rooms import Person, drain, person, rest
 
-
-@dataclasses.dataclass
-class Person:
-    name: str
-    user_id: str
-    token: str
-
-
-def person(cfg: Settings, name: str) -> Person:
-    user_id = users.create_user(database(cfg), name, "not-a-real-hash")
-    return Person(name, user_id, issue_token(user_id, name, cfg))
-
-
-def rest(
-    fn: LocalFunction, method: str, path: str, who: Person, body=None, **query: str
-) -> tuple[int, dict]:
-    """(status, JSON body) of one request through the function."""
-    request = event("rooms", "http-v2", token=who.token)
-    request["rawPath"] = request["requestContext"]["http"]["path"] = path
-    request["requestContext"]["http"]["method"] = method
-    request["rawQueryString"] = urlencode(query)
-    request["queryStringParameters"] = query or None
-    request["body"] = body if body is None or isinstance(body, str) else json.dumps(body)
-    if body is not None:
-        request["headers"]["content-type"] = "application/json"
-    status, answer, _ = call(fn, request)
-    return status, answer
-
-
-def drain(cfg: Settings, **kwargs) -> None:
-    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20, **kwargs).run(
-        lambda: True, exit_when_idle=True
-    )
+__all__ = ["Client", "LiveState", "Person", "client", "drain", "person", "rest"]
 
 
 class LiveState:

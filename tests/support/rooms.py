@@ -40,8 +40,8 @@ def rest(
     request["requestContext"]["http"]["method"] = method
     request["rawQueryString"] = urlencode(query)
     request["queryStringParameters"] = query or None
+    request["body"] = body if body is None or isinstance(body, str) else json.dumps(body)
     if body is not None:
-        request["body"] = body if isinstance(body, str) else json.dumps(body)
         request["headers"]["content-type"] = "application/json"
     status, answer, _ = call(fn, request)
     return status, answer
@@ -57,8 +57,9 @@ def link(fn: LocalFunction, who: Person, url: str) -> int:
     return call(fn, request)[0]
 
 
-def drain(cfg: Settings) -> None:
-    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20).run(
+def drain(cfg: Settings, **kwargs) -> None:
+    """Run the drain until the streams are empty (`kwargs`: the Drain's)."""
+    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20, **kwargs).run(
         lambda: True, exit_when_idle=True
     )
 
