@@ -38,7 +38,10 @@ $(SAM_VENV)/.installed:
 test: system-deps $(VENV)/.installed-test $(SAM_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	# Two workers, a test file each at a time (module fixtures start once); the
+	# fault tests kill and time real processes, so they run alone afterwards.
+	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/resilience
+	$(PY) -m pytest tests/resilience
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -71,6 +71,8 @@ def write(stack: dict, texts: list[str], files: dict[str, File] | None = None) -
         sent: dict[str, str] = {}
         while len(sent) < len(texts):
             frame = json.loads(ws.recv(10))
+            if frame["type"] == "presence":  # who else is in general: not ours to check
+                continue
             assert frame["type"] in ("message", "ack"), frame
             if frame["type"] == "message" and frame["text"] in texts:
                 sent[frame["text"]] = frame["id"]

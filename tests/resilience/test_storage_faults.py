@@ -91,6 +91,12 @@ async def test_mongodb_down_while_chat_goes_on_loses_nothing(tmp_path: Path, own
         mongo.process.wait(10)
         down_at = time.monotonic()
         await asyncio.sleep(MONGO_OUTAGE_SECONDS)
+        # Down until the drain has seen it fail (a slow machine starts it late).
+        log = tmp_path / "drain.log"
+        for _ in range(200):
+            if log.exists() and "drain run failed" in log.read_text():
+                break
+            await asyncio.sleep(0.1)
         mongo = start_mongo(tmp_path / "mongo", port)
         outage = time.monotonic() - down_at
         print(f"\nMongoDB down for {outage:.1f} s")
