@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import redis
 from pymongo import MongoClient
@@ -32,7 +30,7 @@ from aurora import messages
 from aurora.drain import Drain, Entry, partitions_of
 from aurora.keyspace import Layout
 from aurora.stream import StreamEntry, parse_id
-from local.servers import start_mongo, start_redis
+from local.servers import scratch_stores
 
 
 class TimedDrain(Drain):
@@ -78,66 +76,60 @@ def main() -> None:
     args = parser.parse_args()
     layout = Layout(partitions=args.partitions)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_proc = start_redis(Path(tmp) / "redis")
-        mongo_proc = start_mongo(Path(tmp) / "mongo")
-        try:
-            r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
-            db = MongoClient(mongo_proc.url)["bench_lag"]
-            messages.ensure_indexes(db)
-            lags: list[float] = []
-            sent: list[str] = []
-            runs: list[threading.Thread] = []
-            stopping = threading.Event()
-            producer = threading.Thread(
-                target=produce, args=(r, args.rate, args.duration, sent, layout)
+    with scratch_stores() as (redis_proc, mongo_proc):
+        r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
+        db = MongoClient(mongo_proc.url)["bench_lag"]
+        messages.ensure_indexes(db)
+        lags: list[float] = []
+        sent: list[str] = []
+        runs: list[threading.Thread] = []
+        stopping = threading.Event()
+        producer = threading.Thread(
+            target=produce, args=(r, args.rate, args.duration, sent, layout)
+        )
+
+        def one_run(n: int) -> None:
+            deadline = time.monotonic() + args.timeout
+            run = TimedDrain(
+                r, db, consumer=f"run-{n}", batch_size=args.batch_size,
+                block_ms=args.block_ms, partitions=partitions_of(layout),
+            )  # fmt: skip
+            run.lags = lags
+            run.run(
+                lambda: deadline - time.monotonic() > args.margin and not stopping.is_set(),
+                exit_when_idle=args.exit_when_idle,
             )
 
-            def one_run(n: int) -> None:
-                deadline = time.monotonic() + args.timeout
-                run = TimedDrain(
-                    r, db, consumer=f"run-{n}", batch_size=args.batch_size,
-                    block_ms=args.block_ms, partitions=partitions_of(layout),
-                )  # fmt: skip
-                run.lags = lags
-                run.run(
-                    lambda: deadline - time.monotonic() > args.margin and not stopping.is_set(),
-                    exit_when_idle=args.exit_when_idle,
-                )
-
-            started = time.monotonic()
-            producer.start()
-            n = 0
-            while producer.is_alive():
-                runs.append(threading.Thread(target=one_run, args=(n,)))
-                runs[-1].start()
-                n += 1
-                next_at = started + n * args.schedule
-                while producer.is_alive() and time.monotonic() < next_at:
-                    time.sleep(0.05)
-            producer.join()
-            # What is left after the chat stops: one more run takes it.
+        started = time.monotonic()
+        producer.start()
+        n = 0
+        while producer.is_alive():
             runs.append(threading.Thread(target=one_run, args=(n,)))
             runs[-1].start()
-            while len(lags) < len(sent) and time.monotonic() - started < args.duration + 120:
-                time.sleep(0.1)
-            stopping.set()
-            for run in runs:
-                run.join()
-            stored = db[messages.COLLECTION].count_documents({})
-            q = statistics.quantiles(lags, n=100)
-            print(
-                f"rate {args.rate}/s for {args.duration:.0f} s, schedule {args.schedule:.0f} s, "
-                f"timeout {args.timeout:.0f} s, margin {args.margin:.0f} s, "
-                f"batch {args.batch_size}, exit_when_idle={args.exit_when_idle}, "
-                f"partitions {args.partitions}"
-            )
-            print(f"runs started: {n + 1}; sent {len(sent)}; stored {stored}")
-            print(f"lag ms: p50 {q[49]:.0f}  p90 {q[89]:.0f}  p99 {q[98]:.0f}  max {max(lags):.0f}")
-            assert stored == len(sent), "every message stored once"
-        finally:
-            mongo_proc.stop()
-            redis_proc.stop()
+            n += 1
+            next_at = started + n * args.schedule
+            while producer.is_alive() and time.monotonic() < next_at:
+                time.sleep(0.05)
+        producer.join()
+        # What is left after the chat stops: one more run takes it.
+        runs.append(threading.Thread(target=one_run, args=(n,)))
+        runs[-1].start()
+        while len(lags) < len(sent) and time.monotonic() - started < args.duration + 120:
+            time.sleep(0.1)
+        stopping.set()
+        for run in runs:
+            run.join()
+        stored = db[messages.COLLECTION].count_documents({})
+        q = statistics.quantiles(lags, n=100)
+        print(
+            f"rate {args.rate}/s for {args.duration:.0f} s, schedule {args.schedule:.0f} s, "
+            f"timeout {args.timeout:.0f} s, margin {args.margin:.0f} s, "
+            f"batch {args.batch_size}, exit_when_idle={args.exit_when_idle}, "
+            f"partitions {args.partitions}"
+        )
+        print(f"runs started: {n + 1}; sent {len(sent)}; stored {stored}")
+        print(f"lag ms: p50 {q[49]:.0f}  p90 {q[89]:.0f}  p99 {q[98]:.0f}  max {max(lags):.0f}")
+        assert stored == len(sent), "every message stored once"
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 from pymongo import MongoClient
@@ -28,7 +26,7 @@ from aurora import message_state, messages, receipts
 from aurora.drain import Drain
 from aurora.keyspace import STREAM_KEY
 from aurora.stream import StreamEntry, change_fields
-from local.servers import start_mongo, start_redis
+from local.servers import scratch_stores
 
 ROOM = "general"
 
@@ -87,38 +85,32 @@ def main() -> None:
     n = args.entries - args.entries % 10
 
     print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_proc = start_redis(Path(tmp) / "redis")
-        mongo_proc = start_mongo(Path(tmp) / "mongo")
-        try:
-            r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
-            mongo = MongoClient(mongo_proc.url)
-            print(f"{'run':>15} {'entries':>8} {'seconds':>8} {'entries/s':>10} {'ratio':>6}")
-            rates = {}
-            runs = ["message-only"] + [f"mixed lag={lag}" for lag in args.lag.split(",")]
-            for name in runs:
-                db = mongo[f"bench_{len(rates)}"]
-                messages.ensure_indexes(db)
-                message_state.ensure_indexes(db)
-                r.flushdb()
-                if name == "message-only":
-                    queue_messages(r, n)
-                    stored = n
-                else:
-                    stored = queue_mixed(r, n, int(name.split("=")[1]))
-                seconds, drained = timed(r, db, args.batch_size)
-                assert drained == n, (drained, n)
-                assert db[messages.COLLECTION].count_documents({}) == stored
-                if name != "message-only":
-                    assert db[messages.COLLECTION].count_documents({"edit_id": {"$exists": True}})
-                    assert db[receipts.CURSORS].count_documents({}) > 0
-                rates[name] = n / seconds
-                ratio = rates[name] / rates["message-only"]
-                print(f"{name:>15} {n:>8} {seconds:>8.2f} {rates[name]:>10.0f} {ratio:>6.2f}")
-                mongo.drop_database(db.name)
-        finally:
-            mongo_proc.stop()
-            redis_proc.stop()
+    with scratch_stores() as (redis_proc, mongo_proc):
+        r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
+        mongo = MongoClient(mongo_proc.url)
+        print(f"{'run':>15} {'entries':>8} {'seconds':>8} {'entries/s':>10} {'ratio':>6}")
+        rates = {}
+        runs = ["message-only"] + [f"mixed lag={lag}" for lag in args.lag.split(",")]
+        for name in runs:
+            db = mongo[f"bench_{len(rates)}"]
+            messages.ensure_indexes(db)
+            message_state.ensure_indexes(db)
+            r.flushdb()
+            if name == "message-only":
+                queue_messages(r, n)
+                stored = n
+            else:
+                stored = queue_mixed(r, n, int(name.split("=")[1]))
+            seconds, drained = timed(r, db, args.batch_size)
+            assert drained == n, (drained, n)
+            assert db[messages.COLLECTION].count_documents({}) == stored
+            if name != "message-only":
+                assert db[messages.COLLECTION].count_documents({"edit_id": {"$exists": True}})
+                assert db[receipts.CURSORS].count_documents({}) > 0
+            rates[name] = n / seconds
+            ratio = rates[name] / rates["message-only"]
+            print(f"{name:>15} {n:>8} {seconds:>8.2f} {rates[name]:>10.0f} {ratio:>6.2f}")
+            mongo.drop_database(db.name)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 from pymongo import MongoClient
@@ -23,7 +21,7 @@ from aurora import messages
 from aurora.drain import Drain, partitions_of
 from aurora.keyspace import Layout
 from aurora.stream import StreamEntry
-from local.servers import start_mongo, start_redis
+from local.servers import scratch_stores
 
 
 def queue(r: redis.Redis, n: int, layout: Layout) -> None:
@@ -53,35 +51,29 @@ def main() -> None:
     batch_sizes = [int(s) for s in args.batch_sizes.split(",")]
 
     print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_proc = start_redis(Path(tmp) / "redis")
-        mongo_proc = start_mongo(Path(tmp) / "mongo")
-        try:
-            r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
-            mongo = MongoClient(mongo_proc.url)
-            print(f"{'P':>3} {'batch':>6} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
-            counts = [int(p) for p in args.partitions.split(",")]
-            for partitions, size in ((p, s) for p in counts for s in batch_sizes):
-                layout = Layout(partitions=partitions)
-                # Batch 1 is a round trip per message: fewer of them, same rate.
-                n = min(args.messages, args.max_batch_1_messages) if size == 1 else args.messages
-                db = mongo[f"bench_{partitions}_{size}"]
-                if not args.without_history_index:
-                    messages.ensure_indexes(db)
-                r.flushdb()
-                queue(r, n, layout)
-                run = Drain(r, db, consumer="bench", batch_size=size, block_ms=10,
-                            partitions=partitions_of(layout))  # fmt: skip
-                started = time.perf_counter()
-                summary = run.run(lambda: True, exit_when_idle=True)
-                seconds = time.perf_counter() - started
-                assert summary.inserted == n, summary
-                assert db[messages.COLLECTION].count_documents({}) == n
-                print(f"{partitions:>3} {size:>6} {n:>9} {seconds:>8.2f} {n / seconds:>9.0f}")
-                mongo.drop_database(db.name)
-        finally:
-            mongo_proc.stop()
-            redis_proc.stop()
+    with scratch_stores() as (redis_proc, mongo_proc):
+        r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
+        mongo = MongoClient(mongo_proc.url)
+        print(f"{'P':>3} {'batch':>6} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
+        counts = [int(p) for p in args.partitions.split(",")]
+        for partitions, size in ((p, s) for p in counts for s in batch_sizes):
+            layout = Layout(partitions=partitions)
+            # Batch 1 is a round trip per message: fewer of them, same rate.
+            n = min(args.messages, args.max_batch_1_messages) if size == 1 else args.messages
+            db = mongo[f"bench_{partitions}_{size}"]
+            if not args.without_history_index:
+                messages.ensure_indexes(db)
+            r.flushdb()
+            queue(r, n, layout)
+            run = Drain(r, db, consumer="bench", batch_size=size, block_ms=10,
+                        partitions=partitions_of(layout))  # fmt: skip
+            started = time.perf_counter()
+            summary = run.run(lambda: True, exit_when_idle=True)
+            seconds = time.perf_counter() - started
+            assert summary.inserted == n, summary
+            assert db[messages.COLLECTION].count_documents({}) == n
+            print(f"{partitions:>3} {size:>6} {n:>9} {seconds:>8.2f} {n / seconds:>9.0f}")
+            mongo.drop_database(db.name)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 from pymongo import MongoClient
@@ -33,7 +31,7 @@ from aurora.keyspace import (
     room_counter_key,
 )
 from aurora.tokens import Claims
-from local.servers import start_mongo, start_redis
+from local.servers import scratch_stores
 
 USER = "u-bench"
 
@@ -89,29 +87,23 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_proc = start_redis(Path(tmp) / "redis")
-        mongo_proc = start_mongo(Path(tmp) / "mongo")
-        try:
-            r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
-            db = MongoClient(mongo_proc.url)["bench"]
-            print(f"{'rooms':>6} {'unread':>9} {'page':>5} {'listing ms p50/p95':>19} "
-                  f"{'unread ms p50/p95':>18} {'total ms p50/p95':>17}")  # fmt: skip
-            for unread in (int(u) for u in args.unread.split(",")):
-                populate(r, db, args.rooms, unread)
-                runs = [first_page(r, db, args.limit) for _ in range(args.repeat)]
-                page = runs[-1][2]["rooms"]
-                deleted, own = min(unread // 100, 5000), min(unread // 20, 5000)
-                assert len(page) == min(args.limit, args.rooms)
-                assert all(room["unread"] == unread - deleted - own for room in page), page[0]
-                listing = sorted(run[0] for run in runs)
-                counts = sorted(run[1] for run in runs)
-                total = sorted(run[0] + run[1] for run in runs)
-                print(f"{args.rooms:>6} {unread:>9} {len(page):>5} "
-                      f"{_p(listing):>19} {_p(counts):>18} {_p(total):>17}")  # fmt: skip
-        finally:
-            mongo_proc.stop()
-            redis_proc.stop()
+    with scratch_stores() as (redis_proc, mongo_proc):
+        r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
+        db = MongoClient(mongo_proc.url)["bench"]
+        print(f"{'rooms':>6} {'unread':>9} {'page':>5} {'listing ms p50/p95':>19} "
+              f"{'unread ms p50/p95':>18} {'total ms p50/p95':>17}")  # fmt: skip
+        for unread in (int(u) for u in args.unread.split(",")):
+            populate(r, db, args.rooms, unread)
+            runs = [first_page(r, db, args.limit) for _ in range(args.repeat)]
+            page = runs[-1][2]["rooms"]
+            deleted, own = min(unread // 100, 5000), min(unread // 20, 5000)
+            assert len(page) == min(args.limit, args.rooms)
+            assert all(room["unread"] == unread - deleted - own for room in page), page[0]
+            listing = sorted(run[0] for run in runs)
+            counts = sorted(run[1] for run in runs)
+            total = sorted(run[0] + run[1] for run in runs)
+            print(f"{args.rooms:>6} {unread:>9} {len(page):>5} "
+                  f"{_p(listing):>19} {_p(counts):>18} {_p(total):>17}")  # fmt: skip
 
 
 def _p(figures: list[float]) -> str:

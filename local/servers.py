@@ -9,7 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +172,20 @@ class RedisClusterNodes:
             node.terminate()
         for node in self.nodes:
             node.wait(timeout)
+
+
+@contextmanager
+def scratch_stores() -> Iterator[tuple[ManagedProcess, ManagedProcess]]:
+    """A Redis and a MongoDB-protocol server on free ports, in a temporary
+    folder, stopped (by pid) and removed on exit: what a benchmark runs against."""
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_proc = start_redis(Path(tmp) / "redis")
+        mongo_proc = start_mongo(Path(tmp) / "mongo")
+        try:
+            yield redis_proc, mongo_proc
+        finally:
+            mongo_proc.stop()
+            redis_proc.stop()
 
 
 def start_redis_cluster(
