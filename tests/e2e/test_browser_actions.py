@@ -8,7 +8,7 @@ import re
 import uuid
 
 from tests.e2e.test_browser_quality import SIZES, log_in, serious_violations
-from tests.e2e.test_browser_rooms import create_room, sidebar
+from tests.e2e.test_browser_rooms import create_room, open_direct, sidebar
 from tests.support.browser import (
     WAIT_MS,
     expect,
@@ -184,11 +184,7 @@ def test_a_direct_message_goes_sent_delivered_read_and_unread_counts_are_the_ser
     ana, ben = open_page(), open_page()
     register(ana, ana_name)
     register(ben, ben_name)
-    hello = f"hello all {uuid.uuid4().hex}"
-    say(ben, hello)
-    message(ana, hello).get_by_role("button", name=ben_name).click()
-    ana.get_by_role("dialog", name=ben_name).get_by_role("button", name="Direct message").click()
-    expect(ana.get_by_role("heading", name=f"@{ben_name}")).to_be_visible()
+    open_direct(ana, ben, ben_name)
     texts = [f"just us {n} {uuid.uuid4().hex}" for n in range(2)]
     for text in texts:
         say(ana, text)

@@ -148,6 +148,15 @@ def test_every_room_resumes_after_a_reconnect_with_nothing_lost_or_twice(
     expect(message(ben, mine)).to_have_count(1, timeout=WAIT_MS)
 
 
+def open_direct(ana, ben, ben_name: str) -> None:
+    """Ben says something in general; Ana opens a direct room from his name on it."""
+    hello = f"hello all {uuid.uuid4().hex}"
+    say(ben, hello)
+    message(ana, hello).get_by_role("button", name=ben_name).click()
+    ana.get_by_role("dialog", name=ben_name).get_by_role("button", name="Direct message").click()
+    expect(ana.get_by_role("heading", name=f"@{ben_name}")).to_be_visible()
+
+
 def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -> None:
     """Ana chooses Ben's name on his message, then Direct message: the room
     opens named after Ben; Ben finds it under Ana's name, with her message
@@ -156,11 +165,7 @@ def test_a_direct_message_starts_from_a_name_and_is_listed_under_it(open_page) -
     ana, ben = open_page(), open_page()
     register(ana, ana_name)
     register(ben, ben_name)
-    hello = f"hello all {uuid.uuid4().hex}"
-    say(ben, hello)
-    message(ana, hello).get_by_role("button", name=ben_name).click()
-    ana.get_by_role("dialog", name=ben_name).get_by_role("button", name="Direct message").click()
-    expect(ana.get_by_role("heading", name=f"@{ben_name}")).to_be_visible()
+    open_direct(ana, ben, ben_name)
     private = f"just us {uuid.uuid4().hex}"
     say(ana, private)
     expect(message(ana, private)).to_have_attribute("data-id", re.compile("-"))
