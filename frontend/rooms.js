@@ -53,7 +53,7 @@ function newState(room) {
     readMark: null,
     newFrom: null,
     unreadFrom: null, // the first message counted in `unread`
-    // The server's `unread` (GET /api/rooms) counts up to its `last_id`:
+    // The server's `unread` (GET /api/rooms) counts up to its `counted_to`:
     // only what arrives after it is counted here.
     countedTo: null,
     cursors: null, // user_id -> {read, delivered, user}: other members' cursors
@@ -122,7 +122,11 @@ export function applyListing(entry) {
   if (Number.isInteger(entry.unread) && entry.unread >= 0 && activeRoom !== state.room) {
     state.unread = entry.unread;
     if (!state.unread) state.mentioned = false;
-    state.countedTo = parseId(entry.last_id) ? entry.last_id : state.countedTo;
+    // The id the count was read up to: newer than `last_id` while the newest
+    // messages are not stored yet. None for a room quiet long enough for its
+    // live window to lapse: everything in it is stored, up to `last_id`.
+    const countedTo = parseId(entry.counted_to) ? entry.counted_to : entry.last_id;
+    state.countedTo = parseId(countedTo) ? countedTo : state.countedTo;
   }
   return state;
 }

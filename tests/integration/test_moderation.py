@@ -16,9 +16,9 @@ import pytest
 
 from aurora import membership, rooms
 from aurora.backends import database, redis_client
-from aurora.keyspace import window_key
 from aurora.settings import Settings, get_settings
 from local.runtime import LocalFunction
+from tests.conftest import on_single_and_cluster
 from tests.support.events import template_function
 from tests.support.fanout import receive_json, replica, send_json
 from tests.support.rooms import Person, answer, client, person, rest
@@ -120,6 +120,7 @@ async def test_operators_moderate_every_public_room_general_included_never_a_pri
     assert rest(api, "GET", "/api/audit", operator, cursor="nope")[1]["code"] == "invalid_cursor"
 
 
+@on_single_and_cluster
 async def test_someone_you_blocked_cannot_open_post_or_type_in_your_direct_room(cfg, api):
     alice, bob = person(cfg, "alice"), person(cfg, "bob")
     dm = rest(api, "POST", "/api/dms", alice, {"username": "bob"})[1]["room"]["room"]
@@ -197,7 +198,8 @@ def test_an_invite_and_a_removal_at_once_leave_mongodb_and_the_mirror_agreeing(
     assert (stored, mirrored) == (None, False)
 
 
-async def test_a_ban_while_messages_are_in_flight_stops_them_at_once(cfg, api):
+@on_single_and_cluster
+async def test_a_ban_while_messages_are_in_flight_stops_them_at_once(cfg, api, redis_layout):
     owner, bob = person(cfg, "owner"), person(cfg, "bob")
     assert rest(api, "POST", "/api/rooms", owner, {"room": "club"})[0] == 201
     # One sender floods: no send, budget or frame limit stops it before the ban.
@@ -244,7 +246,7 @@ async def test_a_ban_while_messages_are_in_flight_stops_them_at_once(cfg, api):
         assert left == {"type": "left", "room": "club", "reason": "banned"}
         assert acked and asyncio.get_running_loop().time() - banned < 20
         # Nothing of bob's was taken after the last ack he got.
-        window = redis_client(cfg.redis_url).xrange(window_key("club"))
+        window = redis_client(cfg.redis_url).xrange(redis_layout.window_key("club"))
         stored = [entry_id for entry_id, fields in window if bob.user_id in fields["f"]]
         assert stored[-1] == acked[-1]
         for conn in (watcher, ws):

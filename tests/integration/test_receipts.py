@@ -14,6 +14,7 @@ from aurora import receipts
 from aurora.backends import database
 from aurora.settings import Settings
 from local.runtime import LocalFunction
+from tests.conftest import on_single_and_cluster
 from tests.support.chat import Client, client, drain, person, rest
 from tests.support.events import template_function
 from tests.support.fanout import receive_json, replica
@@ -129,6 +130,39 @@ async def test_unread_counts_are_exact_across_pages_and_after_deletes(cfg, api):
     # Bob's own messages never count for him; alice's two left in r1 do.
     status, page = rest(api, "GET", "/api/rooms", bob)
     assert {r["room"]: r["unread"] for r in page["rooms"]} == {"r1": 2, "r2": 0, "r3": 0}
+
+
+@on_single_and_cluster
+async def test_a_listing_says_up_to_which_message_it_counted_so_nothing_counts_twice(cfg, api):
+    """Before the drain has stored anything, the count is already exact, and
+    the listing names the id it counts up to, read at the same instant: of
+    what a client then receives, exactly the messages after that id are the
+    ones not yet counted."""
+    alice, bob = person(cfg, "alice"), person(cfg, "bob")
+    status, dm = rest(api, "POST", "/api/dms", alice, {"username": "bob"})
+    assert status == 200, dm
+    room = dm["room"]["room"]
+    async with replica(cfg) as (url, _):
+        a = await client(url, alice, room)
+        counted = await send(a, room, 3)
+        status, page = rest(api, "GET", "/api/rooms", bob)
+        assert status == 200, page
+        (listed,) = page["rooms"]
+        assert (listed["unread"], listed["counted_to"], listed["last_id"]) == (3, counted[-1], None)
+        later = await send(a, room, 2)
+        b = await client(url, bob)
+        await b.join(room, since="0-0")
+        await b.read_until(later[-1])
+        received = [f["id"] for f in b.live.frames if f.get("type") == "message"]
+        assert received == counted + later
+        counted_to = receipts.parse_id(listed["counted_to"])
+        after = [i for i in received if receipts.parse_id(i) > counted_to]
+        assert after == later
+        for who in (a, b):
+            await who.ws.close()
+    # Her own messages never count for her, up to the same newest id.
+    status, page = rest(api, "GET", "/api/rooms", alice)
+    assert [(r["unread"], r["counted_to"]) for r in page["rooms"]] == [(0, later[-1])]
 
 
 async def test_only_readers_move_cursors_and_read_frames_are_never_refused_or_limited(cfg, api):

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from aurora import attachments, blocks, membership
 from aurora.backends import database, redis_client
-from aurora.keyspace import blocks_key, room_members_key, window_key
+from aurora.keyspace import blocks_key, room_members_key
 from aurora.settings import Settings
 from local.runtime import LocalFunction
+from tests.conftest import on_single_and_cluster
 from tests.support.events import template_function
 from tests.support.fanout import receive_json, replica, send_json
 from tests.support.rooms import Person, answer, client, drain, link, person, rest
@@ -236,7 +237,10 @@ async def test_the_authorization_matrix_of_a_direct_room_with_a_block_on_two_rep
     assert misses(seen, DM_MATRIX) == []
 
 
-async def test_ban_delete_and_going_private_take_connections_out_on_every_replica(cfg, api):
+@on_single_and_cluster
+async def test_ban_delete_and_going_private_take_connections_out_on_every_replica(
+    cfg, api, redis_layout
+):
     owner, bob, carol = person(cfg, "owner"), person(cfg, "bob"), person(cfg, "carol")
     assert rest(api, "POST", "/api/rooms", owner, {"room": "club"})[0] == 201
     async with replica(cfg) as (url_a, _), replica(cfg) as (url_b, _):
@@ -260,7 +264,7 @@ async def test_ban_delete_and_going_private_take_connections_out_on_every_replic
         for ws in conns.values():
             await ws.close()
     cache = redis_client(cfg.redis_url)
-    assert not cache.exists(window_key("club"), room_members_key("club"))
+    assert not cache.exists(redis_layout.window_key("club"), room_members_key("club"))
     assert rest(api, "GET", "/api/rooms/club/messages", owner)[0] == 403
     assert rest(api, "POST", "/api/rooms", owner, {"room": "club"})[1]["code"] == "room_exists"
 
@@ -310,9 +314,11 @@ def test_two_users_creating_one_id_at_once_get_one_201_and_one_409(cfg, api):
             assert sorted(got) == [201, 409]
 
 
-def test_taken_ids_reserved_ids_and_roles_are_enforced(cfg, api):
+@on_single_and_cluster
+def test_taken_ids_reserved_ids_and_roles_are_enforced(cfg, api, redis_layout):
     owner, admin, bob = person(cfg, "owner"), person(cfg, "admin"), person(cfg, "bob")
-    redis_client(cfg.redis_url).xadd(window_key("chatty"), {"f": "{}"})  # had a message
+    # A room that had a message is taken.
+    redis_client(cfg.redis_url).xadd(redis_layout.window_key("chatty"), {"f": "{}"})
     assert rest(api, "POST", "/api/rooms", owner, {"room": "chatty"})[1]["code"] == "room_exists"
     assert rest(api, "POST", "/api/rooms", owner, {"room": "dm:x"})[1]["code"] == "reserved_room"
     assert rest(api, "POST", "/api/rooms", owner, {"room": "general"})[1]["code"] == "room_exists"
@@ -358,6 +364,7 @@ def test_room_listings_page_by_cursor_and_browse_only_public_rooms(cfg, api):
     assert all(r["role"] is None for r in public)
 
 
+@on_single_and_cluster
 def test_the_mirror_is_rebuilt_from_mongodb(cfg, api):
     owner, bob, eve = person(cfg, "owner"), person(cfg, "bob"), person(cfg, "eve")
     assert (
@@ -384,6 +391,7 @@ def test_the_mirror_is_rebuilt_from_mongodb(cfg, api):
 # -- direct rooms ---------------------------------------------------------------------
 
 
+@on_single_and_cluster
 async def test_a_direct_room_is_one_per_pair_whoever_asks_and_nobody_else_gets_in(cfg, api):
     alice, bob, eve = person(cfg, "alice"), person(cfg, "bob"), person(cfg, "eve")
     status, first = rest(api, "POST", "/api/dms", alice, {"username": "bob"})

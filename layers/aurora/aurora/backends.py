@@ -133,6 +133,23 @@ def is_cluster(client: object) -> bool:
     )
 
 
+def execute_then_publish(
+    client: object, pipe: redis.client.Pipeline, channel: str, message: str
+) -> None:
+    """Execute `pipe`, then publish `message` on a global channel: inside its
+    transaction on a single Redis, so the notice and the writes are one. On
+    a cluster a pipeline cannot carry PUBLISH (redis-py refuses it: the
+    message reaches every node wherever it is sent): it follows the writes,
+    so a replica that re-checks on the notice finds them. Lost only if this
+    process dies in between; the replicas' periodic re-check covers that."""
+    if is_cluster(client):
+        pipe.execute()
+        client.publish(channel, message)
+    else:
+        pipe.publish(channel, message)
+        pipe.execute()
+
+
 def slot_batches(client: object, keys: list[str], size: int) -> list[list[int]]:
     """Positions of `keys` in batches of at most `size` for a script or a
     transaction. On a cluster each batch also stays within one hash slot

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aurora import users
-from aurora.backends import redis_unavailable
+from aurora.backends import execute_then_publish, redis_unavailable
 from aurora.errors import ConflictError, NotFoundError, ValidationError
 from aurora.keyspace import MEMBERSHIP_CHANNEL, blocks_key
 from aurora.membership import notice
@@ -48,8 +48,8 @@ def _mirror(client: redis.Redis, user_id: str, blocked_id: str, *, add: bool) ->
             pipe.sadd(blocks_key(user_id), blocked_id)
         else:
             pipe.srem(blocks_key(user_id), blocked_id)
-        pipe.publish(MEMBERSHIP_CHANNEL, notice(direct_room(user_id, blocked_id), blocked_id))
-        pipe.execute()
+        room = direct_room(user_id, blocked_id)
+        execute_then_publish(client, pipe, MEMBERSHIP_CHANNEL, notice(room, blocked_id))
 
 
 def block(

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora import operators
-from aurora.backends import is_cluster, redis_client, redis_unavailable, room_window_key
+from aurora.backends import (
+    execute_then_publish,
+    is_cluster,
+    redis_client,
+    redis_unavailable,
+    room_window_key,
+)
 from aurora.errors import ForbiddenError, UnavailableError, ValidationError
 from aurora.keyspace import (
     JOINS_STREAM_KEY,
@@ -275,11 +281,10 @@ class Mirror:
 
     def _apply(self, user_id: str | None, *writes: Callable[[Any], object]) -> None:
         with redis_unavailable("Saved, but the change is not live yet: retry"):
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._client.pipeline(transaction=True)  # the room's keys: one slot
             for write in writes:
                 write(pipe)
-            pipe.publish(MEMBERSHIP_CHANNEL, notice(self.room, user_id))
-            pipe.execute()
+            execute_then_publish(self._client, pipe, MEMBERSHIP_CHANNEL, notice(self.room, user_id))
 
     def set_info(self, **fields: str) -> None:
         self._apply(None, lambda p: p.hset(room_info_key(self.room), mapping=fields))
@@ -369,7 +374,6 @@ def rebuild_mirror(db: Database, client: redis.Redis) -> int:
                 pipe.hset(room_members_key(room), mapping=members[room])
             if bans.get(room):
                 pipe.sadd(room_bans_key(room), *bans[room])
-            pipe.publish(MEMBERSHIP_CHANNEL, notice(room))
-            pipe.execute()
+            execute_then_publish(client, pipe, MEMBERSHIP_CHANNEL, notice(room))
         written += 1
     return written

@@ -249,31 +249,63 @@ def _parse(value: str | None) -> tuple[int, str | None]:
     return int(number), message_id
 
 
+# KEYS: 1 the room's message counter, 2 read cursors, 3 the user's own
+#       messages not counted, 4 the room's deleted numbers, 5 the resume window.
+# ARGV: 1 user id.
+# Returns {unread, read cursor ("" for none), the window's newest id ("" for none)}.
+# One script, so the count and the id it counts up to are read at one
+# instant: a message after that id is not in the count, one up to it is.
+_UNREAD = """
+local cursor = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+local number = tonumber(string.match(cursor, '^(%d+)') or '0')
+local count = tonumber(redis.call('GET', KEYS[1]) or '0') - number
+  - redis.call('ZCOUNT', KEYS[3], '(' .. number, '+inf')
+  - redis.call('ZCOUNT', KEYS[4], '(' .. number, '+inf')
+local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
+return {math.max(count, 0), cursor, newest[1] and newest[1][1] or ''}
+"""
+
+
 def unread(
     client: redis.Redis, layout: Layout, user_id: str, rooms: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """{room: {"unread": n, "read": <message id> | None}} for the caller, in
-    two pipelined round trips whatever the number of rooms."""
+    """{room: {"unread": n, "read": <message id> | None, "counted_to": <id> | None}}
+    for the caller, in one pipelined round trip whatever the number of rooms.
+    `unread` counts the room's messages up to `counted_to` (the newest entry
+    of its resume window, None when the window is empty): a client adds the
+    messages it receives after that id, and only those."""
     if not rooms:
         return {}
-    pipe = client.pipeline(transaction=False)
-    for room in rooms:
-        pipe.get(layout.room_counter_key(room))
-        pipe.hget(layout.cursors_key(room, READ), user_id)
-    first = pipe.execute()
-    cursors = [_parse(first[2 * i + 1]) for i in range(len(rooms))]
-    pipe = client.pipeline(transaction=False)
-    for room, (number, _) in zip(rooms, cursors, strict=True):
-        pipe.zcount(layout.own_messages_key(room, user_id), f"({number}", "+inf")
-        pipe.zcount(layout.deleted_numbers_key(room), f"({number}", "+inf")
-    second = pipe.execute()
+    calls = [([layout.room_counter_key(room), layout.cursors_key(room, READ),
+               layout.own_messages_key(room, user_id), layout.deleted_numbers_key(room),
+               layout.window_key(room)], [user_id]) for room in rooms]  # fmt: skip
     answer = {}
-    for i, room in enumerate(rooms):
-        newest = int(first[2 * i] or 0)
-        number, message_id = cursors[i]
-        count = newest - number - second[2 * i] - second[2 * i + 1]
-        answer[room] = {"unread": max(count, 0), "read": message_id}
+    replies = _pipelined(client, _UNREAD, calls)
+    for room, (count, cursor, newest) in zip(rooms, replies, strict=True):
+        answer[room] = {"unread": int(count), "read": _parse(cursor)[1],
+                        "counted_to": newest or None}  # fmt: skip
     return answer
+
+
+def _pipelined(client: redis.Redis, script: str, calls: list[tuple[list[str], list[str]]]) -> list:
+    """One script over many key sets, in one pipelined round trip. A cluster
+    pipeline cannot load a script first (a single Redis's does): on
+    NOSCRIPT, load it on every primary and go again."""
+    from redis.exceptions import NoScriptError
+
+    registered = client.register_script(script)
+
+    def run() -> list:
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            registered(keys=keys, args=args, client=pipe)
+        return pipe.execute()
+
+    try:
+        return run()
+    except NoScriptError:
+        client.script_load(script)
+        return run()
 
 
 def read_by_anyone(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aurora import tokens, users
-from aurora.backends import is_cluster
+from aurora.backends import execute_then_publish, is_cluster
 from aurora.errors import AuthenticationError
 from aurora.keyspace import REVOCATIONS_CHANNEL, revoked_key, session_key, user_sessions_key
 from aurora.settings import Settings
@@ -196,14 +196,8 @@ def _writes(client: redis.Redis) -> redis.client.Pipeline:
 
 
 def _then_notice(client: redis.Redis, pipe: redis.client.Pipeline, notice: str) -> None:
-    """Execute `pipe` with the revocation notice: inside the transaction on a
-    single Redis, after the writes on a cluster."""
-    if is_cluster(client):
-        pipe.execute()
-        client.publish(REVOCATIONS_CHANNEL, notice)
-    else:
-        pipe.publish(REVOCATIONS_CHANNEL, notice)
-        pipe.execute()
+    """Execute `pipe` with the revocation notice (`execute_then_publish`)."""
+    execute_then_publish(client, pipe, REVOCATIONS_CHANNEL, notice)
 
 
 def _revoke_access_token(
