@@ -3,6 +3,7 @@ a real redis-server and a real MongoDB wire-protocol server (SecantusDB)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -35,6 +36,20 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_for_redis(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Until the Redis on `port` answers PING: listening is not enough, a
+    Redis replaying its AOF accepts connections and answers LOADING."""
+    wait_for_port(port, process, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(64).startswith(b"+PONG"):
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"the Redis on 127.0.0.1:{port} is still loading after {timeout} s")
 
 
 @dataclass
@@ -120,7 +135,7 @@ def start_redis(
         "--daemonize", "no",
     ]  # fmt: skip
     process = _spawn("redis", args, data_dir / "redis.log")
-    wait_for_port(port, process)
+    wait_for_redis(port, process)
     return ManagedProcess("redis", process, f"redis://127.0.0.1:{port}/0", data_dir / "redis.log")
 
 
