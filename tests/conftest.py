@@ -54,7 +54,7 @@ def redis_url(request) -> Iterator[str]:
     when the test is parametrized with "cluster" (`on_single_and_cluster`)."""
     import redis
 
-    if getattr(request, "param", "single") == "cluster":
+    if getattr(request, "param", request.config.getoption("--redis")) == "cluster":
         cluster = request.getfixturevalue("redis_cluster")
         client = redis.RedisCluster.from_url(cluster.url.replace(",", "/0,", 1).split(",")[0])
         client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
@@ -128,8 +128,19 @@ def app_env(settings: Settings, monkeypatch) -> Settings:
     get_settings.cache_clear()
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--redis",
+        choices=("single", "cluster"),
+        default="single",
+        help="the Redis of tests not parametrized over both (default single): "
+        "`--redis=cluster` runs the whole suite on the test cluster",
+    )
+
+
 def pytest_report_header(config) -> list[str]:
     return [
+        f"redis: {config.getoption('--redis')} (both for tests marked on_single_and_cluster)",
         f"redis-server binaries: {', '.join(redis_binaries()) or 'none'}",
         f"chromium: {shutil.which('chromium') or 'not installed'}",
         f"CI: {os.environ.get('CI', 'no')}",
