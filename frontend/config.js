@@ -11,11 +11,19 @@ export const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP do
 export const RETRY_MS = 2000; // after `unavailable` / `backpressure`
 export const HISTORY_PAGE = 50; // messages per scrollback or search request (the API allows 1-100)
 export const GAP_PAGE = 100; // per gap-fill request: the API's largest page
+export const GAP_HOLD_TRIES = 5; // gap reads failed before the outbox is sent anyway (~10 s)
 export const PASSWORD_MIN = 8; // the API's rule (aurora.accounts), checked here first
 export const PASSWORD_MAX = 128;
 export const STORAGE_LAG_MS = 10000; // at most this long for another tab's session to reach storage
 
 let config = null; // {api_url, ws_url}, once loaded
+
+// The wait before retry number `attempt` (0, 1, …): exponential with jitter,
+// so that clients failing together do not all come back at the same instant.
+export function backoffDelay(attempt) {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
 
 export function apiUrl() {
   return config.api_url;

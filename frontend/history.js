@@ -3,7 +3,7 @@
 // the messages missed beyond the resume window after a reconnect (the gap).
 
 import { showStoredState } from "./changes.js";
-import { GAP_PAGE, HISTORY_PAGE, MAX_MESSAGES } from "./config.js";
+import { GAP_HOLD_TRIES, GAP_PAGE, HISTORY_PAGE, MAX_MESSAGES, backoffDelay } from "./config.js";
 import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId } from "./protocol.js";
 import {
@@ -194,6 +194,8 @@ export function backToNewest(state) {
   }
   const held = state.tail.held;
   state.tail = null;
+  clearTimeout(state.history.retryTimer); // a gap being retried: scrollback reads it now
+  releaseOutbox(state.history);
   state.history = { loading: false, end: false, gap: null, filling: false };
   insertPage(state, held);
   scrollToEnd(state);
@@ -222,11 +224,16 @@ async function fillGap(state) {
     return;
   }
   reading.filling = true;
-  holdOutbox(reading);
+  // The outbox waits while the gap is read: a message in it may be in the
+  // gap, stored while the page was away, and sent now it would be stored
+  // twice. For the first few tries only: past them, sending matters more.
+  const holding = (reading.failures || 0) < GAP_HOLD_TRIES;
+  if (holding) holdOutbox(reading);
   if (state === active()) {
     updateHistoryBar();
     showHistoryStatus("Loading the messages you missed…");
   }
+  let failed = false;
   try {
     for (;;) {
       const page = await roomMessages(state, { after: gap.after, limit: GAP_PAGE });
@@ -242,15 +249,24 @@ async function fillGap(state) {
       gap.after = page.next_after;
     }
     if (reading.gap === gap) reading.gap = null;
+    reading.failures = 0;
     if (state === active()) showHistoryStatus("");
   } catch (error) {
-    if (state.history !== reading || state !== active()) return;
-    showHistoryStatus(`Could not load the messages you missed: ${error.message}`, true);
+    if (state.history !== reading) return;
+    // Tried again by itself (Retry tries now), from the page that failed.
+    failed = true;
+    reading.failures = (reading.failures || 0) + 1;
+    clearTimeout(reading.retryTimer);
+    reading.retryTimer = setTimeout(() => fillGap(state), backoffDelay(reading.failures - 1));
+    if (state === active()) {
+      showHistoryStatus(`Could not load the messages you missed (${error.message}); trying again…`, true);
+    }
   } finally {
     reading.filling = false;
     if (state === active()) updateHistoryBar();
-    releaseOutbox(reading); // and sends it
+    if (holding && !(failed && reading.failures < GAP_HOLD_TRIES)) releaseOutbox(reading); // and sends it
   }
+  if (failed) return;
   // Another resume without recovery while this one was read: its turn.
   if (state.history === reading && reading.gap && reading.gap !== gap) fillGap(state);
 }

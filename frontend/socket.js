@@ -4,12 +4,11 @@
 // is refused) with jittered backoff when it drops.
 
 import {
-  BACKOFF_MAX_MS,
-  BACKOFF_MIN_MS,
   HEARTBEAT_MS,
   PONG_TIMEOUT_MS,
   READY_TIMEOUT_MS,
   RETRY_MS,
+  backoffDelay,
   wsUrl,
 } from "./config.js";
 import { CLOSE, MAX_JOINED, SUBPROTOCOL, newClientId } from "./protocol.js";
@@ -222,10 +221,7 @@ async function renewThenConnect() {
 
 function scheduleReconnect() {
   if (!currentSession() || current) return;
-  // Exponential backoff with jitter, so a restarted server is not hit by every
-  // client at the same instant.
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-  const delay = Math.round(base / 2 + Math.random() * (base / 2));
+  const delay = backoffDelay(attempt); // a restarted server is not hit by every client at once
   attempt += 1;
   setStatus("reconnecting", `Offline — retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
   clearTimeout(reconnectTimer);

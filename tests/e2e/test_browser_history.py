@@ -492,3 +492,43 @@ def test_a_file_link_that_may_have_expired_is_renewed_when_opened(open_page, loc
         link.click(button="middle")
     assert len(links) == 3
     assert in_a_new_tab.value.url == link.get_attribute("href") != renewed
+
+
+def test_a_gap_filled_over_a_flaky_network_is_whole_and_once(open_page, local_stack) -> None:
+    """Back from a long absence, each page of the gap fails once first (as on
+    a flaky network): the page tries again by itself until the gap is
+    filled, and shows every missed message once, in id order."""
+    page = open_page()
+    lines, new_lines = route_through_lines(page, local_stack["ws_url"])
+    register(page, unique("flaky"))
+    before = f"before {uuid.uuid4().hex}"
+    write(local_stack, [before])
+    expect(message(page, before)).to_have_count(1, timeout=WAIT_MS)
+    last_seen = shown_ids(page)[-1]
+    failed: list[str] = []
+
+    def each_page_fails_once(route) -> None:
+        if route.request.url not in failed:
+            failed.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/rooms/general/messages\?"), each_page_fails_once)
+    new_lines["hold"] = True
+    wait_for_lines(page, lines, 1).cut(1012, "replica restarting")
+    second = wait_for_lines(page, lines, 2)
+    new_lines["hold"] = False
+    missed = [f"missed {i} {uuid.uuid4().hex}" for i in range(120)]
+    write(local_stack, missed)
+    second.release()
+
+    expect(page.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    for text in (missed[0], missed[99], missed[-1]):
+        expect(message(page, text)).to_have_count(1, timeout=LONG_MS)
+    expect(page.locator("#history-status")).to_have_text("", timeout=LONG_MS)
+    assert len(failed) >= 2, "the gap was not read page by page"
+    ids = shown_ids(page)
+    assert_in_id_order_once(ids)
+    stored = stored_ids(local_stack, session_token(page))
+    assert ids[ids.index(last_seen) :] == stored[stored.index(last_seen) :]
