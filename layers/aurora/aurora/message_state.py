@@ -14,8 +14,10 @@ converge on one document:
 - A change whose message is not stored yet (its entry is still pending in
   another run, or dead-lettered) is parked in `message_changes` and applied
   when the message is stored; never lost, never applied twice.
-- Each write is conditional on the document's `rev`, so two runs writing
-  one message at once cannot undo each other: the loser reads it again.
+- Every change to one message in a round folds into one update, addressed
+  by `_id` and conditional on the document's `rev`, so two runs writing one
+  message at once cannot undo each other: the loser reads it again. A run
+  writes a message it already knows (`Known`) without reading it first.
 """
 
 from __future__ import annotations
