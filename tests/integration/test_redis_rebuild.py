@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from aurora import recount
+from aurora import messages, receipts, recount, rooms
 from aurora.backends import database, is_cluster, layout, redis_client
 from aurora.drain import partitions_of
 from aurora.settings import Settings
+from aurora.stream import StreamEntry, change_fields, parse_entry
 from local.runtime import LocalFunction
 from scripts import rebuild_redis
 from tests.conftest import on_single_and_cluster
@@ -110,3 +111,24 @@ async def test_after_a_wipe_the_rebuild_gives_back_every_unread_count_and_cursor
     again = recount.rebuild_counts(database(cfg), redis_client(cfg.redis_url), layout(cfg))
     assert (again.counters_raised, again.own) == (0, 0)
     assert unread_state(api, [alice, bob, carol], rooms) == before
+
+
+def test_the_rebuild_neither_undoes_nor_double_counts_what_happens_meanwhile(settings):
+    """MongoDB says alice read up to 2 and none of bob's 6 messages is
+    deleted. Meanwhile, in Redis, alice read on to 4 and bob deleted 5: the
+    rebuild leaves her cursor at 4, and 5 counts as deleted, not as bob's own."""
+    db, client, where = database(settings), redis_client(settings.redis_url), layout(settings)
+    room, ids = "r", [f"{1000 + i}-0" for i in range(7)]
+    db[messages.COLLECTION].insert_many(
+        [messages.document(StreamEntry(ids[n], room, "bob", "bob", "m", n=n)) for n in range(1, 7)]
+    )
+    rooms.record_activity(db, db[messages.COLLECTION].find())
+    receipts.persist(db, [parse_entry("9000-0", change_fields("read", room, "alice", "a", ids[2])
+                                      | {"n": "2"})])  # fmt: skip
+    client.hset(where.cursors_key(room, "read"), "alice", f"4 {ids[4]}")
+    client.zadd(where.deleted_numbers_key(room), {"5": 5})
+    recount.rebuild_counts(db, client, where)
+    assert receipts.unread(client, where, "alice", [room])[room]["read"] == ids[4]
+    assert client.zrange(where.own_messages_key(room, "bob"), 0, -1) == ["1", "2", "3", "4", "6"]
+    # 6 by bob, read to 4, 5 deleted: one unread.
+    assert receipts.unread(client, where, "alice", [room])[room]["unread"] == 1
