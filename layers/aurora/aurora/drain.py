@@ -3,9 +3,9 @@ MongoDB through a consumer group, in batches, exactly once in the database.
 
 Order of operations for each batch: read -> insert_many(ordered=False) of
 the messages -> apply the changes (edit, delete, react: `aurora.message_state`,
-idempotent and in id order; cursor moves: `aurora.receipts`) -> one
-journaled write, which makes all of them durable -> XACK. A crash before the ack leaves the
-entries pending; a later run claims them back (XAUTOCLAIM) and inserts them
+idempotent and in id order; cursor moves: `aurora.receipts`) -> one journaled
+write, which makes all of them durable -> XACK. A crash before the ack leaves
+the entries pending; a later run claims them back (XAUTOCLAIM) and inserts them
 again, which MongoDB answers with duplicate-key errors for what was already
 stored: already stored, not lost, not stored twice; changes applied again
 change nothing. Entries that can never be stored (unparseable, rejected by
