@@ -3,20 +3,24 @@ entries, time one run of the drain until the stream is empty, check what
 was stored.
 
     .venv/bin/python bench/drain_mixed.py [--entries 20000] [--batch-size 500] [--lag 0,2000]
+                                          [--repeat 1]
 
 The mix, per 10 entries: 5 messages, 1 edit, 2 reactions and 2 cursor
 moves (read, delivered) of messages `lag` messages back: 0, the messages
 just before them, as a busy room makes them (the drain folds those into the
 documents it inserts); 2,000, messages of earlier batches (each change is
-then a conditional update of a stored document). Starts its own redis-server and
-SecantusDB (standalone) in a temporary folder on ephemeral loopback ports,
-and stops them by pid.
+then a conditional update of a stored document). With `--repeat N` the runs
+take turns N times and the table gives each one's median (a loaded machine
+slows some runs by 2-3x: turns and medians keep that out of the ratios).
+Starts its own redis-server and SecantusDB (standalone) in a temporary
+folder on ephemeral loopback ports, and stops them by pid.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import redis
@@ -81,6 +85,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--lag", default="0,2000", help="how far back the changes reach")
+    parser.add_argument("--repeat", type=int, default=1, help="turns of every run (medians)")
     args = parser.parse_args()
     n = args.entries - args.entries % 10
 
@@ -88,29 +93,34 @@ def main() -> None:
     with scratch_stores() as (redis_proc, mongo_proc):
         r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
         mongo = MongoClient(mongo_proc.url)
-        print(f"{'run':>15} {'entries':>8} {'seconds':>8} {'entries/s':>10} {'ratio':>6}")
-        rates = {}
         runs = ["message-only"] + [f"mixed lag={lag}" for lag in args.lag.split(",")]
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for turn in range(args.repeat):
+            for name in runs:
+                db = mongo[f"bench_{turn}_{runs.index(name)}"]
+                messages.ensure_indexes(db)
+                message_state.ensure_indexes(db)
+                r.flushdb()
+                if name == "message-only":
+                    queue_messages(r, n)
+                    stored = n
+                else:
+                    stored = queue_mixed(r, n, int(name.split("=")[1]))
+                seconds, drained = timed(r, db, args.batch_size)
+                assert drained == n, (drained, n)
+                assert db[messages.COLLECTION].count_documents({}) == stored
+                if name != "message-only":
+                    assert db[messages.COLLECTION].count_documents({"edit_id": {"$exists": True}})
+                    assert db[receipts.CURSORS].count_documents({}) > 0
+                rates[name].append(n / seconds)
+                mongo.drop_database(db.name)
+        header = f"{'run':>15} {'entries':>8} {'entries/s (each turn)':>30} {'median':>8}"
+        print(f"{header} {'ratio':>6}")
+        base = statistics.median(rates["message-only"])
         for name in runs:
-            db = mongo[f"bench_{len(rates)}"]
-            messages.ensure_indexes(db)
-            message_state.ensure_indexes(db)
-            r.flushdb()
-            if name == "message-only":
-                queue_messages(r, n)
-                stored = n
-            else:
-                stored = queue_mixed(r, n, int(name.split("=")[1]))
-            seconds, drained = timed(r, db, args.batch_size)
-            assert drained == n, (drained, n)
-            assert db[messages.COLLECTION].count_documents({}) == stored
-            if name != "message-only":
-                assert db[messages.COLLECTION].count_documents({"edit_id": {"$exists": True}})
-                assert db[receipts.CURSORS].count_documents({}) > 0
-            rates[name] = n / seconds
-            ratio = rates[name] / rates["message-only"]
-            print(f"{name:>15} {n:>8} {seconds:>8.2f} {rates[name]:>10.0f} {ratio:>6.2f}")
-            mongo.drop_database(db.name)
+            each = " ".join(f"{rate:.0f}" for rate in rates[name])
+            median = statistics.median(rates[name])
+            print(f"{name:>15} {n:>8} {each:>30} {median:>8.0f} {median / base:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from aurora.backends import database
 from aurora.drain import Drain, ensure_group, partitions_of
 from aurora.keyspace import SINGLE, STREAM_KEY, Layout
 from aurora.settings import Settings
-from aurora.stream import GROUP, StreamEntry
+from aurora.stream import GROUP, StreamEntry, change_fields
 from tests.conftest import on_single_and_cluster
 from tests.support import ROOT
 
@@ -99,6 +99,40 @@ def test_a_repeated_run_stores_nothing_twice(r, db):
     second = until_idle(drain(r, db))
     assert second.drained == 0
     assert len(stored(db)) == 50
+
+
+def test_a_round_is_acknowledged_only_after_a_journaled_write_that_follows_all_its_writes(
+    r, settings
+):
+    """The round's writes go without waiting for the journal; the last write
+    before the ack is journaled (syncing the journal up to it syncs them all),
+    and nothing is acknowledged before it."""
+    from pymongo import MongoClient, monitoring
+
+    writes: list[tuple[str, bool, int]] = []  # (command, journaled, entries still pending)
+
+    class Writes(monitoring.CommandListener):
+        def started(self, event):
+            if event.command_name in ("insert", "update", "delete"):
+                journaled = bool((event.command.get("writeConcern") or {}).get("j"))
+                pending = r.xpending(STREAM_KEY, GROUP)["pending"]
+                writes.append((event.command_name, journaled, pending))
+
+        def succeeded(self, event): ...
+
+        def failed(self, event): ...
+
+    ids = queue(r, 20)
+    r.xadd(STREAM_KEY, change_fields("edit", "general", "u1", "alice", ids[0], text="new"))
+    mongo = MongoClient(settings.mongo_url, event_listeners=[Writes()])
+    try:
+        until_idle(drain(r, mongo[settings.mongo_db], batch_size=100))
+    finally:
+        mongo.close()
+    assert [journaled for _, journaled, _ in writes] == [False] * (len(writes) - 1) + [True]
+    assert len(writes) >= 3  # the insert, the edit, the journaled write
+    assert all(pending == 21 for _, _, pending in writes)
+    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
 
 
 # A drain in a process of its own that SIGKILLs itself the moment it is about

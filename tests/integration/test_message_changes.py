@@ -506,3 +506,23 @@ def test_a_change_folded_into_a_message_already_stored_is_applied_to_the_stored_
     db[messages.COLLECTION].insert_one(stored)
     drain(cfg)
     assert stored_state(cfg) == {message_id: {"text": "after", "deleted": False}}
+
+
+def test_a_run_that_knows_a_message_another_run_changed_since_loses_neither_change(cfg):
+    """Run A stores a message (and knows it, unread since); run B adds a
+    reaction to it; then A applies another without reading first: its write
+    is conditional on what it knew, so it reads again and both reactions stay."""
+    from aurora.drain import Drain
+
+    r, db = redis_client(cfg.redis_url), database(cfg)
+    first, second = (Drain(r, db, consumer=name, block_ms=10) for name in ("first", "second"))
+    message_id = r.xadd(STREAM_KEY, StreamEntry("0-0", ROOM, "u1", "alice", "hi", n=1).fields())
+    first.run(lambda: True, exit_when_idle=True)
+    assert first.known.get(messages.stored_key(ROOM, message_id)) is not None
+    r.xadd(STREAM_KEY, change_fields("react", ROOM, "u2", "bob", message_id, emoji="👍"))
+    second.run(lambda: True, exit_when_idle=True)
+    r.xadd(STREAM_KEY, change_fields("react", ROOM, "u3", "carol", message_id, emoji="👍"))
+    first.run(lambda: True, exit_when_idle=True)
+    assert stored_reactions(cfg) == {message_id: [{"emoji": "👍", "count": 2}]}
+    doc = db[messages.COLLECTION].find_one({"_id": messages.stored_key(ROOM, message_id)})
+    assert doc["rev"] == 2

@@ -86,7 +86,8 @@ def reaction_counts_key(room: str, message_id: str) -> str:
 def room_counter_key(room: str) -> str:
     """String (counter): the number of the room's newest message (`n`: 1, 2,
     …, in order). Written (INCR) by the send script; no expiry. Unread
-    counts are differences of these numbers (`aurora.receipts`)."""
+    counts are differences of these numbers (`aurora.receipts`). Raised to
+    the newest stored number by `recount.rebuild_counts`."""
     return f"aurora:count:{{{room}}}"
 
 
@@ -94,14 +95,15 @@ def own_messages_key(room: str, user_id: str) -> str:
     """Sorted set: the numbers (`n`) of the user's messages in the room that
     are after their read cursor and not deleted (they never count as
     unread for them). Written by the send script (ZADD), the change script
-    (a delete removes one) and the read script (trims up to the cursor)."""
+    (a delete removes one), the read script (trims up to the cursor) and
+    `recount.rebuild_counts` (adds from MongoDB)."""
     return f"aurora:own:{{{room}}}:{user_id}"
 
 
 def deleted_numbers_key(room: str) -> str:
     """Sorted set: the numbers (`n`) of the room's deleted messages (they
-    never count as unread). Written by the change script; no expiry (one
-    small entry per deleted message)."""
+    never count as unread). Written by the change script and
+    `recount.rebuild_counts`; no expiry (one small entry per deleted message)."""
     return f"aurora:deletedn:{{{room}}}"
 
 
@@ -109,7 +111,8 @@ def cursors_key(room: str, kind: str) -> str:
     """Hash: user id -> "<n> <message id>", the newest message of the room
     the user has read (`kind` "read") or their client received
     ("delivered"). Only moves forward. Written by the read script
-    (`aurora.receipts`); no expiry; persisted to MongoDB by the drain."""
+    (`aurora.receipts`); no expiry; persisted to MongoDB by the drain, and
+    moved forward from there by `recount.rebuild_counts`."""
     return f"aurora:{kind}:{{{room}}}"
 
 

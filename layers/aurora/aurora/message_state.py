@@ -14,13 +14,15 @@ converge on one document:
 - A change whose message is not stored yet (its entry is still pending in
   another run, or dead-lettered) is parked in `message_changes` and applied
   when the message is stored; never lost, never applied twice.
-- Each write is conditional on the document's `rev`, so two runs writing
-  one message at once cannot undo each other: the loser reads it again.
+- Every change to one message in a round folds into one update, addressed
+  by `_id` and conditional on the document's `rev`, so two runs writing one
+  message at once cannot undo each other: the loser reads it again. A run
+  writes a message it already knows (`Known`) without reading it first.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -116,89 +118,168 @@ def fold_into_new(
     return folded, rest
 
 
-def apply(db: Database, changes: list[ChangeEntry]) -> tuple[int, int]:
-    """Apply a batch's changes; (documents changed, changes parked)."""
-    if not changes:
-        return 0, 0
-    collection = db[messages.COLLECTION]
+class Known:
+    """What one drain run knows of the messages it has stored, changed or
+    read: their state (`_STATE`), least recently used first out, at most
+    `limit` of them.
+
+    A change to a known message is written without reading it first: the
+    write is conditional on the known `rev`, so if anything else wrote the
+    document since, it matches nothing and the message is read again. Most
+    changes follow their message within seconds, so a run that stored a
+    message usually knows it when its changes come."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._states: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        state = self._states.get(key)
+        if state is not None:
+            self._states.move_to_end(key)
+        return state
+
+    def put(self, doc: dict[str, Any]) -> None:
+        self._states[doc["_id"]] = {name: doc.get(name) for name in ("_id", *_STATE)}
+        self._states.move_to_end(doc["_id"])
+        while len(self._states) > self.limit:
+            self._states.popitem(last=False)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._states.pop(key, None)
+
+    def clear(self) -> None:
+        """After a failed round: a write it made may be lost with the
+        database's unjournaled tail, so nothing known is trusted."""
+        self._states.clear()
+
+
+def apply(
+    db: Database,
+    changes: list[ChangeEntry],
+    stored: Iterable[str] = (),
+    known: Known | None = None,
+) -> tuple[int, int]:
+    """Apply a round's changes, and the changes parked for the messages it
+    has just stored (`stored`: their keys), with at most one read (of the
+    messages not `known`) and one bulk write: every change to one message,
+    parked or new, folds into one update. Returns (documents changed,
+    changes parked)."""
+    known = known if known is not None else Known(limit=0)
     by_target: dict[str, list[ChangeEntry]] = defaultdict(list)
     for change in changes:
         by_target[messages.stored_key(change.room, change.target)].append(change)
-    docs = _find(collection, list(by_target))
+    unparked = _parked_for(db, stored)
+    for row in unparked:
+        by_target[row["target"]].append(ChangeEntry.from_redis(row["id"], row["fields"]))
+    if not by_target:
+        return 0, 0
+    collection = db[messages.COLLECTION]
+    docs = {key: state for key in by_target if (state := known.get(key)) is not None}
+    docs |= _find(collection, [key for key in by_target if key not in docs])
     missing = [key for key in by_target if key not in docs]
+    changed, vanished = _write_all(collection, docs, by_target, known)
+    missing += vanished  # known, then gone from the database: kept like any missing message
     if missing:
         _park(db, [c for key in missing for c in by_target[key]])
+    if unparked:
+        # Only once their changes are written: a crash before this applies
+        # them again, which changes nothing.
+        db[PARKED].delete_many({"_id": {"$in": [row["_id"] for row in unparked
+                                                if row["target"] not in missing]}})  # fmt: skip
+    if missing:
         # The message may have been stored meanwhile, by a run that looked
         # for parked changes before these were parked: look once more.
         arrived = _find(collection, missing)
         if arrived:
-            apply_parked(db, list(arrived))
-    changed = _write_all(collection, docs, by_target)
+            changed += apply(db, [], list(arrived), known)[0]
     return changed, sum(len(by_target[key]) for key in missing)
 
 
 def apply_parked(db: Database, keys: list[str]) -> int:
-    """Apply the parked changes of these (just stored) messages, then unpark them."""
-    # Almost always empty: one cheap look before a query by many keys.
+    """Apply the parked changes of these (just stored) messages, then unpark
+    them; the number of documents changed."""
+    return apply(db, [], keys)[0]
+
+
+def _parked_for(db: Database, keys: Iterable[str]) -> list[dict[str, Any]]:
+    """The parked changes of these messages."""
+    keys = list(keys)
+    # Almost always none parked at all: one cheap look before a query by many keys.
     if not keys or db[PARKED].find_one({}, {"_id": 1}) is None:
-        return 0
-    parked = list(db[PARKED].find({"target": {"$in": keys}}))
-    if not parked:
-        return 0
-    by_target: dict[str, list[ChangeEntry]] = defaultdict(list)
-    for row in parked:
-        by_target[row["target"]].append(ChangeEntry.from_redis(row["id"], row["fields"]))
-    docs = _find(db[messages.COLLECTION], list(by_target))
-    changed = _write_all(db[messages.COLLECTION], docs, by_target)
-    db[PARKED].delete_many({"_id": {"$in": [row["_id"] for row in parked
-                                            if row["target"] in docs]}})  # fmt: skip
-    return changed
+        return []
+    return list(db[PARKED].find({"target": {"$in": keys}}))
 
 
 def _find(collection: Collection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    if not keys:
+        return {}
     return {doc["_id"]: doc for doc in collection.find({"_id": {"$in": keys}}, _STATE)}
 
 
+Write = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # filter, update, state after
+
+
+def _update(doc: dict[str, Any], changes: list[ChangeEntry]) -> Write | None:
+    """The update that folds `changes` into `doc`: addressed by `_id`,
+    conditional on `rev` (which it raises); None when nothing changes."""
+    update = fold(doc, changes)
+    if not update:
+        return None
+    rev = doc.get("rev")
+    update["rev"] = (rev or 0) + 1
+    where = {"_id": doc["_id"], "rev": {"$exists": False} if rev is None else rev}
+    return where, {"$set": update}, doc | update
+
+
 def _write_all(
-    collection: Collection, docs: dict[str, dict[str, Any]], by_target: dict[str, list[Any]]
-) -> int:
+    collection: Collection,
+    docs: dict[str, dict[str, Any]],
+    by_target: dict[str, list[Any]],
+    known: Known,
+) -> tuple[int, list[str]]:
     """Write every document's folded changes in one round trip, each
-    conditional on its `rev`; the number of documents changed. If another run
-    changed one meanwhile, each is written again one by one: folding what is
-    already applied changes nothing, so this converges."""
+    conditional on its `rev`; (documents changed, keys no longer in the
+    database). If another run changed one meanwhile (or what was known of
+    it is out of date), each is read and written again one by one: folding
+    what is already applied changes nothing, so this converges."""
     from pymongo import UpdateOne
 
-    updates = []
-    for key, doc in docs.items():
-        update = fold(doc, by_target[key])
-        if update:
-            rev = doc.get("rev")
-            guard = {"$exists": False} if rev is None else rev
-            updates.append(UpdateOne({"_id": key, "rev": guard},
-                                     {"$set": update | {"rev": (rev or 0) + 1}}))  # fmt: skip
-    if not updates:
-        return 0
-    if collection.bulk_write(updates, ordered=False).matched_count == len(updates):
-        return len(updates)
+    writes = [found for key, doc in docs.items()
+              if (found := _update(doc, by_target[key])) is not None]  # fmt: skip
+    if not writes:
+        return 0, []
+    done = collection.bulk_write([UpdateOne(where, update) for where, update, _ in writes],
+                                 ordered=False)  # fmt: skip
+    if done.matched_count == len(writes):
+        for _, _, after in writes:
+            known.put(after)
+        return len(writes), []
+    known.forget(docs)
     fresh = _find(collection, list(docs))
-    return sum(_write(collection, fresh[key], by_target[key]) for key in fresh)
+    changed = sum(_write(collection, fresh[key], by_target[key], known) for key in fresh)
+    return changed, [key for key in docs if key not in fresh]
 
 
-def _write(collection: Collection, doc: dict[str, Any], changes: list[ChangeEntry]) -> int:
+def _write(
+    collection: Collection, doc: dict[str, Any], changes: list[ChangeEntry], known: Known
+) -> int:
     """Write the folded changes, conditional on `rev`; 1 if the document changed."""
+    key = doc["_id"]
     for _ in range(_RETRIES):
-        update = fold(doc, changes)
-        if not update:
+        found = _update(doc, changes)
+        if found is None:
+            known.put(doc)
             return 0
-        rev = doc.get("rev")
-        guard = {"$exists": False} if rev is None else rev
-        done = collection.update_one(
-            {"_id": doc["_id"], "rev": guard}, {"$set": update | {"rev": (rev or 0) + 1}}
-        )
-        if done.matched_count:
+        where, update, after = found
+        if collection.update_one(where, update).matched_count:
+            known.put(after)
             return 1
-        doc = collection.find_one({"_id": doc["_id"]}, _STATE)
-    raise ConcurrentWrites(f"message {doc['_id']!r} kept changing under this run")
+        doc = collection.find_one({"_id": key}, _STATE)
+        if doc is None:
+            raise ConcurrentWrites(f"message {key!r} vanished under this run")
+    raise ConcurrentWrites(f"message {key!r} kept changing under this run")
 
 
 def _park(db: Database, changes: list[ChangeEntry]) -> None:

@@ -24,6 +24,7 @@ exact, in one pipelined round trip for any number of rooms.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -345,28 +346,36 @@ def read_by(client: redis.Redis, layout: Layout, room: str) -> list[dict[str, An
 
 
 def persist(db: Database, entries: list[Any]) -> None:
-    """Keep the newest cursor of each (room, user) in MongoDB: `$max` of a
-    zero-padded number, so any order and any replay give the same result."""
+    """Keep the newest cursors of each (room, user) in MongoDB, both kinds in
+    one update: `$max` of a zero-padded number, so any order and any replay
+    give the same result."""
     from pymongo import UpdateOne
 
-    newest: dict[tuple[str, str, str], tuple[int, str]] = {}
+    newest: dict[tuple[str, str], dict[str, tuple[int, str]]] = defaultdict(dict)
     for entry in entries:
-        key = (entry.room, entry.user_id, entry.kind)
+        cursors = newest[(entry.room, entry.user_id)]
         number = entry.n or 0
-        if number > newest.get(key, (-1, ""))[0]:
-            newest[key] = (number, entry.target)
+        if number > cursors.get(entry.kind, (-1, ""))[0]:
+            cursors[entry.kind] = (number, entry.target)
     if not newest:
         return
     updates = [
         UpdateOne(
             {"_id": f"{room}/{user_id}"},
-            {"$max": {kind: f"{number:020d} {target}"},
+            {"$max": {kind: stored_cursor(number, target)
+                      for kind, (number, target) in cursors.items()},
              "$setOnInsert": {"room": room, "user_id": user_id}},
             upsert=True,
         )
-        for (room, user_id, kind), (number, target) in newest.items()
+        for (room, user_id), cursors in newest.items()
     ]  # fmt: skip
     _bulk_upserts(db[CURSORS], updates)
+
+
+def stored_cursor(number: int, message_id: str) -> str:
+    """A cursor as MongoDB keeps it: its number zero-padded (so `$max`
+    orders by number), then the message id."""
+    return f"{number:020d} {message_id}"
 
 
 def _bulk_upserts(collection: Any, updates: list[Any]) -> None:
