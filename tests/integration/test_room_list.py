@@ -27,16 +27,18 @@ def stores(settings: Settings):
     return db, cache
 
 
-def member_of(db, cache, names: list[str], *, big: tuple[str, ...] = ()) -> None:
-    """The user a member of each room (as an invitation leaves it: no key
-    yet); the rooms in `big` have more than BIG members in the mirror."""
+def member_of(db, cache, names: list[str], *, big: tuple[str, ...] = (), stored_before=False):
+    """The user a member of each room, as an invitation leaves it (no key
+    yet), or stored before memberships had the field; the rooms in `big` have
+    more than BIG members in the mirror."""
+    fresh = {} if stored_before else {"activity": room_list.UNCOPIED}
     db[rooms.COLLECTION].insert_many(
         [{"_id": r, "visibility": "private", "title": r, "deleted": False,
           "last": rooms.NO_ACTIVITY, "last_ts": 0} for r in names]
     )  # fmt: skip
     db[rooms.MEMBERSHIPS].insert_many(
         [{"room": r, "user_id": USER.user_id, "username": USER.username,
-          "role": "admin" if r.endswith("0") else "member"} for r in names]
+          "role": "admin" if r.endswith("0") else "member"} | fresh for r in names]
     )  # fmt: skip
     for room in names:
         others = BIG + 1 if room in big else 1
@@ -73,10 +75,15 @@ def test_pages_are_newest_first_and_rooms_moving_meanwhile_are_never_listed_twic
     assert everything(db, cache, limit=3) == newest_first
     # Big rooms' memberships are not written per batch: they hold no key.
     held = {m["room"]: m.get("activity") for m in db[rooms.MEMBERSHIPS].find()}
-    assert [room for room, key in held.items() if key is None] == ["r3", "r8"]
+    assert [room for room, key in held.items() if not key] == ["r3", "r8"]
     # Copied (r5) and big (r8) rooms alike keep the newest key whatever order
     # batches arrive in.
     activity(db, cache, {"r5": 1001, "r8": 1002})
+    assert everything(db, cache, limit=4) == newest_first
+    # A room that grows past the bound stops being copied: read from then on.
+    cache.hset(room_members_key("r5"), mapping={f"n{i}": "member" for i in range(BIG)})
+    activity(db, cache, {"r5": 1050})
+    assert db[rooms.MEMBERSHIPS].find_one({"room": "r5"})["activity"] is None
     assert everything(db, cache, limit=4) == newest_first
 
     # While the user pages: an unseen room (r1, big r3) and a seen one (r8)
@@ -124,7 +131,7 @@ def test_the_first_page_hint_never_hides_a_room(stores, monkeypatch):
 def test_stored_memberships_get_their_rooms_activity_and_list_the_same(stores):
     db, cache = stores
     names = [f"m{i}" for i in range(6)]
-    member_of(db, cache, names)
+    member_of(db, cache, names, stored_before=True)
     # Rooms with messages, memberships of the shape before (no `activity`),
     # one room bigger than the copy bound, one with no message yet.
     rooms.record_activity(db, [{"room": r, "ms": 50 + i, "seq": 0} for i, r in enumerate(names)

@@ -118,10 +118,10 @@ def _upsert_member(
     db: Database, room: str, user_id: str, username: str, role: str, *, activity: str | None = None
 ) -> None:
     """Set a role; a new membership also gets the room's `last` as its
-    activity when given (else it is read through its room when listed)."""
-    fresh: dict[str, Any] = {"joined_at": _now()}
-    if activity is not None:
-        fresh["activity"] = room_list.activity_of(activity, room)
+    activity when given (else it is read through its room until the drain
+    copies the room's key: `aurora.room_list`)."""
+    copied = room_list.UNCOPIED if activity is None else room_list.activity_of(activity, room)
+    fresh: dict[str, Any] = {"joined_at": _now(), "activity": copied}
     db[rooms.MEMBERSHIPS].update_one(
         {"room": room, "user_id": user_id},
         {"$set": {"role": role, "username": username}, "$setOnInsert": fresh},

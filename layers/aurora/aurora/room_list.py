@@ -12,16 +12,17 @@ Who writes it (the room document's `last` stays the truth):
   the room's `last`, one conditional update of the room's memberships that
   hold an older key, however many messages the batch had there;
 - the drain's joins pass (`copy_current`), for the rooms just joined;
-- creating a room and opening a direct room, with the room's key.
+- creating a room and opening a direct room, with the room's key; other new
+  memberships (invitations, joins) start `UNCOPIED`, which the next copy fills.
 
 Big rooms are read, not copied: a room of more than `COPY_MAX_MEMBERS`
 members (the mirror's count) has its memberships' `activity` null, and the
 listing reads those rooms' `last` when it lists them. So a drained batch
 writes at most `COPY_MAX_MEMBERS` memberships per room it touched, and a
-listing reads its page plus the caller's big rooms. A membership whose
-`activity` is null for another reason (made by an invitation, or stored
-before this field: `migrations.copy_room_activity`) is read the same way:
-always in its right place, only slower.
+listing reads its page plus the caller's big rooms. A membership with no
+copied key (`UNCOPIED`, or stored before this field:
+`migrations.copy_room_activity`) is read the same way: always in its right
+place, only slower.
 
 Paging is by key, not offset: activity only rises, so a room that moves up
 while someone pages is never listed twice (it moved above the cursor), and
@@ -51,6 +52,9 @@ MAX_LISTED = 10_000
 FLOOR_DEPTH = 100
 FLOOR_TTL_SECONDS = 86_400
 _ROW = {"_id": 0, "room": 1, "role": 1, "activity": 1}
+# A new membership's `activity` until the drain copies its room's key into
+# it (sorts below every key, so that copy matches it): read through its room.
+UNCOPIED = ""
 
 
 def activity_of(last: str, room: str) -> str:
@@ -65,10 +69,11 @@ def copy_activity(
     db: Database, client: redis.Redis, newest: dict[str, str], *,
     max_members: int = COPY_MAX_MEMBERS,
 ) -> None:  # fmt: skip
-    """Give the memberships of each room in `newest` ({room: last}) that key,
-    where they hold an older one (or none); a room of more than `max_members`
-    members gets null instead, once (read when listed). Idempotent, and safe
-    beside another drain: a key never replaces a newer one."""
+    """Give the memberships of each room in `newest` ({room: last}) that key
+    where they hold an older one (`UNCOPIED` included): one statement per
+    room. A room of more than `max_members` members gets null instead, once
+    (read when listed); a room with no members costs nothing. Idempotent,
+    and safe beside another drain: a key never replaces a newer one."""
     from pymongo import UpdateMany
 
     if not newest:
@@ -79,16 +84,15 @@ def copy_activity(
     updates = []
     for (room, last), size in zip(newest.items(), pipe.execute(), strict=True):
         if size > max_members:
-            # Only copies are matched ($gt ""): after the first time, nothing.
-            updates.append(UpdateMany({"room": room, "activity": {"$gt": ""}},
+            # Only copies match ($gt ""): after the first time, nothing.
+            updates.append(UpdateMany({"room": room, "activity": {"$gt": UNCOPIED}},
                                       {"$set": {"activity": None}}))  # fmt: skip
-            continue
-        key = activity_of(last, room)
-        updates += [
-            UpdateMany({"room": room, "activity": None}, {"$set": {"activity": key}}),
-            UpdateMany({"room": room, "activity": {"$lt": key}}, {"$set": {"activity": key}}),
-        ]
-    db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
+        elif size:
+            key = activity_of(last, room)
+            updates.append(UpdateMany({"room": room, "activity": {"$lt": key}},
+                                      {"$set": {"activity": key}}))  # fmt: skip
+    if updates:
+        db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
 
 
 def copy_current(db: Database, client: redis.Redis, joined: set[str]) -> None:
@@ -126,7 +130,8 @@ def _copied(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Memberships holding a copied key in [floor, before), newest first: all
     of them above a floor (they are counted), else the page and one more."""
-    bounds: dict[str, str] = {"$gte": floor or ""}  # strings: copies, not nulls
+    # Copies only: a null or UNCOPIED is read through its room.
+    bounds = {"$gt": UNCOPIED} if floor is None else {"$gte": floor}
     if before is not None:
         bounds["$lt"] = before
     if floor is not None:
@@ -150,7 +155,7 @@ def _read_through(
     """The user's memberships without a copied key, placed by their room's `last`."""
     found = (
         db[rooms.MEMBERSHIPS]
-        .find({"user_id": user_id, "activity": None}, _ROW, limit=MAX_LISTED)
+        .find({"user_id": user_id, "activity": {"$in": [None, UNCOPIED]}}, _ROW, limit=MAX_LISTED)
         .max_time_ms(max_time_ms)
     )
     rows = list(found)

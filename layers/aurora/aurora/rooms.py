@@ -189,7 +189,15 @@ def record_joins(db: Database, joins: dict[tuple[str, str], str]) -> None:
     members = [
         UpdateOne(
             {"room": room, "user_id": user_id},
-            {"$setOnInsert": {"role": "member", "username": username, "joined_at": now}},
+            # activity "": not yet copied (`aurora.room_list`, which fills it).
+            {
+                "$setOnInsert": {
+                    "role": "member",
+                    "username": username,
+                    "joined_at": now,
+                    "activity": "",
+                }
+            },
             upsert=True,
         )
         for (room, user_id), username in joins.items()
