@@ -1,16 +1,17 @@
 """Rooms and presence benchmarks: prints figures, asserts nothing (docs/benchmarks.md).
 
     python bench/rooms_presence.py join --online 10000 --joins 50
-    python bench/rooms_presence.py listing --rooms 1000 --requests 20
+    python bench/rooms_presence.py listing --rooms 1,100,1000 --requests 20
 
 join: a room with N users online (held by another replica), then a client of
 one replica (`python -m fanout`, a process) joins and leaves it again and
 again: the time from sending `join` to reading the presence snapshot, and
 the snapshot's size in bytes (bounded: at most 50 members).
 
-listing: one user member of N rooms on SecantusDB (the embedded store), then
-`GET /api/rooms` (first page, the default size) through the messages
-function's real handler: the time per request.
+listing: one user member of N rooms (and 20 others in the same rooms) on
+SecantusDB (the embedded store), then `GET /api/rooms` (first page, the
+default size, unread counts included) through the messages function's real
+handler: the time per request, for each N.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"  # noqa: S105 -
 
 def figures(name: str, samples: list[float]) -> str:
     ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return (f"{name}: n={len(samples)} p50={statistics.median(samples):.2f} ms "
-            f"p99={p99:.2f} ms max={ordered[-1]:.2f} ms")  # fmt: skip
+            f"p95={p95:.2f} ms p99={p99:.2f} ms max={ordered[-1]:.2f} ms")  # fmt: skip
 
 
 def seed_online(redis_url: str, room: str, count: int) -> None:
@@ -103,6 +105,28 @@ def run_join(args: argparse.Namespace) -> None:
             redis_server.stop()
 
 
+def seed_rooms(db, count: int) -> None:
+    """`count` public rooms with distinct activity, the bench user a member of
+    each (with the activity key the drain keeps), and 20 other users in the
+    same rooms, so the user's memberships are a slice of a larger collection."""
+    from aurora import room_list, rooms
+
+    for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
+        db[name].delete_many({})
+    lasts = {f"room-{i}": rooms.activity_key(1_700_000_000_000 + i, 0) for i in range(count)}
+    db[rooms.COLLECTION].insert_many(
+        [{"_id": room, "visibility": "public", "title": "", "owner": "x", "deleted": False,
+          "last": last, "last_ts": 1_700_000_000_000 + i}
+         for i, (room, last) in enumerate(lasts.items())]
+    )  # fmt: skip
+    users = [("bench-user", "bencher")] + [(f"other-{k}", f"other{k}") for k in range(20)]
+    db[rooms.MEMBERSHIPS].insert_many(
+        [{"room": room, "user_id": user_id, "role": "member", "username": name,
+          "activity": room_list.activity_of(last, room)}
+         for room, last in lasts.items() for user_id, name in users]
+    )  # fmt: skip
+
+
 def run_listing(args: argparse.Namespace) -> None:
     import dataclasses
 
@@ -112,43 +136,41 @@ def run_listing(args: argparse.Namespace) -> None:
                        "MONGO_URL": mongo.url, "MONGO_DB": "bench", "JWT_SECRET": SECRET,
                        "POWERTOOLS_METRICS_NAMESPACE": "Bench"}  # fmt: skip
         try:
-            from aurora import rooms
+            import redis
+
             from aurora.backends import database
+            from aurora.keyspace import rooms_floor_key
             from aurora.settings import get_settings
             from tests.support.events import call, event, template_function
 
             settings = dataclasses.replace(get_settings())
             db = database(settings)
-            docs = [{"_id": f"room-{i}", "visibility": "public", "title": "", "owner": "x",
-                     "deleted": False, "last": rooms.activity_key(1_700_000_000_000 + i, 0),
-                     "last_ts": 1_700_000_000_000 + i} for i in range(args.rooms)]  # fmt: skip
-            db[rooms.COLLECTION].insert_many(docs)
-            db[rooms.MEMBERSHIPS].insert_many(
-                [
-                    {
-                        "room": d["_id"],
-                        "user_id": "bench-user",
-                        "role": "member",
-                        "username": "bencher",
-                    }
-                    for d in docs
-                ]
-            )
+            cache = redis.Redis.from_url(redis_server.url)
             token = issue_token("bench-user", "bencher", settings)
             fn = template_function("MessagesFunction", concurrency=1)
             request = event("rooms", "http-v2", token=token)
             request["rawPath"] = request["requestContext"]["http"]["path"] = "/api/rooms"
             request["requestContext"]["http"]["method"] = "GET"
             request["rawQueryString"], request["queryStringParameters"] = "", None
-            took = []
-            for _ in range(args.requests + 1):
+            expected = settings.history_page_default
+
+            def timed() -> float:
                 started = time.perf_counter()
                 status, body, _ = call(fn, request)
-                took.append((time.perf_counter() - started) * 1000)
-                if status != 200 or len(body["rooms"]) != settings.history_page_default:
-                    print(f"answered {status}: {body}")
+                took = (time.perf_counter() - started) * 1000
+                if status != 200 or len(body["rooms"]) != min(expected, count):
+                    print(f"answered {status}: {str(body)[:200]}")
+                return took
+
+            for count in (int(n) for n in args.rooms.split(",")):
+                seed_rooms(db, count)
+                cache.delete(rooms_floor_key("bench-user"))
+                # The first request places the floor hint (`aurora.room_list`).
+                first = timed()
+                took = [timed() for _ in range(args.requests)]
+                print(figures(f"GET /api/rooms first page, member of {count} rooms", took)
+                      + f" (first request, no hint: {first:.2f} ms)")  # fmt: skip
             fn.close()
-            print(figures(f"GET /api/rooms first page, member of {args.rooms} rooms", took[1:]))
         finally:
             mongo.stop()
             redis_server.stop()
@@ -161,7 +183,7 @@ def main() -> None:
     j.add_argument("--online", type=int, default=10_000)
     j.add_argument("--joins", type=int, default=50)
     listing = sub.add_parser("listing", help="GET /api/rooms for a member of N rooms")
-    listing.add_argument("--rooms", type=int, default=1000)
+    listing.add_argument("--rooms", default="1,100,1000", help="comma-separated member counts")
     listing.add_argument("--requests", type=int, default=20)
     args = parser.parse_args()
     {"join": run_join, "listing": run_listing}[args.mode](args)

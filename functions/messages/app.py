@@ -109,11 +109,12 @@ def list_rooms(
     settings = get_settings()
     size = history.parse_limit(limit, settings)
     with history.bounded():
+        client = redis_client(settings.redis_url)
         listed = room_admin.listing(
             database(settings), user, scope=scope, cursor=cursor, limit=size,
-            max_time_ms=settings.history_query_max_ms,
+            max_time_ms=settings.history_query_max_ms, client=client,
         )  # fmt: skip
-    return receipts.with_unread(redis_client(settings.redis_url), layout(settings), user, listed)
+    return receipts.with_unread(client, layout(settings), user, listed)
 
 
 @app.post("/api/rooms", status_code=201, responses=error_responses(400, 401, 409, 429, 503))

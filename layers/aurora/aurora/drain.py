@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import audit, deadletters, message_state, messages, receipts, rooms
+from aurora import audit, deadletters, message_state, messages, receipts, room_list, rooms
 from aurora.backends import is_cluster
 from aurora.errors import ValidationError
 from aurora.keyspace import JOINS_STREAM_KEY, SINGLE, Layout, room_members_key
@@ -418,7 +418,9 @@ class Drain:
                 self.known.put(doc)  # as inserted: its changes need no read
         # Duplicates count too: they may be a crashed run's batch whose rooms
         # were never recorded. `$max` makes doing it again harmless.
-        rooms.record_activity(self.round_db, stored)
+        room_list.copy_activity(
+            self.round_db, self.redis, rooms.record_activity(self.round_db, stored)
+        )
         # A message already stored (a crashed run's) or refused did not take
         # its folded changes: they go the usual way (applied, or parked).
         not_new = duplicate | set(rejected)
@@ -538,10 +540,9 @@ class Drain:
             for room, user_id in joins:
                 pipe.hexists(room_members_key(room), user_id)
             current = pipe.execute()
-            rooms.record_joins(
-                self.db,
-                {k: v for (k, v), still in zip(joins.items(), current, strict=True) if still},
-            )
+            kept = {k: v for (k, v), still in zip(joins.items(), current, strict=True) if still}
+            rooms.record_joins(self.db, kept)
+            room_list.copy_current(self.db, self.redis, {room for room, _ in kept})
         if ids:
             pipe = self.redis.pipeline(transaction=True)
             pipe.xack(JOINS_STREAM_KEY, GROUP, *ids)

@@ -186,6 +186,14 @@ def room_lock_key(room: str) -> str:
     return f"aurora:lock:{{{room}}}"
 
 
+def rooms_floor_key(user_id: str) -> str:
+    """String: an activity key at or below the top of this user's room list
+    (`aurora.room_list`, a hint that bounds the first page's read). Written
+    by the messages function's listing; expires a day after it was placed.
+    Losing it costs one slower listing."""
+    return f"aurora:roomsfloor:{{{user_id}}}"
+
+
 # Channel: `{"room", "user_id"?}` after every membership change, published by
 # `aurora.membership` after the mirror is written; subscribed by every fan-out
 # replica, which drops its cached answers for the room and re-checks its local

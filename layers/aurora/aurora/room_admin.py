@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 
-from aurora import audit, blocks, membership, operators, rooms, throttling, users
+from aurora import audit, blocks, membership, operators, room_list, rooms, throttling, users
 from aurora.backends import is_cluster, room_window_key
 from aurora.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from aurora.keyspace import room_members_key, window_key
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from aurora.tokens import Claims
 
 TITLE_MAX_CHARS = 100
-# Rooms read per listing to find a user's memberships; a user in more rooms
-# sees the most recently joined ones.
-MAX_LISTED_MEMBERSHIPS = 10_000
 _CURSOR = re.compile(r"([0-9]{20}-[0-9]{20})~(" + rooms.ROOM_PATTERN[1:-1] + ")", re.ASCII)
 
 Title = Annotated[
@@ -111,16 +108,23 @@ def create(
         db[rooms.COLLECTION].insert_one(doc)
     except DuplicateKeyError:
         raise ConflictError("That room id is taken", code="room_exists") from None
-    _upsert_member(db, room, claims.user_id, claims.username, OWNER)
+    _upsert_member(db, room, claims.user_id, claims.username, OWNER, activity=rooms.NO_ACTIVITY)
     Mirror(client, room).create(body.visibility, claims.user_id, title)
     audit.record(db, claims, "room.create", room, visibility=body.visibility)
     return {"room": rooms.view(doc, room, OWNER)}
 
 
-def _upsert_member(db: Database, room: str, user_id: str, username: str, role: str) -> None:
+def _upsert_member(
+    db: Database, room: str, user_id: str, username: str, role: str, *, activity: str | None = None
+) -> None:
+    """Set a role; a new membership also gets the room's `last` as its
+    activity when given (else it is read through its room until the drain
+    copies the room's key: `aurora.room_list`)."""
+    copied = room_list.UNCOPIED if activity is None else room_list.activity_of(activity, room)
+    fresh: dict[str, Any] = {"joined_at": _now(), "activity": copied}
     db[rooms.MEMBERSHIPS].update_one(
         {"room": room, "user_id": user_id},
-        {"$set": {"role": role, "username": username}, "$setOnInsert": {"joined_at": _now()}},
+        {"$set": {"role": role, "username": username}, "$setOnInsert": fresh},
         upsert=True,
     )
 
@@ -136,8 +140,9 @@ def open_direct(
         raise ForbiddenError("This user does not accept direct messages from you")
     room = rooms.direct_room(claims.user_id, user_id)
     doc = _upsert_direct(db, room, claims.user_id, user_id)
-    _upsert_member(db, room, claims.user_id, claims.username, MEMBER)
-    _upsert_member(db, room, user_id, name, MEMBER)
+    last = doc.get("last", rooms.NO_ACTIVITY)
+    _upsert_member(db, room, claims.user_id, claims.username, MEMBER, activity=last)
+    _upsert_member(db, room, user_id, name, MEMBER, activity=last)
     Mirror(client, room).direct(claims.user_id, user_id)
     answer = rooms.view(doc, room, MEMBER)
     answer["with"] = {"user": name, "user_id": user_id}
@@ -176,25 +181,32 @@ def parse_cursor(raw: str | None) -> tuple[str, str] | None:
 
 def listing(
     db: Database, claims: Claims, *, scope: str | None, cursor: str | None, limit: int,
-    max_time_ms: int,
+    max_time_ms: int, client: redis.Redis | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The caller's rooms (scope None), or public rooms (scope "public"), newest
-    activity first: {"rooms": [...], "next_cursor"}."""
+    activity first: {"rooms": [...], "next_cursor"}. `client` keeps the hint
+    that bounds the first page's read (`aurora.room_list`)."""
     if scope not in (None, "public"):
         raise ValidationError("scope must be 'public' or absent", code="invalid_scope")
     after = parse_cursor(cursor)
-    query: dict[str, Any] = {"deleted": {"$ne": True}}
-    roles: dict[str, str] = {}
     if scope == "public":
-        query["visibility"] = {"$nin": list(MEMBERS_ONLY)}
-    else:
-        found = (
-            db[rooms.MEMBERSHIPS]
-            .find({"user_id": claims.user_id}, {"room": 1, "role": 1}, limit=MAX_LISTED_MEMBERSHIPS)
-            .max_time_ms(max_time_ms)
-        )
-        roles = {doc["room"]: doc["role"] for doc in found}
-        query["_id"] = {"$in": list(roles)}
+        return _public(db, claims, after, limit, max_time_ms)
+    before = None if after is None else room_list.activity_of(*after)
+    rows, next_cursor = room_list.page(db, client, claims.user_id, before=before, limit=limit,
+                                       max_time_ms=max_time_ms)  # fmt: skip
+    docs = {d["_id"]: d for d in rooms.by_ids(db, [r["room"] for r in rows],
+                                              max_time_ms=max_time_ms)}  # fmt: skip
+    # A room being deleted may keep memberships for a moment: never listed.
+    page = [rooms.view(docs[r["room"]], r["room"], r["role"]) for r in rows
+            if r["room"] in docs and not docs[r["room"]].get("deleted")]  # fmt: skip
+    _name_peers(db, claims, page)
+    return {"rooms": page, "next_cursor": next_cursor}
+
+
+def _public(
+    db: Database, claims: Claims, after: tuple[str, str] | None, limit: int, max_time_ms: int
+) -> dict[str, Any]:
+    query: dict[str, Any] = {"deleted": {"$ne": True}, "visibility": {"$nin": list(MEMBERS_ONLY)}}
     if after is not None:
         last, room = after
         query["$or"] = [{"last": {"$lt": last}}, {"last": last, "_id": {"$gt": room}}]
@@ -204,13 +216,13 @@ def listing(
         .max_time_ms(max_time_ms)
     )
     more, docs = len(docs) > limit, docs[:limit]
-    if scope == "public" and docs:
+    roles: dict[str, str] = {}
+    if docs:
         mine = db[rooms.MEMBERSHIPS].find(
             {"user_id": claims.user_id, "room": {"$in": [d["_id"] for d in docs]}}
         )
         roles = {doc["room"]: doc["role"] for doc in mine}
     page = [rooms.view(doc, doc["_id"], roles.get(doc["_id"])) for doc in docs]
-    _name_peers(db, claims, page)
     last_doc = docs[-1] if more else None
     next_cursor = (
         None if last_doc is None else f"{last_doc.get('last', rooms.NO_ACTIVITY)}~{last_doc['_id']}"

@@ -65,6 +65,15 @@ def ensure_indexes(db: Database) -> None:
             [("room", 1), ("user_id", 1)], unique=True, name="room_user", background=True
         )
     db[MEMBERSHIPS].create_index([("user_id", 1)], name="by_user", background=True)
+    # A user's rooms newest first (walked backwards), and a room's copies to
+    # update (`aurora.room_list`). Ascending: SecantusDB 0.7 misses documents
+    # in ranges over a descending compound key; MongoDB walks either way.
+    db[MEMBERSHIPS].create_index(
+        [("user_id", 1), ("activity", 1)], name="user_activity", background=True
+    )
+    db[MEMBERSHIPS].create_index(
+        [("room", 1), ("activity", 1)], name="room_activity", background=True
+    )
     # Newest first overall is `_id` itself; one room's entries, this.
     db[AUDIT].create_index([("room", 1), ("_id", -1)], name="room_newest", background=True)
 
@@ -93,10 +102,11 @@ def activity_key(ms: int, seq: int) -> str:
     return f"{ms:0{_WIDTH}d}-{seq:0{_WIDTH}d}"
 
 
-def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> None:
+def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Raise each room's `last` to its newest message among these stored
-    documents. Idempotent, and safe to run concurrently; raises on failure
-    (the drain then leaves the batch unacknowledged, to be redone)."""
+    documents; returns {room: that key}. Idempotent, and safe to run
+    concurrently; raises on failure (the drain then leaves the batch
+    unacknowledged, to be redone)."""
     from pymongo import UpdateOne
     from pymongo.errors import BulkWriteError
 
@@ -106,11 +116,12 @@ def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> None:
         if key > newest.get(doc["room"], (-1, -1)):
             newest[doc["room"]] = key
     if not newest:
-        return
+        return {}
+    keys = {room: activity_key(ms, seq) for room, (ms, seq) in newest.items()}
     updates = [
         UpdateOne(
             {"_id": room},
-            {"$max": {"last": activity_key(ms, seq), "last_ts": ms}},
+            {"$max": {"last": keys[room], "last_ts": ms}},
             upsert=True,
         )
         for room, (ms, seq) in newest.items()
@@ -124,6 +135,25 @@ def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> None:
         if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         db[COLLECTION].bulk_write([updates[e["index"]] for e in errors], ordered=False)
+    return keys
+
+
+# Ids per query in `by_ids`: SecantusDB matches each document against the
+# whole `$in` list, so a long list costs its square.
+_IDS_PER_QUERY = 25
+
+
+def by_ids(
+    db: Database, ids: list[str], projection: dict[str, Any] | None = None, *,
+    max_time_ms: int = 0,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The room documents of these ids that exist (in no particular order)."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        cursor = db[COLLECTION].find({"_id": {"$in": ids[start : start + _IDS_PER_QUERY]}},
+                                     projection)  # fmt: skip
+        found += cursor.max_time_ms(max_time_ms) if max_time_ms else cursor
+    return found
 
 
 def recent(db: Database, limit: int, *, max_time_ms: int) -> list[dict[str, Any]]:
@@ -159,7 +189,15 @@ def record_joins(db: Database, joins: dict[tuple[str, str], str]) -> None:
     members = [
         UpdateOne(
             {"room": room, "user_id": user_id},
-            {"$setOnInsert": {"role": "member", "username": username, "joined_at": now}},
+            # activity "": not yet copied (`aurora.room_list`, which fills it).
+            {
+                "$setOnInsert": {
+                    "role": "member",
+                    "username": username,
+                    "joined_at": now,
+                    "activity": "",
+                }
+            },
             upsert=True,
         )
         for (room, user_id), username in joins.items()

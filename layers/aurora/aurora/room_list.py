@@ -1,0 +1,212 @@
+"""The caller's rooms newest activity first (`GET /api/rooms`), read as an
+index range: each membership document carries its room's activity.
+
+`activity` is `"<room's last>~<room>"` (`rooms.activity_key`, 41 characters,
+then the id): one string whose order is the listing's, (last, room), and
+which is also the listing's cursor. A page is `{user_id, activity < cursor}`
+newest first on the index (`user_id`, `activity`): never an `$in` of
+every room the user is in.
+
+Who writes it (the room document's `last` stays the truth):
+- the drain (`copy_activity`): for each room a batch touched, after raising
+  the room's `last`, one conditional update of the room's memberships that
+  hold an older key, however many messages the batch had there;
+- the drain's joins pass (`copy_current`), for the rooms just joined;
+- creating a room and opening a direct room, with the room's key; other new
+  memberships (invitations, joins) start `UNCOPIED`, which the next copy fills.
+
+Big rooms are read, not copied: a room of more than `COPY_MAX_MEMBERS`
+members (the mirror's count) has its memberships' `activity` null, and the
+listing reads those rooms' `last` when it lists them. So a drained batch
+writes at most `COPY_MAX_MEMBERS` memberships per room it touched, and a
+listing reads its page plus the caller's big rooms. A membership with no
+copied key (`UNCOPIED`, or stored before this field:
+`migrations.copy_room_activity`) is read the same way: always in its right
+place, only slower.
+
+Paging is by key, not offset: activity only rises, so a room that moves up
+while someone pages is never listed twice (it moved above the cursor), and
+the rooms that do not move are each listed once. The moved room is at the
+top of a fresh first page, and its message reached the client live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from aurora import rooms
+from aurora.keyspace import room_members_key, rooms_floor_key
+
+if TYPE_CHECKING:
+    import redis
+    from pymongo.database import Database
+
+# Rooms whose every membership the drain updates when they have a message;
+# bigger rooms are read when listed (the write cost of one room per batch).
+COPY_MAX_MEMBERS = 200
+# Memberships read per listing at most; a user in more rooms sees the most
+# recently active ones.
+MAX_LISTED = 10_000
+# The floor hint sits this deep in the caller's list: the largest page.
+FLOOR_DEPTH = 100
+FLOOR_TTL_SECONDS = 86_400
+_ROW = {"_id": 0, "room": 1, "role": 1, "activity": 1}
+# A new membership's `activity` until the drain copies its room's key into
+# it (sorts below every key, so that copy matches it): read through its room.
+UNCOPIED = ""
+
+
+def activity_of(last: str, room: str) -> str:
+    """A membership's `activity` (and a listing cursor) from its room's `last`."""
+    return f"{last}~{room}"
+
+
+# -- writing: the drain, and memberships being made ---------------------------------
+
+
+def copy_activity(
+    db: Database, client: redis.Redis, newest: dict[str, str], *,
+    max_members: int = COPY_MAX_MEMBERS,
+) -> None:  # fmt: skip
+    """Give the memberships of each room in `newest` ({room: last}) that key
+    where they hold an older one (`UNCOPIED` included): one statement per
+    room. A room of more than `max_members` members gets null instead, once
+    (read when listed); a room with no members costs nothing. Idempotent,
+    and safe beside another drain: a key never replaces a newer one."""
+    from pymongo import UpdateMany
+
+    if not newest:
+        return
+    pipe = client.pipeline(transaction=False)
+    for room in newest:
+        pipe.hlen(room_members_key(room))
+    updates = []
+    for (room, last), size in zip(newest.items(), pipe.execute(), strict=True):
+        if size > max_members:
+            # Only copies match ($gt ""): after the first time, nothing.
+            updates.append(UpdateMany({"room": room, "activity": {"$gt": UNCOPIED}},
+                                      {"$set": {"activity": None}}))  # fmt: skip
+        elif size:
+            key = activity_of(last, room)
+            updates.append(UpdateMany({"room": room, "activity": {"$lt": key}},
+                                      {"$set": {"activity": key}}))  # fmt: skip
+    if updates:
+        db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
+
+
+def copy_current(db: Database, client: redis.Redis, joined: set[str]) -> None:
+    """`copy_activity` with these rooms' stored `last`: for memberships just made."""
+    found = rooms.by_ids(db, sorted(joined), {"last": 1})
+    copy_activity(db, client, {d["_id"]: d.get("last", rooms.NO_ACTIVITY) for d in found})
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def page(
+    db: Database, client: redis.Redis | None, user_id: str, *, before: str | None,
+    limit: int, max_time_ms: int,
+) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    """(up to `limit` of the user's memberships `{room, role, activity}`
+    below `before`, newest activity first; the next page's cursor or None)."""
+    floor = _floor(client, user_id) if before is None else None
+    copied = _copied(db, user_id, before, floor, limit, max_time_ms)
+    if floor is not None and len(copied) <= limit:
+        # Rooms left since the hint was kept: it no longer holds a page.
+        floor = None
+        copied = _copied(db, user_id, before, None, limit, max_time_ms)
+    if before is None:
+        _keep_floor(client, user_id, copied, floor)
+    rows = sorted(copied + _read_through(db, user_id, before, max_time_ms),
+                  key=lambda row: row["activity"], reverse=True)  # fmt: skip
+    more = len(rows) > limit
+    return rows[:limit], rows[limit - 1]["activity"] if more else None
+
+
+def _copied(
+    db: Database, user_id: str, before: str | None, floor: str | None, limit: int,
+    max_time_ms: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Memberships holding a copied key in [floor, before), newest first: all
+    of them above a floor (they are counted), else the page and one more."""
+    # Copies only: a null or UNCOPIED is read through its room.
+    bounds = {"$gt": UNCOPIED} if floor is None else {"$gte": floor}
+    if before is not None:
+        bounds["$lt"] = before
+    if floor is not None:
+        wanted = MAX_LISTED
+    elif before is None:
+        wanted = max(limit, FLOOR_DEPTH) + 1  # enough to place the floor
+    else:
+        wanted = limit + 1
+    found = (
+        db[rooms.MEMBERSHIPS]
+        .find({"user_id": user_id, "activity": bounds}, _ROW, sort=[("activity", -1)],
+              limit=wanted)
+        .max_time_ms(max_time_ms)
+    )  # fmt: skip
+    return list(found)
+
+
+def _read_through(
+    db: Database, user_id: str, before: str | None, max_time_ms: int
+) -> list[dict[str, Any]]:
+    """The user's memberships without a copied key, placed by their room's `last`."""
+    found = (
+        db[rooms.MEMBERSHIPS]
+        .find({"user_id": user_id, "activity": {"$in": [None, UNCOPIED]}}, _ROW, limit=MAX_LISTED)
+        .max_time_ms(max_time_ms)
+    )
+    rows = list(found)
+    if not rows:
+        return []
+    lasts = {d["_id"]: d.get("last", rooms.NO_ACTIVITY)
+             for d in rooms.by_ids(db, [r["room"] for r in rows], {"last": 1},
+                                   max_time_ms=max_time_ms)}  # fmt: skip
+    placed = []
+    for row in rows:
+        if row["room"] not in lasts:  # no room document: not a listed room
+            continue
+        row["activity"] = activity_of(lasts[row["room"]], row["room"])
+        if before is None or row["activity"] < before:
+            placed.append(row)
+    return placed
+
+
+# -- the first page's floor --------------------------------------------------------
+# The first page is the top of the user's list: any key known to lie at or
+# below it bounds the range to read. A key never falls (activity only rises),
+# so once FLOOR_DEPTH + 1 rooms held a key at or above the floor they still
+# do, unless the user left some: a read that finds fewer than a page and one
+# more goes again without it. So the floor is only ever a hint: MongoDB would
+# stop at the page on its own (a limit on an index walk), but an engine that
+# fetches every match before the limit (SecantusDB, the embedded store) reads
+# the floor's range, not all the user's rooms.
+
+
+def _floor(client: redis.Redis | None, user_id: str) -> str | None:
+    if client is None:
+        return None
+    from redis.exceptions import RedisError
+
+    try:
+        return client.get(rooms_floor_key(user_id))
+    except RedisError:  # a hint: without it the read is slower, not wrong
+        return None
+
+
+def _keep_floor(
+    client: redis.Redis | None, user_id: str, copied: list[dict[str, Any]], used: str | None
+) -> None:
+    """Place the floor FLOOR_DEPTH rooms down when there was none, or when
+    the range above it has grown to twice that."""
+    if client is None or len(copied) <= FLOOR_DEPTH:
+        return
+    if used is not None and len(copied) <= 2 * (FLOOR_DEPTH + 1):
+        return
+    from redis.exceptions import RedisError
+
+    with contextlib.suppress(RedisError):
+        client.set(rooms_floor_key(user_id), copied[FLOOR_DEPTH]["activity"],
+                   ex=FLOOR_TTL_SECONDS)  # fmt: skip

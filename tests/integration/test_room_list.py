@@ -1,0 +1,151 @@
+"""`GET /api/rooms`' order on real Redis and SecantusDB: newest activity
+first whether a room's key is copied into its memberships or read from a big
+room, key-paged so that rooms moving while someone pages are never listed
+twice and the others are each listed once; deleted and left rooms never
+listed; stored memberships migrated to the new shape list the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from aurora import migrations, room_admin, room_list, rooms
+from aurora.backends import database, redis_client
+from aurora.keyspace import room_members_key, rooms_floor_key
+from aurora.settings import Settings
+from aurora.tokens import Claims
+
+USER = Claims("u-reader", "reader", issued_at=0, expires_at=2**40, token_id="t")
+BIG = 3  # rooms of more members than this are read when listed, not copied
+
+
+@pytest.fixture
+def stores(settings: Settings):
+    db, cache = database(settings), redis_client(settings.redis_url)
+    for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
+        db[name].delete_many({})
+    cache.delete(rooms_floor_key(USER.user_id))
+    return db, cache
+
+
+def member_of(db, cache, names: list[str], *, big: tuple[str, ...] = (), stored_before=False):
+    """The user a member of each room, as an invitation leaves it (no key
+    yet), or stored before memberships had the field; the rooms in `big` have
+    more than BIG members in the mirror."""
+    fresh = {} if stored_before else {"activity": room_list.UNCOPIED}
+    db[rooms.COLLECTION].insert_many(
+        [{"_id": r, "visibility": "private", "title": r, "deleted": False,
+          "last": rooms.NO_ACTIVITY, "last_ts": 0} for r in names]
+    )  # fmt: skip
+    db[rooms.MEMBERSHIPS].insert_many(
+        [{"room": r, "user_id": USER.user_id, "username": USER.username,
+          "role": "admin" if r.endswith("0") else "member"} | fresh for r in names]
+    )  # fmt: skip
+    for room in names:
+        others = BIG + 1 if room in big else 1
+        cache.hset(room_members_key(room), mapping={f"m{i}": "member" for i in range(others)})
+
+
+def activity(db, cache, at: dict[str, int]) -> None:
+    """What the drain does for a batch with a message at `ms` in each room."""
+    stored = [{"room": room, "ms": ms, "seq": 0} for room, ms in at.items()]
+    room_list.copy_activity(db, cache, rooms.record_activity(db, stored), max_members=BIG)
+
+
+def listed(db, cache, limit: int, cursor: str | None = None) -> tuple[list[tuple], str | None]:
+    page = room_admin.listing(db, USER, scope=None, cursor=cursor, limit=limit,
+                              max_time_ms=5000, client=cache)  # fmt: skip
+    return [(r["room"], r["role"], r["last_ts"]) for r in page["rooms"]], page["next_cursor"]
+
+
+def everything(db, cache, limit: int) -> list[tuple]:
+    rows, cursor = listed(db, cache, limit)
+    while cursor:
+        more, cursor = listed(db, cache, limit, cursor)
+        rows += more
+    return rows
+
+
+def test_pages_are_newest_first_and_rooms_moving_meanwhile_are_never_listed_twice(stores):
+    db, cache = stores
+    names = [f"r{i}" for i in range(10)]
+    member_of(db, cache, names, big=("r3", "r8"))
+    activity(db, cache, {room: 1000 + 10 * i for i, room in enumerate(names)})
+    newest_first = [(f"r{i}", "admin" if i == 0 else "member", 1000 + 10 * i)
+                    for i in reversed(range(10))]  # fmt: skip
+    assert everything(db, cache, limit=3) == newest_first
+    # Big rooms' memberships are not written per batch: they hold no key.
+    held = {m["room"]: m.get("activity") for m in db[rooms.MEMBERSHIPS].find()}
+    assert [room for room, key in held.items() if not key] == ["r3", "r8"]
+    # Copied (r5) and big (r8) rooms alike keep the newest key whatever order
+    # batches arrive in.
+    activity(db, cache, {"r5": 1001, "r8": 1002})
+    assert everything(db, cache, limit=4) == newest_first
+    # A room that grows past the bound stops being copied: read from then on.
+    cache.hset(room_members_key("r5"), mapping={f"n{i}": "member" for i in range(BIG)})
+    activity(db, cache, {"r5": 1050})
+    assert db[rooms.MEMBERSHIPS].find_one({"room": "r5"})["activity"] is None
+    assert everything(db, cache, limit=4) == newest_first
+
+    # While the user pages: an unseen room (r1, big r3) and a seen one (r8)
+    # move to the top.
+    first, cursor = listed(db, cache, limit=3)
+    assert [r[0] for r in first] == ["r9", "r8", "r7"]
+    activity(db, cache, {"r1": 5000, "r3": 5001, "r8": 5002})
+    seen = [r[0] for r in first]
+    while cursor:
+        page, cursor = listed(db, cache, 3, cursor)
+        assert [r[2] for r in page] == sorted((r[2] for r in page), reverse=True)
+        seen += [r[0] for r in page]
+    assert len(seen) == len(set(seen))
+    assert set(seen) >= set(names) - {"r1", "r3"}  # every room that stayed put, once
+    assert [r[0] for r in everything(db, cache, limit=3)][:3] == ["r8", "r3", "r1"]
+
+
+def test_deleted_and_left_rooms_are_never_listed(stores):
+    db, cache = stores
+    member_of(db, cache, ["a0", "a1", "a2", "a3"], big=("a2",))
+    activity(db, cache, {"a0": 10, "a1": 20, "a2": 30, "a3": 40})
+    # A deletion caught between its two writes, a big room and a copied one left.
+    db[rooms.COLLECTION].update_one({"_id": "a1"}, {"$set": {"deleted": True}})
+    db[rooms.MEMBERSHIPS].delete_many({"room": {"$in": ["a2", "a3"]}})
+    assert everything(db, cache, limit=1) == [("a0", "admin", 10)]
+
+
+def test_the_first_page_hint_never_hides_a_room(stores, monkeypatch):
+    db, cache = stores
+    monkeypatch.setattr(room_list, "FLOOR_DEPTH", 2)
+    names = [f"h{i}" for i in range(8)]
+    member_of(db, cache, names)
+    activity(db, cache, {room: 100 + i for i, room in enumerate(names)})
+    assert [r[0] for r in listed(db, cache, 2)[0]] == ["h7", "h6"]
+    assert cache.get(rooms_floor_key(USER.user_id)).endswith("~h5")
+    # A room from below the hint moves up; then the top three are left: the
+    # hint holds fewer than a page, and the read goes on without it.
+    activity(db, cache, {"h0": 900})
+    assert [r[0] for r in listed(db, cache, 2)[0]] == ["h0", "h7"]
+    db[rooms.MEMBERSHIPS].delete_many({"room": {"$in": ["h0", "h7", "h6"]}})
+    assert [r[0] for r in listed(db, cache, 2)[0]] == ["h5", "h4"]
+    assert [r[0] for r in everything(db, cache, 2)] == ["h5", "h4", "h3", "h2", "h1"]
+
+
+def test_stored_memberships_get_their_rooms_activity_and_list_the_same(stores):
+    db, cache = stores
+    names = [f"m{i}" for i in range(6)]
+    member_of(db, cache, names, stored_before=True)
+    # Rooms with messages, memberships of the shape before (no `activity`),
+    # one room bigger than the copy bound, one with no message yet.
+    rooms.record_activity(db, [{"room": r, "ms": 50 + i, "seq": 0} for i, r in enumerate(names)
+                               if r != "m4"])  # fmt: skip
+    db[rooms.MEMBERSHIPS].insert_many(
+        [{"room": "m2", "user_id": f"x{i}", "role": "member"} for i in range(BIG)]
+    )
+    before = everything(db, cache, limit=2)  # read through the rooms
+    assert [r[0] for r in before] == ["m5", "m3", "m2", "m1", "m0", "m4"]
+
+    for _ in range(2):  # idempotent
+        assert migrations.copy_room_activity(db, max_members=BIG) == 5
+        shape = {m["room"]: m.get("activity")
+                 for m in db[rooms.MEMBERSHIPS].find({"user_id": USER.user_id})}  # fmt: skip
+        assert shape["m2"] is None and shape["m4"] == f"{rooms.NO_ACTIVITY}~m4"
+        assert shape["m5"] == f"{rooms.activity_key(55, 0)}~m5"
+        assert everything(db, cache, limit=2) == before
