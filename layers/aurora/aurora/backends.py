@@ -195,10 +195,10 @@ def redis_client(url: str) -> redis.Redis:
     if redis_mode(url).cluster:
         from redis.cluster import ClusterNode
 
+        from aurora.cluster_clients import RedisCluster
+
         nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
-        return redis.RedisCluster.from_url(
-            redis_seeds(url)[0], startup_nodes=nodes or None, **options
-        )
+        return RedisCluster.from_url(redis_seeds(url)[0], startup_nodes=nodes or None, **options)
     return redis.Redis.from_url(url, **options)
 
 
@@ -208,14 +208,15 @@ def async_redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.
     Its pool is bounded and blocking: a burst of commands (thousands of clients
     connecting at once) waits for a free connection instead of failing. On a
     cluster, a `RedisCluster` with as many connections per node."""
-    import redis.asyncio
 
     if not redis_mode(url).cluster:
         return async_redis_client_for_single(url, max_connections=max_connections)
     from redis.asyncio.cluster import ClusterNode
 
+    from aurora.cluster_clients import AsyncRedisCluster
+
     nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
-    return redis.asyncio.RedisCluster.from_url(
+    return AsyncRedisCluster.from_url(
         redis_seeds(url)[0],
         startup_nodes=nodes or None,
         max_connections=max_connections,
