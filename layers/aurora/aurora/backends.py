@@ -12,7 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aurora.errors import ConfigurationError, UnavailableError
@@ -148,6 +148,25 @@ def execute_then_publish(
     else:
         pipe.publish(channel, message)
         pipe.execute()
+
+
+async def run_script(client: redis.asyncio.Redis, script, keys: list[str], args: list) -> Any:
+    """`script` (from `client.register_script`) over `keys`, which share one
+    hash slot. On a cluster straight to the node owning that slot
+    (`cluster_clients.AsyncRedisCluster.execute_in_slot`): the send path's
+    scripts skip redis-py's routing of each command. A script the node does
+    not have yet is loaded (on every master) by the usual call."""
+    if not hasattr(client, "execute_in_slot"):
+        return await script(keys=keys, args=args)
+    from redis.crc import key_slot
+    from redis.exceptions import NoScriptError
+
+    try:
+        return await client.execute_in_slot(
+            key_slot(keys[0].encode()), "EVALSHA", script.sha, len(keys), *keys, *args
+        )
+    except NoScriptError:
+        return await script(keys=keys, args=args)
 
 
 def slot_batches(client: object, keys: list[str], size: int) -> list[list[int]]:

@@ -10,6 +10,12 @@ never ran on any node (every attempt was refused before executing), so here
 it is retried again, with backoff, for up to `SLOT_MOVE_WAIT_S` in all; past
 that the caller gets the error (UnavailableError, as for any outage).
 
+The asyncio client also has a short way for the send path
+(`execute_in_slot`): a command whose slot the caller knows goes straight to
+the node owning it, without redis-py's per-command routing (key parsing,
+command policies, the attempt loop); anything that path does not handle is
+handed to the full one.
+
 Imported only in cluster mode: a single Redis never sees a slot move.
 """
 
@@ -20,7 +26,15 @@ import time
 
 import redis
 import redis.asyncio
-from redis.exceptions import ClusterError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    MaxConnectionsError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
 # Waits after each exhausted attempt: ~3 s in all, the time redis-cli's
 # reshard takes to move a slot of ~10,000 keys at its default 10 per MIGRATE
@@ -48,9 +62,35 @@ class RedisCluster(redis.RedisCluster):
         return super().execute_command(*args, **kwargs)
 
 
+# What the short way leaves to redis-py's full path: a slot map not read yet
+# or out of date (MOVED is an AskError), a slot being moved, a node failing
+# over or out of connections. Each means the command did not run, except a
+# lost connection, which redis-py's own path retries all the same.
+_NOT_SHORT = (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    MaxConnectionsError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
+
+
 class AsyncRedisCluster(redis.asyncio.RedisCluster):
     """`redis.asyncio.RedisCluster`, retrying a command that a moving slot
     refused (the other tasks run meanwhile)."""
+
+    async def execute_in_slot(self, slot: int, *args):
+        """`args` (a command whose keys are all in `slot`) on the master
+        owning `slot`: one dictionary lookup instead of redis-py's routing of
+        each command, which costs the sender more than the command itself
+        (docs/benchmarks.md); the full path on anything else."""
+        try:
+            node = self.nodes_manager.get_node_from_slot(slot)
+            return await node.execute_command(*args)
+        except _NOT_SHORT:
+            return await self.execute_command(*args)
 
     async def execute_command(self, *args, **kwargs):
         for delay in SLOT_MOVE_BACKOFF_S:
