@@ -20,7 +20,8 @@ import pytest
 import redis
 
 from aurora import messages
-from aurora.backends import database, layout, redis_mode
+from aurora.backends import async_redis_client, database, layout, redis_mode
+from aurora.budget import SendBudget
 from aurora.drain import GROUP, Drain, ensure_group, partitions_of
 from aurora.errors import ConfigurationError, UnavailableError
 from aurora.keyspace import Layout, budget_key
@@ -181,6 +182,23 @@ async def test_rooms_on_every_master_reach_clients_of_another_replica(settings, 
         await bob.close()
     assert got == {(room, f"to {room}") for room in rooms}
     assert len(links) == 3  # one per master, global channels on the first
+
+
+@pytest.mark.parametrize("redis_url", ["cluster"], indirect=True)
+async def test_a_burst_past_a_nodes_connections_waits_for_one_instead_of_failing(settings):
+    """redis-py's cluster pool refuses a command when all its connections to
+    a node are busy; ours waits, as the single client's pool does."""
+    client = async_redis_client(settings.redis_url, max_connections=2)
+    budget = SendBudget(client, settings)
+    try:
+        results = await asyncio.gather(
+            *(client.incr("burst") for _ in range(40)),
+            *(budget.take(f"user-{i}", 10) for i in range(40)),  # the send path's short way
+        )
+    finally:
+        await client.aclose()
+    assert sorted(results[:40]) == list(range(1, 41))
+    assert results[40:] == [None] * 40
 
 
 # -- a master lost mid-conversation ------------------------------------------------

@@ -10,7 +10,9 @@ never ran on any node (every attempt was refused before executing), so here
 it is retried again, with backoff, for up to `SLOT_MOVE_WAIT_S` in all; past
 that the caller gets the error (UnavailableError, as for any outage).
 
-The asyncio client also has a short way for the send path
+The asyncio client also waits for a free connection to a node whose
+connections are all busy, as the single client's blocking pool does (redis-py's
+cluster pool refuses at once), and has a short way for the send path
 (`execute_in_slot`): a command whose slot the caller knows goes straight to
 the node owning it, without redis-py's per-command routing (key parsing,
 command policies, the attempt loop); anything that path does not handle is
@@ -36,11 +38,13 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-# Waits after each exhausted attempt: ~3 s in all, the time redis-cli's
-# reshard takes to move a slot of ~10,000 keys at its default 10 per MIGRATE
-# (docs/cluster.md: a larger --cluster-pipeline shortens it).
+# Waits after each exhausted attempt: ~3 s in all, several times what moving
+# a slot of 10,000 keys at redis-cli's default 10 per MIGRATE took on loopback
+# (0.83 s; docs/cluster.md: a larger --cluster-pipeline shortens it).
 SLOT_MOVE_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 SLOT_MOVE_WAIT_S = sum(SLOT_MOVE_BACKOFF_S)
+# As long as `backends.async_redis_client_for_single`'s pool waits.
+POOL_WAIT_S = 5.0
 
 
 def _never_ran(exc: ClusterError) -> bool:
@@ -79,7 +83,8 @@ _NOT_SHORT = (
 
 class AsyncRedisCluster(redis.asyncio.RedisCluster):
     """`redis.asyncio.RedisCluster`, retrying a command that a moving slot
-    refused (the other tasks run meanwhile)."""
+    refused (the other tasks run meanwhile), and waiting for a free
+    connection to a node whose connections are all busy."""
 
     async def execute_in_slot(self, slot: int, *args):
         """`args` (a command whose keys are all in `slot`) on the master
@@ -93,11 +98,22 @@ class AsyncRedisCluster(redis.asyncio.RedisCluster):
             return await self.execute_command(*args)
 
     async def execute_command(self, *args, **kwargs):
-        for delay in SLOT_MOVE_BACKOFF_S:
+        loop = asyncio.get_running_loop()
+        waits, pool_deadline = iter(SLOT_MOVE_BACKOFF_S), None
+        while True:
             try:
                 return await super().execute_command(*args, **kwargs)
             except ClusterError as exc:
-                if not _never_ran(exc):
+                delay = next(waits, None) if _never_ran(exc) else None
+                if delay is None:
                     raise
+            except MaxConnectionsError:
+                # Every connection to the node is busy. The node's pool here
+                # does not wait for one, unlike the single client's blocking
+                # pool: wait as long as that would, or a burst of sends is
+                # refused. Nothing was sent.
+                pool_deadline = pool_deadline or loop.time() + POOL_WAIT_S
+                if loop.time() >= pool_deadline:
+                    raise
+                delay = 0.002
             await asyncio.sleep(delay)
-        return await super().execute_command(*args, **kwargs)
