@@ -349,7 +349,7 @@ def move_slot(masters: list[str], slot: int, owner: str, target: str, *, pause: 
 
 
 @pytest.mark.parametrize("redis_url", ["cluster"], indirect=True)
-async def test_a_busy_room_and_its_sender_resharded_under_traffic_lose_nothing(settings):
+async def test_a_busy_room_and_its_sender_resharded_under_traffic_lose_nothing(settings, caplog):
     """The slot of a busy room's partition (its stream with the drain's group,
     window, channel, counters) and the slot of the sender's own keys move to
     other masters while alice sends through one replica, bob listens on
@@ -370,6 +370,10 @@ async def test_a_busy_room_and_its_sender_resharded_under_traffic_lose_nothing(s
     moves = [(room_slot, room_owner, room_target), (user_slot, user_owner, user_target)]
     try:
         await _reshard_under_traffic(fast, client, lay, room, masters, moves)
+        # Both replicas heard the old owner drop the room's subscription, and
+        # resubscribed (with the replay that brought bob what was in between).
+        dropped = [r for r in caplog.records if "moved to another node" in getattr(r, "error", "")]
+        assert len(dropped) >= 2, [r.getMessage() for r in caplog.records]
     finally:  # the shared cluster as it was, for the next tests
         client.close()
         restore_slots(url, masters, moves)
