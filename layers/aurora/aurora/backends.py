@@ -12,7 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aurora.errors import ConfigurationError, UnavailableError
@@ -150,6 +150,25 @@ def execute_then_publish(
         pipe.execute()
 
 
+async def run_script(client: redis.asyncio.Redis, script, keys: list[str], args: list) -> Any:
+    """`script` (from `client.register_script`) over `keys`, which share one
+    hash slot. On a cluster straight to the node owning that slot
+    (`cluster_clients.AsyncRedisCluster.execute_in_slot`): the send path's
+    scripts skip redis-py's routing of each command. A script the node does
+    not have yet is loaded (on every master) by the usual call."""
+    if not hasattr(client, "execute_in_slot"):
+        return await script(keys=keys, args=args)
+    from redis.crc import key_slot
+    from redis.exceptions import NoScriptError
+
+    try:
+        return await client.execute_in_slot(
+            key_slot(keys[0].encode()), "EVALSHA", script.sha, len(keys), *keys, *args
+        )
+    except NoScriptError:
+        return await script(keys=keys, args=args)
+
+
 def slot_batches(client: object, keys: list[str], size: int) -> list[list[int]]:
     """Positions of `keys` in batches of at most `size` for a script or a
     transaction. On a cluster each batch also stays within one hash slot
@@ -195,10 +214,10 @@ def redis_client(url: str) -> redis.Redis:
     if redis_mode(url).cluster:
         from redis.cluster import ClusterNode
 
+        from aurora.cluster_clients import RedisCluster
+
         nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
-        return redis.RedisCluster.from_url(
-            redis_seeds(url)[0], startup_nodes=nodes or None, **options
-        )
+        return RedisCluster.from_url(redis_seeds(url)[0], startup_nodes=nodes or None, **options)
     return redis.Redis.from_url(url, **options)
 
 
@@ -208,14 +227,15 @@ def async_redis_client(url: str, *, max_connections: int = 64) -> redis.asyncio.
     Its pool is bounded and blocking: a burst of commands (thousands of clients
     connecting at once) waits for a free connection instead of failing. On a
     cluster, a `RedisCluster` with as many connections per node."""
-    import redis.asyncio
 
     if not redis_mode(url).cluster:
         return async_redis_client_for_single(url, max_connections=max_connections)
     from redis.asyncio.cluster import ClusterNode
 
+    from aurora.cluster_clients import AsyncRedisCluster
+
     nodes = [ClusterNode(h, p) for h, p in _cluster_kwargs(url).get("startup_nodes", [])]
-    return redis.asyncio.RedisCluster.from_url(
+    return AsyncRedisCluster.from_url(
         redis_seeds(url)[0],
         startup_nodes=nodes or None,
         max_connections=max_connections,

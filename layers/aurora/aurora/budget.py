@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aurora.backends import redis_unavailable
+from aurora.backends import redis_unavailable, run_script
 from aurora.errors import ForbiddenError, RateLimitedError
 from aurora.keyspace import budget_key, reads_key, storage_key
 from aurora.settings import Settings
@@ -70,6 +70,7 @@ class SendBudget:
     """Takes one send from a user's budget; one per Redis client."""
 
     def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+        self._redis = client
         self._script = client.register_script(_TAKE)
         s = settings
         byte_rate = s.user_bytes_per_window / (s.user_bytes_window_seconds * 1000)
@@ -90,8 +91,8 @@ class SendBudget:
     async def take(self, user_id: str, size: int) -> OverBudget | None:
         """Debit one message of `size` bytes; OverBudget (nothing debited) if
         either bucket cannot pay for it yet."""
-        wait = await self._script(
-            keys=[budget_key(user_id)], args=[*self._args, size, self._ttl_ms]
+        wait = await run_script(
+            self._redis, self._script, [budget_key(user_id)], [*self._args, size, self._ttl_ms]
         )
         return OverBudget(retry_after_ms=int(wait)) if int(wait) > 0 else None
 

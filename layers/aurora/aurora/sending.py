@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aurora.backends import run_script
 from aurora.keyspace import SINGLE, Layout
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
@@ -161,7 +162,7 @@ class Sender:
         keys, args = script_call(
             self._settings, self._layout, room, user_id, username, text, client_id, attachments
         )
-        result = await self._script(keys=keys, args=args)
+        result = await run_script(self._redis, self._script, keys, args)
         kind = int(result[0])
         if kind == 1:
             return Accepted(id=str(result[1]), frame=str(result[2]))
