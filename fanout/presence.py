@@ -28,6 +28,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from aurora import presence, untrusted_json
 from aurora.backends import redis_unavailable
 from aurora.errors import UnavailableError
@@ -149,10 +151,17 @@ class Presence:
         replies: list[Any] = []
         try:
             with redis_unavailable():
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for op in ops:
-                        await self._call(pipe, *op[:4])
-                    replies = await pipe.execute(raise_on_error=False)
+                replies = await self._pipelined(ops)
+                # A cluster pipeline sends EVALSHA without loading the script
+                # first (a fresh or restarted primary lacks it): load them all
+                # and go again from the first refused, so the order holds.
+                # A refused script did not run; those after it that did are
+                # idempotent (a hold, a release, a sweep, a read).
+                refused = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                if refused:
+                    for source in Scripts.SOURCES:
+                        await self._redis.script_load(source)
+                    replies[refused[0] :] = await self._pipelined(ops[refused[0] :])
         except UnavailableError as exc:
             log.warning("presence update failed; the next refresh repairs it",
                         extra={"error": str(exc.__cause__)})  # fmt: skip
@@ -166,6 +175,13 @@ class Presence:
                 future.set_result(presence.snapshot_frame(room, reply))
             else:
                 future.set_result(None)
+
+    async def _pipelined(self, ops: list[Op]) -> list[Any]:
+        """Each op's reply, or its error, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                await self._call(pipe, *op[:4])
+            return await pipe.execute(raise_on_error=False)
 
     async def _call(self, pipe: Any, op: str, room: str, user_id: str, name: str) -> None:
         if op == "barrier":  # everything before it is done

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -61,6 +62,9 @@ class _Link:
         self.client = client
         self.pubsub = client.pubsub(ignore_subscribe_messages=False)
         self.reader: asyncio.Task | None = None
+        # Shard channels we unsubscribed from whose confirmation is still to
+        # come: ours, not a node's, even if the room is joined again meanwhile.
+        self.leaving: Counter[str] = Counter()
 
 
 class Subscriber:
@@ -110,6 +114,7 @@ class Subscriber:
                 if self._layout.cluster:
                     link = self._links.get(self._node_of(channel))
                     if link is not None:
+                        link.leaving[channel] += 1
                         await link.pubsub.sunsubscribe(channel)
                 else:
                     await self._links[""].pubsub.unsubscribe(channel)
@@ -182,6 +187,10 @@ class Subscriber:
                     else:
                         batch.setdefault(room, []).append((message_id, frame))
                     count += 1
+                elif kind == "sunsubscribe" and message["channel"] in link.leaving:
+                    # Ours (a leave), even if the room was joined again since.
+                    link.leaving[message["channel"]] -= 1
+                    link.leaving += Counter()  # drops the channel at zero
                 elif kind == "sunsubscribe" and self._still_wanted(hub, message["channel"]):
                     # A node drops shard subscriptions of a slot it gave away.
                     raise TopologyChanged(f"{message['channel']} moved to another node")

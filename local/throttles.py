@@ -11,6 +11,9 @@ from pathlib import Path
 
 import redis
 
+from aurora.backends import redis_client
+from aurora.errors import UnavailableError
+
 ROOT = Path(__file__).resolve().parent.parent
 # Every throttle counter aurora.throttling keeps: failed logins per username
 # and IP, per IP, and registrations per IP.
@@ -18,7 +21,8 @@ PATTERN = "aurora:throttle:*"
 
 
 def clear(client: redis.Redis) -> int:
-    """Delete every throttle counter; how many there were."""
+    """Delete every throttle counter; how many there were. On a cluster,
+    SCAN visits every primary and DEL splits its keys by slot."""
     keys = list(client.scan_iter(match=PATTERN, count=1000))
     return client.delete(*keys) if keys else 0
 
@@ -44,13 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     url = redis_url(args.data_dir)
-    client = redis.Redis.from_url(url)
     try:
-        removed = clear(client)
-    except redis.ConnectionError as exc:
+        # The stack's Redis may be a cluster (`--redis-cluster`): its URL
+        # lists several nodes, which only the product's client reads.
+        removed = clear(redis_client(url))
+    except (redis.ConnectionError, UnavailableError) as exc:
         raise SystemExit(f"cannot reach Redis at {url}: {exc}") from None
-    finally:
-        client.close()
     print(f"cleared {removed} throttle counter(s) in {url}", file=sys.stdout)
 
 

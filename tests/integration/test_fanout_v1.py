@@ -6,21 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import time
 
 import httpx
 import pytest
-import redis
-import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from aurora import membership
-from aurora.keyspace import STREAM_KEY, room_channel, window_key
+from aurora.backends import async_redis_client, layout
+from aurora.keyspace import Layout, room_channel
 from aurora.sending import Sender
 from aurora.tokens import issue_token
 from fanout.connection_limit import ConnectionLimit
@@ -48,6 +48,16 @@ async def join(ws, room: str, since: str | None = None) -> dict:
     joined = await receive_json(ws)
     assert joined["type"] == "joined" and joined["room"] == room
     return joined
+
+
+def subscribed_rooms(r, lay: Layout) -> set[str]:
+    """The rooms some replica subscribes to: shard channels on a cluster."""
+    pattern = room_channel("*")  # the room's partition tag on a cluster: matched by *
+    if lay.cluster:  # each node knows its own shard channels' subscribers
+        found = r.pubsub_shardchannels(pattern, target_nodes="all")
+    else:
+        found = r.pubsub_channels(pattern)
+    return {lay.room_of_channel(name) for name in found}
 
 
 async def closed_with(ws, timeout: float = 5.0) -> int:
@@ -151,13 +161,13 @@ async def test_tokens_in_urls_are_never_logged(settings, caplog):
 
 
 async def test_rooms_deliver_only_to_their_members_and_replicas_subscribe_per_room(settings):
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    r, lay = plain_client(settings.redis_url), layout(settings)
     async with replica(settings) as (url, _):
         alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
         await join(alice, "one")
         await join(alice, "two")
         await join(bob, "one")
-        assert set(r.pubsub_channels("aurora:room:*")) == {room_channel("one"), room_channel("two")}
+        assert subscribed_rooms(r, lay) == {"one", "two"}
         await send_json(alice, {"type": "message", "room": "two", "text": "only alice"})
         await send_json(alice, {"type": "message", "room": "one", "text": "both"})
         assert (await receive_json(alice))["text"] == "only alice"
@@ -165,12 +175,39 @@ async def test_rooms_deliver_only_to_their_members_and_replicas_subscribe_per_ro
         assert (await receive_json(bob))["text"] == "both"
         await send_json(alice, {"type": "leave", "room": "two"})
         assert await receive_json(alice) == {"type": "left", "room": "two"}
-        assert set(r.pubsub_channels("aurora:room:*")) == {room_channel("one")}
+        assert subscribed_rooms(r, lay) == {"one"}
         await send_json(alice, {"type": "message", "room": "two", "text": "gone"})
         assert (await receive_json(alice))["code"] == "not_joined"
         await alice.close()
         await bob.close()
     r.close()
+
+
+@on_single_and_cluster
+async def test_leaving_and_joining_again_at_once_keeps_the_room_live(settings, caplog):
+    """The room's last member here leaves and joins again: the replica's own
+    unsubscribe, confirmed after the join, is not a slot moving away (a
+    reconnect of the whole subscriber, losing what is not replayed)."""
+    lay, rooms = layout(settings), {}
+    for i in itertools.count():  # a room in every partition: every node's link
+        rooms.setdefault(lay.partition_of(f"room-{i}"), f"room-{i}")
+        if len(rooms) == lay.partitions:
+            break
+    async with replica(settings) as (url, _):
+        alice = await v1(url, settings, "alice")
+        frames = []
+        for room in rooms.values():
+            await join(alice, room)
+            await send_json(alice, {"type": "leave", "room": room})
+            await send_json(alice, {"type": "join", "room": room})
+            frames += [(await receive_json(alice))["type"] for _ in range(2)]
+            await send_json(alice, {"type": "typing", "room": room, "typing": True})
+            frames.append((await receive_json(alice))["type"])
+            await send_json(alice, {"type": "leave", "room": room})
+            assert (await receive_json(alice))["type"] == "left"
+        await alice.close()
+    assert frames == ["left", "joined", "typing"] * len(rooms)
+    assert "subscriber lost a connection" not in caplog.text
 
 
 async def test_typing_reaches_the_room_and_is_not_stored(settings):
@@ -186,8 +223,8 @@ async def test_typing_reaches_the_room_and_is_not_stored(settings):
         assert await receive_json(bob) == {"type": "pong"}
         await alice.close()
         await bob.close()
-    r = redis.Redis.from_url(settings.redis_url)
-    assert r.xlen(STREAM_KEY) == 0
+    r = plain_client(settings.redis_url)
+    assert r.xlen(layout(settings).room_stream_key("dev")) == 0
     r.close()
 
 
@@ -239,8 +276,8 @@ async def test_sends_over_the_backlog_bound_get_backpressure_and_are_not_stored(
         await alice.close()
     assert sorted(f["type"] for f in replies[:4]) == ["ack", "ack", "message", "message"]
     assert replies[4] == replies[4] | {"type": "error", "code": "backpressure", "client_id": "c2"}
-    r = redis.Redis.from_url(settings.redis_url)
-    assert r.xlen(STREAM_KEY) == 2
+    r = plain_client(settings.redis_url)
+    assert r.xlen(layout(settings).room_stream_key("dev")) == 2
     r.close()
 
 
@@ -276,11 +313,11 @@ async def test_a_rejoin_with_since_replays_exactly_what_was_missed_then_live(set
 
 async def test_a_resume_older_than_the_window_says_it_is_incomplete(settings):
     small = dataclasses.replace(settings, resume_window=3, rate_limit_messages=100)
-    r = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
-    sender = Sender(r, small)
+    r = async_redis_client(settings.redis_url)
+    sender = Sender(r, small, layout(small))
     ids = [(await sender.send(room="dev", user_id="u", username="u", text=f"m{i}")).id
            for i in range(6)]  # fmt: skip
-    assert await r.xlen(window_key("dev")) == 3
+    assert await r.xlen(layout(small).window_key("dev")) == 3
     async with replica(small) as (url, _):
         alice = await v1(url, small, "alice")
         assert await join(alice, "dev", since=ids[0]) == {
@@ -295,14 +332,16 @@ async def test_a_resume_older_than_the_window_says_it_is_incomplete(settings):
 
 async def test_a_replica_that_loses_redis_replays_what_its_clients_missed(settings):
     fast = dataclasses.replace(settings, rate_limit_messages=1000)
-    r = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
-    sender = Sender(r, fast)
+    r, lay = async_redis_client(settings.redis_url), layout(settings)
+    sender = Sender(r, fast, lay)
     async with replica(fast) as (url, server):
         alice = await v1(url, fast, "alice")
         await join(alice, "dev")
         await sender.send(room="dev", user_id="u", username="u", text="before")
         assert (await receive_json(alice))["text"] == "before"
-        await r.client_kill_filter(_type="pubsub")  # the subscriber's connection drops
+        # The subscriber's connections drop (on a cluster, one per node).
+        everywhere = {"target_nodes": "all"} if lay.cluster else {}
+        await r.client_kill_filter(_type="pubsub", **everywhere)
         sent = [f"during {i}" for i in range(20)]
         for text in sent:
             await sender.send(room="dev", user_id="u", username="u", text=text)
@@ -322,7 +361,7 @@ async def test_a_replica_that_loses_redis_replays_what_its_clients_missed(settin
 
 async def test_the_connection_cap_is_per_user_across_replicas_and_heals(settings):
     capped = dataclasses.replace(settings, max_connections_per_user=2, connection_lease_seconds=1)
-    r = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+    r = async_redis_client(settings.redis_url)
     async with replica(capped) as (url_a, _), replica(capped) as (url_b, _):
         first = await v1(url_a, capped, "alice")
         second = await v1(url_b, capped, "alice")
@@ -446,7 +485,8 @@ async def test_a_client_that_stops_reading_is_closed_with_4008_and_others_get_ev
     settings,
 ):
     tight = dataclasses.replace(settings, max_send_buffer_bytes=64 * 1024)
-    r = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+    r, lay = async_redis_client(settings.redis_url), layout(settings)
+    publish = r.spublish if lay.cluster else r.publish
     async with replica(tight) as (url, server):
         fast = await v1(url, tight, "fast")
         slow = await v1(url, tight, "slow")
@@ -465,7 +505,7 @@ async def test_a_client_that_stops_reading_is_closed_with_4008_and_others_get_ev
 
         reader = asyncio.create_task(read_all())
         for i in range(count):
-            await r.publish(room_channel("dev"), f"{10**12 + i}-0 {frame}")
+            await publish(lay.room_channel("dev"), f"{10**12 + i}-0 {frame}")
         await asyncio.wait_for(reader, 30)
         slow.transport.resume_reading()
         assert await closed_with(slow, timeout=10) == 4008
@@ -585,7 +625,7 @@ async def test_while_redis_is_down_sends_get_unavailable_and_service_resumes_aft
 async def test_the_membership_hook_can_refuse_a_room(settings):
     """The one rule REST reads ask too (`aurora.membership`)."""
     async with replica(settings) as (url, _):
-        mirror = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        mirror = plain_client(settings.redis_url)
         membership.Mirror(mirror, "private:board").create("private", "id-bob", "")
         mirror.close()
         alice = await v1(url, settings, "alice")

@@ -10,8 +10,10 @@ import pytest
 from aurora import throttling
 from aurora.errors import RateLimitedError
 from local import throttles
+from tests.conftest import on_single_and_cluster
 
 
+@on_single_and_cluster
 def test_clearing_lifts_a_login_lockout_and_a_registration_limit_and_nothing_else(
     r, settings, tmp_path, capsys
 ):

@@ -20,10 +20,11 @@ from collections.abc import Iterator
 import pytest
 
 from aurora import presence
-from aurora.backends import redis_client
+from aurora.backends import layout, redis_client
 from aurora.settings import Settings
 from local.runtime import LocalFunction
 from local.servers import free_port, wait_for_port
+from tests.conftest import on_single_and_cluster
 from tests.support import ROOT
 from tests.support.events import template_function
 from tests.support.fanout import receive_json, replica, send_json
@@ -126,6 +127,18 @@ class ReplicaProcess:
             self.process.wait(10)
 
 
+@on_single_and_cluster
+async def test_a_fresh_redis_without_the_presence_scripts_gets_them_loaded(cfg):
+    """A new or restarted Redis knows no script: the replica loads them,
+    on a cluster too, where a pipeline cannot."""
+    alice = person(cfg, "alice")
+    async with replica(cfg) as (url, _):
+        redis_client(cfg.redis_url).script_flush()  # on every primary of a cluster
+        ws = await client(url, alice)
+        assert online(await join(ws, alice, "lobby")) == ["alice"]
+        await ws.close()
+
+
 async def test_a_killed_replicas_users_go_offline_within_the_expiry(cfg, api, tmp_path):
     alice, bob, carol = person(cfg, "alice"), person(cfg, "bob"), person(cfg, "carol")
     doomed = ReplicaProcess(cfg, tmp_path / "doomed.log")
@@ -198,11 +211,13 @@ async def test_a_reconnect_storm_reaches_a_member_as_one_change_per_user_per_sec
 
 async def test_joining_a_room_with_10000_online_writes_one_small_snapshot(cfg, api):
     alice = person(cfg, "alice")
-    cache = redis_client(cfg.redis_url)
+    cache, lay = redis_client(cfg.redis_url), layout(cfg)
     scripts = presence.Scripts(cache)
+    for source in presence.Scripts.SOURCES:  # a cluster pipeline does not load them
+        cache.script_load(source)
     pipe = cache.pipeline(transaction=False)
     for i in range(10_000):  # held by another replica
-        keys, args = presence.hold_call("stadium", f"u{i:05d}", f"fan{i}", "elsewhere", 60_000)
+        keys, args = presence.hold_call("stadium", f"u{i:05d}", f"fan{i}", "elsewhere", 60_000, lay)
         scripts.hold(keys=keys, args=args, client=pipe)
     pipe.execute()
     async with replica(cfg) as (url, _):

@@ -157,8 +157,12 @@ def _person(entry: str) -> dict[str, str]:
 
 
 class Scripts:
-    """The presence scripts on one client: EVALSHA from the first call on
-    (a pipeline loads any the server lacks before it runs)."""
+    """The presence scripts on one client: EVALSHA from the first call on.
+    A single Redis's pipeline loads any the server lacks before it runs; a
+    cluster pipeline cannot, and its caller loads `SOURCES` on NOSCRIPT
+    (SCRIPT LOAD goes to every primary) and goes again."""
+
+    SOURCES = (HOLD, RELEASE, SWEEP, _PAGE)
 
     def __init__(self, client: Any) -> None:
         self.hold = client.register_script(HOLD)
