@@ -4,6 +4,7 @@
     python bench/fanout_load.py throughput ... --repeat 5 --against-stock
     python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
+    python bench/fanout_load.py hold --connections 5000 --wave [--allocator malloc]
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
 generators (separate processes) pinned to core 1. Clients are v1 clients of
@@ -22,7 +23,9 @@ websockets' stock broadcast() in its member loop (bench/stock_fanout.py) and
 then this one, and the figure compared is ours / stock.
 
 hold: N idle connections, RSS per connection, and how long the replica takes
-to exit on SIGTERM with all of them open (it closes each with 1012).
+to exit on SIGTERM with all of them open (it closes each with 1012). With
+--wave they all close instead, and the replica's RSS is read once they have
+and again after its own release (fanout/memory.py).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "aurora")]
 
 from aurora.settings import Settings  # noqa: E402
 from aurora.tokens import issue_token  # noqa: E402
+from fanout import memory  # noqa: E402
 from local.servers import free_port, start_redis, wait_for_port  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"  # noqa: S105 - local only
@@ -90,8 +94,11 @@ def still_open(port: int) -> float:
         return 1.0
 
 
-def start_server(redis_url: str, port: int, log, stock: bool = False) -> subprocess.Popen:
+def start_server(
+    redis_url: str, port: int, log, stock: bool = False, allocator: str = "pymalloc"
+) -> subprocess.Popen:
     env = os.environ | {
+        "PYTHONMALLOC": allocator,
         "AURORA_ENV": "local",
         "REDIS_URL": redis_url,
         "JWT_SECRET": SECRET,
@@ -309,7 +316,7 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
 
 @contextlib.contextmanager
-def replica_under_test(stock: bool = False):
+def replica_under_test(stock: bool = False, allocator: str = "pymalloc"):
     """Redis pinned to the load core and one fan-out replica (pinned by
     start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -318,7 +325,7 @@ def replica_under_test(stock: bool = False):
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
         with open(Path(tmp) / "fanout.log", "wb") as log:
-            server = start_server(redis.url, port, log, stock)
+            server = start_server(redis.url, port, log, stock, allocator)
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
@@ -448,7 +455,7 @@ def throughput_once(args, stock: bool = False) -> float:
 
 def hold(args) -> None:
     ctx = mp.get_context("spawn")
-    with replica_under_test() as (server, port, url):
+    with replica_under_test(allocator=args.allocator) as (server, port, url):
         time.sleep(0.5)
         rss_idle = rss_bytes(server.pid)
         stop = ctx.Event()
@@ -467,6 +474,9 @@ def hold(args) -> None:
             while still_open(port) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(2)
+            rss_closed = rss_bytes(server.pid)
+            # The replica's own release once the wave is over (fanout/memory.py).
+            time.sleep(3 * memory.CHECK_SECONDS)
             rss_after = rss_bytes(server.pid)
         stopped_in = stop_replica(server)  # with every connection still open (unless --wave)
         stop.set()
@@ -477,7 +487,9 @@ def hold(args) -> None:
     print(f"server RSS idle={rss_idle / 2**20:.1f} MiB with connections={rss_full / 2**20:.1f} MiB")
     print(f"server RSS per connection={(rss_full - rss_idle) / args.connections / 1024:.1f} KiB")
     if args.wave:
-        print(f"server RSS after the wave closed={rss_after / 2**20:.1f} MiB "
+        print(f"server RSS once the wave closed={rss_closed / 2**20:.1f} MiB "
+              f"({(rss_closed - rss_idle) / rss_idle * 100:+.1f}% of idle)")  # fmt: skip
+        print(f"server RSS after its release={rss_after / 2**20:.1f} MiB "
               f"({(rss_after - rss_idle) / rss_idle * 100:+.1f}% of idle)")  # fmt: skip
     else:
         print(f"SIGTERM to exit with {open_now:.0f} connections open: {stopped_in:.1f} s")
@@ -502,6 +514,8 @@ def main() -> None:
     h.add_argument("--connections", type=int, default=10_000)
     h.add_argument("--processes", type=int, default=10)
     h.add_argument("--hold", type=float, default=5.0)
+    h.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
+                   help="the replica's PYTHONMALLOC")  # fmt: skip
     h.add_argument("--wave", action="store_true",
                    help="then close them all and report the RSS the replica keeps")  # fmt: skip
     h.set_defaults(run=hold)

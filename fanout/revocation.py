@@ -113,12 +113,16 @@ class RevocationWatch:
             if self._check_all or loop.time() >= next_sweep:
                 self._check_all, self._due = False, set()
                 next_sweep = loop.time() + self._interval
-                everyone = [w for group in self._by_user.values() for w in group]
-                await self._close_revoked(everyone, trigger="sweep")
+                # The lists are arguments, not locals: kept in this frame, they
+                # would hold every session of the last sweep until the next one.
+                await self._close_revoked(
+                    [w for group in self._by_user.values() for w in group], trigger="sweep"
+                )
             else:
                 users, self._due = self._due, set()
-                named = [w for user in users for w in self._by_user.get(user, ())]
-                await self._close_revoked(named, trigger="notice")
+                await self._close_revoked(
+                    [w for user in users for w in self._by_user.get(user, ())], trigger="notice"
+                )
 
     async def _close_revoked(self, watched: list[Watched], *, trigger: str) -> None:
         if not watched:

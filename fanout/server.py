@@ -44,6 +44,7 @@ from fanout.connection_limit import ConnectionLimit
 from fanout.expiry import TokenExpiry
 from fanout.hub import Hub
 from fanout.keepalive import keepalive as pings
+from fanout.memory import freeze_startup, release_after_waves
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
 from fanout.presence import Presence
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
@@ -251,8 +252,11 @@ class FanoutServer:
                     server, self.settings.ping_interval_seconds, self.settings.max_send_buffer_bytes
                 )
             )
+            # Connections still closing count: a wave is over once they are gone.
+            releases = asyncio.create_task(release_after_waves(lambda: len(server.all_connections)))
             await stop
             keepalive.cancel()
+            releases.cancel()
             # Stop accepting, free the clients' connection slots in a few round
             # trips (not one per client), then ask them to reconnect elsewhere.
             server.close(close_connections=False)
@@ -328,7 +332,9 @@ async def serve_forever(settings: Settings) -> None:
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    await FanoutServer(settings).run(stop)
+    server = FanoutServer(settings)
+    freeze_startup()
+    await server.run(stop)
 
 
 def configure_logging(console: bool = False) -> None:
