@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Pings = weakref.WeakKeyDictionary  # ServerConnection -> (pong, when the ping went out)
 
-SLICE = 100  # connections pinged back to back; ~1-3 ms of the loop here
+SLICE = 50  # connections pinged back to back; ~1-2 ms of the loop here
 
 
 async def keepalive(server: Server, interval: float, send_buffer_limit: int) -> None:

@@ -89,8 +89,8 @@ class Session:
                 replica.revocations.discard(self)
                 if self._expiry is not None:
                     replica.expiry.cancel(self._expiry)
+                replica.limit.release(self.claims.user_id, member)  # in a batch, soon
                 await replica.hub.leave_all(connection)
-                await self._release(member)
         except ConnectionClosed:
             pass
 
@@ -150,10 +150,6 @@ class Session:
         except UnavailableError as exc:
             return await self._refuse(exc.close_code, _RETRY, "unavailable")
         return True
-
-    async def _release(self, member: str) -> None:
-        with contextlib.suppress(UnavailableError), redis_unavailable():
-            await self.replica.limit.release(self.claims.user_id, member)  # else: lease expires
 
     async def _refuse(self, code: int, reason: str, metric: str) -> bool:
         self.replica.metrics.rejected.labels(metric).inc()
