@@ -5,6 +5,7 @@
     python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
     python bench/fanout_load.py hold --connections 5000 --wave [--allocator malloc]
+    python bench/fanout_load.py burst --connections 1000 --processes 4
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
 generators (separate processes) pinned to core 1. Clients are v1 clients of
@@ -22,6 +23,11 @@ time). With --against-stock each run is a pair, the replica with
 websockets' stock broadcast() in its member loop (bench/stock_fanout.py) and
 then this one, and the figure compared is ours / stock.
 
+burst: N connections opened in the same instant from several processes
+(tokens minted before), against a replica with its default bounded
+admission: how long until every one is ready and joined, and how many
+upgrades were answered 503 and retried.
+
 hold: N idle connections, RSS per connection, and how long the replica takes
 to exit on SIGTERM with all of them open (it closes each with 1012). With
 --wave they all close instead, and the replica's RSS is read once they have
@@ -33,9 +39,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -95,7 +103,12 @@ def still_open(port: int) -> float:
 
 
 def start_server(
-    redis_url: str, port: int, log, stock: bool = False, allocator: str = "pymalloc"
+    redis_url: str,
+    port: int,
+    log,
+    stock: bool = False,
+    allocator: str = "pymalloc",
+    admissions: int = 10**6,
 ) -> subprocess.Popen:
     env = os.environ | {
         "PYTHONMALLOC": allocator,
@@ -113,8 +126,8 @@ def start_server(
         "INBOUND_FRAMES_PER_SECOND": "1000000",
         "INBOUND_FRAME_BURST": "1000000",
         "FLOOD_FRAMES_PER_SECOND": "1000000",
-        # Capacity is measured here, not admission: every connection at once.
-        "ADMISSIONS_PER_SECOND": "1000000",
+        # Capacity is measured here, not admission (burst: 0 leaves the default).
+        **({"ADMISSIONS_PER_SECOND": str(admissions)} if admissions else {}),
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
@@ -197,7 +210,8 @@ class Receiver(asyncio.Protocol):
             if end < 0:
                 return
             if b" 101 " not in buf[: buf.find(b"\r\n")]:
-                self.joined.set_exception(RuntimeError(bytes(buf[:end]).decode()))
+                if not self.joined.done():
+                    self.joined.set_exception(RuntimeError(bytes(buf[:end]).decode()))
                 return
             del buf[: end + 4]
             self.upgraded = True
@@ -297,6 +311,43 @@ async def _drain(ws) -> None:
         pass
 
 
+def openers(url: str, first_user: int, count: int, ready, stop, go, results) -> None:
+    """`count` clients that open their connections at once when `go` is set
+    (tokens minted before), retry a 503 after about its Retry-After, and
+    report when each was ready and joined (epoch seconds) and the 503s."""
+    loop = _pin_and_loop()
+    host, port = url.removeprefix("ws://").split(":")
+    tokens = [issue_token(f"bench-{u}", f"bench{u}", SETTINGS) for u in
+              range(first_user, first_user + count)]  # fmt: skip
+    busy = 0
+
+    async def one(token: str) -> tuple[float, Receiver]:
+        nonlocal busy
+        while True:
+            joined = loop.create_future()
+            transport, protocol = await loop.create_connection(
+                functools.partial(Receiver, host, int(port), token, joined), host, int(port)
+            )
+            try:
+                await asyncio.wait_for(joined, 60)
+                return time.time(), protocol
+            except RuntimeError as exc:  # 503 busy: as a client would, after Retry-After
+                if " 503 " not in str(exc):
+                    raise
+                busy += 1
+                transport.close()
+                await asyncio.sleep(0.5 + random.random())
+
+    async def main() -> None:
+        ready.set()
+        await asyncio.to_thread(go.wait)
+        done = await asyncio.gather(*(one(t) for t in tokens))
+        results.put(([at for at, _ in done], busy))
+        await asyncio.to_thread(stop.wait)
+
+    loop.run_until_complete(main())
+
+
 def holders(url: str, first_user: int, count: int, ready, stop) -> None:
     loop = _pin_and_loop()
 
@@ -316,7 +367,7 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
 
 @contextlib.contextmanager
-def replica_under_test(stock: bool = False, allocator: str = "pymalloc"):
+def replica_under_test(stock: bool = False, allocator: str = "pymalloc", admissions: int = 10**6):
     """Redis pinned to the load core and one fan-out replica (pinned by
     start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -325,7 +376,7 @@ def replica_under_test(stock: bool = False, allocator: str = "pymalloc"):
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
         with open(Path(tmp) / "fanout.log", "wb") as log:
-            server = start_server(redis.url, port, log, stock, allocator)
+            server = start_server(redis.url, port, log, stock, allocator, admissions)
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
@@ -495,6 +546,36 @@ def hold(args) -> None:
         print(f"SIGTERM to exit with {open_now:.0f} connections open: {stopped_in:.1f} s")
 
 
+def burst(args) -> None:
+    """N connections opened in the same instant by several processes, against
+    a replica with its default admission (ADMISSIONS_PER_SECOND), unless
+    --admissions says otherwise."""
+    ctx = mp.get_context("spawn")
+    with replica_under_test(admissions=args.admissions) as (_server, port, url):
+        time.sleep(0.5)
+        stop, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
+        procs = start_load(ctx, openers, args.connections, args.processes,
+                           (url, stop, go, results), timeout=120)  # fmt: skip
+        started = time.time()
+        go.set()
+        joined, busy = [], 0
+        for _ in procs:
+            at, retried = results.get(timeout=300)
+            joined += at
+            busy += retried
+        open_now = metric(port, "aurora_fanout_connections")
+        stop.set()
+        for proc in procs:
+            proc.join(60)
+    took = sorted(at - started for at in joined)
+    half, most = took[len(took) // 2], took[int(len(took) * 0.9) - 1]
+    print(f"connections={args.connections} load-processes={args.processes} "
+          f"admissions/s={args.admissions or 'default'}")  # fmt: skip
+    print(f"ready and joined: all {len(took)} in {took[-1]:.2f} s (half in {half:.2f} s, "
+          f"90% in {most:.2f} s); open at the replica: {open_now:.0f}")  # fmt: skip
+    print(f"upgrades answered 503 and retried: {busy}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -519,6 +600,12 @@ def main() -> None:
     h.add_argument("--wave", action="store_true",
                    help="then close them all and report the RSS the replica keeps")  # fmt: skip
     h.set_defaults(run=hold)
+    b = sub.add_parser("burst")
+    b.add_argument("--connections", type=int, default=1000)
+    b.add_argument("--processes", type=int, default=4)
+    b.add_argument("--admissions", type=int, default=0,
+                   help="ADMISSIONS_PER_SECOND of the replica (0: its default)")  # fmt: skip
+    b.set_defaults(run=burst)
     args = parser.parse_args()
     args.run(args)
 

@@ -43,8 +43,11 @@ def describe(handle: asyncio.Handle) -> str:
     owner = getattr(handle._callback, "__self__", None)
     if isinstance(owner, asyncio.Task):
         coro = owner.get_coro()
-        stack = owner.get_stack(limit=1) if not owner.done() else []
-        where = f" at {stack[-1].f_code.co_name}:{stack[-1].f_lineno}" if stack else " (done)"
+        # The innermost of our own frames it stopped in (not the library's).
+        stack = owner.get_stack() if not owner.done() else []
+        ours = [f for f in stack if "/fanout/" in f.f_code.co_filename
+                or "/aurora/" in f.f_code.co_filename]  # fmt: skip
+        where = f" at {ours[-1].f_code.co_name}:{ours[-1].f_lineno}" if ours else ""
         return f"task {getattr(coro, '__qualname__', coro)}{where}"
     return f"callback {getattr(handle._callback, '__qualname__', handle._callback)}"
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aurora.fanout")
 
-SWEEP_SLICE = 100  # members re-checked per round trip of a sweep (~1-2 ms of the loop)
+SWEEP_SLICE = 25  # members per round trip of a sweep: ~4 commands each, ~1-2 ms of the loop
 MAX_CACHED_ROOMS = 50_000  # past this the cache starts afresh (a sweep refills it)
 
 

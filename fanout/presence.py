@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aurora.fanout")
 
 COALESCE_S = 1.0  # at most one change per user per room per second, to each member
-PIPELINE_SLICE = 100  # operations per pipeline (~1-2 ms of the loop each)
+PIPELINE_SLICE = 50  # operations per pipeline: ~1-2 ms of the loop each
 Key = tuple[str, str]  # (room, user id)
 # What the task does, in order: (what, room, user id, username, who waits).
 Op = tuple[str, str, str, str, "asyncio.Future | None"]
