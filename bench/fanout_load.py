@@ -406,7 +406,9 @@ def start_load(ctx, target, total: int, processes: int, extra: tuple, timeout: f
     for i in range(processes):
         ready = ctx.Event()
         count = min(per, total - i * per)
-        proc = ctx.Process(target=target, args=(extra[0], i * per, count, ready, *extra[1:]))
+        # Daemons: if one fails to connect, the others do not keep this process alive.
+        proc = ctx.Process(target=target, args=(extra[0], i * per, count, ready, *extra[1:]),
+                           daemon=True)  # fmt: skip
         proc.start()
         readies.append(ready)
         procs.append(proc)
@@ -450,7 +452,7 @@ def spread(figures: list[float], form: str = ".2f") -> str:
 def throughput_once(args, stock: bool = False) -> float:
     """One run; prints its figures and returns the CPU per delivery in us."""
     ctx = mp.get_context("spawn")
-    with replica_under_test(stock) as (server, port, url):
+    with replica_under_test(stock, args.allocator) as (server, port, url):
         rss_idle = rss_bytes(server.pid)
         stop, results = ctx.Event(), ctx.Queue()
         procs = start_load(ctx, receivers, args.clients, args.processes,
@@ -590,6 +592,8 @@ def main() -> None:
                    help="what the sender sends at the rate")  # fmt: skip
     t.add_argument("--against-stock", action="store_true",
                    help="before each run, the same with websockets' stock broadcast()")  # fmt: skip
+    t.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
+                   help="the replica's PYTHONMALLOC")  # fmt: skip
     t.set_defaults(run=throughput)
     h = sub.add_parser("hold")
     h.add_argument("--connections", type=int, default=10_000)
