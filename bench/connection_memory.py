@@ -5,7 +5,9 @@ they added, per connection, with the sites that allocate most. Unlike RSS,
 the figure does not move with allocator fragmentation or with how fast the
 connections were opened, so it compares changes on a busy machine.
 
-    python bench/connection_memory.py --connections 2000 [--top 10]
+    python bench/connection_memory.py --connections 2000 [--top 10] [--by line]
+
+The replica runs on uvloop when it is installed, as `python -m fanout` does.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from local.servers import start_redis  # noqa: E402
 from tests.support.fanout import replica  # noqa: E402
 
 
-async def measure(connections: int, top: int) -> None:
+async def measure(connections: int, top: int, by: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp))
         settings = dataclasses.replace(
@@ -38,7 +40,7 @@ async def measure(connections: int, top: int) -> None:
         try:
             async with replica(settings) as (url, _server):
                 gc.collect()
-                tracemalloc.start(4)
+                tracemalloc.start(1 if by == "line" else 4)
                 before = tracemalloc.take_snapshot()
                 ctx = mp.get_context("spawn")
                 stop, ready = ctx.Event(), ctx.Event()
@@ -55,7 +57,7 @@ async def measure(connections: int, top: int) -> None:
                 holders.join(60)
         finally:
             redis.stop()
-    stats = after.compare_to(before, "traceback")
+    stats = after.compare_to(before, "lineno" if by == "line" else "traceback")
     total = sum(s.size_diff for s in stats)
     print(f"connections={connections} Python allocations per idle connection="
           f"{total / connections:,.0f} bytes")  # fmt: skip
@@ -68,8 +70,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--top", type=int, default=10, help="allocation sites to list")
+    parser.add_argument("--by", choices=("traceback", "line"), default="traceback",
+                        help="group by the allocating line alone, or by its 4 callers")  # fmt: skip
     args = parser.parse_args()
-    asyncio.run(measure(args.connections, args.top))
+    coroutine = measure(args.connections, args.top, args.by)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
 
 
 if __name__ == "__main__":

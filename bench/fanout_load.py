@@ -4,6 +4,8 @@
     python bench/fanout_load.py throughput ... --repeat 5 --against-stock
     python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
+    python bench/fanout_load.py hold --connections 5000 --wave [--allocator malloc]
+    python bench/fanout_load.py burst --connections 1000 --processes 4
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
 generators (separate processes) pinned to core 1. Clients are v1 clients of
@@ -21,8 +23,15 @@ time). With --against-stock each run is a pair, the replica with
 websockets' stock broadcast() in its member loop (bench/stock_fanout.py) and
 then this one, and the figure compared is ours / stock.
 
+burst: N connections opened in the same instant from several processes
+(tokens minted before), against a replica with its default bounded
+admission: how long until every one is ready and joined, and how many
+upgrades were answered 503 and retried.
+
 hold: N idle connections, RSS per connection, and how long the replica takes
-to exit on SIGTERM with all of them open (it closes each with 1012).
+to exit on SIGTERM with all of them open (it closes each with 1012). With
+--wave they all close instead, and the replica's RSS is read once they have
+and again after its own release (fanout/memory.py).
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -47,6 +58,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "aurora")]
 
 from aurora.settings import Settings  # noqa: E402
 from aurora.tokens import issue_token  # noqa: E402
+from fanout import memory  # noqa: E402
 from local.servers import free_port, start_redis, wait_for_port  # noqa: E402
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"  # noqa: S105 - local only
@@ -90,8 +102,16 @@ def still_open(port: int) -> float:
         return 1.0
 
 
-def start_server(redis_url: str, port: int, log, stock: bool = False) -> subprocess.Popen:
+def start_server(
+    redis_url: str,
+    port: int,
+    log,
+    stock: bool = False,
+    allocator: str = "pymalloc",
+    admissions: int = 10**6,
+) -> subprocess.Popen:
     env = os.environ | {
+        "PYTHONMALLOC": allocator,
         "AURORA_ENV": "local",
         "REDIS_URL": redis_url,
         "JWT_SECRET": SECRET,
@@ -106,8 +126,8 @@ def start_server(redis_url: str, port: int, log, stock: bool = False) -> subproc
         "INBOUND_FRAMES_PER_SECOND": "1000000",
         "INBOUND_FRAME_BURST": "1000000",
         "FLOOD_FRAMES_PER_SECOND": "1000000",
-        # Capacity is measured here, not admission: every connection at once.
-        "ADMISSIONS_PER_SECOND": "1000000",
+        # Capacity is measured here, not admission (burst: 0 leaves the default).
+        **({"ADMISSIONS_PER_SECOND": str(admissions)} if admissions else {}),
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
@@ -190,7 +210,8 @@ class Receiver(asyncio.Protocol):
             if end < 0:
                 return
             if b" 101 " not in buf[: buf.find(b"\r\n")]:
-                self.joined.set_exception(RuntimeError(bytes(buf[:end]).decode()))
+                if not self.joined.done():
+                    self.joined.set_exception(RuntimeError(bytes(buf[:end]).decode()))
                 return
             del buf[: end + 4]
             self.upgraded = True
@@ -290,6 +311,43 @@ async def _drain(ws) -> None:
         pass
 
 
+def openers(url: str, first_user: int, count: int, ready, stop, go, results) -> None:
+    """`count` clients that open their connections at once when `go` is set
+    (tokens minted before), retry a 503 after about its Retry-After, and
+    report when each was ready and joined (epoch seconds) and the 503s."""
+    loop = _pin_and_loop()
+    host, port = url.removeprefix("ws://").split(":")
+    tokens = [issue_token(f"bench-{u}", f"bench{u}", SETTINGS) for u in
+              range(first_user, first_user + count)]  # fmt: skip
+    busy = 0
+
+    async def one(token: str) -> tuple[float, Receiver]:
+        nonlocal busy
+        while True:
+            joined = loop.create_future()
+            transport, protocol = await loop.create_connection(
+                functools.partial(Receiver, host, int(port), token, joined), host, int(port)
+            )
+            try:
+                await asyncio.wait_for(joined, 60)
+                return time.time(), protocol
+            except RuntimeError as exc:  # 503 busy: as a client would, after Retry-After
+                if " 503 " not in str(exc):
+                    raise
+                busy += 1
+                transport.close()
+                await asyncio.sleep(0.5 + random.random())
+
+    async def main() -> None:
+        ready.set()
+        await asyncio.to_thread(go.wait)
+        done = await asyncio.gather(*(one(t) for t in tokens))
+        results.put(([at for at, _ in done], busy))
+        await asyncio.to_thread(stop.wait)
+
+    loop.run_until_complete(main())
+
+
 def holders(url: str, first_user: int, count: int, ready, stop) -> None:
     loop = _pin_and_loop()
 
@@ -309,7 +367,7 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
 
 @contextlib.contextmanager
-def replica_under_test(stock: bool = False):
+def replica_under_test(stock: bool = False, allocator: str = "pymalloc", admissions: int = 10**6):
     """Redis pinned to the load core and one fan-out replica (pinned by
     start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -318,7 +376,7 @@ def replica_under_test(stock: bool = False):
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
         with open(Path(tmp) / "fanout.log", "wb") as log:
-            server = start_server(redis.url, port, log, stock)
+            server = start_server(redis.url, port, log, stock, allocator, admissions)
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
@@ -348,7 +406,9 @@ def start_load(ctx, target, total: int, processes: int, extra: tuple, timeout: f
     for i in range(processes):
         ready = ctx.Event()
         count = min(per, total - i * per)
-        proc = ctx.Process(target=target, args=(extra[0], i * per, count, ready, *extra[1:]))
+        # Daemons: if one fails to connect, the others do not keep this process alive.
+        proc = ctx.Process(target=target, args=(extra[0], i * per, count, ready, *extra[1:]),
+                           daemon=True)  # fmt: skip
         proc.start()
         readies.append(ready)
         procs.append(proc)
@@ -392,7 +452,7 @@ def spread(figures: list[float], form: str = ".2f") -> str:
 def throughput_once(args, stock: bool = False) -> float:
     """One run; prints its figures and returns the CPU per delivery in us."""
     ctx = mp.get_context("spawn")
-    with replica_under_test(stock) as (server, port, url):
+    with replica_under_test(stock, args.allocator) as (server, port, url):
         rss_idle = rss_bytes(server.pid)
         stop, results = ctx.Event(), ctx.Queue()
         procs = start_load(ctx, receivers, args.clients, args.processes,
@@ -448,7 +508,7 @@ def throughput_once(args, stock: bool = False) -> float:
 
 def hold(args) -> None:
     ctx = mp.get_context("spawn")
-    with replica_under_test() as (server, port, url):
+    with replica_under_test(allocator=args.allocator) as (server, port, url):
         time.sleep(0.5)
         rss_idle = rss_bytes(server.pid)
         stop = ctx.Event()
@@ -467,6 +527,9 @@ def hold(args) -> None:
             while still_open(port) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(2)
+            rss_closed = rss_bytes(server.pid)
+            # The replica's own release once the wave is over (fanout/memory.py).
+            time.sleep(3 * memory.CHECK_SECONDS)
             rss_after = rss_bytes(server.pid)
         stopped_in = stop_replica(server)  # with every connection still open (unless --wave)
         stop.set()
@@ -477,10 +540,42 @@ def hold(args) -> None:
     print(f"server RSS idle={rss_idle / 2**20:.1f} MiB with connections={rss_full / 2**20:.1f} MiB")
     print(f"server RSS per connection={(rss_full - rss_idle) / args.connections / 1024:.1f} KiB")
     if args.wave:
-        print(f"server RSS after the wave closed={rss_after / 2**20:.1f} MiB "
+        print(f"server RSS once the wave closed={rss_closed / 2**20:.1f} MiB "
+              f"({(rss_closed - rss_idle) / rss_idle * 100:+.1f}% of idle)")  # fmt: skip
+        print(f"server RSS after its release={rss_after / 2**20:.1f} MiB "
               f"({(rss_after - rss_idle) / rss_idle * 100:+.1f}% of idle)")  # fmt: skip
     else:
         print(f"SIGTERM to exit with {open_now:.0f} connections open: {stopped_in:.1f} s")
+
+
+def burst(args) -> None:
+    """N connections opened in the same instant by several processes, against
+    a replica with its default admission (ADMISSIONS_PER_SECOND), unless
+    --admissions says otherwise."""
+    ctx = mp.get_context("spawn")
+    with replica_under_test(admissions=args.admissions) as (_server, port, url):
+        time.sleep(0.5)
+        stop, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
+        procs = start_load(ctx, openers, args.connections, args.processes,
+                           (url, stop, go, results), timeout=120)  # fmt: skip
+        started = time.time()
+        go.set()
+        joined, busy = [], 0
+        for _ in procs:
+            at, retried = results.get(timeout=300)
+            joined += at
+            busy += retried
+        open_now = metric(port, "aurora_fanout_connections")
+        stop.set()
+        for proc in procs:
+            proc.join(60)
+    took = sorted(at - started for at in joined)
+    half, most = took[len(took) // 2], took[int(len(took) * 0.9) - 1]
+    print(f"connections={args.connections} load-processes={args.processes} "
+          f"admissions/s={args.admissions or 'default'}")  # fmt: skip
+    print(f"ready and joined: all {len(took)} in {took[-1]:.2f} s (half in {half:.2f} s, "
+          f"90% in {most:.2f} s); open at the replica: {open_now:.0f}")  # fmt: skip
+    print(f"upgrades answered 503 and retried: {busy}")
 
 
 def main() -> None:
@@ -497,14 +592,24 @@ def main() -> None:
                    help="what the sender sends at the rate")  # fmt: skip
     t.add_argument("--against-stock", action="store_true",
                    help="before each run, the same with websockets' stock broadcast()")  # fmt: skip
+    t.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
+                   help="the replica's PYTHONMALLOC")  # fmt: skip
     t.set_defaults(run=throughput)
     h = sub.add_parser("hold")
     h.add_argument("--connections", type=int, default=10_000)
     h.add_argument("--processes", type=int, default=10)
     h.add_argument("--hold", type=float, default=5.0)
+    h.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
+                   help="the replica's PYTHONMALLOC")  # fmt: skip
     h.add_argument("--wave", action="store_true",
                    help="then close them all and report the RSS the replica keeps")  # fmt: skip
     h.set_defaults(run=hold)
+    b = sub.add_parser("burst")
+    b.add_argument("--connections", type=int, default=1000)
+    b.add_argument("--processes", type=int, default=4)
+    b.add_argument("--admissions", type=int, default=0,
+                   help="ADMISSIONS_PER_SECOND of the replica (0: its default)")  # fmt: skip
+    b.set_defaults(run=burst)
     args = parser.parse_args()
     args.run(args)
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aurora.fanout")
 
+SWEEP_SLICE = 25  # members per round trip of a sweep: ~4 commands each, ~1-2 ms of the loop
 MAX_CACHED_ROOMS = 50_000  # past this the cache starts afresh (a sweep refills it)
 
 
@@ -154,14 +155,19 @@ class RoomAccess:
             return
         pairs = sorted({(room, c.claims.user_id) for room, c in members})
         before = {room: self.generation(room) for room in rooms}
-        try:
-            with redis_unavailable():
-                found = dict(zip(pairs, await membership.standings_async(self._redis, pairs),
-                                 strict=True))  # fmt: skip
-        except UnavailableError:
-            # Keep serving; the next sweep retries (as the revocation watch does).
-            log.warning("membership re-check failed; retrying at the next sweep")
-            return
+        found: dict[tuple[str, str], Standing] = {}
+        # A slice per round trip: asked all at once, 1,000 members held the
+        # loop for tens of milliseconds, and every broadcast waited (bench/loop_stalls.py).
+        for start in range(0, len(pairs), SWEEP_SLICE):
+            part = pairs[start : start + SWEEP_SLICE]
+            try:
+                with redis_unavailable():
+                    standings = await membership.standings_async(self._redis, part)
+            except UnavailableError:
+                # Keep serving; the next sweep retries (as the revocation watch does).
+                log.warning("membership re-check failed; retrying at the next sweep")
+                return
+            found.update(zip(part, standings, strict=True))
         for (room, user_id), standing in found.items():
             if self.generation(room) == before[room]:
                 self._remember(room, user_id, standing)

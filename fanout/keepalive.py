@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from typing import TYPE_CHECKING
 
 from websockets.exceptions import ConnectionClosed
@@ -22,26 +23,33 @@ from websockets.protocol import State
 from fanout.protocol import CLOSE_NO_PONG
 
 if TYPE_CHECKING:
-    from websockets.asyncio.server import Server, ServerConnection
+    from websockets.asyncio.server import Server
 
-SLICE = 100  # connections pinged back to back; ~1-3 ms of the loop here
+Pings = weakref.WeakKeyDictionary  # ServerConnection -> (pong, when the ping went out)
+
+SLICE = 50  # connections pinged back to back; ~1-2 ms of the loop here
 
 
 async def keepalive(server: Server, interval: float, send_buffer_limit: int) -> None:
     """Run until cancelled."""
     loop = asyncio.get_running_loop()
     # connection -> (its pong, when the ping went out), in the order they were pinged
-    waiting: dict[ServerConnection, tuple[asyncio.Future, float]] = {}
+    waiting: Pings = weakref.WeakKeyDictionary()
     closing: set[asyncio.Task] = set()
     while True:
-        # Last round's connections in the same order, then the new ones.
-        order = [c for c in waiting if c.protocol.state is State.OPEN]
-        order += [c for c in server.connections if c not in waiting]
+        # Last round's connections in the same order, then the new ones; weakly
+        # held, so that one that closes during the round is freed at once.
+        order = [weakref.ref(c) for c in waiting if c.protocol.state is State.OPEN]
+        order += [weakref.ref(c) for c in server.connections if c not in waiting]
         slices = [order[i : i + SLICE] for i in range(0, len(order), SLICE)] or [[]]
-        pinged: dict[ServerConnection, tuple[asyncio.Future, float]] = {}
+        del order
+        pinged: Pings = weakref.WeakKeyDictionary()
         for part in slices:
             now = loop.time()
-            for connection in part:
+            for ref in part:
+                connection = ref()
+                if connection is None:
+                    continue
                 pong, sent_at = waiting.get(connection, (None, 0.0))
                 if pong is not None and not pong.done():
                     if now - sent_at < interval / 2:

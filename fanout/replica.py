@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aurora.tokens import Claims
     from fanout.access import RoomAccess
     from fanout.connection_limit import ConnectionLimit
+    from fanout.expiry import TokenExpiry
     from fanout.hub import Hub
     from fanout.metrics import Metrics
     from fanout.presence import Presence
@@ -37,6 +38,7 @@ class Replica:
     attachments: AttachmentCheck
     limit: ConnectionLimit  # the per-user connection cap
     revocations: RevocationWatch  # closes a connection whose token is revoked
+    expiry: TokenExpiry  # closes a connection whose token expires
     # The one token check of the fan-out (URL, subprotocol, `auth`, re-auth):
     # AuthenticationError when refused, another AuroraError when it cannot decide.
     authenticate: Callable[[object], Awaitable[Claims]]

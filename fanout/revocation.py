@@ -53,7 +53,9 @@ class RevocationWatch:
         self._redis = client
         self._interval = settings.revocation_check_seconds
         self._metrics = metrics
-        self._by_user: dict[str, set[Watched]] = {}  # authenticated local connections
+        # Authenticated local connections. A list per user, not a set: a few
+        # each (the connection cap), and 64 bytes where a set takes 216.
+        self._by_user: dict[str, list[Watched]] = {}
         self._due: set[str] = set()  # users named by notices, not re-checked yet
         self._check_all = False
         self._wake = asyncio.Event()
@@ -62,13 +64,15 @@ class RevocationWatch:
     # -- the registry (each session adds and discards itself) ---------------------------
 
     def add(self, watched: Watched) -> None:
-        self._by_user.setdefault(watched.claims.user_id, set()).add(watched)
+        group = self._by_user.setdefault(watched.claims.user_id, [])
+        if watched not in group:
+            group.append(watched)
 
     def discard(self, watched: Watched) -> None:
         user_id = watched.claims.user_id
         group = self._by_user.get(user_id)
-        if group is not None:
-            group.discard(watched)
+        if group is not None and watched in group:
+            group.remove(watched)
             if not group:
                 del self._by_user[user_id]
 
@@ -109,12 +113,16 @@ class RevocationWatch:
             if self._check_all or loop.time() >= next_sweep:
                 self._check_all, self._due = False, set()
                 next_sweep = loop.time() + self._interval
-                everyone = [w for group in self._by_user.values() for w in group]
-                await self._close_revoked(everyone, trigger="sweep")
+                # The lists are arguments, not locals: kept in this frame, they
+                # would hold every session of the last sweep until the next one.
+                await self._close_revoked(
+                    [w for group in self._by_user.values() for w in group], trigger="sweep"
+                )
             else:
                 users, self._due = self._due, set()
-                named = [w for user in users for w in self._by_user.get(user, ())]
-                await self._close_revoked(named, trigger="notice")
+                await self._close_revoked(
+                    [w for user in users for w in self._by_user.get(user, ())], trigger="notice"
+                )
 
     async def _close_revoked(self, watched: list[Watched], *, trigger: str) -> None:
         if not watched:

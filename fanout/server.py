@@ -12,6 +12,8 @@ import logging
 import re
 import signal
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -39,8 +41,10 @@ from fanout.access import RoomAccess
 from fanout.admission import Admission
 from fanout.connection import FanoutConnection
 from fanout.connection_limit import ConnectionLimit
+from fanout.expiry import TokenExpiry
 from fanout.hub import Hub
 from fanout.keepalive import keepalive as pings
+from fanout.memory import freeze_startup, release_after_waves
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
 from fanout.presence import Presence
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
@@ -55,6 +59,11 @@ log = logging.getLogger("aurora.fanout")
 # Tokens travel in the URL (v0) and in the subprotocol offer;
 # websockets logs both at DEBUG level. They never reach a log.
 _SECRETS = re.compile(r"(token=|bearer\.)[^&\s,]+", re.IGNORECASE)
+
+
+# Every held connection's request and response headers once the handshake has
+# read them: one empty object, written by no one.
+_READ = Headers()
 
 
 class RedactTokens(logging.Filter):
@@ -123,6 +132,7 @@ class FanoutServer:
             attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
             revocations=self.revocations,
+            expiry=TokenExpiry(),
             authenticate=self.authenticate,
             access=self.access,
             presence=self.presence,
@@ -189,12 +199,17 @@ class FanoutServer:
         # Answer `aurora.v1` only: the `bearer.<token>` offer is never echoed.
         return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
-    async def handle(self, connection: FanoutConnection) -> None:
-        # The upgrade's headers are not read after the handshake: dropping them
-        # takes a held connection from 15.8 to ~11 KiB of RSS (bench/fanout_load.py hold).
-        connection.request.headers.clear()
-        connection.response.headers.clear()
-        await Session(self.replica, connection).run()
+    def handle(self, connection: FanoutConnection) -> Coroutine[Any, Any, None]:
+        """The connection's session. Not a coroutine itself: the session's is
+        the one the library awaits, one frame less per connection held."""
+        # What only the handshake reads goes (docs/benchmarks.md, memory): the
+        # upgrade's headers (15.8 -> ~11 KiB of RSS per held connection), and
+        # the library's subprotocol callback, a closure over the connection
+        # that makes each connection a reference cycle.
+        connection.request.headers = connection.response.headers = _READ
+        with contextlib.suppress(AttributeError):
+            del connection.protocol.select_subprotocol  # back to the class's, never called again
+        return Session(self.replica, connection).run()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -237,8 +252,11 @@ class FanoutServer:
                     server, self.settings.ping_interval_seconds, self.settings.max_send_buffer_bytes
                 )
             )
+            # Connections still closing count: a wave is over once they are gone.
+            releases = asyncio.create_task(release_after_waves(lambda: len(server.all_connections)))
             await stop
             keepalive.cancel()
+            releases.cancel()
             # Stop accepting, free the clients' connection slots in a few round
             # trips (not one per client), then ask them to reconnect elsewhere.
             server.close(close_connections=False)
@@ -250,6 +268,7 @@ class FanoutServer:
             )
             await server.wait_closed()
         self.presence.stop()
+        self.replica.expiry.stop()
         await asyncio.wait([presence], timeout=5)
         for task in (subscriber, renewer, revocations, access, presence, mode):
             if task is None:
@@ -313,7 +332,9 @@ async def serve_forever(settings: Settings) -> None:
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    await FanoutServer(settings).run(stop)
+    server = FanoutServer(settings)
+    freeze_startup()
+    await server.run(stop)
 
 
 def configure_logging(console: bool = False) -> None:

@@ -27,6 +27,7 @@ from fanout.typing import TypingRelay
 if TYPE_CHECKING:
     from aurora.tokens import Claims
     from fanout.connection import FanoutConnection
+    from fanout.expiry import Entry
     from fanout.replica import Replica
 
 log = logging.getLogger("aurora.fanout")
@@ -48,7 +49,7 @@ class Session:
         # v0, the original protocol: token in the URL, no subprotocol; such
         # clients are put in `general` and get no v1-only frames.
         self.v0 = connection.subprotocol != p.SUBPROTOCOL
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: Entry | None = None  # its place in the replica's TokenExpiry
         # The newest cursor this connection moved, per (room, kind): a stale
         # or repeated one is dropped here, without a round trip.
         self._cursors: dict[tuple[str, str], tuple[int, int]] | None = None
@@ -87,9 +88,9 @@ class Session:
                 replica.metrics.connections.dec()
                 replica.revocations.discard(self)
                 if self._expiry is not None:
-                    self._expiry.cancel()
+                    replica.expiry.cancel(self._expiry)
+                replica.limit.release(self.claims.user_id, member)  # in a batch, soon
                 await replica.hub.leave_all(connection)
-                await self._release(member)
         except ConnectionClosed:
             pass
 
@@ -150,10 +151,6 @@ class Session:
             return await self._refuse(exc.close_code, _RETRY, "unavailable")
         return True
 
-    async def _release(self, member: str) -> None:
-        with contextlib.suppress(UnavailableError), redis_unavailable():
-            await self.replica.limit.release(self.claims.user_id, member)  # else: lease expires
-
     async def _refuse(self, code: int, reason: str, metric: str) -> bool:
         self.replica.metrics.rejected.labels(metric).inc()
         await self.connection.close(code, reason)
@@ -161,16 +158,11 @@ class Session:
 
     def _schedule_expiry(self) -> None:
         """Close with 4001 when the token expires (a re-auth moves this)."""
+        expiry = self.replica.expiry
         if self._expiry is not None:
-            self._expiry.cancel()
-        delay = self.claims.expires_at + self.replica.settings.jwt_leeway_seconds - time.time()
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(
-            max(delay, 0),
-            lambda: asyncio.ensure_future(
-                self.connection.close(p.CLOSE_AUTH_FAILED, "token expired")
-            ),
-        )
+            expiry.cancel(self._expiry)
+        deadline = self.claims.expires_at + self.replica.settings.jwt_leeway_seconds
+        self._expiry = expiry.add(self, deadline)
 
     # -- the receive loop --------------------------------------------------------
 
