@@ -14,6 +14,11 @@ from the history API, the list a window of about 500), counting the same.
 
     python bench/client_rooms.py --rooms 50 --per-room 200 --long 10000
     python bench/client_rooms.py --stored 10000
+    python bench/client_rooms.py --stored 2000 --profile scroll.cpuprofile
+
+--profile also records a CPU profile of the scroll (Chromium's Profiler over
+CDP), writes it for DevTools' Performance panel and prints the functions
+with the most self time.
 """
 
 from __future__ import annotations
@@ -138,8 +143,10 @@ def store(stack: dict, room: str, count: int) -> None:
             ws.send(json.dumps({"type": "message", "room": room, "text": f"stored {i}"}))
         seen = 0
         while seen < count:
-            if json.loads(ws.recv(30)).get("type") == "message":
-                seen += 1
+            frame = json.loads(ws.recv(30))
+            if frame.get("type") == "error":
+                raise RuntimeError(f"a send was refused: {frame}")
+            seen += frame.get("type") == "message"
     auth = {"Authorization": f"Bearer {token}"}
     while True:  # the drain stores them about a second later
         page = httpx.get(f"{api}/api/rooms/{room}/messages", params={"limit": 1}, headers=auth)
@@ -148,13 +155,50 @@ def store(stack: dict, room: str, count: int) -> None:
         time.sleep(0.5)
 
 
-def scroll_stored(count: int) -> dict:
+def start_profile(page):
+    """A CPU profile of the page from now on (sampled every 200 µs)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+    cdp.send("Profiler.start")
+    return cdp
+
+
+def stop_profile(cdp, path: Path, top: int = 15) -> list[str]:
+    """Write the profile to `path`; the `top` functions by self time."""
+    profile = cdp.send("Profiler.stop")["profile"]
+    path.write_text(json.dumps(profile))
+    nodes = {node["id"]: node for node in profile["nodes"]}
+    deltas = dict.fromkeys(nodes, 0)
+    for sample, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        deltas[sample] += delta
+    self_us: dict[str, int] = {}
+    for node_id, us in deltas.items():
+        frame = nodes[node_id]["callFrame"]
+        url = frame["url"].rsplit("/", 1)[-1]
+        where = f"{frame['functionName'] or '(anonymous)'} {url}:{frame['lineNumber'] + 1}"
+        name = where if url else frame["functionName"]
+        self_us[name] = self_us.get(name, 0) + us
+    ranked = sorted(self_us.items(), key=lambda item: -item[1])[:top]
+    return [f"{us / 1000:9.1f} ms  {name}" for name, us in ranked]
+
+
+def scroll_stored(count: int, profile: Path | None = None) -> dict:
     from playwright.sync_api import expect, sync_playwright
 
     from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, register
     from tests.support.servers import running_stack
 
-    quick = {"RATE_LIMIT_MESSAGES": "1000000"}
+    # One writer stands for many people here: no per-user or per-connection limit.
+    quick = {
+        "RATE_LIMIT_MESSAGES": "1000000",
+        "USER_MESSAGES_PER_SECOND": "1000000",
+        "USER_MESSAGE_BURST": "1000000",
+        "USER_BYTES_PER_WINDOW": str(2**40),
+        "INBOUND_FRAMES_PER_SECOND": "1000000",
+        "INBOUND_FRAME_BURST": "1000000",
+        "FLOOD_FRAMES_PER_SECOND": "1000000",
+    }
     with (
         tempfile.TemporaryDirectory() as data,
         running_stack(Path(data), **quick) as stack,
@@ -167,8 +211,12 @@ def scroll_stored(count: int) -> dict:
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         register(page, f"bench_{uuid.uuid4().hex[:8]}")
         expect(page.locator("#messages .message").first).to_be_visible()
+        cdp = start_profile(page) if profile else None
         result = page.evaluate(SCROLL_BACK)
+        hot = stop_profile(cdp, profile) if cdp else []
         browser.close()
+    for line in hot:
+        print(line, file=sys.stderr)
     return {
         "machine": f"{platform.machine()}, {platform.system()}, Chromium headless",
         "stored_messages": count,
@@ -192,9 +240,12 @@ def main() -> None:
         action="store_true",
         help="for comparison: content-visibility: auto on every message",
     )
+    parser.add_argument(
+        "--profile", type=Path, help="with --stored: write a CPU profile of the scroll here"
+    )
     args = parser.parse_args()
     if args.stored:
-        print(json.dumps(scroll_stored(args.stored), indent=2))
+        print(json.dumps(scroll_stored(args.stored, args.profile), indent=2))
         return
 
     from playwright.sync_api import expect, sync_playwright
