@@ -1,10 +1,11 @@
 // A room's list of messages: each as a list item built with textContent only,
 // put in id order, grouped by author and time, with day and "new messages"
-// dividers, at most MAX_MESSAGES of them while the reader is at the newest;
+// dividers, at most MAX_MESSAGES of them while the reader is at the newest
+// (HIDDEN_MESSAGES while the room is not shown);
 // and the newest id shown, which the next join resumes from.
 
 import { renderAttachments, validAttachments } from "./attachments.js";
-import { MAX_MESSAGES } from "./config.js";
+import { HIDDEN_MESSAGES, MAX_MESSAGES } from "./config.js";
 import { compareIds, parseId } from "./protocol.js";
 
 // Messages of one author less than this apart are shown as one group.
@@ -333,17 +334,18 @@ function placeDivider(list, node, kind, key, text) {
 }
 
 // The oldest go first, so what stays shown has no hole (scrollback reloads
-// them) — unless the reader has scrolled up to read them.
+// them) — unless the reader has scrolled up to read them. A room not shown
+// keeps fewer: showing it again lays out only those.
 export function trimMessages(state) {
-  if (state.stuck) trimOldest(state);
+  if (state.stuck) trimOldest(state, state.list.isConnected ? MAX_MESSAGES : HIDDEN_MESSAGES);
   arrange(state);
 }
 
-// Over MAX_MESSAGES, the oldest go (never one still sending): scrollback
-// reads them again.
-export function trimOldest(state) {
+// Over `keep`, the oldest go (never one still sending): scrollback reads
+// them again.
+export function trimOldest(state, keep = MAX_MESSAGES) {
   const list = state.list;
-  const over = list.querySelectorAll(".message").length - MAX_MESSAGES;
+  const over = list.querySelectorAll(".message").length - keep;
   if (over <= 0) return;
   const items = list.querySelectorAll(".message:not(.pending)");
   for (let at = 0; at < Math.min(over, items.length); at += 1) items[at].remove();
