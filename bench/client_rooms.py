@@ -6,7 +6,9 @@ replay would), and one room of LONG messages.
 Prints: the time from choosing a room in the sidebar to the next painted
 frame (median and worst over every switch), and, while the long room is
 scrolled from its newest message to its oldest, the main-thread tasks over
-50 ms (PerformanceObserver "longtask") and the longest frame.
+50 ms (PerformanceObserver "longtask") and the longest frame. Long tasks
+are counted twice: by the page's own observer (wall time, which a loaded
+machine stretches) and by CPU time, from a Chromium trace.
 
 With --stored N, the app's own path instead: N messages are sent to a room
 and stored, and the page scrolls up through them as a reader would (pages
@@ -14,6 +16,11 @@ from the history API, the list a window of about 500), counting the same.
 
     python bench/client_rooms.py --rooms 50 --per-room 200 --long 10000
     python bench/client_rooms.py --stored 10000
+    python bench/client_rooms.py --stored 2000 --profile scroll.cpuprofile
+
+--profile also records a CPU profile of the scroll (with --stored) or of the
+room switches (Chromium's Profiler over CDP), writes it for DevTools'
+Performance panel and prints the functions with the most self time.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,8 +147,10 @@ def store(stack: dict, room: str, count: int) -> None:
             ws.send(json.dumps({"type": "message", "room": room, "text": f"stored {i}"}))
         seen = 0
         while seen < count:
-            if json.loads(ws.recv(30)).get("type") == "message":
-                seen += 1
+            frame = json.loads(ws.recv(30))
+            if frame.get("type") == "error":
+                raise RuntimeError(f"a send was refused: {frame}")
+            seen += frame.get("type") == "message"
     auth = {"Authorization": f"Bearer {token}"}
     while True:  # the drain stores them about a second later
         page = httpx.get(f"{api}/api/rooms/{room}/messages", params={"limit": 1}, headers=auth)
@@ -148,13 +159,85 @@ def store(stack: dict, room: str, count: int) -> None:
         time.sleep(0.5)
 
 
-def scroll_stored(count: int) -> dict:
+@contextmanager
+def main_thread_tasks(browser, page) -> Iterator[list[tuple[float, float]]]:
+    """The page's main-thread tasks while inside, as (wall ms, CPU ms), from
+    a Chromium trace. A loaded machine stretches a task's wall time (the
+    thread waits for a core), not its CPU time: the pair tells the two apart."""
+    tasks: list[tuple[float, float]] = []
+    browser.start_tracing(page=page, categories=["disabled-by-default-devtools.timeline"])
+    try:
+        yield tasks
+    finally:
+        events = json.loads(browser.stop_tracing())["traceEvents"]
+        mains = {
+            (e["pid"], e["tid"])
+            for e in events
+            if e.get("ph") == "M" and e["name"] == "thread_name"
+            and e["args"].get("name") == "CrRendererMain"
+        }  # fmt: skip
+        runs = [
+            e for e in events
+            if e.get("ph") == "X" and e["name"] == "RunTask" and "tdur" in e
+            and (e["pid"], e["tid"]) in mains
+        ]  # fmt: skip
+        busy: dict[tuple, list] = {}
+        for e in runs:
+            busy.setdefault((e["pid"], e["tid"]), []).append((e["dur"] / 1000, e["tdur"] / 1000))
+        # The page's renderer is the busiest one.
+        tasks.extend(max(busy.values(), key=lambda ts: sum(c for _, c in ts), default=[]))
+
+
+def over_50ms(tasks: list[tuple[float, float]]) -> dict:
+    """Tasks over 50 ms and the longest, by CPU time (see main_thread_tasks)."""
+    cpu = [c for _, c in tasks]
+    return {"over_50ms": sum(c > 50 for c in cpu), "longest_ms": round(max(cpu, default=0), 1)}
+
+
+def start_profile(page):
+    """A CPU profile of the page from now on (sampled every 200 µs)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+    cdp.send("Profiler.start")
+    return cdp
+
+
+def stop_profile(cdp, path: Path, top: int = 15) -> list[str]:
+    """Write the profile to `path`; the `top` functions by self time."""
+    profile = cdp.send("Profiler.stop")["profile"]
+    path.write_text(json.dumps(profile))
+    nodes = {node["id"]: node for node in profile["nodes"]}
+    deltas = dict.fromkeys(nodes, 0)
+    for sample, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        deltas[sample] += delta
+    self_us: dict[str, int] = {}
+    for node_id, us in deltas.items():
+        frame = nodes[node_id]["callFrame"]
+        url = frame["url"].rsplit("/", 1)[-1]
+        where = f"{frame['functionName'] or '(anonymous)'} {url}:{frame['lineNumber'] + 1}"
+        name = where if url else frame["functionName"]
+        self_us[name] = self_us.get(name, 0) + us
+    ranked = sorted(self_us.items(), key=lambda item: -item[1])[:top]
+    return [f"{us / 1000:9.1f} ms  {name}" for name, us in ranked]
+
+
+def scroll_stored(count: int, profile: Path | None = None) -> dict:
     from playwright.sync_api import expect, sync_playwright
 
     from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, register
     from tests.support.servers import running_stack
 
-    quick = {"RATE_LIMIT_MESSAGES": "1000000"}
+    # One writer stands for many people here: no per-user or per-connection limit.
+    quick = {
+        "RATE_LIMIT_MESSAGES": "1000000",
+        "USER_MESSAGES_PER_SECOND": "1000000",
+        "USER_MESSAGE_BURST": "1000000",
+        "USER_BYTES_PER_WINDOW": str(2**40),
+        "INBOUND_FRAMES_PER_SECOND": "1000000",
+        "INBOUND_FRAME_BURST": "1000000",
+        "FLOOD_FRAMES_PER_SECOND": "1000000",
+    }
     with (
         tempfile.TemporaryDirectory() as data,
         running_stack(Path(data), **quick) as stack,
@@ -167,8 +250,13 @@ def scroll_stored(count: int) -> dict:
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         register(page, f"bench_{uuid.uuid4().hex[:8]}")
         expect(page.locator("#messages .message").first).to_be_visible()
-        result = page.evaluate(SCROLL_BACK)
+        cdp = start_profile(page) if profile else None
+        with main_thread_tasks(browser, page) as tasks:
+            result = page.evaluate(SCROLL_BACK)
+        hot = stop_profile(cdp, profile) if cdp else []
         browser.close()
+    for line in hot:
+        print(line, file=sys.stderr)
     return {
         "machine": f"{platform.machine()}, {platform.system()}, Chromium headless",
         "stored_messages": count,
@@ -176,6 +264,7 @@ def scroll_stored(count: int) -> dict:
         "most_messages_in_the_list": result["most"],
         "long_tasks_over_50ms": len(result["long"]),
         "longest_task_ms": round(max(result["long"], default=0), 1),
+        "cpu_time_tasks": over_50ms(tasks),
     }
 
 
@@ -192,9 +281,12 @@ def main() -> None:
         action="store_true",
         help="for comparison: content-visibility: auto on every message",
     )
+    parser.add_argument(
+        "--profile", type=Path, help="write a CPU profile of the scroll (--stored) or the switches"
+    )
     args = parser.parse_args()
     if args.stored:
-        print(json.dumps(scroll_stored(args.stored), indent=2))
+        print(json.dumps(scroll_stored(args.stored, args.profile), indent=2))
         return
 
     from playwright.sync_api import expect, sync_playwright
@@ -218,10 +310,15 @@ def main() -> None:
             page.evaluate(SKIP_OFFSCREEN)
         page.wait_for_timeout(300)
         rooms = [f"bench-{r}" for r in range(args.rooms)] * 2
-        switches = sorted(page.evaluate(SWITCH, rooms))
+        cdp = start_profile(page) if args.profile else None
+        with main_thread_tasks(browser, page) as switch_tasks:
+            switches = sorted(page.evaluate(SWITCH, rooms))
+        for line in stop_profile(cdp, args.profile) if cdp else []:
+            print(line, file=sys.stderr)
         page.evaluate(SWITCH, ["bench-long"])
         page.wait_for_timeout(300)
-        scroll = page.evaluate(SCROLL)
+        with main_thread_tasks(browser, page) as scroll_tasks:
+            scroll = page.evaluate(SCROLL)
         browser.close()
     figures = {
         "machine": f"{platform.machine()}, {platform.system()}, Chromium headless",
@@ -230,10 +327,12 @@ def main() -> None:
         "messages_per_room": args.per_room,
         "switch_to_paint_ms_median": round(switches[len(switches) // 2], 1),
         "switch_to_paint_ms_worst": round(switches[-1], 1),
+        "switch_cpu_time_tasks": over_50ms(switch_tasks),
         "long_room_messages": args.long,
         "scroll_long_tasks_over_50ms": len(scroll["long"]),
         "scroll_longest_task_ms": round(max(scroll["long"], default=0), 1),
         "scroll_longest_frame_ms": round(scroll["worstFrame"], 1),
+        "scroll_cpu_time_tasks": over_50ms(scroll_tasks),
     }
     print(json.dumps(figures, indent=2))
 

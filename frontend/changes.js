@@ -12,7 +12,8 @@ import { isOwn } from "./session.js";
 const mine = new Map();
 
 // An `edit`, `delete` or `react` frame: the message it names, if shown, changes.
-// One not shown (older than what is loaded) is read from history when loaded.
+// One not shown (older than what is loaded, or dropped while the reader is
+// far back) is read from history when loaded.
 export function applyChange(frame) {
   const state = knownRoom(frame.room);
   if (!state || typeof frame.message_id !== "string") return;
@@ -20,10 +21,22 @@ export function applyChange(frame) {
     noteMine(frame.room, frame.message_id, frame.emoji, frame.on === true);
   }
   const item = shownItem(state, frame.message_id);
+  if (!item) changeHeld(state, frame); // waiting while the reader is far back
   if (!item || item.classList.contains("deleted")) return;
   if (frame.type === "delete") showDeleted(item);
   else if (frame.type === "edit" && typeof frame.text === "string") showEdited(item, frame.text);
   else if (frame.type === "react" && Array.isArray(frame.reactions)) showReactions(item, frame.reactions);
+}
+
+// A message that arrived while the reader was far back waits as its frame
+// (render.js, `tail`): the frame takes the change, and shows it when it goes in.
+function changeHeld(state, change) {
+  const frame = state.tail && state.tail.held.find((held) => held.id === change.message_id);
+  if (!frame || frame.deleted) return;
+  if (change.type === "delete") Object.assign(frame, { deleted: true, text: "", attachments: [], reactions: [] });
+  else if (change.type === "edit" && typeof change.text === "string") {
+    Object.assign(frame, { text: change.text, edited_at: change.ts || true });
+  } else if (change.type === "react" && Array.isArray(change.reactions)) frame.reactions = change.reactions;
 }
 
 // A stored message's state (its history form) on its freshly rendered item.

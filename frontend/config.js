@@ -2,6 +2,7 @@
 // client's own timings and limits.
 
 export const MAX_MESSAGES = 500; // shown at once; the oldest go first
+export const HIDDEN_MESSAGES = 100; // kept by a room not shown, at its newest: a switch to it lays out no more
 export const LINK_EARLY = 0.2; // a download link counts as expired this share of its lifetime early
 export const BACKOFF_MIN_MS = 500;
 export const BACKOFF_MAX_MS = 15000;

@@ -6,7 +6,7 @@
 import { switchDraft } from "./composer.js";
 import { backToNewest, showHistoryOf } from "./history.js";
 import { DEFAULT_ROOM } from "./protocol.js";
-import { arrange, mentions, scrollToEnd } from "./render.js";
+import { arrange, mentions, scrollToEnd, trimMessages } from "./render.js";
 import {
   active,
   allRooms,
@@ -87,6 +87,7 @@ export function openRoom(room) {
     previous.scrollTop = list.scrollTop;
     list.removeAttribute("id");
     list.remove();
+    trimMessages(previous); // at its newest, it keeps only the newest few
   }
   setActive(room);
   // "New messages" goes above the first message not read when the room

@@ -3,7 +3,7 @@
 // the messages missed beyond the resume window after a reconnect (the gap).
 
 import { showStoredState } from "./changes.js";
-import { GAP_HOLD_TRIES, GAP_PAGE, HISTORY_PAGE, MAX_MESSAGES, backoffDelay } from "./config.js";
+import { GAP_HOLD_TRIES, GAP_PAGE, HISTORY_PAGE, backoffDelay } from "./config.js";
 import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId } from "./protocol.js";
 import {
@@ -16,9 +16,9 @@ import {
   renderFrame,
   newestInList,
   scrollToEnd,
-  shownItem,
   trimMessages,
   trimNewest,
+  trimOldest,
 } from "./render.js";
 import { active, roomLabel } from "./rooms.js";
 import { apiGet, currentSession, isOwn } from "./session.js";
@@ -68,27 +68,26 @@ export function storedMessages(page) {
   return Array.isArray(page.messages) ? page.messages.filter((m) => m && typeof m === "object") : [];
 }
 
-// A stored message (the history API's answer), put among those shown in id
-// order; false if it is shown already or has no id.
-function insertStored(state, frame) {
-  const id = parseId(frame.id);
-  if (!id || shownItem(state, frame.id)) return false;
-  const own = isOwn(frame);
-  // One of our sends that was stored though we never saw it acknowledged:
-  // the stored copy, put in its place below, replaces the pending one.
-  const pending = own && typeof frame.client_id === "string" && settle(frame.client_id, frame.id);
-  if (pending) pending.remove();
-  const item = renderFrame(frame, { own, attachments: true });
-  item.dataset.id = frame.id;
-  showStoredState(item, frame, state.room);
-  insertInIdOrder(state, item, id, { arranged: false });
-  advanceNewest(state, frame.id);
-  return true;
-}
-
-// A page of stored messages into the list, arranged once.
+// A page of stored messages (the history API's answer) into the list, in id
+// order, arranged once. One already shown, or without an id, is left out.
 function insertPage(state, frames) {
-  frames.forEach((frame) => insertStored(state, frame));
+  const shown = new Set(Array.from(state.list.querySelectorAll(".message[data-id]"), (item) => item.dataset.id));
+  const items = [];
+  for (const frame of frames) {
+    if (!parseId(frame.id) || shown.has(frame.id)) continue;
+    shown.add(frame.id);
+    const own = isOwn(frame);
+    // One of our sends that was stored though we never saw it acknowledged:
+    // the stored copy, put in its place below, replaces the pending one.
+    const pending = own && typeof frame.client_id === "string" && settle(frame.client_id, frame.id);
+    if (pending) pending.remove();
+    const item = renderFrame(frame, { own, attachments: true });
+    item.dataset.id = frame.id;
+    showStoredState(item, frame, state.room);
+    items.push(item);
+    advanceNewest(state, frame.id);
+  }
+  insertInIdOrder(state, items);
   arrange(state);
 }
 
@@ -155,7 +154,8 @@ async function loadNewer(state) {
     keepingScroll(state, () => {
       insertPage(state, storedMessages(page));
       if (!page.next_after) rejoinTail(state);
-      trimOldest(state);
+      trimOldest(state); // over the window going down: scrolling up reads them again
+      arrange(state);
     });
   } catch (error) {
     if (state === active()) showHistoryStatus(`Could not load newer messages: ${error.message}`, true);
@@ -169,20 +169,6 @@ function rejoinTail(state) {
   const held = state.tail ? state.tail.held : [];
   state.tail = null;
   insertPage(state, held);
-}
-
-// Over the window while going down: the oldest go (scrolling up reads them again).
-function trimOldest(state) {
-  const list = state.list;
-  let count = list.querySelectorAll(".message").length;
-  while (count > MAX_MESSAGES) {
-    const oldest = list.querySelector(".message:not(.pending)");
-    if (!oldest) break;
-    oldest.remove();
-    state.history.end = false;
-    count -= 1;
-  }
-  arrange(state);
 }
 
 // *Jump to newest* (or a send) while the newest were dropped: the list starts

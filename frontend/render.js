@@ -1,10 +1,11 @@
 // A room's list of messages: each as a list item built with textContent only,
 // put in id order, grouped by author and time, with day and "new messages"
-// dividers, at most MAX_MESSAGES of them while the reader is at the newest;
+// dividers, at most MAX_MESSAGES of them while the reader is at the newest
+// (HIDDEN_MESSAGES while the room is not shown);
 // and the newest id shown, which the next join resumes from.
 
 import { renderAttachments, validAttachments } from "./attachments.js";
-import { MAX_MESSAGES } from "./config.js";
+import { HIDDEN_MESSAGES, MAX_MESSAGES } from "./config.js";
 import { compareIds, parseId } from "./protocol.js";
 
 // Messages of one author less than this apart are shown as one group.
@@ -94,6 +95,20 @@ function daysAgo(when, now) {
   return Math.round((midnight(now) - midnight(when)) / 86400000);
 }
 
+// Date formatters, made once: toLocaleDateString and its kin build a new
+// formatter on every call, which made rendering a page of history slow.
+const formatters = new Map();
+
+function formatter(options) {
+  const key = JSON.stringify(options);
+  let made = formatters.get(key);
+  if (!made) {
+    made = new Intl.DateTimeFormat([], options);
+    formatters.set(key, made);
+  }
+  return made;
+}
+
 // "Today", "Yesterday" or the date (`length`: "short" or "long" names).
 function dayName(when, length) {
   const now = new Date();
@@ -101,19 +116,19 @@ function dayName(when, length) {
   if (ago === 0) return "Today";
   if (ago === 1) return "Yesterday";
   const year = when.getFullYear() === now.getFullYear() ? undefined : "numeric";
-  return when.toLocaleDateString([], { weekday: length, day: "numeric", month: length, year });
+  return formatter({ weekday: length, day: "numeric", month: length, year }).format(when);
 }
 
 // "14:05" today; "Yesterday 14:05" or "Mon 3 Dec 14:05" before; the full
 // date and time in its title.
 function timeElement(when) {
-  const clock = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const clock = formatter({ hour: "2-digit", minute: "2-digit" }).format(when);
   const today = daysAgo(when, new Date()) === 0;
   const day = today ? "" : dayName(when, "short");
   const time = document.createElement("time");
   time.className = "time";
   time.dateTime = when.toISOString();
-  time.title = `${today ? "Today" : day}, ${when.toLocaleString([], { dateStyle: "full", timeStyle: "short" })}`;
+  time.title = `${today ? "Today" : day}, ${formatter({ dateStyle: "full", timeStyle: "short" }).format(when)}`;
   time.textContent = day ? `${day} ${clock}` : clock;
   return time;
 }
@@ -230,15 +245,34 @@ export function scrollToEnd(state) {
   stick(3);
 }
 
-// A stored message's item, put among those shown in id order (above the ones
-// still sending). A batch passes `arranged: false` and arranges once at the end.
-export function insertInIdOrder(state, item, id, { arranged = true } = {}) {
+// Stored messages' items (each with its data-id), put among those shown in
+// id order, above the ones still sending. The shown are in id order: each
+// place is found by halving, and a page of history that goes in at either
+// end costs what the page costs, not what the list does. Then arrange.
+export function insertInIdOrder(state, items) {
   const list = state.list;
-  const later = Array.from(list.querySelectorAll(".message[data-id]")).find(
-    (other) => compareIds(parseId(other.dataset.id), id) > 0,
-  );
-  list.insertBefore(item, later || list.querySelector(".pending"));
-  if (arranged) arrange(state);
+  const keyed = items.map((item) => [parseId(item.dataset.id), item]);
+  keyed.sort((a, b) => compareIds(a[0], b[0]));
+  const shown = list.querySelectorAll(".message[data-id]");
+  const pending = list.querySelector(".pending");
+  let from = 0;
+  for (const [id, item] of keyed) {
+    from = firstLater(shown, id, from);
+    list.insertBefore(item, from < shown.length ? shown[from] : pending);
+  }
+}
+
+// The index of the first of `items` (in id order) from `from` on whose id is
+// after `id`, or their length.
+function firstLater(items, id, from) {
+  let low = from;
+  let high = items.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (compareIds(parseId(items[middle].dataset.id), id) > 0) high = middle;
+    else low = middle + 1;
+  }
+  return low;
 }
 
 // Kept right after every change to the list (messages arrive out of order:
@@ -300,18 +334,22 @@ function placeDivider(list, node, kind, key, text) {
 }
 
 // The oldest go first, so what stays shown has no hole (scrollback reloads
-// them) — unless the reader has scrolled up to read them.
+// them) — unless the reader has scrolled up to read them. A room not shown
+// keeps fewer: showing it again lays out only those.
 export function trimMessages(state) {
-  const list = state.list;
-  let count = list.querySelectorAll(".message").length;
-  while (count > MAX_MESSAGES && state.stuck) {
-    const oldest = list.querySelector(".message:not(.pending)");
-    if (!oldest) break;
-    oldest.remove();
-    state.history.end = false; // scrollback reads them again
-    count -= 1;
-  }
+  if (state.stuck) trimOldest(state, state.list.isConnected ? MAX_MESSAGES : HIDDEN_MESSAGES);
   arrange(state);
+}
+
+// Over `keep`, the oldest go (never one still sending): scrollback reads
+// them again.
+export function trimOldest(state, keep = MAX_MESSAGES) {
+  const list = state.list;
+  const over = list.querySelectorAll(".message").length - keep;
+  if (over <= 0) return;
+  const items = list.querySelectorAll(".message:not(.pending)");
+  for (let at = 0; at < Math.min(over, items.length); at += 1) items[at].remove();
+  state.history.end = false;
 }
 
 // The reader went far back: the newest messages go instead, so the list
@@ -319,14 +357,11 @@ export function trimMessages(state) {
 // Nothing older than the window's end is lost: scrolling down reads them again.
 export function trimNewest(state) {
   const list = state.list;
-  let count = list.querySelectorAll(".message").length;
-  while (count > MAX_MESSAGES) {
+  const over = list.querySelectorAll(".message").length - MAX_MESSAGES;
+  if (over > 0) {
     const items = list.querySelectorAll(".message[data-id]:not(.pending)");
-    const newest = items[items.length - 1];
-    if (!newest) break;
-    newest.remove();
+    for (let at = Math.max(0, items.length - over); at < items.length; at += 1) items[at].remove();
     state.tail = state.tail || { held: [] };
-    count -= 1;
   }
   arrange(state);
 }
@@ -354,6 +389,19 @@ export function firstShownAfter(state, id) {
   return null;
 }
 
+// The first of `items` (top to bottom) whose bottom is below `top`, found by
+// halving: one layout, a handful of reads, however long the list.
+function firstInView(items, top) {
+  let low = 0;
+  let high = items.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (items[middle].getBoundingClientRect().bottom > top) high = middle;
+    else low = middle + 1;
+  }
+  return items[low];
+}
+
 // Insert messages without moving what the reader is looking at: the first
 // item in view stays where it is on the screen.
 export function keepingScroll(state, insert) {
@@ -365,9 +413,7 @@ export function keepingScroll(state, insert) {
   const top = list.getBoundingClientRect().top;
   // A message, not a divider: a divider stays at the top of its day
   // while older messages of that day go in below it.
-  const anchor = Array.from(list.querySelectorAll(".message")).find(
-    (item) => item.getBoundingClientRect().bottom > top,
-  );
+  const anchor = firstInView(list.querySelectorAll(".message"), top);
   const before = anchor && anchor.getBoundingClientRect().top;
   insert();
   if (!anchor) return;

@@ -175,45 +175,79 @@ def test_far_back_the_list_keeps_a_window_and_comes_back_to_the_newest(
     """Scrolled 600 messages back, the list holds at most about 500 (the
     newest are dropped); a message arriving meanwhile waits; scrolling down
     reads the dropped ones again, then it; up again, *Jump to newest* goes
-    straight back. Every message once, in id order, all along."""
+    straight back, with a reaction given to a message that waited meanwhile.
+    Every message once, in id order, all along; every one reached on the way
+    up and on the way down."""
     texts = [f"long {i} {uuid.uuid4().hex}" for i in range(600)]
-    write(local_stack, texts)
+    ids = write(local_stack, texts)
     page = open_page()
     register(page, unique("deep"))
     expect(message(page, texts[-1])).to_have_count(1, timeout=WAIT_MS)
-    messages = page.locator("#messages .message")
     jump = page.get_by_role("button", name="Jump to newest")
 
-    def scroll_until(shown: str, to: str) -> None:
+    def scroll_until(shown: str, to: str) -> set[str]:
+        """Scroll to `to` until `shown` shows; every id the list held meanwhile."""
+        seen: set[str] = set()
         for _ in range(60):
+            now = shown_ids(page)
+            assert_in_id_order_once(now)
+            assert len(now) <= 560, "the list is a window"
+            seen.update(now)
             if message(page, shown).count():
-                return
+                return seen
             page.eval_on_selector("#messages", f"list => {{ list.scrollTop = {to}; }}")
             page.wait_for_timeout(150)
         raise AssertionError(f"never reached {shown}")
 
-    scroll_until(texts[0], "0")
-    assert messages.count() <= 560
+    def between(first: str, last: str, among: set[str] | list[str]) -> set[str]:
+        return {i for i in among if parse_id(first) <= parse_id(i) <= parse_id(last)}
+
+    up = scroll_until(texts[0], "0")
     expect(message(page, texts[-1])).to_have_count(0)  # dropped on the way up
-    assert_in_id_order_once(shown_ids(page))
+    assert between(ids[0], ids[-1], up) == set(ids)  # each reached
     live = f"while far back {uuid.uuid4().hex}"
-    write(local_stack, [live])
+    [live_id] = write(local_stack, [live])
     expect(jump).to_be_visible()
     expect(message(page, live)).to_have_count(0)
 
-    scroll_until(live, "list.scrollHeight")
-    assert messages.count() <= 560
+    down = scroll_until(live, "list.scrollHeight")
     expect(message(page, texts[0])).to_have_count(0)  # dropped on the way down
-    assert_in_id_order_once(shown_ids(page))
+    stored = stored_ids(local_stack, session_token(page))
+    assert between(ids[0], live_id, down) == between(ids[0], live_id, stored)
 
     scroll_until(texts[100], "0")
     expect(message(page, live)).to_have_count(0)
+    # A message that arrives now waits, and takes the reactions given meanwhile.
+    waiting = f"waiting {uuid.uuid4().hex}"
+    [waiting_id] = write(local_stack, [waiting])
+    reacted = httpx.put(
+        f"{local_stack['api_url']}/api/rooms/general/messages/{waiting_id}/reactions/👍",
+        headers={"Authorization": f"Bearer {session_token(page)}"},
+        timeout=10,
+    )
+    assert reacted.status_code == 200
+    wait_until(page, lambda: held_reactions(page, waiting_id), "the reaction never came")
+    expect(message(page, waiting)).to_have_count(0)
     jump.click()
-    expect(message(page, live)).to_have_count(1, timeout=WAIT_MS)
-    expect(message(page, texts[-1])).to_have_count(1)
+    expect(message(page, waiting)).to_have_count(1, timeout=WAIT_MS)
+    expect(message(page, live)).to_have_count(1)
+    expect(message(page, waiting).get_by_role("button", name="👍 1")).to_be_visible()
     ids = shown_ids(page)
     assert_in_id_order_once(ids)
     assert len(ids) <= 560
+
+
+def held_reactions(page: Page, message_id: str) -> int:
+    """How many reactions the page holds for a message it keeps aside while
+    the reader is far back (the list's end is behind the newest)."""
+    return page.evaluate(
+        """async (id) => {
+          const { active } = await import("./rooms.js");
+          const held = active().tail ? active().tail.held.find((frame) => frame.id === id) : null;
+          return held && Array.isArray(held.reactions) ? held.reactions.length : 0;
+        }""",
+        message_id,
+    )
 
 
 def test_a_long_absence_is_filled_in_order_without_duplicates(open_page, local_stack) -> None:
