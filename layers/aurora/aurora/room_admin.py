@@ -117,12 +117,14 @@ def create(
     return {"room": rooms.view(doc, room, OWNER)}
 
 
-def _upsert_member(db: Database, room: str, user_id: str, username: str, role: str) -> None:
-    db[rooms.MEMBERSHIPS].update_one(
+def _upsert_member(db: Database, room: str, user_id: str, username: str, role: str) -> bool:
+    """Whether the membership is new."""
+    result = db[rooms.MEMBERSHIPS].update_one(
         {"room": room, "user_id": user_id},
         {"$set": {"role": role, "username": username}, "$setOnInsert": {"joined_at": _now()}},
         upsert=True,
     )
+    return result.upserted_id is not None
 
 
 def open_direct(
@@ -136,9 +138,15 @@ def open_direct(
         raise ForbiddenError("This user does not accept direct messages from you")
     room = rooms.direct_room(claims.user_id, user_id)
     doc = _upsert_direct(db, room, claims.user_id, user_id)
-    _upsert_member(db, room, claims.user_id, claims.username, MEMBER)
-    _upsert_member(db, room, user_id, name, MEMBER)
-    Mirror(client, room).direct(claims.user_id, user_id)
+    # Both are told to list it, on every device, the first time only: asking
+    # again tells nobody anything (it cannot be used to make the other's
+    # clients re-read their rooms over and over).
+    new_to = tuple(
+        member
+        for member, member_name in ((claims.user_id, claims.username), (user_id, name))
+        if _upsert_member(db, room, member, member_name, MEMBER)
+    )
+    Mirror(client, room).direct(claims.user_id, user_id, new_to=new_to)
     answer = rooms.view(doc, room, MEMBER)
     answer["with"] = {"user": name, "user_id": user_id}
     return {"room": answer}
