@@ -1,9 +1,11 @@
 // Delivered and read (docs/protocol.md, "Delivered and read"). The page sends
 // `delivered` in batches (the newest message received in each room, at most
 // once a second) and `read` for the newest message that has really been on
-// screen in the open room while the tab is visible, also when the reader
-// switches rooms. The server never answers either, so they never disturb the
-// matching of replies to requests. Other members' cursors come back as
+// screen while the tab is visible: an IntersectionObserver watches every
+// message row, so a row that comes into view with no scroll (an image
+// loading, the window growing) counts, and one that never showed does not.
+// The server never answers either, so they never disturb the matching of
+// replies to requests. Other members' cursors come back as
 // `receipt` frames: in a direct room each of my messages shows Sent ->
 // Delivered -> Read; in a small room a message's "Seen by" shows on hover.
 
@@ -18,16 +20,74 @@ let timer = null;
 const sentRead = new Map(); // room -> the id last sent as read
 const received = new Map(); // room -> the newest id received from others
 const sentDelivered = new Map(); // room -> the id last sent as delivered
+// A room's message list -> the newest id on screen there while the tab was
+// visible (keyed by the list: a new sign-in has new lists, nothing carried over).
+const seen = new Map();
+const onScreen = new Set(); // message rows in view now (the tab visible or not)
+// Half a row in view, or a tall row filling half the view: seen.
+const SEEN_RATIO = 0.5;
+const THRESHOLDS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1];
+let rows = null; // the IntersectionObserver
 
 export function initReceipts() {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") flush(); // what arrived is delivered
+    else for (const row of onScreen) see(row); // in view all along: seen now
   });
-  document.getElementById("lists").addEventListener("pointerover", (event) => {
+  // The implicit root: a row counts as in view only where the message
+  // list's own scrolling (and the window) leaves it visible.
+  rows = new IntersectionObserver(onRowsMoved, { threshold: THRESHOLDS });
+  const lists = document.getElementById("lists");
+  new MutationObserver(onListsChanged).observe(lists, { childList: true, subtree: true });
+  lists.addEventListener("pointerover", (event) => {
     const item = event.target.closest && event.target.closest(".message[data-id]");
     const state = active();
     if (item && state && !isDirect(state.room)) item.title = seenBy(state, item.dataset.id);
   });
+}
+
+// Rows come and go (a room shown, messages arriving, history loaded or
+// dropped): watch every message row in the page, and no other.
+function onListsChanged(records) {
+  for (const record of records) {
+    for (const node of record.addedNodes) eachRow(node, (row) => rows.observe(row));
+    for (const node of record.removedNodes) {
+      eachRow(node, (row) => {
+        rows.unobserve(row);
+        onScreen.delete(row);
+      });
+    }
+  }
+}
+
+function eachRow(node, action) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return;
+  if (node.matches(".message")) action(node);
+  for (const row of node.querySelectorAll(".message")) action(row);
+}
+
+function onRowsMoved(entries) {
+  for (const entry of entries) {
+    const view = entry.rootBounds;
+    const shown =
+      entry.isIntersecting &&
+      (entry.intersectionRatio >= SEEN_RATIO ||
+        (view !== null && entry.intersectionRect.height >= view.height * SEEN_RATIO));
+    if (shown) {
+      onScreen.add(entry.target);
+      see(entry.target);
+    } else onScreen.delete(entry.target);
+  }
+}
+
+// A row really on screen, the tab visible: its message counts as seen.
+function see(row) {
+  if (document.visibilityState !== "visible" || !row.isConnected) return;
+  const id = row.dataset.id;
+  const list = row.closest("ol.messages");
+  if (!list || !parseId(id) || !later(id, seen.get(list))) return;
+  seen.set(list, id);
+  noteShown();
 }
 
 // Something new is shown (or the page is seen again, or scrolled): send soon.
@@ -56,32 +116,22 @@ function flush() {
     send(conn, { type: "delivered", room, id });
     sentDelivered.set(room, id);
   }
-  const state = active();
-  if (state) sendRead(state);
+  for (const list of seen.keys()) {
+    const state = knownRoom(list.dataset.room);
+    if (state && state.list === list) sendRead(state);
+    else seen.delete(list); // a room forgotten (left, removed, signed out)
+  }
 }
 
-// The newest message of the open room on screen now, as `read`.
+// The newest message of the room seen on screen, as `read` (also when the
+// reader leaves the room: what was seen there was read).
 export function sendRead(state) {
-  if (document.visibilityState !== "visible" || !state.list.isConnected) return;
-  const id = newestOnScreen(state.list);
+  const id = seen.get(state.list);
   const conn = joinedConnection(state.room);
   if (!conn || !id || !later(id, sentRead.get(state.room))) return;
   send(conn, { type: "read", room: state.room, id });
   sentRead.set(state.room, id);
   markRead(state, id);
-}
-
-// From the end of the list up, the first message whose box meets the list's
-// visible box (the newest shown is usually at the end: a few steps).
-function newestOnScreen(list) {
-  const view = list.getBoundingClientRect();
-  const items = list.querySelectorAll(".message[data-id]");
-  for (let at = items.length - 1; at >= 0; at -= 1) {
-    const box = items[at].getBoundingClientRect();
-    if (box.top >= view.bottom) continue;
-    return box.bottom > view.top && box.height > 0 ? items[at].dataset.id : null;
-  }
-  return null;
 }
 
 // -- other members' cursors
