@@ -7,6 +7,7 @@
 // older than the resume window) or made while offline goes to its REST twin.
 
 import { isMine, reactedHere, showDeleted, showEdited } from "./changes.js";
+import { closeDialog, openDialog } from "./dialogs.js";
 import { active } from "./rooms.js";
 import { apiRequest } from "./session.js";
 import { sendChange } from "./socket.js";
@@ -69,7 +70,7 @@ function onClick(event) {
   const emoji = event.target.closest(".picker button");
   const chip = event.target.closest(".reactions .chip");
   if (action && action.dataset.action === "edit") openEditor(item);
-  else if (action && action.dataset.action === "delete") remove(state, item);
+  else if (action && action.dataset.action === "delete") confirmDelete(state, item);
   else if (action && action.dataset.action === "react") togglePicker(item, action);
   else if (emoji) {
     closePicker({ focus: true });
@@ -197,6 +198,32 @@ async function saveEdit(item, editor) {
     () => apiRequest("PATCH", messagePath(state.room, id), { text }),
   );
   if (done) showEdited(item, text);
+}
+
+// A delete is for everyone and cannot be undone: asked first, in a dialog
+// focused on its Delete button (Enter confirms, Escape or Cancel keeps the
+// message, and focus goes back to the message's actions).
+const QUOTED_CHARS = 280;
+
+function confirmDelete(state, item) {
+  const find = openDialog("delete-template", "delete-title");
+  const name = item.querySelector(".meta .user");
+  const author = (name && name.dataset.user) || "";
+  find("delete-about").textContent = item.classList.contains("own")
+    ? "Your message will be removed for everyone in this room."
+    : `${author || "This person"}'s message will be removed for everyone in this room.`;
+  const text = (item.querySelector(".text") || {}).textContent || "";
+  find("delete-quote").textContent = text.length > QUOTED_CHARS ? `${text.slice(0, QUOTED_CHARS)}…` : text;
+  find("delete-confirm").focus();
+  // The bar stays shown while the dialog is open, so that focus can come back
+  // to its Delete (a hidden button cannot take focus).
+  item.classList.add("picking");
+  $("room-dialog").addEventListener("close", () => item.classList.remove("picking"), { once: true });
+  find("delete-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    closeDialog();
+    if (item.isConnected && !item.classList.contains("deleted")) remove(state, item);
+  });
 }
 
 async function remove(state, item) {

@@ -155,9 +155,23 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     expect(mine.get_by_role("group", name="Reactions")).to_have_count(0)
     expect(actions(mine).get_by_role("button", name="React")).to_be_focused()
 
-    # Delete: a tombstone on both pages, no actions left on it.
+    # Delete asks first, in a dialog focused on its Delete button: Escape
+    # keeps the message (focus back on the action), Enter deletes it.
     message_id = mine.get_attribute("data-id")
     actions(mine).get_by_role("button", name="Delete").click()
+    confirm = ana.get_by_role("dialog", name="Delete message?")
+    expect(confirm).to_contain_text("Your message will be removed for everyone")
+    expect(confirm.locator("blockquote")).to_have_text(edited)
+    expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    assert serious_violations(ana) == []
+    ana.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    expect(actions(mine).get_by_role("button", name="Delete")).to_be_focused()
+    expect(mine.locator(".text")).to_have_text(edited)
+    ana.keyboard.press("Enter")  # the action again, then the dialog's Delete
+    expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    ana.keyboard.press("Enter")
+    # A tombstone on both pages, no actions left on it.
     gone = ben.locator(f'#messages .message[data-id="{message_id}"]')
     expect(gone.locator(".text")).to_have_text("Message deleted", timeout=WAIT_MS)
     expect(gone.locator(".reactions")).to_have_count(0)
@@ -170,6 +184,13 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     bens_item = message(ana, bens)
     bens_item.hover()
     actions(bens_item).get_by_role("button", name="Delete").click()
+    expect(confirm).to_contain_text(f"{ben_name}'s message will be removed for everyone")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_have_count(0)
+    expect(message(ana, bens)).to_have_count(1)
+    bens_item.hover()
+    actions(bens_item).get_by_role("button", name="Delete").click()
+    confirm.get_by_role("button", name="Delete").click()
     expect(message(ben, bens)).to_have_count(0, timeout=WAIT_MS)
     expect(ben.locator("#messages .message.deleted")).to_have_count(2)
 
