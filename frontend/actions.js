@@ -8,6 +8,7 @@
 
 import { isMine, reactedHere, showDeleted, showEdited } from "./changes.js";
 import { closeDialog, openDialog } from "./dialogs.js";
+import { closeSeenBy, seenBy, toggleSeenBy } from "./receipts.js";
 import { active } from "./rooms.js";
 import { apiRequest } from "./session.js";
 import { sendChange } from "./socket.js";
@@ -29,7 +30,9 @@ export function initActions() {
   lists.addEventListener("click", onClick);
   lists.addEventListener("keydown", onKey);
   document.addEventListener("pointerdown", (event) => {
-    if (!event.target.closest(".picker, .actions")) closePicker();
+    if (event.target.closest(".picker, .seen-by, .actions")) return;
+    closePicker();
+    closeSeenBy();
   });
 }
 
@@ -41,8 +44,11 @@ function offerActions(target) {
   const kinds = ["React"];
   if (item.classList.contains("own")) kinds.push("Edit");
   if (mayDelete(state, item)) kinds.push("Delete");
+  const seen = seenBy(state, item.dataset.id); // null: a direct room, or too large a one
+  if (seen && seen.length) kinds.push(`Seen by ${seen.length}`);
   const bar = item.querySelector(".actions");
-  if (bar && bar.dataset.kinds === kinds.join()) return;
+  // Never rebuilt under an open picker or list: their buttons say they are open.
+  if (bar && (bar.dataset.kinds === kinds.join() || item.querySelector(".picker, .seen-by"))) return;
   const fresh = document.createElement("div");
   fresh.className = "actions";
   fresh.setAttribute("role", "group");
@@ -53,9 +59,10 @@ function offerActions(target) {
     const button = document.createElement("button");
     button.type = "button";
     button.tabIndex = -1; // reached with the arrow keys: the list is the tab stop
-    button.dataset.action = kind.toLowerCase();
+    button.dataset.action = kind.startsWith("Seen by") ? "seen" : kind.toLowerCase();
     button.textContent = kind;
     if (kind === "React") button.setAttribute("aria-haspopup", "true");
+    if (kind.startsWith("Seen by")) button.setAttribute("aria-expanded", "false");
     fresh.appendChild(button);
   }
   if (bar) bar.replaceWith(fresh);
@@ -72,6 +79,7 @@ function onClick(event) {
   if (action && action.dataset.action === "edit") openEditor(item);
   else if (action && action.dataset.action === "delete") confirmDelete(state, item);
   else if (action && action.dataset.action === "react") togglePicker(item, action);
+  else if (action && action.dataset.action === "seen") toggleSeenBy(state, item, action);
   else if (emoji) {
     closePicker({ focus: true });
     react(state, item, emoji.dataset.emoji, !isMine(item, emoji.dataset.emoji));
@@ -94,6 +102,11 @@ function onKey(event) {
   if (event.key === "Escape" && event.target.closest(".picker")) {
     event.stopPropagation();
     closePicker({ focus: true });
+    return;
+  }
+  if (event.key === "Escape" && event.target.closest(".seen-by")) {
+    event.stopPropagation();
+    closeSeenBy({ focus: true });
     return;
   }
   // ← and → move along the message's controls: its name, its actions, its

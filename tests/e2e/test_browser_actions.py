@@ -127,13 +127,26 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     ana.keyboard.press("Escape")
     expect(actions(mine).get_by_role("button", name="Edit")).to_be_focused()
 
-    # Ben has the message on screen: "Seen by" him on Ana's, on hover.
+    # Ben has the message on screen: Ana's actions offer "Seen by 1", which
+    # opens the list of names, focused; Escape closes it, back on the button.
+    seen_button = actions(mine).get_by_role("button", name="Seen by 1")
+
     def seen_by_ben() -> bool:
         ana.mouse.move(0, 0)
         mine.hover()
-        return f"Seen by {ben_name}" in (mine.get_attribute("title") or "")
+        return seen_button.count() == 1
 
     wait_until(ana, seen_by_ben, "Ana's page never showed that Ben had seen the message")
+    expect(seen_button).to_have_attribute("aria-expanded", "false")
+    seen_button.click()
+    seen = mine.get_by_role("list", name="Seen by")
+    expect(seen).to_be_focused()
+    expect(seen.get_by_role("listitem")).to_have_text([ben_name])
+    expect(seen_button).to_have_attribute("aria-expanded", "true")
+    assert serious_violations(ana) == []
+    seen.press("Escape")
+    expect(seen).to_have_count(0)
+    expect(seen_button).to_be_focused()
 
     # The actions and the picker, open, for the screenshot and for axe.
     mine.hover()
