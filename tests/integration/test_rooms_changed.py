@@ -18,6 +18,7 @@ from aurora.backends import redis_client
 from aurora.keyspace import MEMBERSHIP_CHANNEL
 from aurora.settings import Settings
 from local.runtime import LocalFunction
+from tests.conftest import on_single_and_cluster
 from tests.support.events import template_function
 from tests.support.fanout import replica, send_json
 from tests.support.rooms import client, person, rest
@@ -45,6 +46,17 @@ STEPS = [
     ("member", "DELETE", "/api/rooms/den/members/member", None, {"member"}),
 ]
 PEOPLE = ("owner", "target", "member", "stranger")
+# Notices anyone with access to Redis could publish, naming the target in
+# shapes no writer makes: each is ignored whole (a notice names at most two).
+FORGED = [
+    '{"room": "den", "relist": "id-target"}',
+    '{"room": "den", "relist": {"id-target": 1}}',
+    '{"room": "den", "relist": [["id-target"], 7, null]}',
+    '{"room": "den", "relist": ["id-a", "id-b", "id-target"]}',
+    '{"relist": ["id-target"]}',
+    '{"room": "no room!", "relist": ["id-target"]}',
+    "not json",
+]
 
 
 @pytest.fixture
@@ -75,6 +87,7 @@ async def told(ws) -> int:
                 count += 1
 
 
+@on_single_and_cluster
 async def test_rooms_changed_reaches_only_the_users_whose_rooms_changed_on_two_replicas(
     app_env, api
 ):
@@ -88,9 +101,15 @@ async def test_rooms_changed_reaches_only_the_users_whose_rooms_changed_on_two_r
         v0 = await connect(f"{url_a}/?token={people['target'].token}")
         await asyncio.sleep(0.1)
         seen, wanted = [], []
-        for step, (actor, method, path, body, expected) in enumerate(STEPS):
-            status, answer = rest(api, method, path, people[actor], body)
-            assert status in (200, 201), (step, status, answer)
+        steps = [*STEPS, ("forged", None, None, None, set())]
+        for step, (actor, method, path, body, expected) in enumerate(steps):
+            if actor == "forged":
+                target_id = people["target"].user_id
+                for forged in FORGED:
+                    cache.publish(MEMBERSHIP_CHANNEL, forged.replace("id-target", target_id))
+            else:
+                status, answer = rest(api, method, path, people[actor], body)
+                assert status in (200, 201), (step, status, answer)
             # A barrier: a notice telling the sentinel, published after the
             # step's; once both replicas told the sentinel, they are past it.
             cache.publish(MEMBERSHIP_CHANNEL, membership.notice(
