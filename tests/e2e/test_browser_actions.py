@@ -176,6 +176,7 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     expect(confirm).to_contain_text("Your message will be removed for everyone")
     expect(confirm.locator("blockquote")).to_have_text(edited)
     expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    ana.screenshot(path=screenshots / "delete-message-light-desktop.png")
     assert serious_violations(ana) == []
     ana.keyboard.press("Escape")
     expect(confirm).to_have_count(0)
