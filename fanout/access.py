@@ -5,7 +5,11 @@ Answers come from the Redis mirror (`aurora.membership`), one round trip per
 miss, and are cached per (room, user). A membership notice (published after
 every change) drops the room's cached answers and re-checks this replica's
 members of that room: a refused one gets `left` with a `reason` and nothing
-more from the room. Notices are at-most-once, so every joined connection is
+more from the room. The users a notice names in `relist` (their list of
+rooms changed: an invitation, a new direct room, a role, a removal, a ban)
+get `rooms_changed` on their v1 connections here; it carries nothing, so a
+forged notice costs them one re-read of their own rooms and tells nothing.
+Notices are at-most-once, so every joined connection is
 re-checked every `MEMBERSHIP_CHECK_SECONDS` and after the subscriber
 reconnects: a lost notice is enforced within that bound. The fan-out never
 reads MongoDB.
@@ -23,7 +27,7 @@ from aurora.backends import redis_unavailable
 from aurora.errors import UnavailableError
 from aurora.membership import Standing
 from aurora.rooms import RESERVED_PREFIX, check_room
-from fanout.protocol import left_frame
+from fanout.protocol import ROOMS_CHANGED, left_frame
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -33,17 +37,20 @@ if TYPE_CHECKING:
     from aurora.tokens import Claims
     from fanout.hub import Hub
     from fanout.presence import Presence
+    from fanout.users import Users
 
 log = logging.getLogger("aurora.fanout")
 
 SWEEP_SLICE = 25  # members per round trip of a sweep: ~4 commands each, ~1-2 ms of the loop
 MAX_CACHED_ROOMS = 50_000  # past this the cache starts afresh (a sweep refills it)
+MAX_RELIST = 2  # users a notice may name in `relist` (a direct room's two members)
 
 
 class RoomAccess:
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.asyncio.Redis, settings: Settings, users: Users) -> None:
         self._redis = client
         self._settings = settings
+        self._users = users
         self._interval = settings.membership_check_seconds
         self.hub: Hub | None = None  # set by the server once the hub exists
         self.presence: Presence | None = None  # told when a standing is re-read
@@ -107,13 +114,21 @@ class RoomAccess:
     def notice(self, data: object) -> None:
         """A message on MEMBERSHIP_CHANNEL: forget the room's answers, re-check it."""
         try:
-            room = check_room(untrusted_json.loads(data)["room"])
+            body = untrusted_json.loads(data)
+            room = check_room(body["room"])
+            relist = body.get("relist", [])
+            if not isinstance(relist, list):
+                raise TypeError(relist)
         except Exception:  # any malformed notice: ignored, it has no authority anyway
             log.warning("malformed membership notice ignored", extra={"notice": repr(data)[:200]})
             return
         self._generation[room] = self._generation.get(room, 0) + 1
         self._cache.pop(room, None)
         self.recheck_soon(room)
+        for user_id in relist[:MAX_RELIST]:
+            if isinstance(user_id, str):
+                for connection in self._users.of(user_id):
+                    connection.tell(ROOMS_CHANGED)
 
     def recheck_soon(self, room: str) -> None:
         self._due.add(room)

@@ -239,3 +239,7 @@ def presence_frame(snapshot: dict[str, Any]) -> str:
 
 
 PONG = _dump({"type": "pong"})
+# To one user's connections only: your list of rooms changed (an invitation, a
+# new direct room, a role, a removal, a ban); read it again (GET /api/rooms).
+# It names no room: it cannot tell anyone anything about a room they may not see.
+ROOMS_CHANGED = _dump({"type": "rooms_changed"})

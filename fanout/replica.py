@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fanout.presence import Presence
     from fanout.revocation import RevocationWatch
     from fanout.upload_check import AttachmentCheck
+    from fanout.users import Users
 
 
 @dataclass(eq=False)
@@ -37,6 +38,7 @@ class Replica:
     budget: SendBudget  # each user's sends across all rooms, taken before the room's script
     attachments: AttachmentCheck
     limit: ConnectionLimit  # the per-user connection cap
+    users: Users  # this replica's authenticated connections, by user
     revocations: RevocationWatch  # closes a connection whose token is revoked
     expiry: TokenExpiry  # closes a connection whose token expires
     # The one token check of the fan-out (URL, subprotocol, `auth`, re-auth):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from aurora import untrusted_json
 from aurora.errors import UnavailableError
@@ -27,54 +27,26 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from aurora.settings import Settings
-    from aurora.tokens import Claims
     from fanout.metrics import Metrics
+    from fanout.users import UserConnection, Users
 
 log = logging.getLogger("aurora.fanout")
 
 CLOSE_REASON = "token revoked"
 
 
-class Watched(Protocol):
-    """An authenticated connection, as the watch sees it."""
-
-    @property
-    def claims(self) -> Claims:
-        """The token it holds now (a re-auth replaces it)."""
-
-    @property
-    def is_open(self) -> bool: ...
-
-    async def close(self, code: int, reason: str) -> None: ...
-
-
 class RevocationWatch:
-    def __init__(self, client: redis.asyncio.Redis, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: Settings, metrics: Metrics, users: Users
+    ) -> None:
         self._redis = client
         self._interval = settings.revocation_check_seconds
         self._metrics = metrics
-        # Authenticated local connections. A list per user, not a set: a few
-        # each (the connection cap), and 64 bytes where a set takes 216.
-        self._by_user: dict[str, list[Watched]] = {}
+        self._users = users  # authenticated local connections
         self._due: set[str] = set()  # users named by notices, not re-checked yet
         self._check_all = False
         self._wake = asyncio.Event()
         self._closing: set[asyncio.Task] = set()
-
-    # -- the registry (each session adds and discards itself) ---------------------------
-
-    def add(self, watched: Watched) -> None:
-        group = self._by_user.setdefault(watched.claims.user_id, [])
-        if watched not in group:
-            group.append(watched)
-
-    def discard(self, watched: Watched) -> None:
-        user_id = watched.claims.user_id
-        group = self._by_user.get(user_id)
-        if group is not None and watched in group:
-            group.remove(watched)
-            if not group:
-                del self._by_user[user_id]
 
     # -- triggers (from the replica's subscriber) ---------------------------------------
 
@@ -87,7 +59,7 @@ class RevocationWatch:
         except (ValueError, KeyError, TypeError):
             log.warning("malformed revocation notice ignored", extra={"notice": repr(data)[:200]})
             return
-        if user_id in self._by_user:
+        if user_id in self._users:
             self._due.add(user_id)
             self._wake.set()
 
@@ -115,16 +87,14 @@ class RevocationWatch:
                 next_sweep = loop.time() + self._interval
                 # The lists are arguments, not locals: kept in this frame, they
                 # would hold every session of the last sweep until the next one.
-                await self._close_revoked(
-                    [w for group in self._by_user.values() for w in group], trigger="sweep"
-                )
+                await self._close_revoked(list(self._users), trigger="sweep")
             else:
                 users, self._due = self._due, set()
                 await self._close_revoked(
-                    [w for user in users for w in self._by_user.get(user, ())], trigger="notice"
+                    [w for user in users for w in self._users.of(user)], trigger="notice"
                 )
 
-    async def _close_revoked(self, watched: list[Watched], *, trigger: str) -> None:
+    async def _close_revoked(self, watched: list[UserConnection], *, trigger: str) -> None:
         if not watched:
             return
         checked = [w.claims for w in watched]

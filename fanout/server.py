@@ -53,6 +53,7 @@ from fanout.revocation import RevocationWatch
 from fanout.session import Session
 from fanout.subscriber import Subscriber
 from fanout.upload_check import AttachmentCheck
+from fanout.users import Users
 
 log = logging.getLogger("aurora.fanout")
 
@@ -98,9 +99,10 @@ class FanoutServer:
             self.layout = SINGLE
             self._mode_known = False
         self._restart_reason: str | None = None
-        self.revocations = RevocationWatch(self.redis, settings, self.metrics)
+        self.users = Users()
+        self.revocations = RevocationWatch(self.redis, settings, self.metrics, self.users)
         replica_id = uuid.uuid4().hex[:12]
-        self.access = RoomAccess(self.redis, settings)
+        self.access = RoomAccess(self.redis, settings, self.users)
         self.presence = Presence(self.redis, settings, replica_id, self.layout)
         self.subscriber = Subscriber(
             self.redis, settings, self.revocations, self.access, self.presence,
@@ -131,6 +133,7 @@ class FanoutServer:
             budget=SendBudget(self.redis, settings),
             attachments=AttachmentCheck(settings, self.redis),  # S3 client made on first use
             limit=self.limit,
+            users=self.users,
             revocations=self.revocations,
             expiry=TokenExpiry(),
             authenticate=self.authenticate,

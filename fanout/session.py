@@ -66,7 +66,8 @@ class Session:
                 return
             try:
                 replica.metrics.connections.inc()
-                replica.revocations.add(self)  # closed with 4001 if its token is revoked
+                # Closed with 4001 if its token is revoked; told when its rooms change.
+                replica.users.add(self)
                 self._schedule_expiry()
                 if self.v0:
                     if not await self._join_general():
@@ -86,7 +87,7 @@ class Session:
                 if self._typing is not None:
                     self._typing.close()
                 replica.metrics.connections.dec()
-                replica.revocations.discard(self)
+                replica.users.discard(self)
                 if self._expiry is not None:
                     replica.expiry.cancel(self._expiry)
                 replica.limit.release(self.claims.user_id, member)  # in a batch, soon
@@ -94,7 +95,7 @@ class Session:
         except ConnectionClosed:
             pass
 
-    # -- what the revocation watch sees ------------------------------------------
+    # -- what the notices' handlers see (`fanout.users`) ------------------------------------------
 
     @property
     def is_open(self) -> bool:
@@ -102,6 +103,10 @@ class Session:
 
     async def close(self, code: int, reason: str) -> None:
         await self.connection.close(code, reason)
+
+    def tell(self, frame: str) -> None:
+        if not self.v0:  # an original-protocol client knows no such frames
+            self.replica.hub.write(self.connection, frame)
 
     # -- before the receive loop -------------------------------------------------
 

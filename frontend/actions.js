@@ -7,6 +7,8 @@
 // older than the resume window) or made while offline goes to its REST twin.
 
 import { isMine, reactedHere, showDeleted, showEdited } from "./changes.js";
+import { closeDialog, openDialog } from "./dialogs.js";
+import { closeSeenBy, seenBy, toggleSeenBy } from "./receipts.js";
 import { active } from "./rooms.js";
 import { apiRequest } from "./session.js";
 import { sendChange } from "./socket.js";
@@ -28,7 +30,9 @@ export function initActions() {
   lists.addEventListener("click", onClick);
   lists.addEventListener("keydown", onKey);
   document.addEventListener("pointerdown", (event) => {
-    if (!event.target.closest(".picker, .actions")) closePicker();
+    if (event.target.closest(".picker, .seen-by, .actions")) return;
+    closePicker();
+    closeSeenBy();
   });
 }
 
@@ -40,8 +44,11 @@ function offerActions(target) {
   const kinds = ["React"];
   if (item.classList.contains("own")) kinds.push("Edit");
   if (mayDelete(state, item)) kinds.push("Delete");
+  const seen = seenBy(state, item.dataset.id); // null: a direct room, or too large a one
+  if (seen && seen.length) kinds.push(`Seen by ${seen.length}`);
   const bar = item.querySelector(".actions");
-  if (bar && bar.dataset.kinds === kinds.join()) return;
+  // Never rebuilt under an open picker or list: their buttons say they are open.
+  if (bar && (bar.dataset.kinds === kinds.join() || item.querySelector(".picker, .seen-by"))) return;
   const fresh = document.createElement("div");
   fresh.className = "actions";
   fresh.setAttribute("role", "group");
@@ -52,9 +59,10 @@ function offerActions(target) {
     const button = document.createElement("button");
     button.type = "button";
     button.tabIndex = -1; // reached with the arrow keys: the list is the tab stop
-    button.dataset.action = kind.toLowerCase();
+    button.dataset.action = kind.startsWith("Seen by") ? "seen" : kind.toLowerCase();
     button.textContent = kind;
     if (kind === "React") button.setAttribute("aria-haspopup", "true");
+    if (kind.startsWith("Seen by")) button.setAttribute("aria-expanded", "false");
     fresh.appendChild(button);
   }
   if (bar) bar.replaceWith(fresh);
@@ -69,8 +77,9 @@ function onClick(event) {
   const emoji = event.target.closest(".picker button");
   const chip = event.target.closest(".reactions .chip");
   if (action && action.dataset.action === "edit") openEditor(item);
-  else if (action && action.dataset.action === "delete") remove(state, item);
+  else if (action && action.dataset.action === "delete") confirmDelete(state, item);
   else if (action && action.dataset.action === "react") togglePicker(item, action);
+  else if (action && action.dataset.action === "seen") toggleSeenBy(state, item, action);
   else if (emoji) {
     closePicker({ focus: true });
     react(state, item, emoji.dataset.emoji, !isMine(item, emoji.dataset.emoji));
@@ -93,6 +102,11 @@ function onKey(event) {
   if (event.key === "Escape" && event.target.closest(".picker")) {
     event.stopPropagation();
     closePicker({ focus: true });
+    return;
+  }
+  if (event.key === "Escape" && event.target.closest(".seen-by")) {
+    event.stopPropagation();
+    closeSeenBy({ focus: true });
     return;
   }
   // ← and → move along the message's controls: its name, its actions, its
@@ -197,6 +211,32 @@ async function saveEdit(item, editor) {
     () => apiRequest("PATCH", messagePath(state.room, id), { text }),
   );
   if (done) showEdited(item, text);
+}
+
+// A delete is for everyone and cannot be undone: asked first, in a dialog
+// focused on its Delete button (Enter confirms, Escape or Cancel keeps the
+// message, and focus goes back to the message's actions).
+const QUOTED_CHARS = 280;
+
+function confirmDelete(state, item) {
+  const find = openDialog("delete-template", "delete-title");
+  const name = item.querySelector(".meta .user");
+  const author = (name && name.dataset.user) || "";
+  find("delete-about").textContent = item.classList.contains("own")
+    ? "Your message will be removed for everyone in this room."
+    : `${author || "This person"}'s message will be removed for everyone in this room.`;
+  const text = (item.querySelector(".text") || {}).textContent || "";
+  find("delete-quote").textContent = text.length > QUOTED_CHARS ? `${text.slice(0, QUOTED_CHARS)}…` : text;
+  find("delete-confirm").focus();
+  // The bar stays shown while the dialog is open, so that focus can come back
+  // to its Delete (a hidden button cannot take focus).
+  item.classList.add("picking");
+  $("room-dialog").addEventListener("close", () => item.classList.remove("picking"), { once: true });
+  find("delete-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    closeDialog();
+    if (item.isConnected && !item.classList.contains("deleted")) remove(state, item);
+  });
 }
 
 async function remove(state, item) {

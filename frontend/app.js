@@ -37,7 +37,7 @@ import { request } from "./rest.js";
 import { initRoomDialogs } from "./roomdialogs.js";
 import { active, allRooms, forgetRoom, forgetRooms, knownRoom, loadReadCursors, roomLabel, roomsChanged } from "./rooms.js";
 import { closeSearch, initSearch } from "./search.js";
-import { initSidebar, relist, roomsToJoin, startRooms, stopRooms } from "./sidebar.js";
+import { initSidebar, relist, relistSoon, roomsToJoin, startRooms, stopRooms } from "./sidebar.js";
 import {
   beginSession,
   currentSession,
@@ -182,6 +182,7 @@ setFrameHandlers({
     roomGone(room, state && say ? say(roomLabel(state)) : "");
   },
   rooms: roomsToJoin,
+  roomsChanged: relistSoon,
 });
 
 initTheme();

@@ -27,8 +27,14 @@ const dmHint = $("dm-hint");
 const notifyButton = $("notify");
 
 const LISTING_PAGES = 4; // of the API's page size: the rooms a sidebar lists
-const RELIST_MS = 30000; // rooms the user was invited to appear within this
+// The server pushes `rooms_changed` when the user's rooms change (an
+// invitation, a new direct room); the timed re-read covers a push lost to a
+// reconnect.
+const RELIST_MS = 30000;
+const PUSHED_GAP_MS = 1000; // pushed re-reads: at most one a second, the last never dropped
 let relistTimer = null;
+let pushedTimer = null;
+let pushedAt = 0;
 let listedOnce = false; // the user's rooms were listed once in this session
 let drawPending = false;
 
@@ -74,9 +80,23 @@ export async function startRooms() {
 
 export function stopRooms() {
   clearTimeout(relistTimer);
+  clearTimeout(pushedTimer);
+  pushedTimer = null;
   listedOnce = false;
   roomList.replaceChildren();
   dmList.replaceChildren();
+}
+
+// The server said the user's rooms changed: read them again, soon (a burst
+// of invitations is one re-read).
+export function relistSoon() {
+  if (pushedTimer) return;
+  const wait = Math.max(0, pushedAt + PUSHED_GAP_MS - Date.now());
+  pushedTimer = setTimeout(() => {
+    pushedTimer = null;
+    pushedAt = Date.now();
+    relist();
+  }, wait);
 }
 
 // Read the user's rooms again: new ones are joined (their unread messages

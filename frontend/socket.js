@@ -21,6 +21,7 @@ let current = null; // the connection: {ws, opened, ready, rooms, inflight, ...}
 let attempt = 0; // reconnections since the last `ready`: the backoff's exponent
 let authRetried = false; // a 4001 (or refused upgrade) gets one refresh, then login
 let reconnectTimer = null;
+let readyBefore = false; // a `ready` came since sign-in: the next one is a reconnect
 // What the page does with the room's frames (see setFrameHandlers).
 let handlers = null;
 
@@ -32,7 +33,9 @@ let handlers = null;
 // shown; typing(frame), presence(frame); gone(room, reason): a room this
 // user may no longer read (`left` with a reason, or a join refused);
 // receipt(frame): a member's delivered and read cursors moved;
-// rooms(): the rooms to join, in order of preference.
+// rooms(): the rooms to join, in order of preference; roomsChanged(): the
+// user's list of rooms changed (`rooms_changed`, or a reconnect, which may
+// have lost one).
 export function setFrameHandlers(given) {
   handlers = given;
 }
@@ -156,6 +159,7 @@ function drop(conn) {
 // Signed out: close the connection and forget the refresh already tried.
 export function disconnect() {
   authRetried = false;
+  readyBefore = false;
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
   const conn = current;
@@ -332,6 +336,9 @@ function onFrame(conn, raw) {
     case "presence":
       if (conn.rooms.has(frame.room)) handlers.presence(frame);
       break;
+    case "rooms_changed": // this user's list of rooms changed: read it again
+      handlers.roomsChanged();
+      break;
     default:
       break; // anything newer
   }
@@ -342,6 +349,8 @@ function onReady(conn, frame) {
   attempt = 0;
   authRetried = false;
   if (typeof frame.user_id === "string") setUserId(frame.user_id);
+  if (readyBefore) handlers.roomsChanged(); // a `rooms_changed` may have been lost meanwhile
+  readyBefore = true;
   setStatus("connecting", "Joining…");
   // Each room from the last message shown in it; with none shown, the room
   // open now from its recent window, the others from where they were read

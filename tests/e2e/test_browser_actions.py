@@ -127,13 +127,26 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     ana.keyboard.press("Escape")
     expect(actions(mine).get_by_role("button", name="Edit")).to_be_focused()
 
-    # Ben has the message on screen: "Seen by" him on Ana's, on hover.
+    # Ben has the message on screen: Ana's actions offer "Seen by 1", which
+    # opens the list of names, focused; Escape closes it, back on the button.
+    seen_button = actions(mine).get_by_role("button", name="Seen by 1")
+
     def seen_by_ben() -> bool:
         ana.mouse.move(0, 0)
         mine.hover()
-        return f"Seen by {ben_name}" in (mine.get_attribute("title") or "")
+        return seen_button.count() == 1
 
     wait_until(ana, seen_by_ben, "Ana's page never showed that Ben had seen the message")
+    expect(seen_button).to_have_attribute("aria-expanded", "false")
+    seen_button.click()
+    seen = mine.get_by_role("list", name="Seen by")
+    expect(seen).to_be_focused()
+    expect(seen.get_by_role("listitem")).to_have_text([ben_name])
+    expect(seen_button).to_have_attribute("aria-expanded", "true")
+    assert serious_violations(ana) == []
+    seen.press("Escape")
+    expect(seen).to_have_count(0)
+    expect(seen_button).to_be_focused()
 
     # The actions and the picker, open, for the screenshot and for axe.
     mine.hover()
@@ -155,9 +168,24 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     expect(mine.get_by_role("group", name="Reactions")).to_have_count(0)
     expect(actions(mine).get_by_role("button", name="React")).to_be_focused()
 
-    # Delete: a tombstone on both pages, no actions left on it.
+    # Delete asks first, in a dialog focused on its Delete button: Escape
+    # keeps the message (focus back on the action), Enter deletes it.
     message_id = mine.get_attribute("data-id")
     actions(mine).get_by_role("button", name="Delete").click()
+    confirm = ana.get_by_role("dialog", name="Delete message?")
+    expect(confirm).to_contain_text("Your message will be removed for everyone")
+    expect(confirm.locator("blockquote")).to_have_text(edited)
+    expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    ana.screenshot(path=screenshots / "delete-message-light-desktop.png")
+    assert serious_violations(ana) == []
+    ana.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    expect(actions(mine).get_by_role("button", name="Delete")).to_be_focused()
+    expect(mine.locator(".text")).to_have_text(edited)
+    ana.keyboard.press("Enter")  # the action again, then the dialog's Delete
+    expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    ana.keyboard.press("Enter")
+    # A tombstone on both pages, no actions left on it.
     gone = ben.locator(f'#messages .message[data-id="{message_id}"]')
     expect(gone.locator(".text")).to_have_text("Message deleted", timeout=WAIT_MS)
     expect(gone.locator(".reactions")).to_have_count(0)
@@ -170,6 +198,13 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
     bens_item = message(ana, bens)
     bens_item.hover()
     actions(bens_item).get_by_role("button", name="Delete").click()
+    expect(confirm).to_contain_text(f"{ben_name}'s message will be removed for everyone")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_have_count(0)
+    expect(message(ana, bens)).to_have_count(1)
+    bens_item.hover()
+    actions(bens_item).get_by_role("button", name="Delete").click()
+    confirm.get_by_role("button", name="Delete").click()
     expect(message(ben, bens)).to_have_count(0, timeout=WAIT_MS)
     expect(ben.locator("#messages .message.deleted")).to_have_count(2)
 

@@ -430,7 +430,7 @@ async def test_a_client_that_leaves_leaves_no_trace_in_the_hub(settings):
 
 def server_side(server, name: str):
     """The replica's connection object of the one client of user `name`."""
-    (session,) = server.revocations._by_user[f"id-{name}"]
+    (session,) = server.users.of(f"id-{name}")
     return session.connection
 
 

@@ -36,6 +36,7 @@ FANOUT_LAYERS = [
         "fanout.frame_limit",
         "fanout.typing",
         "fanout.admission",
+        "fanout.users",
     },
 ]
 

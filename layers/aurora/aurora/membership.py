@@ -267,8 +267,16 @@ def room_lock(client: redis.Redis, room: str, wait_s: float = 3.0) -> Iterator[N
             client.eval(_UNLOCK, 1, room_lock_key(room), token)
 
 
-def notice(room: str, user_id: str | None = None) -> str:
-    body = {"room": room} if user_id is None else {"room": room, "user_id": user_id}
+def notice(room: str, user_id: str | None = None, *, relist: tuple[str, ...] = ()) -> str:
+    """A membership notice: the room whose answers changed, the user it was
+    about, and `relist`: the users whose list of rooms changed (invited, made
+    a member of a new direct room, given a role, removed, banned). Their open
+    v1 connections are told to read their rooms again (`fanout.access`)."""
+    body: dict[str, object] = {"room": room}
+    if user_id is not None:
+        body["user_id"] = user_id
+    if relist:
+        body["relist"] = list(relist)
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -279,27 +287,39 @@ class Mirror:
         self._client = client
         self.room = room
 
-    def _apply(self, user_id: str | None, *writes: Callable[[Any], object]) -> None:
+    def _apply(
+        self, user_id: str | None, *writes: Callable[[Any], object], relist: tuple[str, ...] = ()
+    ) -> None:
+        body = notice(self.room, user_id, relist=relist)
         with redis_unavailable("Saved, but the change is not live yet: retry"):
             pipe = self._client.pipeline(transaction=True)  # the room's keys: one slot
             for write in writes:
                 write(pipe)
-            execute_then_publish(self._client, pipe, MEMBERSHIP_CHANNEL, notice(self.room, user_id))
+            execute_then_publish(self._client, pipe, MEMBERSHIP_CHANNEL, body)
 
     def set_info(self, **fields: str) -> None:
         self._apply(None, lambda p: p.hset(room_info_key(self.room), mapping=fields))
 
     def set_role(self, user_id: str, role: str) -> None:
-        self._apply(user_id, lambda p: p.hset(room_members_key(self.room), user_id, role))
+        """An invitation or a new role: the room appears, or shows the role,
+        in the user's list."""
+        self._apply(
+            user_id,
+            lambda p: p.hset(room_members_key(self.room), user_id, role),
+            relist=(user_id,),
+        )
 
     def remove(self, user_id: str) -> None:
-        self._apply(user_id, lambda p: p.hdel(room_members_key(self.room), user_id))
+        self._apply(
+            user_id, lambda p: p.hdel(room_members_key(self.room), user_id), relist=(user_id,)
+        )
 
     def ban(self, user_id: str) -> None:
         self._apply(
             user_id,
             lambda p: p.sadd(room_bans_key(self.room), user_id),
             lambda p: p.hdel(room_members_key(self.room), user_id),
+            relist=(user_id,),
         )
 
     def unban(self, user_id: str) -> None:
@@ -313,16 +333,19 @@ class Mirror:
             lambda p: p.delete(room_members_key(room), room_bans_key(room)),
             lambda p: p.hset(room_info_key(room), mapping=info),
             lambda p: p.hset(room_members_key(room), owner, OWNER),
+            relist=(owner,),  # the creator's other tabs and devices
         )
 
-    def direct(self, first: str, second: str) -> None:
-        """A direct room of two members (written again as is: idempotent)."""
+    def direct(self, first: str, second: str, *, new_to: tuple[str, ...] = ()) -> None:
+        """A direct room of two members (written again as is: idempotent);
+        `new_to`: those of them it is new to, who are told to list it."""
         info = {"visibility": DIRECT, "owner": "", "title": "", "deleted": "0"}
         room = self.room
         self._apply(
             None,
             lambda p: p.hset(room_info_key(room), mapping=info),
             lambda p: p.hset(room_members_key(room), mapping={first: MEMBER, second: MEMBER}),
+            relist=new_to,
         )
 
     def delete(self) -> None:

@@ -116,17 +116,18 @@ def create(
 
 def _upsert_member(
     db: Database, room: str, user_id: str, username: str, role: str, *, activity: str | None = None
-) -> None:
-    """Set a role; a new membership also gets the room's `last` as its
-    activity when given (else it is read through its room until the drain
-    copies the room's key: `aurora.room_list`)."""
+) -> bool:
+    """Set a role; whether the membership is new. A new one also gets the
+    room's `last` as its activity when given (else it is read through its
+    room until the drain copies the room's key: `aurora.room_list`)."""
     copied = room_list.UNCOPIED if activity is None else room_list.activity_of(activity, room)
     fresh: dict[str, Any] = {"joined_at": _now(), "activity": copied}
-    db[rooms.MEMBERSHIPS].update_one(
+    result = db[rooms.MEMBERSHIPS].update_one(
         {"room": room, "user_id": user_id},
         {"$set": {"role": role, "username": username}, "$setOnInsert": fresh},
         upsert=True,
     )
+    return result.upserted_id is not None
 
 
 def open_direct(
@@ -141,9 +142,15 @@ def open_direct(
     room = rooms.direct_room(claims.user_id, user_id)
     doc = _upsert_direct(db, room, claims.user_id, user_id)
     last = doc.get("last", rooms.NO_ACTIVITY)
-    _upsert_member(db, room, claims.user_id, claims.username, MEMBER, activity=last)
-    _upsert_member(db, room, user_id, name, MEMBER, activity=last)
-    Mirror(client, room).direct(claims.user_id, user_id)
+    # Both are told to list it, on every device, the first time only: asking
+    # again tells nobody anything (it cannot be used to make the other's
+    # clients re-read their rooms over and over).
+    new_to = tuple(
+        member
+        for member, member_name in ((claims.user_id, claims.username), (user_id, name))
+        if _upsert_member(db, room, member, member_name, MEMBER, activity=last)
+    )
+    Mirror(client, room).direct(claims.user_id, user_id, new_to=new_to)
     answer = rooms.view(doc, room, MEMBER)
     answer["with"] = {"user": name, "user_id": user_id}
     return {"room": answer}
