@@ -89,6 +89,7 @@ class Subscriber:
         self._links: dict[str, _Link] = {}  # by node address ("" on a single Redis)
         self._failure: asyncio.Future | None = None  # a reader's error ends the connection
         self._connected = asyncio.Event()
+        self._replaying = False  # readers wait for the replay after a connect
         self._hub: Hub | None = None  # set by run()
 
     @property
@@ -103,7 +104,8 @@ class Subscriber:
             return
         link = await self._link_for(channel)
         await link.pubsub.ssubscribe(channel)
-        self._start_reader(link)
+        if not self._replaying:  # else `_connect` starts it after the replay
+            self._start_reader(link)
 
     async def unsubscribe(self, room: str) -> None:
         if not self._links or not self.connected:
@@ -222,13 +224,20 @@ class Subscriber:
                 by_slot.setdefault(self._redis.keyslot(channel), []).append(channel)
             for group in by_slot.values():
                 await (await self._link_for(group[0])).pubsub.ssubscribe(*group)
-        for link in self._links.values():
-            self._start_reader(link)
+        self._replaying = True
         self._connected.set()
         # Notices published while disconnected are gone: re-check everyone.
         self._revocations.check_all_soon()
         self._access.check_all_soon()
-        await self._replay(hub)
+        try:
+            await self._replay(hub)
+        finally:
+            self._replaying = False
+        # Only now: a live frame delivered during the replay would make the hub
+        # drop the older frames the replay then brings as already delivered.
+        # What was published meanwhile waits on the links, read in order next.
+        for link in self._links.values():
+            self._start_reader(link)
 
     def _node_of(self, channel: str) -> str:
         return self._redis.get_node_from_key(channel).name
