@@ -22,9 +22,10 @@ import argparse
 import platform
 import statistics
 import time
+from collections import defaultdict
 
 import redis
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from aurora import message_state, messages, receipts
 from aurora.drain import Drain
@@ -73,6 +74,42 @@ def queue_mixed(r: redis.Redis, n: int, lag: int) -> int:
     return count
 
 
+class ByCommand(monitoring.CommandListener):
+    """Where a run's database time goes: seconds and statements (documents
+    inserted, updates; 0 for reads) per command and collection, as the
+    client sees them."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.statements: dict[str, int] = defaultdict(int)
+        self._started: dict[int, tuple[str, int]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        name = f"{event.command_name} {target}" if isinstance(target, str) else event.command_name
+        count = len(event.command.get("updates") or event.command.get("documents") or ())
+        self._started[event.request_id] = (name, count)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        name, count = self._started.pop(event.request_id, ("?", 0))
+        self.seconds[name] += event.duration_micros / 1e6
+        self.statements[name] += count
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.succeeded(event)  # type: ignore[arg-type]
+
+    def report(self) -> str:
+        rows = sorted(self.seconds.items(), key=lambda item: -item[1])
+        return "; ".join(
+            f"{name} {seconds:.2f} s ({self.statements[name]})"
+            for name, seconds in rows
+            if seconds >= 0.01
+        )
+
+
 def timed(r: redis.Redis, db, batch_size: int) -> tuple[float, int]:
     run = Drain(r, db, consumer="bench", batch_size=batch_size, block_ms=10)
     started = time.perf_counter()
@@ -86,13 +123,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--lag", default="0,2000", help="how far back the changes reach")
     parser.add_argument("--repeat", type=int, default=1, help="turns of every run (medians)")
+    parser.add_argument("--by-command", action="store_true", help="database time per command")
     args = parser.parse_args()
     n = args.entries - args.entries % 10
 
     print(f"python {platform.python_version()}, {platform.machine()}, {platform.node()}")
     with scratch_stores() as (redis_proc, mongo_proc):
         r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
-        mongo = MongoClient(mongo_proc.url)
+        commands = ByCommand()
+        mongo = MongoClient(mongo_proc.url, event_listeners=[commands])
         runs = ["message-only"] + [f"mixed lag={lag}" for lag in args.lag.split(",")]
         rates: dict[str, list[float]] = {name: [] for name in runs}
         for turn in range(args.repeat):
@@ -106,7 +145,10 @@ def main() -> None:
                     stored = n
                 else:
                     stored = queue_mixed(r, n, int(name.split("=")[1]))
+                commands.reset()
                 seconds, drained = timed(r, db, args.batch_size)
+                if args.by_command:
+                    print(f"{name}, {seconds:.2f} s: {commands.report()}")
                 assert drained == n, (drained, n)
                 assert db[messages.COLLECTION].count_documents({}) == stored
                 if name != "message-only":

@@ -128,3 +128,16 @@ def test_any_order_and_any_replay_of_the_same_changes_converge(batch, rnd):
     for start in range(0, len(shuffled), 3):
         doc |= message_state.fold(doc, shuffled[start : start + 3])
     assert visible(doc) == in_order
+
+
+def test_a_run_remembers_a_bounded_number_of_messages_least_recently_used_out():
+    known = message_state.Known(limit=2)
+    for key in ("r/1", "r/2"):
+        known.put({"_id": key, "rev": 0})
+    assert known.get("r/1") is not None  # now the most recently used
+    known.put({"_id": "r/3", "rev": 0})
+    assert [known.get(k) is not None for k in ("r/1", "r/2", "r/3")] == [True, False, True]
+    # A message with many reactions is read again rather than remembered.
+    many = {f"u{i} 👍": "1-1" for i in range(message_state.KNOWN_MAX_REACTIONS + 1)}
+    known.put({"_id": "r/1", "rev": 1, "reaction_ids": many})
+    assert known.get("r/1") is None

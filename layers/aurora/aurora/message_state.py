@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 PARKED = "message_changes"
 _RETRIES = 5
-_STATE = {"user_id": 1, "text": 1, "deleted": 1, "edit_id": 1, "rev": 1, "reactions": 1,
+# What folding a change needs of a message (not its text: a change never reads it).
+_STATE = {"user_id": 1, "deleted": 1, "edit_id": 1, "rev": 1, "reactions": 1,
           "reaction_ids": 1}  # fmt: skip
 
 
@@ -118,6 +119,11 @@ def fold_into_new(
     return folded, rest
 
 
+# A message with more reactions than this is not remembered by `Known`
+# (each one is a user id in its state): at most ~20,000 x 200 of them.
+KNOWN_MAX_REACTIONS = 200
+
+
 class Known:
     """What one drain run knows of the messages it has stored, changed or
     read: their state (`_STATE`), least recently used first out, at most
@@ -140,6 +146,9 @@ class Known:
         return state
 
     def put(self, doc: dict[str, Any]) -> None:
+        if len(doc.get("reaction_ids") or ()) > KNOWN_MAX_REACTIONS:
+            self.forget([doc["_id"]])  # read again when changed: bounds the memory
+            return
         self._states[doc["_id"]] = {name: doc.get(name) for name in ("_id", *_STATE)}
         self._states.move_to_end(doc["_id"])
         while len(self._states) > self.limit:

@@ -37,7 +37,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aurora import messages, receipts, rooms
 from aurora.keyspace import Layout
@@ -107,32 +107,36 @@ def rebuild_counts(db: Database, client: redis.Redis, layout: Layout) -> Recount
     """Rebuild every room's unread state in Redis from MongoDB (module docstring)."""
     done = Recounted()
     raise_counter = client.register_script(_RAISE_COUNTER)
-    rebuild_user = client.register_script(_REBUILD_USER)
     names = _rooms(db)
     for room in names:  # step 1, for every room before the slow part
         newest = _newest_number(db, room)
         done.counters_raised += int(raise_counter(keys=[layout.room_counter_key(room)],
                                                   args=[newest]))  # fmt: skip
+    rebuild_user = client.register_script(_REBUILD_USER)
     for room in names:
-        cursors = _stored_cursors(db, room)
-        deleted, own = _numbers(db, room, {user: c[0] for user, c in cursors.items()})
-        keys_of = {user: [layout.cursors_key(room, receipts.READ),
-                          layout.cursors_key(room, receipts.DELIVERED),
-                          layout.own_messages_key(room, user),
-                          layout.deleted_numbers_key(room)]
-                   for user in set(cursors) | set(deleted) | set(own)}  # fmt: skip
-        for user, keys in keys_of.items():
-            read, delivered = cursors.get(user, (0, "", ""))[1:]
-            first = True
-            for gone, kept in _chunks(deleted.get(user, []), own.get(user, [])):
-                done.own += int(rebuild_user(keys=keys, args=[
-                    user, read if first else "", delivered if first else "",
-                    json.dumps(gone), json.dumps(kept)]))  # fmt: skip
-                done.deleted += len(gone)
-                first = False
-            done.cursors += user in cursors
+        _rebuild_room(db, rebuild_user, layout, room, done)
         done.rooms += 1
     return done
+
+
+def _rebuild_room(
+    db: Database, rebuild_user: Any, layout: Layout, room: str, done: Recounted
+) -> None:
+    """Steps 2 and 3 for one room: one script call per reader or author (more
+    for one with over CHUNK numbers)."""
+    cursors = _stored_cursors(db, room)
+    deleted, own = _numbers(db, room, {user: c[0] for user, c in cursors.items()})
+    for user in set(cursors) | set(deleted) | set(own):
+        keys = [layout.cursors_key(room, receipts.READ),
+                layout.cursors_key(room, receipts.DELIVERED),
+                layout.own_messages_key(room, user), layout.deleted_numbers_key(room)]  # fmt: skip
+        read, delivered = cursors.get(user, (0, "", ""))[1:]
+        for gone, kept in _chunks(deleted.get(user, []), own.get(user, [])):
+            args = [user, read, delivered, json.dumps(gone), json.dumps(kept)]
+            done.own += int(rebuild_user(keys=keys, args=args))
+            done.deleted += len(gone)
+            read = delivered = ""  # offered once
+        done.cursors += user in cursors
 
 
 def _rooms(db: Database) -> list[str]:
