@@ -1,16 +1,16 @@
 """The caller's rooms newest activity first (`GET /api/rooms`), read as an
 index range: each membership document carries its room's activity.
 
-`activity` is `"<room's last>~<room>"` (`rooms.activity_key`, 41 characters,
-then the id): one string whose order is the listing's, (last, room), and
-which is also the listing's cursor. A page is `{user_id, activity < cursor}`
-newest first on the index (`user_id`, `activity`): never an `$in` of
-every room the user is in.
+`activity` is a copy of `"<room's last>~<room>"` (`rooms.activity_key`, 41
+characters, then the id): one string whose order is the listing's, (last,
+room); the listing's cursor has the same form. A page is a range of
+`{user_id, activity}` newest first on the index (`user_id`, `activity`):
+never an `$in` of every room the user is in.
 
 Who writes it (the room document's `last` stays the truth):
 - the drain (`copy_activity`): for each room a batch touched, after raising
-  the room's `last`, one conditional update of the room's memberships that
-  hold an older key, however many messages the batch had there;
+  the room's `last`, one conditional update of the room's memberships whose
+  copy lags by COPY_LAG_MS or more, however many messages the batch had there;
 - the drain's joins pass (`copy_current`), for the rooms just joined;
 - creating a room and opening a direct room, with the room's key; other new
   memberships (invitations, joins) start `UNCOPIED`, which the next copy fills.
@@ -19,10 +19,11 @@ Big rooms are read, not copied: a room of more than `COPY_MAX_MEMBERS`
 members (the mirror's count) has its memberships' `activity` null, and the
 listing reads those rooms' `last` when it lists them. So a drained batch
 writes at most `COPY_MAX_MEMBERS` memberships per room it touched, and a
-listing reads its page plus the caller's big rooms. A membership with no
-copied key (`UNCOPIED`, or stored before this field:
-`migrations.copy_room_activity`) is read the same way: always in its right
-place, only slower.
+busy room's members once per COPY_LAG_MS each; a listing reads its page, the
+copies within COPY_LAG_MS of its edge, and the caller's big rooms, and orders
+them by their rooms' `last`. A membership with no copy (`UNCOPIED`, or stored
+before this field: `migrations.copy_room_activity`) is read the same way:
+always in its right place, only slower.
 
 Paging is by key, not offset: activity only rises, so a room that moves up
 while someone pages is never listed twice (it moved above the cursor), and
