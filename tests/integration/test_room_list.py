@@ -23,7 +23,7 @@ def stores(settings: Settings):
     db, cache = database(settings), redis_client(settings.redis_url)
     for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
         db[name].delete_many({})
-    cache.delete(rooms_floor_key(USER.user_id))
+    cache.delete(rooms_floor_key(USER.user_id), *cache.scan_iter("aurora:roomcopied:*"))
     return db, cache
 
 

@@ -9,9 +9,10 @@ never an `$in` of every room the user is in.
 
 Who writes it (the room document's `last` stays the truth):
 - the drain (`copy_activity`): for each room a batch touched, after raising
-  the room's `last`, one conditional update of the room's memberships whose
-  copy lags by COPY_LAG_MS or more, however many messages the batch had there;
-- the drain's joins pass (`copy_current`), for the rooms just joined;
+  the room's `last`, when the room's last copy is COPY_LAG_MS or more behind
+  it, one update of the room's memberships holding an older key, however
+  many messages the batch had there;
+- the drain's joins pass (`copy_current`), for the memberships just made;
 - creating a room and opening a direct room, with the room's key; other new
   memberships (invitations, joins) start `UNCOPIED`, which the next copy fills.
 
@@ -37,7 +38,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from aurora import rooms
-from aurora.keyspace import room_members_key, rooms_floor_key
+from aurora.keyspace import room_copied_key, room_members_key, rooms_floor_key
 
 if TYPE_CHECKING:
     import redis
@@ -49,6 +50,8 @@ COPY_MAX_MEMBERS = 200
 # A copy is rewritten only once it lags its room by this much (message
 # time): a busy room costs its members one write each per this, not per batch.
 COPY_LAG_MS = 5_000
+COPIED_MARK_TTL_SECONDS = 86_400
+_BIG = "big"  # the copied mark of a room read when listed
 # Memberships read per listing at most; a user in more rooms sees the most
 # recently active ones.
 MAX_LISTED = 10_000
@@ -73,11 +76,12 @@ def copy_activity(
     db: Database, client: redis.Redis, newest: dict[str, str], *,
     max_members: int = COPY_MAX_MEMBERS,
 ) -> None:  # fmt: skip
-    """Give the memberships of each room in `newest` ({room: last}) that key
-    where they hold an older one (`UNCOPIED` included): one statement per
-    room. A room of more than `max_members` members gets null instead, once
-    (read when listed); a room with no members costs nothing. Idempotent,
-    and safe beside another drain: a key never replaces a newer one."""
+    """Copy each room's key ({room: last}) into its memberships that hold an
+    older one, when the last copy (`keyspace.room_copied_key`) is COPY_LAG_MS
+    or more behind it: at most one statement per room, none for a room with
+    no members or a fresh copy. A room of more than `max_members` members
+    gets null instead, once (read when listed). Idempotent, and safe beside
+    another drain: a key never replaces a newer one."""
     from pymongo import UpdateMany
 
     if not newest:
@@ -85,25 +89,43 @@ def copy_activity(
     pipe = client.pipeline(transaction=False)
     for room in newest:
         pipe.hlen(room_members_key(room))
-    updates = []
-    for (room, last), size in zip(newest.items(), pipe.execute(), strict=True):
+        pipe.get(room_copied_key(room))
+    replies = pipe.execute()
+    updates, marks = [], {}
+    for (room, last), size, copied in zip(newest.items(), replies[::2], replies[1::2],
+                                          strict=True):  # fmt: skip
         if size > max_members:
-            # Only copies match ($gt ""): after the first time, nothing.
-            updates.append(UpdateMany({"room": room, "activity": {"$gt": UNCOPIED}},
-                                      {"$set": {"activity": None}}))  # fmt: skip
-        elif size:
-            # Only copies that lag by COPY_LAG_MS or more (UNCOPIED included):
-            # a busy room's members are written at most about that often.
-            updates.append(UpdateMany({"room": room, "activity": {"$lt": lagging(last)}},
-                                      {"$set": {"activity": activity_of(last, room)}}))  # fmt: skip
-    if updates:
-        db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
+            if copied != _BIG:
+                # Only copies match ($gt ""): read when listed from now on.
+                updates.append(UpdateMany({"room": room, "activity": {"$gt": UNCOPIED}},
+                                          {"$set": {"activity": None}}))  # fmt: skip
+                marks[room] = _BIG
+        elif size and (copied in (None, _BIG) or copied < lagging(last)):
+            key = activity_of(last, room)
+            updates.append(UpdateMany({"room": room, "activity": {"$lt": key}},
+                                      {"$set": {"activity": key}}))  # fmt: skip
+            marks[room] = last
+    if not updates:
+        return
+    db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
+    pipe = client.pipeline(transaction=False)
+    for room, mark in marks.items():  # after the copy: a mark never claims one not made
+        pipe.set(room_copied_key(room), mark, ex=COPIED_MARK_TTL_SECONDS)
+    pipe.execute()
 
 
 def copy_current(db: Database, client: redis.Redis, joined: set[str]) -> None:
-    """`copy_activity` with these rooms' stored `last`: for memberships just made."""
+    """Give memberships just made (`UNCOPIED`) in these rooms their room's
+    stored key, whatever the last copy: a quiet room may have no next one."""
+    from pymongo import UpdateMany
+
     found = rooms.by_ids(db, sorted(joined), {"last": 1})
-    copy_activity(db, client, {d["_id"]: d.get("last", rooms.NO_ACTIVITY) for d in found})
+    updates = [UpdateMany({"room": d["_id"], "activity": UNCOPIED},
+                          {"$set": {"activity": activity_of(d.get("last", rooms.NO_ACTIVITY),
+                                                            d["_id"])}})
+               for d in found]  # fmt: skip
+    if updates:
+        db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
 
 
 # -- reading -------------------------------------------------------------------------
