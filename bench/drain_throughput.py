@@ -2,7 +2,11 @@
 run of the drain until the stream is empty, check the exact count stored.
 
     .venv/bin/python bench/drain_throughput.py [--messages 20000] [--batch-sizes 1,50,500,1000]
-        [--partitions 1,4,16] [--without-history-index]
+        [--partitions 1,4,16] [--without-history-index] [--members 0,20,10000]
+
+--members M gives each of the 100 rooms M members (memberships and the Redis
+mirror), so each batch also copies its rooms' activity into their memberships
+(`aurora.room_list`: rooms of more than 200 members are not copied).
 
 Starts its own redis-server and SecantusDB (standalone) in a temporary folder
 on ephemeral loopback ports, and stops them by pid.
@@ -17,9 +21,9 @@ import time
 import redis
 from pymongo import MongoClient
 
-from aurora import messages
+from aurora import messages, rooms
 from aurora.drain import Drain, partitions_of
-from aurora.keyspace import Layout
+from aurora.keyspace import Layout, room_members_key
 from aurora.stream import StreamEntry
 from local.servers import scratch_stores
 
@@ -34,6 +38,19 @@ def queue(r: redis.Redis, n: int, layout: Layout) -> None:
         pipe.execute()
 
 
+def seed_members(r: redis.Redis, db, members: int) -> None:
+    """M members in each of the 100 rooms, as joins and the drain leave them."""
+    rooms.ensure_indexes(db)
+    for i in range(100):
+        room = f"room-{i}"
+        if members:
+            db[rooms.MEMBERSHIPS].insert_many(
+                [{"room": room, "user_id": f"m{k}", "role": "member", "activity": ""}
+                 for k in range(members)]
+            )  # fmt: skip
+            r.hset(room_members_key(room), mapping={f"m{k}": "member" for k in range(members)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
@@ -42,6 +59,7 @@ def main() -> None:
         "--partitions", default="1", help="stream partition counts to compare, e.g. 1,4,16"
     )
     parser.add_argument("--max-batch-1-messages", type=int, default=3_000)
+    parser.add_argument("--members", default="0", help="members per room to compare, e.g. 0,20")
     parser.add_argument(
         "--without-history-index",
         action="store_true",
@@ -54,9 +72,11 @@ def main() -> None:
     with scratch_stores() as (redis_proc, mongo_proc):
         r = redis.Redis.from_url(redis_proc.url, decode_responses=True)
         mongo = MongoClient(mongo_proc.url)
-        print(f"{'P':>3} {'batch':>6} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
+        print(f"{'P':>3} {'members':>8} {'batch':>6} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
         counts = [int(p) for p in args.partitions.split(",")]
-        for partitions, size in ((p, s) for p in counts for s in batch_sizes):
+        runs = [(p, m, s) for p in counts for m in (int(m) for m in args.members.split(","))
+                for s in batch_sizes]  # fmt: skip
+        for partitions, members, size in runs:
             layout = Layout(partitions=partitions)
             # Batch 1 is a round trip per message: fewer of them, same rate.
             n = min(args.messages, args.max_batch_1_messages) if size == 1 else args.messages
@@ -64,6 +84,7 @@ def main() -> None:
             if not args.without_history_index:
                 messages.ensure_indexes(db)
             r.flushdb()
+            seed_members(r, db, members)
             queue(r, n, layout)
             run = Drain(r, db, consumer="bench", batch_size=size, block_ms=10,
                         partitions=partitions_of(layout))  # fmt: skip
@@ -72,7 +93,8 @@ def main() -> None:
             seconds = time.perf_counter() - started
             assert summary.inserted == n, summary
             assert db[messages.COLLECTION].count_documents({}) == n
-            print(f"{partitions:>3} {size:>6} {n:>9} {seconds:>8.2f} {n / seconds:>9.0f}")
+            print(f"{partitions:>3} {members:>8} {size:>6} {n:>9} {seconds:>8.2f} "
+                  f"{n / seconds:>9.0f}")  # fmt: skip
             mongo.drop_database(db.name)
 
 

@@ -23,7 +23,7 @@ def stores(settings: Settings):
     db, cache = database(settings), redis_client(settings.redis_url)
     for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
         db[name].delete_many({})
-    cache.delete(rooms_floor_key(USER.user_id))
+    cache.delete(rooms_floor_key(USER.user_id), *cache.scan_iter("aurora:roomcopied:*"))
     return db, cache
 
 
@@ -87,7 +87,7 @@ def test_pages_are_newest_first_and_rooms_moving_meanwhile_are_never_listed_twic
     assert everything(db, cache, limit=4) == newest_first
 
     # While the user pages: an unseen room (r1, big r3) and a seen one (r8)
-    # move to the top.
+    # move to the top (r1's copy lags: its room's `last` places it).
     first, cursor = listed(db, cache, limit=3)
     assert [r[0] for r in first] == ["r9", "r8", "r7"]
     activity(db, cache, {"r1": 5000, "r3": 5001, "r8": 5002})
@@ -99,6 +99,23 @@ def test_pages_are_newest_first_and_rooms_moving_meanwhile_are_never_listed_twic
     assert len(seen) == len(set(seen))
     assert set(seen) >= set(names) - {"r1", "r3"}  # every room that stayed put, once
     assert [r[0] for r in everything(db, cache, limit=3)][:3] == ["r8", "r3", "r1"]
+
+
+def test_copies_lag_their_rooms_by_less_than_the_bound_and_pages_stay_exact(stores):
+    db, cache = stores
+    member_of(db, cache, ["p0", "p1", "p2", "p3"])
+    activity(db, cache, {"p0": 350, "p1": 200, "p2": 300, "p3": 100})
+
+    def copy(room: str) -> str:
+        return db[rooms.MEMBERSHIPS].find_one({"room": room})["activity"]
+
+    # p0's next message is within the bound: its copy is not rewritten, yet
+    # it lists first, and pages of one cut by real activity repeat nothing.
+    activity(db, cache, {"p0": 4000})
+    assert copy("p0") == room_list.activity_of(rooms.activity_key(350, 0), "p0")
+    assert [r[0] for r in everything(db, cache, limit=1)] == ["p0", "p2", "p1", "p3"]
+    activity(db, cache, {"p0": 351 + room_list.COPY_LAG_MS})
+    assert copy("p0") == room_list.activity_of(rooms.activity_key(5351, 0), "p0")
 
 
 def test_deleted_and_left_rooms_are_never_listed(stores):

@@ -186,6 +186,14 @@ def room_lock_key(room: str) -> str:
     return f"aurora:lock:{{{room}}}"
 
 
+def room_copied_key(room: str) -> str:
+    """String: the room's key (or "big") last copied into all its memberships
+    (`aurora.room_list`), so the drain skips a room whose copy is fresh.
+    Written by the drain after the copy; expires a day after. Losing it costs
+    one more copy."""
+    return f"aurora:roomcopied:{{{room}}}"
+
+
 def rooms_floor_key(user_id: str) -> str:
     """String: an activity key at or below the top of this user's room list
     (`aurora.room_list`, a hint that bounds the first page's read). Written

@@ -201,11 +201,9 @@ def listing(
     before = None if after is None else room_list.activity_of(*after)
     rows, next_cursor = room_list.page(db, client, claims.user_id, before=before, limit=limit,
                                        max_time_ms=max_time_ms)  # fmt: skip
-    docs = {d["_id"]: d for d in rooms.by_ids(db, [r["room"] for r in rows],
-                                              max_time_ms=max_time_ms)}  # fmt: skip
     # A room being deleted may keep memberships for a moment: never listed.
-    page = [rooms.view(docs[r["room"]], r["room"], r["role"]) for r in rows
-            if r["room"] in docs and not docs[r["room"]].get("deleted")]  # fmt: skip
+    page = [rooms.view(r["doc"], r["room"], r["role"]) for r in rows
+            if not r["doc"].get("deleted")]  # fmt: skip
     _name_peers(db, claims, page)
     return {"rooms": page, "next_cursor": next_cursor}
 
