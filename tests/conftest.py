@@ -47,6 +47,11 @@ def mongo_server(tmp_path_factory) -> Iterator[ManagedProcess]:
 # on a single Redis and once on the cluster, through the same fixtures.
 on_single_and_cluster = pytest.mark.parametrize("redis_url", ["single", "cluster"], indirect=True)
 
+# Tests that need one Redis server by nature take this mark instead, and say
+# why: they kill or restart it, or need one transaction over what a cluster
+# spreads across nodes. They run on a single Redis under `--redis=cluster` too.
+on_single_redis = pytest.mark.parametrize("redis_url", ["single"], indirect=True)
+
 
 @pytest.fixture
 def redis_url(request) -> Iterator[str]:
@@ -76,16 +81,16 @@ def redis_layout(settings: Settings):
     return layout(settings)
 
 
-def plain_client(url: str):
-    """A decoded client of the Redis at `url`, a RedisCluster for a cluster;
-    the caller closes it."""
+def plain_client(url: str, *, decode: bool = True):
+    """A client of the Redis at `url` (replies decoded unless `decode` is
+    false), a RedisCluster for a cluster; the caller closes it."""
     import redis
 
     from aurora.backends import redis_mode, redis_seeds
 
     if redis_mode(url).cluster:
-        return redis.RedisCluster.from_url(redis_seeds(url)[0], decode_responses=True)
-    return redis.Redis.from_url(url, decode_responses=True)
+        return redis.RedisCluster.from_url(redis_seeds(url)[0], decode_responses=decode)
+    return redis.Redis.from_url(url, decode_responses=decode)
 
 
 @pytest.fixture

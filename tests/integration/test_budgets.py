@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import redis
-import redis.asyncio
-
+from aurora.backends import async_redis_client, layout
 from aurora.budget import SendBudget
-from aurora.keyspace import budget_key, window_key
+from aurora.keyspace import budget_key, room_members_key
 from aurora.sending import Backpressure, Sender
+from tests.conftest import plain_client
 from tests.integration.test_fanout_v1 import join, v1
 from tests.support.fanout import receive_json, replica, send_json
 
@@ -46,7 +45,7 @@ async def test_one_user_sending_to_many_rooms_is_held_to_the_burst_and_stays_con
 
 async def test_the_byte_budget_refuses_what_the_message_budget_would_allow(settings):
     s = dataclasses.replace(settings, user_bytes_per_window=10_000, user_bytes_window_seconds=10)
-    client = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True)
+    client = async_redis_client(s.redis_url)
     budget = SendBudget(client, s)
     taken = [await budget.take("u1", 3000) for _ in range(4)]
     ttl = await client.pttl(budget_key("u1"))
@@ -60,7 +59,7 @@ async def test_the_byte_budget_refuses_what_the_message_budget_would_allow(setti
 async def test_a_budget_refusal_debits_nothing(settings):
     s = dataclasses.replace(settings, user_message_burst=2, user_messages_per_second=0.001)
     s = dataclasses.replace(s, user_bytes_window_seconds=10**6)  # no refill meanwhile, to speak of
-    client = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True)
+    client = async_redis_client(s.redis_url)
     budget = SendBudget(client, s)
     taken = [await budget.take("u2", 10) for _ in range(5)]
     state = await client.hgetall(budget_key("u2"))
@@ -85,16 +84,17 @@ async def test_joining_fresh_rooms_is_a_creation_budget_and_joining_used_rooms_i
         await alice.close()
         await bob.close()
     assert refused["type"] == "rate_limited" and 0 < refused["retry_after_ms"] <= 60_000
-    r = redis.Redis.from_url(s.redis_url)
-    assert not r.exists("aurora:members:{fresh-3}")  # nothing recorded for the refused join
+    r = plain_client(s.redis_url)
+    assert not r.exists(room_members_key("fresh-3"))  # nothing recorded for the refused join
     r.close()
 
 
 async def test_a_rooms_resume_window_expires_once_the_room_is_quiet(settings):
     s = dataclasses.replace(settings, resume_window_ttl_seconds=60)
-    client = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True)
-    await Sender(client, s).send(room="quiet", user_id="u1", username="alice", text="hi")
-    ttl = await client.pttl(window_key("quiet"))
+    client = async_redis_client(s.redis_url)
+    sender = Sender(client, s, layout(s))
+    await sender.send(room="quiet", user_id="u1", username="alice", text="hi")
+    ttl = await client.pttl(layout(s).window_key("quiet"))
     await client.aclose()
     assert 0 < ttl <= 60_000
 
@@ -102,14 +102,14 @@ async def test_a_rooms_resume_window_expires_once_the_room_is_quiet(settings):
 async def test_the_backlog_is_bounded_in_bytes_as_well_as_entries(settings):
     s = dataclasses.replace(settings, max_backlog_bytes=64 * 1024, user_bytes_per_window=10**9)
     s = dataclasses.replace(s, user_message_burst=10_000, rate_limit_messages=10_000)
-    client = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True)
-    sender = Sender(client, s)
+    client = async_redis_client(s.redis_url)
+    sender = Sender(client, s, layout(s))
     outcomes = []
     for _ in range(40):  # 40 x 4 KB would be 160 KB
         outcomes.append(await sender.send(room="big", user_id="u1", username="a", text="z" * 4000))
         if isinstance(outcomes[-1], Backpressure):
             break
-    used = await client.memory_usage("aurora:messages")
+    used = await client.memory_usage(layout(s).room_stream_key("big"))
     await client.aclose()
     assert isinstance(outcomes[-1], Backpressure)
     assert 64 * 1024 <= used < 64 * 1024 + 2 * 4096 + 4096
@@ -120,7 +120,8 @@ def test_windows_written_before_expiries_existed_get_the_expiry_they_would_have_
     from scripts import resume_windows
 
     s = dataclasses.replace(settings, resume_window_ttl_seconds=3600)
-    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    r = plain_client(s.redis_url)
+    window_key = layout(s).window_key
     now_ms = int(r.time()[0]) * 1000
     r.xadd(window_key("long-quiet"), {"f": "{}"}, id=f"{now_ms - 7200 * 1000}-0")
     r.xadd(window_key("recent"), {"f": "{}"}, id=f"{now_ms - 600 * 1000}-0")

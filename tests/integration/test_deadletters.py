@@ -9,7 +9,6 @@ import pytest
 from aurora import deadletters, messages
 from aurora.backends import database
 from aurora.drain import Drain, ensure_group, partitions_of
-from aurora.keyspace import DEAD_LETTER_KEY
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry
 from scripts import deadletters as deadletters_cli
@@ -80,21 +79,33 @@ def test_replay_stores_the_message_under_its_original_id_once(settings, letters,
     assert database(settings)[messages.COLLECTION].count_documents({}) == 1
 
 
-def test_replaying_something_already_stored_counts_it_as_already_stored(settings, letters, r):
-    worn = deadletters.get_letter(r, letters["too_many_deliveries"])
+def general_dead_letters(layout) -> str:
+    """The dead-letter stream of room `general`'s partition."""
+    return layout.dead_letter_key(layout.partition_of("general"))
+
+
+def test_replaying_something_already_stored_counts_it_as_already_stored(
+    settings, letters, r, redis_layout
+):
+    key = general_dead_letters(redis_layout)
+    # The library takes the id within its stream; the CLI's label may prefix the partition.
+    worn = deadletters.get_letter(r, letters["too_many_deliveries"].rpartition("/")[2], key=key)
     database(settings)[messages.COLLECTION].insert_one(
         messages.document(StreamEntry.from_redis(worn.source_id, worn.fields))
     )
-    result = deadletters.replay(r, database(settings), worn.id)
+    result = deadletters.replay(r, database(settings), worn.id, key=key)
     assert result.outcome == "already_stored"
-    assert r.xlen(DEAD_LETTER_KEY) == 1  # only the malformed one is left
+    assert r.xlen(key) == 1  # only the malformed one is left
 
 
-def test_an_entry_that_is_still_invalid_stays_dead_lettered(settings, letters, r, capsys):
+def test_an_entry_that_is_still_invalid_stays_dead_lettered(
+    settings, letters, r, capsys, redis_layout
+):
     status, out, _ = cli(settings, capsys, "replay", "--all")
     assert status == 1
     assert "invalid\tMissing fields: user_id, username" in out
-    assert [d.code for d in deadletters.list_letters(r)] == ["missing_fields"]
+    key = general_dead_letters(redis_layout)
+    assert [d.code for d in deadletters.list_letters(r, key=key)] == ["missing_fields"]
 
 
 @pytest.mark.parametrize("bad_id", ["nope", "1-2-3", "$(rm -rf /)", "-"])

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-import redis
 
 from aurora import messages
 from aurora.backends import database
@@ -17,7 +16,7 @@ from aurora.drain import Drain, ensure_group, partitions_of
 from aurora.keyspace import SINGLE, STREAM_KEY, Layout
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry, change_fields
-from tests.conftest import on_single_and_cluster
+from tests.conftest import on_single_and_cluster, plain_client
 from tests.support import ROOT
 
 
@@ -247,15 +246,15 @@ def test_an_entry_delivered_too_many_times_is_dead_lettered(r, db, redis_layout)
     assert r.xpending(stream, GROUP)["pending"] == 0
 
 
-def test_a_document_the_database_rejects_is_dead_lettered_and_the_rest_stored(r, db):
+def test_a_document_the_database_rejects_is_dead_lettered_and_the_rest_stored(r, db, redis_layout):
     # A unique index on another field: its duplicate is a rejection, not "already stored".
     db[messages.COLLECTION].create_index("text", unique=True, name="text_unique")
-    first, second = queue(r, 2, text="same")
-    (other,) = queue(r, 1, text="other")
-    summary = until_idle(drain(r, db))
+    first, second = queue(r, 2, text="same", layout=redis_layout)
+    (other,) = queue(r, 1, text="other", layout=redis_layout)
+    summary = until_idle(drain(r, db, layout=redis_layout))
     assert sorted(stored(db)) == sorted([first, other])
     assert (summary.inserted, summary.duplicates, summary.dead_lettered) == (2, 0, 1)
-    ((letter),) = dead_letters(r)
+    ((letter),) = dead_letters(r, redis_layout)
     assert (letter["source_id"], letter["code"]) == (second, "rejected_by_database")
 
 
@@ -410,14 +409,16 @@ def test_a_transient_database_error_leaves_the_batch_pending_not_dead_lettered(
     client.close()
 
 
-def test_an_entry_that_is_not_utf8_is_dead_lettered_and_the_batch_goes_on(db, settings, capsys):
+def test_an_entry_that_is_not_utf8_is_dead_lettered_and_the_batch_goes_on(
+    db, settings, capsys, redis_layout
+):
     """Raw bytes from some other producer must not make the batch unreadable."""
     from aurora.backends import redis_client
 
-    raw = redis.Redis.from_url(settings.redis_url)
-    before = queue(redis_client(settings.redis_url), 2)
+    raw = plain_client(settings.redis_url, decode=False)
+    before = queue(redis_client(settings.redis_url), 2, layout=redis_layout)
     bad = raw.xadd(
-        STREAM_KEY,
+        redis_layout.room_stream_key("general"),
         {
             b"v": b"1",
             b"room": b"general",
@@ -426,8 +427,8 @@ def test_an_entry_that_is_not_utf8_is_dead_lettered_and_the_batch_goes_on(db, se
             b"text": b"x",
         },
     ).decode()
-    after = queue(redis_client(settings.redis_url), 2)
-    summary = until_idle(drain(redis_client(settings.redis_url), db))
+    after = queue(redis_client(settings.redis_url), 2, layout=redis_layout)
+    summary = until_idle(drain(redis_client(settings.redis_url), db, layout=redis_layout))
     assert sorted(stored(db)) == sorted(before + after)
     assert summary.dead_lettered == 1
     (letter,) = deadletters_of(settings)
@@ -440,23 +441,26 @@ def test_an_entry_that_is_not_utf8_is_dead_lettered_and_the_batch_goes_on(db, se
     raw.close()
 
 
-def test_an_entry_too_large_to_store_is_dead_lettered(r, db):
-    ensure_group(r)
+def test_an_entry_too_large_to_store_is_dead_lettered(r, db, redis_layout):
+    ensure_group(r, redis_layout.stream_keys())
     huge = StreamEntry("0-0", "general", "u1", "alice", "x" * (16 * 1024 * 1024)).fields()
-    too_large = r.xadd(STREAM_KEY, huge)
-    fine = queue(r, 3)
-    summary = until_idle(drain(r, db))
+    too_large = r.xadd(redis_layout.room_stream_key("general"), huge)
+    fine = queue(r, 3, layout=redis_layout)
+    summary = until_idle(drain(r, db, layout=redis_layout))
     assert sorted(stored(db)) == sorted(fine)
     assert summary.dead_lettered == 1
-    ((letter),) = [(f["source_id"], f["code"]) for f in dead_letters(r)]
+    ((letter),) = [(f["source_id"], f["code"]) for f in dead_letters(r, redis_layout)]
     assert letter == (too_large, "too_large")
 
 
 def deadletters_of(settings: Settings):
+    """The dead letters of room `general`'s partition."""
     from aurora import deadletters
-    from aurora.backends import redis_client
+    from aurora.backends import layout, redis_client
 
-    return deadletters.list_letters(redis_client(settings.redis_url))
+    lay = layout(settings)
+    key = lay.dead_letter_key(lay.partition_of("general"))
+    return deadletters.list_letters(redis_client(settings.redis_url), key=key)
 
 
 def test_the_drain_records_each_rooms_newest_message_and_a_redelivery_changes_nothing(r, db):

@@ -14,15 +14,17 @@ import pytest
 import redis
 
 from aurora import messages
-from aurora.backends import database
+from aurora.backends import database, layout
 from aurora.drain import Drain, ensure_group
-from aurora.keyspace import DEAD_LETTER_KEY, STREAM_KEY
+from aurora.keyspace import STREAM_KEY
 from aurora.settings import Settings, get_settings
 from aurora.stream import GROUP, StreamEntry
 from local.runtime import LocalFunction
 from local.servers import ManagedProcess, free_port, start_mongo, start_redis
 from local.template import functions
+from tests.conftest import plain_client
 from tests.support import ROOT
+from tests.support.draining import drain_until_idle
 
 SCHEDULED = json.loads((ROOT / "events" / "drain.schedule.json").read_text())
 OUTAGE_SECONDS = 6  # two runs of the compressed schedule; bench/faults.py holds one for 30 s
@@ -57,7 +59,8 @@ def test_mongodb_down_for_two_scheduled_runs_while_chat_continues_loses_nothing(
     (fn,) = [f for f in functions(ROOT / "template.yaml") if f.name == "IngestFunction"]
     ingest = LocalFunction(dataclasses.replace(fn, timeout=8))
 
-    r = redis.Redis.from_url(app_env.redis_url, decode_responses=True)
+    r, lay = plain_client(app_env.redis_url), layout(app_env)
+    stream = lay.room_stream_key("general")
     sent: list[str] = []
     failures: list[BaseException] = []
     chatting = threading.Event()
@@ -68,7 +71,7 @@ def test_mongodb_down_for_two_scheduled_runs_while_chat_continues_loses_nothing(
     def chat() -> None:  # ~50 messages a second, outage or not
         i = 0
         while chatting.is_set():
-            sent.append(r.xadd(STREAM_KEY, entry(i)))
+            sent.append(r.xadd(stream, entry(i)))
             i += 1
             time.sleep(0.02)
 
@@ -97,14 +100,13 @@ def test_mongodb_down_for_two_scheduled_runs_while_chat_continues_loses_nothing(
             thread.join(30)
     ingest.close()
 
-    final = Drain(r, database(get_settings()), consumer="final", claim_idle_ms=0, block_ms=10)
-    final.run(lambda: True, exit_when_idle=True)
+    drain_until_idle(get_settings(), consumer="final", claim_idle_ms=0, block_ms=10)
     stored = [d["id"] for d in database(get_settings())[messages.COLLECTION].find({}, {"id": 1})]
     assert failures, "the runs during the outage should have failed"
     assert len(sent) > 20 * OUTAGE_SECONDS  # chat went on during the outage
     assert sorted(stored) == sorted(sent)  # all of it, once
-    assert r.xpending(STREAM_KEY, GROUP)["pending"] == 0
-    assert r.xlen(DEAD_LETTER_KEY) == 0  # an outage is not poison
+    assert r.xpending(stream, GROUP)["pending"] == 0
+    assert r.xlen(lay.dead_letter_key(lay.partition_of("general"))) == 0  # an outage is not poison
     r.close()
 
 

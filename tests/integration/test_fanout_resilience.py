@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-import redis
 from websockets.asyncio.client import connect
 
 from aurora.keyspace import REVOCATIONS_CHANNEL
-from tests.conftest import on_single_and_cluster
+from tests.conftest import on_single_and_cluster, plain_client
 from tests.support.fanout import (
     eventually,
     receive_json,
@@ -33,7 +32,7 @@ async def test_an_unexpected_error_in_the_subscriber_restarts_it_and_chat_goes_o
                 return handle(data)
 
             subscriber._revocations.notice = broken_once
-            publisher = redis.Redis.from_url(settings.redis_url)
+            publisher = plain_client(settings.redis_url)
             publisher.publish(REVOCATIONS_CHANNEL, json.dumps({"user_id": "nobody"}))
             publisher.close()
             await eventually(lambda: failures, "the notice never reached the handler")

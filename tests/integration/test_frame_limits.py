@@ -9,9 +9,9 @@ import contextlib
 import dataclasses
 import threading
 
-import redis.asyncio
 from websockets.exceptions import ConnectionClosed
 
+from aurora.backends import async_redis_client, layout
 from aurora.errors import ValidationError
 from aurora.sending import Sender
 from fanout.upload_check import AttachmentCheck
@@ -105,8 +105,8 @@ async def test_a_join_replay_is_bounded_by_the_send_buffer(settings):
     pages the rest from history."""
     s = dataclasses.replace(settings, max_send_buffer_bytes=16 * 1024, user_message_burst=100)
     s = dataclasses.replace(s, rate_limit_messages=100)
-    client = redis.asyncio.Redis.from_url(s.redis_url, decode_responses=True)
-    sender = Sender(client, s)
+    client = async_redis_client(s.redis_url)
+    sender = Sender(client, s, layout(s))
     ids = [
         (await sender.send(room="busy", user_id="u9", username="carol", text=f"{i:04d}" * 250)).id
         for i in range(40)

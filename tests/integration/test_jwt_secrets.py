@@ -83,13 +83,13 @@ def test_settings_with_a_secret_parameter_need_no_jwt_secret_in_the_environment(
 
 async def test_the_fanout_check_verifies_with_a_stored_secret(aws, redis_url):
     """authenticate_async() reads the secret in a worker thread (a blocking AWS call)."""
-    import redis.asyncio
+    from aurora.backends import async_redis_client
 
     ssm, _ = aws
     name = unique("jwt")
     ssm.put_parameter(Name=name, Value=NEW, Type="SecureString")
     cloud = Settings(env="production", jwt_secret_parameter=name, redis_url=redis_url)
-    client = redis.asyncio.Redis.from_url(redis_url)
+    client = async_redis_client(redis_url)
     try:
         claims = await tokens.authenticate_async(
             tokens.issue_token("u1", "eve", cloud), cloud, client

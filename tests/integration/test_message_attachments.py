@@ -13,11 +13,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from aurora import attachments
-from aurora.backends import database, redis_client
-from aurora.drain import Drain
-from aurora.keyspace import STREAM_KEY
+from aurora.backends import database, layout, redis_client
 from aurora.settings import Settings
 from local.servers import free_port
+from tests.support.draining import drain_until_idle
 from tests.support.fanout import receive_json, replica, send_json, token_for
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 24
@@ -59,14 +58,14 @@ async def v1_client(url: str, cfg: Settings, name: str, room: str, since: str | 
 def drain_into_mongo(cfg: Settings) -> list[dict]:
     """One drain run until the stream is empty; the room's stored documents."""
     db = database(cfg)
-    Drain(redis_client(cfg.redis_url), db, consumer="test", block_ms=50).run(
-        lambda: True, exit_when_idle=True
-    )
+    drain_until_idle(cfg, consumer="test", block_ms=50)
     return list(db["messages"].find({}, sort=[("ms", 1), ("seq", 1)]))
 
 
 def stream_length(cfg: Settings) -> int:
-    return redis_client(cfg.redis_url).xlen(STREAM_KEY)
+    """Entries queued for the database, over every partition."""
+    client = redis_client(cfg.redis_url)
+    return sum(client.xlen(key) for key in layout(cfg).stream_keys())
 
 
 async def test_a_checked_attachment_reaches_every_client_and_is_stored_once(cfg, s3):

@@ -20,10 +20,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from aurora import attachments, audit, history, membership, message_state, messages, migrations
-from aurora.backends import database, redis_client
+from aurora.backends import database, layout, redis_client
 from aurora.drain import ensure_group
 from aurora.errors import ForbiddenError
-from aurora.keyspace import STREAM_KEY, change_rate_key, window_key
 from aurora.settings import Settings
 from aurora.stream import GROUP, StreamEntry, change_fields, parse_entry
 from local.runtime import LocalFunction
@@ -74,8 +73,8 @@ def stored_reactions(cfg: Settings) -> dict[str, list[dict]]:
 KILLED_MID_BATCH = """
 import os, signal, sys
 import pymongo.collection
-from aurora.backends import database, redis_client
-from aurora.drain import Drain
+from aurora.backends import database, layout, redis_client
+from aurora.drain import Drain, partitions_of
 from aurora.settings import Settings
 
 bulk_write = pymongo.collection.Collection.bulk_write
@@ -87,7 +86,8 @@ def dying(self, requests, *args, **kwargs):
 pymongo.collection.Collection.bulk_write = dying
 settings = Settings(env="local", redis_url=sys.argv[1], mongo_url=sys.argv[2], mongo_db=sys.argv[3])
 Drain(redis_client(settings.redis_url), database(settings), consumer="killed", block_ms=10,
-      batch_size=5).run(lambda: True, exit_when_idle=True)
+      batch_size=5, partitions=partitions_of(layout(settings))).run(lambda: True,
+                                                                    exit_when_idle=True)
 """
 
 
@@ -192,7 +192,7 @@ async def test_only_the_author_edits_and_the_author_owner_or_admin_deletes_on_bo
         await author.ws.close()
     drain(cfg)
     # REST, on messages only MongoDB has (the window is gone).
-    redis_client(cfg.redis_url).delete(window_key(ROOM))
+    redis_client(cfg.redis_url).delete(layout(cfg).window_key(ROOM))
     for i, (role, who) in enumerate(everyone.items()):
         path = f"/api/rooms/{ROOM}/messages/{sent[2 * i]}"
         edited = rest(api, "PATCH", path, who, {"text": "changed again"})
@@ -238,7 +238,8 @@ async def test_an_operator_deletes_in_a_public_room_and_the_audit_log_says_so_on
         assert (await a.request({"type": "delete", "room": "general", "id": ids[2]}))[
             "type"
         ] == "ack"
-    queued = [parse_entry(i, f) for i, f in redis_client(cfg.redis_url).xrange(STREAM_KEY)]
+    stream = layout(cfg).room_stream_key("general")
+    queued = [parse_entry(i, f) for i, f in redis_client(cfg.redis_url).xrange(stream)]
     drain(cfg)
     # The same deletes applied again (a crashed run's batch) log nothing twice.
     audit.record_message_deletes(
@@ -261,7 +262,8 @@ async def test_a_change_is_refused_with_a_clear_code_and_nothing_is_queued(cfg, 
             await a.request({"type": "message", "room": ROOM, "text": f"n{i}"})
         recent = (await a.request({"type": "message", "room": ROOM, "text": "recent"}))["id"]
         unknown = f"{int(recent.split('-')[0]) + 10_000}-0"
-        queued = r.xlen("aurora:messages")
+        stream = layout(cfg).room_stream_key(ROOM)
+        queued = r.xlen(stream)
 
         async def code(frame: dict) -> str:
             reply = await a.request(frame | {"room": ROOM})
@@ -274,19 +276,20 @@ async def test_a_change_is_refused_with_a_clear_code_and_nothing_is_queued(cfg, 
         assert await code({"type": "edit", "id": "not-an-id", "text": "x"}) == "invalid_id"
         assert await code({"type": "edit", "id": recent, "text": " "}) == "empty_text"
         assert await code({"type": "edit", "id": recent, "text": "x" * 5000}) == "too_long"
-        assert r.xlen("aurora:messages") == queued
+        assert r.xlen(stream) == queued
         assert await code({"type": "delete", "id": recent}) == "ack"
         assert await code({"type": "edit", "id": recent, "text": "x"}) == "deleted"
         again = await a.request({"type": "delete", "room": ROOM, "id": recent})
         assert (again["type"], again["id"], again["duplicate"]) == ("ack", recent, True)
-        assert r.xlen("aurora:messages") == queued + 1
+        assert r.xlen(stream) == queued + 1
         # Changes have their own rate limit (10 per second per user and room).
         target = (await a.request({"type": "message", "room": ROOM, "text": "t"}))["id"]
         edits = [await code({"type": "edit", "id": target, "text": f"t{i}"}) for i in range(12)]
         assert "rate_limited" in edits and "ack" in edits
         await a.ws.close()
     drain(cfg)
-    time.sleep(max(r.pttl(change_rate_key(ROOM, alice.user_id)), 0) / 1000)  # the limit's window
+    rate_key = layout(cfg).change_rate_key(ROOM, alice.user_id)
+    time.sleep(max(r.pttl(rate_key), 0) / 1000)  # the limit's window
     # The REST twin reaches the old message through MongoDB, and answers
     # not_found for an id that never existed: a 404, never a 5xx.
     path = f"/api/rooms/{ROOM}/messages/{first}"
@@ -310,8 +313,8 @@ async def test_a_change_that_reaches_the_drain_before_its_message_is_applied_whe
         await a.ws.close()
     # One run takes the message and dies before storing it; another run gets
     # the edit first: it is parked, then applied when the message is reclaimed.
-    ensure_group(r)
-    r.xreadgroup(GROUP, "died", {STREAM_KEY: ">"}, count=1)
+    ensure_group(r, layout(cfg).stream_keys())
+    r.xreadgroup(GROUP, "died", {layout(cfg).room_stream_key(ROOM): ">"}, count=1)
     drain(cfg)
     db = database(cfg)
     assert db[message_state.PARKED].count_documents({}) == 1
@@ -460,7 +463,7 @@ async def test_reactions_count_once_within_a_budget_live_and_in_history(cfg, api
     ]  # fmt: skip
 
     # Over REST, on a message older than the window: counted from MongoDB.
-    redis_client(cfg.redis_url).delete(window_key(ROOM))
+    redis_client(cfg.redis_url).delete(layout(cfg).window_key(ROOM))
     path = f"/api/rooms/{ROOM}/messages/{message}/reactions"
     assert rest(api, "PUT", f"{path}/👍", bob)[0] == 200
     assert rest(api, "PUT", f"{path}/👍", bob)[1]["unchanged"] is True
@@ -499,9 +502,10 @@ def test_a_change_folded_into_a_message_already_stored_is_applied_to_the_stored_
     """A crashed run stored the message; the next run reads it again with its
     edit in the same batch: the edit reaches the stored document."""
     r, db = redis_client(cfg.redis_url), database(cfg)
-    message_id = r.xadd(STREAM_KEY, StreamEntry("0-0", ROOM, "u1", "alice", "before", n=1).fields())
+    stream = layout(cfg).room_stream_key(ROOM)
+    message_id = r.xadd(stream, StreamEntry("0-0", ROOM, "u1", "alice", "before", n=1).fields())
     edit = change_fields("edit", ROOM, "u1", "alice", message_id, text="after")
-    r.xadd(STREAM_KEY, edit)
+    r.xadd(stream, edit)
     stored = messages.document(StreamEntry(message_id, ROOM, "u1", "alice", "before", n=1))
     db[messages.COLLECTION].insert_one(stored)
     drain(cfg)

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from contextlib import closing as closed_after
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from aurora.sessions import revocation_notice
 from aurora.settings import Settings, get_settings
 from aurora.tokens import Claims, find_revoked_async, verify_token
 from local.runtime import LocalFunction
-from tests.conftest import on_single_and_cluster
+from tests.conftest import on_single_and_cluster, on_single_redis, plain_client
 from tests.support.events import call, event
 from tests.support.fanout import receive_json, replica, send_json, settle, token_for
 
@@ -191,7 +192,7 @@ async def test_a_revocation_without_a_notice_is_enforced_by_the_periodic_re_chec
     async with replica(every_second) as (url_a, _), replica(every_second) as (url_b, _):
         laptop_a, laptop_b = [await open_socket(u, laptop["token"]) for u in (url_a, url_b)]
         phone_a = await open_socket(url_a, phone["token"])
-        with redis.Redis.from_url(settings.redis_url) as client:
+        with closed_after(plain_client(settings.redis_url)) as client:
             assert client.delete(session_key(settings, laptop["token"])) == 1
 
         assert await closing(laptop_a, within=4) == REVOKED
@@ -200,6 +201,10 @@ async def test_a_revocation_without_a_notice_is_enforced_by_the_periodic_re_chec
         assert (await revoked_metric(url_a))["sweep"] == 1.0
 
 
+# One Redis by nature: dropping every subscriber, ending the session and
+# publishing are one transaction, so the notice surely reaches no one; a
+# cluster pipeline carries neither CLIENT KILL nor PUBLISH.
+@on_single_redis
 async def test_a_notice_published_while_the_subscriber_was_disconnected_is_healed_on_reconnect(
     auth, notices_only
 ):
@@ -232,7 +237,7 @@ async def test_a_notice_alone_closes_nothing_and_junk_notices_are_ignored(
     user_id = verify_token(session["token"], notices_only).user_id
     async with replica(notices_only) as (url, _):
         ws = await open_socket(url, session["token"])
-        with redis.Redis.from_url(notices_only.redis_url) as client:
+        with closed_after(plain_client(notices_only.redis_url)) as client:
             deep = "[" * 5000 + "]" * 5000  # deeper than Python's recursion limit
             for junk in ("not json", "[]", '{"user_id": 5}', "{}", b"\xff\xfe", deep):
                 client.publish(REVOCATIONS_CHANNEL, junk)
@@ -256,7 +261,7 @@ def test_every_revocation_publishes_a_notice_naming_the_user(auth, settings, mon
     call(auth, event("register", "http-v2", body=ALICE))
     session = call(auth, event("login", "http-v2", body=ALICE))[1]
     user_id = verify_token(session["token"], settings).user_id
-    with redis.Redis.from_url(settings.redis_url) as client, client.pubsub() as notices:
+    with closed_after(plain_client(settings.redis_url)) as client, client.pubsub() as notices:
         notices.subscribe(REVOCATIONS_CHANNEL)
         assert notices.get_message(timeout=1)["type"] == "subscribe"
         if reason == "logout":
@@ -289,7 +294,8 @@ async def test_the_re_check_of_many_connections_answers_each_one(settings):
         Claims(f"u{i}", f"user{i}", now, now + 600, f"jti{i}", "" if i % 11 == 0 else f"sid{i}")
         for i in range(1500)
     ]
-    with redis.Redis.from_url(settings.redis_url) as client, client.pipeline() as pipe:
+    client = plain_client(settings.redis_url)
+    with closed_after(client), client.pipeline(transaction=False) as pipe:
         for i, claims in enumerate(accepted):
             if claims.session_id and i % 5:
                 pipe.hset(keyspace.session_key(claims.session_id), "user_id", claims.user_id)

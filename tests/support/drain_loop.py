@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import time
 
-from aurora.backends import database, redis_client
-from aurora.drain import Drain
 from aurora.settings import get_settings
+from tests.support.draining import deployment_drain
 
 
 def main() -> None:
@@ -18,9 +17,8 @@ def main() -> None:
     consumer = os.environ.get("DRAIN_CONSUMER", f"drain-{os.getpid()}")
     while True:
         try:
-            drain = Drain(
-                redis_client(settings.redis_url),
-                database(settings),
+            drain = deployment_drain(
+                settings,
                 consumer=consumer,
                 batch_size=settings.drain_batch_size,
                 block_ms=settings.drain_block_ms,

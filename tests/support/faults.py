@@ -14,11 +14,11 @@ from pathlib import Path
 
 import redis
 
-from aurora.backends import database, redis_client
-from aurora.drain import Drain
+from aurora.backends import database
 from aurora.settings import Settings
 from local.servers import ManagedProcess, _spawn, free_port, start_redis, wait_for_port
 from tests.support import ROOT
+from tests.support.draining import drain_until_idle
 from tests.support.settings import TEST_SECRET
 
 ROOM = "resilience"
@@ -159,9 +159,7 @@ class Stack:
     def drain_everything(self) -> None:
         """What scheduled runs do, until the stream is empty, reclaiming at
         once whatever a killed run left pending."""
-        client = redis_client(self.settings.redis_url)
-        drain = Drain(client, self.db(), consumer="final", claim_idle_ms=0, block_ms=10)
-        drain.run(lambda: True, exit_when_idle=True)
+        drain_until_idle(self.settings, consumer="final", claim_idle_ms=0, block_ms=10)
 
     def stop(self) -> None:
         for replica in self.replicas:

@@ -10,11 +10,11 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import connect
 
 from aurora import users
-from aurora.backends import database, redis_client
-from aurora.drain import Drain
+from aurora.backends import database
 from aurora.settings import Settings
 from aurora.tokens import issue_token
 from local.runtime import LocalFunction
+from tests.support.draining import drain_until_idle
 from tests.support.events import call, event
 from tests.support.fanout import receive_json, send_json
 
@@ -59,9 +59,7 @@ def link(fn: LocalFunction, who: Person, url: str) -> int:
 
 def drain(cfg: Settings, **kwargs) -> None:
     """Run the drain until the streams are empty (`kwargs`: the Drain's)."""
-    Drain(redis_client(cfg.redis_url), database(cfg), consumer="t", block_ms=20, **kwargs).run(
-        lambda: True, exit_when_idle=True
-    )
+    drain_until_idle(cfg, **kwargs)
 
 
 async def client(url: str, who: Person):
