@@ -28,6 +28,7 @@ from aurora.stream import GROUP, StreamEntry, change_fields, parse_entry
 from local.runtime import LocalFunction
 from tests.support import ROOT
 from tests.support.chat import Client, Person, client, drain, person, rest
+from tests.support.draining import deployment_drain
 from tests.support.events import template_function
 from tests.support.fanout import replica
 
@@ -516,16 +517,17 @@ def test_a_run_that_knows_a_message_another_run_changed_since_loses_neither_chan
     """Run A stores a message (and knows it, unread since); run B adds a
     reaction to it; then A applies another without reading first: its write
     is conditional on what it knew, so it reads again and both reactions stay."""
-    from aurora.drain import Drain
-
     r, db = redis_client(cfg.redis_url), database(cfg)
-    first, second = (Drain(r, db, consumer=name, block_ms=10) for name in ("first", "second"))
-    message_id = r.xadd(STREAM_KEY, StreamEntry("0-0", ROOM, "u1", "alice", "hi", n=1).fields())
+    first, second = (
+        deployment_drain(cfg, consumer=name, block_ms=10) for name in ("first", "second")
+    )
+    stream = layout(cfg).room_stream_key(ROOM)
+    message_id = r.xadd(stream, StreamEntry("0-0", ROOM, "u1", "alice", "hi", n=1).fields())
     first.run(lambda: True, exit_when_idle=True)
     assert first.known.get(messages.stored_key(ROOM, message_id)) is not None
-    r.xadd(STREAM_KEY, change_fields("react", ROOM, "u2", "bob", message_id, emoji="👍"))
+    r.xadd(stream, change_fields("react", ROOM, "u2", "bob", message_id, emoji="👍"))
     second.run(lambda: True, exit_when_idle=True)
-    r.xadd(STREAM_KEY, change_fields("react", ROOM, "u3", "carol", message_id, emoji="👍"))
+    r.xadd(stream, change_fields("react", ROOM, "u3", "carol", message_id, emoji="👍"))
     first.run(lambda: True, exit_when_idle=True)
     assert stored_reactions(cfg) == {message_id: [{"emoji": "👍", "count": 2}]}
     doc = db[messages.COLLECTION].find_one({"_id": messages.stored_key(ROOM, message_id)})
