@@ -572,7 +572,7 @@ def burst(args) -> None:
         for proc in procs:
             proc.join(60)
     print(f"connections={args.connections} load-processes={args.processes} "
-          f"admissions/s={args.admissions or 'default'} open at the replica={open_now:.0f}")  # fmt: skip
+          f"admissions/s={args.admissions or 'default'} open={open_now:.0f}")  # fmt: skip
     for name, index in (("ready (admitted, authenticated, slot taken)", 0),
                         ("joined (one room, its presence)", 1)):  # fmt: skip
         took = sorted(each[index] - started for each in times)
