@@ -555,11 +555,12 @@ def burst(args) -> None:
     a replica with its default admission (ADMISSIONS_PER_SECOND), unless
     --admissions says otherwise."""
     ctx = mp.get_context("spawn")
-    with replica_under_test(admissions=args.admissions) as (_server, port, url):
+    with replica_under_test(admissions=args.admissions) as (server, port, url):
         time.sleep(0.5)
         stop, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
         procs = start_load(ctx, openers, args.connections, args.processes,
                            (url, stop, go, results), timeout=120)  # fmt: skip
+        cpu_before = sum(cpu_seconds(server.pid))
         started = time.time()
         go.set()
         times, busy = [], 0  # (ready, joined) per connection
@@ -568,9 +569,12 @@ def burst(args) -> None:
             times += each
             busy += retried
         open_now = metric(port, "aurora_fanout_connections")
+        cpu = sum(cpu_seconds(server.pid)) - cpu_before  # to the last join, and a little more
         stop.set()
         for proc in procs:
             proc.join(60)
+    print(f"replica CPU during the burst={cpu:.2f} s "
+          f"({cpu / args.connections * 1000:.2f} ms per connection)")  # fmt: skip
     print(f"connections={args.connections} load-processes={args.processes} "
           f"admissions/s={args.admissions or 'default'} open={open_now:.0f}")  # fmt: skip
     for name, index in (("ready (admitted, authenticated, slot taken)", 0),
