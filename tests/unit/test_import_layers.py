@@ -27,7 +27,7 @@ FANOUT_LAYERS = [
     {"fanout.session"},  # one client's frames
     {"fanout.replica", "fanout.subscriber", "fanout.connection", "fanout.keepalive"},
     {"fanout.access"},  # room access: the cache, expelling refused members
-    {"fanout.hub", "fanout.revocation", "fanout.presence"},
+    {"fanout.hub", "fanout.revocation", "fanout.presence", "fanout.expiry"},
     {
         "fanout.protocol",
         "fanout.metrics",
@@ -36,6 +36,7 @@ FANOUT_LAYERS = [
         "fanout.frame_limit",
         "fanout.typing",
         "fanout.admission",
+        "fanout.memory",
     },
 ]
 
