@@ -187,6 +187,7 @@ class Receiver(asyncio.Protocol):
         self.joined = joined
         self.buffer = bytearray()
         self.upgraded = False
+        self.ready_at = 0.0  # epoch seconds of the `ready` frame
         self.received = 0
         self.latencies: list[float] = []
 
@@ -234,6 +235,7 @@ class Receiver(asyncio.Protocol):
                 elif payload.startswith(b'{"type":"react"'):
                     self.received += 1
                 elif payload.startswith(b'{"type":"ready"'):
+                    self.ready_at = time.time()
                     self.send(Opcode.TEXT, json.dumps({"type": "join", "room": ROOM}).encode())
                 elif payload.startswith(b'{"type":"joined"'):
                     self.joined.set_result(None)
@@ -321,7 +323,7 @@ def openers(url: str, first_user: int, count: int, ready, stop, go, results) -> 
               range(first_user, first_user + count)]  # fmt: skip
     busy = 0
 
-    async def one(token: str) -> tuple[float, Receiver]:
+    async def one(token: str) -> tuple[float, float]:
         nonlocal busy
         while True:
             joined = loop.create_future()
@@ -330,7 +332,7 @@ def openers(url: str, first_user: int, count: int, ready, stop, go, results) -> 
             )
             try:
                 await asyncio.wait_for(joined, 60)
-                return time.time(), protocol
+                return protocol.ready_at, time.time()
             except RuntimeError as exc:  # 503 busy: as a client would, after Retry-After
                 if " 503 " not in str(exc):
                     raise
@@ -342,7 +344,7 @@ def openers(url: str, first_user: int, count: int, ready, stop, go, results) -> 
         ready.set()
         await asyncio.to_thread(go.wait)
         done = await asyncio.gather(*(one(t) for t in tokens))
-        results.put(([at for at, _ in done], busy))
+        results.put((done, busy))
         await asyncio.to_thread(stop.wait)
 
     loop.run_until_complete(main())
@@ -553,28 +555,34 @@ def burst(args) -> None:
     a replica with its default admission (ADMISSIONS_PER_SECOND), unless
     --admissions says otherwise."""
     ctx = mp.get_context("spawn")
-    with replica_under_test(admissions=args.admissions) as (_server, port, url):
+    with replica_under_test(admissions=args.admissions) as (server, port, url):
         time.sleep(0.5)
         stop, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
         procs = start_load(ctx, openers, args.connections, args.processes,
                            (url, stop, go, results), timeout=120)  # fmt: skip
+        cpu_before = sum(cpu_seconds(server.pid))
         started = time.time()
         go.set()
-        joined, busy = [], 0
+        times, busy = [], 0  # (ready, joined) per connection
         for _ in procs:
-            at, retried = results.get(timeout=300)
-            joined += at
+            each, retried = results.get(timeout=300)
+            times += each
             busy += retried
         open_now = metric(port, "aurora_fanout_connections")
+        cpu = sum(cpu_seconds(server.pid)) - cpu_before  # to the last join, and a little more
         stop.set()
         for proc in procs:
             proc.join(60)
-    took = sorted(at - started for at in joined)
-    half, most = took[len(took) // 2], took[int(len(took) * 0.9) - 1]
+    print(f"replica CPU during the burst={cpu:.2f} s "
+          f"({cpu / args.connections * 1000:.2f} ms per connection)")  # fmt: skip
     print(f"connections={args.connections} load-processes={args.processes} "
-          f"admissions/s={args.admissions or 'default'}")  # fmt: skip
-    print(f"ready and joined: all {len(took)} in {took[-1]:.2f} s (half in {half:.2f} s, "
-          f"90% in {most:.2f} s); open at the replica: {open_now:.0f}")  # fmt: skip
+          f"admissions/s={args.admissions or 'default'} open={open_now:.0f}")  # fmt: skip
+    for name, index in (("ready (admitted, authenticated, slot taken)", 0),
+                        ("joined (one room, its presence)", 1)):  # fmt: skip
+        took = sorted(each[index] - started for each in times)
+        half, most = took[len(took) // 2], took[int(len(took) * 0.9) - 1]
+        print(f"{name}: all {len(took)} in {took[-1]:.2f} s (half in {half:.2f} s, "
+              f"90% in {most:.2f} s)")  # fmt: skip
     print(f"upgrades answered 503 and retried: {busy}")
 
 

@@ -109,6 +109,9 @@ class Hub:
         """The local connections in the room (joined, replay written)."""
         return list(self._rooms.get(room, ()))
 
+    def member_count(self, room: str) -> int:
+        return len(self._rooms.get(room, ()))
+
     def is_member(self, connection: ServerConnection, room: str) -> bool:
         return connection in self._rooms.get(room, ())
 

@@ -44,6 +44,7 @@ async def keepalive(server: Server, interval: float, send_buffer_limit: int) -> 
         slices = [order[i : i + SLICE] for i in range(0, len(order), SLICE)] or [[]]
         del order
         pinged: Pings = weakref.WeakKeyDictionary()
+        connection = None
         for part in slices:
             now = loop.time()
             for ref in part:
@@ -68,5 +69,6 @@ async def keepalive(server: Server, interval: float, send_buffer_limit: int) -> 
                 ):
                     with contextlib.suppress(ConnectionClosed, RuntimeError):
                         pinged[connection] = (await connection.ping(), now)
+            connection = None  # nor is the last one of the slice kept over the sleep
             await asyncio.sleep(interval / len(slices))
         waiting = pinged

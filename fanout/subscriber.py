@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("aurora.fanout")
 
 MAX_BATCH = 256  # published frames forwarded in one go
+# ...and at most about this many deliveries (frames x local members) per
+# step of the loop: a replica behind by 256 messages in a room of 1,000 held
+# the loop for hundreds of milliseconds in one step (bench/loop_stalls.py).
+MAX_STEP_DELIVERIES = 20_000
 SUBSCRIBE_WAIT_S = 5  # how long a join waits for a reconnecting subscriber
 GLOBAL_CHANNELS = (REVOCATIONS_CHANNEL, MEMBERSHIP_CHANNEL)
 
@@ -161,6 +165,9 @@ class Subscriber:
                 while True:
                     message = await link.pubsub.get_message(timeout=1.0)
                     await self._forward(hub, link, message)
+                    # What is already buffered is read without suspending:
+                    # let the loop run others between batches.
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -173,7 +180,7 @@ class Subscriber:
         frames in one write (one system call), at no added latency (nothing
         waits for a batch)."""
         batch: dict[str, list[tuple[str, str]]] = {}
-        count = 0
+        count = deliveries = 0
         try:
             while message is not None:
                 kind = message["type"]
@@ -188,6 +195,7 @@ class Subscriber:
                         self._presence.change(room, frame)  # coalesced there
                     else:
                         batch.setdefault(room, []).append((message_id, frame))
+                        deliveries += hub.member_count(room)
                     count += 1
                 elif kind == "sunsubscribe" and message["channel"] in link.leaving:
                     # Ours (a leave), even if the room was joined again since.
@@ -196,7 +204,7 @@ class Subscriber:
                 elif kind == "sunsubscribe" and self._still_wanted(hub, message["channel"]):
                     # A node drops shard subscriptions of a slot it gave away.
                     raise TopologyChanged(f"{message['channel']} moved to another node")
-                if count >= MAX_BATCH:
+                if count >= MAX_BATCH or deliveries >= MAX_STEP_DELIVERIES:
                     break
                 message = await link.pubsub.get_message(timeout=0)
         finally:  # even if the connection dropped mid-batch: what was read goes out

@@ -27,7 +27,7 @@ FANOUT_LAYERS = [
     {"fanout.session"},  # one client's frames
     {"fanout.replica", "fanout.subscriber", "fanout.connection", "fanout.keepalive"},
     {"fanout.access"},  # room access: the cache, expelling refused members
-    {"fanout.hub", "fanout.revocation", "fanout.presence"},
+    {"fanout.hub", "fanout.revocation", "fanout.presence", "fanout.expiry"},
     {
         "fanout.protocol",
         "fanout.metrics",
@@ -37,6 +37,7 @@ FANOUT_LAYERS = [
         "fanout.typing",
         "fanout.admission",
         "fanout.users",
+        "fanout.memory",
     },
 ]
 
