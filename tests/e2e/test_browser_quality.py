@@ -178,15 +178,17 @@ def test_times_say_which_day_and_each_day_starts_with_a_divider(new_page) -> Non
     expect(dividers).to_have_text(["Today"])
     page.evaluate(
         """async () => {
-          const { insertInIdOrder, renderMessage } = await import("./render.js");
+          const { arrange, insertInIdOrder, renderMessage } = await import("./render.js");
           const { active } = await import("./rooms.js");
           const ts = Date.now() - 40 * 86400000;
-          for (const seq of [0, 1]) {
+          const items = [1, 0].map((seq) => {
             const fields = { user: "x", text: `old ${seq}`, attachments: [], own: false };
             const item = renderMessage({ ...fields, ts });
             item.dataset.id = `${ts}-${seq}`;
-            insertInIdOrder(active(), item, [ts, seq]);
-          }
+            return item;
+          });
+          insertInIdOrder(active(), items);
+          arrange(active());
         }"""
     )
     expect(dividers).to_have_count(2)
