@@ -21,7 +21,7 @@ async def test_a_closed_connection_is_freed_though_pinged_and_swept(settings):
         ws = await connect(url)
         await send_json(ws, {"type": "auth", "token": token_for(quick, "alice")})
         assert (await receive_json(ws))["type"] == "ready"
-        (session,) = server.revocations._by_user["id-alice"]
+        (session,) = server.users.of("id-alice")
         held = weakref.ref(session.connection)
         del session
         await asyncio.sleep(1.5)  # in a keepalive round: pinged, its pong awaited
@@ -29,7 +29,7 @@ async def test_a_closed_connection_is_freed_though_pinged_and_swept(settings):
         await asyncio.sleep(0.3)
         await ws.close()
         for _ in range(50):  # until the session has ended
-            if not server.limit.held and not server.revocations._by_user:
+            if not server.limit.held and "id-alice" not in server.users:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.1)
