@@ -378,7 +378,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def started(urls: dict[str, Any]) -> None:
         nonlocal written
-        local_json.write_text(json.dumps(urls, indent=2) + "\n")
+        # Whole or not at all: scripts and tests read it as soon as it exists.
+        partial = local_json.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(urls, indent=2) + "\n")
+        partial.replace(local_json)
         written = True
         print(banner(urls, config), flush=True)
 
