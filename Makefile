@@ -9,7 +9,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# uv installs the same pinned ranges as pip, about six times faster: most of a
+# fresh clone's CI run was pip resolving and byte-compiling botocore and moto.
+UV_PIN := "uv>=0.9,<1"
+INSTALL = $(1)/bin/python -m pip install --quiet --disable-pip-version-check $(UV_PIN) \
+	&& $(1)/bin/uv pip install --quiet --python $(1)/bin/python
 # The AWS SAM CLI for the deploy checks (sam validate, sam build), in a venv of
 # its own because it pins its own dependencies. Kept inside the clone.
 SAM_VENV ?= .venv-sam
@@ -20,11 +24,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-local: pyproject.toml | $(PY)
-	$(PIP) -e ".[local]"
+	$(call INSTALL,$(VENV)) -e ".[local]"
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) -e ".[test]"
+	$(call INSTALL,$(VENV)) -e ".[test]"
 	@touch $@
 
 run: $(VENV)/.installed-local
@@ -32,7 +36,7 @@ run: $(VENV)/.installed-local
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "aws-sam-cli>=1.140,<2"
+	$(call INSTALL,$(SAM_VENV)) "aws-sam-cli>=1.140,<2"
 	@touch $@
 
 test: system-deps $(VENV)/.installed-test $(SAM_VENV)/.installed
