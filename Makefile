@@ -9,11 +9,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# uv installs the same pinned ranges as pip, about six times faster: most of a
-# fresh clone's CI run was pip resolving and byte-compiling botocore and moto.
+# uv installs the same pinned ranges as pip, several times faster (pip spent most
+# of a fresh clone's install resolving and byte-compiling botocore and moto one
+# file at a time); it byte-compiles too, on every core, so that the tests' many
+# processes do not each compile what they import first.
 UV_PIN := "uv>=0.9,<1"
 INSTALL = $(1)/bin/python -m pip install --quiet --disable-pip-version-check $(UV_PIN) \
-	&& $(1)/bin/uv pip install --quiet --python $(1)/bin/python
+	&& $(1)/bin/uv pip install --quiet --compile-bytecode --python $(1)/bin/python
 # The AWS SAM CLI for the deploy checks (sam validate, sam build), in a venv of
 # its own because it pins its own dependencies. Kept inside the clone.
 SAM_VENV ?= .venv-sam
