@@ -105,11 +105,11 @@ def run_join(args: argparse.Namespace) -> None:
             redis_server.stop()
 
 
-def seed_rooms(db, count: int, gap_ms: int) -> None:
+def seed_rooms(db, cache, count: int, gap_ms: int) -> None:
     """`count` public rooms whose last messages are `gap_ms` apart, the bench
-    user a member of each (with the activity key the drain keeps), and 20
-    other users in the same rooms, so the user's memberships are a slice of
-    a larger collection."""
+    user a member of each (with the activity key and the mirror of the rooms'
+    `last` in Redis that the drain keeps), and 20 other users in the same
+    rooms, so the user's memberships are a slice of a larger collection."""
     from aurora import room_list, rooms
 
     for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
@@ -127,6 +127,7 @@ def seed_rooms(db, count: int, gap_ms: int) -> None:
           "activity": room_list.activity_of(last, room)}
          for room, last in lasts.items() for user_id, name in users]
     )  # fmt: skip
+    room_list.raise_mirrors(cache, lasts)
 
 
 def run_listing(args: argparse.Namespace) -> None:
@@ -149,7 +150,7 @@ def run_listing(args: argparse.Namespace) -> None:
 
             settings = dataclasses.replace(get_settings())
             db = database(settings)
-            cache = redis.Redis.from_url(redis_server.url)
+            cache = redis.Redis.from_url(redis_server.url, decode_responses=True)
             token = issue_token("bench-user", "bencher", settings)
             fn = template_function("MessagesFunction", concurrency=1)
             request = event("rooms", "http-v2", token=token)
@@ -167,7 +168,7 @@ def run_listing(args: argparse.Namespace) -> None:
                 return took
 
             for count in (int(n) for n in args.rooms.split(",")):
-                seed_rooms(db, count, args.gap_ms)
+                seed_rooms(db, cache, count, args.gap_ms)
                 cache.delete(rooms_floor_key("bench-user"))
                 # The first request places the floor hint (`aurora.room_list`).
                 first = timed()

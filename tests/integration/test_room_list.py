@@ -10,9 +10,10 @@ import pytest
 
 from aurora import migrations, room_admin, room_list, rooms
 from aurora.backends import database, redis_client
-from aurora.keyspace import room_members_key, rooms_floor_key
+from aurora.keyspace import room_last_key, room_members_key, rooms_floor_key
 from aurora.settings import Settings
 from aurora.tokens import Claims
+from tests.conftest import on_single_and_cluster
 
 USER = Claims("u-reader", "reader", issued_at=0, expires_at=2**40, token_id="t")
 BIG = 3  # rooms of more members than this are read when listed, not copied
@@ -23,7 +24,11 @@ def stores(settings: Settings):
     db, cache = database(settings), redis_client(settings.redis_url)
     for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
         db[name].delete_many({})
-    cache.delete(rooms_floor_key(USER.user_id), *cache.scan_iter("aurora:roomcopied:*"))
+    cache.delete(
+        rooms_floor_key(USER.user_id),
+        *cache.scan_iter("aurora:roomcopied:*"),
+        *cache.scan_iter("aurora:roomlast:*"),
+    )
     return db, cache
 
 
@@ -48,7 +53,7 @@ def member_of(db, cache, names: list[str], *, big: tuple[str, ...] = (), stored_
 def activity(db, cache, at: dict[str, int]) -> None:
     """What the drain does for a batch with a message at `ms` in each room."""
     stored = [{"room": room, "ms": ms, "seq": 0} for room, ms in at.items()]
-    room_list.copy_activity(db, cache, rooms.record_activity(db, stored), max_members=BIG)
+    room_list.record_activity(db, cache, stored, max_members=BIG)
 
 
 def listed(db, cache, limit: int, cursor: str | None = None) -> tuple[list[tuple], str | None]:
@@ -116,6 +121,50 @@ def test_copies_lag_their_rooms_by_less_than_the_bound_and_pages_stay_exact(stor
     assert [r[0] for r in everything(db, cache, limit=1)] == ["p0", "p2", "p1", "p3"]
     activity(db, cache, {"p0": 351 + room_list.COPY_LAG_MS})
     assert copy("p0") == room_list.activity_of(rooms.activity_key(5351, 0), "p0")
+
+
+@on_single_and_cluster
+def test_rooms_active_at_once_are_ordered_by_their_mirror_and_only_the_page_is_read(
+    stores, monkeypatch
+):
+    db, cache = stores
+    names = [f"b{i}" for i in range(12)]
+    member_of(db, cache, names, big=("b4",))
+    # Batches out of order: the mirror of each room's `last` keeps the newest.
+    activity(db, cache, {room: 3000 + i for i, room in enumerate(names)})
+    activity(db, cache, {"b2": 1000, "b9": 2000})
+    assert cache.get(room_last_key("b9")) == rooms.activity_key(3009, 0)
+    # All within the copy lag of each other: every copy near the page's edge
+    # is placed by its mirror, and only the page's rooms (and the next one)
+    # are read from MongoDB.
+    read = []
+    by_ids = rooms.by_ids
+    monkeypatch.setattr(rooms, "by_ids", lambda db, ids, *a, **k: read.extend(ids)
+                        or by_ids(db, ids, *a, **k))  # fmt: skip
+    assert [r[0] for r in listed(db, cache, 3)[0]] == ["b11", "b10", "b9"]
+    assert sorted(read) == ["b10", "b11", "b8", "b9"]
+    assert [r[0] for r in everything(db, cache, 5)] == list(reversed(names))
+
+
+@on_single_and_cluster
+def test_a_lost_or_older_mirror_is_read_from_the_room_and_never_misplaces_it(stores):
+    db, cache = stores
+    names = [f"c{i}" for i in range(6)]
+    member_of(db, cache, names)
+    activity(db, cache, {room: 100 + i for i, room in enumerate(names)})
+    newest_first = everything(db, cache, 2)
+    # Redis lost every mirror, or came back with an older one: the rooms'
+    # documents place them, and refill the mirrors.
+    cache.delete(*(room_last_key(room) for room in names))
+    cache.set(room_last_key("c5"), rooms.activity_key(1, 0))
+    assert everything(db, cache, 2) == newest_first
+    assert [cache.get(room_last_key(r)) for r in names] == [
+        rooms.activity_key(100 + i, 0) for i in range(6)
+    ]
+    # A drain between its two writes (the mirror raised, not yet the room):
+    # the room is shown as it is placed.
+    cache.set(room_last_key("c0"), rooms.activity_key(900, 0))
+    assert listed(db, cache, 1)[0] == [("c0", "admin", 900)]
 
 
 def test_deleted_and_left_rooms_are_never_listed(stores):

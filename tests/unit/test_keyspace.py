@@ -59,6 +59,7 @@ PINNED = {
     "room_lock_key": (keyspace.room_lock_key("dev"), "aurora:lock:{dev}"),
     "rooms_floor_key": (keyspace.rooms_floor_key("u1"), "aurora:roomsfloor:{u1}"),
     "room_copied_key": (keyspace.room_copied_key("dev"), "aurora:roomcopied:{dev}"),
+    "room_last_key": (keyspace.room_last_key("dev"), "aurora:roomlast:{dev}"),
     "presence_key": (keyspace.presence_key("dev"), "aurora:presence:{dev}"),
     "presence_holders_key": (
         keyspace.presence_holders_key("dev", "u1"),

@@ -418,9 +418,7 @@ class Drain:
                 self.known.put(doc)  # as inserted: its changes need no read
         # Duplicates count too: they may be a crashed run's batch whose rooms
         # were never recorded. `$max` makes doing it again harmless.
-        room_list.copy_activity(
-            self.round_db, self.redis, rooms.record_activity(self.round_db, stored)
-        )
+        room_list.record_activity(self.round_db, self.redis, stored)
         # A message already stored (a crashed run's) or refused did not take
         # its folded changes: they go the usual way (applied, or parked).
         not_new = duplicate | set(rejected)

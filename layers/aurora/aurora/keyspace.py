@@ -194,6 +194,15 @@ def room_copied_key(room: str) -> str:
     return f"aurora:roomcopied:{{{room}}}"
 
 
+def room_last_key(room: str) -> str:
+    """String: the room's `last` as stored in MongoDB (`rooms.activity_key`
+    form), which the listing orders its page's edge by (`aurora.room_list`).
+    Raised, never lowered, by the drain after it raises the room document's,
+    and by the listing from a room document newer than it; expires a day
+    after. Losing it costs reading the room document instead."""
+    return f"aurora:roomlast:{{{room}}}"
+
+
 def rooms_floor_key(user_id: str) -> str:
     """String: an activity key at or below the top of this user's room list
     (`aurora.room_list`, a hint that bounds the first page's read). Written

@@ -8,10 +8,10 @@ room); the listing's cursor has the same form. A page is a range of
 never an `$in` of every room the user is in.
 
 Who writes it (the room document's `last` stays the truth):
-- the drain (`copy_activity`): for each room a batch touched, after raising
-  the room's `last`, when the room's last copy is COPY_LAG_MS or more behind
-  it, one update of the room's memberships holding an older key, however
-  many messages the batch had there;
+- the drain (`record_activity`): for each room a batch touched, after raising
+  the room's `last` (in Redis's mirror of it, then in its document), when the
+  room's last copy is COPY_LAG_MS or more behind it, one update of the room's
+  memberships holding an older key, however many messages the batch had there;
 - the drain's joins pass (`copy_current`), for the memberships just made;
 - creating a room and opening a direct room, with the room's key; other new
   memberships (invitations, joins) start `UNCOPIED`, which the next copy fills.
@@ -22,9 +22,15 @@ listing reads those rooms' `last` when it lists them. So a drained batch
 writes at most `COPY_MAX_MEMBERS` memberships per room it touched, and a
 busy room's members once per COPY_LAG_MS each; a listing reads its page, the
 copies within COPY_LAG_MS of its edge, and the caller's big rooms, and orders
-them by their rooms' `last`. A membership with no copy (`UNCOPIED`, or stored
-before this field: `migrations.copy_room_activity`) is read the same way:
-always in its right place, only slower.
+them by their rooms' `last`, read from its mirror in Redis
+(`keyspace.room_last_key`: one MGET, however many rooms were active at once),
+and only the page's room documents from MongoDB. A membership with no copy
+(`UNCOPIED`, or stored before this field: `migrations.copy_room_activity`)
+is read the same way: always in its right place.
+
+The mirror is raised before the room document and never lowered, so it is
+never behind it; a room whose mirror is missing (expired, or a Redis that
+lost its data) is read from its document, which refills the mirror.
 
 Paging is by key, not offset: activity only rises, so a room that moves up
 while someone pages is never listed twice (it moved above the cursor), and
@@ -38,7 +44,8 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from aurora import rooms
-from aurora.keyspace import room_copied_key, room_members_key, rooms_floor_key
+from aurora.backends import is_cluster, pipelined_script
+from aurora.keyspace import room_copied_key, room_last_key, room_members_key, rooms_floor_key
 
 if TYPE_CHECKING:
     import redis
@@ -51,6 +58,9 @@ COPY_MAX_MEMBERS = 200
 # time): a busy room costs its members one write each per this, not per batch.
 COPY_LAG_MS = 5_000
 COPIED_MARK_TTL_SECONDS = 86_400
+# The mirror of a room's stored `last` (`keyspace.room_last_key`) lives this
+# long after its last raise: one short string per room active in a day.
+LAST_TTL_SECONDS = 86_400
 _BIG = "big"  # the copied mark of a room read when listed
 # Memberships read per listing at most; a user in more rooms sees the most
 # recently active ones.
@@ -64,6 +74,31 @@ _ROW = {"_id": 0, "room": 1, "role": 1, "activity": 1}
 UNCOPIED = ""
 
 
+# KEYS: 1 the room's mirror of its stored `last`, [2 its members, 3 its copied mark].
+# ARGV: 1 a `last` now stored in the room's document, 2 the mirror's TTL (seconds).
+# Raises the mirror to ARGV[1] unless it holds a newer one (compared as numbers:
+# Lua compares strings by the server's locale); with KEYS 2 and 3 returns
+# {the members' count, the copied mark or ""} for the drain's copy.
+_RAISE_LAST = """
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local held = redis.call('GET', KEYS[1])
+if not held or older(held, ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if KEYS[2] then
+  return {redis.call('HLEN', KEYS[2]), redis.call('GET', KEYS[3]) or ''}
+end
+return 0
+"""
+
+
 def activity_of(last: str, room: str) -> str:
     """A membership's `activity` (and a listing cursor) from its room's `last`."""
     return f"{last}~{room}"
@@ -72,28 +107,32 @@ def activity_of(last: str, room: str) -> str:
 # -- writing: the drain, and memberships being made ---------------------------------
 
 
-def copy_activity(
-    db: Database, client: redis.Redis, newest: dict[str, str], *,
+def record_activity(
+    db: Database, client: redis.Redis, stored: list[dict[str, Any]], *,
     max_members: int = COPY_MAX_MEMBERS,
 ) -> None:  # fmt: skip
-    """Copy each room's key ({room: last}) into its memberships that hold an
-    older one, when the last copy (`keyspace.room_copied_key`) is COPY_LAG_MS
-    or more behind it: at most one statement per room, none for a room with
-    no members or a fresh copy. A room of more than `max_members` members
-    gets null instead, once (read when listed). Idempotent, and safe beside
-    another drain: a key never replaces a newer one."""
+    """After a batch's messages are inserted: raise each room's mirror of its
+    `last` (`keyspace.room_last_key`) to its newest of them, then the room
+    documents' `last` (`rooms.record_activity`), then copy each room's key
+    into its memberships that hold an older one, when the last copy
+    (`keyspace.room_copied_key`) is COPY_LAG_MS or more behind it: at most
+    one statement per room, none for a room with no members or a fresh copy.
+    A room of more than `max_members` members gets null instead, once (read
+    when listed). Redis first: the mirror names messages already stored, and
+    is never behind the room document, which the listing relies on.
+    Idempotent, and safe beside another drain: no key replaces a newer one."""
     from pymongo import UpdateMany
 
+    newest = rooms.newest_keys(stored)
     if not newest:
         return
-    pipe = client.pipeline(transaction=False)
-    for room in newest:
-        pipe.hlen(room_members_key(room))
-        pipe.get(room_copied_key(room))
-    replies = pipe.execute()
+    calls = [([room_last_key(room), room_members_key(room), room_copied_key(room)],
+              [last, str(LAST_TTL_SECONDS)]) for room, last in newest.items()]  # fmt: skip
+    replies = pipelined_script(client, _RAISE_LAST, calls)
+    rooms.record_activity(db, stored)
     updates, marks = [], {}
-    for (room, last), size, copied in zip(newest.items(), replies[::2], replies[1::2],
-                                          strict=True):  # fmt: skip
+    for (room, last), (size, copied) in zip(newest.items(), replies, strict=True):
+        copied = copied or None
         if size > max_members:
             if copied != _BIG:
                 # Only copies match ($gt ""): read when listed from now on.
@@ -131,7 +170,10 @@ def copy_current(db: Database, client: redis.Redis, joined: set[str]) -> None:
 # -- reading -------------------------------------------------------------------------
 # A copy lags its room by less than COPY_LAG_MS, so a room's real key is
 # within that of its copy: the rows whose copies reach down to the page's
-# edge less the lag hold the page, which their rooms' `last` then orders.
+# edge less the lag hold the page. Their rooms' `last` orders them, read from
+# Redis's mirror (one pipelined GET each), not from their room documents
+# (SecantusDB's `$in` costs the square of its ids): only the page's rooms
+# are read from MongoDB, for what the page shows.
 
 
 def page(
@@ -155,11 +197,12 @@ def page(
               limit=MAX_LISTED)
         .max_time_ms(max_time_ms)
     )  # fmt: skip
-    rows = _placed(db, copied + uncopied, before, max_time_ms)
+    rows = _ordered(db, client, copied + uncopied, before, max_time_ms)
     if edge is not None and sum(row["activity"] >= edge for row in rows) <= limit:
         # Copies lagging across the cursor left too few: read all below it.
         everything = _copied(db, user_id, UNCOPIED, before, 0, max_time_ms)
-        rows = _placed(db, everything + uncopied, before, max_time_ms)
+        rows = _ordered(db, client, everything + uncopied, before, max_time_ms)
+    rows = _with_rooms(db, client, rows, before, limit, max_time_ms)
     more = len(rows) > limit
     return rows[:limit], rows[limit - 1]["activity"] if more else None
 
@@ -181,9 +224,19 @@ def _window(
         if sum(row["copied"] >= floor for row in rows) <= limit:
             return None
         return rows, floor
-    wanted = (max(limit, FLOOR_DEPTH) if before is None else limit) + 1
-    rows = _copied(db, user_id, UNCOPIED, before, wanted, max_time_ms)
-    if len(rows) < wanted:
+    if before is None:
+        # No hint: every copy, in one read, which places the hint. SecantusDB
+        # fetches every match before a limit, so a page's read and then the
+        # lag's below it would cost two such reads; MongoDB reads the whole
+        # list once per user per FLOOR_TTL_SECONDS.
+        rows = _copied(db, user_id, UNCOPIED, None, 0, max_time_ms)
+        if len(rows) <= limit:
+            return rows, None
+        edge = rows[limit]["copied"]
+        held = sum(row["copied"] >= lagging(edge) for row in rows)
+        return rows[: max(held, FLOOR_DEPTH + 1)], edge
+    rows = _copied(db, user_id, UNCOPIED, before, limit + 1, max_time_ms)
+    if len(rows) <= limit:
         return rows, None
     edge = rows[limit]["copied"]
     if rows[-1]["copied"] > lagging(edge):
@@ -200,33 +253,109 @@ def _copied(
     bounds = {"$gt": low} if low == UNCOPIED else {"$gte": low}
     if high is not None:
         bounds["$lt"] = high
+    # All of them are sorted here: SecantusDB's sort costs more than Python's.
+    order = {"sort": [("activity", -1)], "limit": wanted} if wanted else {}
     found = (
         db[rooms.MEMBERSHIPS]
-        .find({"user_id": user_id, "activity": bounds}, _ROW, sort=[("activity", -1)],
-              limit=wanted)
+        .find({"user_id": user_id, "activity": bounds}, _ROW, **order)
         .max_time_ms(max_time_ms)
-    )  # fmt: skip
-    return [row | {"copied": row["activity"]} for row in found]
+    )
+    rows = [row | {"copied": row["activity"]} for row in found]
+    return rows if wanted else sorted(rows, key=lambda row: row["copied"], reverse=True)
 
 
-def _placed(
-    db: Database, rows: list[dict[str, Any]], before: str | None, max_time_ms: int
-) -> list[dict[str, Any]]:
-    """These memberships with their room documents, keyed by their room's
-    `last`, below `before`, newest first (a room without a document is not
-    listed)."""
-    docs = {d["_id"]: d for d in rooms.by_ids(db, sorted({r["room"] for r in rows}),
-                                              max_time_ms=max_time_ms)}  # fmt: skip
+def _ordered(
+    db: Database, client: redis.Redis | None, rows: list[dict[str, Any]], before: str | None,
+    max_time_ms: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """These memberships keyed by their room's stored `last` (the mirror's,
+    or the room document's where the mirror has none), below `before`,
+    newest first (a room with neither is not listed)."""
+    names = sorted({row["room"] for row in rows})
+    lasts = dict(zip(names, _mirrored(client, names), strict=True))
+    missing = [room for room, last in lasts.items() if last is None]
+    if missing:
+        found = rooms.by_ids(db, missing, {"last": 1}, max_time_ms=max_time_ms)
+        read = {d["_id"]: d.get("last", rooms.NO_ACTIVITY) for d in found}
+        raise_mirrors(client, read)
+        lasts |= read
     placed = []
     for row in rows:
-        doc = docs.get(row["room"])
-        if doc is None:
+        last = lasts.get(row["room"])
+        if last is None:
             continue
-        key = activity_of(doc.get("last", rooms.NO_ACTIVITY), row["room"])
+        # The copy is never newer than the room, unless the mirror was lost
+        # and came back older: the newer of the two.
+        mirrored = activity_of(last, row["room"])
+        key = max(mirrored, row.get("copied") or UNCOPIED)
         if before is None or key < before:
-            placed.append({"room": row["room"], "role": row["role"], "activity": key, "doc": doc})
+            placed.append({"room": row["room"], "role": row["role"], "activity": key,
+                           "mirrored": mirrored})  # fmt: skip
     placed.sort(key=lambda row: row["activity"], reverse=True)
     return placed
+
+
+def _with_rooms(
+    db: Database, client: redis.Redis | None, rows: list[dict[str, Any]], before: str | None,
+    limit: int, max_time_ms: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The first `limit` + 1 of these ordered rows with their room documents
+    (rows whose room has none are skipped, and the next read instead), each
+    showing the `last` it is placed by. The mirror is raised before the room
+    document, so it is the newer one but for a Redis that lost writes: then
+    the document places its room, and raises the mirror before the page is
+    answered, so that no later page places the room lower than this one."""
+    placed: list[dict[str, Any]] = []
+    start = 0
+    while len(placed) <= limit and start < len(rows):
+        chunk = rows[start : start + limit + 1 - len(placed)]
+        start += len(chunk)
+        docs = {d["_id"]: d for d in rooms.by_ids(db, [row["room"] for row in chunk],
+                                                  max_time_ms=max_time_ms)}  # fmt: skip
+        newer = {}
+        for row in chunk:
+            doc = docs.get(row["room"])
+            if doc is None:
+                continue
+            stored = activity_of(doc.get("last", rooms.NO_ACTIVITY), row["room"])
+            if stored > row["mirrored"]:  # the mirror was lost and came back older
+                newer[row["room"]] = doc.get("last", rooms.NO_ACTIVITY)
+            if stored >= row["activity"]:
+                row = row | {"activity": stored}
+            else:  # a drain between its two writes
+                last = row["activity"].partition("~")[0]
+                doc = doc | {"last": last, "last_ts": int(last.partition("-")[0])}
+            if before is None or row["activity"] < before:  # else it moved above the cursor
+                placed.append(row | {"doc": doc})
+        raise_mirrors(client, newer)
+    placed.sort(key=lambda row: row["activity"], reverse=True)
+    return placed
+
+
+def _mirrored(client: redis.Redis | None, names: list[str]) -> list[str | None]:
+    """Each room's mirrored `last`, None where there is none (or no Redis)."""
+    if client is None or not names:
+        return [None] * len(names)
+    from redis.exceptions import RedisError
+
+    keys = [room_last_key(room) for room in names]
+    try:  # one MGET (a cluster: one per slot, pipelined): ~10x faster than GETs here
+        return client.mget_nonatomic(keys) if is_cluster(client) else client.mget(keys)
+    except RedisError:  # the room documents then: slower, not wrong
+        return [None] * len(names)
+
+
+def raise_mirrors(client: redis.Redis | None, lasts: dict[str, str]) -> None:
+    """Raise these rooms' mirrors of their `last` ({room: last}) to these
+    values, where they hold older ones or none."""
+    if client is None or not lasts:
+        return
+    from redis.exceptions import RedisError
+
+    calls = [([room_last_key(room)], [last, str(LAST_TTL_SECONDS)])
+             for room, last in lasts.items()]  # fmt: skip
+    with contextlib.suppress(RedisError):
+        pipelined_script(client, _RAISE_LAST, calls)
 
 
 # -- the first page's floor --------------------------------------------------------

@@ -102,6 +102,16 @@ def activity_key(ms: int, seq: int) -> str:
     return f"{ms:0{_WIDTH}d}-{seq:0{_WIDTH}d}"
 
 
+def newest_keys(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """{room: the key of its newest message among these documents}."""
+    newest: dict[str, tuple[int, int]] = {}
+    for doc in docs:
+        key = (doc["ms"], doc["seq"])
+        if key > newest.get(doc["room"], (-1, -1)):
+            newest[doc["room"]] = key
+    return {room: activity_key(ms, seq) for room, (ms, seq) in newest.items()}
+
+
 def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Raise each room's `last` to its newest message among these stored
     documents; returns {room: that key}. Idempotent, and safe to run
@@ -110,22 +120,14 @@ def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> dict[str, s
     from pymongo import UpdateOne
     from pymongo.errors import BulkWriteError
 
-    newest: dict[str, tuple[int, int]] = {}
-    for doc in docs:
-        key = (doc["ms"], doc["seq"])
-        if key > newest.get(doc["room"], (-1, -1)):
-            newest[doc["room"]] = key
-    if not newest:
+    keys = newest_keys(docs)
+    if not keys:
         return {}
-    keys = {room: activity_key(ms, seq) for room, (ms, seq) in newest.items()}
     updates = [
-        UpdateOne(
-            {"_id": room},
-            {"$max": {"last": keys[room], "last_ts": ms}},
-            upsert=True,
-        )
-        for room, (ms, seq) in newest.items()
-    ]
+        UpdateOne({"_id": room}, {"$max": {"last": key, "last_ts": int(key[:_WIDTH])}},
+                  upsert=True)
+        for room, key in keys.items()
+    ]  # fmt: skip
     try:
         db[COLLECTION].bulk_write(updates, ordered=False)
     except BulkWriteError as exc:
