@@ -171,7 +171,7 @@ def copy_current(db: Database, client: redis.Redis, joined: set[str]) -> None:
 # A copy lags its room by less than COPY_LAG_MS, so a room's real key is
 # within that of its copy: the rows whose copies reach down to the page's
 # edge less the lag hold the page. Their rooms' `last` orders them, read from
-# Redis's mirror (one pipelined GET each), not from their room documents
+# Redis's mirror (one MGET for them all), not from their room documents
 # (SecantusDB's `$in` costs the square of its ids): only the page's rooms
 # are read from MongoDB, for what the page shows.
 
@@ -233,8 +233,9 @@ def _window(
         if len(rows) <= limit:
             return rows, None
         edge = rows[limit]["copied"]
-        held = sum(row["copied"] >= lagging(edge) for row in rows)
-        return rows[: max(held, FLOOR_DEPTH + 1)], edge
+        low = lagging(edge)
+        held = sum(row["copied"] >= low for row in rows)  # the lag's window below the edge
+        return rows[: max(held, FLOOR_DEPTH + 1)], edge  # and what places the hint
     rows = _copied(db, user_id, UNCOPIED, before, limit + 1, max_time_ms)
     if len(rows) <= limit:
         return rows, None
