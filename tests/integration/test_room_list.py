@@ -157,6 +157,7 @@ def test_a_lost_or_older_mirror_is_read_from_the_room_and_never_misplaces_it(sto
     # documents place them, and refill the mirrors.
     cache.delete(*(room_last_key(room) for room in names))
     cache.set(room_last_key("c5"), rooms.activity_key(1, 0))
+    cache.set(room_last_key("c4"), "not a key")
     assert everything(db, cache, 2) == newest_first
     assert [cache.get(room_last_key(r)) for r in names] == [
         rooms.activity_key(100 + i, 0) for i in range(6)

@@ -41,6 +41,7 @@ top of a fresh first page, and its message reached the client live.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import TYPE_CHECKING, Any
 
 from aurora import rooms
@@ -83,6 +84,7 @@ _RAISE_LAST = """
 local function older(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not am then return true end  -- not a key: replaced
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
@@ -97,6 +99,9 @@ if KEYS[2] then
 end
 return 0
 """
+
+
+_KEY = re.compile(r"\d{20}-\d{20}")
 
 
 def activity_of(last: str, room: str) -> str:
@@ -341,9 +346,11 @@ def _mirrored(client: redis.Redis | None, names: list[str]) -> list[str | None]:
 
     keys = [room_last_key(room) for room in names]
     try:  # one MGET (a cluster: one per slot, pipelined): ~10x faster than GETs here
-        return client.mget_nonatomic(keys) if is_cluster(client) else client.mget(keys)
+        found = client.mget_nonatomic(keys) if is_cluster(client) else client.mget(keys)
     except RedisError:  # the room documents then: slower, not wrong
         return [None] * len(names)
+    # Anything but a key (`rooms.activity_key`) is read from the room instead.
+    return [last if last and _KEY.fullmatch(last) else None for last in found]
 
 
 def raise_mirrors(client: redis.Redis | None, lasts: dict[str, str]) -> None:
