@@ -26,14 +26,14 @@ stretches) and by CPU time, from a Chromium trace.
 room switches (Chromium's Profiler over CDP), writes it for DevTools'
 Performance panel and prints the functions with the most self time.
 --explain prints, for each task over 50 ms of wall time, what it was spent
-on (script by function, style, layout, paint, GC), from the trace.
+on (script by function, style, layout, paint, GC), from the trace; --trace
+FILE writes that trace's events.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import sys
@@ -156,13 +156,15 @@ def store(stack: dict, room: str, count: int) -> None:
 
 
 @contextmanager
-def main_thread_tasks(browser, page, explain: bool = False) -> Iterator[list[tuple[float, float]]]:
+def main_thread_tasks(
+    browser, page, explain: bool = False, save_to: Path | None = None
+) -> Iterator[list[tuple[float, float]]]:
     """The page's main-thread tasks while inside, as (wall ms, CPU ms), from
     a Chromium trace. A loaded machine stretches a task's wall time (the
     thread waits for a core), not its CPU time: the pair tells the two apart."""
     tasks: list[tuple[float, float]] = []
     categories = ["disabled-by-default-devtools.timeline"]
-    if explain:  # where each long task went: script, style, layout, GC
+    if explain or save_to:  # where each long task went: script, style, layout, GC
         categories += ["devtools.timeline", "v8", "blink", "disabled-by-default-v8.gc"]
     browser.start_tracing(page=page, categories=categories)
     try:
@@ -187,8 +189,8 @@ def main_thread_tasks(browser, page, explain: bool = False) -> Iterator[list[tup
         tasks.extend(max(busy.values(), key=lambda ts: sum(c for _, c in ts), default=[]))
         if explain:
             print_long_tasks(events, runs)
-            if os.environ.get("TRACE_OUT"):
-                Path(os.environ["TRACE_OUT"]).write_text(json.dumps(events))
+        if save_to is not None:
+            save_to.write_text(json.dumps(events))
 
 
 SPLIT = ("RunTask", "ThreadControllerImpl::RunTask")  # the tasks themselves
@@ -298,14 +300,14 @@ def long_tasks(observed: list[float], tasks: list[tuple[float, float]]) -> dict:
     }
 
 
-def scroll_stored(count: int, profile: Path | None = None, explain: bool = False) -> dict:
+def scroll_stored(count: int, profile: Path | None, explain: bool, save_to: Path | None) -> dict:
     from playwright.sync_api import expect
 
     stored = signed_in_page(lambda stack: store(stack, "general", count), **NO_WRITER_LIMITS)
     with stored as (_, browser, page):
         expect(page.locator("#messages .message").first).to_be_visible()
         cdp = start_profile(page) if profile else None
-        with main_thread_tasks(browser, page, explain) as tasks:
+        with main_thread_tasks(browser, page, explain, save_to) as tasks:
             result = page.evaluate(SCROLL_BACK)
         hot = stop_profile(cdp, profile) if cdp else []
     for line in hot:
@@ -349,13 +351,13 @@ def send_live(stack: dict, room: str, count: int, rate: float) -> float:
         return time.monotonic() - started
 
 
-def live_arrivals(count: int, rate: float, explain: bool = False) -> dict:
+def live_arrivals(count: int, rate: float, explain: bool, save_to: Path | None) -> dict:
     """The reader at the newest message while `count` arrive at `rate` a second."""
     from playwright.sync_api import expect
 
     with signed_in_page(**NO_WRITER_LIMITS) as (stack, browser, page):
         page.evaluate(WATCH)
-        with main_thread_tasks(browser, page, explain) as tasks:
+        with main_thread_tasks(browser, page, explain, save_to) as tasks:
             seconds = send_live(stack, "general", count, rate)
             last = page.locator("#messages .message").last
             expect(last).to_have_text(re.compile(f"live {count - 1}$"), timeout=60000)
@@ -379,7 +381,7 @@ def switch_rooms(args) -> dict:
         page.wait_for_timeout(300)
         rooms = [f"bench-{r}" for r in range(args.rooms)] * 2
         cdp = start_profile(page) if args.profile else None
-        with main_thread_tasks(browser, page, args.explain) as switch_tasks:
+        with main_thread_tasks(browser, page, args.explain, args.trace) as switch_tasks:
             switches = sorted(page.evaluate(SWITCH, rooms))
         for line in stop_profile(cdp, args.profile) if cdp else []:
             print(line, file=sys.stderr)
@@ -416,11 +418,14 @@ def main() -> None:
     parser.add_argument(
         "--explain", action="store_true", help="print what each task over 50 ms was spent on"
     )
+    parser.add_argument(
+        "--trace", type=Path, help="write the measured part's trace events here (JSON)"
+    )
     args = parser.parse_args()
     if args.stored:
-        figures = scroll_stored(args.stored, args.profile, args.explain)
+        figures = scroll_stored(args.stored, args.profile, args.explain, args.trace)
     elif args.live:
-        figures = live_arrivals(args.live, args.rate, args.explain)
+        figures = live_arrivals(args.live, args.rate, args.explain, args.trace)
     else:
         figures = switch_rooms(args)
     print(json.dumps(figures, indent=2))
