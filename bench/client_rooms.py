@@ -22,9 +22,10 @@ stretches) and by CPU time, from a Chromium trace.
     python bench/client_rooms.py --live 10000 --rate 500
     python bench/client_rooms.py --stored 2000 --profile scroll.cpuprofile
 
---profile also records a CPU profile of the scroll (with --stored) or of the
-room switches (Chromium's Profiler over CDP), writes it for DevTools'
-Performance panel and prints the functions with the most self time.
+--profile also records a CPU profile of the scroll (with --stored), of the
+arrivals (with --live) or of the room switches (Chromium's Profiler over
+CDP), writes it for DevTools' Performance panel and prints the functions
+with the most self time.
 --explain prints, for each task over 50 ms of wall time, what it was spent
 on (script by function, style, layout, paint, GC), from the trace; --trace
 FILE writes that trace's events.
@@ -351,18 +352,24 @@ def send_live(stack: dict, room: str, count: int, rate: float) -> float:
         return time.monotonic() - started
 
 
-def live_arrivals(count: int, rate: float, explain: bool, save_to: Path | None) -> dict:
+def live_arrivals(
+    count: int, rate: float, profile: Path | None, explain: bool, save_to: Path | None
+) -> dict:
     """The reader at the newest message while `count` arrive at `rate` a second."""
     from playwright.sync_api import expect
 
     with signed_in_page(**NO_WRITER_LIMITS) as (stack, browser, page):
         page.evaluate(WATCH)
+        cdp = start_profile(page) if profile else None
         with main_thread_tasks(browser, page, explain, save_to) as tasks:
             seconds = send_live(stack, "general", count, rate)
             last = page.locator("#messages .message").last
             expect(last).to_have_text(re.compile(f"live {count - 1}$"), timeout=60000)
             observed = page.evaluate(LONG_TASKS)
             shown = page.locator("#messages .message").count()
+        hot = stop_profile(cdp, profile) if cdp else []
+    for line in hot:
+        print(line, file=sys.stderr)
     return {
         "machine": MACHINE,
         "live_messages": count,
@@ -412,9 +419,7 @@ def main() -> None:
         action="store_true",
         help="for comparison: content-visibility: auto on every message",
     )
-    parser.add_argument(
-        "--profile", type=Path, help="write a CPU profile of the scroll (--stored) or the switches"
-    )
+    parser.add_argument("--profile", type=Path, help="write a CPU profile of the measured part")
     parser.add_argument(
         "--explain", action="store_true", help="print what each task over 50 ms was spent on"
     )
@@ -425,7 +430,7 @@ def main() -> None:
     if args.stored:
         figures = scroll_stored(args.stored, args.profile, args.explain, args.trace)
     elif args.live:
-        figures = live_arrivals(args.live, args.rate, args.explain, args.trace)
+        figures = live_arrivals(args.live, args.rate, args.profile, args.explain, args.trace)
     else:
         figures = switch_rooms(args)
     print(json.dumps(figures, indent=2))
