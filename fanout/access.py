@@ -7,8 +7,10 @@ every change) drops the room's cached answers and re-checks this replica's
 members of that room: a refused one gets `left` with a `reason` and nothing
 more from the room. The users a notice names in `relist` (their list of
 rooms changed: an invitation, a new direct room, a role, a removal, a ban)
-get `rooms_changed` on their v1 connections here; it carries nothing, so a
-forged notice costs them one re-read of their own rooms and tells nothing.
+get `rooms_changed` on their v1 connections here (a notice names at most
+`membership.MAX_RELIST`; a deleted room's members come in as many notices
+as it takes); it carries nothing, so a forged notice costs them one re-read
+of their own rooms and tells nothing.
 Notices are at-most-once, so every joined connection is
 re-checked every `MEMBERSHIP_CHECK_SECONDS` and after the subscriber
 reconnects: a lost notice is enforced within that bound. The fan-out never
@@ -43,7 +45,6 @@ log = logging.getLogger("aurora.fanout")
 
 SWEEP_SLICE = 25  # members per round trip of a sweep: ~4 commands each, ~1-2 ms of the loop
 MAX_CACHED_ROOMS = 50_000  # past this the cache starts afresh (a sweep refills it)
-MAX_RELIST = 2  # users a notice may name in `relist` (a direct room's two members)
 
 
 class RoomAccess:
@@ -117,16 +118,16 @@ class RoomAccess:
             body = untrusted_json.loads(data)
             room = check_room(body["room"])
             relist = body.get("relist", [])
-            if not isinstance(relist, list):
-                raise TypeError(relist)
+            if not isinstance(relist, list) or len(relist) > membership.MAX_RELIST:
+                raise TypeError("relist")
         except Exception:  # any malformed notice: ignored, it has no authority anyway
             log.warning("malformed membership notice ignored", extra={"notice": repr(data)[:200]})
             return
         self._generation[room] = self._generation.get(room, 0) + 1
         self._cache.pop(room, None)
         self.recheck_soon(room)
-        for user_id in relist[:MAX_RELIST]:
-            if isinstance(user_id, str):
+        for user_id in {each for each in relist if isinstance(each, str)}:
+            if user_id in self._users:
                 for connection in self._users.of(user_id):
                     connection.tell(ROOMS_CHANGED)
 

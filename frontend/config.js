@@ -11,6 +11,7 @@ export const HEARTBEAT_MS = 25000; // the browser hides the server's pings: a pi
 export const PONG_TIMEOUT_MS = 10000; //   finds a dead connection before TCP does
 export const RETRY_MS = 2000; // after `unavailable` / `backpressure`
 export const HISTORY_PAGE = 50; // messages per scrollback or search request (the API allows 1-100)
+export const INSERT_BATCH = 25; // a page's messages put in per task: 50 at once took ~25 ms of CPU
 export const GAP_PAGE = 100; // per gap-fill request: the API's largest page
 export const GAP_HOLD_TRIES = 5; // gap reads failed before the outbox is sent anyway (~10 s)
 export const PASSWORD_MIN = 8; // the API's rule (aurora.accounts), checked here first

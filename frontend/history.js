@@ -3,7 +3,7 @@
 // the messages missed beyond the resume window after a reconnect (the gap).
 
 import { showStoredState } from "./changes.js";
-import { GAP_HOLD_TRIES, GAP_PAGE, HISTORY_PAGE, backoffDelay } from "./config.js";
+import { GAP_HOLD_TRIES, GAP_PAGE, HISTORY_PAGE, INSERT_BATCH, backoffDelay } from "./config.js";
 import { holdOutbox, releaseOutbox, settle } from "./outbox.js";
 import { compareIds, parseId } from "./protocol.js";
 import {
@@ -91,6 +91,25 @@ function insertPage(state, frames) {
   arrange(state);
 }
 
+// A page in batches of INSERT_BATCH, the one nearest `from` ("newest" or
+// "oldest" end of the page) first: each batch is styled and laid out in a
+// task of its own, the frame between them painted, so no one task holds
+// the page's whole cost. Always one batch, if empty, for what follows it.
+function batches(messages, from) {
+  const byId = messages
+    .map((message) => [parseId(message.id), message])
+    .filter(([id]) => id)
+    .sort((a, b) => compareIds(a[0], b[0]) * (from === "newest" ? -1 : 1))
+    .map(([, message]) => message);
+  const out = [];
+  for (let at = 0; at < byId.length; at += INSERT_BATCH) out.push(byId.slice(at, at + INSERT_BATCH));
+  return out.length ? out : [[]];
+}
+
+// After the next frame, in a task of its own (a frame callback would add
+// the work to the frame's task).
+const afterNextFrame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
 const beginning = (state) => `This is the beginning of ${roomLabel(state)}.`;
 
 // Scrollback: the page of stored messages just older than the oldest shown.
@@ -105,20 +124,26 @@ export async function loadOlder(state) {
   const empty = !before;
   try {
     const page = await roomMessages(state, { limit: HISTORY_PAGE, ...(before && { before }) });
-    if (state.history !== reading) return; // started over meanwhile
-    keepingScroll(state, () => {
-      insertPage(state, storedMessages(page));
-      if (!state.stuck) trimNewest(state); // far back: the list keeps a window
-      // The bar above the list changes height at the end: inside, so it counts.
-      reading.end = !page.next_before;
-      reading.loading = false;
-      if (state === active()) {
-        updateHistoryBar();
-        showHistoryStatus(reading.end ? beginning(state) : "");
-      }
-    });
-    // A room's first page shows its newest messages.
-    if (empty && state.list.isConnected) scrollToEnd(state);
+    const parts = batches(storedMessages(page), "newest");
+    for (const [at, part] of parts.entries()) {
+      if (at > 0) await afterNextFrame();
+      if (state.history !== reading) return; // started over meanwhile
+      const last = at === parts.length - 1;
+      keepingScroll(state, () => {
+        insertPage(state, part);
+        if (!state.stuck) trimNewest(state); // far back: the list keeps a window
+        if (!last) return;
+        // The bar above the list changes height at the end: inside, so it counts.
+        reading.end = !page.next_before;
+        reading.loading = false;
+        if (state === active()) {
+          updateHistoryBar();
+          showHistoryStatus(reading.end ? beginning(state) : "");
+        }
+      });
+      // A room's first page shows its newest messages, from its first batch on.
+      if (empty && state.list.isConnected) scrollToEnd(state);
+    }
   } catch (error) {
     reading.failed = true; // not read again by itself: the button tries again
     if (state.history === reading && state === active()) {
@@ -150,13 +175,17 @@ async function loadNewer(state) {
   reading.loadingNewer = true;
   try {
     const page = await roomMessages(state, { after, limit: HISTORY_PAGE });
-    if (state.history !== reading || !state.tail) return;
-    keepingScroll(state, () => {
-      insertPage(state, storedMessages(page));
-      if (!page.next_after) rejoinTail(state);
-      trimOldest(state); // over the window going down: scrolling up reads them again
-      arrange(state);
-    });
+    const parts = batches(storedMessages(page), "oldest");
+    for (const [at, part] of parts.entries()) {
+      if (at > 0) await afterNextFrame();
+      if (state.history !== reading || !state.tail) return;
+      keepingScroll(state, () => {
+        insertPage(state, part);
+        if (at === parts.length - 1 && !page.next_after) rejoinTail(state);
+        trimOldest(state); // over the window going down: scrolling up reads them again
+        arrange(state);
+      });
+    }
   } catch (error) {
     if (state === active()) showHistoryStatus(`Could not load newer messages: ${error.message}`, true);
   } finally {

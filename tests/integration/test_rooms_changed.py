@@ -1,8 +1,8 @@
 """`rooms_changed`: a change to someone's list of rooms (an invitation, a role, a
-removal, a ban, a new direct room) is pushed to that user's v1 connections on
-every fan-out replica, and to nobody else: not the actor (unless it is their
-list too), not the room's other members, not strangers, not an
-original-protocol (v0) connection. The frame names no room."""
+removal, a ban, a new direct room, the room's deletion) is pushed to that
+user's v1 connections on every fan-out replica, and to nobody else: not the
+actor (unless it is their list too), not the room's other members, not
+strangers, not an original-protocol (v0) connection. The frame names no room."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from aurora import membership
-from aurora.backends import redis_client
+from aurora import membership, rooms
+from aurora.backends import database, redis_client
 from aurora.keyspace import MEMBERSHIP_CHANNEL
 from aurora.settings import Settings
 from local.runtime import LocalFunction
@@ -44,15 +44,19 @@ STEPS = [
     ("stranger", "POST", "/api/dms", {"username": "target"}, set()),
     ("target", "PUT", "/api/blocks/stranger", None, set()),
     ("member", "DELETE", "/api/rooms/den/members/member", None, {"member"}),
+    ("owner", "PUT", "/api/rooms/den/members/target", None, {"target"}),
+    # Deleted: every member's list loses it (the banned and the departed had it no more).
+    ("owner", "DELETE", "/api/rooms/den", None, {"owner", "target"}),
 ]
 PEOPLE = ("owner", "target", "member", "stranger")
 # Notices anyone with access to Redis could publish, naming the target in
-# shapes no writer makes: each is ignored whole (a notice names at most two).
+# shapes no writer makes: each is ignored whole (a notice names at most
+# MAX_RELIST users).
 FORGED = [
     '{"room": "den", "relist": "id-target"}',
     '{"room": "den", "relist": {"id-target": 1}}',
     '{"room": "den", "relist": [["id-target"], 7, null]}',
-    '{"room": "den", "relist": ["id-a", "id-b", "id-target"]}',
+    '{"room": "den", "relist": ["id-target"%s]}' % (', "id-x"' * membership.MAX_RELIST),
     '{"relist": ["id-target"]}',
     '{"room": "no room!", "relist": ["id-target"]}',
     "not json",
@@ -127,3 +131,31 @@ async def test_rooms_changed_reaches_only_the_users_whose_rooms_changed_on_two_r
         assert [s for s, w in zip(seen, wanted, strict=True) if s != w] == []
         for ws in (*conns.values(), v0):
             await ws.close()
+
+
+def test_a_deleted_rooms_members_are_all_named_in_bounded_notices(app_env, api):
+    """A room of more members than one notice may name: its deletion names
+    each of them once, in notices of at most MAX_RELIST users."""
+    owner = person(app_env, "owner")
+    cache = redis_client(app_env.redis_url)
+    db = database(app_env)
+    status, _ = rest(api, "POST", "/api/rooms", owner, {"room": "crowd"})
+    assert status in (200, 201)
+    others = [f"u{n:04d}" for n in range(membership.MAX_RELIST * 2 + 5)]
+    db[rooms.MEMBERSHIPS].insert_many(
+        {"room": "crowd", "user_id": user_id, "role": membership.MEMBER} for user_id in others
+    )
+    listener = cache.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(MEMBERSHIP_CHANNEL)
+    assert rest(api, "DELETE", "/api/rooms/crowd", owner)[0] == 200
+    named: list[str] = []
+    wanted = sorted([*others, owner.user_id])
+    for _ in range(50):  # a subscription's confirmation reads as None too
+        if (message := listener.get_message(timeout=0.2)) is not None:
+            relist = json.loads(message["data"])["relist"]
+            assert 0 < len(relist) <= membership.MAX_RELIST
+            named += relist
+        if len(named) >= len(wanted):
+            break
+    listener.close()
+    assert sorted(named) == wanted
