@@ -5,7 +5,7 @@
     python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
     python bench/fanout_load.py hold --connections 5000 --wave [--allocator malloc]
-    python bench/fanout_load.py burst --connections 1000 --processes 4
+    python bench/fanout_load.py burst --connections 1000 --processes 4 [--profile FILE]
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
 generators (separate processes) pinned to core 1. Clients are v1 clients of
@@ -109,6 +109,7 @@ def start_server(
     stock: bool = False,
     allocator: str = "pymalloc",
     admissions: int = 10**6,
+    profile: str | None = None,
 ) -> subprocess.Popen:
     env = os.environ | {
         "PYTHONMALLOC": allocator,
@@ -131,6 +132,8 @@ def start_server(
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
+    if profile:  # written when the replica exits (SIGTERM ends it cleanly)
+        replica = ["-m", "cProfile", "-o", profile, *replica]
     process = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CORE), sys.executable, *replica],
         cwd=ROOT,
@@ -369,7 +372,12 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
 
 @contextlib.contextmanager
-def replica_under_test(stock: bool = False, allocator: str = "pymalloc", admissions: int = 10**6):
+def replica_under_test(
+    stock: bool = False,
+    allocator: str = "pymalloc",
+    admissions: int = 10**6,
+    profile: str | None = None,
+):
     """Redis pinned to the load core and one fan-out replica (pinned by
     start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -378,7 +386,7 @@ def replica_under_test(stock: bool = False, allocator: str = "pymalloc", admissi
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
         with open(Path(tmp) / "fanout.log", "wb") as log:
-            server = start_server(redis.url, port, log, stock, allocator, admissions)
+            server = start_server(redis.url, port, log, stock, allocator, admissions, profile)
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
@@ -555,7 +563,8 @@ def burst(args) -> None:
     a replica with its default admission (ADMISSIONS_PER_SECOND), unless
     --admissions says otherwise."""
     ctx = mp.get_context("spawn")
-    with replica_under_test(admissions=args.admissions) as (server, port, url):
+    replica = replica_under_test(admissions=args.admissions, profile=args.profile)
+    with replica as (server, port, url):
         time.sleep(0.5)
         stop, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
         procs = start_load(ctx, openers, args.connections, args.processes,
@@ -617,6 +626,8 @@ def main() -> None:
     b.add_argument("--processes", type=int, default=4)
     b.add_argument("--admissions", type=int, default=0,
                    help="ADMISSIONS_PER_SECOND of the replica (0: its default)")  # fmt: skip
+    b.add_argument("--profile", metavar="FILE",
+                   help="run the replica under cProfile, its stats written to FILE")  # fmt: skip
     b.set_defaults(run=burst)
     args = parser.parse_args()
     args.run(args)
