@@ -4,7 +4,7 @@
     python bench/fanout_load.py throughput ... --repeat 5 --against-stock
     python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
-    python bench/fanout_load.py hold --connections 5000 --wave [--allocator malloc]
+    python bench/fanout_load.py hold --connections 5000 --wave [--allocator pymalloc]
     python bench/fanout_load.py burst --connections 1000 --processes 4 [--profile FILE]
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
@@ -102,17 +102,31 @@ def still_open(port: int) -> float:
         return 1.0
 
 
+ALLOCATORS = ("jemalloc", "pymalloc", "malloc")
+
+
+def allocator_env(allocator: str) -> dict[str, str]:
+    """The replica's allocator: jemalloc as the image and the local stack
+    run it (fanout/memory.py), or CPython's own, or glibc's malloc."""
+    if allocator != "jemalloc":
+        return {"PYTHONMALLOC": allocator, "LD_PRELOAD": "", "MALLOC_CONF": ""}
+    env = memory.jemalloc_env()
+    if not env:
+        raise SystemExit("no jemalloc here (Debian: apt-get install libjemalloc2)")
+    return env
+
+
 def start_server(
     redis_url: str,
     port: int,
     log,
     stock: bool = False,
-    allocator: str = "pymalloc",
+    allocator: str = "jemalloc",
     admissions: int = 10**6,
     profile: str | None = None,
 ) -> subprocess.Popen:
     env = os.environ | {
-        "PYTHONMALLOC": allocator,
+        **allocator_env(allocator),
         "AURORA_ENV": "local",
         "REDIS_URL": redis_url,
         "JWT_SECRET": SECRET,
@@ -374,7 +388,7 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 @contextlib.contextmanager
 def replica_under_test(
     stock: bool = False,
-    allocator: str = "pymalloc",
+    allocator: str = "jemalloc",
     admissions: int = 10**6,
     profile: str | None = None,
 ):
@@ -609,15 +623,15 @@ def main() -> None:
                    help="what the sender sends at the rate")  # fmt: skip
     t.add_argument("--against-stock", action="store_true",
                    help="before each run, the same with websockets' stock broadcast()")  # fmt: skip
-    t.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
-                   help="the replica's PYTHONMALLOC")  # fmt: skip
+    t.add_argument("--allocator", choices=ALLOCATORS, default="jemalloc",
+                   help="the replica's allocator (jemalloc: as shipped)")  # fmt: skip
     t.set_defaults(run=throughput)
     h = sub.add_parser("hold")
     h.add_argument("--connections", type=int, default=10_000)
     h.add_argument("--processes", type=int, default=10)
     h.add_argument("--hold", type=float, default=5.0)
-    h.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
-                   help="the replica's PYTHONMALLOC")  # fmt: skip
+    h.add_argument("--allocator", choices=ALLOCATORS, default="jemalloc",
+                   help="the replica's allocator (jemalloc: as shipped)")  # fmt: skip
     h.add_argument("--wave", action="store_true",
                    help="then close them all and report the RSS the replica keeps")  # fmt: skip
     h.set_defaults(run=hold)
