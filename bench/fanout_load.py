@@ -4,8 +4,8 @@
     python bench/fanout_load.py throughput ... --repeat 5 --against-stock
     python bench/fanout_load.py throughput ... --frames react
     python bench/fanout_load.py hold --connections 10000
-    python bench/fanout_load.py hold --connections 5000 --wave [--allocator malloc]
-    python bench/fanout_load.py burst --connections 1000 --processes 4
+    python bench/fanout_load.py hold --connections 5000 --wave [--allocator pymalloc]
+    python bench/fanout_load.py burst --connections 1000 --processes 4 [--profile FILE]
 
 One replica (`python -m fanout`) pinned to core 0; Redis and the load
 generators (separate processes) pinned to core 1. Clients are v1 clients of
@@ -102,16 +102,31 @@ def still_open(port: int) -> float:
         return 1.0
 
 
+ALLOCATORS = ("jemalloc", "pymalloc", "malloc")
+
+
+def allocator_env(allocator: str) -> dict[str, str]:
+    """The replica's allocator: jemalloc as the image and the local stack
+    run it (fanout/memory.py), or CPython's own, or glibc's malloc."""
+    if allocator != "jemalloc":
+        return {"PYTHONMALLOC": allocator, "LD_PRELOAD": "", "MALLOC_CONF": ""}
+    env = memory.jemalloc_env()
+    if not env:
+        raise SystemExit("no jemalloc here (Debian: apt-get install libjemalloc2)")
+    return env
+
+
 def start_server(
     redis_url: str,
     port: int,
     log,
     stock: bool = False,
-    allocator: str = "pymalloc",
+    allocator: str = "jemalloc",
     admissions: int = 10**6,
+    profile: str | None = None,
 ) -> subprocess.Popen:
     env = os.environ | {
-        "PYTHONMALLOC": allocator,
+        **allocator_env(allocator),
         "AURORA_ENV": "local",
         "REDIS_URL": redis_url,
         "JWT_SECRET": SECRET,
@@ -131,6 +146,8 @@ def start_server(
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
     }
     replica = [str(ROOT / "bench" / "stock_fanout.py")] if stock else ["-m", "fanout"]
+    if profile:  # written when the replica exits (SIGTERM ends it cleanly)
+        replica = ["-m", "cProfile", "-o", profile, *replica]
     process = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CORE), sys.executable, *replica],
         cwd=ROOT,
@@ -369,7 +386,12 @@ def holders(url: str, first_user: int, count: int, ready, stop) -> None:
 
 
 @contextlib.contextmanager
-def replica_under_test(stock: bool = False, allocator: str = "pymalloc", admissions: int = 10**6):
+def replica_under_test(
+    stock: bool = False,
+    allocator: str = "jemalloc",
+    admissions: int = 10**6,
+    profile: str | None = None,
+):
     """Redis pinned to the load core and one fan-out replica (pinned by
     start_server); yields (server process, its port, its ws:// URL)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -378,7 +400,7 @@ def replica_under_test(stock: bool = False, allocator: str = "pymalloc", admissi
                        check=True, capture_output=True)  # fmt: skip
         port = free_port()
         with open(Path(tmp) / "fanout.log", "wb") as log:
-            server = start_server(redis.url, port, log, stock, allocator, admissions)
+            server = start_server(redis.url, port, log, stock, allocator, admissions, profile)
             try:
                 yield server, port, f"ws://127.0.0.1:{port}"
             finally:
@@ -555,7 +577,8 @@ def burst(args) -> None:
     a replica with its default admission (ADMISSIONS_PER_SECOND), unless
     --admissions says otherwise."""
     ctx = mp.get_context("spawn")
-    with replica_under_test(admissions=args.admissions) as (server, port, url):
+    replica = replica_under_test(admissions=args.admissions, profile=args.profile)
+    with replica as (server, port, url):
         time.sleep(0.5)
         stop, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
         procs = start_load(ctx, openers, args.connections, args.processes,
@@ -600,15 +623,15 @@ def main() -> None:
                    help="what the sender sends at the rate")  # fmt: skip
     t.add_argument("--against-stock", action="store_true",
                    help="before each run, the same with websockets' stock broadcast()")  # fmt: skip
-    t.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
-                   help="the replica's PYTHONMALLOC")  # fmt: skip
+    t.add_argument("--allocator", choices=ALLOCATORS, default="jemalloc",
+                   help="the replica's allocator (jemalloc: as shipped)")  # fmt: skip
     t.set_defaults(run=throughput)
     h = sub.add_parser("hold")
     h.add_argument("--connections", type=int, default=10_000)
     h.add_argument("--processes", type=int, default=10)
     h.add_argument("--hold", type=float, default=5.0)
-    h.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc",
-                   help="the replica's PYTHONMALLOC")  # fmt: skip
+    h.add_argument("--allocator", choices=ALLOCATORS, default="jemalloc",
+                   help="the replica's allocator (jemalloc: as shipped)")  # fmt: skip
     h.add_argument("--wave", action="store_true",
                    help="then close them all and report the RSS the replica keeps")  # fmt: skip
     h.set_defaults(run=hold)
@@ -617,6 +640,8 @@ def main() -> None:
     b.add_argument("--processes", type=int, default=4)
     b.add_argument("--admissions", type=int, default=0,
                    help="ADMISSIONS_PER_SECOND of the replica (0: its default)")  # fmt: skip
+    b.add_argument("--profile", metavar="FILE",
+                   help="run the replica under cProfile, its stats written to FILE")  # fmt: skip
     b.set_defaults(run=burst)
     args = parser.parse_args()
     args.run(args)

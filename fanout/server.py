@@ -44,7 +44,7 @@ from fanout.connection_limit import ConnectionLimit
 from fanout.expiry import TokenExpiry
 from fanout.hub import Hub
 from fanout.keepalive import keepalive as pings
-from fanout.memory import freeze_startup, release_after_waves
+from fanout.memory import ALLOCATOR, freeze_startup, release_after_waves
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
 from fanout.presence import Presence
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
@@ -247,7 +247,8 @@ class FanoutServer:
             server_header="AuroraChat",
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            log.info("fan-out listening", extra={"host": self.settings.fanout_host, "port": port})
+            where = {"host": self.settings.fanout_host, "port": port}
+            log.info("fan-out listening", extra={**where, "allocator": ALLOCATOR})
             if ready is not None:
                 ready.set_result(port)
             keepalive = asyncio.create_task(

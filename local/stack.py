@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fanout.memory import jemalloc_env
 from local.logs import configure as console_logs
 from local.logs import readable_function_logs
 from local.servers import (
@@ -200,6 +201,9 @@ class LocalStack:
         # `env` carries the local S3's endpoint, dummy keys and bucket: the
         # fan-out checks message attachments there (HEAD), as it would on AWS.
         child_env = {
+            # On jemalloc where the machine has it, as the image runs it; what
+            # the caller's environment says about the allocator comes first.
+            **jemalloc_env(),
             **os.environ,
             **env,
             "FANOUT_HOST": self.config.host,

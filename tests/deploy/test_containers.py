@@ -22,6 +22,7 @@ import pytest
 
 from aurora import attachments
 from aurora.settings import Settings
+from fanout import memory
 from tests.support import ROOT
 
 DOCKERFILES = ["fanout/Dockerfile", "local/Dockerfile"]
@@ -38,6 +39,19 @@ def test_hadolint_finds_nothing_in_the_dockerfile(dockerfile):
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_fanout_image_runs_on_jemalloc_as_the_local_stack_does():
+    """The image's allocator settings are the ones fanout/memory.py gives a
+    replica the local stack starts, and the ones the benchmarks measured."""
+    text = (ROOT / "fanout" / "Dockerfile").read_text().replace("\\\n", " ")
+    env = dict(pair.split("=", 1) for line in text.splitlines() if line.startswith("ENV ")
+               for pair in line.split()[1:])  # fmt: skip
+    assert "libjemalloc2" in text
+    assert {k: env.get(k) for k in ("LD_PRELOAD", *memory.ALLOCATOR_ENV)} == {
+        "LD_PRELOAD": memory.JEMALLOC,
+        **memory.ALLOCATOR_ENV,
+    }
 
 
 def compose_binary() -> Path:

@@ -208,6 +208,11 @@ async def test_a_reconnect_storm_reaches_a_member_as_one_change_per_user_per_sec
 
         finals = await asyncio.gather(*(flap(who, i) for i, who in enumerate(storm)))
         frames = await listening
+        # Their changes went out batched with each other's: nobody got their own.
+        heard = await asyncio.gather(*(presence_frames(conn, 0.3) for conn in finals))
+        assert any(heard)  # those who joined before others heard of them
+        for who, got in zip(storm, heard, strict=True):
+            assert all(frame.get("user") != who.name for _, frame in got), (who, got)
         for conn in (ws, *finals):
             await conn.close()
     by_user: dict[str, list[tuple[float, str]]] = {}

@@ -1,0 +1,34 @@
+"""The replica's allocator: jemalloc under every Python object where the
+machine has it (Debian's libjemalloc2, which redis-server depends on, so
+CI has it), and the release after a wave asks the allocator that is really
+there to hand its free pages back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from fanout import memory
+from tests.support import ROOT
+
+# The allocator this process found, after asking it to release (no crash).
+PROBE = "from fanout import memory; memory.trim(); print(memory.ALLOCATOR)"
+
+
+def probe(env: dict[str, str]) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_a_replica_started_with_the_allocator_env_runs_on_jemalloc():
+    env = memory.jemalloc_env()
+    assert env, "no jemalloc on this machine: apt-get install libjemalloc2"
+    assert probe(env) == "jemalloc"
+
+
+def test_without_it_the_release_falls_back_to_glibcs_trim():
+    assert probe({"LD_PRELOAD": "", "PYTHONMALLOC": ""}) == "glibc"
