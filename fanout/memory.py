@@ -44,8 +44,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # What the replica's environment needs to run on jemalloc (Debian's
-# libjemalloc2, which Redis depends on): every Python object from it, free
-# pages purged within a second by its own thread as well as after a wave.
+# libjemalloc2, which Redis depends on): every Python object from it; slabs
+# of one page, so that a survivor of a wave pins a page, not a run of them;
+# free pages kept for reuse (no decay: handing them back and faulting them in
+# again costs system time in steady chat) until `release` after a wave.
 JEMALLOC = "libjemalloc.so.2"
 ALLOCATOR_ENV = {
     "PYTHONMALLOC": "malloc",

@@ -208,11 +208,17 @@ async def test_a_reconnect_storm_reaches_a_member_as_one_change_per_user_per_sec
 
         finals = await asyncio.gather(*(flap(who, i) for i, who in enumerate(storm)))
         frames = await listening
-        # Their changes went out batched with each other's: nobody got their own.
-        heard = await asyncio.gather(*(presence_frames(conn, 0.3) for conn in finals))
-        assert any(heard)  # those who joined before others heard of them
-        for who, got in zip(storm, heard, strict=True):
+        # Changes go out batched with others': everyone hears of a late
+        # joiner, and nobody, the late joiner included, hears of themselves.
+        late = person(cfg, "late")
+        late_ws = await client(url_b, late)
+        await join(late_ws, late, "arena")
+        heard = await asyncio.gather(*(presence_frames(c, 1.0) for c in (late_ws, *finals)))
+        for who, got in zip((late, *storm), heard, strict=True):
             assert all(frame.get("user") != who.name for _, frame in got), (who, got)
+        for got in heard[1:]:
+            assert any(frame.get("user") == "late" for _, frame in got), got
+        await late_ws.close()
         for conn in (ws, *finals):
             await conn.close()
     by_user: dict[str, list[tuple[float, str]]] = {}
