@@ -549,3 +549,18 @@ def test_an_edit_is_stored_as_written_even_on_a_message_stored_before_revisions(
         drain(cfg)  # a run of its own: reads the document, then writes it
         assert stored_state(cfg) == {message_id: {"text": text, "deleted": False}}
     assert db[messages.COLLECTION].find_one({"_id": old["_id"]})["rev"] == 2
+
+
+def test_a_run_changes_more_messages_than_one_read_holds_that_an_earlier_run_stored(cfg):
+    """A run that knows none of them reads the messages it changes a few
+    dozen at a time: every one is found and changed, none is parked."""
+    r, db = redis_client(cfg.redis_url), database(cfg)
+    stream = layout(cfg).room_stream_key(ROOM)
+    ids = [r.xadd(stream, StreamEntry("0-0", ROOM, "u1", "alice", f"m{i}", n=i + 1).fields())
+           for i in range(60)]  # fmt: skip
+    drain(cfg)
+    for message_id in ids:
+        r.xadd(stream, change_fields("edit", ROOM, "u1", "alice", message_id, text="edited"))
+    drain(cfg)
+    assert stored_state(cfg) == {i: {"text": "edited", "deleted": False} for i in ids}
+    assert db[message_state.PARKED].count_documents({}) == 0
