@@ -172,8 +172,8 @@ def apply(
     known: Known | None = None,
 ) -> tuple[int, int]:
     """Apply a round's changes, and the changes parked for the messages it
-    has just stored (`stored`: their keys), with at most one read (of the
-    messages not `known`) and one bulk write: every change to one message,
+    has just stored (`stored`: their keys), with one read per 25 messages
+    not `known` and one bulk write: every change to one message,
     parked or new, folds into one update. Returns (documents changed,
     changes parked)."""
     known = known if known is not None else Known(limit=0)
