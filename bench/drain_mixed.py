@@ -12,6 +12,10 @@ documents it inserts); 2,000, messages of earlier batches (each change is
 then a conditional update of a stored document). With `--repeat N` the runs
 take turns N times and the table gives each one's median (a loaded machine
 slows some runs by 2-3x: turns and medians keep that out of the ratios).
+The last columns count CPU time instead of the wall clock: the drain's, the
+database server's and Redis's, which a quiet machine spends one after the
+other (the drain waits for each reply), and which a loaded one does not
+stretch by the time it spends waiting for a core.
 Starts its own redis-server and SecantusDB (standalone) in a temporary
 folder on ephemeral loopback ports, and stops them by pid.
 """
@@ -19,10 +23,12 @@ folder on ephemeral loopback ports, and stops them by pid.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import redis
 from pymongo import MongoClient, monitoring
@@ -110,11 +116,22 @@ class ByCommand(monitoring.CommandListener):
         )
 
 
-def timed(r: redis.Redis, db, batch_size: int) -> tuple[float, int]:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) of this process and of `pids`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = time.process_time()
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def timed(r: redis.Redis, db, batch_size: int, pids: list[int]) -> tuple[float, float, int]:
+    """Wall-clock and CPU seconds of one run of the drain, and what it drained."""
     run = Drain(r, db, consumer="bench", batch_size=batch_size, block_ms=10)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds(pids)
     summary = run.run(lambda: True, exit_when_idle=True)
-    return time.perf_counter() - started, summary.drained
+    return time.perf_counter() - started, cpu_seconds(pids) - cpu_before, summary.drained
 
 
 def main() -> None:
@@ -134,6 +151,8 @@ def main() -> None:
         mongo = MongoClient(mongo_proc.url, event_listeners=[commands])
         runs = ["message-only"] + [f"mixed lag={lag}" for lag in args.lag.split(",")]
         rates: dict[str, list[float]] = {name: [] for name in runs}
+        cpu_rates: dict[str, list[float]] = {name: [] for name in runs}
+        servers = [redis_proc.pid, mongo_proc.pid]
         for turn in range(args.repeat):
             for name in runs:
                 db = mongo[f"bench_{turn}_{runs.index(name)}"]
@@ -146,7 +165,7 @@ def main() -> None:
                 else:
                     stored = queue_mixed(r, n, int(name.split("=")[1]))
                 commands.reset()
-                seconds, drained = timed(r, db, args.batch_size)
+                seconds, cpu, drained = timed(r, db, args.batch_size, servers)
                 if args.by_command:
                     print(f"{name}, {seconds:.2f} s: {commands.report()}")
                 assert drained == n, (drained, n)
@@ -155,14 +174,19 @@ def main() -> None:
                     assert db[messages.COLLECTION].count_documents({"edit_id": {"$exists": True}})
                     assert db[receipts.CURSORS].count_documents({}) > 0
                 rates[name].append(n / seconds)
+                cpu_rates[name].append(n / cpu)
                 mongo.drop_database(db.name)
         header = f"{'run':>15} {'entries':>8} {'entries/s (each turn)':>30} {'median':>8}"
-        print(f"{header} {'ratio':>6}")
+        print(f"{header} {'ratio':>6} {'per CPU s':>9} {'ratio':>6}")
         base = statistics.median(rates["message-only"])
+        cpu_base = statistics.median(cpu_rates["message-only"])
         for name in runs:
             each = " ".join(f"{rate:.0f}" for rate in rates[name])
-            median = statistics.median(rates[name])
-            print(f"{name:>15} {n:>8} {each:>30} {median:>8.0f} {median / base:>6.2f}")
+            median, cpu = statistics.median(rates[name]), statistics.median(cpu_rates[name])
+            print(
+                f"{name:>15} {n:>8} {each:>30} {median:>8.0f} {median / base:>6.2f}"
+                f" {cpu:>9.0f} {cpu / cpu_base:>6.2f}"
+            )
 
 
 if __name__ == "__main__":

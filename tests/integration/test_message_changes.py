@@ -532,3 +532,35 @@ def test_a_run_that_knows_a_message_another_run_changed_since_loses_neither_chan
     assert stored_reactions(cfg) == {message_id: [{"emoji": "👍", "count": 2}]}
     doc = db[messages.COLLECTION].find_one({"_id": messages.stored_key(ROOM, message_id)})
     assert doc["rev"] == 2
+
+
+def test_an_edit_is_stored_as_written_even_on_a_message_stored_before_revisions(cfg):
+    """A text that reads like a field path is stored as text, and a message
+    stored before documents carried `rev` takes its changes, then counts
+    them from there."""
+    r, db = redis_client(cfg.redis_url), database(cfg)
+    stream = layout(cfg).room_stream_key(ROOM)
+    message_id = r.xadd(stream, StreamEntry("0-0", ROOM, "u1", "alice", "before", n=1).fields())
+    old = messages.document(StreamEntry(message_id, ROOM, "u1", "alice", "before", n=1))
+    del old["rev"]
+    db[messages.COLLECTION].insert_one(old)
+    for text in ("$text", "$$ROOT"):
+        r.xadd(stream, change_fields("edit", ROOM, "u1", "alice", message_id, text=text))
+        drain(cfg)  # a run of its own: reads the document, then writes it
+        assert stored_state(cfg) == {message_id: {"text": text, "deleted": False}}
+    assert db[messages.COLLECTION].find_one({"_id": old["_id"]})["rev"] == 2
+
+
+def test_a_run_changes_more_messages_than_one_read_holds_that_an_earlier_run_stored(cfg):
+    """A run that knows none of them reads the messages it changes a few
+    dozen at a time: every one is found and changed, none is parked."""
+    r, db = redis_client(cfg.redis_url), database(cfg)
+    stream = layout(cfg).room_stream_key(ROOM)
+    ids = [r.xadd(stream, StreamEntry("0-0", ROOM, "u1", "alice", f"m{i}", n=i + 1).fields())
+           for i in range(60)]  # fmt: skip
+    drain(cfg)
+    for message_id in ids:
+        r.xadd(stream, change_fields("edit", ROOM, "u1", "alice", message_id, text="edited"))
+    drain(cfg)
+    assert stored_state(cfg) == {i: {"text": "edited", "deleted": False} for i in ids}
+    assert db[message_state.PARKED].count_documents({}) == 0
