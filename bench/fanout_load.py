@@ -411,6 +411,10 @@ def replica_under_test(
                     if server.poll() is None:
                         server.kill()
                     redis.stop()
+                    for line in (Path(tmp) / "fanout.log").read_text().splitlines():
+                        # What its allocator held at start and after a wave (fanout/memory.py).
+                        if "memory released" in line or "fan-out listening" in line:
+                            print(f"replica: {line}")
 
 
 def stop_replica(server: subprocess.Popen) -> float:

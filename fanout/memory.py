@@ -33,6 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("aurora.fanout")
 
@@ -63,9 +64,16 @@ def jemalloc_env() -> dict[str, str]:
     return {"LD_PRELOAD": found, **ALLOCATOR_ENV} if found else {}
 
 
-def _load_release() -> tuple[str, Callable[[], object] | None]:
-    """The allocator this process runs on, and how to make it return its
-    free pages: jemalloc's purge when it is preloaded, else glibc's trim."""
+def _jemalloc_stat(mallctl: Any, name: bytes) -> int:
+    value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+    mallctl(name, ctypes.byref(value), ctypes.byref(size), None, 0)
+    return value.value
+
+
+def _load_release() -> tuple[str, Callable[[], object] | None, Callable[[], dict[str, float]]]:
+    """The allocator this process runs on, how to make it return its free
+    pages (jemalloc's purge when it is preloaded, else glibc's trim), and
+    what it holds (jemalloc's own counts, MiB; nothing for the others)."""
     symbols = ctypes.CDLL(None)
     mallctl = getattr(symbols, "mallctl", None)
     if mallctl is not None:
@@ -75,14 +83,25 @@ def _load_release() -> tuple[str, Callable[[], object] | None]:
             mallctl(b"thread.tcache.flush", None, None, None, 0)
             mallctl(_ALL_ARENAS, None, None, None, 0)
 
-        return "jemalloc", purge
+        def held() -> dict[str, float]:
+            epoch = ctypes.c_uint64(1)  # the counts are refreshed by writing the epoch
+            size = ctypes.c_size_t(ctypes.sizeof(epoch))
+            mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
+            return {
+                f"jemalloc_{name}_mib": round(
+                    _jemalloc_stat(mallctl, f"stats.{name}".encode()) / 2**20, 1
+                )
+                for name in ("allocated", "active", "metadata", "resident")
+            }
+
+        return "jemalloc", purge, held
     malloc_trim = getattr(symbols, "malloc_trim", None)  # glibc; not musl or macOS
     if malloc_trim is not None:
-        return "glibc", lambda: malloc_trim(0)
-    return "unknown", None
+        return "glibc", lambda: malloc_trim(0), dict
+    return "unknown", None, dict
 
 
-ALLOCATOR, _release_pages = _load_release()
+ALLOCATOR, _release_pages, allocator_stats = _load_release()
 
 
 def trim() -> None:
@@ -118,6 +137,7 @@ def release() -> None:
         extra={
             "rss_before_mib": round(before / 2**20, 1),
             "rss_after_mib": round(rss_bytes() / 2**20, 1),
+            **allocator_stats(),
             "took_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )

@@ -44,7 +44,7 @@ from fanout.connection_limit import ConnectionLimit
 from fanout.expiry import TokenExpiry
 from fanout.hub import Hub
 from fanout.keepalive import keepalive as pings
-from fanout.memory import ALLOCATOR, freeze_startup, release_after_waves
+from fanout.memory import ALLOCATOR, allocator_stats, freeze_startup, release_after_waves
 from fanout.metrics import CONTENT_TYPE_LATEST, Metrics
 from fanout.presence import Presence
 from fanout.protocol import BEARER_PREFIX, CLOSE_SERVER_RESTART, SUBPROTOCOL
@@ -248,7 +248,9 @@ class FanoutServer:
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             where = {"host": self.settings.fanout_host, "port": port}
-            log.info("fan-out listening", extra={**where, "allocator": ALLOCATOR})
+            log.info(
+                "fan-out listening", extra={**where, "allocator": ALLOCATOR, **allocator_stats()}
+            )
             if ready is not None:
                 ready.set_result(port)
             keepalive = asyncio.create_task(
