@@ -12,8 +12,12 @@ import sys
 from fanout import memory
 from tests.support import ROOT
 
-# The allocator this process found, after asking it to release (no crash).
-PROBE = "from fanout import memory; memory.trim(); print(memory.ALLOCATOR)"
+# The allocator this process found, after asking it to release (no crash),
+# and what it says it holds.
+PROBE = (
+    "from fanout import memory; memory.trim(); "
+    "print(memory.ALLOCATOR, *sorted(memory.allocator_stats().items()))"
+)
 
 
 def probe(env: dict[str, str]) -> str:
@@ -27,8 +31,11 @@ def probe(env: dict[str, str]) -> str:
 def test_a_replica_started_with_the_allocator_env_runs_on_jemalloc():
     env = memory.jemalloc_env()
     assert env, "no jemalloc on this machine: apt-get install libjemalloc2"
-    assert probe(env) == "jemalloc"
+    allocator, *held = probe(env).split(" ", 1)
+    assert allocator == "jemalloc"
+    for count in ("allocated", "active", "metadata", "resident"):
+        assert f"('jemalloc_{count}_mib', " in held[0]
 
 
 def test_without_it_the_release_falls_back_to_glibcs_trim():
-    assert probe({"LD_PRELOAD": "", "PYTHONMALLOC": ""}) == "glibc"
+    assert probe({"LD_PRELOAD": "", "PYTHONMALLOC": ""}) == "glibc"  # and no counts
