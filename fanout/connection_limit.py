@@ -84,6 +84,10 @@ class ConnectionLimit:
             self.held[member] = user_id
         return bool(ok)
 
+    def tables(self) -> list[dict]:
+        """What grows with the connections (`memory.compact`)."""
+        return [self.held]
+
     def release(self, user_id: str, member: str) -> None:
         """Give the slot back, soon: leases that end together go back in one
         round trip per batch, from one task. No session waits for Redis to

@@ -101,6 +101,14 @@ class Hub:
 
     # -- membership ------------------------------------------------------------------
 
+    def tables(self) -> list[dict | set]:
+        """What grows with the connections (`memory.compact`), a room's
+        members included: a room that had thousands keeps their table."""
+        return [
+            self._rooms, self._joined, self._writers, self._pending, self._last_id, self._slow,
+            self._quiet, self._before_snapshot, *self._rooms.values(), *self._writers.values(),
+        ]  # fmt: skip
+
     def rooms_of(self, connection: ServerConnection) -> list[str]:
         return list(self._joined.get(connection, ()))
 

@@ -79,6 +79,10 @@ class Presence:
 
     # -- from the hub (synchronous: nothing waits for Redis) ---------------------------
 
+    def tables(self) -> list[dict | set]:
+        """What grows with the connections (`memory.compact`)."""
+        return [self._held, self._shown, self._names, self._sent, self._pending]
+
     def enter(self, connection: ServerConnection, room: str) -> None:
         claims = connection.claims
         key = (room, claims.user_id)

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -259,7 +259,11 @@ class FanoutServer:
                 )
             )
             # Connections still closing count: a wave is over once they are gone.
-            releases = asyncio.create_task(release_after_waves(lambda: len(server.all_connections)))
+            releases = asyncio.create_task(
+                release_after_waves(
+                    lambda: len(server.all_connections), lambda: self._tables(server)
+                )
+            )
             await stop
             keepalive.cancel()
             releases.cancel()
@@ -305,6 +309,22 @@ class FanoutServer:
             else:
                 self._mode_known = True
             return
+
+    def _tables(self, server: Server) -> list[dict | set]:
+        """The registries that grow with the connections, for `memory.compact`
+        after a wave: the WebSocket server's own sets, and this replica's."""
+        own = [getattr(server, name, None) for name in ("all_connections", "handler_tasks")]
+        # asyncio's registry of every task grows with the sessions too: a
+        # WeakSet, `_all_tasks` in 3.11, `_scheduled_tasks` in 3.12 and 3.13.
+        for name in ("_all_tasks", "_scheduled_tasks"):
+            own.append(getattr(getattr(asyncio.tasks, name, None), "data", None))
+        return [
+            *(table for table in own if isinstance(table, set)),
+            *self.limit.tables(),
+            *self.users.tables(),
+            *self.hub.tables(),
+            *self.presence.tables(),
+        ]
 
     async def _release_leases(self) -> None:
         try:

@@ -34,6 +34,10 @@ class Users:
         # bytes where a set takes 216.
         self._by_user: dict[str, list[UserConnection]] = {}
 
+    def tables(self) -> list[dict]:
+        """What grows with the connections (`memory.compact`)."""
+        return [self._by_user]
+
     def add(self, connection: UserConnection) -> None:
         group = self._by_user.setdefault(connection.claims.user_id, [])
         if connection not in group:

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from aurora.backends import async_redis_client, layout
 from aurora.keyspace import Layout, room_channel
 from aurora.sending import Sender
 from aurora.tokens import issue_token
+from fanout import memory
 from fanout.connection_limit import ConnectionLimit
 from tests.conftest import on_single_and_cluster, plain_client
 from tests.support.fanout import (
@@ -749,4 +751,21 @@ async def test_fan_out_connections_send_whole_messages_only(settings):
         alice = await v1(url, settings, "alice")
         with pytest.raises(TypeError):
             await server_side(server, "alice").send(["frag", "ments"])
+        await alice.close()
+
+
+async def test_after_a_wave_every_registry_of_the_replica_can_be_compacted(settings):
+    """What `memory.release` compacts after a wave: every table is a dict or a
+    set, shrunk in place, with what it held (here: a live member's)."""
+    async with replica(settings) as (url, server):
+        alice = await v1(url, settings, "alice")
+        await join(alice, "dev")
+        websockets_server = SimpleNamespace(all_connections={alice}, handler_tasks=set())
+        tables = server._tables(websockets_server)
+        assert tables and all(isinstance(t, dict | set) for t in tables)
+        before = [dict(t) if isinstance(t, dict) else set(t) for t in tables]
+        memory.release(tables)
+        assert [dict(t) if isinstance(t, dict) else set(t) for t in tables] == before
+        await send_json(alice, {"type": "message", "room": "dev", "text": "still here"})
+        assert (await receive_json(alice))["text"] == "still here"
         await alice.close()

@@ -16,6 +16,7 @@ import redis
 
 from aurora.backends import database
 from aurora.settings import Settings
+from fanout.memory import jemalloc_env
 from local.servers import ManagedProcess, _spawn, free_port, start_redis, wait_for_port
 from tests.support import ROOT
 from tests.support.draining import drain_until_idle
@@ -76,7 +77,9 @@ class Replica(Restartable):
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self, *, wait: bool = True) -> Replica:
-        env = os.environ | self.env | {"FANOUT_HOST": "127.0.0.1", "FANOUT_PORT": str(self.port)}
+        # On jemalloc, as the image and the local stack run it (fanout/memory.py).
+        env = jemalloc_env() | os.environ | self.env
+        env |= {"FANOUT_HOST": "127.0.0.1", "FANOUT_PORT": str(self.port)}
         log = self.data_dir / f"{self.name}.log"
         process = _spawn(self.name, [sys.executable, "-m", "fanout"], log, env=env)
         self.process = ManagedProcess(self.name, process, self.url, log)

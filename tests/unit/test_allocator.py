@@ -39,3 +39,20 @@ def test_a_replica_started_with_the_allocator_env_runs_on_jemalloc():
 
 def test_without_it_the_release_falls_back_to_glibcs_trim():
     assert probe({"LD_PRELOAD": "", "PYTHONMALLOC": ""}) == "glibc"  # and no counts
+
+
+def test_a_table_a_peak_left_large_is_shrunk_in_place_and_keeps_what_it_holds():
+    grown_dict = {f"user{i}": i for i in range(50_000)}
+    grown_set = {f"conn{i}" for i in range(50_000)}
+    for i in range(3, 50_000):
+        del grown_dict[f"user{i}"]
+        grown_set.discard(f"conn{i}")
+    small = {"a": 1}
+    sizes = [sys.getsizeof(t) for t in (grown_dict, grown_set, small)]
+    freed = memory.compact([grown_dict, grown_set, small])
+    assert grown_dict == {"user0": 0, "user1": 1, "user2": 2}  # shrunk in place
+    assert grown_set == {"conn0", "conn1", "conn2"}
+    after = [sys.getsizeof(t) for t in (grown_dict, grown_set, small)]
+    assert after[0] < sizes[0] // 100 and after[1] < sizes[1] // 100
+    assert after[2] == sizes[2]  # nothing to give back: left alone
+    assert freed == sum(sizes) - sum(after)
