@@ -17,10 +17,11 @@ docs/benchmarks.md with bench/memory_wave.py and bench/fanout_load.py hold
   malloc costs twice as much).
 So when the replica's connections have fallen by a wave (at least `WAVE` and a
 quarter of the peak) and stopped falling, it runs one full collection,
-shrinks the tables a peak left large (`compact`), then asks the allocator to hand its free pages back (jemalloc: purge every arena;
-glibc: `malloc_trim(0)`). Both hold the loop (a collection visits every
-tracked object: milliseconds per thousand connections still open), which is
-why they run once per wave, never on a timer.
+shrinks the tables a peak left large (`compact`), then asks the allocator to
+hand its free pages back (jemalloc: purge every arena; glibc:
+`malloc_trim(0)`). Both hold the loop (a collection visits every tracked
+object: milliseconds per thousand connections still open), which is why they
+run once per wave, never on a timer.
 """
 
 from __future__ import annotations
