@@ -127,8 +127,9 @@ SCROLL_BACK = """async () => {
 }"""
 
 
-def store(stack: dict, room: str, count: int) -> None:
-    """Send `count` messages to `room` as a new user; back once all are stored."""
+@contextmanager
+def writer(stack: dict, room: str) -> Iterator[tuple[object, str]]:
+    """A new user, signed in and joined to `room`: (their socket, their token)."""
     import httpx
     from websockets.sync.client import connect
 
@@ -140,6 +141,15 @@ def store(stack: dict, room: str, count: int) -> None:
         ws.recv(10)
         ws.send(json.dumps({"type": "join", "room": room}))
         ws.recv(10)
+        yield ws, token
+
+
+def store(stack: dict, room: str, count: int) -> None:
+    """Send `count` messages to `room` as a new user; back once all are stored."""
+    import httpx
+
+    api = stack["api_url"]
+    with writer(stack, room) as (ws, token):
         for i in range(count):
             ws.send(json.dumps({"type": "message", "room": room, "text": f"stored {i}"}))
         seen = 0
@@ -325,17 +335,7 @@ def scroll_stored(count: int, profile: Path | None, explain: bool, save_to: Path
 def send_live(stack: dict, room: str, count: int, rate: float) -> float:
     """Send `count` messages to `room` at `rate` a second as a new user,
     reading the echoes as they come; the seconds it took."""
-    import httpx
-    from websockets.sync.client import connect
-
-    creds = {"username": f"writer_{uuid.uuid4().hex[:8]}", "password": "correct-horse-battery"}
-    api = stack["api_url"]
-    httpx.post(f"{api}/api/auth/register", json=creds, timeout=10).raise_for_status()
-    token = httpx.post(f"{api}/api/auth/login", json=creds, timeout=10).json()["token"]
-    with connect(stack["ws_url"], subprotocols=["aurora.v1", f"bearer.{token}"]) as ws:
-        ws.recv(10)
-        ws.send(json.dumps({"type": "join", "room": room}))
-        ws.recv(10)
+    with writer(stack, room) as (ws, _):
         started = time.monotonic()
         for i in range(count):
             ahead = started + i / rate - time.monotonic()

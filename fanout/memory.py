@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -59,6 +60,7 @@ ALLOCATOR_ENV = {
 _ALL_ARENAS = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL
 
 
+@functools.cache  # finding the library runs `ldconfig -p`: once per process
 def jemalloc_env() -> dict[str, str]:
     """`ALLOCATOR_ENV` with jemalloc preloaded, for starting a replica; empty
     where the machine has no jemalloc (the replica then runs on pymalloc)."""
