@@ -25,6 +25,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ephemeral loopback ports, free a moment ago: held
+    open together while they are picked, so none is handed out twice."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -224,9 +234,10 @@ def start_redis_cluster(
     if cli is None:
         raise RuntimeError("redis-cli not found: `apt-get install redis-server` ships it")
     nodes: list[ManagedProcess] = []
+    count = masters * (1 + replicas)
+    ports = free_ports(2 * count)  # a client port and a bus port each
     try:
-        for _ in range(masters * (1 + replicas)):
-            port = free_port()
+        for port, bus_port in zip(ports[:count], ports[count:], strict=True):
             node_dir = data_dir / f"node-{port}"
             node_dir.mkdir(parents=True, exist_ok=True)
             args = [
@@ -238,11 +249,13 @@ def start_redis_cluster(
                 "--cluster-config-file", str(node_dir / "nodes.conf"),
                 # The bus port defaults to port + 10000, which may be taken
                 # or above 65535 for an ephemeral port: one of its own.
-                "--cluster-port", str(free_port()),
+                "--cluster-port", str(bus_port),
                 "--cluster-node-timeout", "2000",
                 # A replica takes over however long its link was down: here
                 # availability beats the newest writes (docs/operations.md).
                 "--cluster-replica-validity-factor", "0",
+                # A replica's first sync starts at once, not after 5 s.
+                "--repl-diskless-sync-delay", "0",
                 *SHIPPED_DURABILITY,
             ]  # fmt: skip
             process = _spawn("redis", args, node_dir / "redis.log")

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from local.template import functions
 from tests.support import ROOT
 from tests.support.deploy import decode, sam_binary
@@ -418,18 +420,21 @@ def test_metrics_and_readiness_answer_404_on_the_public_listener(fanout_template
     assert health not in condition["PathPatternConfig"]["Values"]
 
 
-def test_senders_and_the_drain_get_one_partition_count(template, fanout_template):
+@pytest.mark.parametrize(
+    ("variable", "parameter"),
+    [("STREAM_PARTITIONS", "StreamPartitions"), ("REDIS_REPLICA_ACKS", "RedisReplicaAcks")],
+)
+def test_senders_and_the_drain_get_one_value(template, fanout_template, variable, parameter):
     """The functions (Globals) and the fan-out tasks read STREAM_PARTITIONS
-    from the same parameter: a mismatch would strand messages."""
+    from the same parameter: a mismatch would strand messages. Likewise what
+    an acknowledgement means, whichever path changed the message."""
     env = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert env["STREAM_PARTITIONS"] == {"Ref": "StreamPartitions"}
+    assert env[variable] == {"Ref": parameter}
     nested = template["Resources"]["FanoutService"]["Properties"]["Parameters"]
-    assert nested["StreamPartitions"] == {"Ref": "StreamPartitions"}
+    assert nested[parameter] == {"Ref": parameter}
     (task,) = of_type(fanout_template, "AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
-    assert {"Name": "STREAM_PARTITIONS", "Value": {"Ref": "StreamPartitions"}} in container[
-        "Environment"
-    ]
+    assert {"Name": variable, "Value": {"Ref": parameter}} in container["Environment"]
 
 
 def test_redis_memory_is_alarmed_when_the_elasticache_node_is_named(transformed, template):

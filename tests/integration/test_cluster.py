@@ -252,8 +252,9 @@ def test_a_script_over_a_half_moved_slot_waits_for_the_move_instead_of_failing(s
 
 @pytest.fixture
 def own_cluster(tmp_path):
-    """A cluster of its own: this test kills one of its masters."""
-    cluster = start_redis_cluster(tmp_path / "cluster")
+    """A cluster of its own: this test kills one of its masters. Two replicas
+    each, so that the promoted one still has a replica to acknowledge sends."""
+    cluster = start_redis_cluster(tmp_path / "cluster", replicas=2)
     yield cluster
     cluster.stop()
 
@@ -261,15 +262,18 @@ def own_cluster(tmp_path):
 async def test_a_master_killed_mid_conversation_loses_no_acknowledged_message(
     own_cluster, settings, caplog
 ):
-    """REDIS_URL names the first master only; another master is killed and its
-    replica promoted while alice sends. Every message alice got an `ack` for
-    reaches bob (live, or through resume) and is stored exactly once; sends
-    refused meanwhile are retried with the same client_id."""
+    """REDIS_URL names the first master only; another master is killed and one
+    of its replicas promoted while alice sends. With REDIS_REPLICA_ACKS=1,
+    every message alice got an `ack` for reaches bob (live, or through
+    resume) and is stored exactly once; sends refused meanwhile are retried
+    with the same client_id. (Without it, an `ack` only means the master had
+    the message: a failover can lose the last ones, docs/cluster.md.)"""
     seed = own_cluster.ports[0]
     url = f"redis://127.0.0.1:{seed}/0"
     fast = dataclasses.replace(
-        settings, redis_url=url, rate_limit_messages=1000, user_message_burst=10_000
-    )
+        settings, redis_url=url, rate_limit_messages=1000, user_message_burst=10_000,
+        redis_replica_acks=1,
+    )  # fmt: skip
     client = plain_client(url)
     lay = layout(fast)
     owners = rooms_by_master(client, lay)

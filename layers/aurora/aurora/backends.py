@@ -169,6 +169,49 @@ async def run_script(client: redis.asyncio.Redis, script, keys: list[str], args:
         return await script(keys=keys, args=args)
 
 
+async def run_script_replicated(
+    client: redis.asyncio.Redis, script, keys: list[str], args: list, replicas: int,
+    timeout_ms: int,
+) -> tuple[Any, int]:  # fmt: skip
+    """`run_script`, followed on the same connection by `WAIT replicas
+    timeout_ms`: the script's reply and how many replicas have its writes
+    (WAIT counts what the connection it arrives on wrote, so the two travel
+    in one pipeline on one connection). `replicas` 0 skips the WAIT."""
+    if replicas <= 0:
+        return await run_script(client, script, keys, args), 0
+    wait = ("WAIT", replicas, timeout_ms)
+    if hasattr(client, "execute_in_slot_pipeline"):
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        reply, acks = await client.execute_in_slot_pipeline(
+            keys[0], [evalsha, wait], script=script.script
+        )
+        return reply, int(acks)
+    async with client.pipeline(transaction=False) as pipe:
+        await script(keys=keys, args=args, client=pipe)  # loads it first if needed
+        pipe.execute_command(*wait)
+        reply, acks = await pipe.execute()
+    return reply, int(acks)
+
+
+def run_script_replicated_sync(
+    client: redis.Redis, script, keys: list[str], args: list, replicas: int, timeout_ms: int
+) -> tuple[Any, int]:
+    """`run_script_replicated` for a synchronous client (REST functions). On
+    a cluster the pipeline goes to the master owning `keys`' slot; a slot map
+    out of date answers MOVED, which raises (503: the caller retries, and
+    redis-py's next routed command refreshes the map)."""
+    if replicas <= 0:
+        return script(keys=keys, args=args), 0
+    target = client
+    if is_cluster(client):
+        target = client.get_redis_connection(client.get_node_from_key(keys[0]))
+    pipe = target.pipeline(transaction=False)
+    script(keys=keys, args=args, client=pipe)
+    pipe.execute_command("WAIT", replicas, timeout_ms)
+    reply, acks = pipe.execute()
+    return reply, int(acks)
+
+
 def pipelined_script(
     client: redis.Redis, script: str, calls: list[tuple[list[str], list[str]]]
 ) -> list:

@@ -29,7 +29,7 @@ import pydantic
 
 from aurora import attachments, membership, messages, rooms
 from aurora.backends import layout as deployment_layout
-from aurora.backends import redis_unavailable
+from aurora.backends import redis_unavailable, run_script_replicated, run_script_replicated_sync
 from aurora.errors import (
     ConflictError,
     ForbiddenError,
@@ -359,6 +359,16 @@ def _script_call(
     return keys, args
 
 
+def _check_replicated(result: list[Any], copies: int, settings: Settings) -> None:
+    """With REDIS_REPLICA_ACKS, a change is answered (done, or nothing to do:
+    perhaps an earlier try not yet replicated) only once the replicas have
+    it. Every reply but backpressure wrote at least the rate counter, so the
+    WAIT covered the earlier try too; a retry is safe (edits and deletes are
+    idempotent, reactions explicit)."""
+    if int(result[0]) in (1, 4, 5) and copies < settings.redis_replica_acks:
+        raise UnavailableError("Not yet safely stored; retry")
+
+
 def _outcome(change: Change, result: list[Any], settings: Settings) -> Outcome:
     match int(result[0]):
         case 1:
@@ -410,11 +420,16 @@ class Changer:
                 "This message is older than the live window; change it over REST", code="use_rest"
             )
         check_allowed(change, user_id, found, standing)
-        if change.kind == DELETE and found.deleted:
+        settings = self._settings
+        if change.kind == DELETE and found.deleted and not settings.redis_replica_acks:
             return Unchanged(), found
-        keys, args = _script_call(self._settings, self._layout, change, user_id, username, found)
-        result = await self._script(keys=keys, args=args)
-        return _outcome(change, result, self._settings), found
+        keys, args = _script_call(settings, self._layout, change, user_id, username, found)
+        result, copies = await run_script_replicated(
+            self._redis, self._script, keys, args,
+            settings.redis_replica_acks, settings.redis_replica_ack_timeout_ms,
+        )  # fmt: skip
+        _check_replicated(result, copies, settings)
+        return _outcome(change, result, settings), found
 
 
 def change_over_rest(
@@ -431,11 +446,15 @@ def change_over_rest(
     if found is None:
         found = stored_target(db, change.room, change.target)
     check_allowed(change, user_id, found, standing)
-    if change.kind == DELETE and found.deleted:
+    if change.kind == DELETE and found.deleted and not settings.redis_replica_acks:
         return Unchanged(), found
     keys, args = _script_call(settings, layout, change, user_id, username, found)
-    script = client.register_script(_CHANGE)
-    return _outcome(change, script(keys=keys, args=args), settings), found
+    result, copies = run_script_replicated_sync(
+        client, client.register_script(_CHANGE), keys, args,
+        settings.redis_replica_acks, settings.redis_replica_ack_timeout_ms,
+    )  # fmt: skip
+    _check_replicated(result, copies, settings)
+    return _outcome(change, result, settings), found
 
 
 # -- the REST twins ------------------------------------------------------------------------

@@ -16,7 +16,8 @@ cluster pool refuses at once), and has a short way for the send path
 (`execute_in_slot`): a command whose slot the caller knows goes straight to
 the node owning it, without redis-py's per-command routing (key parsing,
 command policies, the attempt loop); anything that path does not handle is
-handed to the full one.
+handed to the full one. `execute_in_slot_pipeline` sends a script and a WAIT
+that must share one connection.
 
 Imported only in cluster mode: a single Redis never sees a slot move.
 """
@@ -28,11 +29,14 @@ import time
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import PipelineCommand
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterError,
     ConnectionError,
     MaxConnectionsError,
+    NoScriptError,
     SlotNotCoveredError,
     TimeoutError,
     TryAgainError,
@@ -96,6 +100,38 @@ class AsyncRedisCluster(redis.asyncio.RedisCluster):
             return await node.execute_command(*args)
         except _NOT_SHORT:
             return await self.execute_command(*args)
+
+    async def execute_in_slot_pipeline(
+        self, key: str, commands: list[tuple], *, script: str | None = None
+    ) -> list:
+        """`commands` (whose keys all share `key`'s slot) in one round trip on
+        one connection to the master owning that slot: their replies, in
+        order. One connection, because WAIT counts the replicas that have
+        *this connection's* writes. A slot map out of date, or a failover,
+        is waited out by redis-py's full path (a read of `key`), then the
+        whole is sent once more; NOSCRIPT loads `script` on every master
+        first. Otherwise the first error raises."""
+        for attempt in (1, 2):
+            try:
+                node = self.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+                batch = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+                await node.execute_pipeline(batch)
+            except _NOT_SHORT as exc:
+                error: Exception = exc
+            else:
+                results = [command.result for command in batch]
+                error = next((r for r in results if isinstance(r, Exception)), None)
+                if error is None:
+                    return results
+            if attempt == 2:
+                raise error
+            if isinstance(error, NoScriptError) and script is not None:
+                await self.script_load(script)
+            elif isinstance(error, _NOT_SHORT):
+                await self.execute_command("EXISTS", key)
+            else:
+                raise error
+        raise AssertionError("unreachable")
 
     async def execute_command(self, *args, **kwargs):
         loop = asyncio.get_running_loop()

@@ -17,6 +17,11 @@ the room's persistence partition (`aurora.keyspace.Layout`), and the frame is
 published with SPUBLISH: it travels to the node owning that slot only. A send
 retried after MOVED, ASK or a lost connection is safe when it carries a
 `client_id`: the idempotency key answers the retry with the first id.
+
+With `REDIS_REPLICA_ACKS` set, the script is followed by a WAIT on the same
+connection, and a send is acknowledged only once that many replicas have it;
+else the sender gets `unavailable` and resends. Other members may already
+have seen it live: what a failover cannot lose is an acknowledged message.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora.backends import run_script
+from aurora.backends import run_script_replicated
+from aurora.errors import UnavailableError
 from aurora.keyspace import SINGLE, Layout
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
@@ -36,6 +42,10 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 EPHEMERAL_ID = "-"
+# The message is published and in the master's memory, but not yet on the
+# replicas REDIS_REPLICA_ACKS asks for: a failover now could lose it, so the
+# sender keeps it and resends it (the same client_id is answered once).
+_NOT_REPLICATED = "Not yet safely stored; resend with the same client_id"
 
 # KEYS: rate counter, stream partition, room window, the room's message
 #       counter, the sender's unread-excluded messages there, then the
@@ -54,7 +64,12 @@ SEND_SCRIPT = """
 local idem = KEYS[6]
 if idem then
   local seen = redis.call('GET', idem)
-  if seen then return {2, seen} end
+  if seen then
+    -- A write, so that a WAIT after this retry covers the first send too
+    -- (WAIT counts what its connection wrote last).
+    redis.call('PEXPIRE', idem, ARGV[5])
+    return {2, seen}
+  end
 end
 local backlog = redis.call('XLEN', KEYS[2])
 if backlog >= tonumber(ARGV[6]) then return {3, backlog} end
@@ -162,8 +177,14 @@ class Sender:
         keys, args = script_call(
             self._settings, self._layout, room, user_id, username, text, client_id, attachments
         )
-        result = await run_script(self._redis, self._script, keys, args)
+        settings = self._settings
+        result, copies = await run_script_replicated(
+            self._redis, self._script, keys, args,
+            settings.redis_replica_acks, settings.redis_replica_ack_timeout_ms,
+        )  # fmt: skip
         kind = int(result[0])
+        if kind in (1, 2) and copies < settings.redis_replica_acks:
+            raise UnavailableError(_NOT_REPLICATED)
         if kind == 1:
             return Accepted(id=str(result[1]), frame=str(result[2]))
         if kind == 2:

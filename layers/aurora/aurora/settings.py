@@ -102,6 +102,17 @@ class Settings:
 
     # Redis: streams, pub/sub, rate limits, sessions and revocations.
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
+    # Redis replicates asynchronously: a master that dies (or is cut off and
+    # replaced) loses what it had not passed on. With N > 0 a message, edit,
+    # delete or reaction is acknowledged only once N replicas of its master
+    # have it (WAIT); otherwise the sender gets `unavailable` and retries with
+    # the same client_id (docs/cluster.md, "Failover: what can be lost").
+    redis_replica_acks: int = setting(
+        "REDIS_REPLICA_ACKS", 0, "replicas that must have a message before its ack", ge=0
+    )
+    redis_replica_ack_timeout_ms: int = setting(
+        "REDIS_REPLICA_ACK_TIMEOUT_MS", 1000, "how long a send waits for them", ge=1
+    )
 
     # MongoDB: users, stored messages, room activity. In the cloud MONGO_URL
     # may come from Secrets Manager instead (MONGO_URL_SECRET_ID, aurora.secrets).

@@ -1,0 +1,133 @@
+"""REDIS_REPLICA_ACKS on a real Redis and a real replica: a message, edit or
+delete is acknowledged only once a replica has it (WAIT on the connection
+that wrote it); without one the sender gets `unavailable`, and its resend
+with the same client_id is answered once, under the first id."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from aurora import changes
+from aurora.backends import database, layout, redis_client
+from aurora.errors import UnavailableError
+from aurora.settings import Settings
+from aurora.tokens import Claims
+from local.servers import ManagedProcess, start_redis
+from tests.integration.test_fanout_v1 import join, v1
+from tests.support.fanout import receive_json, replica, send_json
+
+ROOM = "vault"
+
+
+@pytest.fixture
+def primary(tmp_path) -> Iterator[ManagedProcess]:
+    server = start_redis(tmp_path / "primary")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def strict(settings: Settings, primary: ManagedProcess) -> Settings:
+    return dataclasses.replace(
+        settings, redis_url=primary.url, redis_replica_acks=1, redis_replica_ack_timeout_ms=200
+    )
+
+
+def start_replica(primary: ManagedProcess, data_dir) -> ManagedProcess:
+    """A second redis-server replicating `primary`, once it has caught up."""
+    node = start_redis(data_dir)
+    source = redis.Redis.from_url(primary.url)
+    source.config_set("repl-diskless-sync-delay", 0)  # else 5 s before the first sync
+    client = redis.Redis.from_url(node.url)
+    client.replicaof("127.0.0.1", source.connection_pool.connection_kwargs["port"])
+    source.close()
+    deadline = time.monotonic() + 10
+    while client.info("replication").get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica never caught up"
+        time.sleep(0.05)
+    client.close()
+    return node
+
+
+def kill(node: ManagedProcess) -> None:
+    """The replica lost (and no waiting on a graceful shutdown)."""
+    node.process.kill()
+    node.process.wait(10)
+
+
+async def send(ws, client_id: str) -> dict:
+    await send_json(ws, {"type": "message", "room": ROOM, "text": client_id,
+                         "client_id": client_id})  # fmt: skip
+    while True:
+        reply = await receive_json(ws)
+        if reply.get("client_id") == client_id and reply["type"] != "message":
+            return reply
+
+
+async def test_a_send_is_acknowledged_only_once_a_replica_has_it(strict, primary, tmp_path):
+    async with replica(strict) as (url, _):
+        alice = await v1(url, strict, "alice")
+        await join(alice, ROOM)
+
+        refused = await send(alice, "c1")  # no replica: WAIT times out
+        assert refused["type"] == "error" and refused["code"] == "unavailable", refused
+
+        node = start_replica(primary, tmp_path / "replica")
+        try:
+            again = await send(alice, "c1")  # the resend: the first write, now replicated
+            assert again["type"] == "ack" and again.get("duplicate") is True, again
+            fresh = await send(alice, "c2")
+            assert fresh["type"] == "ack" and not fresh.get("duplicate"), fresh
+            # Acknowledged means on the replica already, not eventually.
+            on_replica = redis.Redis.from_url(node.url, decode_responses=True)
+            stream = layout(strict).room_stream_key(ROOM)
+            ids = [entry_id for entry_id, _ in on_replica.xrange(stream)]
+            assert ids == [again["id"], fresh["id"]]
+            on_replica.close()
+
+            # A change too: edited with the replica up; refused once it is gone.
+            await send_json(alice, {"type": "edit", "room": ROOM, "id": fresh["id"],
+                                    "text": "edited", "client_id": "e1"})  # fmt: skip
+            edited = await receive_json(alice)
+            while edited.get("client_id") != "e1" or edited["type"] == "edit":
+                edited = await receive_json(alice)
+            assert edited["type"] == "ack", edited
+        finally:
+            kill(node)
+        await send_json(alice, {"type": "edit", "room": ROOM, "id": fresh["id"],
+                                "text": "again", "client_id": "e2"})  # fmt: skip
+        lost = await receive_json(alice)
+        while lost.get("client_id") != "e2" or lost["type"] == "edit":
+            lost = await receive_json(alice)
+        assert lost["type"] == "error" and lost["code"] == "unavailable", lost
+        await alice.close()
+
+
+async def test_a_rest_change_waits_for_a_replica_too(strict, primary, tmp_path):
+    async with replica(strict) as (url, _):
+        alice = await v1(url, strict, "alice")
+        await join(alice, ROOM)
+        node = start_replica(primary, tmp_path / "replica")
+        try:
+            sent = await send(alice, "c1")
+            assert sent["type"] == "ack", sent
+        finally:
+            kill(node)
+        await alice.close()
+    claims = Claims("id-alice", "alice", 0, 2**31, "t")
+    edit = changes.Change("edit", ROOM, sent["id"], text="over REST")
+    client, db = redis_client(strict.redis_url), database(strict)
+    with pytest.raises(UnavailableError):
+        changes.over_rest(db, client, strict, claims, edit)
+
+    node = start_replica(primary, tmp_path / "replica-2")
+    try:
+        done = changes.over_rest(db, client, strict, claims, edit)
+        assert done["message_id"] == sent["id"] and done["id"]
+    finally:
+        kill(node)
