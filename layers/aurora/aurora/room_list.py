@@ -260,7 +260,8 @@ def _copied(
     if high is not None:
         bounds["$lt"] = high
     # All of them are sorted here: SecantusDB's sort costs more than Python's.
-    order = {"sort": [("activity", -1)], "limit": wanted} if wanted else {}
+    # In one reply: by default the first holds 101 rows and a second the rest.
+    order = {"sort": [("activity", -1)], "limit": wanted} if wanted else {"batch_size": MAX_LISTED}
     found = (
         db[rooms.MEMBERSHIPS]
         .find({"user_id": user_id, "activity": bounds}, _ROW, **order)
