@@ -200,7 +200,13 @@ def run_listing(args: argparse.Namespace) -> None:
                 what = f"member of {count} rooms (last messages {args.gap_ms} ms apart)"
                 print(figures(f"GET /api/rooms first page, {what}", took))
                 print(figures(f"  the same with no first-page hint yet, {what}", without))
-                print(figures(f"  its read of the memberships alone, on SecantusDB, {what}", read))
+                print(
+                    figures(
+                        f"  reading all {count} memberships alone (what a listing reads "
+                        f"when every room was active at once), {what}",
+                        read,
+                    )
+                )
                 print(f"  that read / the whole request, p50: "
                       f"{statistics.median(read) / statistics.median(took):.2f}")  # fmt: skip
             fn.close()
