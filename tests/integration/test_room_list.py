@@ -2,15 +2,20 @@
 first whether a room's key is copied into its memberships or read from a big
 room, key-paged so that rooms moving while someone pages are never listed
 twice and the others are each listed once; deleted and left rooms never
-listed; stored memberships migrated to the new shape list the same."""
+listed; stored memberships migrated to the new shape list the same. Each
+both from the user's cached list of rooms and from their memberships (what
+a listing reads without Redis); every change to the list drops the cache."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from aurora import migrations, room_admin, room_list, rooms
-from aurora.backends import database, redis_client
-from aurora.keyspace import room_last_key, room_members_key, rooms_floor_key
+from aurora import membership, migrations, room_admin, room_list, rooms, users
+from aurora.backends import async_redis_client, database, layout, redis_client
+from aurora.drain import Drain, ensure_group, partitions_of
+from aurora.keyspace import my_rooms_key, room_last_key, room_members_key, rooms_floor_key
 from aurora.settings import Settings
 from aurora.tokens import Claims
 from tests.conftest import on_single_and_cluster
@@ -19,17 +24,37 @@ USER = Claims("u-reader", "reader", issued_at=0, expires_at=2**40, token_id="t")
 BIG = 3  # rooms of more members than this are read when listed, not copied
 
 
-@pytest.fixture
-def stores(settings: Settings):
+def emptied(settings: Settings):
     db, cache = database(settings), redis_client(settings.redis_url)
     for name in (rooms.COLLECTION, rooms.MEMBERSHIPS):
         db[name].delete_many({})
     cache.delete(
         rooms_floor_key(USER.user_id),
+        my_rooms_key(USER.user_id),
         *cache.scan_iter("aurora:roomcopied:*"),
         *cache.scan_iter("aurora:roomlast:*"),
     )
     return db, cache
+
+
+@pytest.fixture(params=["cached list", "memberships"])
+def stores(request, settings: Settings, monkeypatch):
+    if request.param == "memberships":
+        monkeypatch.setattr(room_list, "my_rooms", lambda *args: None)
+    return emptied(settings)
+
+
+@pytest.fixture
+def memberships_read(settings: Settings, monkeypatch):
+    """The listing as it reads without the cached list (no Redis for it)."""
+    monkeypatch.setattr(room_list, "my_rooms", lambda *args: None)
+    return emptied(settings)
+
+
+def changed(cache) -> None:
+    """What every writer of memberships does after MongoDB's write (the
+    tests here write them directly)."""
+    room_list.lists_changed(cache, [USER.user_id])
 
 
 def member_of(db, cache, names: list[str], *, big: tuple[str, ...] = (), stored_before=False):
@@ -48,6 +73,7 @@ def member_of(db, cache, names: list[str], *, big: tuple[str, ...] = (), stored_
     for room in names:
         others = BIG + 1 if room in big else 1
         cache.hset(room_members_key(room), mapping={f"m{i}": "member" for i in range(others)})
+    changed(cache)
 
 
 def activity(db, cache, at: dict[str, int]) -> None:
@@ -175,11 +201,12 @@ def test_deleted_and_left_rooms_are_never_listed(stores):
     # A deletion caught between its two writes, a big room and a copied one left.
     db[rooms.COLLECTION].update_one({"_id": "a1"}, {"$set": {"deleted": True}})
     db[rooms.MEMBERSHIPS].delete_many({"room": {"$in": ["a2", "a3"]}})
+    changed(cache)
     assert everything(db, cache, limit=1) == [("a0", "admin", 10)]
 
 
-def test_the_first_page_hint_never_hides_a_room(stores, monkeypatch):
-    db, cache = stores
+def test_the_first_page_hint_never_hides_a_room(memberships_read, monkeypatch):
+    db, cache = memberships_read
     monkeypatch.setattr(room_list, "FLOOR_DEPTH", 2)
     names = [f"h{i}" for i in range(8)]
     member_of(db, cache, names)
@@ -216,3 +243,103 @@ def test_stored_memberships_get_their_rooms_activity_and_list_the_same(stores):
         assert shape["m2"] is None and shape["m4"] == f"{rooms.NO_ACTIVITY}~m4"
         assert shape["m5"] == f"{rooms.activity_key(55, 0)}~m5"
         assert everything(db, cache, limit=2) == before
+
+
+# -- the cached list of rooms ------------------------------------------------------
+
+
+def names_of(db, cache, claims: Claims) -> list[tuple[str, str]]:
+    page = room_admin.listing(db, claims, scope=None, cursor=None, limit=50,
+                              max_time_ms=5000, client=cache)  # fmt: skip
+    return sorted((r["room"], r["role"]) for r in page["rooms"])
+
+
+def test_every_change_to_a_users_rooms_drops_their_cached_list(settings, app_env):
+    """Through the real writers (REST's and the drain's joins pass): after
+    each, the lister's cached list is gone, and the next listing shows it."""
+    db, cache = emptied(settings)
+    ana_id = users.create_user(db, "ana", "-")
+    ben_id = users.create_user(db, "ben", "-")
+    ana = Claims(ana_id, "ana", issued_at=0, expires_at=2**40, token_id="a")
+    ben = Claims(ben_id, "ben", issued_at=0, expires_at=2**40, token_id="b")
+    cached = my_rooms_key(ben_id)
+
+    def listed_after(change) -> list[tuple[str, str]]:
+        assert names_of(db, cache, ben) is not None  # the list is cached
+        assert cache.hget(cached, "rows") is not None
+        change()
+        assert cache.hget(cached, "rows") is None, "the change left the cached list"
+        return names_of(db, cache, ben)
+
+    private = room_admin.NewRoom(room="club", visibility="private")
+    room_admin.create(db, cache, settings, ana, private)
+    invite = room_admin.MemberChange(role="member")
+    promote = room_admin.MemberChange(role="admin")
+    assert listed_after(lambda: room_admin.put_member(db, cache, ana, "club", "ben", invite)) == [
+        ("club", "member")]  # fmt: skip
+    assert listed_after(lambda: room_admin.put_member(db, cache, ana, "club", "ben", promote)) == [
+        ("club", "admin")]  # fmt: skip
+    assert listed_after(lambda: room_admin.remove_member(db, cache, ana, "club", "ben")) == []
+    room_admin.put_member(db, cache, ana, "club", "ben", invite)
+    assert listed_after(lambda: room_admin.ban(db, cache, ana, "club", "ben")) == []
+
+    dm = room_admin.NewDirect(username="ana")
+    direct = rooms.direct_room(ana_id, ben_id)
+    assert listed_after(lambda: room_admin.open_direct(db, cache, ben, dm)) == [
+        (direct, "member")]  # fmt: skip
+    den = room_admin.NewRoom(room="den", visibility="private")
+    assert listed_after(lambda: room_admin.create(db, cache, settings, ben, den)) == [
+        ("den", "owner"), (direct, "member")]  # fmt: skip
+    assert listed_after(lambda: room_admin.delete(db, cache, ben, "den")) == [(direct, "member")]
+
+    def joined_and_drained() -> None:
+        async def join() -> None:
+            client = async_redis_client(settings.redis_url)
+            assert await membership.record_join_async(client, "lobby", ben_id, "ben")
+            await client.aclose()
+
+        asyncio.run(join())
+        ensure_group(cache)
+        drain = Drain(cache, db, consumer="joins", block_ms=10,
+                      partitions=partitions_of(layout(settings)))  # fmt: skip
+        drain.run(lambda: True, exit_when_idle=True)
+
+    assert listed_after(joined_and_drained) == [(direct, "member"), ("lobby", "member")]
+
+
+class Rows(list):
+    def max_time_ms(self, _ms: int) -> Rows:
+        return self
+
+
+class ChangedWhileRead:
+    """A database whose memberships read is followed, before the reader
+    goes on, by the user leaving `room` (as another request would)."""
+
+    def __init__(self, db, cache, room: str) -> None:
+        self.db, self.cache, self.room = db, cache, room
+
+    def __getitem__(self, name: str):
+        collection, outer = self.db[name], self
+
+        class Collection:
+            def find(self, *args, **kwargs):
+                rows = Rows(collection.find(*args, **kwargs))
+                outer.db[rooms.MEMBERSHIPS].delete_one({"room": outer.room,
+                                                        "user_id": USER.user_id})  # fmt: skip
+                changed(outer.cache)
+                return rows
+
+        return Collection()
+
+
+def test_a_change_during_the_read_that_fills_the_cache_is_never_kept(settings):
+    """The version is read before the memberships: a change landing between
+    that read and the cache's write leaves no cache, never a stale one."""
+    db, cache = emptied(settings)
+    member_of(db, cache, ["k0", "k1"])
+    seen = room_list.my_rooms(ChangedWhileRead(db, cache, "k1"), cache, USER.user_id, 5000)
+    assert sorted(row[0] for row in seen) == ["k0", "k1"]  # what that request read
+    assert cache.hget(my_rooms_key(USER.user_id), "rows") is None
+    activity(db, cache, {"k0": 10, "k1": 20})
+    assert [r[0] for r in listed(db, cache, 5)[0]] == ["k0"]

@@ -58,6 +58,7 @@ PINNED = {
     "blocks_key": (keyspace.blocks_key("u1"), "aurora:blocks:{u1}"),
     "room_lock_key": (keyspace.room_lock_key("dev"), "aurora:lock:{dev}"),
     "rooms_floor_key": (keyspace.rooms_floor_key("u1"), "aurora:roomsfloor:{u1}"),
+    "my_rooms_key": (keyspace.my_rooms_key("u1"), "aurora:myrooms:{u1}"),
     "room_copied_key": (keyspace.room_copied_key("dev"), "aurora:roomcopied:{dev}"),
     "room_last_key": (keyspace.room_last_key("dev"), "aurora:roomlast:{dev}"),
     "presence_key": (keyspace.presence_key("dev"), "aurora:presence:{dev}"),

@@ -541,6 +541,7 @@ class Drain:
             kept = {k: v for (k, v), still in zip(joins.items(), current, strict=True) if still}
             rooms.record_joins(self.db, kept)
             room_list.copy_current(self.db, self.redis, {room for room, _ in kept})
+            room_list.lists_changed(self.redis, {user_id for _, user_id in kept})
         if ids:
             pipe = self.redis.pipeline(transaction=True)
             pipe.xack(JOINS_STREAM_KEY, GROUP, *ids)

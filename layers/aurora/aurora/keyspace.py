@@ -203,6 +203,16 @@ def room_last_key(room: str) -> str:
     return f"aurora:roomlast:{{{room}}}"
 
 
+def my_rooms_key(user_id: str) -> str:
+    """Hash: the user's rooms as the listing last read them from MongoDB
+    (`rows`: JSON [[room, role, copied activity], ...]) and the version of
+    the list (`v`), raised (and `rows` dropped) whenever a room joins or
+    leaves it or the user's role changes (`aurora.room_list.lists_changed`).
+    Expires 10 minutes after its last write. Losing it costs one slower
+    listing."""
+    return f"aurora:myrooms:{{{user_id}}}"
+
+
 def rooms_floor_key(user_id: str) -> str:
     """String: an activity key at or below the top of this user's room list
     (`aurora.room_list`, a hint that bounds the first page's read). Written

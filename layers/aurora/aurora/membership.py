@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aurora import operators
+from aurora import operators, room_list
 from aurora.backends import (
     execute_then_publish,
     is_cluster,
@@ -294,10 +294,16 @@ class Mirror:
         self.room = room
 
     def _apply(
-        self, user_id: str | None, *writes: Callable[[Any], object], relist: tuple[str, ...] = ()
-    ) -> None:
+        self, user_id: str | None, *writes: Callable[[Any], object], relist: tuple[str, ...] = (),
+        changed: Sequence[str] | None = None,
+    ) -> None:  # fmt: skip
+        """`writes` and the notice in one transaction. First the cached lists
+        of rooms of `changed` (by default `relist`: the users whose lists
+        changed) are dropped, so that the listing their clients make on the
+        notice reads the new one."""
         body = notice(self.room, user_id, relist=relist)
         with redis_unavailable("Saved, but the change is not live yet: retry"):
+            room_list.lists_changed(self._client, relist if changed is None else changed)
             pipe = self._client.pipeline(transaction=True)  # the room's keys: one slot
             for write in writes:
                 write(pipe)
@@ -367,6 +373,7 @@ class Mirror:
             lambda p: p.delete(room_members_key(room), room_bans_key(room)),
             lambda p: None if is_cluster(self._client) else p.delete(window_key(room)),
             relist=told[0] if told else (),
+            changed=members,
         )
         with redis_unavailable("Saved, but the change is not live yet: retry"):
             if is_cluster(self._client):

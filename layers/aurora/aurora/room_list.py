@@ -1,4 +1,6 @@
-"""The caller's rooms newest activity first (`GET /api/rooms`), read as an
+"""The caller's rooms newest activity first (`GET /api/rooms`): the user's
+list of rooms, cached in Redis (below, "the user's list of rooms, cached"),
+ordered by the mirrors of their rooms' activity; or, without that list, an
 index range: each membership document carries its room's activity.
 
 `activity` is a copy of `"<room's last>~<room>"` (`rooms.activity_key`, 41
@@ -41,12 +43,20 @@ top of a fresh first page, and its message reached the client live.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aurora import rooms
 from aurora.backends import is_cluster, pipelined_script
-from aurora.keyspace import room_copied_key, room_last_key, room_members_key, rooms_floor_key
+from aurora.keyspace import (
+    my_rooms_key,
+    room_copied_key,
+    room_last_key,
+    room_members_key,
+    rooms_floor_key,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -172,6 +182,114 @@ def copy_current(db: Database, client: redis.Redis, joined: set[str]) -> None:
         db[rooms.MEMBERSHIPS].bulk_write(updates, ordered=False)
 
 
+# -- the user's list of rooms, cached ------------------------------------------------
+# Which rooms a user is in changes far more rarely than their order: the list
+# (room, role, copy) is kept in Redis (`keyspace.my_rooms_key`) as the last
+# full read of the user's memberships found it, and dropped by every change
+# to it (`lists_changed`, after MongoDB's write and before the notice that
+# tells the user's clients to read their rooms again). A listing then reads
+# no membership: the rooms' `last` from their mirrors orders it (one MGET),
+# and only rooms without a mirror, quiet for a day, whose copies come within
+# COPY_LAG_MS of the page's edge are read from their documents.
+
+MY_ROOMS_TTL_SECONDS = 600
+
+# KEYS: the user's cached list. ARGV: its lifetime (s).
+_LIST_CHANGED = """
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HDEL', KEYS[1], 'rows')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+# KEYS: the user's cached list. ARGV: the version read before the memberships
+# were, the rows (JSON), the lifetime (s). Kept only if no change came since.
+_KEEP_LIST = """
+if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rows', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def lists_changed(client: redis.Redis, user_ids: Iterable[str]) -> None:
+    """These users' lists of rooms changed in MongoDB (a room joined or left,
+    a role changed): their cached lists are out of date. Redis errors
+    propagate: the caller's change is retried, as its notice would be."""
+    calls = [([my_rooms_key(user_id)], [str(MY_ROOMS_TTL_SECONDS)]) for user_id in set(user_ids)]
+    if calls:
+        pipelined_script(client, _LIST_CHANGED, calls)
+
+
+def my_rooms(
+    db: Database, client: redis.Redis | None, user_id: str, max_time_ms: int
+) -> list[list[Any]] | None:
+    """The user's rooms as [room, role, copied activity]: the cached list, or
+    else every membership of the user read from MongoDB in one reply and
+    cached for the next listings, unless a change came in between (the
+    version is read first). None without Redis, or past MAX_LISTED rooms."""
+    if client is None:
+        return None
+    from redis.exceptions import RedisError
+
+    key = my_rooms_key(user_id)
+    try:
+        version, cached = client.hmget(key, ["v", "rows"])
+    except RedisError:
+        return None
+    if cached is not None:
+        return json.loads(cached)
+    found = (
+        db[rooms.MEMBERSHIPS]
+        .find({"user_id": user_id}, _ROW, limit=MAX_LISTED + 1, batch_size=MAX_LISTED + 1)
+        .max_time_ms(max_time_ms)
+    )
+    mine = [[row["room"], row["role"], row.get("activity")] for row in found]
+    if len(mine) > MAX_LISTED:
+        return None
+    with contextlib.suppress(RedisError):
+        client.eval(_KEEP_LIST, 1, key, version or "0", json.dumps(mine), MY_ROOMS_TTL_SECONDS)
+    return mine
+
+
+def _placed(
+    db: Database, client: redis.Redis | None, mine: list[list[Any]], before: str | None,
+    limit: int, max_time_ms: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The cached list's rooms below `before`, newest first, keyed by their
+    rooms' `last`: the mirror's, else the room document's where it can
+    matter (no copy, or a copy within COPY_LAG_MS of the page's edge or of
+    `before`), else the copy, which is at most COPY_LAG_MS behind it: far
+    enough below the edge that the page is the same."""
+    rows = [{"room": room, "role": role, "copied": copied} for room, role, copied in mine]
+    names = [row["room"] for row in rows]
+    lasts = dict(zip(names, _mirrored(client, names), strict=True))
+    unmirrored = [row for row in rows if lasts[row["room"]] is None]
+    keys = sorted(
+        (max(activity_of(lasts[row["room"]], row["room"]), row["copied"] or UNCOPIED)
+         if lasts[row["room"]] is not None else row["copied"]
+         for row in rows if lasts[row["room"]] is not None or row["copied"]),
+        reverse=True,
+    )  # fmt: skip
+    below = [key for key in keys if before is None or key < before]
+    reach = [lagging(below[limit])] if len(below) > limit else []
+    if before is not None:
+        reach.append(lagging(before))
+    low = min(reach) if reach else None
+
+    def unsure(copied: str | None) -> bool:
+        if not copied:
+            return True
+        return low is not None and low <= copied and (before is None or copied < before)
+
+    read = [row["room"] for row in unmirrored if unsure(row["copied"])]
+    lasts |= _stored_lasts(db, client, read, max_time_ms)
+    for row in unmirrored:
+        if lasts[row["room"]] is None and row["copied"]:
+            lasts[row["room"]] = row["copied"].partition("~")[0]
+    return _keyed(rows, lasts, before)
+
+
 # -- reading -------------------------------------------------------------------------
 # A copy lags its room by less than COPY_LAG_MS, so a room's real key is
 # within that of its copy: the rows whose copies reach down to the page's
@@ -188,6 +306,22 @@ def page(
     """(up to `limit` of the user's rooms below `before`, newest activity
     first, each `{room, role, activity, doc}` with its room document; the
     next page's cursor or None)."""
+    mine = my_rooms(db, client, user_id, max_time_ms)
+    if mine is not None:
+        rows = _placed(db, client, mine, before, limit, max_time_ms)
+    else:
+        rows = _from_memberships(db, client, user_id, before, limit, max_time_ms)
+    rows = _with_rooms(db, client, rows, before, limit, max_time_ms)
+    more = len(rows) > limit
+    return rows[:limit], rows[limit - 1]["activity"] if more else None
+
+
+def _from_memberships(
+    db: Database, client: redis.Redis | None, user_id: str, before: str | None, limit: int,
+    max_time_ms: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Without the cached list: the memberships that hold the page, read by
+    their copies (and the floor hint), ordered by their rooms' `last`."""
     floor = _floor(client, user_id) if before is None else None
     window = _window(db, user_id, before, floor, limit, max_time_ms)
     if window is None:  # rooms left since the hint was kept: it no longer holds a page
@@ -207,9 +341,7 @@ def page(
         # Copies lagging across the cursor left too few: read all below it.
         everything = _copied(db, user_id, UNCOPIED, before, 0, max_time_ms)
         rows = _ordered(db, client, everything + uncopied, before, max_time_ms)
-    rows = _with_rooms(db, client, rows, before, limit, max_time_ms)
-    more = len(rows) > limit
-    return rows[:limit], rows[limit - 1]["activity"] if more else None
+    return rows
 
 
 def lagging(key: str) -> str:
@@ -281,11 +413,28 @@ def _ordered(
     names = sorted({row["room"] for row in rows})
     lasts = dict(zip(names, _mirrored(client, names), strict=True))
     missing = [room for room, last in lasts.items() if last is None]
-    if missing:
-        found = rooms.by_ids(db, missing, {"last": 1}, max_time_ms=max_time_ms)
-        read = {d["_id"]: d.get("last", rooms.NO_ACTIVITY) for d in found}
-        raise_mirrors(client, read)
-        lasts |= read
+    lasts |= _stored_lasts(db, client, missing, max_time_ms)
+    return _keyed(rows, lasts, before)
+
+
+def _stored_lasts(
+    db: Database, client: redis.Redis | None, names: list[str], max_time_ms: int
+) -> dict[str, str]:
+    """These rooms' `last` read from their documents (rooms with none are
+    left out), and their mirrors raised to it."""
+    if not names:
+        return {}
+    found = rooms.by_ids(db, names, {"last": 1}, max_time_ms=max_time_ms)
+    read = {d["_id"]: d.get("last", rooms.NO_ACTIVITY) for d in found}
+    raise_mirrors(client, read)
+    return read
+
+
+def _keyed(
+    rows: list[dict[str, Any]], lasts: dict[str, str | None], before: str | None
+) -> list[dict[str, Any]]:
+    """These memberships keyed by their rooms' `last` ({room: last}), below
+    `before`, newest first; a room with none is not listed."""
     placed = []
     for row in rows:
         last = lasts.get(row["room"])
