@@ -22,23 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import redis
-
 from aurora.backends import async_redis_client
 from aurora.sending import Accepted, Sender
 from aurora.settings import Settings
-from local.servers import start_redis
-
-
-def attach_replica(primary_url: str, replica_url: str) -> None:
-    source, node = redis.Redis.from_url(primary_url), redis.Redis.from_url(replica_url)
-    source.config_set("repl-diskless-sync-delay", 0)
-    node.replicaof("127.0.0.1", source.connection_pool.connection_kwargs["port"])
-    deadline = time.monotonic() + 10
-    while node.info("replication").get("master_link_status") != "up":
-        if time.monotonic() > deadline:
-            raise RuntimeError("the replica never caught up")
-        time.sleep(0.05)
+from local.servers import attach_replica, start_redis
 
 
 async def run(
@@ -82,7 +69,7 @@ def main() -> None:
         primary = start_redis(Path(tmp) / "primary")
         replica = start_redis(Path(tmp) / "replica")
         try:
-            attach_replica(primary.url, replica.url)
+            attach_replica(primary, replica)
             base = Settings(env="local", redis_url=primary.url, rate_limit_messages=10**9,
                             max_backlog=10**9)  # fmt: skip
             for concurrency in (int(c) for c in args.concurrency.split(",")):

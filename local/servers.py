@@ -157,6 +157,30 @@ def start_redis(
     return ManagedProcess("redis", process, f"redis://127.0.0.1:{port}/0", data_dir / "redis.log")
 
 
+def attach_replica(primary: ManagedProcess, replica: ManagedProcess, timeout: float = 10.0) -> None:
+    """Make `replica` (a `start_redis` server) replicate `primary`, and wait
+    until the primary counts it online: only then does a WAIT count it. Its
+    first sync starts at once, not after the default 5 s."""
+    import redis
+
+    source, node = redis.Redis.from_url(primary.url), redis.Redis.from_url(replica.url)
+    try:
+        source.config_set("repl-diskless-sync-delay", 0)
+        port = node.connection_pool.connection_kwargs["port"]
+        node.replicaof("127.0.0.1", source.connection_pool.connection_kwargs["port"])
+        deadline = time.monotonic() + timeout
+        while not any(
+            isinstance(entry, dict) and entry.get("port") == port and entry.get("state") == "online"
+            for entry in source.info("replication").values()
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replica on port {port} never came online")
+            time.sleep(0.05)
+    finally:
+        source.close()
+        node.close()
+
+
 def start_mongo(data_dir: Path, port: int | None = None) -> ManagedProcess:
     """SecantusDB (MongoDB wire protocol on WiredTiger) as a standalone server,
     so pymongo does not use retryable writes against it."""

@@ -6,7 +6,6 @@ with the same client_id is answered once, under the first id."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,7 @@ from aurora.backends import database, layout, redis_client
 from aurora.errors import UnavailableError
 from aurora.settings import Settings
 from aurora.tokens import Claims
-from local.servers import ManagedProcess, start_redis
+from local.servers import ManagedProcess, attach_replica, start_redis
 from tests.integration.test_fanout_v1 import join, v1
 from tests.support.fanout import receive_json, replica, send_json
 
@@ -34,23 +33,14 @@ def primary(tmp_path) -> Iterator[ManagedProcess]:
 @pytest.fixture
 def strict(settings: Settings, primary: ManagedProcess) -> Settings:
     return dataclasses.replace(
-        settings, redis_url=primary.url, redis_replica_acks=1, redis_replica_ack_timeout_ms=200
+        settings, redis_url=primary.url, redis_replica_acks=1, redis_replica_ack_timeout_ms=500
     )
 
 
 def start_replica(primary: ManagedProcess, data_dir) -> ManagedProcess:
-    """A second redis-server replicating `primary`, once it has caught up."""
+    """A second redis-server replicating `primary`, once the primary counts it."""
     node = start_redis(data_dir)
-    source = redis.Redis.from_url(primary.url)
-    source.config_set("repl-diskless-sync-delay", 0)  # else 5 s before the first sync
-    client = redis.Redis.from_url(node.url)
-    client.replicaof("127.0.0.1", source.connection_pool.connection_kwargs["port"])
-    source.close()
-    deadline = time.monotonic() + 10
-    while client.info("replication").get("master_link_status") != "up":
-        assert time.monotonic() < deadline, "the replica never caught up"
-        time.sleep(0.05)
-    client.close()
+    attach_replica(primary, node)
     return node
 
 

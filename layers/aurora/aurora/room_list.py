@@ -265,13 +265,16 @@ def _placed(
     names = [row["room"] for row in rows]
     lasts = dict(zip(names, _mirrored(client, names), strict=True))
     unmirrored = [row for row in rows if lasts[row["room"]] is None]
-    keys = sorted(
-        (max(activity_of(lasts[row["room"]], row["room"]), row["copied"] or UNCOPIED)
-         if lasts[row["room"]] is not None else row["copied"]
-         for row in rows if lasts[row["room"]] is not None or row["copied"]),
-        reverse=True,
-    )  # fmt: skip
-    below = [key for key in keys if before is None or key < before]
+
+    def provisional(row: dict[str, Any]) -> str:
+        """Exact where mirrored; elsewhere the copy, at most COPY_LAG_MS low."""
+        last = lasts[row["room"]]
+        if last is None:
+            return row["copied"] or UNCOPIED
+        return max(activity_of(last, row["room"]), row["copied"] or UNCOPIED)
+
+    keys = (provisional(row) for row in rows)
+    below = sorted((key for key in keys if key and (before is None or key < before)), reverse=True)
     reach = [lagging(below[limit])] if len(below) > limit else []
     if before is not None:
         reach.append(lagging(before))
