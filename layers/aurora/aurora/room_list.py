@@ -128,7 +128,7 @@ def record_activity(
 ) -> None:  # fmt: skip
     """After a batch's messages are inserted: raise each room's mirror of its
     `last` (`keyspace.room_last_key`) to its newest of them, then the room
-    documents' `last` (`rooms.record_activity`), then copy each room's key
+    documents' `last` (`rooms.raise_last`), then copy each room's key
     into its memberships that hold an older one, when the last copy
     (`keyspace.room_copied_key`) is COPY_LAG_MS or more behind it: at most
     one statement per room, none for a room with no members or a fresh copy.
@@ -144,7 +144,7 @@ def record_activity(
     calls = [([room_last_key(room), room_members_key(room), room_copied_key(room)],
               [last, str(LAST_TTL_SECONDS)]) for room, last in newest.items()]  # fmt: skip
     replies = pipelined_script(client, _RAISE_LAST, calls)
-    rooms.record_activity(db, stored)
+    rooms.raise_last(db, newest)
     updates, marks = [], {}
     for (room, last), (size, copied) in zip(newest.items(), replies, strict=True):
         copied = copied or None

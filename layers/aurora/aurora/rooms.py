@@ -114,15 +114,21 @@ def newest_keys(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
 
 def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Raise each room's `last` to its newest message among these stored
-    documents; returns {room: that key}. Idempotent, and safe to run
-    concurrently; raises on failure (the drain then leaves the batch
-    unacknowledged, to be redone)."""
+    documents; returns {room: that key}."""
+    keys = newest_keys(docs)
+    raise_last(db, keys)
+    return keys
+
+
+def raise_last(db: Database, keys: dict[str, str]) -> None:
+    """Raise each room's `last` to its key ({room: key}) unless it holds a
+    newer one. Idempotent, and safe to run concurrently; raises on failure
+    (the drain then leaves the batch unacknowledged, to be redone)."""
     from pymongo import UpdateOne
     from pymongo.errors import BulkWriteError
 
-    keys = newest_keys(docs)
     if not keys:
-        return {}
+        return
     updates = [
         UpdateOne({"_id": room}, {"$max": {"last": key, "last_ts": int(key[:_WIDTH])}},
                   upsert=True)
@@ -137,7 +143,6 @@ def record_activity(db: Database, docs: Iterable[dict[str, Any]]) -> dict[str, s
         if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         db[COLLECTION].bulk_write([updates[e["index"]] for e in errors], ordered=False)
-    return keys
 
 
 # Ids per query in `by_ids`: SecantusDB matches each document against the
