@@ -10,6 +10,7 @@ import atexit
 import logging
 import sys
 import threading
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -169,47 +170,64 @@ async def run_script(client: redis.asyncio.Redis, script, keys: list[str], args:
         return await script(keys=keys, args=args)
 
 
+# A script's reply that wrote, but not yet to the replicas REDIS_REPLICA_ACKS
+# asks for: a failover now could lose it, so the caller keeps it and tries
+# again (a message's client_id is answered once).
+_NOT_REPLICATED = "Not yet safely stored; retry (a message with the same client_id)"
+
+
+def _replicated(reply: Any, acks: int, settings: Settings, wrote: Container[int]) -> Any:
+    if int(reply[0]) in wrote and acks < settings.redis_replica_acks:
+        raise UnavailableError(_NOT_REPLICATED)
+    return reply
+
+
 async def run_script_replicated(
-    client: redis.asyncio.Redis, script, keys: list[str], args: list, replicas: int,
-    timeout_ms: int,
-) -> tuple[Any, int]:  # fmt: skip
-    """`run_script`, followed on the same connection by `WAIT replicas
-    timeout_ms`: the script's reply and how many replicas have its writes
-    (WAIT counts what the connection it arrives on wrote, so the two travel
-    in one pipeline on one connection). `replicas` 0 skips the WAIT."""
+    client: redis.asyncio.Redis, script, keys: list[str], args: list, settings: Settings, *,
+    wrote: Container[int],
+) -> Any:  # fmt: skip
+    """`run_script`, followed on the same connection by a WAIT for
+    `REDIS_REPLICA_ACKS` replicas (WAIT counts what the connection it
+    arrives on wrote, so the two travel in one pipeline on one connection).
+    A reply whose kind (its first element) is in `wrote` raises
+    UnavailableError unless that many replicas have its writes. With none
+    asked for, `run_script` alone."""
+    replicas = settings.redis_replica_acks
     if replicas <= 0:
-        return await run_script(client, script, keys, args), 0
-    wait = ("WAIT", replicas, timeout_ms)
+        return await run_script(client, script, keys, args)
+    wait = ("WAIT", replicas, settings.redis_replica_ack_timeout_ms)
     if hasattr(client, "execute_in_slot_pipeline"):
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
         reply, acks = await client.execute_in_slot_pipeline(
             keys[0], [evalsha, wait], script=script.script
         )
-        return reply, int(acks)
-    async with client.pipeline(transaction=False) as pipe:
-        await script(keys=keys, args=args, client=pipe)  # loads it first if needed
-        pipe.execute_command(*wait)
-        reply, acks = await pipe.execute()
-    return reply, int(acks)
+    else:
+        async with client.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)  # loads it first if needed
+            pipe.execute_command(*wait)
+            reply, acks = await pipe.execute()
+    return _replicated(reply, int(acks), settings, wrote)
 
 
 def run_script_replicated_sync(
-    client: redis.Redis, script, keys: list[str], args: list, replicas: int, timeout_ms: int
-) -> tuple[Any, int]:
+    client: redis.Redis, script, keys: list[str], args: list, settings: Settings, *,
+    wrote: Container[int],
+) -> Any:  # fmt: skip
     """`run_script_replicated` for a synchronous client (REST functions). On
     a cluster the pipeline goes to the master owning `keys`' slot; a slot map
     out of date answers MOVED, which raises (503: the caller retries, and
     redis-py's next routed command refreshes the map)."""
+    replicas = settings.redis_replica_acks
     if replicas <= 0:
-        return script(keys=keys, args=args), 0
+        return script(keys=keys, args=args)
     target = client
     if is_cluster(client):
         target = client.get_redis_connection(client.get_node_from_key(keys[0]))
     pipe = target.pipeline(transaction=False)
     script(keys=keys, args=args, client=pipe)
-    pipe.execute_command("WAIT", replicas, timeout_ms)
+    pipe.execute_command("WAIT", replicas, settings.redis_replica_ack_timeout_ms)
     reply, acks = pipe.execute()
-    return reply, int(acks)
+    return _replicated(reply, int(acks), settings, wrote)
 
 
 def pipelined_script(

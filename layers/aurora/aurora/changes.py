@@ -359,14 +359,11 @@ def _script_call(
     return keys, args
 
 
-def _check_replicated(result: list[Any], copies: int, settings: Settings) -> None:
-    """With REDIS_REPLICA_ACKS, a change is answered (done, or nothing to do:
-    perhaps an earlier try not yet replicated) only once the replicas have
-    it. Every reply but backpressure wrote at least the rate counter, so the
-    WAIT covered the earlier try too; a retry is safe (edits and deletes are
-    idempotent, reactions explicit)."""
-    if int(result[0]) in (1, 4, 5) and copies < settings.redis_replica_acks:
-        raise UnavailableError("Not yet safely stored; retry")
+# Replies that answer the change (done, deleted, or nothing to do: perhaps an
+# earlier try not yet replicated). Each wrote at least the rate counter, so
+# with REDIS_REPLICA_ACKS the WAIT after it covers an earlier try too; a
+# retry is safe (edits and deletes converge, reactions are explicit on/off).
+_ANSWERED = (1, 4, 5)
 
 
 def _outcome(change: Change, result: list[Any], settings: Settings) -> Outcome:
@@ -424,11 +421,9 @@ class Changer:
         if change.kind == DELETE and found.deleted and not settings.redis_replica_acks:
             return Unchanged(), found
         keys, args = _script_call(settings, self._layout, change, user_id, username, found)
-        result, copies = await run_script_replicated(
-            self._redis, self._script, keys, args,
-            settings.redis_replica_acks, settings.redis_replica_ack_timeout_ms,
-        )  # fmt: skip
-        _check_replicated(result, copies, settings)
+        result = await run_script_replicated(
+            self._redis, self._script, keys, args, settings, wrote=_ANSWERED
+        )
         return _outcome(change, result, settings), found
 
 
@@ -449,11 +444,9 @@ def change_over_rest(
     if change.kind == DELETE and found.deleted and not settings.redis_replica_acks:
         return Unchanged(), found
     keys, args = _script_call(settings, layout, change, user_id, username, found)
-    result, copies = run_script_replicated_sync(
-        client, client.register_script(_CHANGE), keys, args,
-        settings.redis_replica_acks, settings.redis_replica_ack_timeout_ms,
-    )  # fmt: skip
-    _check_replicated(result, copies, settings)
+    result = run_script_replicated_sync(
+        client, client.register_script(_CHANGE), keys, args, settings, wrote=_ANSWERED
+    )
     return _outcome(change, result, settings), found
 
 

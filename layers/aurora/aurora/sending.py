@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aurora.backends import run_script_replicated
-from aurora.errors import UnavailableError
 from aurora.keyspace import SINGLE, Layout
 from aurora.messages import frame_prefix
 from aurora.settings import Settings
@@ -42,10 +41,6 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 EPHEMERAL_ID = "-"
-# The message is published and in the master's memory, but not yet on the
-# replicas REDIS_REPLICA_ACKS asks for: a failover now could lose it, so the
-# sender keeps it and resends it (the same client_id is answered once).
-_NOT_REPLICATED = "Not yet safely stored; resend with the same client_id"
 
 # KEYS: rate counter, stream partition, room window, the room's message
 #       counter, the sender's unread-excluded messages there, then the
@@ -177,14 +172,12 @@ class Sender:
         keys, args = script_call(
             self._settings, self._layout, room, user_id, username, text, client_id, attachments
         )
-        settings = self._settings
-        result, copies = await run_script_replicated(
-            self._redis, self._script, keys, args,
-            settings.redis_replica_acks, settings.redis_replica_ack_timeout_ms,
-        )  # fmt: skip
+        # Accepted and duplicate both answer with an `ack`: the replicas must
+        # have the message first (a duplicate refreshes its key: a write).
+        result = await run_script_replicated(
+            self._redis, self._script, keys, args, self._settings, wrote=(1, 2)
+        )
         kind = int(result[0])
-        if kind in (1, 2) and copies < settings.redis_replica_acks:
-            raise UnavailableError(_NOT_REPLICATED)
         if kind == 1:
             return Accepted(id=str(result[1]), frame=str(result[2]))
         if kind == 2:
