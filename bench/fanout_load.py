@@ -102,6 +102,20 @@ def still_open(port: int) -> float:
         return 1.0
 
 
+# One sender stands for many people in these benchmarks (here and
+# bench/client_rooms.py): no per-user or per-connection limit, or the limits
+# would measure themselves.
+ONE_SENDER_FOR_MANY = {
+    "RATE_LIMIT_MESSAGES": "1000000",
+    "RATE_LIMIT_CHANGES": "1000000",
+    "USER_MESSAGES_PER_SECOND": "1000000",
+    "USER_MESSAGE_BURST": "1000000",
+    "USER_BYTES_PER_WINDOW": str(2**40),
+    "INBOUND_FRAMES_PER_SECOND": "1000000",
+    "INBOUND_FRAME_BURST": "1000000",
+    "FLOOD_FRAMES_PER_SECOND": "1000000",
+}
+
 ALLOCATORS = ("jemalloc", "pymalloc", "malloc")
 
 
@@ -132,15 +146,7 @@ def start_server(
         "JWT_SECRET": SECRET,
         "FANOUT_HOST": "127.0.0.1",
         "FANOUT_PORT": str(port),
-        # One sender stands for many users here: no per-user or per-connection limit.
-        "RATE_LIMIT_MESSAGES": "1000000",
-        "RATE_LIMIT_CHANGES": "1000000",
-        "USER_MESSAGES_PER_SECOND": "1000000",
-        "USER_MESSAGE_BURST": "1000000",
-        "USER_BYTES_PER_WINDOW": str(2**40),
-        "INBOUND_FRAMES_PER_SECOND": "1000000",
-        "INBOUND_FRAME_BURST": "1000000",
-        "FLOOD_FRAMES_PER_SECOND": "1000000",
+        **ONE_SENDER_FOR_MANY,
         # Capacity is measured here, not admission (burst: 0 leaves the default).
         **({"ADMISSIONS_PER_SECOND": str(admissions)} if admissions else {}),
         "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'aurora'}",
