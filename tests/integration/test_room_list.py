@@ -343,3 +343,18 @@ def test_a_change_during_the_read_that_fills_the_cache_is_never_kept(settings):
     assert cache.hget(my_rooms_key(USER.user_id), "rows") is None
     activity(db, cache, {"k0": 10, "k1": 20})
     assert [r[0] for r in listed(db, cache, 5)[0]] == ["k0"]
+
+
+def test_a_user_in_more_rooms_than_the_cache_holds_is_listed_from_memberships(
+    settings, monkeypatch
+):
+    """Past MAX_LISTED the list is not cached, and that is remembered: the
+    next listings read the memberships at once, with the same answer."""
+    db, cache = emptied(settings)
+    monkeypatch.setattr(room_list, "MAX_LISTED", 3)
+    member_of(db, cache, ["o0", "o1", "o2", "o3"])
+    activity(db, cache, {"o0": 10, "o1": 20, "o2": 30, "o3": 40})
+    first = everything(db, cache, limit=2)
+    assert cache.hget(my_rooms_key(USER.user_id), "rows") == "null"
+    assert everything(db, cache, limit=2) == first
+    assert [r[0] for r in first] == ["o3", "o2", "o1", "o0"]

@@ -205,7 +205,8 @@ def room_last_key(room: str) -> str:
 
 def my_rooms_key(user_id: str) -> str:
     """Hash: the user's rooms as the listing last read them from MongoDB
-    (`rows`: JSON [[room, role, copied activity], ...]) and the version of
+    (`rows`: JSON [[room, role, copied activity], ...], or null for a user
+    in more rooms than the listing caches) and the version of
     the list (`v`), raised (and `rows` dropped) whenever a room joins or
     leaves it or the user's role changes (`aurora.room_list.lists_changed`).
     Expires 10 minutes after its last write. Losing it costs one slower

@@ -227,7 +227,8 @@ def my_rooms(
     """The user's rooms as [room, role, copied activity]: the cached list, or
     else every membership of the user read from MongoDB in one reply and
     cached for the next listings, unless a change came in between (the
-    version is read first). None without Redis, or past MAX_LISTED rooms."""
+    version is read first). None without Redis, or past MAX_LISTED rooms
+    (which is cached too)."""
     if client is None:
         return None
     from redis.exceptions import RedisError
@@ -244,9 +245,10 @@ def my_rooms(
         .find({"user_id": user_id}, _ROW, limit=MAX_LISTED + 1, batch_size=MAX_LISTED + 1)
         .max_time_ms(max_time_ms)
     )
-    mine = [[row["room"], row["role"], row.get("activity")] for row in found]
+    mine: list[list[Any]] | None = [[row["room"], row["role"], row.get("activity")]
+                                    for row in found]  # fmt: skip
     if len(mine) > MAX_LISTED:
-        return None
+        mine = None  # kept as such (JSON null): the next listings go straight to the memberships
     with contextlib.suppress(RedisError):
         client.eval(_KEEP_LIST, 1, key, version or "0", json.dumps(mine), MY_ROOMS_TTL_SECONDS)
     return mine
