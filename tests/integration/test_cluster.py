@@ -487,28 +487,34 @@ async def _reshard_under_traffic(fast, client, lay, room, masters, moves) -> Non
                     if quiet.is_set():
                         return
                     client_id = f"c{i}"
+                    asked = time.monotonic()
                     await send_json(alice, {"type": "message", "room": room,
                                             "text": f"m{i}", "client_id": client_id})  # fmt: skip
                     reply = await receive_json(alice, timeout=15)
                     while reply.get("client_id") != client_id or reply["type"] == "message":
                         reply = await receive_json(alice, timeout=15)
+                    spans.append((asked, time.monotonic()))
                     if reply["type"] == "ack":
                         acked[client_id] = reply["id"]
                     else:
                         refused.append(reply)
                     await asyncio.sleep(0.005)
 
+            spans: list[tuple[float, float]] = []  # each send: asked, answered
             listener = asyncio.create_task(listen())
             talker = asyncio.create_task(talk())
             await eventually(lambda: len(acked) >= 20, "sends before the reshard")
-            before = len(acked)
+            started = time.monotonic()
             moved = await asyncio.gather(
                 *(asyncio.to_thread(move_slot, masters, *move, pause=0.02) for move in moves)
             )
-            during = len(acked) - before
-            await eventually(lambda: len(acked) >= before + during + 20, "sends after it")
+            ended, after = time.monotonic(), len(acked)
+            await eventually(lambda: len(acked) >= after + 20, "sends after it")
             quiet.set()
             await talker  # its last send answered
+            # Sends in flight while the slots moved (a send that met a split
+            # slot waits for the move to end, so it is answered after it).
+            during = sum(asked < ended and answered > started for asked, answered in spans)
             await eventually(lambda: set(acked) <= set(live), "every message at bob", 10)
             listener.cancel()
             assert alice.close_code is None and bob.close_code is None
