@@ -120,6 +120,26 @@ def assert_in_id_order_once(ids: list[str]) -> None:
     assert keys == sorted(set(keys)), "messages out of id order, or shown twice"
 
 
+def settled(page: Page) -> None:
+    """A few frames gone by: what the page does over its next frames is done."""
+    page.evaluate(
+        "() => new Promise((done) => { let frames = 5;"
+        " const tick = () => (frames-- > 0 ? requestAnimationFrame(tick) : done());"
+        " tick(); })"
+    )
+
+
+def place(item) -> dict:
+    """Where `item` is on the screen (what the reader sees move), with its
+    list's place and scroll to tell why, if it moved."""
+    return item.evaluate(
+        "item => { const list = item.closest('ol, ul');"
+        " return { on_screen: item.getBoundingClientRect().top,"
+        " list_top: list.getBoundingClientRect().top, scroll_top: list.scrollTop,"
+        " items: list.children.length }; }"
+    )
+
+
 def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_stack) -> None:
     """Scrolling to the top reads the page before, keeps what the reader
     looks at in place, shows each stored message once, in id order, and says
@@ -132,6 +152,10 @@ def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_s
     status = page.locator("#history-status")
     beginning = "This is the beginning of #general."
     messages = page.locator("#messages .message")
+    # The reader starts once the newest page is in and has settled (it goes
+    # in over a few frames, scrolled to its end as it does).
+    expect(messages).to_have_count(50, timeout=WAIT_MS)
+    settled(page)
     steps, steady = 0, False
     while status.text_content() != beginning:
         count = messages.count()
@@ -145,7 +169,7 @@ def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_s
             " return Array.from(list.querySelectorAll('.message'))"
             ".find((m) => m.getBoundingClientRect().bottom > top); }"
         )
-        top = first.evaluate("item => item.getBoundingClientRect().top")
+        top = place(first)
         if steps % 2:
             page.locator("#load-older").click()
         wait_until(
@@ -155,8 +179,9 @@ def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_s
         )
         if messages.count() > count:  # the message that was at the top stays where it was
             page.wait_for_timeout(100)
-            moved = first.evaluate("item => item.getBoundingClientRect().top") - top
-            assert abs(moved) < 2, (steps, moved)
+            now = place(first)
+            moved = now["on_screen"] - top["on_screen"]
+            assert abs(moved) < 2, (steps, moved, top, now)
             steady = True
         steps += 1
         assert steps < 20, "scrollback never reached the beginning"
