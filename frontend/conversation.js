@@ -4,7 +4,7 @@
 // "Jump to newest".
 
 import { switchDraft } from "./composer.js";
-import { backToNewest, showHistoryOf } from "./history.js";
+import { backToNewest, scrolled, showHistoryOf } from "./history.js";
 import { DEFAULT_ROOM } from "./protocol.js";
 import { arrange, mentions, scrollToEnd, trimMessages } from "./render.js";
 import {
@@ -155,6 +155,8 @@ function onScroll(event) {
   if (!state || event.target !== state.list) return;
   // The reader's scroll, not the page's own: at the newest or not.
   if (Math.abs(state.list.scrollTop - state.autoTop) > 1) state.stuck = !state.tail && atNewest(state.list);
+  // Then, and only then, more history: what it changes is the page's own.
+  scrolled(state);
   updateJump(state);
   readIfAtNewest(state);
   noteShown();

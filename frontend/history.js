@@ -27,28 +27,23 @@ import { $ } from "./ui.js";
 const loadOlderButton = $("load-older");
 const retryGapButton = $("retry-gap");
 const status = $("history-status");
-const lists = $("lists"); // where the shown room's list is
 const NEAR_TOP_PX = 600; // scrolled this close to the top, the page before is read
 
 export function initHistory() {
   loadOlderButton.addEventListener("click", () => active() && loadOlder(active()));
   retryGapButton.addEventListener("click", () => active() && fillGap(active()));
-  // Infinite scroll: near the top of the list, the page before is read; near
-  // its end, when the newest were dropped, the page after (scroll events do
-  // not bubble; a capturing listener sees every list's).
-  lists.addEventListener(
-    "scroll",
-    (event) => {
-      const state = active();
-      if (!state || event.target !== state.list) return;
-      const list = state.list;
-      if (list.scrollTop < NEAR_TOP_PX) loadOlder(state);
-      else if (state.tail && list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_TOP_PX) {
-        loadNewer(state);
-      }
-    },
-    { capture: true, passive: true },
-  );
+}
+
+// Infinite scroll, on each scroll of the shown list once the conversation has
+// told the reader's scrolls from the page's own: near the top of the list,
+// the page before is read; near its end, when the newest were dropped, the
+// page after.
+export function scrolled(state) {
+  const list = state.list;
+  if (list.scrollTop < NEAR_TOP_PX) loadOlder(state);
+  else if (state.tail && list.scrollHeight - list.scrollTop - list.clientHeight < NEAR_TOP_PX) {
+    loadNewer(state);
+  }
 }
 
 // The room shows now: its bar, and its newest page if nothing is shown yet.
@@ -289,12 +284,25 @@ async function fillGap(state) {
 function updateHistoryBar() {
   const state = active();
   const history = state ? state.history : { end: true, loading: false, gap: null };
-  loadOlderButton.hidden = history.end;
-  loadOlderButton.disabled = history.loading;
-  retryGapButton.hidden = !history.gap || history.filling;
+  changingBar(() => {
+    loadOlderButton.hidden = history.end;
+    loadOlderButton.disabled = history.loading;
+    retryGapButton.hidden = !history.gap || history.filling;
+  });
 }
 
 function showHistoryStatus(message, error = false) {
-  status.textContent = message;
-  status.classList.toggle("status-error", error);
+  changingBar(() => {
+    status.textContent = message;
+    status.classList.toggle("status-error", error);
+  });
+}
+
+// The bar sits above the list, and changes height when a button shows or
+// hides or a status comes or goes (on a phone it wraps under the button):
+// what the reader is looking at in the list below stays where it is.
+function changingBar(change) {
+  const state = active();
+  if (state) keepingScroll(state, change);
+  else change();
 }

@@ -402,11 +402,14 @@ function firstInView(items, top) {
   return items[low];
 }
 
+let keeping = null; // the list whose place a keepingScroll is holding now
+
 // Insert messages without moving what the reader is looking at: the first
-// item in view stays where it is on the screen.
+// item in view stays where it is on the screen. One called inside another
+// for the same list leaves it to the outer one, which sees every change.
 export function keepingScroll(state, insert) {
   const list = state.list;
-  if (!list.isConnected) {
+  if (!list.isConnected || keeping === list) {
     insert();
     return;
   }
@@ -415,7 +418,12 @@ export function keepingScroll(state, insert) {
   // while older messages of that day go in below it.
   const anchor = firstInView(list.querySelectorAll(".message"), top);
   const before = anchor && anchor.getBoundingClientRect().top;
-  insert();
+  keeping = list;
+  try {
+    insert();
+  } finally {
+    keeping = null;
+  }
   if (!anchor) return;
   // Again over the next frames: images and fonts may still settle sizes above it.
   const hold = (frames) => {

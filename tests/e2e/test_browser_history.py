@@ -140,13 +140,22 @@ def place(item) -> dict:
     )
 
 
-def test_scrolling_up_loads_older_messages_once_each_in_order(open_page, local_stack) -> None:
+# On a phone the bar above the list wraps its status under its button, so
+# each status that comes or goes changes the bar's height.
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 1280, "height": 800}, {"width": 360, "height": 740}],
+    ids=["desktop", "phone"],
+)
+def test_scrolling_up_loads_older_messages_once_each_in_order(
+    open_page, local_stack, viewport
+) -> None:
     """Scrolling to the top reads the page before, keeps what the reader
     looks at in place, shows each stored message once, in id order, and says
     when it has reached the beginning; Load older messages does the same."""
     texts = [f"old {i} {uuid.uuid4().hex}" for i in range(120)]  # over two pages of 50
     write(local_stack, texts)
-    page = open_page()
+    page = open_page(viewport=viewport)
     register(page, unique("reader"))
     expect(message(page, texts[-1])).to_have_count(1, timeout=WAIT_MS)
     status = page.locator("#history-status")
