@@ -111,6 +111,10 @@ class ConnectionLimit:
         finally:
             self._flushing = None
 
+    def under_way(self) -> list[asyncio.Future]:
+        """The batch of releases still running, if any."""
+        return [self._flushing] if self._flushing is not None else []
+
     async def release_all(self) -> None:
         """Give back every lease this replica holds (on shutdown: the clients
         told to reconnect elsewhere must find their slots free)."""

@@ -4,8 +4,9 @@ nothing of the server's lifecycle."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,3 +50,7 @@ class Replica:
     access: RoomAccess
     # Who is online in which room: the snapshot a join writes after `joined`.
     presence: Presence
+    # Redis work a connection leaves running when it closes (its last typing
+    # `false`): the server lets it end before closing its Redis client, which
+    # a command sent after would open again, with nothing left to close it.
+    lingering: set[asyncio.Task] = field(default_factory=set)

@@ -286,6 +286,11 @@ class FanoutServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # What closing connections left running against Redis ends first: a
+        # command sent after the client closes would open it again.
+        lingering = [*self.replica.lingering, *self.limit.under_way()]
+        if lingering:
+            await asyncio.wait(lingering, timeout=5)
         await self.subscriber.close()
         self.replica.attachments.close()
         await self.redis.aclose()

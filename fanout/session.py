@@ -216,7 +216,9 @@ class Session:
                 if not replica.hub.is_member(connection, room):
                     return p.error_frame("not_joined", f"Join {room!r} first")
                 if self._typing is None:
-                    self._typing = TypingRelay(self._publish_typing, settings.typing_interval_ms)
+                    self._typing = TypingRelay(
+                        self._publish_typing, settings.typing_interval_ms, replica.lingering
+                    )
                 await self._typing.update(room, typing)
                 return None
             case p.Ping():

@@ -39,11 +39,13 @@ class TypingRelay:
 
     __slots__ = ("_interval", "_publish", "_rooms", "_tasks")
 
-    def __init__(self, publish: Publish, interval_ms: int) -> None:
+    def __init__(self, publish: Publish, interval_ms: int, tasks: set[asyncio.Task]) -> None:
         self._publish = publish
         self._interval = interval_ms / 1000
         self._rooms: dict[str, _Room] = {}
-        self._tasks: set[asyncio.Task] = set()  # held sends under way
+        # Held and last sends under way, in a set the replica shares: they may
+        # outlive the connection, and the replica waits for them when it stops.
+        self._tasks = tasks
 
     async def update(self, room: str, typing: bool) -> None:
         """The client says it is (not) typing in `room`: relay it now if the

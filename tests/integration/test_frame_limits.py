@@ -63,6 +63,37 @@ async def test_leaving_a_room_while_typing_tells_the_room_it_stopped(settings):
     assert after["type"] == "typing" and after["user"] == "alice" and after["typing"] is False
 
 
+async def test_a_stopping_replica_closes_redis_only_after_a_closing_connection_s_last_typing(
+    settings,
+):
+    """A connection closed by a stopping replica while others see it typing
+    sends a last `false`; the replica closes its Redis client after that
+    send, not before (a command after the close opens the client again,
+    and nothing closes it)."""
+    order: list[str] = []
+    async with replica(settings) as (url, server):
+        alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
+        await join(alice, "dev")
+        await join(bob, "dev")
+        await send_json(alice, {"type": "typing", "room": "dev", "typing": True})
+        assert (await receive_json(bob))["typing"] is True
+        sender, aclose = server.replica.sender, server.redis.aclose
+        publish = sender.publish_ephemeral
+
+        async def slow_publish(room: str, frame: str) -> None:
+            await asyncio.sleep(1.0)  # longer than the rest of the stop takes
+            await publish(room, frame)
+            order.append("last typing sent")
+
+        async def recorded_aclose() -> None:
+            order.append("redis closed")
+            await aclose()
+
+        sender.publish_ephemeral = slow_publish
+        server.redis.aclose = recorded_aclose
+    assert order[:2] == ["last typing sent", "redis closed"]
+
+
 async def test_frames_over_the_connection_limit_get_rate_limited_and_the_connection_stays(
     settings,
 ):
