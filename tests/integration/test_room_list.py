@@ -17,6 +17,7 @@ from aurora.backends import async_redis_client, database, layout, redis_client
 from aurora.drain import Drain, ensure_group, partitions_of
 from aurora.keyspace import my_rooms_key, room_last_key, room_members_key, rooms_floor_key
 from aurora.settings import Settings
+from aurora.stream import StreamEntry
 from aurora.tokens import Claims
 from tests.conftest import on_single_and_cluster
 
@@ -358,3 +359,40 @@ def test_a_user_in_more_rooms_than_the_cache_holds_is_listed_from_memberships(
     assert cache.hget(my_rooms_key(USER.user_id), "rows") == "null"
     assert everything(db, cache, limit=2) == first
     assert [r[0] for r in first] == ["o3", "o2", "o1", "o0"]
+
+
+def test_a_join_queued_during_a_drain_pass_is_stored_before_its_senders_message(settings):
+    """A sender's join is queued before its message. One that lands while a
+    pass is under way (after the pass began, before it read the message) is
+    stored no later than the message: once the message is in history, the
+    room is in the sender's listing."""
+    db, cache = emptied(settings)
+    ana_id = users.create_user(db, "ana", "-")
+    ana = Claims(ana_id, "ana", issued_at=0, expires_at=2**40, token_id="t")
+    lay = layout(settings)
+    ensure_group(cache)
+    drain = Drain(cache, db, consumer="joins", block_ms=10, partitions=partitions_of(lay))
+    read, store_many, listed_when_stored = drain._read, drain._store_many, []
+
+    def joined_and_sent_meanwhile(part, *, block_ms):
+        if not listed_when_stored and cache.hget(room_members_key("porch"), ana_id) is None:
+
+            async def join() -> None:
+                client = async_redis_client(settings.redis_url)
+                try:
+                    assert await membership.record_join_async(client, "porch", ana_id, "ana")
+                finally:
+                    await client.aclose()
+
+            asyncio.run(join())
+            entry = StreamEntry(id="0-0", room="porch", user_id=ana_id, username="ana", text="hi")
+            cache.xadd(lay.room_stream_key("porch"), entry.fields())
+        return read(part, block_ms=block_ms)
+
+    def storing(work) -> None:
+        listed_when_stored.append(names_of(db, cache, ana))
+        store_many(work)
+
+    drain._read, drain._store_many = joined_and_sent_meanwhile, storing
+    drain.run(lambda: True, exit_when_idle=True)
+    assert listed_when_stored == [[("porch", "member")]]

@@ -221,7 +221,6 @@ class Drain:
                 self._reclaim(part)
             self._store_joins(reclaim=True)
             while keep_going():
-                self._store_joins()
                 # One round: at most a batch of each partition, stored together.
                 work = []
                 for part in self.partitions:
@@ -230,6 +229,10 @@ class Drain:
                     batch = self._read(part, block_ms=None)
                     if batch:
                         work.append((part, batch, {}))
+                # Joins are read after the messages: a sender's join was queued
+                # before its message, so it is stored no later than the message
+                # (a room listed once its message is in history).
+                self._store_joins()
                 if work:
                     self._store_many(work)
                 for part in self.partitions:
@@ -259,12 +262,14 @@ class Drain:
             by_stream = {part.stream: part for part in self.partitions}
             work = [(by_stream[stream], batch, {}) for stream, batch in reply or [] if batch]
             if work:
+                self._store_joins()  # their senders' joins first, as in a round
                 self._store_many(work)
             return
         part = self.partitions[self._waits % len(self.partitions)]
         self._waits += 1
         batch = self._read(part, block_ms=max(1, min(self.block_ms, CLUSTER_WAIT_MS)))
         if batch:
+            self._store_joins()
             self._store(part, batch)
 
     def _housekeeping(self, part: Partition) -> None:
