@@ -49,13 +49,19 @@ async def test_typing_is_coalesced_to_one_frame_a_second_and_the_final_state_arr
     assert len(seen) <= 2 + int(took)
 
 
+async def typing_in_dev(url: str, settings):
+    """Alice and Bob in `dev`, Bob having seen Alice start typing."""
+    alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
+    await join(alice, "dev")
+    await join(bob, "dev")
+    await send_json(alice, {"type": "typing", "room": "dev", "typing": True})
+    assert (await receive_json(bob))["typing"] is True
+    return alice, bob
+
+
 async def test_leaving_a_room_while_typing_tells_the_room_it_stopped(settings):
     async with replica(settings) as (url, _):
-        alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
-        await join(alice, "dev")
-        await join(bob, "dev")
-        await send_json(alice, {"type": "typing", "room": "dev", "typing": True})
-        assert (await receive_json(bob))["typing"] is True
+        alice, bob = await typing_in_dev(url, settings)
         await send_json(alice, {"type": "leave", "room": "dev"})
         after = await receive_json(bob)
         await alice.close()
@@ -72,11 +78,7 @@ async def test_a_stopping_replica_closes_redis_only_after_a_closing_connection_s
     and nothing closes it)."""
     order: list[str] = []
     async with replica(settings) as (url, server):
-        alice, bob = await v1(url, settings, "alice"), await v1(url, settings, "bob")
-        await join(alice, "dev")
-        await join(bob, "dev")
-        await send_json(alice, {"type": "typing", "room": "dev", "typing": True})
-        assert (await receive_json(bob))["typing"] is True
+        alice, bob = await typing_in_dev(url, settings)
         sender, aclose = server.replica.sender, server.redis.aclose
         publish = sender.publish_ephemeral
 
