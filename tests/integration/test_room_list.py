@@ -372,7 +372,7 @@ def test_a_join_queued_during_a_drain_pass_is_stored_before_its_senders_message(
     lay = layout(settings)
     ensure_group(cache)
     drain = Drain(cache, db, consumer="joins", block_ms=10, partitions=partitions_of(lay))
-    read, store_many, listed_when_stored = drain._read, drain._store_many, []
+    read, store_round, listed_when_stored = drain._read, drain._store_round, []
 
     def joined_and_sent_meanwhile(part, *, block_ms):
         if not listed_when_stored and cache.hget(room_members_key("porch"), ana_id) is None:
@@ -389,10 +389,10 @@ def test_a_join_queued_during_a_drain_pass_is_stored_before_its_senders_message(
             cache.xadd(lay.room_stream_key("porch"), entry.fields())
         return read(part, block_ms=block_ms)
 
-    def storing(work) -> None:
+    def storing(work) -> None:  # the messages' write
         listed_when_stored.append(names_of(db, cache, ana))
-        store_many(work)
+        store_round(work)
 
-    drain._read, drain._store_many = joined_and_sent_meanwhile, storing
+    drain._read, drain._store_round = joined_and_sent_meanwhile, storing
     drain.run(lambda: True, exit_when_idle=True)
     assert listed_when_stored == [[("porch", "member")]]

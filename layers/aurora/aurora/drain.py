@@ -229,12 +229,10 @@ class Drain:
                     batch = self._read(part, block_ms=None)
                     if batch:
                         work.append((part, batch, {}))
-                # Joins are read after the messages: a sender's join was queued
-                # before its message, so it is stored no later than the message
-                # (a room listed once its message is in history).
-                self._store_joins()
                 if work:
                     self._store_many(work)
+                else:
+                    self._store_joins()  # joins with no message after them yet
                 for part in self.partitions:
                     self._housekeeping(part)
                 if not work:
@@ -262,14 +260,12 @@ class Drain:
             by_stream = {part.stream: part for part in self.partitions}
             work = [(by_stream[stream], batch, {}) for stream, batch in reply or [] if batch]
             if work:
-                self._store_joins()  # their senders' joins first, as in a round
                 self._store_many(work)
             return
         part = self.partitions[self._waits % len(self.partitions)]
         self._waits += 1
         batch = self._read(part, block_ms=max(1, min(self.block_ms, CLUSTER_WAIT_MS)))
         if batch:
-            self._store_joins()
             self._store(part, batch)
 
     def _housekeeping(self, part: Partition) -> None:
@@ -378,7 +374,12 @@ class Drain:
         """Store the batches of several partitions with one insert_many (one
         database round trip per round, however many partitions had entries),
         apply their changes, then acknowledge each partition's batch in its
-        own transaction."""
+        own transaction.
+
+        The joins queued so far are stored first: a sender's join is queued
+        before their message, so it is stored no later than the message (a
+        room is in its sender's listing once its message is in history)."""
+        self._store_joins()
         try:
             self._store_round(work)
         except BaseException:
