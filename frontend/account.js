@@ -6,7 +6,7 @@
 
 import { PASSWORD_MAX, PASSWORD_MIN } from "./config.js";
 import { request } from "./rest.js";
-import { currentSession, endSession, replaceSession } from "./session.js";
+import { currentSession, endSession, markSignedOut, replaceSession } from "./session.js";
 import { $ } from "./ui.js";
 
 const openButton = $("account");
@@ -103,9 +103,11 @@ async function logoutEverywhere(dialogParts) {
   if (!session) return;
   show(dialogParts.everywhereError, "");
   setBusy(dialogParts, true);
+  const unmark = await markSignedOut(session); // before the server closes this browser's other tabs
   try {
     await request("POST", "/api/auth/logout", { token: session.token, body: { everywhere: true } });
   } catch (failure) {
+    unmark();
     // Unlike a plain logout, the point is the other devices: say it did not happen.
     show(dialogParts.everywhereError, `Could not log out everywhere: ${failure.message}`);
     setBusy(dialogParts, false);

@@ -44,10 +44,12 @@ import {
   endSession,
   expired,
   forgetSession,
+  markSignedOut,
   saveSession,
   scheduleRefresh,
   isOwn,
   setSessionHooks,
+  SIGNED_OUT_ELSEWHERE,
   storedSession,
   useToken,
 } from "./session.js";
@@ -126,12 +128,14 @@ function leaveSession(message) {
 
 async function logout() {
   const session = currentSession();
-  const token = session && session.token;
   endSession("");
-  if (!token) return;
+  if (!session) return;
+  // Before the server closes the other tabs' sockets; never taken back, as
+  // this tab has forgotten the session whatever the server answers.
+  await markSignedOut(session);
   try {
     // Revokes this access token and its refresh token on every server at once.
-    await request("POST", "/api/auth/logout", { token });
+    await request("POST", "/api/auth/logout", { token: session.token });
   } catch {
     // Already invalid, or the server is unreachable: the page forgot it anyway.
   }
@@ -142,7 +146,7 @@ function onSessionStored() {
   const stored = storedSession();
   const current = currentSession();
   if (!stored) {
-    if (current) leaveSession("You were signed out in another tab.");
+    if (current) leaveSession(SIGNED_OUT_ELSEWHERE);
   } else if (!current) {
     startSession(stored);
   } else if (stored.username !== current.username) {

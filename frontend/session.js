@@ -7,6 +7,9 @@ import { readStorage, SESSION_KEY, writeStorage } from "./storage.js";
 
 const REFRESH_LOCK = "aurora.refresh"; // held by the one tab (of this origin) refreshing
 const ROTATED_LOCK = "aurora.rotated:"; // + a refresh token a tab has rotated (see markRotated)
+const SIGNED_OUT_LOCK = "aurora.signed-out:"; // + the refresh token of a session logged out of
+
+export const SIGNED_OUT_ELSEWHERE = "You were signed out in another tab.";
 
 let session = null; // {token, refreshToken, issuedAt, expiresAt, username}
 let userId = null; // from `ready`: tells our own messages from others'
@@ -164,7 +167,12 @@ async function doRefresh(before) {
   try {
     data = await postJSON("/api/auth/refresh", { refresh_token: before.refreshToken });
   } catch (error) {
-    return error.status === 400 || error.status === 401 ? "invalid" : "unavailable";
+    if (error.status !== 400 && error.status !== 401) return "unavailable";
+    if (session === before && (await lockHeld(SIGNED_OUT_LOCK + before.refreshToken))) {
+      endSession(SIGNED_OUT_ELSEWHERE);
+      return "stale";
+    }
+    return "invalid";
   }
   if (session !== before) return "stale"; // logged out meanwhile
   useToken(sessionFrom(data));
@@ -196,13 +204,31 @@ export function replaceSession(call) {
 // tab that rotates a refresh token also holds a lock named after it (until
 // the tab closes), and a tab that sees that lock waits for storage to catch up.
 function markRotated(refreshToken) {
-  if (!navigator.locks) return undefined;
+  return holdLock(ROTATED_LOCK + refreshToken); // never released
+}
+
+// This tab logs out of `s`; call it before the server revokes the session.
+// The server then closes every tab's socket, and the refresh each tab tries is
+// refused; storage may not yet have told those tabs (see markRotated), but
+// this lock does, so they say they were signed out rather than that it ended.
+// Resolves to a function that takes the mark back (the logout failed).
+export function markSignedOut(s) {
+  if (!s.refreshToken) return Promise.resolve(() => {}); // no refresh to tell
+  return holdLock(SIGNED_OUT_LOCK + s.refreshToken);
+}
+
+// Resolves, once the lock is held, to the function that releases it.
+function holdLock(name) {
+  if (!navigator.locks) return Promise.resolve(() => {});
   return new Promise((granted) => {
-    navigator.locks.request(ROTATED_LOCK + refreshToken, () => {
-      granted();
-      return new Promise(() => {}); // held for the tab's lifetime
-    });
+    navigator.locks.request(name, () => new Promise((release) => granted(release)));
   });
+}
+
+async function lockHeld(name) {
+  if (!navigator.locks) return false;
+  const { held } = await navigator.locks.query();
+  return held.some((lock) => lock.name === name);
 }
 
 // The stored session, if it no longer holds `refreshToken` (another tab
@@ -213,8 +239,7 @@ async function rotatedSession(refreshToken) {
     return stored && stored.refreshToken !== refreshToken ? stored : null;
   };
   if (rotated() || !navigator.locks) return rotated();
-  const { held } = await navigator.locks.query();
-  if (!held.some((lock) => lock.name === ROTATED_LOCK + refreshToken)) return null;
+  if (!(await lockHeld(ROTATED_LOCK + refreshToken))) return null;
   for (let waited = 0; !rotated() && waited < STORAGE_LAG_MS; waited += 50) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -15,6 +15,7 @@ from tests.support.browser import (
     PASSWORD,
     WAIT_MS,
     header,
+    hearing_storage_late,
     me,
     message,
     register,
@@ -479,3 +480,20 @@ def test_signing_in_or_out_in_one_tab_does_so_in_every_tab(open_page, local_stac
     assert first.evaluate("localStorage.length") == 0
     # The page forgets the session at once, then revokes it on the server.
     wait_until(first, lambda: me(local_stack, token).status_code == 401, "the token still works")
+
+
+def test_a_tab_that_storage_tells_late_still_says_it_was_signed_out(open_page, local_stack) -> None:
+    """Chromium tells the other tabs of a storage write late, so the server's
+    close (4001) can reach a tab before it: the refresh it then tries is
+    refused, and the tab still says it was signed out in another tab."""
+    first = open_page()
+    hold_storage_events = hearing_storage_late(first)
+    second = open_page(beside=first)
+    register(first, unique("lee"))
+    expect(second.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    hold_storage_events()
+
+    second.click("#logout")
+    expect(first.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+    expect(first.locator("#auth-error")).to_have_text("You were signed out in another tab.")
+    assert first.evaluate("localStorage.length") == 0

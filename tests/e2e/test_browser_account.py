@@ -13,11 +13,13 @@ from tests.support.browser import (
     PASSWORD,
     WAIT_MS,
     expect,
+    hearing_storage_late,
     me,
     message,
     register,
     say,
     session_token,
+    signed_out_locks,
     unique,
 )
 
@@ -111,3 +113,29 @@ def test_log_out_everywhere_signs_out_every_browser_of_the_user_and_no_one_else(
     assert [me(local_stack, token).status_code for token in tokens] == [401, 401]
     expect(bob.locator("#status")).to_have_attribute("data-state", "online")
     assert me(local_stack, session_token(bob)).status_code == 200
+
+
+def test_log_out_everywhere_tells_this_browsers_other_tabs_why_even_before_storage_does(
+    open_page, local_stack
+) -> None:
+    """The server closes every socket of the user before it answers; a tab of
+    the same browser that storage tells late still says it was signed out in
+    another tab. A logout everywhere that fails takes that word back."""
+    laptop = open_page()
+    hold_storage_events = hearing_storage_late(laptop)
+    laptop_tab = open_page(beside=laptop)
+    register(laptop, unique("alice"))
+    expect(laptop_tab.locator("#status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+    laptop_tab.route("**/api/auth/logout", lambda route: route.abort())
+    dialog = open_account(laptop_tab)
+    dialog.get_by_role("button", name="Log out everywhere").click()
+    expect(dialog.get_by_text("Could not log out everywhere")).to_be_visible(timeout=WAIT_MS)
+    assert signed_out_locks(laptop) == []
+    laptop_tab.unroute("**/api/auth/logout")
+
+    hold_storage_events()
+    dialog.get_by_role("button", name="Log out everywhere").click()
+    expect(laptop.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+    expect(laptop.locator("#auth-error")).to_have_text("You were signed out in another tab.")
+    expect(laptop_tab.locator("#auth-error")).to_have_text("You logged out everywhere.")

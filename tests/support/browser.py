@@ -65,6 +65,27 @@ def session_token(page: Page) -> str:
     return stored_session(page)["token"]
 
 
+def hearing_storage_late(page: Page) -> Callable[[], None]:
+    """Reloads `page` able to hold back the storage events that tell it of the
+    other tabs' writes, as Chromium may deliver them late; answers the call
+    that starts holding them. (Listeners on one target run in the order they
+    were added: this one, added before the page's own, can stop the event.)"""
+    page.context.add_init_script(
+        """addEventListener("storage", (event) => {
+            if (window.storageLate) event.stopImmediatePropagation();
+        });"""
+    )
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+    return lambda: page.evaluate("window.storageLate = true")
+
+
+def signed_out_locks(page: Page) -> list[str]:
+    """The locks the page's tabs hold to tell each other of a logout."""
+    held = page.evaluate("navigator.locks.query().then(({ held }) => held.map((l) => l.name))")
+    return [name for name in held if name.startswith("aurora.signed-out:")]
+
+
 def me(local_stack: dict, token: str) -> httpx.Response:
     return httpx.get(
         local_stack["api_url"] + "/api/auth/me",
