@@ -415,6 +415,7 @@ def test_search_finds_a_message_ignoring_case_and_says_when_nothing_matches(
 def test_history_requests_renew_a_refused_token(open_page, local_stack) -> None:
     """A 401 from the history API goes through the page's refresh, and the
     request is made again with the new token; a 503 leaves a way to retry."""
+    write(local_stack, [f"older {i} {uuid.uuid4().hex}" for i in range(60)])  # over a page
     page = open_page()
     register(page, unique("renew"))
     old_token = session_token(page)
