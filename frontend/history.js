@@ -300,13 +300,9 @@ function showHistoryStatus(message, error = false) {
 
 // The bar sits above the list, and changes height when a button shows or
 // hides or a status comes or goes (on a phone it wraps under the button):
-// the list below stays at its newest if it was, and otherwise what the
-// reader is looking at stays where it is.
+// what the reader is looking at stays where it is.
 function changingBar(change) {
   const state = active();
-  if (!state) change();
-  else if (state.stuck) {
-    change();
-    scrollToEnd(state);
-  } else keepingScroll(state, change);
+  if (state) keepingScroll(state, change);
+  else change();
 }

@@ -404,19 +404,22 @@ function firstInView(items, top) {
 
 let keeping = null; // the list whose place a keepingScroll is holding now
 
-// Insert messages without moving what the reader is looking at: the first
-// item in view stays where it is on the screen. One called inside another
-// for the same list leaves it to the outer one, which sees every change.
+// Insert messages without moving what the reader is looking at: a list at
+// its newest stays at its newest (anything above it may change height), and
+// otherwise the first item in view stays where it is on the screen. One
+// called inside another for the same list leaves it to the outer one, which
+// sees every change.
 export function keepingScroll(state, insert) {
   const list = state.list;
   if (!list.isConnected || keeping === list) {
     insert();
     return;
   }
+  const stuck = state.stuck;
   const top = list.getBoundingClientRect().top;
   // A message, not a divider: a divider stays at the top of its day
   // while older messages of that day go in below it.
-  const anchor = firstInView(list.querySelectorAll(".message"), top);
+  const anchor = !stuck && firstInView(list.querySelectorAll(".message"), top);
   const before = anchor && anchor.getBoundingClientRect().top;
   keeping = list;
   try {
@@ -424,6 +427,7 @@ export function keepingScroll(state, insert) {
   } finally {
     keeping = null;
   }
+  if (stuck) scrollToEnd(state);
   if (!anchor) return;
   // Again over the next frames: images and fonts may still settle sizes above it.
   const hold = (frames) => {

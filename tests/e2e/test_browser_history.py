@@ -290,7 +290,8 @@ def held_reactions(page: Page, message_id: str) -> int:
 def test_a_long_absence_is_filled_in_order_without_duplicates(open_page, local_stack) -> None:
     """A page that was offline while more messages were sent than the resume
     window holds shows, once back, every one it missed, once, in id order:
-    those beyond the window read from the history API."""
+    those beyond the window read from the history API. A reader who was at
+    the newest is still there once they have gone in above it."""
     page = open_page()
     lines, new_lines = route_through_lines(page, local_stack["ws_url"])
     register(page, unique("away"))
@@ -325,6 +326,8 @@ def test_a_long_absence_is_filled_in_order_without_duplicates(open_page, local_s
     shown = page.locator("#messages .message .text").all_text_contents()
     assert [t for t in shown if t in missed] == missed
     assert any(f"after={last_seen}" in url for url in asked)
+    below = "list => list.scrollHeight - list.scrollTop - list.clientHeight"
+    wait_until(page, lambda: page.locator("#messages").evaluate(below) < 2, "not at the newest")
 
 
 def test_a_send_stored_while_the_page_was_away_is_not_sent_again(open_page, local_stack) -> None:
