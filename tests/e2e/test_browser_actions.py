@@ -210,21 +210,27 @@ def test_two_people_edit_react_and_delete_from_the_message_actions(open_page, sc
 
 
 def test_a_direct_message_goes_sent_delivered_read_and_unread_counts_are_the_servers(
-    open_page,
+    open_page, local_stack
 ) -> None:
     """Ana writes to Ben: her message shows Sent, Delivered once his page has
     it, Read once he has seen it. His unread count comes from the server: a
     fresh browser shows it, and once read it stays cleared across a reload."""
     ana_name, ben_name = unique("ana"), unique("ben")
     ana, ben = open_page(), open_page()
+    ben_lines, _ = route_through_lines(ben, local_stack["ws_url"])
     register(ana, ana_name)
     register(ben, ben_name)
     open_direct(ana, ben, ben_name)
+    # Until Ana has seen Sent, nothing reaches Ben's page: the server pushes
+    # him the new room, and his page would join it and confirm her messages.
+    ben_line = wait_for_lines(ben, ben_lines, 1)
+    ben_line.hold = True
     texts = [f"just us {n} {uuid.uuid4().hex}" for n in range(2)]
     for text in texts:
         say(ana, text)
     last = message(ana, texts[1])
     expect(last.locator(".receipt-state")).to_have_text("Sent", timeout=WAIT_MS)
+    ben_line.release()
 
     # Ben's tab comes into view: the listing brings the direct room, with
     # both messages unread; his page has them: delivered.
